@@ -1,0 +1,145 @@
+"""The engine's configuration: environment variables, or the same names as flags.
+
+The Go engine's variable names are kept where they exist (``GO_API_PORT``,
+``SOCKET_PATH``); everything of ours is ``ENGINE_<NAME>``. ``python -m audio_engine
+--help`` lists every setting with its variable and default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
+
+__all__ = ["EngineSettings"]
+
+
+def _go_name(name: str) -> AliasChoices:
+    return AliasChoices(name.lower(), name)
+
+
+class EngineSettings(BaseSettings):
+    """Every knob of the engine process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENGINE_",
+        extra="ignore",
+        cli_prog_name="python -m audio_engine",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+    )
+
+    go_api_port: int = Field(
+        DEFAULT_API_PORT,
+        ge=0,
+        le=65535,
+        validation_alias=_go_name("GO_API_PORT"),
+        description="HTTP control API port [env GO_API_PORT]",
+    )
+    api_host: str = Field(
+        "127.0.0.1",
+        description="address the HTTP API binds to [env ENGINE_API_HOST]",
+    )
+    socket_path: Path = Field(
+        Path(DEFAULT_SOCKET_PATH),
+        validation_alias=_go_name("SOCKET_PATH"),
+        description="Unix socket that carries audio packets and events [env SOCKET_PATH]",
+    )
+    max_sessions: int = Field(
+        1000,
+        ge=1,
+        description="most sessions held at once; a play beyond it is refused with 429 "
+        "[env ENGINE_MAX_SESSIONS]",
+    )
+    max_resolutions: int = Field(
+        8,
+        ge=1,
+        description="most URL resolutions/source opens running at once; more wait "
+        "[env ENGINE_MAX_RESOLUTIONS]",
+    )
+    resolve_timeout: float = Field(
+        20.0,
+        gt=0,
+        description="seconds allowed to resolve a URL with yt-dlp [env ENGINE_RESOLVE_TIMEOUT]",
+    )
+    open_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds allowed to open a media source [env ENGINE_OPEN_TIMEOUT]",
+    )
+    read_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds a source read may block before it counts as broken "
+        "[env ENGINE_READ_TIMEOUT]",
+    )
+    source_retries: int = Field(
+        3,
+        ge=0,
+        description="times a broken source is reopened from its position before the "
+        "session fails [env ENGINE_SOURCE_RETRIES]",
+    )
+    stuck_threshold: float = Field(
+        10.0,
+        gt=0,
+        description="seconds without a new frame from the source before a playing "
+        "session is declared stuck and ended [env ENGINE_STUCK_THRESHOLD]",
+    )
+    idle_timeout: float = Field(
+        1800.0,
+        gt=0,
+        description="seconds after which a session nobody touched through the API is "
+        "removed [env ENGINE_IDLE_TIMEOUT]",
+    )
+    max_body_bytes: int = Field(
+        16 * 1024,
+        ge=256,
+        description="largest accepted HTTP request body [env ENGINE_MAX_BODY_BYTES]",
+    )
+    max_url_length: int = Field(
+        4096,
+        ge=16,
+        description="longest accepted media URL [env ENGINE_MAX_URL_LENGTH]",
+    )
+    opus_complexity: int = Field(
+        10,
+        ge=0,
+        le=10,
+        description="libopus encoder complexity, 0 (fastest) to 10 (best) "
+        "[env ENGINE_OPUS_COMPLEXITY]",
+    )
+    codec_workers: int = Field(
+        os.cpu_count() or 1,
+        ge=1,
+        description="threads decoding and encoding audio (default: the core count) "
+        "[env ENGINE_CODEC_WORKERS]",
+    )
+    io_workers: int = Field(
+        64,
+        ge=1,
+        description="threads reading sources, which may block on the network "
+        "[env ENGINE_IO_WORKERS]",
+    )
+    consumer_queue_bytes: int = Field(
+        1024 * 1024,
+        ge=64 * 1024,
+        description="bytes a socket consumer may have queued before its audio is "
+        "dropped [env ENGINE_CONSUMER_QUEUE_BYTES]",
+    )
+    consumer_stall_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="seconds a consumer may stay over its queue limit before it is "
+        "disconnected [env ENGINE_CONSUMER_STALL_SECONDS]",
+    )
+    shutdown_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds allowed for a graceful shutdown [env ENGINE_SHUTDOWN_TIMEOUT]",
+    )
+    log_level: str = Field("INFO", description="log level [env ENGINE_LOG_LEVEL]")
+    log_json: bool = Field(False, description="write logs as JSON lines [env ENGINE_LOG_JSON]")

@@ -1,0 +1,68 @@
+"""The gateway's configuration: environment variables, or the same names as flags.
+
+Shared names with the engine keep their Go spelling (``GO_API_PORT``,
+``SOCKET_PATH``) so one environment configures both processes; the rest is
+``GATEWAY_<NAME>``, and the Discord token is the conventional ``DISCORD_TOKEN``.
+``python -m gateway --help`` lists every setting with its variable and default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
+
+__all__ = ["GatewaySettings"]
+
+
+def _plain_name(name: str) -> AliasChoices:
+    return AliasChoices(name.lower(), name)
+
+
+class GatewaySettings(BaseSettings):
+    """Every knob of the gateway process (router, playground and bot)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        extra="ignore",
+        cli_prog_name="python -m gateway",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+    )
+
+    go_api_port: int = Field(
+        DEFAULT_API_PORT,
+        ge=1,
+        le=65535,
+        validation_alias=_plain_name("GO_API_PORT"),
+        description="port of the engine's HTTP API on engine_host [env GO_API_PORT]",
+    )
+    engine_host: str = Field(
+        "127.0.0.1", description="host of the engine's HTTP API [env GATEWAY_ENGINE_HOST]"
+    )
+    socket_path: Path = Field(
+        Path(DEFAULT_SOCKET_PATH),
+        validation_alias=_plain_name("SOCKET_PATH"),
+        description="the engine's Unix socket [env SOCKET_PATH]",
+    )
+    host: str = Field(
+        "127.0.0.1", description="address the playground binds to [env GATEWAY_HOST]"
+    )
+    port: int = Field(
+        8080, ge=0, le=65535, description="playground HTTP port [env GATEWAY_PORT]"
+    )
+    discord_token: SecretStr | None = Field(
+        None,
+        validation_alias=_plain_name("DISCORD_TOKEN"),
+        description="Discord bot token; the bot starts only when it is set [env DISCORD_TOKEN]",
+    )
+    log_level: str = Field("INFO", description="log level [env GATEWAY_LOG_LEVEL]")
+    log_json: bool = Field(False, description="write logs as JSON lines [env GATEWAY_LOG_JSON]")
+
+    @property
+    def engine_url(self) -> str:
+        """Base URL of the engine's HTTP API."""
+        return f"http://{self.engine_host}:{self.go_api_port}"

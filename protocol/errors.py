@@ -1,0 +1,39 @@
+"""Errors raised by the protocol package, split by who broke the rules.
+
+``RemoteProtocolError`` means the bytes we were given cannot be part of a valid
+stream (the peer is broken or we lost sync); ``LocalProtocolError`` means our own
+code asked for something the wire format cannot express. Any other exception
+escaping this package is a bug in it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidSessionId",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+]
+
+
+class ProtocolError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to build or send something the wire format does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The byte stream we received violates the wire format.
+
+    A decoder that raised this refuses further input: framing is lost, so the
+    connection must be closed and a fresh decoder used for the next one.
+    """
+
+
+class InvalidSessionId(LocalProtocolError, ValueError):
+    """A session id is not 1-24 bytes of printable ASCII without spaces.
+
+    ``str(error)`` says what is wrong in words fit for an HTTP error body.
+    """
