@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,11 @@ class EngineSettings(BaseSettings):
         Path(DEFAULT_SOCKET_PATH),
         validation_alias=_go_name("SOCKET_PATH"),
         description="Unix socket that carries audio packets and events [env SOCKET_PATH]",
+    )
+    socket_mode: str = Field(
+        "660",
+        pattern=r"^0?[0-7]{3}$",
+        description="permissions of the socket file, octal [env ENGINE_SOCKET_MODE]",
     )
     max_sessions: int = Field(
         1000,
@@ -112,6 +118,11 @@ class EngineSettings(BaseSettings):
         description="libopus encoder complexity, 0 (fastest) to 10 (best) "
         "[env ENGINE_OPUS_COMPLEXITY]",
     )
+    opus_encoder: Literal["opuslib", "pyav"] = Field(
+        "opuslib",
+        description="libopus binding used to encode: opuslib (system libopus, faster in "
+        "bench/opus_encode.py) or pyav (FFmpeg's wrapper) [env ENGINE_OPUS_ENCODER]",
+    )
     codec_workers: int = Field(
         os.cpu_count() or 1,
         ge=1,
@@ -143,3 +154,8 @@ class EngineSettings(BaseSettings):
     )
     log_level: str = Field("INFO", description="log level [env ENGINE_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env ENGINE_LOG_JSON]")
+
+    @property
+    def socket_mode_bits(self) -> int:
+        """``socket_mode`` as permission bits."""
+        return int(self.socket_mode, 8)

@@ -33,6 +33,7 @@ def write_tone(
     frequency: float,
     seconds: float,
     *,
+    then: tuple[float, float] | None = None,
     rate: int | None = None,
     layout: str = "stereo",
     amplitude: float = 0.5,
@@ -41,7 +42,7 @@ def write_tone(
     """Write a sine tone to *path*; the container and codec follow its suffix.
 
     mp3 defaults to 44.1 kHz (a resampling source); ogg/webm hold 48 kHz Opus
-    (a passthrough source).
+    (a passthrough source). *then* = (frequency, seconds) appends a second tone.
     """
     container_format, codec = _CONTAINERS[path.suffix.lstrip(".")]
     if rate is None:
@@ -59,12 +60,15 @@ def write_tone(
             rate=rate,
             frame_size=frame_size,
         )
-        total = int(rate * seconds)
+        switch = int(rate * seconds)
+        total = switch + (int(rate * then[1]) if then else 0)
         block = rate // 10
         for start in range(0, total, block):
             count = min(block, total - start)
-            t = (np.arange(start, start + count) / rate).astype(np.float64)
-            wave = (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+            index = np.arange(start, start + count)
+            t = (index / rate).astype(np.float64)
+            tone = np.where(index < switch, frequency, then[0] if then else frequency)
+            wave = (amplitude * np.sin(2 * np.pi * tone * t)).astype(np.float32)
             planes = np.ascontiguousarray(np.tile(wave, (channels, 1)))
             frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
             frame.sample_rate = rate

@@ -1,0 +1,228 @@
+"""The engine's Unix socket server: every connected consumer gets every message.
+
+Each consumer's queue is its transport's write buffer, bounded by an explicit
+policy instead of ``drain()`` (the clock must never wait on anyone):
+
+* under the limit, a tick's batch is written whole, in one ``write``;
+* over the limit, the tick's audio is dropped for that consumer (counted) and
+  only its event lines are written, so ``ready``/``finished``/``error`` still
+  arrive in order;
+* over the limit for longer than ``stall_seconds``, the consumer is disconnected
+  (counted, logged): it is not reading at all.
+
+A consumer that connects while sessions are streaming is first sent those
+sessions' Ogg header pages, so its demuxers start cleanly mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from audio_engine.metrics import EngineMetrics
+
+__all__ = ["Consumer", "ConsumerHub", "SocketInUse"]
+
+log = logging.getLogger(__name__)
+
+
+class SocketInUse(RuntimeError):
+    """Another process is already serving on the configured socket path."""
+
+
+class Consumer(asyncio.Protocol):
+    """One connected reader of the socket."""
+
+    def __init__(self, hub: ConsumerHub, name: str) -> None:
+        self.hub = hub
+        self.name = name
+        self.transport: asyncio.WriteTransport | None = None
+        #: Header packets still owed to this consumer, sent before its next batch.
+        self.pending_prefix = b""
+        self.over_since: float | None = None
+        self.dropped_batches = 0
+        self.bytes_written = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self.transport = transport
+        self.pending_prefix = self.hub.prefix_for_new_consumer()
+        self.hub.attach(self)
+
+    def data_received(self, data: bytes) -> None:
+        # Consumers only read (a Go consumer never writes); ignore anything sent.
+        return
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.hub.detach(self, exc)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes written but not yet taken by the peer."""
+        return self.transport.get_write_buffer_size() if self.transport else 0
+
+    def send(self, batch: bytes, events: bytes, audio_packets: int, now: float) -> None:
+        """Write one tick's messages, applying the drop policy (module docstring)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() <= self.hub.queue_limit:
+            self.over_since = None
+            if self.pending_prefix:
+                batch = self.pending_prefix + batch
+                self.pending_prefix = b""
+            transport.write(batch)
+            self.bytes_written += len(batch)
+            return
+        if self.over_since is None:
+            self.over_since = now
+            log.warning("consumer %s is not keeping up; dropping its audio", self.name)
+        self.dropped_batches += 1
+        self.hub.metrics.frames_dropped.labels("consumer_queue_full").inc(audio_packets)
+        if events:
+            transport.write(events)
+        if now - self.over_since > self.hub.stall_seconds:
+            log.warning(
+                "consumer %s stalled for %.1f s; disconnecting",
+                self.name, now - self.over_since,
+            )
+            self.hub.metrics.consumer_disconnects.labels("stalled").inc()
+            transport.abort()
+
+    def send_now(self, data: bytes) -> None:
+        """Write out-of-tick event lines (never dropped while connected)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+
+class ConsumerHub:
+    """Accepts consumers on a Unix socket and fans each tick's bytes out to them.
+
+    Args:
+        metrics: where drops and disconnects are counted.
+        queue_limit: bytes a consumer may have queued before its audio is dropped.
+        stall_seconds: how long a consumer may stay over the limit before it is
+            disconnected.
+        prefix: returns the header packets a newly connected consumer needs.
+        clock: monotonic time source.
+    """
+
+    def __init__(
+        self,
+        metrics: EngineMetrics,
+        *,
+        queue_limit: int,
+        stall_seconds: float,
+        prefix: Callable[[], bytes] = lambda: b"",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self.queue_limit = queue_limit
+        self.stall_seconds = stall_seconds
+        self._prefix = prefix
+        self._clock = clock
+        self._consumers: dict[str, Consumer] = {}
+        self._names = itertools.count(1)
+        self._server: asyncio.AbstractServer | None = None
+        self._path: Path | None = None
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        """The consumers connected now."""
+        return list(self._consumers.values())
+
+    def set_prefix(self, prefix: Callable[[], bytes]) -> None:
+        """Set the function that builds a new consumer's header packets."""
+        self._prefix = prefix
+
+    def prefix_for_new_consumer(self) -> bytes:
+        """Header packets for a consumer that just connected."""
+        return self._prefix()
+
+    def attach(self, consumer: Consumer) -> None:
+        """Register a connected consumer."""
+        self._consumers[consumer.name] = consumer
+        log.info("consumer %s connected (%d connected)", consumer.name, len(self._consumers))
+
+    def detach(self, consumer: Consumer, exc: Exception | None) -> None:
+        """Forget a consumer whose connection closed."""
+        if self._consumers.pop(consumer.name, None) is not None:
+            log.info(
+                "consumer %s disconnected%s (%d connected)", consumer.name,
+                f": {exc}" if exc else "", len(self._consumers),
+            )
+
+    async def start(self, path: Path, mode: int = 0o660) -> None:
+        """Listen on *path*, replacing a stale socket file.
+
+        Raises:
+            SocketInUse: if a live server answers on *path*, or *path* exists and
+                is not a socket (we never delete a regular file).
+        """
+        _clear_stale_socket(path)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(
+            lambda: Consumer(self, f"c{next(self._names)}"), str(path), backlog=64
+        )
+        self._path = path
+        os.chmod(path, mode)
+        log.info("listening on %s (mode %o)", path, mode)
+
+    def broadcast(self, parts: list[bytes], events: list[bytes], audio_packets: int) -> None:
+        """Send one tick's messages (already in order) to every consumer."""
+        if not self._consumers or not parts:
+            return
+        batch = b"".join(parts)
+        event_bytes = b"".join(events)
+        now = self._clock()
+        for consumer in tuple(self._consumers.values()):
+            consumer.send(batch, event_bytes, audio_packets, now)
+
+    def send_event(self, line: bytes) -> None:
+        """Send an event line outside a tick (stop, replace, early error)."""
+        for consumer in tuple(self._consumers.values()):
+            consumer.send_now(line)
+
+    async def close(self) -> None:
+        """Stop accepting, flush what each consumer can take, close, unlink. Idempotent."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for consumer in tuple(self._consumers.values()):
+            if consumer.transport is not None:
+                consumer.transport.close()
+        self._consumers.clear()
+        if self._path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._path.unlink()
+            self._path = None
+
+
+def _clear_stale_socket(path: Path) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise SocketInUse(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listening: stale
+        return
+    finally:
+        probe.close()
+    raise SocketInUse(f"another engine is already serving on {path}")

@@ -1,0 +1,243 @@
+"""The engine process: its parts, how they start, and how they stop.
+
+``Engine`` wires the session manager, the consumer hub (Unix socket), the
+resolver and the worker pools, and runs the single 20 ms clock. ``serve`` adds the
+HTTP API (uvicorn) and signal handling:
+
+shutdown order, under ``shutdown_timeout``: stop accepting HTTP and socket
+connections, end every session (``finished`` events go out), close the consumer
+connections after flushing, remove the socket file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import uvicorn
+
+from audio_engine.api import create_app
+from audio_engine.clock import TickSchedule, run_clock
+from audio_engine.consumers import ConsumerHub
+from audio_engine.manager import ManagerLimits, SessionManager
+from audio_engine.metrics import EngineMetrics
+from audio_engine.resolver import Resolver
+from audio_engine.session import SessionState
+from audio_engine.settings import EngineSettings
+
+__all__ = ["Engine", "serve"]
+
+log = logging.getLogger(__name__)
+
+try:
+    _VERSION = version("audiogate")
+except PackageNotFoundError:  # running from a source tree without installing
+    _VERSION = "0.0.0"
+
+
+def _rss_megabytes() -> float:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        import resource  # noqa: PLC0415 - fallback off Linux only
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Engine:
+    """Everything of one engine except its HTTP server."""
+
+    version = _VERSION
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.metrics = EngineMetrics()
+        self.metrics.sessions_gauge.set(settings.max_sessions)
+        self.io_pool = ThreadPoolExecutor(settings.io_workers, thread_name_prefix="engine-io")
+        self.codec_pool = ThreadPoolExecutor(
+            settings.codec_workers, thread_name_prefix="engine-codec"
+        )
+        self.resolve_pool = ThreadPoolExecutor(
+            settings.max_resolutions, thread_name_prefix="engine-resolve"
+        )
+        self.hub = ConsumerHub(
+            self.metrics,
+            queue_limit=settings.consumer_queue_bytes,
+            stall_seconds=settings.consumer_stall_seconds,
+        )
+        self.resolver = Resolver(
+            self.resolve_pool,
+            timeout=settings.resolve_timeout,
+            max_concurrent=settings.max_resolutions,
+        )
+        self.manager = SessionManager(
+            hub=self.hub,
+            resolver=self.resolver,
+            io_pool=self.io_pool,
+            codec_pool=self.codec_pool,
+            metrics=self.metrics,
+            limits=ManagerLimits(
+                max_sessions=settings.max_sessions,
+                idle_timeout=settings.idle_timeout,
+                stuck_threshold=settings.stuck_threshold,
+                source_retries=settings.source_retries,
+                opus_complexity=settings.opus_complexity,
+                opus_encoder=settings.opus_encoder,
+                open_timeout=settings.open_timeout,
+                read_timeout=settings.read_timeout,
+            ),
+        )
+        self.metrics.watch(self._snapshot)
+        self.started_at = time.monotonic()
+        self._schedule: TickSchedule | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    async def start(self) -> None:
+        """Listen on the socket and start the clock and the idle reaper.
+
+        Raises:
+            SocketInUse: if another engine serves the socket path.
+        """
+        await self.hub.start(self.settings.socket_path, self.settings.socket_mode_bits)
+        loop = asyncio.get_running_loop()
+        self._schedule = TickSchedule(loop.time())
+        self._spawn(run_clock(self._tick, schedule=self._schedule), "clock")
+        self._spawn(self._reap_idle(), "idle-reaper")
+
+    def _tick(self, index: int, lateness: float) -> None:
+        slipped = self._schedule.slipped if self._schedule else 0
+        self.manager.tick(index, lateness)
+        if self._schedule is not None and self._schedule.slipped != slipped:
+            self.metrics.clock_slips.inc(self._schedule.slipped - slipped)
+
+    async def _reap_idle(self) -> None:
+        interval = min(60.0, self.settings.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.manager.reap_idle()
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("engine task %s died", task.get_name(), exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """End sessions, stop the clock, close the socket. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.manager.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hub.close()
+        for pool in (self.io_pool, self.codec_pool, self.resolve_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- statistics ----------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, object]:
+        sessions = self.manager.sessions
+        return {
+            "sessions_by_state": dict(self.manager.counts()),
+            "consumers": len(self.hub.consumers),
+            "consumer_queues": {c.name: c.queued_bytes for c in self.hub.consumers},
+            "passthrough": sum(1 for s in sessions if s.live and s.passthrough),
+        }
+
+    def health(self) -> dict[str, Any]:
+        """``/health``: the Go engine's fields first, then ours."""
+        sessions = self.manager.sessions
+        live = [s for s in sessions if s.live]
+        playing = [s for s in live if s.status is SessionState.STREAMING]
+        return {
+            "status": "ok",
+            "uptime_seconds": int(time.monotonic() - self.started_at),
+            "ram_mb": f"{_rss_megabytes():.2f}",
+            "sessions_active": len(live),
+            "sessions_playing": len(playing),
+            "engine": "audiogate",
+            "version": self.version,
+            "sessions_total": len(sessions),
+            "sessions_by_state": dict(self.manager.counts()),
+            "passthrough_sessions": sum(1 for s in live if s.passthrough),
+            "consumers": len(self.hub.consumers),
+            "ticks": self.manager.ticks,
+            "clock_slipped_ticks": self._schedule.slipped if self._schedule else 0,
+            "frames_sent": self.manager.total_frames_sent,
+            "underruns": self.manager.total_underruns,
+            "max_sessions": self.settings.max_sessions,
+            "cpu_seconds": round(time.process_time(), 3),
+        }
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the engine owns SIGTERM/SIGINT so
+    that HTTP, sessions and the socket shut down in one order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+async def serve(settings: EngineSettings, *, stop: asyncio.Event | None = None) -> None:
+    """Run the engine until SIGTERM/SIGINT (or *stop* is set), then shut down in
+    order under ``shutdown_timeout``."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    engine = Engine(settings)
+    await engine.start()
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.api_host, settings.go_api_port))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(engine),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout / 2)),
+    )
+    server = _Server(config)
+    http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    log.info(
+        "engine %s ready: http://%s:%d, socket %s, %d codec workers",
+        engine.version, settings.api_host, port, settings.socket_path, settings.codec_workers,
+    )
+    print(f"ENGINE READY http://{settings.api_host}:{port} {settings.socket_path}",
+          file=sys.stderr, flush=True)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({http, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down")
+    server.should_exit = True
+    try:
+        async with asyncio.timeout(settings.shutdown_timeout):
+            await asyncio.gather(http, return_exceptions=True)
+            await engine.stop()
+    except TimeoutError:
+        log.error("shutdown took longer than %.1f s; exiting anyway", settings.shutdown_timeout)
+    finally:
+        waiter.cancel()
+        sock.close()
+        await engine.hub.close()  # idempotent: the socket file goes even after a timeout
+        log.info("engine stopped")

@@ -1,0 +1,425 @@
+"""The session manager: the engine's registry of sessions and its 20 ms tick.
+
+Every API operation and every tick runs on the event loop thread, so sessions
+need no locks. Each session has its own producer task; the tick takes one frame
+from every playing session and hands the whole batch to the consumer hub in one
+write per consumer. Nothing here waits on a session: an empty ring is an
+underrun of that session only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+
+from audio_engine.consumers import ConsumerHub
+from audio_engine.formats import OutputFormat
+from audio_engine.metrics import EngineMetrics
+from audio_engine.producer import ProducerContext, run_producer
+from audio_engine.resolver import Resolver
+from audio_engine.session import PlayRequest, Session, SessionState
+from audio_engine.source import MediaSource, SourceOptions
+from protocol import SAMPLE_RATE, Event, EventType, encode_event_line, encode_packet
+
+__all__ = ["ManagerLimits", "NotPlayable", "SessionManager", "TooManySessions"]
+
+log = logging.getLogger(__name__)
+
+
+class TooManySessions(Exception):
+    """A play would exceed the session limit."""
+
+
+class NotPlayable(Exception):
+    """The operation needs a live session (seek on an ended one, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerLimits:
+    """The manager's knobs, from the engine settings."""
+
+    max_sessions: int = 1000
+    idle_timeout: float = 1800.0
+    stuck_threshold: float = 10.0
+    source_retries: int = 3
+    opus_complexity: int = 10
+    opus_encoder: str = "opuslib"
+    open_timeout: float = 10.0
+    read_timeout: float = 5.0
+
+
+class SessionManager:
+    """Owns every session, its producer task, and the per-tick emission."""
+
+    def __init__(
+        self,
+        *,
+        hub: ConsumerHub,
+        resolver: Resolver,
+        io_pool: Executor,
+        codec_pool: Executor,
+        metrics: EngineMetrics,
+        limits: ManagerLimits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._hub = hub
+        self._io_pool = io_pool
+        self._metrics = metrics
+        self._limits = limits
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        #: Sessions the tick visits: live ones whose ``ready`` is due or sent.
+        self._playing: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: set[Future[None]] = set()
+        self._context = ProducerContext(
+            resolver=resolver,
+            io_pool=io_pool,
+            codec_pool=codec_pool,
+            events=self,
+            options=self._source_options,
+            retries=limits.source_retries,
+        )
+        self.ticks = 0
+        self.total_underruns = 0
+        self.total_frames_sent = 0
+        hub.set_prefix(self.header_prefix)
+
+    # -- queries -----------------------------------------------------------------
+
+    def get(self, session_id: str) -> Session | None:
+        """The session with this id, if any (live or ended)."""
+        return self._sessions.get(session_id)
+
+    @property
+    def sessions(self) -> list[Session]:
+        """Every session held, in creation order."""
+        return list(self._sessions.values())
+
+    def counts(self) -> Counter[str]:
+        """Sessions by reported state."""
+        return Counter(s.status.value for s in self._sessions.values())
+
+    def header_prefix(self) -> bytes:
+        """Header packets of every session already streaming Ogg pages, for a
+        consumer that joins now."""
+        return b"".join(
+            encode_packet(s.id, s.writer.header_pages)
+            for s in self._playing.values()
+            if s.headers_sent and s.writer is not None and not s.ended
+        )
+
+    # -- API operations ------------------------------------------------------------
+
+    def play(self, session_id: str, request: PlayRequest) -> Session:
+        """Start (or replace) *session_id*'s stream. Returns at once; resolution
+        runs in the session's producer.
+
+        Raises:
+            TooManySessions: when the live session limit is reached.
+        """
+        now = self._clock()
+        old = self._sessions.get(session_id)
+        live = sum(1 for s in self._sessions.values() if s.live and s is not old)
+        if live >= self._limits.max_sessions:
+            raise TooManySessions(
+                f"too many sessions: the limit of {self._limits.max_sessions} is reached"
+            )
+        if old is not None:
+            self._send_now(self._end(old, replaced=True))
+            del self._sessions[session_id]
+        session = Session(session_id, request, serial=secrets.randbits(32), now=now)
+        self._sessions[session_id] = session
+        session.producer = self._spawn(run_producer(session, self._context))
+        self._metrics.plays.labels(request.output.value).inc()
+        session.log.info(
+            "play %s (%s%s)", request.url, request.output.value,
+            f", from {request.start_at:g} s" if request.start_at else "",
+        )
+        return session
+
+    def stop(self, session_id: str) -> None:
+        """Stop and forget *session_id* (``finished`` if it had started). Unknown
+        ids are fine."""
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self._send_now(self._end(session, stopped=True))
+            session.log.info("stopped")
+
+    def pause(self, session_id: str) -> Session | None:
+        """Pause output at once (idempotent). Returns None for unknown ids."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            if session.live and not session.paused:
+                session.paused = True
+                session.underrun_since = None
+                session.log.info("paused at %.2f s", session.position)
+        return session
+
+    def resume(self, session_id: str) -> Session | None:
+        """Resume output on the next tick, with no catch-up (no-op unless paused).
+        Returns None for unknown ids."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            if session.paused:
+                session.paused = False
+                session.log.info("resumed at %.2f s", session.position)
+        return session
+
+    def set_volume(self, session_id: str, volume: float) -> Session | None:
+        """Change the gain; heard after the frames already queued (about 400 ms)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            session.volume = volume
+            session.wake.set()
+        return session
+
+    def seek(self, session_id: str, position: float) -> Session | None:
+        """Jump a live session to *position* seconds; the same Ogg stream goes on.
+
+        Raises:
+            NotPlayable: if the session has ended.
+        """
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        session.touch(self._clock())
+        if not session.live:
+            raise NotPlayable(f"session has ended ({session.state.value})")
+        session.seek_target = position
+        session.seek_generation += 1
+        session.ring.clear()
+        session.position = position
+        session.underrun_since = None
+        session.source_done = False
+        session.wake.set()
+        session.log.info("seek to %.2f s", position)
+        return session
+
+    def touch(self, session_id: str) -> None:
+        """Record API activity on *session_id* (for the idle timeout)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+
+    # -- producer callbacks (SessionEvents) ----------------------------------------
+
+    def source_opened(self, session: Session, seconds: float) -> None:
+        self._metrics.resolution.observe(seconds)
+        session.log.debug("source opened in %.1f ms", seconds * 1000)
+
+    def source_ready(self, session: Session) -> None:
+        if session.ended:
+            return
+        session.ready_pending = True
+        self._playing[session.id] = session
+
+    def source_retried(self, session: Session) -> None:
+        self._metrics.source_retries.inc()
+
+    def source_failed(self, session: Session, message: str, stage: str) -> None:
+        if session.ended:
+            return
+        self._metrics.session_errors.labels(stage).inc()
+        session.log.warning("failed (%s): %s", stage, message)
+        if session.ready_sent and len(session.ring) and not session.paused:
+            # Let the clock send what is already queued, then the error.
+            session.failure = message
+            session.error_stage = stage
+            return
+        self._send_now(self._end(session, error=message, stage=stage))
+
+    def retire(self, source: MediaSource) -> None:
+        future = self._io_pool.submit(source.close)
+        self._closing.add(future)
+        future.add_done_callback(self._closing.discard)
+
+    # -- the tick ------------------------------------------------------------------
+
+    def tick(self, index: int, lateness: float) -> None:
+        """Emit one frame for every playing session and hand the batch to the hub."""
+        started = time.perf_counter()
+        now = self._clock()
+        self.ticks += 1
+        parts: list[bytes] = []
+        events: list[bytes] = []
+        sent: Counter[OutputFormat] = Counter()
+        underruns: Counter[OutputFormat] = Counter()
+        for session in tuple(self._playing.values()):
+            if session.ready_pending:
+                line = encode_event_line(self._ready_event(session))
+                parts.append(line)
+                events.append(line)
+                session.ready_pending = False
+                session.ready_sent = True
+                session.state = SessionState.STREAMING
+                session.audio_from_tick = index + 1
+                continue
+            if session.paused or index < session.audio_from_tick:
+                continue
+            frame = session.ring.pop()
+            if frame is None:
+                ending = self._empty_ring(session, now)
+                if ending is not None:
+                    parts.append(ending)
+                    events.append(ending)
+                elif not session.ended:
+                    underruns[session.request.output] += 1
+                    session.underruns += 1
+                continue
+            if session.ring.needs_refill:
+                session.wake.set()
+            session.underrun_since = None
+            last = session.source_done and not len(session.ring) and session.failure is None
+            writer = session.writer
+            if writer is not None:
+                if not session.headers_sent:
+                    header = encode_packet(session.id, writer.header_pages)
+                    parts.append(header)
+                    session.bytes_sent += len(writer.header_pages)
+                    session.headers_sent = True
+                payload = writer.audio_page(frame.data, frame.samples, eos=last)
+            else:
+                payload = frame.data
+            parts.append(encode_packet(session.id, payload))
+            session.bytes_sent += len(payload)
+            session.frames_sent += 1
+            session.position = frame.position + frame.samples / SAMPLE_RATE
+            sent[session.request.output] += 1
+            if session.first_audio_at is None:
+                session.first_audio_at = now
+                self._metrics.time_to_first_audio.labels(session.request.output.value).observe(
+                    now - session.requested_at
+                )
+            if last:
+                ending = self._end(session, finished=True)
+                if ending is not None:
+                    parts.append(ending)
+                    events.append(ending)
+        audio_packets = sum(sent.values())
+        self._hub.broadcast(parts, events, audio_packets)
+        for output, count in sent.items():
+            self._metrics.frames_sent.labels(output.value).inc(count)
+        for output, count in underruns.items():
+            self._metrics.underruns.labels(output.value).inc(count)
+        self.total_frames_sent += audio_packets
+        self.total_underruns += sum(underruns.values())
+        self._metrics.tick_lateness.observe(lateness)
+        self._metrics.tick_duration.observe(time.perf_counter() - started)
+
+    def _empty_ring(self, session: Session, now: float) -> bytes | None:
+        """An empty ring: the end of the track, a failure to report, a stall, or
+        a plain underrun (None)."""
+        if session.failure is not None:
+            return self._end(session, error=session.failure, stage=session.error_stage)
+        if session.source_done:
+            return self._end(session, finished=True)
+        if session.underrun_since is None:
+            session.underrun_since = now
+        elif now - session.underrun_since > self._limits.stuck_threshold:
+            message = f"source stalled: no audio for {self._limits.stuck_threshold:g} s"
+            self._metrics.session_errors.labels("stuck").inc()
+            session.log.warning("%s; ending the session", message)
+            return self._end(session, error=message, stage="stuck")
+        return None
+
+    # -- ending --------------------------------------------------------------------
+
+    def _end(
+        self,
+        session: Session,
+        *,
+        error: str | None = None,
+        stage: str = "",
+        finished: bool = False,
+        stopped: bool = False,
+        replaced: bool = False,
+    ) -> bytes | None:
+        """Mark *session* ended, cancel its producer, and return the event line to
+        send (``finished`` if it had sent ``ready``, ``error`` on failure, else None)."""
+        if session.ended:
+            return None
+        session.ended = True
+        session.paused = False
+        self._playing.pop(session.id, None)
+        if session.producer is not None and session.producer is not asyncio.current_task():
+            session.producer.cancel()
+        session.ring.clear()
+        if error is not None:
+            session.state = SessionState.ERROR
+            session.error_message = error
+            event = Event(EventType.ERROR, session.id, error, {"reason": stage or "source"})
+            return encode_event_line(event)
+        session.state = SessionState.STOPPED
+        if finished:
+            session.log.info("finished at %.2f s", session.position)
+        elif replaced:
+            session.log.info("replaced")
+        if not session.ready_sent:
+            return None  # ready never went out: there is nothing to finish
+        return encode_event_line(Event(EventType.FINISHED, session.id))
+
+    def _send_now(self, line: bytes | None) -> None:
+        if line is not None:
+            self._hub.send_event(line)
+
+    def _ready_event(self, session: Session) -> Event:
+        extra: dict[str, str | int | float | bool | None] = {}
+        if session.duration:
+            extra["duration"] = round(session.duration, 3)
+        if session.title:
+            extra["title"] = session.title
+        return Event(EventType.READY, session.id, extra=extra)
+
+    # -- housekeeping --------------------------------------------------------------
+
+    def reap_idle(self) -> int:
+        """Remove sessions that are not playing and that nobody touched for the idle
+        timeout. Returns how many were removed."""
+        now = self._clock()
+        idle = [
+            s for s in self._sessions.values()
+            if (s.ended or s.paused) and now - s.last_touched > self._limits.idle_timeout
+        ]
+        for session in idle:
+            session.log.info("idle for %.0f s; removing", now - session.last_touched)
+            self.stop(session.id)
+        return len(idle)
+
+    async def close(self) -> None:
+        """End every session (``finished`` events), cancel producers and wait for
+        them, then for sources still closing. Idempotent."""
+        for session_id in list(self._sessions):
+            self.stop(session_id)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        closing = [asyncio.wrap_future(f) for f in list(self._closing)]
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
+
+    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _source_options(self, session: Session) -> SourceOptions:
+        return SourceOptions(
+            output=session.request.output,
+            complexity=self._limits.opus_complexity,
+            encoder="pyav" if self._limits.opus_encoder == "pyav" else "opuslib",
+            open_timeout=self._limits.open_timeout,
+            read_timeout=self._limits.read_timeout,
+        )

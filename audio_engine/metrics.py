@@ -1,0 +1,137 @@
+"""The engine's Prometheus metrics (served at ``/metrics``).
+
+Counters are labelled by output format or reason, never by session id, so the
+series count stays fixed however many sessions come and go; per-session numbers
+are in ``GET /sessions``. The hot path (the 20 ms tick) adds to plain integers
+and folds them into the counters once per tick.
+
+Bucket edges are chosen around the 20 ms frame: tick lateness resolves the
+sub-millisecond range where a healthy clock lives and the 20-40 ms range where a
+consumer starts to hear gaps; time to first audio resolves the 20 ms steps
+between a tick-aligned ``ready`` and the first page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "RESOLUTION_BUCKETS",
+    "TICK_LATENESS_BUCKETS",
+    "TIME_TO_FIRST_AUDIO_BUCKETS",
+    "EngineMetrics",
+]
+
+#: Seconds a tick ran after its deadline.
+TICK_LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.1, 0.25)
+#: Seconds from a play request to the session's first audio packet.
+TIME_TO_FIRST_AUDIO_BUCKETS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Seconds to resolve a URL and open its source.
+RESOLUTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
+
+
+class _Snapshot(Collector):
+    """Gauges computed at scrape time from the engine's live state."""
+
+    def __init__(self, read: Callable[[], dict[str, object]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        state = self._read()
+        sessions = GaugeMetricFamily(
+            "audiogate_engine_sessions", "Sessions held, by state", labels=["state"]
+        )
+        by_state = state.get("sessions_by_state", {})
+        assert isinstance(by_state, dict)
+        for name, count in by_state.items():
+            sessions.add_metric([name], count)
+        yield sessions
+        consumers = GaugeMetricFamily(
+            "audiogate_engine_consumers", "Socket consumers connected"
+        )
+        consumers.add_metric([], float(state.get("consumers", 0)))  # type: ignore[arg-type]
+        yield consumers
+        queue = GaugeMetricFamily(
+            "audiogate_engine_consumer_queue_bytes",
+            "Bytes waiting in each socket consumer's send queue",
+            labels=["consumer"],
+        )
+        queues = state.get("consumer_queues", {})
+        assert isinstance(queues, dict)
+        for name, size in queues.items():
+            queue.add_metric([name], size)
+        yield queue
+        passthrough = GaugeMetricFamily(
+            "audiogate_engine_passthrough_sessions",
+            "Sessions sending their source's Opus packets without re-encoding",
+        )
+        passthrough.add_metric([], float(state.get("passthrough", 0)))  # type: ignore[arg-type]
+        yield passthrough
+
+
+class EngineMetrics:
+    """Every metric of one engine, in its own registry (so tests can build many)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames_sent = Counter(
+            "audiogate_engine_frames_sent", "20 ms frames sent to the socket", ["format"],
+            registry=r,
+        )
+        self.underruns = Counter(
+            "audiogate_engine_underruns",
+            "Ticks on which a playing session had no frame ready", ["format"], registry=r,
+        )
+        self.frames_dropped = Counter(
+            "audiogate_engine_frames_dropped",
+            "Frames not delivered to a consumer, by reason", ["reason"], registry=r,
+        )
+        self.consumer_disconnects = Counter(
+            "audiogate_engine_consumer_disconnects",
+            "Socket consumers disconnected, by reason", ["reason"], registry=r,
+        )
+        self.session_errors = Counter(
+            "audiogate_engine_session_errors", "Sessions ended by an error, by stage",
+            ["stage"], registry=r,
+        )
+        self.source_retries = Counter(
+            "audiogate_engine_source_retries", "Broken sources reopened at their position",
+            registry=r,
+        )
+        self.plays = Counter(
+            "audiogate_engine_plays", "Play requests accepted, by format", ["format"],
+            registry=r,
+        )
+        self.clock_slips = Counter(
+            "audiogate_engine_clock_slipped_ticks",
+            "Ticks skipped because the event loop stalled for more than 100 ms", registry=r,
+        )
+        self.tick_lateness = Histogram(
+            "audiogate_engine_tick_lateness_seconds", "How late each 20 ms tick ran",
+            buckets=TICK_LATENESS_BUCKETS, registry=r,
+        )
+        self.tick_duration = Histogram(
+            "audiogate_engine_tick_duration_seconds", "Time spent inside one tick",
+            buckets=TICK_LATENESS_BUCKETS, registry=r,
+        )
+        self.time_to_first_audio = Histogram(
+            "audiogate_engine_time_to_first_audio_seconds",
+            "From play request to the first audio packet", ["format"],
+            buckets=TIME_TO_FIRST_AUDIO_BUCKETS, registry=r,
+        )
+        self.resolution = Histogram(
+            "audiogate_engine_resolution_seconds",
+            "Resolving a URL and opening its source", buckets=RESOLUTION_BUCKETS, registry=r,
+        )
+        self.sessions_gauge = Gauge(
+            "audiogate_engine_session_limit", "Most live sessions allowed", registry=r
+        )
+
+    def watch(self, read: Callable[[], dict[str, object]]) -> None:
+        """Register scrape-time gauges computed by *read*."""
+        self.registry.register(_Snapshot(read))

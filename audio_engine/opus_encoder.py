@@ -1,0 +1,97 @@
+"""The Opus encoder seam: 20 ms of s16le stereo PCM in, one Opus packet out.
+
+Two implementations of the same contract, both backed by libopus:
+
+* ``OpuslibEncoder`` calls the system's libopus (Debian's ``libopus0``) through
+  opuslib's ctypes binding; ctypes releases the GIL during the call.
+* ``PyAVOpusEncoder`` goes through FFmpeg's ``libopus`` wrapper in PyAV.
+
+``bench/opus_encode.py`` measures both per frame; the engine uses the setting
+``ENGINE_OPUS_ENCODER`` (default: the faster one on that benchmark, opuslib).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import av
+import opuslib
+
+from protocol import CHANNELS, ENCODER_PRE_SKIP, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
+
+__all__ = [
+    "EncoderName",
+    "OpusFrameEncoder",
+    "OpuslibEncoder",
+    "PyAVOpusEncoder",
+    "create_encoder",
+]
+
+EncoderName = Literal["opuslib", "pyav"]
+
+
+class OpusFrameEncoder(Protocol):
+    """Encodes one 20 ms frame at a time (VBR, application ``audio``)."""
+
+    #: Samples of look-ahead the decoder must skip (the OpusHead pre-skip).
+    lookahead: int
+
+    def encode(self, pcm: bytes) -> bytes:
+        """Encode exactly 3840 bytes of s16le stereo PCM into one Opus packet."""
+        ...
+
+
+class OpuslibEncoder:
+    """libopus through opuslib (ctypes). Not thread-safe: one per session."""
+
+    def __init__(self, bitrate: int, complexity: int) -> None:
+        self._encoder = opuslib.Encoder(SAMPLE_RATE, CHANNELS, opuslib.APPLICATION_AUDIO)
+        self._encoder.bitrate = bitrate
+        self._encoder.complexity = complexity
+        self._encoder.vbr = 1
+        self.lookahead = int(self._encoder.lookahead)
+
+    def encode(self, pcm: bytes) -> bytes:
+        """See ``OpusFrameEncoder.encode``."""
+        return bytes(self._encoder.encode(pcm, SAMPLES_PER_FRAME))
+
+
+class PyAVOpusEncoder:
+    """libopus through FFmpeg/PyAV. Not thread-safe: one per session."""
+
+    def __init__(self, bitrate: int, complexity: int) -> None:
+        codec = av.CodecContext.create("libopus", "w")
+        codec.sample_rate = SAMPLE_RATE
+        codec.layout = "stereo"
+        codec.format = "s16"
+        codec.bit_rate = bitrate
+        codec.options = {
+            "application": "audio",
+            "frame_duration": "20",
+            "vbr": "on",
+            "compression_level": str(complexity),
+        }
+        codec.open()
+        self._codec = codec
+        self._pts = 0
+        self.lookahead = ENCODER_PRE_SKIP
+
+    def encode(self, pcm: bytes) -> bytes:
+        """See ``OpusFrameEncoder.encode``."""
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=SAMPLES_PER_FRAME)
+        frame.planes[0].update(pcm[:PCM_FRAME_BYTES])
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        self._pts += SAMPLES_PER_FRAME
+        packets = self._codec.encode(frame)
+        # libopus emits exactly one packet per 20 ms frame once primed.
+        return b"".join(bytes(p) for p in packets)
+
+
+def create_encoder(name: EncoderName, bitrate: int, complexity: int) -> OpusFrameEncoder:
+    """Build the named encoder for one session."""
+    match name:
+        case "opuslib":
+            return OpuslibEncoder(bitrate, complexity)
+        case "pyav":
+            return PyAVOpusEncoder(bitrate, complexity)

@@ -1,0 +1,122 @@
+"""One session: the state of one guild's or one user's stream inside the engine.
+
+A ``Session`` is plain state owned by the ``SessionManager`` and touched only on
+the event loop thread: its producer task fills ``ring``, the clock drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from audio_engine.formats import OutputFormat
+from audio_engine.logs import SessionLogger, session_logger
+from audio_engine.ring import FrameRing
+from protocol import OggOpusWriter
+
+__all__ = ["PlayRequest", "Session", "SessionState"]
+
+log = logging.getLogger("audio_engine.session")
+
+
+class SessionState(StrEnum):
+    """The state strings of ``/status``, the same as the Go engine's."""
+
+    IDLE = "idle"
+    EXTRACTING = "extracting"
+    STREAMING = "streaming"
+    PAUSED = "paused"
+    #: Ended: the track finished (stopped or replaced sessions are removed).
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class PlayRequest:
+    """A validated play: what to open, how to send it, where to start."""
+
+    url: str
+    output: OutputFormat = OutputFormat.PCM
+    start_at: float = 0.0
+    duration: float | None = None
+    volume: float = 1.0
+
+
+class Session:
+    """Everything the engine knows about one session id.
+
+    The lifecycle is ``extracting -> streaming <-> paused -> stopped | error``.
+    ``ready`` is written by the clock on the tick after the first frame exists;
+    audio starts on a later tick (``audio_from_tick``).
+    """
+
+    def __init__(
+        self, session_id: str, request: PlayRequest, *, serial: int, now: float,
+        ring: FrameRing | None = None,
+    ) -> None:
+        self.id = session_id
+        self.request = request
+        #: Random serial of this play's Ogg logical stream.
+        self.serial = serial
+        self.state = SessionState.EXTRACTING
+        self.paused = False
+        self.volume = request.volume
+        self.ring = ring if ring is not None else FrameRing()
+        self.writer: OggOpusWriter | None = None
+        #: Set by the tick when the ring reaches its low-water mark.
+        self.wake = asyncio.Event()
+        self.wake.set()
+        self.producer: asyncio.Task[None] | None = None
+
+        # Emission state (the clock's side).
+        self.ready_pending = False
+        self.ready_sent = False
+        self.headers_sent = False
+        self.audio_from_tick = 0
+        #: The producer reached the end of the source.
+        self.source_done = False
+        #: Why the producer failed, once it has; the clock ends the session after
+        #: sending what is already in the ring.
+        self.failure: str | None = None
+        #: Which stage failed ("resolve", "source", "stuck", ...), for the error event.
+        self.error_stage = ""
+        #: The session ended (finished or failed); no more output.
+        self.ended = False
+
+        # Seeking: the API sets a target, the producer carries it out.
+        self.seek_target: float | None = None
+        self.seek_generation = 0
+
+        # What operators see.
+        self.title = ""
+        self.duration: float | None = request.duration
+        self.position = request.start_at
+        self.passthrough = False
+        self.error_message = ""
+        self.bytes_sent = 0
+        self.frames_sent = 0
+        self.underruns = 0
+        self.underrun_since: float | None = None
+        self.retries = 0
+        self.requested_at = now
+        self.first_audio_at: float | None = None
+        self.last_touched = now
+        self.log: SessionLogger = session_logger(log, session_id)
+
+    @property
+    def status(self) -> SessionState:
+        """The state as ``/status`` reports it (pause shows while live)."""
+        if self.paused and self.state in (SessionState.EXTRACTING, SessionState.STREAMING):
+            return SessionState.PAUSED
+        return self.state
+
+    @property
+    def live(self) -> bool:
+        """Still producing or playing (not finished, not failed)."""
+        return not self.ended
+
+    def touch(self, now: float) -> None:
+        """Record API activity (for the idle timeout)."""
+        self.last_touched = now

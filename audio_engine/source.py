@@ -1,0 +1,423 @@
+"""One session's media pipeline: PyAV demux -> decode -> resample -> volume -> encode.
+
+A ``MediaSource`` is synchronous and confined to one worker thread at a time (the
+session's producer runs one job after another; a lock makes that a guarantee, so
+``close()`` from anywhere waits for a running job). Its work is split by what it
+waits on, so a stalled network source can never hold a codec thread:
+
+* ``open``, ``read``, ``reopen``, ``seek``, ``close`` wait on I/O: they run on the
+  engine's I/O pool, bounded by PyAV's open/read timeouts;
+* ``convert`` is CPU only: it runs on the codec pool, sized to the cores.
+
+Passthrough: when the source is already 48 kHz stereo Opus in 20 ms packets and
+the volume is 1.0, packets go out as they are, with no decode and no encode (the
+usual YouTube case, and the engine's main capacity lever). A packet of another
+duration, or a volume change, switches the source to transcoding from there on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import av
+import av.error
+import numpy as np
+
+from audio_engine.formats import OutputFormat
+from audio_engine.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
+from audio_engine.resolver import MediaTarget
+from audio_engine.ring import Frame
+from protocol import (
+    PCM_FRAME_BYTES,
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    OpusHead,
+    RemoteProtocolError,
+    opus_packet_samples,
+)
+
+__all__ = [
+    "MediaSource",
+    "SourceBroken",
+    "SourceError",
+    "SourceFailed",
+    "SourceOptions",
+]
+
+log = logging.getLogger(__name__)
+
+#: Consecutive undecodable packets tolerated before the source counts as corrupt.
+MAX_CONSECUTIVE_DECODE_ERRORS = 50
+
+
+class SourceError(Exception):
+    """The source cannot deliver audio; ``str()`` says why, for the user."""
+
+
+class SourceBroken(SourceError):
+    """A transient failure mid-track (connection dropped, read timed out): worth
+    reopening at the position reached."""
+
+
+class SourceFailed(SourceError):
+    """A permanent failure (missing, not media, corrupt): the session ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """How to open and encode one source."""
+
+    output: OutputFormat
+    complexity: int = 10
+    encoder: EncoderName = "opuslib"
+    open_timeout: float = 10.0
+    read_timeout: float = 5.0
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, av.error.FFmpegError):
+        text = exc.strerror or type(exc).__name__
+        return text[0].lower() + text[1:] if text else type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+def _open_failure(exc: BaseException, location: str) -> SourceError:
+    match exc:
+        case av.error.ExitError():
+            return SourceFailed("timed out opening the source")
+        case av.error.HTTPError() | av.error.HTTPClientError() | av.error.HTTPServerError():
+            return SourceFailed(f"the media server refused the request ({_describe(exc)})")
+        case av.error.InvalidDataError():
+            return SourceFailed("not a playable media file (invalid data)")
+        case av.error.FileNotFoundError() | FileNotFoundError():
+            return SourceFailed(f"file not found: {location}")
+        case ConnectionError() | av.error.OSError() | OSError():
+            return SourceFailed(f"could not reach the source ({_describe(exc)})")
+        case _:
+            return SourceFailed(f"could not open the source ({_describe(exc)})")
+
+
+class MediaSource:
+    """Decodes one media target into 20 ms frames of the session's output format.
+
+    Args:
+        target: what to open.
+        options: output format, encoder, timeouts.
+        start_at: media position (seconds) of the first frame.
+        volume: initial gain (1.0 = unchanged); change it with ``volume``.
+    """
+
+    def __init__(
+        self, target: MediaTarget, options: SourceOptions, *, start_at: float = 0.0,
+        volume: float = 1.0,
+    ) -> None:
+        self.target = target
+        self.options = options
+        #: Gain applied when transcoding; read by the codec thread at each frame.
+        self.volume = volume
+        self._lock = threading.Lock()
+        self._container: av.container.InputContainer | None = None
+        self._stream: av.AudioStream | None = None
+        self._demux: object = None
+        self._decoder: av.AudioCodecContext | None = None
+        self._resampler: av.AudioResampler | None = None
+        self._encoder: OpusFrameEncoder | None = None
+        self._passthrough = False
+        self._skip_until = start_at
+        self._position = start_at
+        self._decode_errors = 0
+        self._closed = False
+        #: Media duration in seconds, if the container knows it.
+        self.duration: float | None = None
+        #: The OpusHead the session's Ogg stream should announce.
+        self.opus_head: OpusHead | None = None
+
+    # -- state visible to the producer -----------------------------------------
+
+    @property
+    def passthrough(self) -> bool:
+        """True while packets go out without decoding."""
+        return self._passthrough
+
+    @property
+    def position(self) -> float:
+        """Media time (seconds) of the next frame ``convert`` will produce."""
+        return self._position
+
+    # -- I/O pool --------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the target and seek to the start position.
+
+        Raises:
+            SourceFailed: missing, unreachable, not media, no audio stream, timeout.
+        """
+        with self._lock:
+            self._open_container(self._skip_until)
+            assert self._stream is not None
+            codec = self._stream.codec_context
+            if self.options.output.is_ogg:
+                self.opus_head = self._passthrough_head(codec)
+                self._passthrough = self.opus_head is not None and self.volume == 1.0
+                if not self._passthrough:
+                    self.opus_head = None
+                    self._encoder = create_encoder(
+                        self.options.encoder, self.options.output.bitrate,
+                        self.options.complexity,
+                    )
+                    self.opus_head = OpusHead(pre_skip=self._encoder.lookahead)
+            if not self._passthrough:
+                self._start_decoding()
+
+    def read(self, seconds: float) -> tuple[list[av.Packet], bool]:
+        """Demux about *seconds* of compressed audio; returns (packets, at_end).
+
+        Raises:
+            SourceBroken: the read failed or timed out (worth a reopen).
+        """
+        with self._lock:
+            if self._container is None or self._demux is None:
+                raise SourceBroken("source is not open")
+            packets: list[av.Packet] = []
+            gathered = 0.0
+            demux = self._demux
+            while gathered < seconds:
+                try:
+                    packet = next(demux)  # type: ignore[call-overload]
+                except StopIteration:
+                    return packets, True
+                except av.error.EOFError:
+                    return packets, True
+                except av.error.ExitError:
+                    raise SourceBroken(
+                        f"no data from the source for {self.options.read_timeout:g} s"
+                    ) from None
+                except (av.error.FFmpegError, OSError) as exc:
+                    raise SourceBroken(f"source read failed ({_describe(exc)})") from None
+                if packet.size == 0:
+                    continue
+                packets.append(packet)
+                if packet.duration and packet.time_base is not None:
+                    gathered += float(packet.duration * packet.time_base)
+                else:
+                    gathered += 0.02
+            return packets, False
+
+    def reopen(self, position: float) -> None:
+        """Open the target again and continue from *position* (after a break).
+
+        The encoder and its Ogg stream state are kept: the session's stream goes
+        on with the same serial and continuous granules.
+
+        Raises:
+            SourceFailed: as ``open``.
+        """
+        with self._lock:
+            self._close_container()
+            self._skip_until = position
+            self._position = position
+            self._open_container(position)
+            if not self._passthrough:
+                self._start_decoding()
+
+    def seek(self, position: float) -> None:
+        """Jump to *position* (seconds) within the open source.
+
+        Raises:
+            SourceBroken: if the container cannot seek there.
+        """
+        with self._lock:
+            if self._container is None:
+                raise SourceBroken("source is not open")
+            try:
+                self._container.seek(int(max(0.0, position) * 1_000_000))
+            except (av.error.FFmpegError, OSError) as exc:
+                raise SourceBroken(f"seek failed ({_describe(exc)})") from None
+            assert self._stream is not None
+            self._demux = self._container.demux(self._stream)
+            self._skip_until = position
+            self._position = position
+            if not self._passthrough:
+                self._stream.codec_context.flush_buffers()
+                self._start_decoding()
+
+    def close(self) -> None:
+        """Release FFmpeg resources; waits for a running job. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._close_container()
+            self._encoder = None
+
+    # -- codec pool ------------------------------------------------------------
+
+    def convert(self, packets: list[av.Packet], at_end: bool) -> list[Frame]:
+        """Turn demuxed packets into output frames; at the end, flush everything.
+
+        Raises:
+            SourceFailed: if too many packets in a row cannot be decoded.
+        """
+        with self._lock:
+            if self._closed:
+                return []
+            frames: list[Frame] = []
+            for packet in packets:
+                if self._passthrough:
+                    if self.volume != 1.0:
+                        self._switch_to_transcoding(f"volume {self.volume:g}")
+                    else:
+                        frame = self._pass(packet)
+                        if frame is not None:
+                            frames.append(frame)
+                        if self._passthrough:
+                            continue
+                self._transcode(packet, frames)
+            if at_end and not self._passthrough:
+                self._flush(frames)
+            return frames
+
+    # -- internals -------------------------------------------------------------
+
+    def _open_container(self, position: float) -> None:
+        options = {}
+        if self.target.http_headers:
+            options["headers"] = "".join(
+                f"{key}: {value}\r\n" for key, value in self.target.http_headers.items()
+            )
+        try:
+            container = av.open(
+                self.target.location,
+                mode="r",
+                options=options,
+                timeout=(self.options.open_timeout, self.options.read_timeout),
+            )
+        except Exception as exc:
+            raise _open_failure(exc, self.target.location) from None
+        if not container.streams.audio:
+            container.close()
+            raise SourceFailed("the source has no audio stream")
+        self._container = container
+        self._stream = container.streams.audio[0]
+        if container.duration:
+            self.duration = container.duration / 1_000_000
+        if position > 0:
+            try:
+                container.seek(int(position * 1_000_000))
+            except (av.error.FFmpegError, OSError) as exc:
+                container.close()
+                self._container = None
+                raise SourceFailed(f"cannot seek to {position:g} s ({_describe(exc)})") from None
+        self._demux = container.demux(self._stream)
+
+    def _close_container(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except (av.error.FFmpegError, OSError):
+                log.debug("closing %s failed", self.target.location, exc_info=True)
+        self._container = None
+        self._stream = None
+        self._demux = None
+        self._decoder = None
+        self._resampler = None
+
+    def _passthrough_head(self, codec: av.CodecContext) -> OpusHead | None:
+        if codec.name != "opus" or codec.sample_rate != SAMPLE_RATE:
+            return None
+        if codec.channels != 2 or not codec.extradata:
+            return None
+        try:
+            source_head = OpusHead.parse(bytes(codec.extradata))
+        except RemoteProtocolError:
+            return None
+        if source_head.mapping_family != 0:
+            return None
+        return OpusHead(
+            channels=2,
+            pre_skip=source_head.pre_skip,
+            input_sample_rate=source_head.input_sample_rate,
+            output_gain=source_head.output_gain,
+        )
+
+    def _start_decoding(self) -> None:
+        assert self._stream is not None
+        self._decoder = self._stream.codec_context
+        self._resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=SAMPLE_RATE, frame_size=SAMPLES_PER_FRAME
+        )
+
+    def _switch_to_transcoding(self, reason: str) -> None:
+        log.info("%s: leaving passthrough (%s)", self.target.title or "source", reason)
+        self._passthrough = False
+        self._encoder = create_encoder(
+            self.options.encoder, self.options.output.bitrate, self.options.complexity
+        )
+        self._start_decoding()
+
+    def _pass(self, packet: av.Packet) -> Frame | None:
+        """One passthrough packet, or None if it is skipped (before the start
+        position) or the source just left passthrough."""
+        data = bytes(packet)
+        try:
+            samples = opus_packet_samples(data)
+        except RemoteProtocolError:
+            return None
+        if samples != SAMPLES_PER_FRAME:
+            self._switch_to_transcoding(f"a {samples}-sample packet")
+            return None
+        if packet.pts is not None and packet.time_base is not None:
+            end = float(packet.pts * packet.time_base) + samples / SAMPLE_RATE
+            if end <= self._skip_until:
+                return None
+        frame = Frame(data, samples, self._position)
+        self._position += samples / SAMPLE_RATE
+        return frame
+
+    def _transcode(self, packet: av.Packet, frames: list[Frame]) -> None:
+        assert self._decoder is not None and self._resampler is not None
+        try:
+            decoded = self._decoder.decode(packet)
+            self._decode_errors = 0
+        except (av.error.InvalidDataError, av.error.FFmpegError, ValueError):
+            self._decode_errors += 1
+            if self._decode_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                raise SourceFailed(
+                    f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
+                ) from None
+            return
+        for audio in decoded:
+            if self._skip_until > 0 and audio.pts is not None and audio.time_base is not None:
+                end = float(audio.pts * audio.time_base) + audio.samples / audio.sample_rate
+                if end <= self._skip_until:
+                    continue
+            for chunk in self._resampler.resample(audio):
+                frames.append(self._frame(chunk))
+
+    def _flush(self, frames: list[Frame]) -> None:
+        if self._decoder is None or self._resampler is None:
+            return
+        try:
+            tail = list(self._decoder.decode(None))
+        except (av.error.FFmpegError, ValueError):
+            tail = []
+        for audio in tail:
+            for chunk in self._resampler.resample(audio):
+                frames.append(self._frame(chunk))
+        for chunk in self._resampler.resample(None):
+            if chunk.samples:
+                frames.append(self._frame(chunk))
+
+    def _frame(self, chunk: av.AudioFrame) -> Frame:
+        pcm = bytes(chunk.planes[0])[: chunk.samples * 4]
+        if len(pcm) < PCM_FRAME_BYTES:
+            pcm = pcm.ljust(PCM_FRAME_BYTES, b"\0")
+        volume = self.volume
+        if volume != 1.0:
+            scaled = np.frombuffer(pcm, dtype=np.int16) * volume
+            pcm = np.clip(scaled, -32768, 32767).astype(np.int16).tobytes()
+        position = self._position
+        self._position += SAMPLES_PER_FRAME / SAMPLE_RATE
+        if self._encoder is None:
+            return Frame(pcm, SAMPLES_PER_FRAME, position)
+        return Frame(self._encoder.encode(pcm), SAMPLES_PER_FRAME, position)

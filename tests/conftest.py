@@ -1,0 +1,64 @@
+"""Shared fixtures: generated media, a media server, the real engine process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+
+from .support.engine_process import EngineProcess
+from .support.media import write_tone
+from .support.media_server import MediaServer
+
+#: Distinct tones, so a spectrum proves whose audio reached which sink.
+TONES = {"a": 440.0, "b": 660.0, "c": 880.0, "d": 550.0, "e": 330.0}
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Test media, generated once per run."""
+    root = tmp_path_factory.mktemp("media")
+    for name, frequency in TONES.items():
+        write_tone(root / f"{name}.mp3", frequency, 12.0)
+    write_tone(root / "long_a.mp3", TONES["a"], 40.0)
+    write_tone(root / "long_b.mp3", TONES["b"], 40.0)
+    write_tone(root / "short_c.mp3", TONES["c"], 2.0)
+    write_tone(root / "d.webm", TONES["d"], 12.0)
+    write_tone(root / "e.ogg", TONES["e"], 12.0)
+    write_tone(root / "mono_e.ogg", TONES["e"], 6.0, layout="mono")
+    # 440 Hz for 6 s, then 880 Hz for 6 s: where a seek lands is audible.
+    write_tone(root / "two_tones.mp3", 440.0, 6.0, then=(880.0, 6.0))
+    (root / "corrupt.mp3").write_bytes(os.urandom(64 * 1024))
+    (root / "empty.mp3").write_bytes(b"")
+    full = write_tone(root / "whole.mp3", 440.0, 20.0).read_bytes()
+    (root / "truncated.mp3").write_bytes(full[: len(full) // 8])
+    return root
+
+
+@pytest.fixture(scope="session")
+def media_server(media_dir: Path) -> Iterator[MediaServer]:
+    with MediaServer(media_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[EngineProcess]:
+    """One engine process shared by the tests that only need defaults (each uses
+    its own session ids)."""
+    with EngineProcess() as process:
+        yield process
+
+
+@pytest.fixture
+def engine_factory() -> Iterator[Callable[..., AbstractContextManager[EngineProcess]]]:
+    """Start engines with custom settings: ``with engine_factory(ENV=...) as e:``."""
+
+    @contextmanager
+    def start(**env: str) -> Iterator[EngineProcess]:
+        with EngineProcess(env) as process:
+            yield process
+
+    yield start

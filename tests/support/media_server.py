@@ -1,0 +1,132 @@
+"""An HTTP media server on 127.0.0.1 for tests: Range requests and injected faults.
+
+Faults are chosen per request with query parameters, so one server serves every
+test:
+
+* ``drop_after=N``: the first response for this URL is cut (connection closed)
+  after N body bytes; later requests are served whole, so a client that reopens
+  and seeks gets the rest;
+* ``stall_after=N``: after N body bytes the response stops sending but keeps the
+  connection open, until the client leaves or the server stops;
+* ``status=CODE``: answer with that HTTP error.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MediaServer"]
+
+_CONTENT_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".webm": "audio/webm",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class MediaServer:
+    """Serves the files of *root*; use as a context manager."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[tuple[str, str | None]] = []
+        self._dropped: set[str] = set()
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_HEAD(self) -> None:
+                self._serve(body=False)
+
+            def do_GET(self) -> None:
+                self._serve(body=True)
+
+            def _serve(self, body: bool) -> None:
+                parsed = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(parsed.query))
+                name = urllib.parse.unquote(parsed.path.lstrip("/"))
+                server.requests.append((name, self.headers.get("Range")))
+                if "status" in query:
+                    self.send_error(int(query["status"]))
+                    return
+                path = (server.root / name).resolve()
+                if server.root.resolve() not in path.parents or not path.is_file():
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                data = path.read_bytes()
+                start, end = 0, len(data) - 1
+                match = _RANGE.fullmatch(self.headers.get("Range", ""))
+                if match:
+                    if match[1]:
+                        start = int(match[1])
+                        end = int(match[2]) if match[2] else len(data) - 1
+                    elif match[2]:
+                        start = max(0, len(data) - int(match[2]))
+                    if start >= len(data):
+                        self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(HTTPStatus.PARTIAL_CONTENT)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                else:
+                    self.send_response(HTTPStatus.OK)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", _CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+                self.send_header("Content-Length", str(end - start + 1))
+                self.end_headers()
+                if not body:
+                    return
+                chunk = data[start : end + 1]
+                limit = len(chunk)
+                if "drop_after" in query and self.path not in server._dropped:
+                    server._dropped.add(self.path)
+                    limit = min(limit, max(0, int(query["drop_after"]) - start))
+                stall = int(query["stall_after"]) if "stall_after" in query else None
+                if stall is not None:
+                    limit = min(limit, max(0, stall - start))
+                try:
+                    for offset in range(0, limit, 16384):
+                        self.wfile.write(chunk[offset : min(limit, offset + 16384)])
+                    self.wfile.flush()
+                    if stall is not None and limit < len(chunk):
+                        server._stop.wait(60)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                if limit < len(chunk):
+                    self.close_connection = True
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def url(self, name: str, **query: object) -> str:
+        """The URL of *name*, with fault parameters."""
+        suffix = "?" + urllib.parse.urlencode(query) if query else ""
+        return f"http://127.0.0.1:{self.port}/{urllib.parse.quote(name)}{suffix}"
+
+    def __enter__(self) -> MediaServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
