@@ -30,6 +30,7 @@ from audio_engine.clock import TickSchedule, run_clock
 from audio_engine.consumers import ConsumerHub
 from audio_engine.manager import ManagerLimits, SessionManager
 from audio_engine.metrics import EngineMetrics
+from audio_engine.pools import ElasticPool
 from audio_engine.resolver import Resolver
 from audio_engine.session import SessionState
 from audio_engine.settings import EngineSettings
@@ -64,9 +65,16 @@ class Engine:
         self.settings = settings
         self.metrics = EngineMetrics()
         self.metrics.sessions_gauge.set(settings.max_sessions)
-        self.io_pool = ThreadPoolExecutor(settings.io_workers, thread_name_prefix="engine-io")
-        self.codec_pool = ThreadPoolExecutor(
-            settings.codec_workers, thread_name_prefix="engine-codec"
+        self.read_pool = ElasticPool(
+            settings.read_workers, max(settings.read_workers, settings.io_workers_max),
+            name="engine-read",
+        )
+        self.open_pool = ElasticPool(
+            settings.open_workers, max(settings.open_workers, settings.io_workers_max),
+            name="engine-open",
+        )
+        self.codec_pool = ElasticPool(
+            settings.codec_workers, settings.codec_workers, name="engine-codec"
         )
         self.resolve_pool = ThreadPoolExecutor(
             settings.max_resolutions, thread_name_prefix="engine-resolve"
@@ -84,7 +92,8 @@ class Engine:
         self.manager = SessionManager(
             hub=self.hub,
             resolver=self.resolver,
-            io_pool=self.io_pool,
+            read_pool=self.read_pool,
+            open_pool=self.open_pool,
             codec_pool=self.codec_pool,
             metrics=self.metrics,
             limits=ManagerLimits(
@@ -148,7 +157,7 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.hub.close()
-        for pool in (self.io_pool, self.codec_pool, self.resolve_pool):
+        for pool in (self.read_pool, self.open_pool, self.codec_pool, self.resolve_pool):
             pool.shutdown(wait=False, cancel_futures=True)
 
     # -- statistics ----------------------------------------------------------------
@@ -185,6 +194,17 @@ class Engine:
             "underruns": self.manager.total_underruns,
             "max_sessions": self.settings.max_sessions,
             "cpu_seconds": round(time.process_time(), 3),
+            "pools": {
+                pool.name: {
+                    "threads": pool.size,
+                    "queued": pool.queued,
+                    "jobs": pool.jobs_done,
+                    "late_jobs": pool.late_jobs,
+                    "wait_ms_mean": round(1000 * pool.wait_seconds / max(1, pool.jobs_done), 3),
+                    "run_ms_mean": round(1000 * pool.run_seconds / max(1, pool.jobs_done), 3),
+                }
+                for pool in (self.read_pool, self.open_pool, self.codec_pool)
+            },
         }
 
 

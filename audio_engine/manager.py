@@ -25,7 +25,7 @@ from audio_engine.producer import ProducerContext, run_producer
 from audio_engine.resolver import Resolver
 from audio_engine.session import PlayRequest, Session, SessionState
 from audio_engine.source import MediaSource, SourceOptions
-from protocol import SAMPLE_RATE, Event, EventType, encode_event_line, encode_packet
+from protocol import FRAME_DURATION, Event, EventType, encode_event_line, encode_packet
 
 __all__ = ["ManagerLimits", "NotPlayable", "SessionManager", "TooManySessions"]
 
@@ -62,14 +62,15 @@ class SessionManager:
         *,
         hub: ConsumerHub,
         resolver: Resolver,
-        io_pool: Executor,
+        read_pool: Executor,
+        open_pool: Executor,
         codec_pool: Executor,
         metrics: EngineMetrics,
         limits: ManagerLimits,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hub = hub
-        self._io_pool = io_pool
+        self._open_pool = open_pool
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
@@ -80,7 +81,8 @@ class SessionManager:
         self._closing: set[Future[None]] = set()
         self._context = ProducerContext(
             resolver=resolver,
-            io_pool=io_pool,
+            read_pool=read_pool,
+            open_pool=open_pool,
             codec_pool=codec_pool,
             events=self,
             options=self._source_options,
@@ -110,9 +112,9 @@ class SessionManager:
         """Header packets of every session already streaming Ogg pages, for a
         consumer that joins now."""
         return b"".join(
-            encode_packet(s.id, s.writer.header_pages)
+            encode_packet(s.id, s.header_pages)
             for s in self._playing.values()
-            if s.headers_sent and s.writer is not None and not s.ended
+            if s.headers_sent and s.header_pages and not s.ended
         )
 
     # -- API operations ------------------------------------------------------------
@@ -175,12 +177,17 @@ class SessionManager:
         return session
 
     def set_volume(self, session_id: str, volume: float) -> Session | None:
-        """Change the gain; heard after the frames already queued (about 400 ms)."""
+        """Change the gain, heard within a refill: the frames already queued at
+        the old gain are dropped and the source resumes from the position
+        reached (a seek in place, so the Ogg stream just goes on)."""
         session = self._sessions.get(session_id)
         if session is not None:
             session.touch(self._clock())
-            session.volume = volume
-            session.wake.set()
+            if volume != session.volume:
+                session.volume = volume
+                if session.live and session.ready_sent:
+                    self._restart_at(session, session.position)
+                session.log.info("volume %.2f", volume)
         return session
 
     def seek(self, session_id: str, position: float) -> Session | None:
@@ -195,6 +202,12 @@ class SessionManager:
         session.touch(self._clock())
         if not session.live:
             raise NotPlayable(f"session has ended ({session.state.value})")
+        self._restart_at(session, position)
+        session.log.info("seek to %.2f s", position)
+        return session
+
+    def _restart_at(self, session: Session, position: float) -> None:
+        """Drop the queued frames and have the producer continue from *position*."""
         session.seek_target = position
         session.seek_generation += 1
         session.ring.clear()
@@ -202,8 +215,6 @@ class SessionManager:
         session.underrun_since = None
         session.source_done = False
         session.wake.set()
-        session.log.info("seek to %.2f s", position)
-        return session
 
     def touch(self, session_id: str) -> None:
         """Record API activity on *session_id* (for the idle timeout)."""
@@ -239,7 +250,7 @@ class SessionManager:
         self._send_now(self._end(session, error=message, stage=stage))
 
     def retire(self, source: MediaSource) -> None:
-        future = self._io_pool.submit(source.close)
+        future = self._open_pool.submit(source.close)
         self._closing.add(future)
         future.add_done_callback(self._closing.discard)
 
@@ -279,28 +290,24 @@ class SessionManager:
             if session.ring.needs_refill:
                 session.wake.set()
             session.underrun_since = None
-            last = session.source_done and not len(session.ring) and session.failure is None
-            writer = session.writer
-            if writer is not None:
-                if not session.headers_sent:
-                    header = encode_packet(session.id, writer.header_pages)
-                    parts.append(header)
-                    session.bytes_sent += len(writer.header_pages)
-                    session.headers_sent = True
-                payload = writer.audio_page(frame.data, frame.samples, eos=last)
-            else:
-                payload = frame.data
-            parts.append(encode_packet(session.id, payload))
-            session.bytes_sent += len(payload)
+            if not session.headers_sent:
+                session.headers_sent = True
+                if session.header_pages:
+                    parts.append(encode_packet(session.id, session.header_pages))
+                    session.bytes_sent += len(session.header_pages)
+            parts.append(frame.packet)
+            session.bytes_sent += frame.payload_size
             session.frames_sent += 1
-            session.position = frame.position + frame.samples / SAMPLE_RATE
+            session.position = frame.position + FRAME_DURATION
+            session.emitted_granule = frame.granule
+            session.emitted_sequence = frame.sequence
             sent[session.request.output] += 1
             if session.first_audio_at is None:
                 session.first_audio_at = now
                 self._metrics.time_to_first_audio.labels(session.request.output.value).observe(
                     now - session.requested_at
                 )
-            if last:
+            if frame.last:
                 ending = self._end(session, finished=True)
                 if ending is not None:
                     parts.append(ending)

@@ -18,8 +18,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from audio_engine.packager import Packager
+from audio_engine.pools import ElasticPool
 from audio_engine.resolver import ResolveError, Resolver
-from audio_engine.ring import Frame
+from audio_engine.ring import Frame, RingSize
 from audio_engine.session import Session
 from audio_engine.source import (
     MediaSource,
@@ -28,10 +30,14 @@ from audio_engine.source import (
     SourceFailed,
     SourceOptions,
 )
-from protocol import FRAME_DURATION, OggOpusWriter
+from protocol import FRAME_DURATION, OggOpusWriter, encode_packet
 
 __all__ = [
     "EARLY_END_TOLERANCE",
+    "FIRST_BATCH",
+    "OPEN_SLACK",
+    "PASSTHROUGH_RING",
+    "TRANSCODE_RING",
     "RETRY_BACKOFF",
     "ProducerContext",
     "SessionEvents",
@@ -47,6 +53,17 @@ T = TypeVar("T")
 EARLY_END_TOLERANCE = 5.0
 #: Seconds before the first reopen attempt; it doubles with each further one.
 RETRY_BACKOFF = 0.25
+#: Passthrough costs a few microseconds per frame, so its producer runs further
+#: ahead (0.5-1.5 s) in 1 s refills: one trip to a worker per session per second,
+#: which is what lets one engine carry a thousand such sessions.
+PASSTHROUGH_RING = RingSize(75, 25)
+#: Transcoding refills 500 ms at a time (0.3-0.8 s ahead).
+TRANSCODE_RING = RingSize(40, 15)
+#: Frames produced before ``ready``: 100 ms, a couple of milliseconds of work.
+FIRST_BATCH = 5
+#: Scheduling slack of opening a source and of a session's first batch: ahead of
+#: refills due later than that, behind those due sooner.
+OPEN_SLACK = 0.1
 
 
 class SessionEvents(Protocol):
@@ -78,7 +95,10 @@ class ProducerContext:
     """What every producer shares: pools, resolver, options, limits."""
 
     resolver: Resolver
-    io_pool: Executor
+    #: Steady reads of playing sources (one thread: see ``pools``).
+    read_pool: Executor
+    #: Opens, reopens and seeks: rare, blocking, latency-sensitive.
+    open_pool: Executor
     codec_pool: Executor
     events: SessionEvents
     options: Callable[[Session], SourceOptions]
@@ -89,6 +109,13 @@ async def _run_in(pool: Executor, function: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
 
 
+async def _run_by(pool: Executor, deadline: float, function: Callable[..., T], *args: Any) -> T:
+    """Run on *pool* before jobs due later (when the pool schedules by deadline)."""
+    if isinstance(pool, ElasticPool):
+        return await asyncio.wrap_future(pool.submit_by(deadline, function, *args))
+    return await _run_in(pool, function, *args)
+
+
 async def run_producer(session: Session, context: ProducerContext) -> None:
     """Produce *session*'s frames until the task is cancelled (the session ended,
     was stopped or replaced) or the source fails. Never raises except
@@ -96,23 +123,26 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
     source: MediaSource | None = None
     try:
         started = time.monotonic()
-        async with context.resolver.slots:
-            target = await context.resolver.resolve(session.request.url)
-            session.title = target.title
-            source = MediaSource(
-                target,
-                context.options(session),
-                start_at=session.request.start_at,
-                volume=session.volume,
-            )
-            await _run_in(context.io_pool, source.open)
+        target = await context.resolver.resolve(session.request.url)
+        session.title = target.title
+        source = MediaSource(
+            target,
+            context.options(session),
+            start_at=session.request.start_at,
+            volume=session.volume,
+        )
+        # A new play is due soon, but after refills of sessions already playing.
+        await _run_by(context.open_pool, time.monotonic() + OPEN_SLACK, source.open)
         context.events.source_opened(session, time.monotonic() - started)
         if source.duration:
             session.duration = source.duration
         session.passthrough = source.passthrough
+        session.ring.resize(PASSTHROUGH_RING if source.passthrough else TRANSCODE_RING)
+        writer = None
         if session.request.output.is_ogg:
-            session.writer = OggOpusWriter(session.serial, head=source.opus_head)
-        await _Production(session, source, context).run()
+            writer = OggOpusWriter(session.serial, head=source.opus_head)
+            session.header_pages = writer.header_pages
+        await _Production(session, source, Packager(session.id, writer), context).run()
     except ResolveError as exc:
         context.events.source_failed(session, str(exc), "resolve")
     except SourceError as exc:
@@ -125,17 +155,47 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
             context.events.retire(source)
 
 
+def _truncation(source: MediaSource) -> str | None:
+    """Why a source that just ended looks cut off, or None if it ended where its
+    container says it should."""
+    duration = source.duration
+    position = source.position
+    if duration and duration - position > EARLY_END_TOLERANCE and position < 0.95 * duration:
+        return f"the source ended early, at {position:.1f} s of {duration:.1f} s"
+    return None
+
+
+_Batch = tuple[list[Frame], bool, str | None]
+
+
+def _finish(source: MediaSource, packager: Packager, packets: list[Any], at_end: bool) -> _Batch:
+    encoded = source.convert(packets, at_end)
+    cut_off = _truncation(source) if at_end else None
+    # A cut-off source is reopened, so its last frame must not end the stream.
+    return packager.package(encoded, at_end and cut_off is None), at_end, cut_off
+
+
+def _read_and_finish(source: MediaSource, packager: Packager, seconds: float) -> _Batch:
+    """A whole batch in one worker job (passthrough: the CPU part is tiny)."""
+    packets, at_end = source.read(seconds)
+    return _finish(source, packager, packets, at_end)
+
+
 class _Production:
     """The fill loop of one opened source (see the module docstring)."""
 
-    def __init__(self, session: Session, source: MediaSource, context: ProducerContext) -> None:
+    def __init__(self, session: Session, source: MediaSource, packager: Packager,
+                 context: ProducerContext) -> None:
         self.session = session
         self.source = source
+        self.packager = packager
         self.context = context
         self.spill: list[Frame] = []
         self.attempts = 0
         self.announced = False
         self.exhausted = False
+        #: A cut-off end seen in the last batch: reopen before the next one.
+        self.cut_off: SourceBroken | None = None
 
     async def run(self) -> None:
         session = self.session
@@ -145,16 +205,22 @@ class _Production:
                 continue
             if self.spill:
                 self.spill = session.ring.extend(self.spill)
-            if self.exhausted or session.ring.space <= 0:
+            # Refill only at the low-water mark: whole refills, one job each.
+            if self.exhausted or (self.announced and not session.ring.needs_refill):
                 if self.exhausted and not self.spill:
                     session.source_done = True
                 session.wake.clear()
                 await session.wake.wait()
                 continue
             generation = session.seek_generation
-            frames = await self._batch(session.ring.space)
+            # The first batch is small, so that ready (and the first page) go
+            # out as soon as possible; the next one fills the ring.
+            wanted = session.ring.space if self.announced else FIRST_BATCH
+            frames = await self._batch(wanted)
             if generation != session.seek_generation:
                 continue  # a seek arrived meanwhile: these frames are stale
+            if self.exhausted and (self.announced or frames):
+                frames += self._end_of_stream(frames)
             if frames:
                 self.spill = session.ring.extend(frames)
             if not self.announced:
@@ -165,45 +231,70 @@ class _Production:
                 self.announced = True
                 self.context.events.source_ready(session)
 
+    def _end_of_stream(self, frames: list[Frame]) -> list[Frame]:
+        """An EOS page when the last batch had no frame to carry the flag."""
+        writer = self.packager.writer
+        if writer is None or writer.ended or (frames and frames[-1].last):
+            return []
+        page = writer.end_page()
+        return [Frame(encode_packet(self.session.id, page), len(page), self.source.position,
+                      writer.granule_position, writer.next_sequence - 1, True)]
+
     async def _seek(self, target: float) -> None:
         session = self.session
         session.seek_target = None
         self.spill.clear()
+        writer = self.packager.writer
+        if writer is not None:
+            # Frames built after the last page sent were discarded with the ring.
+            writer.rewind(session.emitted_granule, session.emitted_sequence + 1)
         try:
-            await _run_in(self.context.io_pool, self.source.seek, target)
+            await _run_in(self.context.open_pool, self.source.seek, target)
         except SourceBroken as exc:
             # Not every source can seek (a live HTTP stream): keep playing.
             session.log.warning("seek to %.2f s failed: %s", target, exc)
             return
         self.exhausted = False
         session.source_done = False
-        session.position = target
 
     async def _batch(self, wanted: int) -> list[Frame]:
         """Read and convert about *wanted* frames, reopening a broken source."""
         source = self.source
+        context = self.context
+        seconds = wanted * FRAME_DURATION
         while True:
+            if self.cut_off is not None:
+                cause, self.cut_off = self.cut_off, None
+                await self._reopen(cause)
+            # Due when the ring would run dry (a new session: soon, but after
+            # refills of sessions already playing).
+            queued = len(self.session.ring)
+            deadline = time.monotonic() + (queued * FRAME_DURATION if queued else OPEN_SLACK)
             try:
-                packets, at_end = await _run_in(
-                    self.context.io_pool, source.read, wanted * FRAME_DURATION
-                )
                 source.volume = self.session.volume
-                frames = await _run_in(self.context.codec_pool, source.convert, packets, at_end)
-                self.session.passthrough = source.passthrough
-                if frames:
-                    self.attempts = 0
-                if at_end:
-                    self._check_complete()
-                    self.exhausted = True
-                return frames
+                if source.passthrough:
+                    frames, at_end, cut_off = await _run_by(
+                        context.read_pool, deadline, _read_and_finish, source, self.packager,
+                        seconds,
+                    )
+                else:
+                    packets, at_end = await _run_by(context.read_pool, deadline, source.read,
+                                                    seconds)
+                    frames, at_end, cut_off = await _run_by(
+                        context.codec_pool, deadline, _finish, source, self.packager, packets,
+                        at_end,
+                    )
             except SourceBroken as exc:
                 await self._reopen(exc)
-
-    def _check_complete(self) -> None:
-        duration = self.source.duration
-        position = self.source.position
-        if duration and duration - position > EARLY_END_TOLERANCE and position < 0.95 * duration:
-            raise SourceBroken(f"the source ended early, at {position:.1f} s of {duration:.1f} s")
+                continue
+            self.session.passthrough = source.passthrough
+            if frames:
+                self.attempts = 0
+            if cut_off is not None:
+                self.cut_off = SourceBroken(cut_off)
+            elif at_end:
+                self.exhausted = True
+            return frames
 
     async def _reopen(self, cause: SourceError) -> None:
         retries = self.context.retries
@@ -221,7 +312,7 @@ class _Production:
             )
             await asyncio.sleep(RETRY_BACKOFF * 2 ** (self.attempts - 1))
             try:
-                await _run_in(self.context.io_pool, self.source.reopen, position)
+                await _run_in(self.context.open_pool, self.source.reopen, position)
             except SourceError as failure:
                 last = failure
                 continue

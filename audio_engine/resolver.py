@@ -86,7 +86,7 @@ class Resolver:
     Args:
         executor: threads for yt-dlp and probing (they block on the network).
         timeout: seconds allowed for one resolution or catalogue query.
-        max_concurrent: most resolutions running at once; more wait their turn.
+        max_concurrent: most yt-dlp calls and probes running at once; more wait.
     """
 
     def __init__(self, executor: Executor, *, timeout: float, max_concurrent: int) -> None:
@@ -94,10 +94,6 @@ class Resolver:
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max_concurrent)
 
-    @property
-    def slots(self) -> asyncio.Semaphore:
-        """The concurrency bound shared by resolutions and source opens."""
-        return self._slots
 
     # -- classification (pure) ------------------------------------------------
 
@@ -134,7 +130,8 @@ class Resolver:
     # -- play -----------------------------------------------------------------
 
     async def resolve(self, url: str) -> MediaTarget:
-        """Resolve *url* for playing. The caller holds a ``slots`` permit.
+        """Resolve *url* for playing. Direct links and files answer at once; yt-dlp
+        runs at most ``max_concurrent`` at a time, the rest wait their turn.
 
         Raises:
             ResolveError: unsupported, missing, or extraction failed/timed out.
@@ -246,13 +243,14 @@ class Resolver:
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, function, *args)
-        try:
-            return await asyncio.wait_for(future, self._timeout)
-        except TimeoutError:
-            raise ResolveError(
-                f"extraction failed: timed out after {self._timeout:g} s"
-            ) from None
+        async with self._slots:
+            future = loop.run_in_executor(self._executor, function, *args)
+            try:
+                return await asyncio.wait_for(future, self._timeout)
+            except TimeoutError:
+                raise ResolveError(
+                    f"extraction failed: timed out after {self._timeout:g} s"
+                ) from None
 
     def _extract(self, url: str, resolve_formats: bool) -> dict[str, Any]:
         import yt_dlp  # noqa: PLC0415 - heavy import, only paid by the first use

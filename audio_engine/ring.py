@@ -1,7 +1,9 @@
 """A session's bounded queue of ready-to-send 20 ms frames (pure, no I/O).
 
-The producer fills it a few hundred milliseconds ahead of the clock; the clock
-takes one frame per tick. Both run on the event loop thread, so no locking.
+The producer fills it ahead of the clock with frames that are already complete
+socket packets (Ogg page built, length and id prefixed), so the clock's per-frame
+work is a pop and an append. Producer and clock both touch it on the event loop
+thread, so it needs no lock.
 """
 
 from __future__ import annotations
@@ -9,37 +11,55 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
-__all__ = ["Frame", "FrameRing"]
+__all__ = ["Frame", "FrameRing", "RingSize"]
 
 
 class Frame(NamedTuple):
-    """One 20 ms frame: an Opus packet or 3840 bytes of PCM.
+    """One 20 ms frame, ready for the socket.
 
-    *position* is the media time (seconds) at which the frame starts.
+    *packet* is the complete audio packet (length prefix, id field, payload);
+    *payload_size* is its payload length (what ``bytes_sent`` counts). *position*
+    is the media time (seconds) at which the frame starts. For Ogg sessions
+    *granule* and *sequence* are the page's numbers (else 0), so a seek can
+    resume numbering after the last page actually sent; *last* marks the EOS page.
     """
 
-    data: bytes
-    samples: int
+    packet: bytes
+    payload_size: int
     position: float
+    granule: int = 0
+    sequence: int = 0
+    last: bool = False
+
+
+class RingSize(NamedTuple):
+    """How far ahead a producer runs: *capacity* frames at most, refilled when
+    *low_water* or fewer remain (a refill is ``capacity - low_water`` frames)."""
+
+    capacity: int
+    low_water: int
 
 
 class FrameRing:
     """Bounded FIFO of frames with a low-water mark for refills.
 
     Args:
-        capacity: most frames held. 20 frames = 400 ms of audio: enough to ride
-            out a slow batch on a loaded machine, small enough that pause, seek and
-            volume changes are heard quickly.
-        low_water: the producer is woken to refill when the ring holds this many
-            frames or fewer (10 = 200 ms left).
+        size: capacity and low-water mark. The default, 40 frames refilled at 15,
+            keeps 300-800 ms ready: enough to ride out a slow batch on a loaded
+            machine, in refills of 500 ms so that each costs one trip to the
+            worker pools per half second.
     """
 
-    def __init__(self, capacity: int = 20, low_water: int = 10) -> None:
-        if not 0 <= low_water < capacity:
-            raise ValueError("need 0 <= low_water < capacity")
-        self.capacity = capacity
-        self.low_water = low_water
+    def __init__(self, size: RingSize = RingSize(40, 15)) -> None:
         self._frames: deque[Frame] = deque()
+        self.resize(size)
+
+    def resize(self, size: RingSize) -> None:
+        """Change capacity and low-water mark (frames already held are kept)."""
+        if not 0 <= size.low_water < size.capacity:
+            raise ValueError("need 0 <= low_water < capacity")
+        self.capacity = size.capacity
+        self.low_water = size.low_water
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -47,7 +67,7 @@ class FrameRing:
     @property
     def space(self) -> int:
         """How many frames fit before the ring is full."""
-        return self.capacity - len(self._frames)
+        return max(0, self.capacity - len(self._frames))
 
     @property
     def needs_refill(self) -> bool:

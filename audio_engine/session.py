@@ -14,7 +14,6 @@ from enum import StrEnum
 from audio_engine.formats import OutputFormat
 from audio_engine.logs import SessionLogger, session_logger
 from audio_engine.ring import FrameRing
-from protocol import OggOpusWriter
 
 __all__ = ["PlayRequest", "Session", "SessionState"]
 
@@ -64,7 +63,8 @@ class Session:
         self.paused = False
         self.volume = request.volume
         self.ring = ring if ring is not None else FrameRing()
-        self.writer: OggOpusWriter | None = None
+        #: The Ogg stream's two header pages (Ogg formats), once the source opened.
+        self.header_pages = b""
         #: Set by the tick when the ring reaches its low-water mark.
         self.wake = asyncio.Event()
         self.wake.set()
@@ -74,6 +74,9 @@ class Session:
         self.ready_pending = False
         self.ready_sent = False
         self.headers_sent = False
+        #: Granule and sequence of the last Ogg page sent (a seek resumes after it).
+        self.emitted_granule = 0
+        self.emitted_sequence = 1
         self.audio_from_tick = 0
         #: The producer reached the end of the source.
         self.source_done = False

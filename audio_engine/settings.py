@@ -129,11 +129,23 @@ class EngineSettings(BaseSettings):
         description="threads decoding and encoding audio (default: the core count) "
         "[env ENGINE_CODEC_WORKERS]",
     )
-    io_workers: int = Field(
+    read_workers: int = Field(
+        1,
+        ge=1,
+        description="threads reading (demuxing) playing sources; one is fastest, since "
+        "demuxing with several threads is spent fighting for the GIL "
+        "[env ENGINE_READ_WORKERS]",
+    )
+    open_workers: int = Field(
+        4,
+        ge=1,
+        description="threads opening, seeking and closing sources [env ENGINE_OPEN_WORKERS]",
+    )
+    io_workers_max: int = Field(
         64,
         ge=1,
-        description="threads reading sources, which may block on the network "
-        "[env ENGINE_IO_WORKERS]",
+        description="most threads of each of those pools: extra ones start only while "
+        "all others are blocked on slow sources [env ENGINE_IO_WORKERS_MAX]",
     )
     consumer_queue_bytes: int = Field(
         1024 * 1024,

@@ -28,7 +28,7 @@ import numpy as np
 from audio_engine.formats import OutputFormat
 from audio_engine.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
 from audio_engine.resolver import MediaTarget
-from audio_engine.ring import Frame
+from audio_engine.packager import EncodedFrame
 from protocol import (
     PCM_FRAME_BYTES,
     SAMPLE_RATE,
@@ -85,7 +85,7 @@ def _describe(exc: BaseException) -> str:
 
 def _open_failure(exc: BaseException, location: str) -> SourceError:
     match exc:
-        case av.error.ExitError():
+        case av.error.ExitError() | TimeoutError():
             return SourceFailed("timed out opening the source")
         case av.error.HTTPError() | av.error.HTTPClientError() | av.error.HTTPServerError():
             return SourceFailed(f"the media server refused the request ({_describe(exc)})")
@@ -128,6 +128,7 @@ class MediaSource:
         self._skip_until = start_at
         self._position = start_at
         self._decode_errors = 0
+        self._time_base = 0.0
         self._closed = False
         #: Media duration in seconds, if the container knows it.
         self.duration: float | None = None
@@ -190,7 +191,7 @@ class MediaSource:
                     return packets, True
                 except av.error.EOFError:
                     return packets, True
-                except av.error.ExitError:
+                except (av.error.ExitError, TimeoutError):
                     raise SourceBroken(
                         f"no data from the source for {self.options.read_timeout:g} s"
                     ) from None
@@ -199,10 +200,10 @@ class MediaSource:
                 if packet.size == 0:
                     continue
                 packets.append(packet)
-                if packet.duration and packet.time_base is not None:
-                    gathered += float(packet.duration * packet.time_base)
-                else:
-                    gathered += 0.02
+                duration = packet.duration
+                # float time base: Fraction arithmetic here cost a fifth of the
+                # read thread at a thousand sessions.
+                gathered += duration * self._time_base if duration else 0.02
             return packets, False
 
     def reopen(self, position: float) -> None:
@@ -252,7 +253,7 @@ class MediaSource:
 
     # -- codec pool ------------------------------------------------------------
 
-    def convert(self, packets: list[av.Packet], at_end: bool) -> list[Frame]:
+    def convert(self, packets: list[av.Packet], at_end: bool) -> list[EncodedFrame]:
         """Turn demuxed packets into output frames; at the end, flush everything.
 
         Raises:
@@ -261,7 +262,7 @@ class MediaSource:
         with self._lock:
             if self._closed:
                 return []
-            frames: list[Frame] = []
+            frames: list[EncodedFrame] = []
             for packet in packets:
                 if self._passthrough:
                     if self.volume != 1.0:
@@ -280,18 +281,20 @@ class MediaSource:
     # -- internals -------------------------------------------------------------
 
     def _open_container(self, position: float) -> None:
-        options = {}
+        options: dict[str, str] = {}
+        if not self.target.is_local:
+            # FFmpeg's own protocol timeouts (microseconds), not PyAV's timeout=
+            # argument: that one installs a Python interrupt callback that takes
+            # the GIL on every network read, which with hundreds of sessions
+            # turns demuxing into a fight for the GIL.
+            options["rw_timeout"] = str(int(self.options.read_timeout * 1_000_000))
+            options["timeout"] = str(int(self.options.open_timeout * 1_000_000))
         if self.target.http_headers:
             options["headers"] = "".join(
                 f"{key}: {value}\r\n" for key, value in self.target.http_headers.items()
             )
         try:
-            container = av.open(
-                self.target.location,
-                mode="r",
-                options=options,
-                timeout=(self.options.open_timeout, self.options.read_timeout),
-            )
+            container = av.open(self.target.location, mode="r", options=options)
         except Exception as exc:
             raise _open_failure(exc, self.target.location) from None
         if not container.streams.audio:
@@ -299,6 +302,7 @@ class MediaSource:
             raise SourceFailed("the source has no audio stream")
         self._container = container
         self._stream = container.streams.audio[0]
+        self._time_base = float(self._stream.time_base or 0)
         if container.duration:
             self.duration = container.duration / 1_000_000
         if position > 0:
@@ -355,7 +359,7 @@ class MediaSource:
         )
         self._start_decoding()
 
-    def _pass(self, packet: av.Packet) -> Frame | None:
+    def _pass(self, packet: av.Packet) -> EncodedFrame | None:
         """One passthrough packet, or None if it is skipped (before the start
         position) or the source just left passthrough."""
         data = bytes(packet)
@@ -366,15 +370,15 @@ class MediaSource:
         if samples != SAMPLES_PER_FRAME:
             self._switch_to_transcoding(f"a {samples}-sample packet")
             return None
-        if packet.pts is not None and packet.time_base is not None:
-            end = float(packet.pts * packet.time_base) + samples / SAMPLE_RATE
+        if self._skip_until > 0 and packet.pts is not None:
+            end = packet.pts * self._time_base + samples / SAMPLE_RATE
             if end <= self._skip_until:
                 return None
-        frame = Frame(data, samples, self._position)
+        frame = EncodedFrame(data, samples, self._position)
         self._position += samples / SAMPLE_RATE
         return frame
 
-    def _transcode(self, packet: av.Packet, frames: list[Frame]) -> None:
+    def _transcode(self, packet: av.Packet, frames: list[EncodedFrame]) -> None:
         assert self._decoder is not None and self._resampler is not None
         try:
             decoded = self._decoder.decode(packet)
@@ -388,13 +392,13 @@ class MediaSource:
             return
         for audio in decoded:
             if self._skip_until > 0 and audio.pts is not None and audio.time_base is not None:
-                end = float(audio.pts * audio.time_base) + audio.samples / audio.sample_rate
+                end = audio.pts * float(audio.time_base) + audio.samples / audio.sample_rate
                 if end <= self._skip_until:
                     continue
             for chunk in self._resampler.resample(audio):
                 frames.append(self._frame(chunk))
 
-    def _flush(self, frames: list[Frame]) -> None:
+    def _flush(self, frames: list[EncodedFrame]) -> None:
         if self._decoder is None or self._resampler is None:
             return
         try:
@@ -408,7 +412,7 @@ class MediaSource:
             if chunk.samples:
                 frames.append(self._frame(chunk))
 
-    def _frame(self, chunk: av.AudioFrame) -> Frame:
+    def _frame(self, chunk: av.AudioFrame) -> EncodedFrame:
         pcm = bytes(chunk.planes[0])[: chunk.samples * 4]
         if len(pcm) < PCM_FRAME_BYTES:
             pcm = pcm.ljust(PCM_FRAME_BYTES, b"\0")
@@ -419,5 +423,5 @@ class MediaSource:
         position = self._position
         self._position += SAMPLES_PER_FRAME / SAMPLE_RATE
         if self._encoder is None:
-            return Frame(pcm, SAMPLES_PER_FRAME, position)
-        return Frame(self._encoder.encode(pcm), SAMPLES_PER_FRAME, position)
+            return EncodedFrame(pcm, SAMPLES_PER_FRAME, position)
+        return EncodedFrame(self._encoder.encode(pcm), SAMPLES_PER_FRAME, position)

@@ -46,6 +46,7 @@ from protocol.ogg import (
     OggPageReader,
     build_page,
     ogg_crc,
+    single_packet_page,
 )
 from protocol.oggopus import (
     MAX_OPUS_PACKET_SIZE,
@@ -126,6 +127,7 @@ __all__ = [
     "ogg_crc",
     "opus_packet_samples",
     "pad_session_id",
+    "single_packet_page",
     "unpad_session_id",
     "validate_session_id",
 ]

@@ -19,7 +19,15 @@ from typing import Final
 from protocol.constants import SAMPLES_PER_FRAME
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.need_data import NEED_DATA, NeedData
-from protocol.ogg import FLAG_BOS, FLAG_EOS, MAX_PAGE_BODY_SIZE, OggPage, OggPageReader, build_page
+from protocol.ogg import (
+    FLAG_BOS,
+    FLAG_EOS,
+    MAX_PAGE_BODY_SIZE,
+    OggPage,
+    OggPageReader,
+    build_page,
+    single_packet_page,
+)
 from protocol.opus import ENCODER_PRE_SKIP, OpusHead, OpusTags
 
 __all__ = [
@@ -84,8 +92,8 @@ class OggOpusWriter:
         if len(packet) >= MAX_PAGE_BODY_SIZE:
             raise LocalProtocolError(f"Opus packet of {len(packet)} bytes exceeds one page")
         self.granule_position += samples
-        page = build_page(
-            (packet,),
+        page = single_packet_page(
+            packet,
             granule_position=self.granule_position,
             serial=self.serial,
             sequence=self.next_sequence,
@@ -94,6 +102,20 @@ class OggOpusWriter:
         self.next_sequence += 1
         self.ended = eos
         return page
+
+    def rewind(self, granule_position: int, next_sequence: int) -> None:
+        """Continue the stream from an earlier point: pages built after it were
+        never sent (a seek discarded them), so numbering resumes where the last
+        page actually sent left off, and a discarded EOS no longer counts.
+
+        Raises:
+            LocalProtocolError: if the point lies before the header pages.
+        """
+        if next_sequence < 2 or granule_position < 0:
+            raise LocalProtocolError("cannot rewind into the header pages")
+        self.granule_position = granule_position
+        self.next_sequence = next_sequence
+        self.ended = False
 
     def end_page(self) -> bytes:
         """Return an empty EOS page, ending the stream without another packet.

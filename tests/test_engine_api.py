@@ -10,8 +10,8 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from .support.engine_process import EngineProcess
-from .support.media_server import MediaServer
+from gateway.loadtest.engine_process import EngineProcess
+from gateway.loadtest.media_server import MediaServer
 from .support.waiting import poll_until
 
 CORS = {

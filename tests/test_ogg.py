@@ -28,6 +28,7 @@ from protocol import (
     build_page,
     ogg_crc,
     opus_packet_samples,
+    single_packet_page,
 )
 
 from .capture import OGG_SESSIONS, capture_bytes
@@ -286,3 +287,14 @@ def test_opus_tags_round_trip_and_truncation() -> None:
     assert OpusTags.parse(bytes(tags)) == tags
     with pytest.raises(RemoteProtocolError):
         OpusTags.parse(bytes(tags)[:-3])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.integers(0, 2**63 - 1), st.integers(0, 2**32 - 1),
+       st.integers(0, 2**32 - 1), st.sampled_from([0, FLAG_BOS, FLAG_EOS]))
+def test_single_packet_page_is_build_page(packet: bytes, granule: int, serial: int,
+                                          sequence: int, flags: int) -> None:
+    assert single_packet_page(
+        packet, granule_position=granule, serial=serial, sequence=sequence, flags=flags
+    ) == build_page([packet], granule_position=granule, serial=serial, sequence=sequence,
+                    flags=flags)

@@ -1,5 +1,5 @@
-"""The real engine process for integration tests: ``python -m audio_engine`` on a
-temporary socket and a free loopback port."""
+"""Our engine as a child process: ``python -m audio_engine`` on a temporary socket
+and a free loopback port (for integration tests, benchmarks and load runs)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class EngineProcess:
         env: extra environment (engine settings) for this engine.
     """
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, *, log_level: str = "DEBUG") -> None:
         # Unix socket paths are limited to ~108 bytes: keep the directory short.
         self.directory = Path(tempfile.mkdtemp(prefix="ag-"))
         self.socket_path = self.directory / "engine.sock"
@@ -42,7 +42,7 @@ class EngineProcess:
             **os.environ,
             "GO_API_PORT": str(self.port),
             "SOCKET_PATH": str(self.socket_path),
-            "ENGINE_LOG_LEVEL": "DEBUG",
+            "ENGINE_LOG_LEVEL": log_level,
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
