@@ -33,10 +33,12 @@ from protocol import InvalidSessionId, validate_session_id
 if TYPE_CHECKING:
     from audio_engine.engine import Engine
 
-__all__ = ["create_app"]
+__all__ = ["MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
 
 #: Largest volume accepted: double gain (samples are clipped).
 MAX_VOLUME = 2.0
+#: Response header of a play naming the play id its events will carry as ``"play"``.
+PLAY_ID_HEADER = "X-Play-Id"
 
 
 class PlayBody(BaseModel):
@@ -231,10 +233,13 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             volume=body.volume,
         )
         try:
-            manager.play(session_id, play_request)
+            session = manager.play(session_id, play_request)
         except TooManySessions as exc:
             return _error(session_id, str(exc), 429)
-        return GoJSONResponse({"status": "playing", "session_id": session_id})
+        return GoJSONResponse(
+            {"status": "playing", "session_id": session_id},
+            headers={PLAY_ID_HEADER: str(session.play_id)},
+        )
 
     @app.post("/session/{session_id}/stop", summary="Stop a session (unknown ids too)")
     async def stop(session_id: SessionIdPath) -> Response:

@@ -10,6 +10,7 @@ underrun of that session only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -88,6 +89,7 @@ class SessionManager:
             options=self._source_options,
             retries=limits.source_retries,
         )
+        self._plays = itertools.count(1)
         self.ticks = 0
         self.total_underruns = 0
         self.total_frames_sent = 0
@@ -136,7 +138,8 @@ class SessionManager:
         if old is not None:
             self._send_now(self._end(old, replaced=True))
             del self._sessions[session_id]
-        session = Session(session_id, request, serial=secrets.randbits(32), now=now)
+        session = Session(session_id, request, serial=secrets.randbits(32), now=now,
+                          play_id=next(self._plays))
         self._sessions[session_id] = session
         session.producer = self._spawn(run_producer(session, self._context))
         self._metrics.plays.labels(request.output.value).inc()
@@ -364,7 +367,8 @@ class SessionManager:
         if error is not None:
             session.state = SessionState.ERROR
             session.error_message = error
-            event = Event(EventType.ERROR, session.id, error, {"reason": stage or "source"})
+            event = Event(EventType.ERROR, session.id, error,
+                          {"play": session.play_id, "reason": stage or "source"})
             return encode_event_line(event)
         session.state = SessionState.STOPPED
         if finished:
@@ -373,14 +377,15 @@ class SessionManager:
             session.log.info("replaced")
         if not session.ready_sent:
             return None  # ready never went out: there is nothing to finish
-        return encode_event_line(Event(EventType.FINISHED, session.id))
+        return encode_event_line(Event(EventType.FINISHED, session.id,
+                                       extra={"play": session.play_id}))
 
     def _send_now(self, line: bytes | None) -> None:
         if line is not None:
             self._hub.send_event(line)
 
     def _ready_event(self, session: Session) -> Event:
-        extra: dict[str, str | int | float | bool | None] = {}
+        extra: dict[str, str | int | float | bool | None] = {"play": session.play_id}
         if session.duration:
             extra["duration"] = round(session.duration, 3)
         if session.title:

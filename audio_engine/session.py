@@ -53,10 +53,13 @@ class Session:
 
     def __init__(
         self, session_id: str, request: PlayRequest, *, serial: int, now: float,
-        ring: FrameRing | None = None,
+        play_id: int = 0, ring: FrameRing | None = None,
     ) -> None:
         self.id = session_id
         self.request = request
+        #: Engine-wide number of this play, carried by its events as ``"play"`` so a
+        #: consumer can tell a replaced stream's late events from the new one's.
+        self.play_id = play_id
         #: Random serial of this play's Ogg logical stream.
         self.serial = serial
         self.state = SessionState.EXTRACTING

@@ -71,7 +71,8 @@ def main() -> None:
     if args.api:
         target = Target(args.api, args.socket, args.pid)
     else:
-        engine = EngineProcess(log_level="WARNING").start()
+        # The default session limit (1000) would cap the passthrough steps.
+        engine = EngineProcess({"ENGINE_MAX_SESSIONS": "5000"}, log_level="WARNING").start()
         assert engine.process is not None
         target = Target(engine.url, str(engine.socket_path), engine.process.pid)
     results: dict[str, str] = {}
@@ -121,6 +122,9 @@ def main() -> None:
                                            max_sessions=2400, progress=_progress)
                 results["passthrough capacity (sessions)"] = str(passthrough.capacity)
                 print(_steps_table("passthrough: webm Opus 48 kHz", passthrough))
+                slope = _rss_slope(passthrough)
+                if slope is not None:
+                    results["RSS per session (MB)"] = f"{slope:.2f} (passthrough step slope)"
     finally:
         if engine is not None:
             engine.terminate()
@@ -129,6 +133,19 @@ def main() -> None:
             for name, (go, target_) in GO_REFERENCE.items()]
     print()
     print(format_table(["figure", "Go engine", "target", "this run"], rows))
+
+
+def _rss_slope(report: object) -> float | None:
+    """RSS added per session between the first and the last good step."""
+    from gateway.loadtest.runner import CapacityReport
+
+    assert isinstance(report, CapacityReport)
+    good = [s for s in report.steps if s.good and s.report.rss_mb.count]
+    if len(good) < 2:
+        return None
+    first, last = good[0], good[-1]
+    return (last.report.rss_mb.median - first.report.rss_mb.median) / (
+        last.sessions - first.sessions)
 
 
 def _steps_table(title: str, report: object) -> str:

@@ -59,6 +59,27 @@ class GatewaySettings(BaseSettings):
         validation_alias=_plain_name("DISCORD_TOKEN"),
         description="Discord bot token; the bot starts only when it is set [env DISCORD_TOKEN]",
     )
+    data_dir: Path = Field(
+        Path("var"),
+        description="where the gateway keeps its files (queues, demo track) "
+        "[env GATEWAY_DATA_DIR]",
+    )
+    queue_db: str = Field(
+        "",
+        description="SQLite file of the persistent queues (default: DATA_DIR/queues.sqlite3; "
+        "':memory:' keeps them in memory) [env GATEWAY_QUEUE_DB]",
+    )
+    engine_token: SecretStr | None = Field(
+        None,
+        validation_alias=_plain_name("ENGINE_API_TOKEN"),
+        description="bearer token for the engine's API, when it requires one "
+        "[env ENGINE_API_TOKEN]",
+    )
+    discord_guild_id: int | None = Field(
+        None,
+        description="sync slash commands to this guild only (instant, for development) "
+        "[env GATEWAY_DISCORD_GUILD_ID]",
+    )
     log_level: str = Field("INFO", description="log level [env GATEWAY_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env GATEWAY_LOG_JSON]")
 
@@ -66,3 +87,8 @@ class GatewaySettings(BaseSettings):
     def engine_url(self) -> str:
         """Base URL of the engine's HTTP API."""
         return f"http://{self.engine_host}:{self.go_api_port}"
+
+    @property
+    def queue_path(self) -> str:
+        """Where queues are stored (a path, or ``:memory:``)."""
+        return self.queue_db or str(self.data_dir / "queues.sqlite3")

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "OggPage",
     "OggPageReader",
+    "RawPage",
     "build_page",
     "ogg_crc",
     "single_packet_page",
@@ -81,8 +82,12 @@ def ogg_crc(data: bytes | bytearray | memoryview) -> int:
     return _mirror32(register)
 
 
+# Bit-reversal of every 16-bit value: mirroring a 32-bit register is two lookups.
+_REVERSE16: Final = tuple(_reverse_bits(value, 16) for value in range(1 << 16))
+
+
 def _mirror32(register: int) -> int:
-    return int.from_bytes(register.to_bytes(4, "little").translate(_BYTE_REVERSE), "big")
+    return (_REVERSE16[register & 0xFFFF] << 16) | _REVERSE16[register >> 16]
 
 
 def _lacing(packet_sizes: list[int] | tuple[int, ...], continues: bool) -> bytes:
@@ -229,6 +234,24 @@ class OggPage:
         return bytes(page)
 
 
+#: A page as ``OggPageReader.receive_pages`` returns it: (flags, granule, serial,
+#: sequence, lacing table, body). A plain tuple: this is every sink's hot path.
+RawPage = tuple[int, int, int, int, bytes, bytes]
+
+_FIELDS = struct.Struct("<BBqIIIB")
+_ZERO_FIELD_MIRRORED = b"\0\0\0\0"
+
+
+def _page_crc(source: bytes | bytearray, start: int, end: int) -> int:
+    """Ogg CRC of ``source[start:end]`` with its CRC field taken as zero."""
+    register = zlib.crc32(source[start : start + _CRC_OFFSET].translate(_BYTE_REVERSE),
+                          0xFFFFFFFF)
+    register = zlib.crc32(_ZERO_FIELD_MIRRORED, register)
+    register = zlib.crc32(source[start + _CRC_OFFSET + 4 : end].translate(_BYTE_REVERSE),
+                          register)
+    return _mirror32(register ^ 0xFFFFFFFF)
+
+
 class OggPageReader:
     """Cuts an Ogg byte stream, split anywhere, into verified pages.
 
@@ -236,10 +259,15 @@ class OggPageReader:
     counted in ``skipped_bytes`` / ``crc_failures``); the reader resynchronises on
     the next ``OggS``. It holds at most one incomplete page (``MAX_PAGE_SIZE``)
     beyond what was fed and not drained.
+
+    Two ways to read: ``receive_data`` + ``next_page`` (one ``OggPage`` at a time),
+    or ``receive_pages`` (every complete page of the data at once, as ``RawPage``
+    tuples, without copying whole chunks when they hold whole pages).
     """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._ready: list[RawPage] = []
         #: Bytes dropped while looking for a page start.
         self.skipped_bytes = 0
         #: Pages dropped because their CRC did not match.
@@ -254,44 +282,73 @@ class OggPageReader:
     def reset(self) -> None:
         """Forget any buffered bytes (counters are kept)."""
         self._buffer.clear()
+        self._ready.clear()
 
     def next_page(self) -> OggPage | NeedData:
         """Return the next verified page, or ``NEED_DATA``. Never raises."""
-        buffer = self._buffer
-        while True:
-            start = buffer.find(_CAPTURE)
-            if start < 0:
-                # Keep a tail that may be the beginning of "OggS".
-                keep = 3 if len(buffer) >= 3 else len(buffer)
-                self._skip(len(buffer) - keep)
+        if not self._ready:
+            self._ready = self._scan_buffer()
+            self._ready.reverse()
+            if not self._ready:
                 return NEED_DATA
-            if start:
-                self._skip(start)
-            if len(buffer) < _HEADER_SIZE:
-                return NEED_DATA
-            (_, version, flags, granule, serial, sequence, crc, count) = _HEADER.unpack_from(
-                buffer
-            )
-            table_end = _HEADER_SIZE + count
-            if len(buffer) < table_end:
-                return NEED_DATA
-            segments = bytes(buffer[_HEADER_SIZE:table_end])
-            end = table_end + sum(segments)
-            if len(buffer) < end:
-                return NEED_DATA
-            page_bytes = bytearray(buffer[:end])
-            page_bytes[_CRC_OFFSET : _CRC_OFFSET + 4] = b"\0\0\0\0"
-            if version != 0 or ogg_crc(page_bytes) != crc:
-                self.crc_failures += 1
-                # Resynchronise after this capture pattern.
-                self._skip(1)
-                continue
-            body = bytes(buffer[table_end:end])
-            del buffer[:end]
-            self.pages += 1
-            return OggPage(flags, granule, serial, sequence, segments, body)
+        flags, granule, serial, sequence, segments, body = self._ready.pop()
+        return OggPage(flags, granule, serial, sequence, segments, body)
 
-    def _skip(self, count: int) -> None:
-        if count > 0:
-            del self._buffer[:count]
-            self.skipped_bytes += count
+    def receive_pages(self, data: bytes) -> list[RawPage]:
+        """Feed *data* and return every page it completes, in order. Never raises.
+
+        Must not be mixed with pages still pending from ``next_page``.
+        """
+        if self._buffer:
+            self._buffer += data
+            return self._scan_buffer()
+        pages, consumed = self._scan(data)
+        if consumed < len(data):
+            self._buffer += data[consumed:]
+        return pages
+
+    def _scan_buffer(self) -> list[RawPage]:
+        pages, consumed = self._scan(self._buffer)
+        if consumed:
+            del self._buffer[:consumed]
+        return pages
+
+    def _scan(self, source: bytes | bytearray) -> tuple[list[RawPage], int]:
+        """Complete pages of *source*, and how many bytes they (and skipped
+        garbage) took."""
+        pages: list[RawPage] = []
+        size = len(source)
+        position = 0
+        while True:
+            if not source.startswith(_CAPTURE, position):
+                found = source.find(_CAPTURE, position)
+                if found < 0:
+                    # Keep a tail that may be the beginning of "OggS".
+                    keep = min(3, size - position)
+                    self.skipped_bytes += size - keep - position
+                    position = size - keep
+                    break
+                self.skipped_bytes += found - position
+                position = found
+            if size - position < _HEADER_SIZE:
+                break
+            version, flags, granule, serial, sequence, crc, count = _FIELDS.unpack_from(
+                source, position + 4
+            )
+            table_end = position + _HEADER_SIZE + count
+            if size < table_end:
+                break
+            segments = bytes(source[position + _HEADER_SIZE : table_end])
+            end = table_end + sum(segments)
+            if size < end:
+                break
+            if version != 0 or _page_crc(source, position, end) != crc:
+                self.crc_failures += 1
+                self.skipped_bytes += 1
+                position += 1
+                continue
+            pages.append((flags, granule, serial, sequence, segments,
+                          bytes(source[table_end:end])))
+            position = end
+        self.pages += len(pages)
+        return pages, position

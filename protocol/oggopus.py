@@ -21,10 +21,11 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.need_data import NEED_DATA, NeedData
 from protocol.ogg import (
     FLAG_BOS,
+    FLAG_CONTINUED,
     FLAG_EOS,
     MAX_PAGE_BODY_SIZE,
-    OggPage,
     OggPageReader,
+    RawPage,
     build_page,
     single_packet_page,
 )
@@ -164,6 +165,10 @@ class OggOpusReader:
 
     Never raises on bad input: damaged pages, packets cut by a lost page and
     streams that are not Opus are skipped and counted.
+
+    Two ways to read: ``receive_data`` + ``next_event`` (typed values), or
+    ``receive_packets`` (everything the data completes at once, audio packets as
+    plain ``bytes``: the form every sink uses on its hot path).
     """
 
     def __init__(self) -> None:
@@ -194,8 +199,18 @@ class OggOpusReader:
         return self._pages.crc_failures
 
     def receive_data(self, data: bytes) -> None:
-        """Append payload bytes, cut anywhere."""
-        self._pages.receive_data(data)
+        """Append payload bytes, cut anywhere (then call ``next_event``)."""
+        for page in self._pages.receive_pages(data):
+            self._consume(page, self._pending, typed=True)
+
+    def receive_packets(self, data: bytes) -> list[bytes | OpusStreamStart]:
+        """Feed payload bytes and return, in order, every audio packet (as
+        ``bytes``) and stream start they complete. Must not be mixed with events
+        still pending from ``receive_data``."""
+        out: list[bytes | OpusStreamStart] = []
+        for page in self._pages.receive_pages(data):
+            self._consume(page, out, typed=False)
+        return out
 
     def reset(self) -> None:
         """Forget buffered bytes and the current stream (e.g. after a reconnect)."""
@@ -207,29 +222,34 @@ class OggOpusReader:
 
     def next_event(self) -> OpusStreamStart | OpusPacket | NeedData:
         """Return the next stream start or audio packet, or ``NEED_DATA``."""
-        while not self._pending:
-            page = self._pages.next_page()
-            if isinstance(page, NeedData):
-                return NEED_DATA
-            self._consume(page)
-        return self._pending.popleft()
+        return self._pending.popleft() if self._pending else NEED_DATA
 
-    def _start_stream(self, page: OggPage) -> None:
-        self._serial = page.serial
+    def _start_stream(self, serial: int, bos: bool, out: _Sink) -> None:
+        self._serial = serial
         self._partial = None
         self._foreign = False
         self._expect_tags = False
-        self._expect_head = page.bos
-        if not page.bos:
+        self._expect_head = bos
+        if not bos:
             # Joined mid-stream (or lost the BOS page): assume 48 kHz stereo Opus.
             self.streams += 1
-            self._pending.append(OpusStreamStart(page.serial, None))
+            out.append(OpusStreamStart(serial, None))
 
-    def _consume(self, page: OggPage) -> None:
-        if page.serial != self._serial or page.bos:
-            self._start_stream(page)
-        pieces = page.packets()
-        if page.continued and pieces:
+    def _consume(self, page: RawPage, out: _Sink, *, typed: bool) -> None:
+        flags, granule, serial, _, segments, body = page
+        bos = bool(flags & FLAG_BOS)
+        if serial != self._serial or bos:
+            self._start_stream(serial, bos, out)
+        count = len(segments)
+        ends_open = count > 0 and segments[-1] == 255
+        continued = bool(flags & FLAG_CONTINUED)
+        if (count and not continued and not ends_open and self._partial is None
+                and segments.count(255) == count - 1):
+            # The common page: exactly one whole packet.
+            self._packet(body, serial, granule, out, typed)
+            return
+        pieces = _cut(segments, body)
+        if continued and pieces:
             if self._partial is None:
                 pieces.pop(0)
                 self.dropped_pieces += 1
@@ -241,17 +261,18 @@ class OggOpusReader:
             # The page that should have continued this packet was lost.
             self._partial = None
             self.dropped_pieces += 1
-        if page.ends_open and pieces:
+        if ends_open and pieces:
             tail = pieces.pop()
             if len(tail) <= MAX_OPUS_PACKET_SIZE:
                 self._partial = bytearray(tail)
             else:
                 self.dropped_pieces += 1
+        last_index = len(pieces) - 1
         for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1 and not page.ends_open
-            self._packet(piece, page.serial, page.granule_position if last else -1)
+            last = index == last_index and not ends_open
+            self._packet(piece, serial, granule if last else -1, out, typed)
 
-    def _packet(self, data: bytes, serial: int, granule: int) -> None:
+    def _packet(self, data: bytes, serial: int, granule: int, out: _Sink, typed: bool) -> None:
         if self._foreign:
             return
         if self._expect_head:
@@ -264,7 +285,7 @@ class OggOpusReader:
                 return
             self.streams += 1
             self._expect_tags = True
-            self._pending.append(OpusStreamStart(serial, head))
+            out.append(OpusStreamStart(serial, head))
             return
         if self._expect_tags:
             self._expect_tags = False
@@ -273,4 +294,23 @@ class OggOpusReader:
         if not data:
             return
         self.packets += 1
-        self._pending.append(OpusPacket(data, serial, granule))
+        out.append(OpusPacket(data, serial, granule) if typed else data)
+
+
+_Sink = deque[OpusStreamStart | OpusPacket] | list[bytes | OpusStreamStart] | list[object]
+
+
+def _cut(segments: bytes, body: bytes) -> list[bytes]:
+    """The body cut along the lacing table; the last piece is partial when the
+    table ends in 255."""
+    pieces: list[bytes] = []
+    offset = 0
+    start = 0
+    for value in segments:
+        offset += value
+        if value < 255:
+            pieces.append(body[start:offset])
+            start = offset
+    if start < offset:
+        pieces.append(body[start:offset])
+    return pieces

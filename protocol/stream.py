@@ -27,6 +27,7 @@ import json
 import math
 import re
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -52,6 +53,8 @@ DEFAULT_MAX_PACKET_SIZE: Final = 1 << 20
 DEFAULT_MAX_EVENT_LINE_SIZE: Final = 64 * 1024
 
 _LENGTH = struct.Struct(">I")
+#: Distinct id fields remembered; cleared when full (far more than live sessions).
+_ID_CACHE_SIZE = 8192
 _HEADER_SIZE = LENGTH_PREFIX_SIZE + SESSION_ID_FIELD_SIZE
 _NEWLINE = 0x0A
 _OPEN_BRACE = 0x7B
@@ -81,6 +84,18 @@ class Discarded:
 
 #: What ``StreamDecoder.next_event()`` returns besides ``NEED_DATA``.
 DecodedMessage: TypeAlias = AudioPacket | Event | Discarded
+
+_new_packet = object.__new__
+_set = object.__setattr__
+
+
+def _trusted_packet(session_id: str, payload: bytes) -> AudioPacket:
+    """An ``AudioPacket`` whose id the decoder already validated (once per id):
+    the decoder's hot path skips the constructor's checks."""
+    packet: AudioPacket = _new_packet(AudioPacket)
+    _set(packet, "session_id", session_id)
+    _set(packet, "payload", payload)
+    return packet
 
 
 class StreamDecoder:
@@ -113,6 +128,9 @@ class StreamDecoder:
         self.max_packet_size = max_packet_size
         self.max_event_line_size = max_event_line_size
         self._buffer = bytearray()
+        self._ready: deque[DecodedMessage] = deque()
+        # Session ids by their 24-byte field: ids repeat on every packet.
+        self._ids: dict[bytes, str] = {}
         # Where the search for the end of a pending event line resumes, so that
         # a line arriving one byte at a time is scanned once, not once per byte.
         self._scan_from = 1
@@ -120,7 +138,8 @@ class StreamDecoder:
 
     @property
     def buffered_size(self) -> int:
-        """Bytes received and not yet returned as messages."""
+        """Bytes received and not yet decoded (messages decoded but not yet
+        taken are not counted)."""
         return len(self._buffer)
 
     def receive_data(self, data: bytes) -> None:
@@ -142,27 +161,20 @@ class StreamDecoder:
             LocalProtocolError: if called after a ``RemoteProtocolError``.
         """
         self._check_usable()
-        buffer = self._buffer
-        skip = 0
-        while skip < len(buffer) and buffer[skip] == _NEWLINE:
-            skip += 1
-        if skip:
-            del buffer[:skip]
-            self._scan_from = 1
-        if not buffer:
-            return NEED_DATA
-        if buffer[0] == _OPEN_BRACE:
-            return self._next_event_line()
-        return self._next_packet()
+        if not self._ready:
+            self._drain()
+            if not self._ready:
+                return NEED_DATA
+        return self._ready.popleft()
 
     def events(self) -> list[DecodedMessage]:
-        """Drain every complete message currently buffered (same errors as above)."""
-        out: list[DecodedMessage] = []
-        while True:
-            message = self.next_event()
-            if isinstance(message, NeedData):
-                return out
-            out.append(message)
+        """Every complete message currently buffered, in order (same errors as
+        ``next_event``; faster than calling it in a loop)."""
+        self._check_usable()
+        self._drain()
+        out = list(self._ready)
+        self._ready.clear()
+        return out
 
     def _check_usable(self) -> None:
         if self._error is not None:
@@ -174,32 +186,66 @@ class StreamDecoder:
         self._error = RemoteProtocolError(message)
         return self._error
 
-    def _next_packet(self) -> DecodedMessage | NeedData:
+    def _drain(self) -> None:
+        """Decode every complete message into ``_ready``. Packets are cut at an
+        offset and the consumed bytes removed once at the end (the hot path)."""
         buffer = self._buffer
-        if len(buffer) < LENGTH_PREFIX_SIZE:
-            return NEED_DATA
-        (length,) = _LENGTH.unpack_from(buffer)
-        if length < SESSION_ID_FIELD_SIZE:
-            raise self._fail(
-                f"audio packet length {length} is shorter than the "
-                f"{SESSION_ID_FIELD_SIZE}-byte session id field"
-            )
-        if length > self.max_packet_size:
-            raise self._fail(
-                f"audio packet length {length} exceeds the limit of "
-                f"{self.max_packet_size} bytes (first byte 0x{buffer[0]:02x})"
-            )
-        end = LENGTH_PREFIX_SIZE + length
-        if len(buffer) < end:
-            return NEED_DATA
-        field = bytes(buffer[LENGTH_PREFIX_SIZE:_HEADER_SIZE])
-        payload = bytes(buffer[_HEADER_SIZE:end])
-        del buffer[:end]
+        ready = self._ready
+        ids = self._ids
+        size = len(buffer)
+        position = 0
         try:
-            session_id = unpad_session_id(field)
-        except InvalidSessionId as exc:
-            return Discarded(f"audio packet with an invalid session id: {exc}", end)
-        return AudioPacket(session_id, payload)
+            while position < size:
+                first = buffer[position]
+                if first == _NEWLINE:
+                    position += 1
+                    self._scan_from = 1
+                    continue
+                if first == _OPEN_BRACE:
+                    del buffer[:position]
+                    position = 0
+                    message = self._next_event_line()
+                    if isinstance(message, NeedData):
+                        return
+                    ready.append(message)
+                    size = len(buffer)
+                    continue
+                if size - position < LENGTH_PREFIX_SIZE:
+                    return
+                (length,) = _LENGTH.unpack_from(buffer, position)
+                if length < SESSION_ID_FIELD_SIZE or length > self.max_packet_size:
+                    raise self._fail(self._bad_length(length, first))
+                end = position + LENGTH_PREFIX_SIZE + length
+                if end > size:
+                    return
+                field = bytes(buffer[position + LENGTH_PREFIX_SIZE : position + _HEADER_SIZE])
+                session_id = ids.get(field)
+                if session_id is None:
+                    try:
+                        session_id = unpad_session_id(field)
+                    except InvalidSessionId as exc:
+                        ready.append(Discarded(
+                            f"audio packet with an invalid session id: {exc}", end - position
+                        ))
+                        position = end
+                        continue
+                    if len(ids) >= _ID_CACHE_SIZE:
+                        ids.clear()
+                    ids[field] = session_id
+                ready.append(_trusted_packet(
+                    session_id, bytes(buffer[position + _HEADER_SIZE : end])
+                ))
+                position = end
+        finally:
+            if position:
+                del buffer[:position]
+
+    def _bad_length(self, length: int, first: int) -> str:
+        if length < SESSION_ID_FIELD_SIZE:
+            return (f"audio packet length {length} is shorter than the "
+                    f"{SESSION_ID_FIELD_SIZE}-byte session id field")
+        return (f"audio packet length {length} exceeds the limit of "
+                f"{self.max_packet_size} bytes (first byte 0x{first:02x})")
 
     def _next_event_line(self) -> DecodedMessage | NeedData:
         buffer = self._buffer

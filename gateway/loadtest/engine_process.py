@@ -29,14 +29,23 @@ class EngineProcess:
 
     Args:
         env: extra environment (engine settings) for this engine.
+        log_level: the engine's log level.
+        port, socket_path: reuse these (a restarted engine); fresh ones by default.
     """
 
-    def __init__(self, env: dict[str, str] | None = None, *, log_level: str = "DEBUG") -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        log_level: str = "DEBUG",
+        port: int | None = None,
+        socket_path: Path | None = None,
+    ) -> None:
         # Unix socket paths are limited to ~108 bytes: keep the directory short.
         self.directory = Path(tempfile.mkdtemp(prefix="ag-"))
-        self.socket_path = self.directory / "engine.sock"
+        self.socket_path = socket_path or self.directory / "engine.sock"
         self.log_path = self.directory / "engine.log"
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,

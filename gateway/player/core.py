@@ -1,0 +1,567 @@
+"""The queue and transport rules of one player, as a pure state machine.
+
+A player belongs to one key (a Discord guild id or a playground user id, which is
+also the engine session id). Commands change the *desired* state: which track,
+from which position, paused or not, at which volume. Engine events tell the core
+what actually happens. The async shell (``controller``) makes the engine match the
+desired state and feeds events back; nothing here does I/O or reads a clock
+(``now`` is always passed in).
+
+Race-freedom rests on two things:
+
+* every change of track bumps ``nonce``; the shell sends only the latest desired
+  state, so rapid commands resolve to the last one;
+* events are matched to plays. Our engine tags each play's events with a play id
+  (``bind_play``), so a late ``finished`` of a replaced stream is recognised and
+  ignored. With an engine that does not (the Go engine), the core counts the
+  terminal events it caused itself (``sending``) and ignores that many.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "CommandError",
+    "Desired",
+    "PlayerCore",
+    "PlayerStatus",
+    "PlayerView",
+    "Track",
+]
+
+#: A ``finished`` arriving with fewer audio packets than this since its ``ready``
+#: is taken, on an engine without play ids, as the end of a stream we replaced
+#: before it had started, not as the new track ending. 25 packets = 0.5 s.
+STALE_STREAM_PACKETS = 25
+
+
+class CommandError(Exception):
+    """A command that cannot apply now; ``str()`` says why, for the user. The state
+    is unchanged."""
+
+
+class PlayerStatus(StrEnum):
+    """What the player is doing, as fronts show it."""
+
+    IDLE = "idle"
+    LOADING = "loading"
+    PLAYING = "playing"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One queue entry."""
+
+    url: str
+    title: str = ""
+    duration: float | None = None
+    requested_by: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def label(self) -> str:
+        """Title, or the URL when the title is unknown."""
+        return self.title or self.url
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (persistence, WebSocket messages)."""
+        return {"id": self.id, "url": self.url, "title": self.title,
+                "duration": self.duration, "requested_by": self.requested_by}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Track:
+        """Inverse of ``as_dict``."""
+        duration = data.get("duration")
+        return cls(
+            url=str(data["url"]),
+            title=str(data.get("title") or ""),
+            duration=float(duration) if isinstance(duration, int | float) else None,
+            requested_by=str(data.get("requested_by") or ""),
+            id=str(data.get("id") or uuid.uuid4().hex[:12]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What the engine should be doing for this key."""
+
+    nonce: int
+    track: Track | None
+    start_at: float
+    paused: bool
+    volume: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerView:
+    """A snapshot for fronts: now playing, position, queue."""
+
+    key: str
+    status: PlayerStatus
+    current: Track | None
+    position: float
+    duration: float | None
+    paused: bool
+    volume: float
+    upcoming: tuple[Track, ...]
+    history: tuple[Track, ...]
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (WebSocket state messages)."""
+        return {
+            "status": self.status.value,
+            "current": self.current.as_dict() if self.current else None,
+            "position": round(self.position, 2),
+            "duration": self.duration,
+            "paused": self.paused,
+            "volume": self.volume,
+            "queue": [t.as_dict() for t in self.upcoming],
+            "history": [t.as_dict() for t in self.history],
+            "error": self.error,
+        }
+
+
+class PlayerCore:
+    """Queue, cursor and transport state of one key.
+
+    Positions given to commands count the upcoming tracks from 1 (1 = the next
+    track), as ``/queue`` shows them.
+    """
+
+    #: Most tracks kept in a queue (history + current + upcoming).
+    MAX_TRACKS = 500
+    #: Tracks of history kept behind the current one.
+    MAX_HISTORY = 50
+
+    def __init__(self, key: str, *, volume: float = 1.0) -> None:
+        self.key = key
+        self.tracks: list[Track] = []
+        #: Index of the current track in ``tracks`` (== len(tracks) when past the end).
+        self.index = 0
+        self.volume = volume
+        self.paused = False
+        self.nonce = 0
+        self.start_at = 0.0
+        self.status = PlayerStatus.IDLE
+        self.error = ""
+        # Matching engine events to plays.
+        self.play_id: int | None = None
+        self.bound_nonce: int | None = None
+        self.expected_terminals = 0
+        self.stream_live = False
+        self.unconfirmed_replaced = 0
+        # Position clock.
+        self._ready_at: float | None = None
+        self._position_base = 0.0
+        self._paused_at: float | None = None
+        self._buffered: dict[int, list[tuple[str, str]]] = {}
+        self._early: list[tuple[str, str]] = []
+        self._awaiting_ready = False
+        #: The nonce whose play was sent last (its answer may still be on the way).
+        self.sent_nonce: int | None = None
+        #: Restored from storage and not started at the engine since.
+        self.restored = False
+
+    # -- queries ----------------------------------------------------------------------
+
+    @property
+    def current(self) -> Track | None:
+        """The track at the cursor, if any."""
+        return self.tracks[self.index] if 0 <= self.index < len(self.tracks) else None
+
+    @property
+    def upcoming(self) -> list[Track]:
+        """Tracks after the current one."""
+        return self.tracks[self.index + 1 :]
+
+    def position(self, now: float) -> float:
+        """Seconds into the current track."""
+        if self._ready_at is None:
+            return self._position_base
+        end = self._paused_at if self._paused_at is not None else now
+        return self._position_base + max(0.0, end - self._ready_at)
+
+    def desired(self) -> Desired:
+        """What the engine should be doing now."""
+        return Desired(self.nonce, self.current, self.start_at, self.paused, self.volume)
+
+    def view(self, now: float) -> PlayerView:
+        """A snapshot for fronts."""
+        current = self.current
+        return PlayerView(
+            key=self.key,
+            status=self.status,
+            current=current,
+            position=self.position(now) if current else 0.0,
+            duration=current.duration if current else None,
+            paused=self.paused,
+            volume=self.volume,
+            upcoming=tuple(self.upcoming),
+            history=tuple(self.tracks[max(0, self.index - self.MAX_HISTORY) : self.index]),
+            error=self.error,
+        )
+
+    # -- commands ---------------------------------------------------------------------
+
+    def enqueue(self, track: Track, now: float) -> int:
+        """Add *track* at the end; start it if nothing is playing. Returns its
+        position among the upcoming tracks (0 when it starts at once).
+
+        Raises:
+            CommandError: when the queue is full.
+        """
+        self._check_room()
+        self.tracks.append(track)
+        if self.current is track:
+            self._start(0.0, now)
+            return 0
+        if self.current is None:
+            self.index = len(self.tracks) - 1
+            self._start(0.0, now)
+            return 0
+        return len(self.upcoming)
+
+    def play_now(self, track: Track, now: float) -> None:
+        """Play *track* at once; the current track goes to the history.
+
+        Raises:
+            CommandError: when the queue is full.
+        """
+        self._check_room()
+        if self.current is None:
+            self.tracks.append(track)
+            self.index = len(self.tracks) - 1
+        else:
+            self.tracks.insert(self.index + 1, track)
+            self.index += 1
+        self._start(0.0, now)
+        self._trim_history()
+
+    def skip(self, now: float) -> Track | None:
+        """Go to the next track (or stop at the end of the queue). Returns the
+        track skipped.
+
+        Raises:
+            CommandError: when nothing is playing.
+        """
+        skipped = self.current
+        if skipped is None:
+            raise CommandError("nothing is playing")
+        self._advance(now)
+        return skipped
+
+    def previous(self, now: float) -> Track:
+        """Go back one track and play it from the start.
+
+        Raises:
+            CommandError: when there is no previous track.
+        """
+        if self.index <= 0 or not self.tracks:
+            raise CommandError("there is no previous track")
+        self.index = min(self.index, len(self.tracks)) - 1
+        self._start(0.0, now)
+        track = self.current
+        assert track is not None
+        return track
+
+    def jump(self, position: int, now: float) -> Track:
+        """Play the upcoming track at *position* (1 = next), skipping those before it.
+
+        Raises:
+            CommandError: when the position is out of range.
+        """
+        self._check_position(position)
+        self.index += position
+        self._start(0.0, now)
+        self._trim_history()
+        track = self.current
+        assert track is not None
+        return track
+
+    def remove(self, position: int) -> Track:
+        """Remove the upcoming track at *position* (1 = next).
+
+        Raises:
+            CommandError: when the position is out of range.
+        """
+        self._check_position(position)
+        return self.tracks.pop(self.index + position)
+
+    def clear(self) -> int:
+        """Remove every upcoming track; returns how many."""
+        count = len(self.upcoming)
+        del self.tracks[self.index + 1 :]
+        return count
+
+    def seek(self, seconds: float, now: float) -> None:
+        """Restart the current track at *seconds* (a new play with ``start_at``).
+
+        Raises:
+            CommandError: when nothing is playing or the time is out of range.
+        """
+        current = self.current
+        if current is None:
+            raise CommandError("nothing is playing")
+        if seconds < 0:
+            raise CommandError("the position must not be negative")
+        if current.duration and seconds >= current.duration:
+            raise CommandError(
+                f"the track is only {_clock(current.duration)} long"
+            )
+        self._start(seconds, now, keep_pause=True)
+
+    def pause(self, now: float) -> None:
+        """Pause output.
+
+        Raises:
+            CommandError: when nothing is playing or it is already paused.
+        """
+        if self.current is None:
+            raise CommandError("nothing is playing")
+        if self.paused:
+            raise CommandError("already paused")
+        self.paused = True
+        if self._ready_at is not None and self._paused_at is None:
+            self._paused_at = now
+        if self.status is PlayerStatus.PLAYING:
+            self.status = PlayerStatus.PAUSED
+
+    def resume(self, now: float) -> None:
+        """Resume output.
+
+        Raises:
+            CommandError: when nothing is playing or it is not paused.
+        """
+        if self.current is None:
+            raise CommandError("nothing is playing")
+        if not self.paused:
+            raise CommandError("not paused")
+        if self.restored:
+            # Nothing runs at the engine for a restored player: start it where
+            # it was left.
+            self._start(self._position_base, now)
+            return
+        self.paused = False
+        if self._paused_at is not None and self._ready_at is not None:
+            self._ready_at += now - self._paused_at
+        self._paused_at = None
+        if self.status is PlayerStatus.PAUSED:
+            self.status = PlayerStatus.PLAYING
+
+    def set_volume(self, volume: float) -> None:
+        """Set the gain (0 to 2).
+
+        Raises:
+            CommandError: when out of range.
+        """
+        if not 0.0 <= volume <= 2.0:
+            raise CommandError("the volume must be between 0 and 200 %")
+        self.volume = volume
+
+    def stop(self) -> None:
+        """Stop playing and forget the whole queue."""
+        self.tracks.clear()
+        self.index = 0
+        self.paused = False
+        self.error = ""
+        self._bump()
+        self.status = PlayerStatus.IDLE
+
+    # -- engine events ----------------------------------------------------------------
+
+    def bind_play(self, nonce: int, play_id: int | None, now: float) -> None:
+        """The engine accepted *nonce*'s play and named it *play_id* (None for
+        engines without play ids). Replays its events that arrived first."""
+        if nonce != self.nonce:
+            return
+        self.bound_nonce = nonce
+        self.play_id = play_id
+        self._awaiting_ready = True
+        if play_id is not None:
+            early = self._buffered.pop(play_id, [])
+            self._buffered.clear()
+        else:
+            early = list(self._early)
+        self._early.clear()
+        for kind, message in early:
+            self._apply(kind, message, now)
+
+    def sending(self, nonce: int) -> None:
+        """The shell is about to send *nonce*'s play (or a stop) to the engine.
+
+        For engines without play ids: if a stream of ours may still be playing
+        there, its coming ``finished``/``error`` is caused by this call and must
+        not count as a real end.
+        """
+        if self.stream_live:
+            self.expected_terminals += 1
+            self.stream_live = False
+        elif self._awaiting_ready:
+            # Replaced before its ready arrived: that ready may be in flight.
+            self.unconfirmed_replaced += 1
+        self._awaiting_ready = False
+        self.sent_nonce = nonce
+        self._early.clear()
+
+    def play_failed(self, nonce: int, message: str, now: float) -> None:
+        """The engine refused the play for *nonce* (bad URL, limit reached...)."""
+        if nonce != self.nonce:
+            return
+        self.error = message
+        self._advance(now)
+
+    def on_event(self, kind: str, play_id: int | None, message: str, now: float,
+                 packets_since_ready: int = 0) -> bool:
+        """Apply an engine event (``ready``, ``finished`` or ``error``). Returns
+        True if it was taken as this player's current stream."""
+        if play_id is not None:
+            if self.play_id is None or self.bound_nonce != self.nonce:
+                # The play's answer has not arrived yet (or a newer play is on the
+                # way): keep events of recent plays until it is known.
+                self._buffered.setdefault(play_id, []).append((kind, message))
+                if len(self._buffered) > 8:
+                    self._buffered.pop(min(self._buffered))
+                return False
+            if play_id != self.play_id:
+                return False
+            return self._apply(kind, message, now)
+        # An engine without play ids: order and counting.
+        if kind != "ready":
+            if self.expected_terminals > 0:
+                self.expected_terminals -= 1
+                return False
+            if self.unconfirmed_replaced > 0 and packets_since_ready < STALE_STREAM_PACKETS:
+                # The ready we took was the replaced stream's, and this is its end.
+                self.unconfirmed_replaced -= 1
+                self.stream_live = False
+                self._ready_at = None
+                if self.current is not None and self.bound_nonce == self.nonce:
+                    self.status = PlayerStatus.LOADING
+                return False
+        if self.bound_nonce == self.nonce:
+            return self._apply(kind, message, now)
+        if self.sent_nonce == self.nonce:
+            # Sent, answer not back yet: these belong to it.
+            self._early.append((kind, message))
+        return False
+
+    # -- internals --------------------------------------------------------------------
+
+    def _apply(self, kind: str, message: str, now: float) -> bool:
+        match kind:
+            case "ready":
+                self.stream_live = True
+                self._awaiting_ready = False
+                self._ready_at = now
+                self._paused_at = now if self.paused else None
+                self.status = PlayerStatus.PAUSED if self.paused else PlayerStatus.PLAYING
+                self.error = ""
+            case "finished":
+                self.stream_live = False
+                self._awaiting_ready = False
+                self.unconfirmed_replaced = 0
+                self._advance(now)
+            case "error":
+                self.stream_live = False
+                self._awaiting_ready = False
+                self.unconfirmed_replaced = 0
+                current = self.current
+                label = current.label if current else "the track"
+                self.error = f"could not play {label}: {message}" if message else (
+                    f"could not play {label}")
+                self._advance(now)
+            case _:
+                return False
+        return True
+
+    def _bump(self) -> None:
+        self.restored = False
+        self.nonce += 1
+        self.play_id = None
+        self.bound_nonce = None
+        self._ready_at = None
+        self._paused_at = None
+        self._position_base = 0.0
+
+    def _start(self, start_at: float, now: float, *, keep_pause: bool = False) -> None:
+        self._bump()
+        self.start_at = start_at
+        self._position_base = start_at
+        if not keep_pause:
+            self.paused = False
+        self.status = PlayerStatus.LOADING
+        if keep_pause and self.paused:
+            self._paused_at = None
+
+    def _advance(self, now: float) -> None:
+        if self.index < len(self.tracks):
+            self.index += 1
+        if self.current is not None:
+            self._start(0.0, now)
+            self._trim_history()
+        else:
+            self._bump()
+            self.start_at = 0.0
+            self.paused = False
+            self.status = PlayerStatus.IDLE
+
+    def _trim_history(self) -> None:
+        extra = self.index - self.MAX_HISTORY
+        if extra > 0:
+            del self.tracks[:extra]
+            self.index -= extra
+
+    def _check_room(self) -> None:
+        if len(self.upcoming) + 1 >= self.MAX_TRACKS:
+            raise CommandError(f"the queue is full ({self.MAX_TRACKS} tracks)")
+
+    def _check_position(self, position: int) -> None:
+        count = len(self.upcoming)
+        if count == 0:
+            raise CommandError("the queue is empty")
+        if not 1 <= position <= count:
+            raise CommandError(f"there is no track {position} in the queue (1 to {count})")
+
+    # -- persistence ------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """What survives a gateway restart."""
+        return {
+            "tracks": [t.as_dict() for t in self.tracks],
+            "index": self.index,
+            "volume": self.volume,
+            "position": self.position(now) if self.current else 0.0,
+            "paused": self.paused,
+            "playing": self.status in (PlayerStatus.PLAYING, PlayerStatus.LOADING),
+        }
+
+    @classmethod
+    def restore(cls, key: str, data: dict[str, Any]) -> PlayerCore:
+        """Rebuild a player from ``snapshot`` data. Playback is not resumed: the
+        player comes back paused at its position if it was playing."""
+        core = cls(key, volume=float(data.get("volume", 1.0)))
+        core.tracks = [Track.from_dict(t) for t in data.get("tracks", [])]
+        core.index = min(max(0, int(data.get("index", 0))), len(core.tracks))
+        core._position_base = float(data.get("position", 0.0))
+        core.start_at = core._position_base
+        if core.current is not None:
+            # Nothing plays at the engine until a command (resume, skip...)
+            # starts a new play: the shell takes this state as already applied.
+            core.paused = True
+            core.status = PlayerStatus.PAUSED
+            core.restored = True
+        return core
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
