@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from gateway.loadtest import LoadConfig, Target, run_capacity, run_load, run_sequential
-from gateway.loadtest.engine_process import EngineProcess
+from gateway.loadtest.processes import EngineProcess
 from gateway.loadtest.media import write_tone
 from gateway.loadtest.media_server import MediaServer
 from gateway.loadtest.stats import format_table

@@ -75,6 +75,11 @@ class GatewaySettings(BaseSettings):
         description="bearer token for the engine's API, when it requires one "
         "[env ENGINE_API_TOKEN]",
     )
+    cookie_secret: SecretStr | None = Field(
+        None,
+        description="secret signing playground identity cookies (default: generated once "
+        "into DATA_DIR/cookie_secret) [env GATEWAY_COOKIE_SECRET]",
+    )
     discord_guild_id: int | None = Field(
         None,
         description="sync slash commands to this guild only (instant, for development) "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.loadtest.engine_process import EngineProcess
+from gateway.loadtest.processes import EngineProcess
 from .support.media import write_tone
 from gateway.loadtest.media_server import MediaServer
 

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from gateway.loadtest.engine_process import EngineProcess
+from gateway.loadtest.processes import EngineProcess
 from gateway.loadtest.media_server import MediaServer
 from .support.waiting import poll_until
 

@@ -20,7 +20,7 @@ from protocol import FLAG_BOS, PCM_FRAME_BYTES, EventType
 
 from .conftest import TONES
 from .support.consumer import SocketConsumer
-from gateway.loadtest.engine_process import EngineProcess
+from gateway.loadtest.processes import EngineProcess
 from .support.media import decode_opus_packets, dominant_frequency
 from gateway.loadtest.media_server import MediaServer
 from .support.waiting import poll_until_async

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.loadtest.engine_process import EngineProcess
+from gateway.loadtest.processes import EngineProcess
 from gateway.loadtest.media_server import MediaServer
 from gateway.player import PlayerCore, PlayerStatus, QueueStore, Track
 from gateway.router import Router

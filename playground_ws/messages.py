@@ -1,0 +1,125 @@
+"""The playground's WebSocket protocol: what a page may send, checked.
+
+Every text message is one JSON object with a ``type`` (docs/playground.md). An
+invalid one gets an ``error`` reply saying what is wrong and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "Add",
+    "ClientMessage",
+    "Jump",
+    "MAX_MESSAGE_BYTES",
+    "Play",
+    "Remove",
+    "Search",
+    "Seek",
+    "Simple",
+    "Volume",
+    "parse_client_message",
+]
+
+#: Largest text message accepted from a page.
+MAX_MESSAGE_BYTES = 8 * 1024
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Play(_Message):
+    """Play *url* now (the current track goes to the history)."""
+
+    type: Literal["play"]
+    url: str = Field(min_length=1, max_length=4096)
+
+
+class Add(_Message):
+    """Add *url* to the end of the queue (plays at once if nothing does)."""
+
+    type: Literal["add"]
+    url: str = Field(min_length=1, max_length=4096)
+
+
+class Simple(_Message):
+    """Commands without arguments (``pong`` answers a heartbeat)."""
+
+    type: Literal["stop", "pause", "resume", "skip", "previous", "clear", "pong", "state"]
+
+
+class Seek(_Message):
+    """Jump to *seconds* into the current track."""
+
+    type: Literal["seek"]
+    seconds: float = Field(ge=0, le=24 * 3600)
+
+
+class Volume(_Message):
+    """Set the gain: 0 (mute) to 2 (double)."""
+
+    type: Literal["volume"]
+    volume: float = Field(ge=0, le=2)
+
+
+class Remove(_Message):
+    """Remove the upcoming track at *position* (1 = next)."""
+
+    type: Literal["remove"]
+    position: int = Field(ge=1, le=10_000)
+
+
+class Jump(_Message):
+    """Play the upcoming track at *position* now."""
+
+    type: Literal["jump"]
+    position: int = Field(ge=1, le=10_000)
+
+
+class Search(_Message):
+    """Search for *query* (through the engine's yt-dlp)."""
+
+    type: Literal["search"]
+    query: str = Field(min_length=1, max_length=200)
+
+
+ClientMessage: TypeAlias = Annotated[
+    Play | Add | Simple | Seek | Volume | Remove | Jump | Search, Field(discriminator="type")
+]
+_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+_TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear", "pong",
+          "state", "seek", "volume", "remove", "jump", "search")
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse one text message from a page.
+
+    Raises:
+        ValueError: with a message fit for the page (what is wrong, in words).
+    """
+    if len(text.encode("utf-8", errors="replace")) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ValueError("message is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError("message must be a JSON object")
+    kind = document.get("type")
+    if not isinstance(kind, str) or kind not in _TYPES:
+        raise ValueError(f"unknown message type {kind!r}; expected one of {', '.join(_TYPES)}")
+    try:
+        return _ADAPTER.validate_python(document)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"][1:]) or "message"
+        if error["type"] == "missing":
+            raise ValueError(f"{kind} needs '{field}'") from None
+        if error["type"] == "extra_forbidden":
+            raise ValueError(f"{kind} does not take '{field}'") from None
+        raise ValueError(f"{kind}: {field}: {error['msg']}") from None

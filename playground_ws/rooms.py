@@ -1,0 +1,233 @@
+"""One room per playground user: every open tab of that user, and their audio.
+
+The room's ``BrowserSink`` is the router's sink for the user's session id; each
+frame it takes is handed to every connection of the room. A connection keeps
+two small bounded queues (audio frames, text messages) drained by its own writer
+task, so a slow tab loses its oldest audio (counted) and never slows the router,
+the other tabs, or other users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from audio_engine.logs import session_logger
+from gateway.player import Player, PlayerStatus, PlayerView
+from gateway.runtime import Gateway
+from gateway.sinks import OpusSink
+from protocol import Event, OpusStreamStart
+
+__all__ = ["BrowserSink", "Connection", "Room", "Rooms"]
+
+log = logging.getLogger(__name__)
+
+#: Audio frames a tab may have queued: 50 frames = 1 s. A tab further behind
+#: than that is not keeping up; its oldest frames go.
+AUDIO_QUEUE_FRAMES = 50
+#: Text messages a tab may have queued (state snapshots replace each other).
+TEXT_QUEUE_MESSAGES = 64
+#: Seconds between progress messages while playing.
+PROGRESS_INTERVAL = 1.0
+#: Seconds after the last tab closes before the player is paused.
+EMPTY_ROOM_PAUSE = 60.0
+
+
+class Connection:
+    """One WebSocket of one tab."""
+
+    def __init__(self, websocket: WebSocket, name: str) -> None:
+        self.websocket = websocket
+        self.name = name
+        self._audio: deque[bytes] = deque()
+        self._text: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self.dropped_frames = 0
+        self.sent_frames = 0
+        self.closed = False
+        #: Loop time of the last message from the tab (heartbeat).
+        self.last_seen = 0.0
+
+    def send_audio(self, frame: bytes) -> None:
+        """Queue one Opus frame (drops the oldest when the tab is behind)."""
+        if len(self._audio) >= AUDIO_QUEUE_FRAMES:
+            self._audio.popleft()
+            self.dropped_frames += 1
+        self._audio.append(frame)
+        self._wake.set()
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        """Queue one text message."""
+        if len(self._text) >= TEXT_QUEUE_MESSAGES:
+            self._text.popleft()
+        self._text.append(json.dumps(message, separators=(",", ":")))
+        self._wake.set()
+
+    async def writer(self) -> None:
+        """Drain the queues into the socket until it closes."""
+        websocket = self.websocket
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._text or self._audio:
+                    if self._text:
+                        await websocket.send_text(self._text.popleft())
+                    elif self._audio:
+                        await websocket.send_bytes(self._audio.popleft())
+                        self.sent_frames += 1
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            self.closed = True
+
+
+class BrowserSink(OpusSink):
+    """The router's sink for one playground user: frames go to every tab."""
+
+    kind = "browser"
+
+    def __init__(self, room: Room) -> None:
+        super().__init__(capacity=AUDIO_QUEUE_FRAMES)
+        self._room = room
+
+    def push(self, frame: bytes) -> None:
+        """Fan the frame out to the room's tabs; each tab's queue is the jitter
+        buffer (bounded, oldest dropped), so the sink keeps none itself."""
+        for connection in self._room.connections:
+            connection.send_audio(frame)
+
+    def stream_started(self, start: OpusStreamStart) -> None:
+        """Tell the tabs a new stream began (their decoders may reset)."""
+        self._room.broadcast({"type": "stream", "serial": start.serial})
+
+
+class Room:
+    """A user's tabs, sink, player listeners and progress ticker."""
+
+    def __init__(self, user_id: str, player: Player, gateway: Gateway) -> None:
+        self.user_id = user_id
+        self.player = player
+        self.gateway = gateway
+        self.connections: list[Connection] = []
+        self.sink = BrowserSink(self)
+        self._unsubscribe = player.subscribe(self._on_view)
+        self._progress: asyncio.Task[None] | None = None
+        self._pause_later: asyncio.TimerHandle | None = None
+        self.log = session_logger(log, user_id)
+
+    def join(self, connection: Connection) -> None:
+        """Add a tab; the first one routes the user's audio to this room."""
+        if self._pause_later is not None:
+            self._pause_later.cancel()
+            self._pause_later = None
+        self.connections.append(connection)
+        if len(self.connections) == 1:
+            self.gateway.router.register_sink(self.user_id, self.sink)
+            self.gateway.router.add_listener(self.user_id, self._on_event)
+            self._progress = asyncio.get_running_loop().create_task(self._tick_progress())
+        self.log.info("tab %s joined (%d open)", connection.name, len(self.connections))
+
+    def leave(self, connection: Connection) -> None:
+        """Remove a tab; after the last, audio stops flowing here and the player is
+        paused after ``EMPTY_ROOM_PAUSE`` unless a tab comes back."""
+        if connection in self.connections:
+            self.connections.remove(connection)
+        self.log.info("tab %s left (%d open)", connection.name, len(self.connections))
+        if not self.connections:
+            self.gateway.router.unregister_sink(self.user_id, self.sink)
+            self.gateway.router.remove_listener(self.user_id, self._on_event)
+            self.sink = BrowserSink(self)
+            if self._progress is not None:
+                self._progress.cancel()
+                self._progress = None
+            self._pause_later = asyncio.get_running_loop().call_later(
+                EMPTY_ROOM_PAUSE, self._pause_if_empty
+            )
+
+    def close(self) -> None:
+        """Detach from the player and the router. Idempotent."""
+        self._unsubscribe()
+        if self._progress is not None:
+            self._progress.cancel()
+        if self._pause_later is not None:
+            self._pause_later.cancel()
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        """Send a text message to every tab."""
+        for connection in self.connections:
+            connection.send_json(message)
+
+    def state_message(self) -> dict[str, Any]:
+        """The full state a tab needs on connect."""
+        return {"type": "state", "user_id": self.user_id, "state": self.player.view().as_dict()}
+
+    def _on_view(self, view: PlayerView) -> None:
+        self.broadcast({"type": "state", "user_id": self.user_id, "state": view.as_dict()})
+
+    def _on_event(self, event: Event) -> None:
+        message: dict[str, Any] = {"type": "event", "event": event.type.value}
+        if event.message:
+            message["message"] = event.message
+        self.broadcast(message)
+
+    async def _tick_progress(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            view = self.player.view()
+            if view.status in (PlayerStatus.PLAYING, PlayerStatus.PAUSED, PlayerStatus.LOADING):
+                self.broadcast({
+                    "type": "progress",
+                    "status": view.status.value,
+                    "position": round(view.position, 2),
+                    "duration": view.duration,
+                    "buffered_frames": sum(len(c._audio) for c in self.connections),
+                    "time": time.time(),
+                })
+
+    def _pause_if_empty(self) -> None:
+        self._pause_later = None
+        if self.connections:
+            return
+        view = self.player.view()
+        if view.status is PlayerStatus.PLAYING:
+            self.log.info("no tab open for %.0f s; pausing", EMPTY_ROOM_PAUSE)
+            task = asyncio.get_running_loop().create_task(
+                self.player.command(lambda core, now: core.pause(now))
+            )
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+class Rooms:
+    """Every user's room, created on first connection."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._rooms: dict[str, Room] = {}
+
+    def get(self, user_id: str) -> Room:
+        """The room of *user_id*."""
+        room = self._rooms.get(user_id)
+        if room is None:
+            player = self.gateway.players.get(user_id, output="web")
+            room = self._rooms[user_id] = Room(user_id, player, self.gateway)
+        return room
+
+    @property
+    def connections(self) -> int:
+        """Open playground WebSockets."""
+        return sum(len(room.connections) for room in self._rooms.values())
+
+    def close(self) -> None:
+        """Detach every room."""
+        for room in self._rooms.values():
+            with contextlib.suppress(Exception):
+                room.close()
+        self._rooms.clear()
