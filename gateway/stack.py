@@ -61,12 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_for_engine(settings.engine_url, engine)
         print(
-            "\n  engine:     " + settings.engine_url
-            + "\n  socket:     " + str(settings.socket_path)
-            + "\n  demo track: " + str(tracks["opus"])
-            + f"\n  try:        curl -X POST {settings.engine_url}/session/demo/play "
-            + "-H 'Content-Type: application/json' "
-            + f"-d '{{\"url\": \"{tracks['opus']}\", \"format\": \"opus\"}}'\n",
+            f"\n  open the playground:  http://{settings.host}:{settings.port}/"
+            "   (the demo track is in the URL box: press Play)"
+            f"\n  engine API:           {settings.engine_url}   (docs at /docs)"
+            f"\n  engine socket:        {settings.socket_path}"
+            f"\n  demo track:           {tracks['opus']}"
+            "\n  Discord bot:          "
+            + ("starting (DISCORD_TOKEN is set)" if settings.discord_token
+               else "off (set DISCORD_TOKEN to start it)")
+            + "\n",
             flush=True,
         )
         from gateway.app import run_gateway

@@ -1,0 +1,138 @@
+"""Joining voice channels and feeding them a guild's audio.
+
+``VoiceBridge`` keeps, per guild, the voice client, the router sink (session id =
+guild id) and the ``GuildAudioSource`` that discord.py's player reads. The only
+part that talks to Discord is the *connect* function (``channel.connect`` by
+default); tests pass one that returns a recording stand-in, and everything else
+runs for real.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from audio_engine.logs import session_logger
+from bot.audio import GuildAudioSource, GuildSink
+from gateway.player import PlayerStatus
+from gateway.runtime import Gateway
+
+__all__ = ["VoiceBridge", "VoiceClientLike"]
+
+log = logging.getLogger(__name__)
+
+
+class VoiceClientLike(Protocol):
+    """What the bridge needs of a discord.py ``VoiceClient``."""
+
+    channel: Any
+
+    def is_connected(self) -> bool: ...
+
+    def is_playing(self) -> bool: ...
+
+    def play(self, source: Any, *, after: Callable[[Exception | None], Any] | None = None
+             ) -> None: ...
+
+    def stop(self) -> None: ...
+
+    async def disconnect(self, *, force: bool = False) -> None: ...
+
+    async def move_to(self, channel: Any) -> None: ...
+
+
+async def _discord_connect(channel: Any) -> VoiceClientLike:
+    client: VoiceClientLike = await channel.connect(self_deaf=True, reconnect=True)
+    return client
+
+
+@dataclass
+class _GuildVoice:
+    client: VoiceClientLike
+    sink: GuildSink
+    source: GuildAudioSource
+
+
+class VoiceBridge:
+    """Voice connections and audio of every guild.
+
+    Args:
+        gateway: router and players.
+        connect: opens a voice connection to a channel (Discord's, by default).
+    """
+
+    def __init__(self, gateway: Gateway,
+                 connect: Callable[[Any], Awaitable[VoiceClientLike]] = _discord_connect) -> None:
+        self._gateway = gateway
+        self._connect = connect
+        self._guilds: dict[int, _GuildVoice] = {}
+
+    def channel_id(self, guild_id: int) -> int | None:
+        """The voice channel the bot is in for *guild_id*, if connected."""
+        voice = self._guilds.get(guild_id)
+        if voice is None or not voice.client.is_connected():
+            return None
+        return int(voice.client.channel.id)
+
+    def source(self, guild_id: int) -> GuildAudioSource | None:
+        """The audio source playing in *guild_id*'s channel."""
+        voice = self._guilds.get(guild_id)
+        return voice.source if voice else None
+
+    async def join(self, guild_id: int, channel: Any) -> None:
+        """Be in *channel* with the guild's audio playing (connects or moves)."""
+        voice = self._guilds.get(guild_id)
+        if voice is not None and voice.client.is_connected():
+            if int(voice.client.channel.id) != int(channel.id):
+                await voice.client.move_to(channel)
+                session_logger(log, str(guild_id)).info("moved to voice channel %s", channel.id)
+            if not voice.client.is_playing():
+                voice.client.play(voice.source, after=self._after(guild_id))
+            return
+        client = await self._connect(channel)
+        sink = GuildSink()
+        key = str(guild_id)
+        self._gateway.router.register_sink(key, sink)
+        source = GuildAudioSource(sink, expecting=lambda: self._expecting(key))
+        self._guilds[guild_id] = _GuildVoice(client, sink, source)
+        client.play(source, after=self._after(guild_id))
+        session_logger(log, key).info("joined voice channel %s", channel.id)
+
+    async def leave(self, guild_id: int) -> None:
+        """Disconnect from voice and stop routing the guild's audio. Idempotent."""
+        voice = self._guilds.pop(guild_id, None)
+        if voice is None:
+            return
+        self._gateway.router.unregister_sink(str(guild_id), voice.sink)
+        voice.client.stop()
+        if voice.client.is_connected():
+            await voice.client.disconnect(force=True)
+        session_logger(log, str(guild_id)).info("left voice")
+
+    async def disconnected(self, guild_id: int) -> None:
+        """Discord dropped us from voice (kicked, channel deleted): stop cleanly,
+        including the engine session, since nobody can hear it."""
+        if guild_id not in self._guilds:
+            return
+        await self.leave(guild_id)
+        player = self._gateway.players.existing(str(guild_id))
+        if player is not None:
+            await player.command(lambda core, now: core.stop())
+
+    async def close(self) -> None:
+        """Leave every channel."""
+        for guild_id in list(self._guilds):
+            await self.leave(guild_id)
+
+    def _expecting(self, key: str) -> bool:
+        player = self._gateway.players.existing(key)
+        return player is not None and player.core.status is PlayerStatus.PLAYING
+
+    def _after(self, guild_id: int) -> Callable[[Exception | None], None]:
+        def after(error: Exception | None) -> None:
+            if error is not None:
+                session_logger(log, str(guild_id)).error("voice player stopped: %s", error)
+
+        return after
