@@ -3,7 +3,8 @@
 Go-compatible (PROTOCOL.md section 1): ``/session/{id}/play|stop|pause|resume|status``,
 ``/metadata``, ``/playlist``, ``/search``, ``/health``. Ours, under new paths:
 ``GET /sessions``, ``GET /sessions/{id}``, ``POST /session/{id}/volume``,
-``POST /session/{id}/seek``, ``GET /metrics``. OpenAPI docs at ``/docs``.
+``POST /session/{id}/seek``, ``GET /metrics``, ``GET /stats`` (Lavalink's shape).
+OpenAPI docs at ``/docs``.
 
 Bodies are rendered Go-style (``gojson``) and every answer carries the Go CORS
 headers. Invalid input is a 4xx with a message saying what is wrong; it never
@@ -343,6 +344,10 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
         return GoJSONResponse(engine.health())
 
     # -- ours ----------------------------------------------------------------------
+
+    @app.get("/stats", summary="Node statistics in Lavalink's shape (frameStats per minute)")
+    async def stats() -> Response:
+        return GoJSONResponse(engine.lavalink_stats())
 
     @app.get("/sessions", summary="Every session with state, position and counters")
     async def list_sessions() -> Response:

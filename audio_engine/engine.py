@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import psutil
 import uvicorn
 
 from audio_engine.api import create_app
@@ -109,6 +110,7 @@ class Engine:
         )
         self.metrics.watch(self._snapshot)
         self.started_at = time.monotonic()
+        self._process = psutil.Process()
         self._schedule: TickSchedule | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -194,6 +196,7 @@ class Engine:
             "underruns": self.manager.total_underruns,
             "max_sessions": self.settings.max_sessions,
             "cpu_seconds": round(time.process_time(), 3),
+            "frameStats": self._frame_stats(),
             "pools": {
                 pool.name: {
                     "threads": pool.size,
@@ -205,6 +208,33 @@ class Engine:
                 }
                 for pool in (self.read_pool, self.open_pool, self.codec_pool)
             },
+        }
+
+
+    def _frame_stats(self) -> dict[str, int] | None:
+        last = self.manager.frame_stats.last
+        if last is None or not last.players:
+            return None
+        return {"sent": last.sent, "nulled": last.nulled, "deficit": last.deficit}
+
+    def lavalink_stats(self) -> dict[str, Any]:
+        """``/stats`` in Lavalink's shape, for node balancers written for it."""
+        live = [s for s in self.manager.sessions if s.live]
+        memory = psutil.virtual_memory()
+        rss = self._process.memory_info().rss
+        cores = psutil.cpu_count() or 1
+        return {
+            "players": len(live),
+            "playingPlayers": sum(1 for s in live if s.status is SessionState.STREAMING),
+            "uptime": int((time.monotonic() - self.started_at) * 1000),
+            "memory": {"free": memory.available, "used": rss, "allocated": rss,
+                       "reservable": memory.total},
+            "cpu": {
+                "cores": cores,
+                "systemLoad": round(psutil.cpu_percent(interval=None) / 100, 4),
+                "lavalinkLoad": round(self._process.cpu_percent(interval=None) / 100 / cores, 4),
+            },
+            "frameStats": self._frame_stats(),
         }
 
 

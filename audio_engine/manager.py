@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from audio_engine.consumers import ConsumerHub
 from audio_engine.formats import OutputFormat
+from audio_engine.framestats import FrameStats
 from audio_engine.metrics import EngineMetrics
 from audio_engine.producer import ProducerContext, run_producer
 from audio_engine.resolver import Resolver
@@ -90,6 +91,8 @@ class SessionManager:
             retries=limits.source_retries,
         )
         self._plays = itertools.count(1)
+        #: Lavalink-style per-minute frame health.
+        self.frame_stats = FrameStats(clock())
         self.ticks = 0
         self.total_underruns = 0
         self.total_frames_sent = 0
@@ -280,6 +283,7 @@ class SessionManager:
                 continue
             if session.paused or index < session.audio_from_tick:
                 continue
+            session.playing_ticks += 1
             frame = session.ring.pop()
             if frame is None:
                 ending = self._empty_ring(session, now)
@@ -325,6 +329,11 @@ class SessionManager:
         self.total_underruns += sum(underruns.values())
         self._metrics.tick_lateness.observe(lateness)
         self._metrics.tick_duration.observe(time.perf_counter() - started)
+        if self.frame_stats.due(now):
+            self.frame_stats.roll(now, self.ticks, {
+                s.id: (s.playing_ticks, s.frames_sent, s.underruns)
+                for s in self._playing.values()
+            })
 
     def _empty_ring(self, session: Session, now: float) -> bytes | None:
         """An empty ring: the end of the track, a failure to report, a stall, or

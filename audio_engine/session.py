@@ -104,6 +104,8 @@ class Session:
         self.bytes_sent = 0
         self.frames_sent = 0
         self.underruns = 0
+        #: Ticks on which this session was due a frame (playing, not paused).
+        self.playing_ticks = 0
         self.underrun_since: float | None = None
         self.retries = 0
         self.requested_at = now

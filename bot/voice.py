@@ -10,12 +10,15 @@ runs for real.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prometheus_client.core import Metric
+
 from audio_engine.logs import session_logger
 from bot.audio import GuildAudioSource, GuildSink
+from gateway.metrics import counter, gauge
 from gateway.player import PlayerStatus
 from gateway.runtime import Gateway
 
@@ -68,6 +71,20 @@ class VoiceBridge:
         self._gateway = gateway
         self._connect = connect
         self._guilds: dict[int, _GuildVoice] = {}
+        # Counters of sources that have left, so totals stay monotonic.
+        self._retired = {"frames": 0, "silence": 0, "underruns": 0}
+        gateway.metrics.add_source(self.metric_families)
+
+    def metric_families(self) -> Iterable[Metric]:
+        """Discord metrics (see ``gateway.metrics``)."""
+        live = [v.source for v in self._guilds.values()]
+        yield gauge("audiogate_gateway_voice_clients", "Discord voice connections",
+                    sum(1 for v in self._guilds.values() if v.client.is_connected()))
+        for name, what in (("frames", "Opus frames handed to Discord voice"),
+                           ("silence", "Silence frames sent (underruns and gaps)"),
+                           ("underruns", "Frames missing while a track was playing")):
+            yield counter(f"audiogate_gateway_voice_{name}", what,
+                          self._retired[name] + sum(getattr(s, name) for s in live))
 
     def channel_id(self, guild_id: int) -> int | None:
         """The voice channel the bot is in for *guild_id*, if connected."""
@@ -105,6 +122,8 @@ class VoiceBridge:
         voice = self._guilds.pop(guild_id, None)
         if voice is None:
             return
+        for name in self._retired:
+            self._retired[name] += getattr(voice.source, name)
         self._gateway.router.unregister_sink(str(guild_id), voice.sink)
         voice.client.stop()
         if voice.client.is_connected():

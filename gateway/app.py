@@ -18,6 +18,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
 
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
@@ -34,6 +36,11 @@ def create_app(gateway: Gateway, *, demo_tracks: dict[str, Path] | None = None) 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", **gateway.stats()}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(gateway.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
 
     try:
         from playground_ws import mount_playground

@@ -33,6 +33,9 @@ class Router:
         self.discarded = 0
         self.packets = 0
         self.events = 0
+        #: Frames dropped by sinks that have since been closed, by sink kind (so the
+        #: metric stays monotonic as sinks come and go).
+        self.retired_drops: dict[str, int] = defaultdict(int)
         #: Packets received per session id since the last play event (used to tell
         #: a replaced stream's late ``finished`` from a real end with a Go engine).
         self.packets_by_session: dict[str, int] = defaultdict(int)
@@ -44,14 +47,25 @@ class Router:
         old = self._sinks.get(session_id)
         self._sinks[session_id] = sink
         if old is not None and old is not sink:
-            old.close()
+            self._retire(old)
 
     def unregister_sink(self, session_id: str, sink: Sink | None = None) -> None:
         """Stop routing *session_id* (only if its sink is still *sink*, when given)."""
         current = self._sinks.get(session_id)
         if current is not None and (sink is None or current is sink):
             del self._sinks[session_id]
-            current.close()
+            self._retire(current)
+
+    def _retire(self, sink: Sink) -> None:
+        self.retired_drops[sink.kind] += getattr(sink, "dropped", 0)
+        sink.close()
+
+    def sink_drops(self) -> dict[str, int]:
+        """Frames dropped by full sink buffers since start, by sink kind."""
+        totals = dict(self.retired_drops)
+        for sink in self._sinks.values():
+            totals[sink.kind] = totals.get(sink.kind, 0) + getattr(sink, "dropped", 0)
+        return totals
 
     def sink(self, session_id: str) -> Sink | None:
         """The sink registered for *session_id*."""

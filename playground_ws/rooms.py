@@ -15,11 +15,15 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
+
+from prometheus_client.core import Metric
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from audio_engine.logs import session_logger
+from gateway.metrics import counter, gauge
 from gateway.player import Player, PlayerStatus, PlayerView
 from gateway.runtime import Gateway
 from gateway.sinks import OpusSink
@@ -211,6 +215,28 @@ class Rooms:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._rooms: dict[str, Room] = {}
+        #: Frames sent to and dropped for tabs that have since closed.
+        self.closed_sent = 0
+        self.closed_dropped = 0
+        gateway.metrics.add_source(self.metric_families)
+
+    def connection_closed(self, connection: Connection) -> None:
+        """Keep a closed tab's counters in the totals."""
+        self.closed_sent += connection.sent_frames
+        self.closed_dropped += connection.dropped_frames
+
+    def metric_families(self) -> Iterable[Metric]:
+        """Playground metrics (see ``gateway.metrics``)."""
+        live = [c for room in self._rooms.values() for c in room.connections]
+        yield gauge("audiogate_gateway_websocket_connections",
+                    "Playground WebSockets open", len(live))
+        yield gauge("audiogate_gateway_websocket_users", "Playground users with a tab open",
+                    sum(1 for room in self._rooms.values() if room.connections))
+        yield counter("audiogate_gateway_websocket_frames_sent", "Opus frames sent to tabs",
+                      self.closed_sent + sum(c.sent_frames for c in live))
+        yield counter("audiogate_gateway_websocket_frames_dropped",
+                      "Opus frames dropped for tabs that fell behind",
+                      self.closed_dropped + sum(c.dropped_frames for c in live))
 
     def get(self, user_id: str) -> Room:
         """The room of *user_id*."""

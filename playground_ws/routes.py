@@ -119,6 +119,7 @@ class _Playground:
             await self._receive(websocket, room, connection)
         finally:
             room.leave(connection)
+            self.rooms.connection_closed(connection)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             if websocket.application_state is WebSocketState.CONNECTED:

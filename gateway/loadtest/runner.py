@@ -14,6 +14,7 @@ known. Three scenarios:
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import multiprocessing.connection
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "Target",
     "run_capacity",
     "run_load",
+    "run_playground",
     "run_sequential",
 ]
 
@@ -210,7 +212,7 @@ def _underruns(api_url: str) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def _window(probe: ProbeHandle, sampler: _Sampler, seconds: float, progress: Progress,
+def _window(probe: object, sampler: _Sampler, seconds: float, progress: Progress,
             label: str) -> None:
     sampler.sample()
     started = time.monotonic()
@@ -421,3 +423,102 @@ def run_sequential(target: Target, config: LoadConfig, plays: int, spacing: floa
                           for sid in ids if sid in report and report[sid]["first_audio_at"]])
     finally:
         probe.stop()
+
+
+# -- through the playground's WebSockets ----------------------------------------------
+
+
+def _playground_worker(base_url: str, urls: list[str], seconds: float, settle: float,
+                       conn: multiprocessing.connection.Connection) -> None:
+    """One worker: a tab per URL, each a new playground user; reports per tab the
+    time to first frame and the gaps between frames inside the window."""
+    import websockets
+
+    async def tab(url: str, window_start: float, window_end: float) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            page = await client.get("/")
+            cookie = page.cookies.get("ag_user")
+        ws_url = base_url.replace("http", "ws", 1) + "/ws"
+        first: float | None = None
+        last: float | None = None
+        gaps: list[float] = []
+        errors: list[str] = []
+        async with websockets.connect(ws_url, additional_headers={"Cookie": f"ag_user={cookie}"},
+                                      max_size=1 << 20) as socket:
+            sent = time.monotonic()
+            await socket.send(json.dumps({"type": "play", "url": url}))
+            while (now := time.monotonic()) < window_end:
+                try:
+                    message = await asyncio.wait_for(socket.recv(), window_end - now)
+                except TimeoutError:
+                    break
+                now = time.monotonic()
+                if isinstance(message, bytes):
+                    if first is None:
+                        first = now
+                    elif last is not None and now >= window_start:
+                        gaps.append(now - last)
+                    last = now
+                else:
+                    data = json.loads(message)
+                    if data.get("type") == "error":
+                        errors.append(str(data.get("message")))
+                    elif data.get("type") == "ping":
+                        await socket.send('{"type":"pong"}')
+            await socket.send('{"type":"stop"}')
+        return {"ttfa": (first - sent) if first else None, "gaps": gaps, "errors": errors}
+
+    async def main() -> list[dict[str, Any]]:
+        start = time.monotonic()
+        return list(await asyncio.gather(*(tab(u, start + settle, start + settle + seconds)
+                                           for u in urls)))
+
+    conn.send(asyncio.run(main()))
+
+
+def run_playground(base_url: str, sessions: int, config: LoadConfig, target: Target | None = None,
+                   progress: Progress = _quiet) -> LoadReport:
+    """*sessions* playground tabs (each its own user) through a gateway at
+    *base_url*; frames timed as the tabs receive them."""
+    context = multiprocessing.get_context("spawn")
+    urls = [config.media_for(i) if config.media_for else config.media_url for i in range(sessions)]
+    shares = [urls[i :: config.workers] for i in range(config.workers)]
+    pipes = []
+    processes = []
+    sampler = _Sampler(target.pid if target else None)
+    for share in shares:
+        if not share:
+            continue
+        parent, child = context.Pipe()
+        process = context.Process(target=_playground_worker, args=(
+            base_url, share, config.window, config.settle, child), daemon=True)
+        process.start()
+        pipes.append(parent)
+        processes.append(process)
+    _window(_NoProbe(), sampler, config.settle + config.window, progress, "playground tabs")
+    tabs: list[dict[str, Any]] = []
+    for pipe, process in zip(pipes, processes, strict=True):
+        if pipe.poll(config.settle + config.window + 60):
+            tabs += pipe.recv()
+        process.join(10)
+    gaps = np.array([g for t in tabs for g in t["gaps"]])
+    late = float(np.mean(gaps > config.late_threshold)) if gaps.size else 0.0
+    return LoadReport(
+        sessions=sessions,
+        sessions_with_audio=sum(1 for t in tabs if t["ttfa"] is not None),
+        errors={str(i): "; ".join(t["errors"]) for i, t in enumerate(tabs) if t["errors"]},
+        time_to_first_audio=summarize([t["ttfa"] for t in tabs if t["ttfa"] is not None]),
+        gap=summarize(gaps),
+        late_fraction=late,
+        pages=int(gaps.size),
+        underruns=None,
+        cpu_percent=summarize(sampler.cpu),
+        rss_mb=summarize(sampler.rss),
+        rss_per_session_mb=None,
+        window_seconds=config.window,
+    )
+
+
+class _NoProbe:
+    def start_window(self) -> float:
+        return time.monotonic()
