@@ -21,9 +21,10 @@ from protocol import OPUS_SILENCE_FRAME
 
 __all__ = ["GuildAudioSource", "GuildSink"]
 
-#: Frames queued before the first one is played: 60 ms absorbs the jitter
-#: between the socket and the player thread without audible delay.
-PREBUFFER_FRAMES = 3
+#: Frames queued before the first one is played (and again after an underrun):
+#: 100 ms absorbs the jitter between the engine's clock, the gateway's loop and
+#: discord.py's player thread on a busy host; Discord's clients buffer more.
+PREBUFFER_FRAMES = 5
 #: Frames a guild may have queued: 1 s. Beyond that the oldest are dropped.
 SINK_CAPACITY = 50
 

@@ -29,9 +29,12 @@ from .support.media import decode_opus_packets, dominant_frequency
 pytestmark = pytest.mark.timeout(120)
 
 
-def tone_of(frames: list[bytes], last: int = 50) -> float:
+async def tone_of(frames: list[bytes], last: int = 50) -> float:
+    """Dominant frequency of the last frames, computed off the loop (the gateway
+    under test runs on it and must keep routing)."""
     assert len(frames) >= 20, f"only {len(frames)} frames"
-    return dominant_frequency(decode_opus_packets(frames[-last:])[0])
+    chosen = frames[-last:]
+    return await asyncio.to_thread(lambda: dominant_frequency(decode_opus_packets(chosen)[0]))
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -163,8 +166,8 @@ async def test_two_keys_play_at_once_and_each_sink_hears_only_its_own_tone(
         await a.command(lambda core, now: core.enqueue(Track(media_server.url("long_a.mp3")), now))
         await b.command(lambda core, now: core.enqueue(Track(media_server.url("long_b.mp3")), now))
         await wait_until(lambda: all(len(s.frames) > 80 for s in sinks.values()))
-        assert abs(tone_of(sinks["gw-a"].frames) - TONES["a"]) < 3
-        assert abs(tone_of(sinks["gw-b"].frames) - TONES["b"]) < 3
+        assert abs(await tone_of(sinks["gw-a"].frames) - TONES["a"]) < 3
+        assert abs(await tone_of(sinks["gw-b"].frames) - TONES["b"]) < 3
         assert a.view().status is PlayerStatus.PLAYING
 
         # Stop A; B's cadence stays intact around it.
@@ -183,7 +186,7 @@ async def test_two_keys_play_at_once_and_each_sink_hears_only_its_own_tone(
         await wait_until(lambda: len(sinks["gw-b"].stream_starts) >= 2)
         count = len(sinks["gw-b"].frames)
         await wait_until(lambda: len(sinks["gw-b"].frames) > count + 60)
-        assert abs(tone_of(sinks["gw-b"].frames, 40) - TONES["c"]) < 3
+        assert abs(await tone_of(sinks["gw-b"].frames, 40) - TONES["c"]) < 3
         await b.command(lambda core, now: core.stop())
 
 
@@ -205,7 +208,7 @@ async def test_auto_advance_plays_the_next_queued_track(
         view = player.view()
         assert view.current is not None and view.current.title == "next"
         assert [t.title for t in view.history] == ["short"]
-        assert abs(tone_of(sink.frames, 40) - TONES["a"]) < 3
+        assert abs(await tone_of(sink.frames, 40) - TONES["a"]) < 3
         await player.command(lambda core, now: core.stop())
 
 
@@ -230,7 +233,7 @@ async def test_rapid_commands_play_only_the_last_track(
         assert player.engine_calls <= 3
         count = len(sink.frames)
         await wait_until(lambda: len(sink.frames) > count + 50)
-        assert abs(tone_of(sink.frames, 40) - TONES["e"]) < 3
+        assert abs(await tone_of(sink.frames, 40) - TONES["e"]) < 3
         await player.command(lambda core, now: core.stop())
 
 
@@ -258,7 +261,7 @@ async def test_the_gateway_reconnects_after_an_engine_restart(
                 Track(media_server.url("c.mp3")), now))
             count = len(sink.frames)
             await wait_until(lambda: len(sink.frames) > count + 60)
-            assert abs(tone_of(sink.frames, 40) - TONES["c"]) < 3
+            assert abs(await tone_of(sink.frames, 40) - TONES["c"]) < 3
             await player.command(lambda core, now: core.stop())
     finally:
         engine.terminate()
