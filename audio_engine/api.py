@@ -13,6 +13,7 @@ touches another session.
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import urllib.parse
@@ -412,4 +413,29 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
     async def metrics() -> Response:
         return Response(generate_latest(engine.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return GoCORSMiddleware(app)
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    guarded = _BearerToken(app, token) if token else app
+    return GoCORSMiddleware(guarded, extra_allow_headers="Authorization" if token else "")
+
+
+class _BearerToken:
+    """Requires ``Authorization: Bearer <token>`` on everything but ``/health``
+    (and CORS preflights, answered before this layer)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health":
+            await self.app(scope, receive, send)
+            return
+        presented = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(presented, self._expected):
+            await self.app(scope, receive, send)
+            return
+        response = GoJSONResponse(
+            {"status": "error", "message": "unauthorized: a valid bearer token is required"},
+            status_code=401, headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
@@ -35,6 +36,7 @@ from audio_engine.pools import ElasticPool
 from audio_engine.resolver import Resolver
 from audio_engine.session import SessionState
 from audio_engine.settings import EngineSettings
+from audio_engine.url_policy import UrlPolicy
 
 __all__ = ["Engine", "serve"]
 
@@ -55,6 +57,13 @@ def _rss_megabytes() -> float:
         import resource  # noqa: PLC0415 - fallback off Linux only
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
 
 
 class Engine:
@@ -89,6 +98,7 @@ class Engine:
             self.resolve_pool,
             timeout=settings.resolve_timeout,
             max_concurrent=settings.max_resolutions,
+            policy=UrlPolicy(settings.media_dir, settings.allow_private_networks),
         )
         self.manager = SessionManager(
             hub=self.hub,
@@ -197,6 +207,9 @@ class Engine:
             "max_sessions": self.settings.max_sessions,
             "cpu_seconds": round(time.process_time(), 3),
             "frameStats": self._frame_stats(),
+            "tasks": len(asyncio.all_tasks()),
+            "threads": threading.active_count(),
+            "open_fds": _open_fds(),
             "pools": {
                 pool.name: {
                     "threads": pool.size,

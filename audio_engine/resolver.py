@@ -18,10 +18,12 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import av
+
+from audio_engine.url_policy import PolicyError, UrlPolicy
 
 __all__ = [
     "MEDIA_EXTENSIONS",
@@ -89,26 +91,31 @@ class Resolver:
         max_concurrent: most yt-dlp calls and probes running at once; more wait.
     """
 
-    def __init__(self, executor: Executor, *, timeout: float, max_concurrent: int) -> None:
+    def __init__(self, executor: Executor, *, timeout: float, max_concurrent: int,
+                 policy: UrlPolicy | None = None) -> None:
         self._executor = executor
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max_concurrent)
+        self.policy = policy or UrlPolicy(allow_private=True)
 
 
     # -- classification (pure) ------------------------------------------------
 
-    @staticmethod
-    def classify(url: str) -> MediaTarget | None:
+    def classify(self, url: str) -> MediaTarget | None:
         """Return a target for local files and direct media links, None when
-        yt-dlp is needed.
+        yt-dlp is needed. (The host policy is checked by the async callers.)
 
         Raises:
-            ResolveError: for unsupported schemes and missing local files.
+            ResolveError: for unsupported schemes, files outside the media
+                directory, and missing local files.
         """
         parsed = urllib.parse.urlsplit(url)
         scheme = parsed.scheme.lower()
         if scheme == "file" or (not scheme and url.startswith("/")):
-            path = Path(urllib.parse.unquote(parsed.path) if scheme else url)
+            try:
+                path = self.policy.local_path(url)
+            except PolicyError as exc:
+                raise ResolveError(str(exc)) from None
             if not path.is_file():
                 raise ResolveError(f"file not found: {path}")
             if not os.access(path, os.R_OK):
@@ -138,7 +145,7 @@ class Resolver:
         Cancelling is safe (a running yt-dlp thread finishes in the background,
         bounded by its socket timeout).
         """
-        direct = self.classify(url)
+        direct = await self._classify_allowed(url)
         if direct is not None:
             return direct
         info = await self._run(self._extract, url, True)
@@ -150,6 +157,7 @@ class Resolver:
         location = info.get("url")
         if not isinstance(location, str) or not location:
             raise ResolveError("extraction failed: no playable audio format found")
+        await self._check_host(location)
         headers = info.get("http_headers") or {}
         return MediaTarget(
             location,
@@ -166,7 +174,7 @@ class Resolver:
         Raises:
             ResolveError: as ``resolve``.
         """
-        direct = self.classify(url)
+        direct = await self._classify_allowed(url)
         if direct is not None:
             duration, title = await self._run(_probe, direct)
             return {
@@ -191,7 +199,7 @@ class Resolver:
         Raises:
             ResolveError: as ``resolve``.
         """
-        direct = self.classify(url)
+        direct = await self._classify_allowed(url)
         if direct is not None:
             duration, title = await self._run(_probe, direct)
             return [{"url": url, "title": title or direct.title, "duration": duration,
@@ -240,6 +248,19 @@ class Resolver:
         return results
 
     # -- plumbing -------------------------------------------------------------
+
+    async def _classify_allowed(self, url: str) -> MediaTarget | None:
+        """``classify``, plus the host policy for every network URL."""
+        direct = self.classify(url)
+        if direct is None or not direct.is_local:
+            await self._check_host(url)
+        return direct
+
+    async def _check_host(self, url: str) -> None:
+        try:
+            await self.policy.check_host(url)
+        except PolicyError as exc:
+            raise ResolveError(str(exc)) from None
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
@@ -163,6 +163,22 @@ class EngineSettings(BaseSettings):
         5.0,
         gt=0,
         description="seconds allowed for a graceful shutdown [env ENGINE_SHUTDOWN_TIMEOUT]",
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("api_token", "ENGINE_API_TOKEN"),
+        description="when set, every API call but /health needs 'Authorization: Bearer "
+        "<token>' [env ENGINE_API_TOKEN]",
+    )
+    media_dir: Path | None = Field(
+        None,
+        description="local files may be played only from under this directory; unset: "
+        "no local files [env ENGINE_MEDIA_DIR]",
+    )
+    allow_private_networks: bool = Field(
+        False,
+        description="allow URLs whose host resolves to a loopback, private or link-local "
+        "address (off: such URLs are refused) [env ENGINE_ALLOW_PRIVATE_NETWORKS]",
     )
     log_level: str = Field("INFO", description="log level [env ENGINE_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env ENGINE_LOG_JSON]")

@@ -72,7 +72,8 @@ def main() -> None:
         target = Target(args.api, args.socket, args.pid)
     else:
         # The default session limit (1000) would cap the passthrough steps.
-        engine = EngineProcess({"ENGINE_MAX_SESSIONS": "5000"}, log_level="WARNING").start()
+        engine = EngineProcess({"ENGINE_MAX_SESSIONS": "5000"}, log_level="WARNING",
+                               allow_private=True).start()
         assert engine.process is not None
         target = Target(engine.url, str(engine.socket_path), engine.process.pid)
     results: dict[str, str] = {}

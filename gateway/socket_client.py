@@ -94,7 +94,7 @@ class SocketClient:
         self.router = router
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self._on_state = on_state
+        self._listeners: list[Callable[[bool], None]] = [on_state] if on_state else []
         self._rng = rng or random.Random()
         self.connected = asyncio.Event()
         self.connections = 0
@@ -139,10 +139,14 @@ class SocketClient:
             await asyncio.sleep(delay * (0.5 + self._rng.random()))
             delay = min(self.backoff_max, delay * 2)
 
+    def add_state_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call *listener* with True on every connect and False on every disconnect."""
+        self._listeners.append(listener)
+
     def _notify(self, connected: bool) -> None:
-        if self._on_state is not None:
+        for listener in list(self._listeners):
             try:
-                self._on_state(connected)
+                listener(connected)
             except Exception:
                 log.exception("socket state listener failed")
 

@@ -246,6 +246,11 @@ class Rooms:
             room = self._rooms[user_id] = Room(user_id, player, self.gateway)
         return room
 
+    def broadcast_all(self, message: dict[str, Any]) -> None:
+        """Send a text message to every tab of every user."""
+        for room in self._rooms.values():
+            room.broadcast(message)
+
     @property
     def connections(self) -> int:
         """Open playground WebSockets."""

@@ -37,6 +37,7 @@ from playground_ws.messages import (
     Volume,
     parse_client_message,
 )
+from playground_ws.ratelimit import RateLimiter
 from playground_ws.rooms import Connection, Room, Rooms
 
 __all__ = ["HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "mount_playground"]
@@ -79,7 +80,13 @@ class _Playground:
         self.demo_tracks = demo_tracks
         self.allowed_origins = allowed_origins
         self.rooms = Rooms(gateway)
+        self.limits = RateLimiter()
         self._names = itertools.count(1)
+        gateway.socket.add_state_listener(self._engine_state)
+
+    def _engine_state(self, connected: bool) -> None:
+        """Tell every tab when the engine goes away and comes back."""
+        self.rooms.broadcast_all({"type": "engine", "connected": connected})
 
     # -- the page -------------------------------------------------------------------
 
@@ -113,7 +120,8 @@ class _Playground:
         connection = Connection(websocket, f"t{next(self._names)}")
         connection.last_seen = asyncio.get_running_loop().time()
         room.join(connection)
-        connection.send_json({**room.state_message(), "type": "hello"})
+        connection.send_json({**room.state_message(), "type": "hello",
+                              "engine_connected": self.gateway.socket.connected.is_set()})
         writer = asyncio.get_running_loop().create_task(connection.writer())
         try:
             await self._receive(websocket, room, connection)
@@ -150,6 +158,12 @@ class _Playground:
             except ValueError as exc:
                 connection.send_json({"type": "error", "message": str(exc)})
                 continue
+            if parsed.type != "pong":
+                refusal = self.limits.allow(room.user_id, parsed.type,
+                                            asyncio.get_running_loop().time())
+                if refusal is not None:
+                    connection.send_json({"type": "error", "message": refusal})
+                    continue
             try:
                 await self._dispatch(parsed, room, connection)
             except CommandError as exc:

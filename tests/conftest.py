@@ -45,20 +45,22 @@ def media_server(media_dir: Path) -> Iterator[MediaServer]:
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[EngineProcess]:
+def engine(media_dir: Path) -> Iterator[EngineProcess]:
     """One engine process shared by the tests that only need defaults (each uses
-    its own session ids)."""
-    with EngineProcess() as process:
+    its own session ids). Test media is served on 127.0.0.1, so loopback hosts
+    are allowed explicitly, and local files come from the media directory."""
+    with EngineProcess(media_dir=media_dir, allow_private=True) as process:
         yield process
 
 
 @pytest.fixture
-def engine_factory() -> Iterator[Callable[..., AbstractContextManager[EngineProcess]]]:
+def engine_factory(media_dir: Path
+                   ) -> Iterator[Callable[..., AbstractContextManager[EngineProcess]]]:
     """Start engines with custom settings: ``with engine_factory(ENV=...) as e:``."""
 
     @contextmanager
     def start(**env: str) -> Iterator[EngineProcess]:
-        with EngineProcess(env) as process:
+        with EngineProcess(env, media_dir=media_dir, allow_private=True) as process:
             yield process
 
     yield start

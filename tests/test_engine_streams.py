@@ -176,7 +176,8 @@ async def test_broken_media_fails_only_its_own_session(
         "bad-empty": (str(media_dir / "empty.mp3"), "not a playable media file"),
         "bad-404": (media_server.url("missing.mp3"), "refused the request"),
         "bad-refused": ("http://127.0.0.1:1/x.mp3", "could not reach the source"),
-        "bad-file": ("/nonexistent/dir/x.mp3", "file not found"),
+        "bad-file": (str(media_dir / "no-such-file.mp3"), "file not found"),
+        "bad-outside": ("/etc/passwd", "local files can only be played from"),
         "bad-trunc": (media_server.url("truncated.mp3"), "ended early"),
     }
     async with SocketConsumer(engine.socket_path) as consumer:

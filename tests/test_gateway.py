@@ -240,7 +240,7 @@ async def test_rapid_commands_play_only_the_last_track(
 async def test_the_gateway_reconnects_after_an_engine_restart(
     media_server: MediaServer,
 ) -> None:
-    engine = EngineProcess().start()
+    engine = EngineProcess(allow_private=True).start()
     try:
         async with running_gateway(settings_for(engine, )) as gateway:
             gateway.socket.backoff_max = 0.5
@@ -253,7 +253,8 @@ async def test_the_gateway_reconnects_after_an_engine_restart(
             await wait_until(lambda: len(sink.frames) > 30)
             engine.kill()
             await wait_until(lambda: not gateway.socket.connected.is_set())
-            engine = EngineProcess(port=engine.port, socket_path=engine.socket_path).start()
+            engine = EngineProcess(port=engine.port, socket_path=engine.socket_path,
+                                   allow_private=True).start()
             await asyncio.wait_for(gateway.socket.connected.wait(), 15)
             assert gateway.socket.reconnects >= 1
             # The controller can play again on the new engine.

@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.playground:
             target = Target("", "", args.pid) if args.pid else None
         else:
+            # Our media server is on loopback: this engine must accept it.
             engine = EngineProcess({"ENGINE_MAX_SESSIONS": str(max(1000, args.max))},
-                                   log_level="WARNING").start()
+                                   log_level="WARNING", allow_private=True).start()
             stack.callback(engine.terminate)
             assert engine.process is not None
             target = Target(engine.url, str(engine.socket_path), engine.process.pid)

@@ -102,6 +102,8 @@ class EngineProcess(ServiceProcess):
         env: extra environment (engine settings).
         log_level: the engine's log level.
         port, socket_path: reuse these (a restarted engine); fresh ones by default.
+        media_dir: the directory local files may be played from.
+        allow_private: allow loopback/private hosts (media served on 127.0.0.1).
     """
 
     module = "audio_engine"
@@ -113,13 +115,18 @@ class EngineProcess(ServiceProcess):
         log_level: str = "DEBUG",
         port: int | None = None,
         socket_path: Path | None = None,
+        media_dir: Path | None = None,
+        allow_private: bool = False,
     ) -> None:
         directory = Path(tempfile.mkdtemp(prefix="ag-"))
         self.socket_path = socket_path or directory / "engine.sock"
         port = port or free_port()
+        policy = {"ENGINE_ALLOW_PRIVATE_NETWORKS": "true" if allow_private else "false"}
+        if media_dir is not None:
+            policy["ENGINE_MEDIA_DIR"] = str(media_dir)
         super().__init__(
             {"GO_API_PORT": str(port), "SOCKET_PATH": str(self.socket_path),
-             "ENGINE_LOG_LEVEL": log_level, **(env or {})},
+             "ENGINE_LOG_LEVEL": log_level, **policy, **(env or {})},
             port=port, directory=directory,
         )
         self.ready_file = self.socket_path

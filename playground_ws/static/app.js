@@ -10,8 +10,8 @@ const counters = {
   framesReceived: 0, framesDecoded: 0, framesDropped: 0, decodeErrors: 0,
   bufferedMs: 0, targetMs: 60, underruns: 0, playedMs: 0, overflows: 0, skippedMs: 0,
 };
-const view = { connected: false, userId: "", state: null, position: 0, duration: null,
-               status: "idle", lastError: "", messages: [] };
+const view = { connected: false, engineConnected: true, userId: "", state: null, position: 0,
+               duration: null, status: "idle", lastError: "", messages: [] };
 
 // -- audio -----------------------------------------------------------------------
 
@@ -138,6 +138,9 @@ function send(message) {
 function onMessage(message) {
   switch (message.type) {
     case "hello":
+      view.engineConnected = message.engine_connected !== false;
+      if (!view.engineConnected) showError("the audio engine is unreachable; reconnecting…");
+      // falls through
     case "state":
       view.userId = message.user_id || view.userId;
       renderState(message.state);
@@ -163,6 +166,11 @@ function onMessage(message) {
       break;
     case "ping":
       send({ type: "pong" });
+      break;
+    case "engine":
+      view.engineConnected = message.connected;
+      if (!message.connected) showError("the audio engine is unreachable; reconnecting…");
+      else showInfo("the audio engine is back");
       break;
     case "stream":
       break;
@@ -318,6 +326,7 @@ window.playground = {
     ...counters,
     dominantHz: dominantFrequency(),
     connected: view.connected,
+    engineConnected: view.engineConnected,
     userId: view.userId,
     status: view.status,
     position: view.position,
