@@ -274,7 +274,7 @@ class Resolver:
                 ) from None
 
     def _extract(self, url: str, resolve_formats: bool) -> dict[str, Any]:
-        import yt_dlp  # noqa: PLC0415 - heavy import, only paid by the first use
+        import yt_dlp
 
         options: dict[str, Any] = {
             "quiet": True,

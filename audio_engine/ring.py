@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
-__all__ = ["Frame", "FrameRing", "RingSize"]
+__all__ = ["DEFAULT_RING_SIZE", "Frame", "FrameRing", "RingSize"]
 
 
 class Frame(NamedTuple):
@@ -40,6 +40,10 @@ class RingSize(NamedTuple):
     low_water: int
 
 
+#: The default ring: 40 frames refilled at 15 (see ``FrameRing``).
+DEFAULT_RING_SIZE = RingSize(40, 15)
+
+
 class FrameRing:
     """Bounded FIFO of frames with a low-water mark for refills.
 
@@ -50,7 +54,7 @@ class FrameRing:
             worker pools per half second.
     """
 
-    def __init__(self, size: RingSize = RingSize(40, 15)) -> None:
+    def __init__(self, size: RingSize = DEFAULT_RING_SIZE) -> None:
         self._frames: deque[Frame] = deque()
         self.resize(size)
 

@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 
 from gateway.loadtest import LoadConfig, Target, run_capacity, run_load, run_sequential
-from gateway.loadtest.processes import EngineProcess
 from gateway.loadtest.media import write_tone
 from gateway.loadtest.media_server import MediaServer
+from gateway.loadtest.processes import EngineProcess
 from gateway.loadtest.stats import format_table
 
 GO_REFERENCE = {

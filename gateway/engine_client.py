@@ -15,13 +15,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = [
+    "EngineBusy",
     "EngineClient",
     "EngineError",
     "EngineHealth",
     "EngineInvalidRequest",
     "EngineNotFound",
     "EngineUnavailable",
-    "EngineBusy",
     "MetadataResult",
     "PlayResult",
     "PlaylistEntry",

@@ -12,10 +12,10 @@ from typing import Annotated, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "Add",
     "ClientMessage",
     "Jump",
-    "MAX_MESSAGE_BYTES",
     "Play",
     "Remove",
     "Search",

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client.core import Metric
-
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from audio_engine.logs import session_logger

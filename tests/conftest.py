@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.loadtest.processes import EngineProcess
-from .support.media import write_tone
 from gateway.loadtest.media_server import MediaServer
+from gateway.loadtest.processes import EngineProcess
+
+from .support.media import write_tone
 
 #: Distinct tones, so a spectrum proves whose audio reached which sink.
 TONES = {"a": 440.0, "b": 660.0, "c": 880.0, "d": 550.0, "e": 330.0}

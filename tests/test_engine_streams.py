@@ -16,13 +16,13 @@ import httpx
 import numpy as np
 import pytest
 
+from gateway.loadtest.media_server import MediaServer
+from gateway.loadtest.processes import EngineProcess
 from protocol import FLAG_BOS, PCM_FRAME_BYTES, EventType
 
 from .conftest import TONES
 from .support.consumer import SocketConsumer
-from gateway.loadtest.processes import EngineProcess
 from .support.media import decode_opus_packets, dominant_frequency
-from gateway.loadtest.media_server import MediaServer
 from .support.waiting import poll_until_async
 
 pytestmark = pytest.mark.timeout(120)
@@ -425,3 +425,4 @@ async def test_a_stalled_source_is_declared_stuck(
             event = await consumer.wait_event("stall-1", EventType.ERROR, timeout=20)
             assert event.message == "source stalled: no audio for 1.5 s"
             assert event.extra["reason"] == "stuck"
+

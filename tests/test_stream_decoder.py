@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import (
+    NEED_DATA,
     AudioPacket,
     DecodedMessage,
     Discarded,
     Event,
     EventType,
     LocalProtocolError,
-    NEED_DATA,
     RemoteProtocolError,
     StreamDecoder,
 )

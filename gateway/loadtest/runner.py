@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 import psutil
 
-from gateway.loadtest.probe import ProbeHandle, start_probe
+from gateway.loadtest.probe import start_probe
 from gateway.loadtest.stats import Summary, summarize
 
 __all__ = [
