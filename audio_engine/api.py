@@ -17,7 +17,7 @@ import hmac
 import json
 import math
 import urllib.parse
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from audio_engine.engine import Engine
 
 __all__ = ["MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Largest volume accepted: double gain (samples are clipped).
 MAX_VOLUME = 2.0
@@ -129,6 +131,19 @@ async def _json_object(request: Request, limit: int) -> dict[str, Any]:
     return document
 
 
+async def _parse_body(request: Request, model: type[M], session_id: str,
+                      limit: int) -> M | Response:
+    """The request body as *model*, or the 4xx response that says what is wrong."""
+    try:
+        return model.model_validate(await _json_object(request, limit))
+    except _BodyTooLarge as exc:
+        return _error(session_id, f"invalid request: {exc}", 413)
+    except ValidationError as exc:
+        return _error(session_id, f"invalid request: {_describe_validation(exc)}", 400)
+    except ValueError as exc:
+        return _error(session_id, f"invalid request: {exc}", 400)
+
+
 def _check_url(url: str, max_length: int) -> str | None:
     """A reason to refuse *url* before resolving it, or None."""
     if not url.strip():
@@ -211,15 +226,9 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
     async def play(session_id: SessionIdPath, request: Request) -> Response:
         if (problem := invalid_id(session_id)) is not None:
             return _error(session_id, problem, 400)
-        try:
-            document = await _json_object(request, settings.max_body_bytes)
-            body = PlayBody.model_validate(document)
-        except _BodyTooLarge as exc:
-            return _error(session_id, f"invalid request: {exc}", 413)
-        except ValidationError as exc:
-            return _error(session_id, f"invalid request: {_describe_validation(exc)}", 400)
-        except ValueError as exc:
-            return _error(session_id, f"invalid request: {exc}", 400)
+        body = await _parse_body(request, PlayBody, session_id, settings.max_body_bytes)
+        if isinstance(body, Response):
+            return body
         if (problem := _check_url(body.url, settings.max_url_length)) is not None:
             return _error(session_id, f"invalid request: {problem}", 400)
         numbers = (body.start_at, body.duration, body.volume)
@@ -367,16 +376,9 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
     async def volume(session_id: SessionIdPath, request: Request) -> Response:
         if (problem := invalid_id(session_id)) is not None:
             return _error(session_id, problem, 400)
-        try:
-            body = VolumeBody.model_validate(
-                await _json_object(request, settings.max_body_bytes)
-            )
-        except _BodyTooLarge as exc:
-            return _error(session_id, f"invalid request: {exc}", 413)
-        except ValidationError as exc:
-            return _error(session_id, f"invalid request: {_describe_validation(exc)}", 400)
-        except ValueError as exc:
-            return _error(session_id, f"invalid request: {exc}", 400)
+        body = await _parse_body(request, VolumeBody, session_id, settings.max_body_bytes)
+        if isinstance(body, Response):
+            return body
         session = manager.set_volume(session_id, body.volume)
         if session is None:
             return _error(session_id, "session not found", 404)
@@ -388,14 +390,9 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
     async def seek(session_id: SessionIdPath, request: Request) -> Response:
         if (problem := invalid_id(session_id)) is not None:
             return _error(session_id, problem, 400)
-        try:
-            body = SeekBody.model_validate(await _json_object(request, settings.max_body_bytes))
-        except _BodyTooLarge as exc:
-            return _error(session_id, f"invalid request: {exc}", 413)
-        except ValidationError as exc:
-            return _error(session_id, f"invalid request: {_describe_validation(exc)}", 400)
-        except ValueError as exc:
-            return _error(session_id, f"invalid request: {exc}", 400)
+        body = await _parse_body(request, SeekBody, session_id, settings.max_body_bytes)
+        if isinstance(body, Response):
+            return body
         if not math.isfinite(body.position):
             return _error(session_id, "invalid request: position must be finite", 400)
         try:

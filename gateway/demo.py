@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
+
+from gateway.loadtest.media import encode_blocks
 
 __all__ = ["DEMO_TITLE", "ensure_demo_tracks", "render_demo"]
 
@@ -80,29 +81,11 @@ def render_demo(seconds: float = 32.0) -> np.ndarray:
 def _write(path: Path, samples: np.ndarray, container_format: str, codec: str,
            rate: int, bit_rate: int) -> None:
     tmp = path.with_suffix(path.suffix + ".part")
-    with av.open(str(tmp), "w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=rate, layout="stereo")
-        stream.bit_rate = bit_rate
-        stream.codec_context.open()
-        resampler = av.AudioResampler(
-            format=stream.codec_context.format.name, layout="stereo", rate=rate,
-            frame_size=stream.codec_context.frame_size or 1024,
-        )
-        container.metadata["title"] = DEMO_TITLE
-        block = _RATE // 5
-        for start in range(0, samples.shape[1], block):
-            chunk = np.ascontiguousarray(samples[:, start : start + block])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-            frame.sample_rate = _RATE
-            frame.pts = start
-            for out in resampler.resample(frame):
-                for packet in stream.encode(out):
-                    container.mux(packet)
-        for out in resampler.resample(None):
-            for packet in stream.encode(out):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    step = _RATE // 5
+    blocks = (samples[:, start : start + step] for start in range(0, samples.shape[1], step))
+    encode_blocks(tmp, blocks, rate=rate, input_rate=_RATE, layout="stereo",
+                  container_format=container_format, codec=codec, bit_rate=bit_rate,
+                  title=DEMO_TITLE)
     tmp.replace(path)
 
 

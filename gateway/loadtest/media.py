@@ -6,12 +6,13 @@ sink can be told apart by its spectrum.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 
-__all__ = ["write_tone"]
+__all__ = ["encode_blocks", "write_tone"]
 
 _CONTAINERS = {
     "mp3": ("mp3", "mp3"),
@@ -43,31 +44,54 @@ def write_tone(
     if rate is None:
         rate = 44_100 if codec == "mp3" else 48_000
     channels = 2 if layout == "stereo" else 1
+    switch = int(rate * seconds)
+    total = switch + (int(rate * then[1]) if then else 0)
+
+    def blocks() -> Iterator[np.ndarray]:
+        block = rate // 10
+        for start in range(0, total, block):
+            index = np.arange(start, min(total, start + block))
+            tone = np.where(index < switch, frequency, then[0] if then else frequency)
+            wave = (amplitude * np.sin(2 * np.pi * tone * index / rate)).astype(np.float32)
+            yield np.tile(wave, (channels, 1))
+
+    return encode_blocks(path, blocks(), rate=rate, layout=layout, container_format=container_format,
+                         codec=codec, bit_rate=bit_rate)
+
+
+def encode_blocks(
+    path: Path,
+    blocks: Iterable[np.ndarray],
+    *,
+    rate: int,
+    layout: str,
+    container_format: str,
+    codec: str,
+    bit_rate: int | None = None,
+    title: str | None = None,
+    input_rate: int | None = None,
+) -> Path:
+    """Encode float32 planar blocks (channels x samples at *input_rate*, default
+    *rate*) into *path* at *rate*, one block at a time (long files never sit in
+    memory)."""
     with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
         if bit_rate:
             stream.bit_rate = bit_rate
+        if title:
+            container.metadata["title"] = title
         stream.codec_context.open()
-        frame_size = stream.codec_context.frame_size or 1024
         resampler = av.AudioResampler(
-            format=stream.codec_context.format.name,
-            layout=layout,
-            rate=rate,
-            frame_size=frame_size,
+            format=stream.codec_context.format.name, layout=layout, rate=rate,
+            frame_size=stream.codec_context.frame_size or 1024,
         )
-        switch = int(rate * seconds)
-        total = switch + (int(rate * then[1]) if then else 0)
-        block = rate // 10
-        for start in range(0, total, block):
-            count = min(block, total - start)
-            index = np.arange(start, start + count)
-            t = (index / rate).astype(np.float64)
-            tone = np.where(index < switch, frequency, then[0] if then else frequency)
-            wave = (amplitude * np.sin(2 * np.pi * tone * t)).astype(np.float32)
-            planes = np.ascontiguousarray(np.tile(wave, (channels, 1)))
-            frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
-            frame.sample_rate = rate
-            frame.pts = start
+        pts = 0
+        for block in blocks:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="fltp",
+                                               layout=layout)
+            frame.sample_rate = input_rate or rate
+            frame.pts = pts
+            pts += block.shape[1]
             for chunk in resampler.resample(frame):
                 for packet in stream.encode(chunk):
                     container.mux(packet)
