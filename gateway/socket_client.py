@@ -46,9 +46,10 @@ class _Reader(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._view[:nbytes]))
+        # The decoder appends the view to its own buffer: one copy per read.
+        self.data_received(self._view[:nbytes])
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         client = self._client
         client.last_read_at = time.perf_counter()
         client.bytes_received += len(data)

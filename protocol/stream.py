@@ -142,8 +142,8 @@ class StreamDecoder:
         taken are not counted)."""
         return len(self._buffer)
 
-    def receive_data(self, data: bytes) -> None:
-        """Append received bytes.
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes (any bytes-like object; it is copied).
 
         Raises:
             LocalProtocolError: if the decoder already raised ``RemoteProtocolError``.
