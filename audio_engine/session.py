@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
+from applog import SessionLogger, session_logger
 from audio_engine.formats import OutputFormat
-from audio_engine.logs import SessionLogger, session_logger
 from audio_engine.ring import FrameRing
 
 __all__ = ["PlayRequest", "Session", "SessionState"]

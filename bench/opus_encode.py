@@ -17,7 +17,7 @@ import numpy as np
 
 from audio_engine.opus_encoder import create_encoder
 from gateway.demo import render_demo
-from gateway.loadtest.stats import format_table
+from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES
 
 

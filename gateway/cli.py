@@ -18,7 +18,7 @@ _COMMANDS = {
     "run": ("gateway.stack", "the whole stack on the bundled demo track"),
     "engine": ("audio_engine.__main__", "the audio engine"),
     "gateway": ("gateway.__main__", "router, playground and bot"),
-    "loadtest": ("gateway.loadtest.cli", "load an engine and report"),
+    "loadtest": ("loadtest.cli", "load an engine and report"),
 }
 
 

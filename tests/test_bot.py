@@ -14,8 +14,8 @@ import pytest
 from bot.audio import GuildAudioSource, GuildSink
 from bot.commands import MusicCommands
 from bot.voice import VoiceBridge
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from gateway.player import PlayerStatus, Track
 from protocol import OPUS_SILENCE_FRAME, OggOpusWriter
 

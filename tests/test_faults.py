@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import websockets
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess, GatewayProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess, GatewayProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from gateway.player import PlayerCore, PlayerStatus, QueueStore, Track
 from gateway.router import Router
 from gateway.sinks import OpusSink

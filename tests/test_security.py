@@ -15,8 +15,8 @@ import httpx
 import pytest
 import websockets
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess, GatewayProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess, GatewayProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from audio_engine.logs import SessionLogger, session_logger
+from applog import SessionLogger, session_logger
 from gateway.engine_client import EngineClient, EngineError, EngineUnavailable
 from gateway.player.core import CommandError, Desired, PlayerCore, PlayerView
 from gateway.player.store import QueueStore

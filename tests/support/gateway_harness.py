@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from gateway.loadtest.processes import EngineProcess
+from loadtest.processes import EngineProcess
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from gateway.sinks import OpusSink

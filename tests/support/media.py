@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from gateway.loadtest.media import write_tone
+from loadtest.media import write_tone
 
 __all__ = [
     "decode_ogg_opus",
