@@ -29,7 +29,7 @@ endef
 .PHONY: run test setup setup-test system-packages-run system-packages-test bench clean
 
 run: setup
-	$(BIN)/audiogate-stack
+	$(BIN)/audiogate run
 
 test: setup-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sys
 
@@ -26,7 +27,7 @@ from audio_engine.settings import EngineSettings
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import UnixListener, bind_tcp, bind_unix
-from audiogate.process import raise_open_file_limit, run_process
+from audiogate.process import SUPERVISOR_PID_ENV, raise_open_file_limit, run_process
 from audiogate.serving import HttpService
 
 __all__ = ["main", "serve_engine"]
@@ -96,6 +97,29 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
     log.info("engine stopped")
 
 
+async def _watch_supervisor(pid: int, stop: asyncio.Event) -> None:
+    """Stop when the supervising process (``audiogate run``) is gone: the engine
+    is then an orphan that nobody would stop or restart. A pidfd becomes
+    readable when its process exits, so this costs nothing while waiting."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError) as exc:  # not Linux >= 5.3, or already gone
+        log.warning("cannot watch the supervising process %d (%s)", pid, exc)
+        if isinstance(exc, ProcessLookupError):
+            stop.set()
+        return
+    gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(pidfd, gone.set)
+    try:
+        await gone.wait()
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    log.warning("the supervising process %d is gone; stopping", pid)
+    stop.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse settings (environment, then flags) and run until SIGTERM/SIGINT;
     returns the exit code (``audiogate.errors``)."""
@@ -112,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
 
     async def run(stop: asyncio.Event) -> None:
-        await serve_engine(settings, stop)
+        supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+        if not supervisor.isdigit():
+            await serve_engine(settings, stop)
+            return
+        async with asyncio.TaskGroup() as tasks:
+            watch = tasks.create_task(_watch_supervisor(int(supervisor), stop))
+            await serve_engine(settings, stop)
+            watch.cancel()
 
     return run_process(run, name="engine", exit_deadline=_THREAD_GRACE)

@@ -17,6 +17,8 @@ __all__ = [
     "EXIT_CRASHED",
     "EXIT_OK",
     "EXIT_UNAVAILABLE",
+    "GaveUp",
+    "ProcessExit",
     "StartupError",
 ]
 
@@ -28,7 +30,22 @@ EXIT_UNAVAILABLE = 69
 EXIT_CONFIG = 78
 
 
-class StartupError(Exception):
-    """The process cannot start. ``str()`` is one line for the user: what is
-    wrong and which setting to change. Raised before any task has started, so
-    nothing needs undoing beyond what the raiser already closed."""
+class ProcessExit(Exception):
+    """Ends the process with ``exit_code``; ``str()`` is one line for the user."""
+
+    exit_code = EXIT_CRASHED
+
+
+class StartupError(ProcessExit):
+    """The process cannot start. ``str()`` says what is wrong and which setting
+    to change. Raised before any task has started, so nothing needs undoing
+    beyond what the raiser already closed."""
+
+    exit_code = EXIT_CONFIG
+
+
+class GaveUp(ProcessExit):
+    """A supervised child kept dying; its supervisor stops so that its own
+    supervisor (systemd, a container runtime) can act."""
+
+    exit_code = EXIT_UNAVAILABLE

@@ -21,9 +21,12 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from audiogate.errors import EXIT_CONFIG, EXIT_CRASHED, EXIT_OK, StartupError
+from audiogate.errors import EXIT_CRASHED, EXIT_OK, ProcessExit
 
-__all__ = ["ProcessMain", "first_startup_error", "raise_open_file_limit", "run_process"]
+__all__ = [
+    "SUPERVISOR_PID_ENV",
+    "ProcessMain", "first_process_exit", "raise_open_file_limit", "run_process",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +34,19 @@ log = logging.getLogger(__name__)
 ProcessMain = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Set in a supervised child's environment to its supervisor's pid; the child
+#: stops by itself if that process disappears (``audiogate.supervisor``).
+SUPERVISOR_PID_ENV = "AUDIOGATE_SUPERVISOR_PID"
 
 
-def first_startup_error(error: BaseException) -> StartupError | None:
-    """The ``StartupError`` in *error* or, for a task group's error, in any of
+def first_process_exit(error: BaseException) -> ProcessExit | None:
+    """The ``ProcessExit`` in *error* or, for a task group's error, in any of
     its members (None when there is none)."""
-    if isinstance(error, StartupError):
+    if isinstance(error, ProcessExit):
         return error
     if isinstance(error, BaseExceptionGroup):
         for member in error.exceptions:
-            if (found := first_startup_error(member)) is not None:
+            if (found := first_process_exit(member)) is not None:
                 return found
     return None
 
@@ -79,9 +85,9 @@ async def _main_with_signals(main: ProcessMain, name: str) -> None:
 def run_process(main: ProcessMain, *, name: str, exit_deadline: float) -> int:
     """Run ``main(stop)`` until it returns; return the process's exit code.
 
-    A ``StartupError`` (alone or inside a task group's error) is printed as one
-    line, ``error: ...``, and gives ``EXIT_CONFIG``; any other exception is
-    logged with its traceback and gives ``EXIT_CRASHED``. Afterwards, worker
+    A ``ProcessExit`` such as ``StartupError`` (alone or inside a task group's
+    error) is printed as one line, ``error: ...``, and gives its exit code; any
+    other exception is logged with its traceback and gives ``EXIT_CRASHED``. Afterwards, worker
     threads get until *exit_deadline* seconds from the end of ``main`` to
     finish; past it the process exits anyway (logged).
     """
@@ -91,10 +97,10 @@ def run_process(main: ProcessMain, *, name: str, exit_deadline: float) -> int:
     except KeyboardInterrupt:  # a Ctrl-C before the handlers were installed
         code = EXIT_OK
     except BaseException as exc:  # every way out is mapped to an exit code
-        startup = first_startup_error(exc)
-        if startup is not None:
-            print(f"error: {startup}", file=sys.stderr, flush=True)
-            code = EXIT_CONFIG
+        ending = first_process_exit(exc)
+        if ending is not None:
+            print(f"error: {ending}", file=sys.stderr, flush=True)
+            code = ending.exit_code
         elif isinstance(exc, SystemExit):
             raise
         else:

@@ -1,12 +1,11 @@
 """The Discord client: slash commands registered on start, voice state handling.
 
-Runs inside the gateway process (``start_bot``), on the gateway's event loop, so
-commands reach the shared players and router directly.
+Runs inside the gateway process, on the gateway's event loop, so commands reach
+the shared players and router directly; ``bot.service`` logs it in and retries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -16,9 +15,8 @@ from discord import app_commands
 from bot.commands import MusicCommands
 from bot.voice import VoiceBridge
 from gateway.runtime import Gateway
-from gateway.settings import GatewaySettings
 
-__all__ = ["BotHandle", "MusicBot", "start_bot"]
+__all__ = ["MusicBot"]
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +24,13 @@ log = logging.getLogger(__name__)
 class MusicBot(discord.Client):
     """discord.py client with the music commands."""
 
-    def __init__(self, gateway: Gateway, *, sync_guild: int | None = None) -> None:
+    def __init__(self, gateway: Gateway, voice_bridge: VoiceBridge, *,
+                 sync_guild: int | None = None) -> None:
         intents = discord.Intents.default()
         intents.voice_states = True
         super().__init__(intents=intents)
         self.gateway = gateway
-        self.voice_bridge = VoiceBridge(gateway)
+        self.voice_bridge = voice_bridge
         self.handlers = MusicCommands(gateway, self.voice_bridge)
         self.tree = app_commands.CommandTree(self)
         self._sync_guild = sync_guild
@@ -127,37 +126,3 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     @tree.command(name="help", description="What the bot can do")
     async def help_(interaction: discord.Interaction) -> None:
         await handlers.help(interaction)
-
-
-class BotHandle:
-    """A running bot, closed with ``close()``."""
-
-    def __init__(self, bot: MusicBot, task: asyncio.Task[None]) -> None:
-        self.bot = bot
-        self.task = task
-
-    async def close(self) -> None:
-        """Leave voice, log out, end the task. Idempotent."""
-        if not self.bot.is_closed():
-            await self.bot.close()
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-
-async def start_bot(gateway: Gateway, settings: GatewaySettings) -> BotHandle:
-    """Start the bot on the running loop (it logs in in the background)."""
-    assert settings.discord_token is not None
-    bot = MusicBot(gateway, sync_guild=settings.discord_guild_id)
-    token = settings.discord_token.get_secret_value()
-
-    async def run() -> None:
-        try:
-            await bot.start(token)
-        except discord.LoginFailure:
-            log.error("Discord refused the token (DISCORD_TOKEN); the bot is not running")
-        except (discord.HTTPException, OSError) as exc:
-            log.error("the Discord bot stopped: %s", exc)
-
-    task = asyncio.get_running_loop().create_task(run(), name="discord-bot")
-    log.info("Discord bot starting")
-    return BotHandle(bot, task)
