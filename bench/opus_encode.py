@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from audio_engine.opus_encoder import create_encoder
-from gateway.demo import render_demo
+from audiogate.demo import render_demo
 from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES
 
