@@ -123,8 +123,9 @@ class EngineChild:
                 delay, in_a_row = self.backoff_initial, 0
             in_a_row += 1
             if in_a_row > self.max_restarts:
-                raise GaveUp(f"the engine died {in_a_row} times in a row "
-                             f"(last: {describe_exit(code)}); giving up")
+                times = "once" if in_a_row == 1 else f"{in_a_row} times in a row"
+                raise GaveUp(f"the engine died {times} (last: {describe_exit(code)}) and "
+                             f"the restart limit is {self.max_restarts}; giving up")
             self.restarts += 1
             log.error("the engine exited with %s after %.1f s; restarting it in %.1f s "
                       "(restart %d)", describe_exit(code), loop.time() - started, delay,

@@ -5,6 +5,8 @@ fails for a reason that may pass (Discord unreachable, a 5xx, a dropped gateway
 connection) is retried after a jittered, doubling delay; a refused token, or a
 gateway close code that says the configuration is wrong, ends the attempts for
 good and ``readiness`` says so (``/ready`` of the gateway answers 503 with it).
+Any other exception (a bug) is logged with its traceback and retried the same
+way: the bot is supervised, and its failure never takes the gateway down.
 
 discord.py's ``Client`` cannot be started again once closed, so every attempt
 uses a fresh client; the voice connections (``VoiceBridge``) are shared by all
@@ -137,6 +139,9 @@ class BotService:
                     self._failed(f"the connection to Discord closed (code {exc.code})")
                 except _TRANSIENT as exc:
                     self._failed(_describe(exc))
+                except Exception as exc:  # a bug here or in discord.py: log, try again
+                    log.exception("the Discord bot failed")
+                    self._failed(f"the bot failed unexpectedly ({type(exc).__name__})")
                 else:
                     if self._closing.is_set():
                         return
