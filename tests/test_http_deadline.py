@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -120,7 +121,8 @@ async def test_a_half_sent_body_is_closed(deadline_engine: EngineProcess) -> Non
     waited = await _closed_after(reader, time.monotonic())
     assert DEADLINE - 0.5 <= waited < DEADLINE + SLACK
     writer.close()
-    status = httpx.get(f"{deadline_engine.url}/session/body-1/status")
+    async with httpx.AsyncClient(base_url=deadline_engine.url) as client:
+        status = await client.get("/session/body-1/status")
     assert status.status_code == 404  # the half request never became a play
 
 
@@ -162,8 +164,6 @@ async def test_a_websocket_outlives_the_request_deadline(
 def test_the_deadline_is_a_setting(
     engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
 ) -> None:
-    import socket
-
     with engine_factory(ENGINE_HTTP_REQUEST_TIMEOUT="6") as engine:
         with socket.create_connection(("127.0.0.1", engine.port)) as raw:
             raw.sendall(b"GET /health HTTP/1.1\r\n")

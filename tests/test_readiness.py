@@ -87,7 +87,7 @@ def test_the_gateway_is_ready_only_with_its_engine(media_dir: Path) -> None:
             engine.terminate()
 
 
-async def test_the_engine_is_not_ready_while_its_clock_stalls(tmp_path: Path) -> None:
+async def test_the_engine_is_not_ready_while_its_clock_stalls() -> None:
     settings = EngineSettings(go_api_port=0, socket_path=Path(tempfile.mkdtemp(prefix="ag-"))
                               / "e.sock")
     listener = bind_unix(settings.socket_path, 0o600, setting="SOCKET_PATH")
