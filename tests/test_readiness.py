@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -161,3 +163,12 @@ async def test_the_discord_login_is_retried_with_backoff_until_it_works(
                     await fake.close()
             assert bot.state is BotState.STOPPED
             assert bot.readiness() == "the Discord bot has stopped"
+
+
+def test_the_probes_need_no_api_token(
+    engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
+) -> None:
+    with engine_factory(ENGINE_API_TOKEN="tok-probe-1") as engine:
+        assert httpx.get(f"{engine.url}/ready").status_code == 200
+        assert httpx.get(f"{engine.url}/health").status_code == 200
+        assert httpx.get(f"{engine.url}/sessions").status_code == 401
