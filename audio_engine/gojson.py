@@ -77,7 +77,8 @@ class GoCORSMiddleware:
 
     def __init__(self, app: ASGIApp, extra_allow_headers: str = "") -> None:
         self.app = app
-        allow = b"Content-Type" + (f", {extra_allow_headers}".encode() if extra_allow_headers else b"")
+        extra = f", {extra_allow_headers}".encode() if extra_allow_headers else b""
+        allow = b"Content-Type" + extra
         self.headers = [
             (name, allow if name == b"access-control-allow-headers" else value)
             for name, value in CORS_HEADERS

@@ -274,7 +274,7 @@ class Resolver:
                 ) from None
 
     def _extract(self, url: str, resolve_formats: bool) -> dict[str, Any]:
-        import yt_dlp
+        import yt_dlp  # type: ignore[import-untyped]  # yt-dlp ships no type information
 
         options: dict[str, Any] = {
             "quiet": True,

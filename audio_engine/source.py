@@ -27,8 +27,8 @@ import numpy as np
 
 from audio_engine.formats import OutputFormat
 from audio_engine.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
-from audio_engine.resolver import MediaTarget
 from audio_engine.packager import EncodedFrame
+from audio_engine.resolver import MediaTarget
 from protocol import (
     PCM_FRAME_BYTES,
     SAMPLE_RATE,
@@ -172,7 +172,7 @@ class MediaSource:
             if not self._passthrough:
                 self._start_decoding()
 
-    def read(self, seconds: float) -> tuple[list[av.Packet], bool]:
+    def read(self, seconds: float) -> tuple[list[av.Packet[av.AudioStream]], bool]:
         """Demux about *seconds* of compressed audio; returns (packets, at_end).
 
         Raises:
@@ -181,7 +181,7 @@ class MediaSource:
         with self._lock:
             if self._container is None or self._demux is None:
                 raise SourceBroken("source is not open")
-            packets: list[av.Packet] = []
+            packets: list[av.Packet[av.AudioStream]] = []
             gathered = 0.0
             demux = self._demux
             while gathered < seconds:
@@ -253,7 +253,7 @@ class MediaSource:
 
     # -- codec pool ------------------------------------------------------------
 
-    def convert(self, packets: list[av.Packet], at_end: bool) -> list[EncodedFrame]:
+    def convert(self, packets: list[av.Packet[av.AudioStream]], at_end: bool) -> list[EncodedFrame]:
         """Turn demuxed packets into output frames; at the end, flush everything.
 
         Raises:
@@ -326,7 +326,7 @@ class MediaSource:
         self._decoder = None
         self._resampler = None
 
-    def _passthrough_head(self, codec: av.CodecContext) -> OpusHead | None:
+    def _passthrough_head(self, codec: av.AudioCodecContext) -> OpusHead | None:
         if codec.name != "opus" or codec.sample_rate != SAMPLE_RATE:
             return None
         if codec.channels != 2 or not codec.extradata:
@@ -359,7 +359,7 @@ class MediaSource:
         )
         self._start_decoding()
 
-    def _pass(self, packet: av.Packet) -> EncodedFrame | None:
+    def _pass(self, packet: av.Packet[av.AudioStream]) -> EncodedFrame | None:
         """One passthrough packet, or None if it is skipped (before the start
         position) or the source just left passthrough."""
         data = bytes(packet)
@@ -378,7 +378,7 @@ class MediaSource:
         self._position += samples / SAMPLE_RATE
         return frame
 
-    def _transcode(self, packet: av.Packet, frames: list[EncodedFrame]) -> None:
+    def _transcode(self, packet: av.Packet[av.AudioStream], frames: list[EncodedFrame]) -> None:
         assert self._decoder is not None and self._resampler is not None
         try:
             decoded = self._decoder.decode(packet)

@@ -45,7 +45,8 @@ def progress_bar(position: float, duration: float | None, width: int = 20) -> st
     if not duration:
         return f"{format_time(position)} / live"
     filled = max(0, min(width, round(width * position / duration)))
-    return f"{'▰' * filled}{'▱' * (width - filled)} {format_time(position)} / {format_time(duration)}"
+    bar = "▰" * filled + "▱" * (width - filled)
+    return f"{bar} {format_time(position)} / {format_time(duration)}"
 
 
 def _is_url(text: str) -> bool:

@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             media_url = server.url(path.name)
         else:
             media_url = args.media
+        target: Target | None
         if args.api:
             target = Target(args.api, args.socket or "", args.pid)
         elif args.playground:

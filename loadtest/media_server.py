@@ -89,7 +89,8 @@ class MediaServer:
                 else:
                     self.send_response(HTTPStatus.OK)
                 self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Type", _CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+                self.send_header("Content-Type",
+                                 _CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
                 self.send_header("Content-Length", str(end - start + 1))
                 self.end_headers()
                 if not body:

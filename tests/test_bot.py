@@ -14,9 +14,9 @@ import pytest
 from bot.audio import GuildAudioSource, GuildSink
 from bot.commands import MusicCommands
 from bot.voice import VoiceBridge
+from gateway.player import PlayerStatus, Track
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
-from gateway.player import PlayerStatus, Track
 from protocol import OPUS_SILENCE_FRAME, OggOpusWriter
 
 from .conftest import TONES

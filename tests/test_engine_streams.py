@@ -83,7 +83,8 @@ async def test_ready_goes_out_a_tick_before_the_first_audio(engine: EngineProces
     async with SocketConsumer(engine.socket_path) as consumer:
         await play(api, "ready-1", media_server.url("c.mp3"))
         await consumer.wait_packets("ready-1", 3)
-        arrivals = [a for a in consumer.arrivals if getattr(a.message, "session_id", "") == "ready-1"]
+        arrivals = [a for a in consumer.arrivals
+                    if getattr(a.message, "session_id", "") == "ready-1"]
         assert arrivals[0].message.type == EventType.READY  # type: ignore[union-attr]
         first_audio = next(a for a in arrivals if a is not arrivals[0])
         assert first_audio.read_index > arrivals[0].read_index
@@ -343,7 +344,8 @@ async def test_a_consumer_that_stops_reading_does_not_stall_another(
                     window = [t for t in healthy.audio_page_times("slow-3") if t > started]
                     assert max_gap(window) < 0.060
                     metrics = (await client.get("/metrics")).text
-                    assert 'audiogate_engine_frames_dropped_total{reason="consumer_queue_full"}' in metrics
+                    dropped = 'audiogate_engine_frames_dropped_total{reason="consumer_queue_full"}'
+                    assert dropped in metrics
                     assert (await client.get("/health")).json()["consumers"] == 1
             finally:
                 stuck.close()

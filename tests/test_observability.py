@@ -13,9 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.player import Track
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
-from gateway.player import Track
 from protocol import AudioPacket
 
 from .support.consumer import SocketConsumer
