@@ -1,14 +1,4 @@
-"""``audiogate``: one command for everything.
-
-::
-
-    audiogate run        the whole stack (engine + gateway) on the demo track
-    audiogate engine     the engine alone (same as python -m audio_engine)
-    audiogate gateway    the gateway alone (same as python -m gateway)
-    audiogate loadtest   load an engine and report (see --help)
-
-Each subcommand takes its own --help. Exit codes: see audiogate.errors.
-"""
+"""``audiogate``: one command for everything (``_USAGE`` below)."""
 
 from __future__ import annotations
 
@@ -17,6 +7,17 @@ import sys
 from collections.abc import Callable
 
 __all__ = ["main"]
+
+_USAGE = """\
+usage: audiogate COMMAND [--help | settings...]
+
+  run        the whole stack (engine + gateway) on the demo track, as make run does
+  engine     the engine alone (same as python -m audio_engine)
+  gateway    the gateway alone (same as python -m gateway)
+  loadtest   load an engine (ours or a Go engine) and report
+
+Each command takes --help. Exit codes: 0 stopped, 1 a task died, 2 usage,
+69 the engine kept dying (run), 78 could not start (a setting must change)."""
 
 #: Subcommand -> module whose ``main(argv) -> int`` runs it. Imported only when
 #: chosen, so ``audiogate engine`` never loads the bot or the playground.
@@ -31,10 +32,9 @@ _COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand; returns its exit code (2 for a usage error)."""
     args = sys.argv[1:] if argv is None else argv
-    usage = (__doc__ or "").strip()
     if not args or args[0] not in _COMMANDS:
         asked = bool(args) and args[0] in ("-h", "--help")
-        print(usage, file=sys.stdout if asked else sys.stderr)
+        print(_USAGE, file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2
     module = importlib.import_module(_COMMANDS[args[0]])
     run: Callable[[list[str]], int | None] = module.main

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class StackSettings(GatewaySettings):
-    """The gateway's settings, plus how ``audiogate run`` keeps the engine up."""
+    """The gateway's settings, plus how audiogate run keeps its engine child up."""
 
     model_config = SettingsConfigDict(cli_prog_name="audiogate run")
 
@@ -119,6 +119,7 @@ async def _first_ready(engine: EngineChild, stop: asyncio.Event) -> bool:
     finally:
         ready.cancel()
         stopped.cancel()
+        await asyncio.gather(ready, stopped, return_exceptions=True)
     return engine.ready.is_set()
 
 
