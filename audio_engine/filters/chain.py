@@ -268,6 +268,15 @@ class FilterChain:
         self._retune_loudness(filters)
         self._filters = filters
         handover = self._handover
+        if handover is None and self._head == 0:
+            # No audio since the start (or the last seek): nothing to fade from.
+            if target != self._current.lane.plan:
+                self._current.lane.close()
+                self._current = _Feed(Lane(target, self._origin), 0)
+                self._map.add(self._returned, self._origin, target.tempo)
+                if filters.loudness is None:
+                    self._rider = None
+            return
         if handover is not None:
             if target == self._current.lane.plan:
                 self._pending.append(handover.old.take_all())
