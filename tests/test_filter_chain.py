@@ -5,6 +5,7 @@ levels tracks, live changes land within 300 ms without a click, nothing is lost 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -89,7 +90,9 @@ def test_equalizer_band_changes_its_band_only(band: int) -> None:
     signal = tones(BAND_FREQUENCIES, 2.0, 0.03)
     before = [band_level_db(signal, f) for f in BAND_FREQUENCIES]
     after_signal = render({"equalizer": [{"band": band, "gain": 0.5}]}, signal)
-    change = [band_level_db(after_signal, f) - b for f, b in zip(BAND_FREQUENCIES, before)]
+    change = [
+        band_level_db(after_signal, f) - b for f, b in zip(BAND_FREQUENCIES, before, strict=True)
+    ]
     # Lavalink's gain g scales its band by 1 + 4g: 0.5 is x3, +9.5 dB.
     assert change[band] == pytest.approx(20 * np.log10(3), abs=0.5)
     for other, delta in enumerate(change):
@@ -127,7 +130,8 @@ def test_low_pass_removes_10_khz_and_keeps_200_hz() -> None:
 def test_karaoke_lowers_a_centred_tone_and_keeps_a_side_one() -> None:
     centre = tone(1000, 2.0, 0.3)
     side = tone(1000, 2.0, 0.3, right=False)
-    karaoke = {"karaoke": {"level": 1.0, "monoLevel": 1.0, "filterBand": 220.0, "filterWidth": 100.0}}
+    settings = {"level": 1.0, "monoLevel": 1.0, "filterBand": 220.0, "filterWidth": 100.0}
+    karaoke = {"karaoke": settings}
     out_centre = render(karaoke, centre)
     out_side = render(karaoke, side)
     assert band_level_db(out_centre, 1000) - band_level_db(centre, 1000) < -20
@@ -400,7 +404,7 @@ def test_changes_in_quick_succession_keep_the_stream_whole() -> None:
     frames += chain.flush()
     assert [f.index for f in frames] == list(range(len(frames)))
     positions = [f.position for f in frames]
-    assert all(b > a for a, b in zip(positions, positions[1:]))
+    assert all(b > a for a, b in itertools.pairwise(positions))
     # No click at any of the splices: a jump would be of the order of the amplitude
     # (0.2); the steepest filter here (x1.25 pitch, a few dB of gain) stays far below.
     assert max_step(output(frames)) < 3 * 1.25 * 0.2 * 2 * np.pi * 330 / RATE

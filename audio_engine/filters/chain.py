@@ -43,7 +43,7 @@ from audio_engine.filters.lane import Lane, SampleQueue, Samples
 from audio_engine.filters.loudness import GainRider, LoudnessMeter
 from audio_engine.filters.model import Filters
 from audio_engine.filters.positions import PositionMap
-from protocol import PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
+from protocol import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 __all__ = ["FilterChain", "FilteredFrame", "RewindError"]
 
@@ -167,6 +167,7 @@ class FilterChain:
         self._meter: LoudnessMeter | None = None
         self._rider: GainRider | None = None
         self._finished = False
+        self._closed = False
         if self._filters.loudness is not None:
             self._meter = LoudnessMeter()
             self._rider = GainRider(self._filters.loudness)
@@ -215,12 +216,16 @@ class FilterChain:
             ValueError: ``pcm`` is not whole stereo s16 samples.
             RuntimeError: the chain was flushed (``seek()`` restarts it).
         """
+        if self._closed:
+            raise RuntimeError("the chain is closed")
         if self._finished:
             raise RuntimeError("the chain was flushed; seek() before pushing more")
         if len(pcm) % 4:
             raise ValueError(f"PCM must be whole s16 stereo samples, got {len(pcm)} bytes")
         if len(pcm):
-            block = np.frombuffer(pcm, dtype=np.int16).reshape(-1, 2)
+            # The chain keeps the input (history): a caller's mutable buffer is copied.
+            data = pcm if isinstance(pcm, bytes) else bytes(pcm)
+            block = np.frombuffer(data, dtype=np.int16).reshape(-1, 2)
             self._log.append(_Entry(self._head, block))
             self._head += len(block)
             if self._meter is not None:
@@ -316,7 +321,13 @@ class FilterChain:
 
     def seek(self, position: float) -> None:
         """The input jumps to track time ``position``: drop everything buffered (the
-        history too) and start the current filters afresh. Frame numbers go on."""
+        history too) and start the current filters afresh. Frame numbers go on.
+
+        Raises:
+            RuntimeError: the chain is closed.
+        """
+        if self._closed:
+            raise RuntimeError("the chain is closed")
         self._close_lanes()
         target = plan(self._filters)
         self._log.clear()
@@ -329,10 +340,11 @@ class FilterChain:
         self._finished = False
 
     def close(self) -> None:
-        """Release the FFmpeg graphs. Idempotent."""
+        """Release the FFmpeg graphs; the chain refuses further use. Idempotent."""
         self._close_lanes()
         self._meter = None
         self._finished = True
+        self._closed = True
 
     # -- internals -----------------------------------------------------------------------
 
@@ -519,5 +531,4 @@ class FilterChain:
             )
             self._sent.append((index, piece))
             self._returned += SAMPLES_PER_FRAME
-        assert all(len(f.pcm) == PCM_FRAME_BYTES for f in frames)
         return frames

@@ -36,8 +36,14 @@ RATE = 48_000
 Signal = npt.NDArray[np.float64]
 
 
-def tone(frequency: float, seconds: float, amplitude: float = 0.3, *,
-         left: bool = True, right: bool = True) -> Signal:
+def tone(
+    frequency: float,
+    seconds: float,
+    amplitude: float = 0.3,
+    *,
+    left: bool = True,
+    right: bool = True,
+) -> Signal:
     """A sine tone on the chosen channels."""
     t = np.arange(round(seconds * RATE)) / RATE
     wave = amplitude * np.sin(2 * np.pi * frequency * t)
@@ -72,8 +78,9 @@ def from_pcm(data: bytes) -> Signal:
     return np.frombuffer(data, dtype=np.int16).reshape(-1, 2).astype(np.float64) / 32768
 
 
-def run_chain(chain: FilterChain, signal: Signal, *, block: float = 0.1,
-              flush: bool = True) -> list[FilteredFrame]:
+def run_chain(
+    chain: FilterChain, signal: Signal, *, block: float = 0.1, flush: bool = True
+) -> list[FilteredFrame]:
     """Push ``signal`` in blocks of ``block`` seconds (then flush); all frames out."""
     data = to_pcm(signal)
     step = round(block * RATE) * 4
@@ -100,16 +107,17 @@ def band_level_db(signal: Signal, frequency: float, channel: int = 0) -> float:
 def integrated_lufs(signal: Signal) -> float:
     """EBU R128 integrated loudness by FFmpeg's ebur128 filter."""
     graph = av.filter.Graph()
-    source = graph.add_abuffer(sample_rate=RATE, format="flt", layout="stereo",
-                               time_base=Fraction(1, RATE))
+    source = graph.add_abuffer(
+        sample_rate=RATE, format="flt", layout="stereo", time_base=Fraction(1, RATE)
+    )
     meter = graph.add("ebur128", metadata="1", framelog="quiet")
     sink = graph.add("abuffersink")
     source.link_to(meter)
     meter.link_to(sink)
     graph.configure()
     frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(signal, dtype=np.float32).reshape(1, -1), format="flt",
-        layout="stereo")
+        np.ascontiguousarray(signal, dtype=np.float32).reshape(1, -1), format="flt", layout="stereo"
+    )
     frame.sample_rate = RATE
     frame.pts = 0
     frame.time_base = Fraction(1, RATE)
