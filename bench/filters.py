@@ -59,7 +59,8 @@ CASES: list[tuple[str, dict[str, object]]] = [
 
 def _pcm(seconds: float) -> bytes:
     samples = render_demo(seconds)
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").T.reshape(-1).tobytes()
+    pcm: bytes = (np.clip(samples, -1, 1) * 32767).astype("<i2").T.reshape(-1).tobytes()
+    return pcm
 
 
 def _chain_cost(filters: Filters, pcm: bytes, rounds: int) -> float:

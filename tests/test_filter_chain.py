@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from audio_engine.filters import (
     BAND_FREQUENCIES,
     FilterChain,
+    FilteredFrame,
     Filters,
     RewindError,
     parse_filters,
@@ -35,11 +37,11 @@ from tests.support.signals import (
 )
 
 
-def output(frames: list) -> Signal:  # type: ignore[type-arg]
+def output(frames: list[FilteredFrame]) -> Signal:
     return from_pcm(b"".join(frame.pcm for frame in frames))
 
 
-def render(filters: dict[str, object], signal: Signal) -> Signal:
+def render(filters: Mapping[str, object], signal: Signal) -> Signal:
     return output(run_chain(FilterChain(parse_filters(filters)), signal))
 
 
@@ -66,7 +68,7 @@ def test_framing_is_sample_exact_whatever_the_block_sizes() -> None:
     signal = noise(0.5, 0.1)
     data = to_pcm(signal)
     chain = FilterChain(preset("bassboost"), position=3.0)
-    frames = []
+    frames: list[FilteredFrame] = []
     for samples in (1, 100, 959, 7, 5_000):  # odd sample counts on purpose
         frames += chain.push(data[: samples * 4])
         data = data[samples * 4 :]
@@ -271,16 +273,18 @@ def test_loudness_is_right_from_the_first_frame() -> None:
 # -- live changes ------------------------------------------------------------------------
 
 
-def feed(chain: FilterChain, signal: Signal, seconds: float, block: float = 0.1) -> list:  # type: ignore[type-arg]
+def feed(
+    chain: FilterChain, signal: Signal, seconds: float, block: float = 0.1
+) -> list[FilteredFrame]:
     data = to_pcm(signal)
     step = round(block * RATE) * 4
-    frames = []
+    frames: list[FilteredFrame] = []
     for start in range(0, min(len(data), round(seconds * RATE) * 4), step):
         frames += chain.push(data[start : start + step])
     return frames
 
 
-def frame_levels(frames: list, frequency: float) -> list[float]:  # type: ignore[type-arg]
+def frame_levels(frames: list[FilteredFrame], frequency: float) -> list[float]:
     return [band_level_db(from_pcm(f.pcm), frequency) for f in frames]
 
 
@@ -389,7 +393,7 @@ def test_changes_in_quick_succession_keep_the_stream_whole() -> None:
     signal = tone(330, 6.0, 0.2)
     signal[-480:] *= np.linspace(1, 0, 480)[:, None]  # the track itself ends without a click
     chain = FilterChain()
-    frames: list = []  # type: ignore[type-arg]
+    frames: list[FilteredFrame] = []
     data = to_pcm(signal)
     step = 960 * 4 * 2
     choices = [preset("nightcore"), preset("bassboost"), Filters(), preset("8d"),

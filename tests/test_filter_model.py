@@ -121,11 +121,22 @@ def test_json_text_is_accepted() -> None:
     assert parse_filters(b'{"timescale": {"speed": 1.25}}').tempo == 1.25
 
 
+NEUTRAL: list[dict[str, object]] = [
+    {},
+    {"volume": 1.0},
+    {"equalizer": [{"band": 3, "gain": 0.0}]},
+    {"timescale": {}},
+    {"rotation": {"rotationHz": 0}},
+    {"tremolo": {"depth": 0}},
+    {"distortion": {}},
+    {"lowPass": {"smoothing": 1}},
+    {"channelMix": {}},
+    {"karaoke": {"level": 0}},
+]
+
+
 def test_neutral_sets_plan_to_identity() -> None:
-    for neutral in ({}, {"volume": 1.0}, {"equalizer": [{"band": 3, "gain": 0.0}]},
-                    {"timescale": {}}, {"rotation": {"rotationHz": 0}},
-                    {"tremolo": {"depth": 0}}, {"distortion": {}}, {"lowPass": {"smoothing": 1}},
-                    {"channelMix": {}}, {"karaoke": {"level": 0}}):  # fmt: skip
+    for neutral in NEUTRAL:
         filters = parse_filters(neutral)
         assert filters.neutral, neutral
         assert plan(filters) == GraphPlan() and plan(filters).identity
@@ -193,4 +204,4 @@ def test_position_map_is_bounded() -> None:
 def test_filters_are_immutable() -> None:
     filters = Filters()
     with pytest.raises(ValueError):
-        filters.volume = 2.0  # type: ignore[misc]
+        filters.volume = 2.0

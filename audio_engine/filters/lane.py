@@ -28,6 +28,8 @@ __all__ = ["Lane", "SampleQueue", "Samples"]
 
 Samples = npt.NDArray[np.float32]
 
+_TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
+
 #: Silence fed after the last input so every filter's tail comes out (≈ 85 ms; atempo's
 #: window at the slowest tempo is under 50 ms of output).
 _TAIL_PAD: Final = 4096
@@ -180,7 +182,7 @@ class Lane:
                     )
                     frame.sample_rate = SAMPLE_RATE
                     frame.pts = self._pts[index]
-                    frame.time_base = Fraction(1, SAMPLE_RATE)
+                    frame.time_base = _TIME_BASE
                     self._pts[index] += len(current)
                     stage.push(frame)
                     _pull_all(stage, outputs)

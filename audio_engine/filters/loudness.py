@@ -33,6 +33,8 @@ from protocol import SAMPLE_RATE
 
 __all__ = ["GainRider", "LoudnessMeter"]
 
+_TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
+
 #: ebur128 reports -70 LUFS (its absolute gate) until some audio passed the gate.
 _SILENT: Final = -69.9
 
@@ -85,7 +87,7 @@ class LoudnessMeter:
         )
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
-        frame.time_base = Fraction(1, SAMPLE_RATE)
+        frame.time_base = _TIME_BASE
         self._pts += len(block)
         self.seconds += len(block) / SAMPLE_RATE
         self._graph.push(frame)

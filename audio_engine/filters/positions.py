@@ -44,6 +44,7 @@ class PositionMap:
         self, position: float = 0.0, tempo: float = 1.0, *, max_segments: int = _MAX_SEGMENTS
     ) -> None:
         self._segments: list[Segment] = [Segment(0, position, tempo)]
+        self._starts: list[int] = [0]
         self._max = max_segments
 
     @property
@@ -53,14 +54,17 @@ class PositionMap:
     def add(self, index: int, position: float, tempo: float) -> None:
         """From output sample ``index`` on, the track is at ``position`` and moves at
         ``tempo``. Replaces any segment starting at or after ``index``."""
-        keep = bisect.bisect_left([s.index for s in self._segments], index)
+        keep = bisect.bisect_left(self._starts, index)
         del self._segments[keep:]
+        del self._starts[keep:]
         self._segments.append(Segment(index, position, tempo))
+        self._starts.append(index)
         if len(self._segments) > self._max:
             del self._segments[: len(self._segments) - self._max]
+            del self._starts[: len(self._starts) - self._max]
 
     def _segment(self, index: int) -> Segment:
-        found = bisect.bisect_right([s.index for s in self._segments], index) - 1
+        found = bisect.bisect_right(self._starts, index) - 1
         return self._segments[max(found, 0)]
 
     def track_time(self, index: int) -> float:
