@@ -437,3 +437,16 @@ def test_seek_restarts_in_track_time_and_numbering_goes_on() -> None:
     assert after[-1].position == pytest.approx(60.0 + (len(after) - 1) * 0.025)
     with pytest.raises(RuntimeError, match="flushed"):
         chain.push(b"\x00" * 4)
+
+
+def test_a_change_after_the_end_redoes_the_last_frames() -> None:
+    signal = tone(440, 1.0, 0.2)
+    chain = FilterChain()
+    frames = run_chain(chain, signal)
+    assert chain.flush() == []
+    chain.rewind(frames[-10].index)
+    chain.configure(parse_filters({"volume": 2.0}))
+    redone = chain.flush()
+    assert [f.index for f in redone] == [f.index for f in frames[-10:]]
+    levels = frame_levels(redone[1:], 440)
+    assert levels[0] - frame_levels(frames[-9:], 440)[0] == pytest.approx(6.02, abs=0.1)

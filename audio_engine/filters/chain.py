@@ -237,9 +237,14 @@ class FilterChain:
     def flush(self) -> list[FilteredFrame]:
         """End of the track: drain every filter and return the remaining frames, the last
         one padded with silence to 960 samples. The chain then refuses ``push()`` until
-        ``seek()``."""
-        if self._finished:
-            return []
+        ``seek()``; ``rewind()`` and ``configure()`` still work, and the next ``flush()``
+        returns the frames they redo (a change made while the last frames wait to play).
+
+        Raises:
+            RuntimeError: the chain is closed.
+        """
+        if self._closed:
+            raise RuntimeError("the chain is closed")
         self._assign_gains(final=True)
         self._feed_lanes()
         handover = self._handover
