@@ -274,6 +274,14 @@ class FilterChain:
             av.FFmpegError: FFmpeg refused the graph (a bug: filters are validated); the
                 chain is unchanged.
         """
+        saved = (self._filters, self._meter, self._rider)
+        try:
+            self._configure(filters)
+        except BaseException:
+            self._filters, self._meter, self._rider = saved
+            raise
+
+    def _configure(self, filters: Filters) -> None:
         target = plan(filters)
         self._retune_loudness(filters)
         self._filters = filters
@@ -298,8 +306,8 @@ class FilterChain:
 
     def rewind(self, index: int) -> None:
         """The consumer discarded every frame from number ``index`` on: they will be
-        returned again (by the next ``push()``), filtered with the filters configured by
-        then.
+        returned again (by the next ``push()``, or ``flush()`` once the track has ended),
+        filtered with the filters configured by then.
 
         Raises:
             RewindError: ``index`` is past the frames returned, or older than the kept
