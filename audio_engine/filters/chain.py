@@ -289,8 +289,9 @@ class FilterChain:
         if handover is None and self._head == 0:
             # No audio since the start (or the last seek): nothing to fade from.
             if target != self._current.lane.plan:
+                fresh = Lane(target, self._origin)
                 self._current.lane.close()
-                self._current = _Feed(Lane(target, self._origin), 0)
+                self._current = _Feed(fresh, 0)
                 self._map.add(self._returned, self._origin, target.tempo)
                 if filters.loudness is None:
                     self._rider = None
