@@ -221,16 +221,21 @@ def _live_change(pcm: bytes, rounds: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     pcm = _pcm(args.seconds)
 
-    rows = []
-    identity = 0.0
-    for name, data in CASES:
-        cost = _chain_cost(parse_filters(data), pcm, args.rounds)
-        identity = identity or cost
-        rows.append((name, f"{cost:.0f}", f"{cost - identity:+.0f}", f"{cost / 200:.2f}"))
+    # Rounds are the outer loop, so a burst of load elsewhere on the machine hits one
+    # round of every case rather than every round of one case; the best round counts.
+    costs = {name: float("inf") for name, _ in CASES}
+    for _ in range(args.rounds):
+        for name, data in CASES:
+            costs[name] = min(costs[name], _chain_cost(parse_filters(data), pcm, 1))
+    identity = costs[CASES[0][0]]
+    rows = [
+        (name, f"{cost:.0f}", f"{cost - identity:+.0f}", f"{cost / 200:.2f}")
+        for name, cost in costs.items()
+    ]
     rows.append(
         ("(not used) distortion as FFmpeg aeval", f"{_graph_cost(_aeval, pcm, 1):.0f}", "", "")
     )
@@ -241,23 +246,24 @@ def main() -> None:
     )
     print(format_table(["filters", "us/frame", "vs none", "% of a core"], rows))
 
+    typical = parse_filters({**preset("bassboost").to_lavalink(), "loudness": {}})
+    jobs: list[tuple[str, Filters | None]] = [
+        ("today's job (no chain)", None),
+        ("identity chain", Filters()),
+        ("bassboost + loudness", typical),
+        ("nightcore", preset("nightcore")),
+    ]
+    job_costs = {name: float("inf") for name, _ in jobs}
     with tempfile.TemporaryDirectory() as directory:
         mp3 = ensure_demo_tracks(Path(directory))["mp3"]
-        jobs = [
-            ("today's job (no chain)", None),
-            ("identity chain", Filters()),
-            (
-                "bassboost + loudness",
-                parse_filters({**preset("bassboost").to_lavalink(), "loudness": {}}),
-            ),
-            ("nightcore", preset("nightcore")),
-        ]
-        job_rows = []
-        base = 0.0
-        for name, filters in jobs:
-            cost = _codec_job(mp3, filters, args.rounds)
-            base = base or cost
-            job_rows.append((name, f"{cost:.0f}", f"{cost / base:.2f}x", f"{20_000 / cost:.0f}"))
+        for _ in range(args.rounds):
+            for name, filters in jobs:
+                job_costs[name] = min(job_costs[name], _codec_job(mp3, filters, 1))
+    base = job_costs[jobs[0][0]]
+    job_rows = [
+        (name, f"{cost:.0f}", f"{cost / base:.2f}x", f"{20_000 / cost:.0f}")
+        for name, cost in job_costs.items()
+    ]
     print()
     print("Codec job per 20 ms frame: mp3 44.1 kHz decode, resample, chain, opuslib 128 kb/s c10")
     print(format_table(["job", "us/frame", "vs today", "sessions per core"], job_rows))
