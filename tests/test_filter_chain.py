@@ -119,6 +119,15 @@ def test_equalizer_minus_a_quarter_mutes_the_band() -> None:
     assert abs(band_level_db(out, 10_000) - band_level_db(signal, 10_000)) < 0.3
 
 
+def test_bassboost_raises_the_bass_and_leaves_the_mids() -> None:
+    frequencies = [40.0, 100.0, 1000.0, 4000.0]
+    signal = tones(frequencies, 2.0, 0.05)
+    out = output(run_chain(FilterChain(preset("bassboost")), signal))
+    change = {f: band_level_db(out, f) - band_level_db(signal, f) for f in frequencies}
+    assert change[40.0] > 5.0 and change[100.0] > 3.0
+    assert abs(change[1000.0]) < 0.3 and abs(change[4000.0]) < 0.3
+
+
 # -- low pass, karaoke, channel mix, rotation, tremolo, vibrato, distortion, volume -------
 
 
