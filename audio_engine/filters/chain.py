@@ -118,7 +118,9 @@ def _fade(length: int) -> Samples:
 
 
 def _to_pcm(block: Samples) -> Pcm:
-    scaled: Samples = np.rint(block * _SCALE)
+    # A filter that ever produced NaN or infinity must not turn into a full-scale click.
+    finite = np.nan_to_num(block, nan=0.0, posinf=1.0, neginf=-1.0)
+    scaled: Samples = np.rint(finite * _SCALE)
     return np.clip(scaled, -32768, 32767).astype(np.int16)
 
 

@@ -40,7 +40,7 @@ How each Lavalink filter maps onto FFmpeg, and how exactly:
   around it changes nothing else.
 - **timescale**: pitch * rate via ``asetrate`` + ``aresample`` (resampling changes
   pitch and tempo together), then ``atempo`` (tempo without pitch) by
-  speed / pitch, split into stages of at least 0.5 each. Lavalink uses SoundTouch; FFmpeg
+  speed / pitch, split into stages of 0.5 to 4 each. Lavalink uses SoundTouch; FFmpeg
   has no SoundTouch (and this build has no rubberband), atempo is its WSOLA equivalent.
   atempo's output leads the time map by about half its window; each stage is primed with
   that much silence (kept), so positions and crossfades line up within a few ms.
@@ -106,8 +106,11 @@ _TREMOLO_MIN_HZ: Final = 0.1
 _VIBRATO_MIN_HZ: Final = 0.1
 _ROTATION_MIN_HZ: Final = 0.01
 
-#: atempo accepts 0.5 to 100 per stage.
+#: atempo accepts 0.5 to 100 per stage, but this FFmpeg build aborts the whole process
+#: (an internal assertion) at 7 and more on input frames of 24000 samples or more; 4 and
+#: under ran clean on frames of every size tried. Larger factors take several stages.
 _ATEMPO_MIN: Final = 0.5
+_ATEMPO_MAX: Final = 4.0
 
 #: atempo's output runs ahead of the linear time map by part of its window (WSOLA picks
 #: the best-matching segment near each spot). Measured mean lead in input samples over
@@ -275,7 +278,7 @@ def _timescale(timescale: Timescale) -> list[Step]:
     stretch = timescale.tempo / pitch
     if abs(stretch - 1.0) > 1e-9:
         stages = 1
-        while stretch ** (1.0 / stages) < _ATEMPO_MIN:
+        while not _ATEMPO_MIN <= stretch ** (1.0 / stages) <= _ATEMPO_MAX:
             stages += 1
         factor = stretch ** (1.0 / stages)
         atempo = _node("atempo", tempo=factor)

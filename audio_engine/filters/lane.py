@@ -30,6 +30,10 @@ Samples = npt.NDArray[np.float32]
 
 _TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
 
+#: Samples per frame handed to FFmpeg (100 ms): big enough that the per-call overhead
+#: stays small, small enough to stay clear of atempo's trouble with large frames.
+_MAX_FRAME: Final = SAMPLE_RATE // 10
+
 #: Silence fed after the last input so every filter's tail comes out (≈ 85 ms; atempo's
 #: window at the slowest tempo is under 50 ms of output).
 _TAIL_PAD: Final = 4096
@@ -174,16 +178,17 @@ class Lane:
         for index, stage in enumerate(self._stages):
             if isinstance(stage, av.filter.Graph):
                 outputs: list[Samples] = []
-                if len(current):
+                for start in range(0, len(current), _MAX_FRAME):
+                    piece = current[start : start + _MAX_FRAME]
                     frame = av.AudioFrame.from_ndarray(
-                        np.ascontiguousarray(current, dtype=np.float32).reshape(1, -1),
+                        np.ascontiguousarray(piece, dtype=np.float32).reshape(1, -1),
                         format="flt",
                         layout="stereo",
                     )
                     frame.sample_rate = SAMPLE_RATE
                     frame.pts = self._pts[index]
                     frame.time_base = _TIME_BASE
-                    self._pts[index] += len(current)
+                    self._pts[index] += len(piece)
                     stage.push(frame)
                     _pull_all(stage, outputs)
                 if final:
