@@ -13,6 +13,7 @@ from audio_engine.filters import (
     Filters,
     PositionMap,
     Preset,
+    missing_filters,
     parse_filters,
     preset,
 )
@@ -205,3 +206,7 @@ def test_filters_are_immutable() -> None:
     filters = Filters()
     with pytest.raises(ValueError):
         filters.volume = 2.0
+
+
+def test_this_ffmpeg_has_every_filter_the_plans_use() -> None:
+    assert missing_filters() == frozenset()

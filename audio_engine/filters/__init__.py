@@ -21,12 +21,13 @@ __all__ = [
     "PositionMap",
     "Preset",
     "RewindError",
+    "missing_filters",
     "parse_filters",
     "preset",
 ]
 
 from audio_engine.filters.chain import FilterChain, FilteredFrame, RewindError
-from audio_engine.filters.graph import BAND_FREQUENCIES
+from audio_engine.filters.graph import BAND_FREQUENCIES, missing_filters
 from audio_engine.filters.model import FilterError, Filters, parse_filters
 from audio_engine.filters.positions import PositionMap
 from audio_engine.filters.presets import Preset, preset

@@ -82,8 +82,10 @@ __all__ = [
     "Shaper",
     "Stage",
     "Sum",
+    "REQUIRED_FILTERS",
     "band_coefficients",
     "build",
+    "missing_filters",
     "plan",
 ]
 
@@ -118,6 +120,20 @@ _ATEMPO_MAX: Final = 4.0
 #: that much silence in front, kept in the output, centres the error on zero (±5 ms).
 _ATEMPO_LEAD_SLOWER: Final = 620
 _ATEMPO_LEAD_FASTER: Final = 900
+
+
+#: Every FFmpeg filter a plan can use (checked against this PyAV build's FFmpeg by
+#: ``missing_filters()``; the build has no ``rubberband``, nothing here needs it).
+REQUIRED_FILTERS: Final = frozenset({
+    "abuffer", "abuffersink", "aformat", "alimiter", "amix", "anullsrc", "apulsator",
+    "aresample", "asetrate", "asplit", "atempo", "atrim", "biquad", "concat", "ebur128",
+    "pan", "tremolo", "vibrato", "volume",
+})  # fmt: skip
+
+
+def missing_filters() -> frozenset[str]:
+    """The required FFmpeg filters this build of PyAV lacks (empty when filters work)."""
+    return REQUIRED_FILTERS - av.filter.filters_available
 
 
 @dataclass(frozen=True, slots=True)
