@@ -76,13 +76,13 @@ from protocol import SAMPLE_RATE
 
 __all__ = [
     "BAND_FREQUENCIES",
+    "REQUIRED_FILTERS",
     "GraphPlan",
     "Node",
     "Primed",
     "Shaper",
     "Stage",
     "Sum",
-    "REQUIRED_FILTERS",
     "band_coefficients",
     "build",
     "missing_filters",
