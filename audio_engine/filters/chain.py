@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from audio_engine.filters.graph import GraphPlan, plan
 from audio_engine.filters.lane import Lane, SampleQueue, Samples
-from audio_engine.filters.loudness import GainRider, LoudnessMeter
+from audio_engine.filters.loudness import LoudnessControl
 from audio_engine.filters.model import Filters
 from audio_engine.filters.positions import PositionMap
 from protocol import SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -48,11 +48,6 @@ from protocol import SAMPLE_RATE, SAMPLES_PER_FRAME
 __all__ = ["FilterChain", "FilteredFrame", "RewindError"]
 
 Pcm = npt.NDArray[np.int16]
-
-#: With loudness on and nothing measured yet (start of a track, or after switching it on
-#: with little history), input is held back until the meter has a reading, at most this
-#: long; then it plays at the current gain (a silent intro has no loudness to measure).
-_HOLD_SECONDS: Final = 0.5
 
 _SCALE: Final = 32768.0
 
@@ -166,13 +161,9 @@ class FilterChain:
             maxlen=max(1, self._history // SAMPLES_PER_FRAME)
         )
         self._map = PositionMap(position, first.tempo)
-        self._meter: LoudnessMeter | None = None
-        self._rider: GainRider | None = None
+        self._loudness = LoudnessControl(self._filters.loudness)
         self._finished = False
         self._closed = False
-        if self._filters.loudness is not None:
-            self._meter = LoudnessMeter()
-            self._rider = GainRider(self._filters.loudness)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -230,8 +221,8 @@ class FilterChain:
             block = np.frombuffer(data, dtype=np.int16).reshape(-1, 2)
             self._log.append(_Entry(self._head, block))
             self._head += len(block)
-            if self._meter is not None:
-                self._meter.feed(block.astype(np.float32) / _SCALE)
+            if self._loudness.meter is not None:
+                self._loudness.measure(block.astype(np.float32) / _SCALE)
         self._assign_gains(final=False)
         self._run()
         return self._frames(final=False)
@@ -276,16 +267,19 @@ class FilterChain:
             av.FFmpegError: FFmpeg refused the graph (a bug: filters are validated); the
                 chain is unchanged.
         """
-        saved = (self._filters, self._meter, self._rider)
+        saved = self._filters, self._loudness.snapshot()
         try:
             self._configure(filters)
         except BaseException:
-            self._filters, self._meter, self._rider = saved
+            self._filters = saved[0]
+            self._loudness.restore(saved[1])
             raise
 
     def _configure(self, filters: Filters) -> None:
         target = plan(filters)
-        self._retune_loudness(filters)
+        # The kept input is only converted (lazily) if loudness is being switched on.
+        kept = (entry.pcm.astype(np.float32) / _SCALE for entry in self._log)
+        self._loudness.retune(filters.loudness, kept)
         self._filters = filters
         handover = self._handover
         if handover is None and self._head == 0:
@@ -295,8 +289,7 @@ class FilterChain:
                 self._current.lane.close()
                 self._current = _Feed(fresh, 0)
                 self._map.add(self._returned, self._origin, target.tempo)
-                if filters.loudness is None:
-                    self._rider = None
+                self._loudness.settle(filters.loudness)
             return
         if handover is not None:
             if target == self._current.lane.plan:
@@ -358,7 +351,7 @@ class FilterChain:
     def close(self) -> None:
         """Release the FFmpeg graphs; the chain refuses further use. Idempotent."""
         self._close_lanes()
-        self._meter = None
+        self._loudness = LoudnessControl()
         self._finished = True
         self._closed = True
 
@@ -390,11 +383,10 @@ class FilterChain:
         queue = old if old is not None else SampleQueue()
         if old is None:
             queue.append(self._pending.take_all())
-        rider = self._rider
         if target.loudness is not None and target.loudness != self._current.lane.plan.loudness:
             # Loudness newly on (or retuned) for the incoming lane: the kept input it
             # replays gets today's gain, or waits for a measurement.
-            gains = (rider.gain, rider.gain) if rider is not None and rider.locked else None
+            gains = self._loudness.replay_gains()
             for entry in self._log:
                 if entry.start + len(entry.pcm) > first:
                     entry.gains = gains
@@ -404,47 +396,17 @@ class FilterChain:
         if self._handover is not None:
             self._handover.incoming.lane.close()
             self._handover = None
-        if self._filters.loudness is None:
-            self._rider = None
-
-    def _retune_loudness(self, filters: Filters) -> None:
-        """Follow a change of the loudness settings. Switching it on primes the meter
-        with the kept input, so the gain is known for the frames about to be redone."""
-        settings = filters.loudness
-        if settings is None:
-            # A lane fading out may still be a loud one: the rider keeps its last gain
-            # for it until the crossfade is over.
-            self._meter = None
-            return
-        if self._meter is None:
-            self._meter = LoudnessMeter()
-            for entry in self._log:
-                self._meter.feed(entry.pcm.astype(np.float32) / _SCALE)
-        if self._rider is None or self._rider.settings != settings:
-            gain_db = self._rider.gain_db if self._rider is not None else 0.0
-            self._rider = GainRider(settings, gain_db)
-            self._rider.jump(self._meter.integrated)
+        self._loudness.settle(self._filters.loudness)
 
     def _assign_gains(self, *, final: bool) -> None:
-        """Give each new input block its loudness gain ramp, holding blocks back while
-        loudness is on and nothing has been measured yet."""
+        """Give each new input block its loudness gain ramp (or hold them back)."""
         unassigned = [entry for entry in self._log if entry.gains is None]
         if not unassigned:
             return
-        rider, meter = self._rider, self._meter
-        if rider is None or meter is None:
-            flat = rider.gain if rider is not None else 1.0
-            for entry in unassigned:
-                entry.gains = (flat, flat)
-            return
-        measured = meter.integrated
-        held = sum(len(entry.pcm) for entry in unassigned) / SAMPLE_RATE
-        if measured is None and held < _HOLD_SECONDS and not final:
-            return
-        if measured is not None and not rider.locked:
-            rider.jump(measured)
-        for entry in unassigned:
-            entry.gains = rider.advance(measured, len(entry.pcm) / SAMPLE_RATE)
+        gains = self._loudness.assign([len(entry.pcm) for entry in unassigned], final=final)
+        if gains is not None:
+            for entry, ramp in zip(unassigned, gains, strict=True):
+                entry.gains = ramp
 
     def _feed(self, feed: _Feed) -> None:
         """Give ``feed``'s lane every input sample it has not seen and may have."""
@@ -523,8 +485,7 @@ class FilterChain:
         self._current.lane.close()
         self._current = incoming
         self._handover = None
-        if self._filters.loudness is None:
-            self._rider = None
+        self._loudness.settle(self._filters.loudness)
 
     def _frames(self, *, final: bool) -> list[FilteredFrame]:
         count = len(self._pending) // SAMPLES_PER_FRAME

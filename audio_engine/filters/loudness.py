@@ -20,6 +20,7 @@ done here; measuring and limiting are FFmpeg's.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Final
 
@@ -31,9 +32,14 @@ import numpy.typing as npt
 from audio_engine.filters.model import Loudness
 from protocol import SAMPLE_RATE
 
-__all__ = ["GainRider", "LoudnessMeter"]
+__all__ = ["GainRider", "LoudnessControl", "LoudnessMeter"]
 
 _TIME_BASE: Final = Fraction(1, SAMPLE_RATE)
+
+#: With loudness on and nothing measured yet (start of a track, or switching it on with
+#: little kept input), input is held back until the meter has a reading, at most this
+#: long; then it plays at the current gain (a silent intro has no loudness to measure).
+_HOLD_SECONDS: Final = 0.5
 
 #: ebur128 reports -70 LUFS (its absolute gate) until some audio passed the gate.
 _SILENT: Final = -69.9
@@ -153,6 +159,72 @@ class GainRider:
     def gain(self) -> float:
         """The current linear gain."""
         return _linear(self.gain_db)
+
+
+class LoudnessControl:
+    """A chain's loudness state: the meter (while loudness is on) and the gain rider
+    (while any lane still applies loudness). Not thread-safe; one per chain."""
+
+    def __init__(self, settings: Loudness | None = None) -> None:
+        self.meter: LoudnessMeter | None = None
+        self.rider: GainRider | None = None
+        if settings is not None:
+            self.meter = LoudnessMeter()
+            self.rider = GainRider(settings)
+
+    def snapshot(self) -> tuple[LoudnessMeter | None, GainRider | None]:
+        return self.meter, self.rider
+
+    def restore(self, state: tuple[LoudnessMeter | None, GainRider | None]) -> None:
+        self.meter, self.rider = state
+
+    def measure(self, block: npt.NDArray[np.float32]) -> None:
+        """Meter a block of new input (float, shape (n, 2)) if loudness is on."""
+        if self.meter is not None:
+            self.meter.feed(block)
+
+    def retune(self, settings: Loudness | None, kept: Iterable[npt.NDArray[np.float32]]) -> None:
+        """Follow new settings. Switching loudness on meters the ``kept`` input first, so
+        the gain is known for the frames about to be redone."""
+        if settings is None:
+            # A lane fading out may still apply loudness: the rider keeps its last gain
+            # for it until the crossfade is over (``settle``).
+            self.meter = None
+            return
+        if self.meter is None:
+            self.meter = LoudnessMeter()
+            for block in kept:
+                self.meter.feed(block)
+        if self.rider is None or self.rider.settings != settings:
+            gain_db = self.rider.gain_db if self.rider is not None else 0.0
+            self.rider = GainRider(settings, gain_db)
+            self.rider.jump(self.meter.integrated)
+
+    def settle(self, settings: Loudness | None) -> None:
+        """No lane applies loudness any more unless ``settings`` say so."""
+        if settings is None:
+            self.rider = None
+
+    def replay_gains(self) -> tuple[float, float] | None:
+        """Gain for kept input replayed into a lane that newly applies loudness: the
+        current one if it was measured, else None (hold until measured)."""
+        rider = self.rider
+        return (rider.gain, rider.gain) if rider is not None and rider.locked else None
+
+    def assign(self, lengths: list[int], *, final: bool) -> list[tuple[float, float]] | None:
+        """(start, end) gains for new input blocks of ``lengths`` samples, or None to
+        hold them back (loudness on, nothing measured yet, under ``_HOLD_SECONDS`` held,
+        not the end of the track)."""
+        rider, meter = self.rider, self.meter
+        if rider is None or meter is None:
+            flat = rider.gain if rider is not None else 1.0
+            return [(flat, flat)] * len(lengths)
+        measured = meter.integrated
+        if measured is None and sum(lengths) / SAMPLE_RATE < _HOLD_SECONDS and not final:
+            return None
+        if measured is not None and not rider.locked:
+            rider.jump(measured)
+        return [rider.advance(measured, length / SAMPLE_RATE) for length in lengths]
 
 
 def _linear(db: float) -> float:
