@@ -22,10 +22,16 @@ their first sample. Everything the engine needs around filters lives here:
 - **End of stream**: ``flush()`` drains every FFmpeg filter (atempo and the limiter
   hold samples back), so no tail is lost; the last frame is padded with silence.
 
+Latency: none for most filters (output leaves with the input that made it); atempo and
+the limiter hold a few ms; with loudness on, the first ~0.4 s of a track are held until
+FFmpeg's meter has a reading (at most 0.5 s), so the very first frame is already at the
+right level. A caller must keep pushing until frames come out.
+
 Memory: ``history`` seconds of input and of output as s16 (about 190 KB each per second),
-plus the graphs. Work: everything runs in the caller's thread, and ``configure()`` /
-``rewind()`` defer their FFmpeg work to the next ``push()``/``flush()``, so call all of
-them from the session's codec job, never from the event loop. Not thread-safe.
+plus the graphs. Work: everything runs in the caller's thread. ``configure()`` builds the
+new graph (and, switching loudness on, meters the kept input): a few ms of CPU; warming
+and crossfading happen in the next ``push()``/``flush()``. Call all of them from the
+session's codec job, never from the event loop. Not thread-safe.
 """
 
 from __future__ import annotations
