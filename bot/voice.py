@@ -93,6 +93,13 @@ class VoiceBridge:
             return None
         return int(voice.client.channel.id)
 
+    def channel(self, guild_id: int) -> Any | None:
+        """The voice channel object the bot is in for *guild_id*, if connected."""
+        voice = self._guilds.get(guild_id)
+        if voice is None or not voice.client.is_connected():
+            return None
+        return voice.client.channel
+
     def source(self, guild_id: int) -> GuildAudioSource | None:
         """The audio source playing in *guild_id*'s channel."""
         voice = self._guilds.get(guild_id)

@@ -568,3 +568,18 @@ def test_without_play_ids_a_play_now_error_gives_the_track_back() -> None:
     desired = core.desired()
     assert desired.track is not None and desired.track.title == "a"
     assert desired.start_at == pytest.approx(20.0)
+
+
+def test_enqueue_many_adds_what_fits_and_starts_an_idle_player() -> None:
+    core = PlayerCore("g")
+    assert core.enqueue_many([track("a"), track("b"), track("c")], 0.0) == (0, 3)
+    assert core.current is not None and core.current.title == "a"
+    assert titles(core.upcoming) == ["b", "c"]
+    nonce = core.nonce
+    room = core.MAX_TRACKS - 1 - len(core.upcoming)
+    first, added = core.enqueue_many([track(f"t{i}") for i in range(room + 10)], 1.0)
+    assert (first, added) == (3, room) and core.nonce == nonce
+    with pytest.raises(CommandError, match="the queue is full"):
+        core.enqueue_many([track("x")], 2.0)
+    with pytest.raises(CommandError, match="nothing to add"):
+        core.enqueue_many([], 2.0)

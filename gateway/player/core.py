@@ -306,6 +306,24 @@ class PlayerCore:
             return 0
         return len(self.upcoming)
 
+    def enqueue_many(self, tracks: list[Track], now: float) -> tuple[int, int]:
+        """Add *tracks* at the end, as many as the queue has room for (a
+        playlist). Returns the first one's position (0 when it starts at once)
+        and how many were added.
+
+        Raises:
+            CommandError: when the queue is full or *tracks* is empty.
+        """
+        if not tracks:
+            raise CommandError("there is nothing to add")
+        self._check_room()
+        room = self.MAX_TRACKS - 1 - len(self.upcoming)
+        added = tracks[:room]
+        first = self.enqueue(added[0], now)
+        for track in added[1:]:
+            self.tracks.append(track)
+        return first, len(added)
+
     def play_now(self, track: Track, now: float) -> None:
         """Play *track* at once; the current track goes to the history.
 
