@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -159,8 +159,9 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
 
     @tree.command(name="loop", description="Loop nothing, this track, or the whole queue")
     @app_commands.describe(mode="off, track or queue")
-    async def loop(interaction: discord.Interaction, mode: LoopMode) -> None:
-        await handlers.loop(interaction, mode)
+    async def loop(interaction: discord.Interaction,
+                   mode: Literal["off", "track", "queue"]) -> None:
+        await handlers.loop(interaction, LoopMode(mode))
 
     @tree.command(name="volume", description="Set the volume")
     @app_commands.describe(percent="0 to 200")

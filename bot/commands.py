@@ -15,6 +15,7 @@ errors shown to people go through ``bot.errors``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import time
@@ -255,6 +256,13 @@ class MusicCommands:
         Returns True if it ran."""
         try:
             guild_id, player = await self._check(interaction, joins=joins, controls=controls)
+            if joins and self.voice.channel(guild_id) is None:
+                # Joining voice for a command that cannot run helps nobody: try it
+                # on a copy of the (pure) core first.
+                try:
+                    apply(copy.deepcopy(player.core), time.monotonic())
+                except CommandError as exc:
+                    raise _Refused(f"Can't do that: {exc}.") from exc
             joined = await self._join(interaction, guild_id) if joins else False
         except _Refused as exc:
             await self._refuse(interaction, str(exc))

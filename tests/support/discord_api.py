@@ -145,10 +145,10 @@ class FakeDiscord:
     def count(self, method: str, prefix: str) -> int:
         return sum(1 for _, m, p in self.requests if m == method and p.startswith(prefix))
 
-    async def reply_to(self, token: str, timeout: float = 20.0) -> Reply:
+    async def reply_to(self, token: str, within: float = 20.0) -> Reply:
         """The final answer to the interaction with *token* (a message, an
         autocomplete result, or an acknowledgement of a button)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             async with self.reply_arrived:
                 await self.reply_arrived.wait_for(lambda: self._final(token) is not None)
         reply = self._final(token)
@@ -349,12 +349,12 @@ class DiscordWorld:
             "attachment_size_limit": 8 * 1024 * 1024, **extra,
         }
 
-    async def command(self, member: Member, name: str, *, timeout: float = 30.0,
+    async def command(self, member: Member, name: str, *, within: float = 30.0,
                       **options: Any) -> Reply:
         """Run ``/name option=value ...`` as *member*; returns the bot's answer.
         A subcommand is given as ``name="settings dj"``."""
         token = self.send_command(member, name, **options)
-        return await self.api.reply_to(token, timeout)
+        return await self.api.reply_to(token, within)
 
     def send_command(self, member: Member, name: str, *, focused: str | None = None,
                      **options: Any) -> str:
@@ -373,20 +373,20 @@ class DiscordWorld:
         return token
 
     async def autocomplete(self, member: Member, name: str, option: str, value: str,
-                           timeout: float = 30.0) -> list[dict[str, Any]]:
+                           within: float = 30.0) -> list[dict[str, Any]]:
         """Type *value* into *option* of ``/name``; returns the choices offered."""
         token = self.send_command(member, name, focused=option, **{option: value})
-        return (await self.api.reply_to(token, timeout)).choices
+        return (await self.api.reply_to(token, within)).choices
 
     async def press(self, member: Member, message: SentMessage, custom_id: str,
-                    timeout: float = 30.0) -> Reply:
+                    within: float = 30.0) -> Reply:
         """Press the button *custom_id* of *message*."""
         message_payload = FakeDiscord._message(message.id, message.channel_id, message.payload)
         token, payload = self._interaction(3, member, {"custom_id": custom_id,
                                                        "component_type": 2},
                                            message=message_payload)
         self.state.parse_interaction_create(payload)
-        return await self.api.reply_to(token, timeout)
+        return await self.api.reply_to(token, within)
 
     def _command_id(self, name: str) -> str:
         for command in self.api.commands:
