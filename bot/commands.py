@@ -22,6 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 import discord
@@ -104,6 +105,14 @@ def _clean_entry_url(url: str) -> str:
     return url.split("#__youtubedl_smuggle", 1)[0]
 
 
+def _file_title(url: str) -> str:
+    """``song`` for a link to ``.../song.mp3``; nothing for a page (``/watch`` says
+    less than the link itself, which is what a track without a title shows)."""
+    name = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    stem, dot, suffix = name.rpartition(".")
+    return stem if dot and stem and suffix.isalnum() and len(suffix) <= 5 else ""
+
+
 def _bold(track: Track) -> str:
     return f"**{track.label.replace('*', '')}**"
 
@@ -143,7 +152,7 @@ class MusicCommands:
         self.voice = voice
         self.settings = settings
         self.search = search
-        self.announcer = announcer or Announcer(gateway.players)
+        self.announcer = announcer if announcer is not None else Announcer(gateway.players)
         self.playlist_limit = playlist_limit
         self.watcher = EmptyChannelWatcher(voice, settings, leave_after=leave_after,
                                            on_empty=self.left_empty)
@@ -351,7 +360,7 @@ class MusicCommands:
                 raise _Refused(f"Couldn't find that: {exc}.") from exc
             return [Track(hit.url, title=hit.title, duration=hit.duration,
                           requested_by=requester)], None
-        title = urllib.parse.unquote(urllib.parse.urlsplit(query).path.rsplit("/", 1)[-1])
+        title = _file_title(query)
         duration: float | None = None
         is_playlist = False
         try:

@@ -120,7 +120,7 @@ class Search:
                  max_concurrent: int = 4, min_length: int = 3,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._searcher = searcher
-        self.cache = cache or SearchCache()
+        self.cache = cache if cache is not None else SearchCache()
         self.suggest_timeout = suggest_timeout
         self.play_timeout = play_timeout
         self.min_length = min_length
