@@ -42,7 +42,15 @@ from bot.timeparse import format_time, parse_time
 from bot.voice import VoiceBridge
 from gateway.engine_client import EngineError
 from gateway.metrics import counter
-from gateway.player import CommandError, LoopMode, Player, PlayerStatus, PlayerView, Track
+from gateway.player import (
+    CommandError,
+    LoopMode,
+    Player,
+    PlayerCore,
+    PlayerStatus,
+    PlayerView,
+    Track,
+)
 from gateway.runtime import Gateway
 
 __all__ = ["HELP", "MusicCommands", "choice_name", "progress_bar"]
@@ -258,11 +266,12 @@ class MusicCommands:
         return True
 
     async def _act(self, interaction: Any, apply: Callable[[Any, float], object], done: str,
-                   *, joins: bool, controls: bool = True) -> bool:
+                   *, joins: bool, controls: bool = True, quiet: bool = False) -> bool:
         """Run a player command with the checks, the join and the reply.
 
         *done* is formatted with ``result`` (what *apply* returned) and ``view``.
-        Returns True if it ran."""
+        *quiet* (buttons): acknowledge without a message unless joining voice
+        already made the answer a message. Returns True if it ran."""
         try:
             guild_id, player = await self._check(interaction, joins=joins, controls=controls)
             if joins and self.voice.channel(guild_id) is None:
@@ -287,7 +296,12 @@ class MusicCommands:
             self.announcer.attach(guild_id, interaction.channel)
         else:
             self.announcer.refresh(guild_id)
-        await self._reply(interaction, done.format(result=result, view=player.view()))
+        if quiet and not interaction.response.is_done():
+            # The announcement itself shows the change.
+            await interaction.response.defer()
+        else:
+            await self._reply(interaction, done.format(result=result, view=player.view()),
+                              ephemeral=quiet)
         return True
 
     async def _leave(self, guild_id: int) -> None:
@@ -317,21 +331,22 @@ class MusicCommands:
             await self._refuse(interaction, str(exc))
             return
 
-        def apply(core: Any, at: float) -> tuple[int, int]:
+        def apply(core: PlayerCore, at: float) -> tuple[int, int]:
             if now:
                 core.play_now(tracks[0], at)
-                added = core.enqueue_many(tracks[1:], at)[1] if len(tracks) > 1 else 0
-                return 0, 1 + added
-            return core.enqueue_many(tracks, at)  # type: ignore[no-any-return]
+                rest = core.enqueue_many(tracks[1:], at)[1] if len(tracks) > 1 else 0
+                return 0, 1 + rest
+            return core.enqueue_many(tracks, at)
 
         try:
-            first, added = await player.command(apply)  # type: ignore[misc]
+            outcome = await player.command(apply)
         except CommandError as exc:
             if joined and player.view().current is None:
                 await self._leave(guild_id)
             await self._refuse(interaction, f"Can't add that: {exc}.")
             return
         self.announcer.attach(guild_id, interaction.channel)
+        first, added = outcome if isinstance(outcome, tuple) else (0, 1)
         track = tracks[0]
         if playlist is not None:
             cut = f" (the first {added} of {playlist.total})" if added < playlist.total else ""
@@ -544,33 +559,24 @@ class MusicCommands:
         if interaction.guild_id != guild_id:
             await self._refuse(interaction, "That button belongs to another server.")
             return
-        joins = action in (Action.RESUME, Action.SKIP)
-        try:
-            _, player = await self._check(interaction, joins=joins, controls=True)
-            if joins:
-                await self._join(interaction, guild_id)
-        except _Refused as exc:
-            await self._refuse(interaction, str(exc))
-            return
-        if action is Action.STOP:
-            await self._stop(guild_id, player, interaction)
-        else:
-            apply: Callable[[Any, float], object] = {
-                Action.PAUSE: lambda core, now: core.pause(now),
-                Action.RESUME: lambda core, now: core.resume(now),
-                Action.SKIP: lambda core, now: core.skip(now),
-            }[action]
-            try:
-                await player.command(apply)
-            except CommandError as exc:
-                await self._refuse(interaction, f"Can't do that: {exc}.")
-                return
-            self.announcer.attach(guild_id, interaction.channel)
-            self.announcer.refresh(guild_id)
-        if interaction.response.is_done():
-            return
-        # Acknowledged without a message: the announcement itself shows the change.
-        await interaction.response.defer()
+        match action:
+            case Action.STOP:
+                try:
+                    _, player = await self._check(interaction, joins=False, controls=True)
+                except _Refused as exc:
+                    await self._refuse(interaction, str(exc))
+                    return
+                await self._stop(guild_id, player, interaction)
+                await interaction.response.defer()
+            case Action.PAUSE:
+                await self._act(interaction, lambda core, now: core.pause(now), "Paused.",
+                                joins=False, quiet=True)
+            case Action.RESUME:
+                await self._act(interaction, lambda core, now: core.resume(now), "Resumed.",
+                                joins=True, quiet=True)
+            case Action.SKIP:
+                await self._act(interaction, lambda core, now: core.skip(now),
+                                "Skipped **{result.label}**.", joins=True, quiet=True)
 
     # -- voice presence -----------------------------------------------------------------
 
@@ -588,8 +594,9 @@ class MusicCommands:
     async def disconnected(self, guild_id: int) -> None:
         """Discord dropped the bot from voice (kicked, channel deleted): stop."""
         self.watcher.cancel(guild_id)
-        await self.voice.disconnected(guild_id)
-        self.announcer.conclude(guild_id, "Disconnected from voice; the queue was cleared.")
+        if await self.voice.disconnected(guild_id):
+            self.announcer.conclude(guild_id,
+                                    "Disconnected from voice; the queue was cleared.")
 
     async def left_empty(self, guild_id: int) -> None:
         """Nobody listened for a while: pause, leave, and say so."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.errors import describe
+from bot.errors import Problem, classify, describe
 from bot.timeparse import format_time
 from gateway.player import PlayerStatus, PlayerView, Track
 from gateway.player.core import LoopMode
@@ -129,6 +129,8 @@ def render(view: PlayerView, timeline: Timeline, *, headline: str | None = None)
     if current.requested_by:
         lines.append(f"requested by {current.requested_by}")
     lines += [f"⚠️ {text}" for text in notices]
+    if view.error and classify(view.error) is Problem.ENGINE_DOWN:
+        lines.append(f"⚠️ {Problem.ENGINE_DOWN.value.capitalize()}.")
     embed.description = "\n".join(lines)
     if view.upcoming:
         more = len(view.upcoming) - 1
