@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
 from bot.audio import GuildAudioSource, GuildSink
 from bot.client import MusicBot
@@ -673,6 +674,9 @@ async def test_autocomplete_is_bounded_in_time_and_cached(
         assert len(calls) == searched
         await world.command(alice, "stop")
         assert not leaks(everything_said(api), engine, media_dir)
+        metrics = generate_latest(gateway.metrics.registry).decode()
+        assert "audiogate_gateway_bot_search_timeouts_total 1.0" in metrics
+        assert re.search(r"audiogate_gateway_bot_search_cache_hits_total [1-9]", metrics)
 
 
 async def test_search_failures_are_told_in_plain_words(
