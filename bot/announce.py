@@ -145,7 +145,10 @@ class Announcer:
         logger = session_logger(log, key)
         try:
             while True:
-                playing = self._players.get(key).view().status is PlayerStatus.PLAYING
+                player = self._players.existing(key)
+                if player is None:
+                    return  # the players were closed (shutdown)
+                playing = player.view().status is PlayerStatus.PLAYING
                 try:
                     async with asyncio.timeout(self.progress_interval if playing else None):
                         await announcement.wake.wait()
@@ -155,7 +158,7 @@ class Announcer:
                 if wait > 0:
                     await asyncio.sleep(wait)  # later changes fold into this edit
                 announcement.wake.clear()
-                view = self._players.get(key).view()
+                view = player.view()
                 card = render(view, announcement.timeline, headline=announcement.headline)
                 if not await self._publish(announcement, card, logger):
                     return

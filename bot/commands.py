@@ -202,6 +202,15 @@ class MusicCommands:
             await interaction.response.send_message(**kwargs)
 
     async def _refuse(self, interaction: Any, message: str) -> None:
+        """Answer privately. After a public "thinking..." (``/play`` resolving, a
+        join) Discord would turn the first follow-up into that public message:
+        delete it first, so the refusal stays private."""
+        response_type = getattr(interaction.response, "type", None)
+        if response_type is discord.InteractionResponseType.deferred_channel_message:
+            try:
+                await interaction.delete_original_response()
+            except discord.HTTPException as exc:
+                log.debug("could not delete the thinking message: %s", exc)
         await self._reply(interaction, message, ephemeral=True)
 
     def _player(self, guild_id: int) -> Player:

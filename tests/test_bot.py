@@ -414,6 +414,39 @@ async def test_announcements_of_start_advance_failure_and_end_are_one_edited_mes
         assert not leaks(everything_said(api), engine, media_dir)
 
 
+async def test_a_play_now_that_fails_keeps_the_song_playing(
+    engine: EngineProcess, media_server: MediaServer, media_dir: Path
+) -> None:
+    clients: dict[int, RecordingVoiceClient] = {}
+    alice = Member(new_id(), "alice")
+    async with (running_gateway(settings_for(engine)) as gateway,
+                discord_bot(gateway, clients, [alice]) as (_, world, api)):
+        await gateway.socket.connected.wait()
+        world.move(alice, world.voice_a)
+        await world.command(alice, "play", query=media_server.url("long_a.mp3"))
+        await world.command(alice, "play", query=media_server.url("b.mp3"))
+        player = gateway.players.get(str(world.guild_id))
+        voice = clients[world.voice_a]
+        await hears(voice, "a", frames=100)
+        before = player.view().position
+
+        now = await world.command(alice, "play", query=media_server.url("gone.mp3"), now=True)
+        assert now.content == "Playing **gone** now."
+        # gone.mp3 fails at the engine; long_a comes back where it was cut off.
+        await wait_until(lambda: player.view().failure is not None
+                         and player.view().status is PlayerStatus.PLAYING)
+        view = player.view()
+        assert view.current is not None and view.current.title == "long_a"
+        assert view.position >= before
+        assert [t.title for t in view.upcoming] == ["b"]
+        await hears(voice, "a")
+        await wait_until(lambda: "**long_a** plays on." in the_announcement(api, world).text)
+        assert ("Couldn't play **gone**: nothing was found at that link."
+                in the_announcement(api, world).text)
+        await world.command(alice, "stop")
+        assert not leaks(everything_said(api), engine, media_dir)
+
+
 async def test_edits_are_rate_limited_and_fold_bursts(
     engine: EngineProcess, media_server: MediaServer
 ) -> None:
@@ -687,9 +720,12 @@ async def test_search_failures_are_told_in_plain_words(
                 discord_bot(gateway, {}, [alice]) as (bot, world, api)):
         world.move(alice, world.voice_a)
         assert await world.autocomplete(alice, "play", "query", "anything at all") == []
-        reply = await world.command(alice, "play", query="something else")
+        token = world.send_command(alice, "play", query="something else")
+        reply = await api.reply_to(token)
         assert reply.ephemeral
         assert reply.content == "Couldn't find that: searching is not working right now."
+        # The public "thinking..." was removed: the refusal is seen by alice only.
+        assert token in api.deleted_originals
         assert bot.handlers.search.failures == 2
         assert not leaks(everything_said(api), engine, media_dir)
 

@@ -112,6 +112,8 @@ class FakeDiscord:
         self.commands: list[dict[str, Any]] = []
         self.messages: dict[int, SentMessage] = {}
         self.replies: dict[str, list[Reply]] = {}
+        #: Interactions whose "thinking..." message the bot deleted.
+        self.deleted_originals: set[str] = set()
         self.reply_arrived = asyncio.Condition()
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -194,6 +196,9 @@ class FakeDiscord:
             case "POST", ["webhooks", _, token]:
                 await self._record(token, 4, body)
                 return _json(self._message(snowflake(), 0, body))
+            case "DELETE", ["webhooks", _, token, "messages", "@original"]:
+                self.deleted_originals.add(token)
+                return web.Response(status=204)
             case "PATCH", ["webhooks", _, token, "messages", "@original"]:
                 await self._record(token, 4, body)
                 return _json(self._message(snowflake(), 0, body))
