@@ -78,12 +78,6 @@ class Announcer:
         """An announcement is running for *guild_id*."""
         return guild_id in self._guilds
 
-    def message_id(self, guild_id: int) -> int | None:
-        """The id of *guild_id*'s announcement message, once posted."""
-        announcement = self._guilds.get(guild_id)
-        message = announcement.message if announcement else None
-        return int(message.id) if message is not None else None
-
     def attach(self, guild_id: int, channel: Any) -> None:
         """Announce *guild_id*'s playback in *channel* (a text channel, or anything
         with ``send``). A running announcement moves there (a new message)."""

@@ -628,10 +628,12 @@ class PlayerCore:
                 self.error = f"could not play {label}: {message}" if message else (
                     f"could not play {label}")
                 interrupted = self._interrupted
+                if interrupted is not None and interrupted.nonce != self.nonce:
+                    interrupted = None
                 if current is not None:
                     self._record_failure(current, message, kept=interrupted.track
                                          if interrupted is not None else None)
-                if interrupted is not None and interrupted.nonce == self.nonce:
+                if interrupted is not None:
                     # The engine replaced the interrupted stream before this one
                     # failed: play it again from where it was cut off.
                     self._give_back(interrupted, now)
