@@ -616,8 +616,6 @@ async def test_volume_clear_shuffle_loop_and_move(
         await wait_until(lambda: player.core.nonce >= nonce + 2)
         assert player.view().current is not None and player.view().current.title == "loop_c"
         await hears(clients[world.voice_a], "c", frames=20)
-        assert (await world.command(alice, "loop", mode="off")).content.startswith(
-            "Loop is off")
 
         volume = await world.command(alice, "volume", percent=30)
         assert volume.content == "Volume set to 30 %."
@@ -632,11 +630,14 @@ async def test_volume_clear_shuffle_loop_and_move(
 
         await poll_until_async(applied, timeout=10)
 
+        # Still looping loop_c, so the four tracks are still coming up.
         cleared = await world.command(alice, "clear")
         assert cleared.content == "Removed 4 tracks from the queue."
         assert titles() == []
         queued = await world.command(alice, "queue")
         assert "the queue is empty" in queued.text
+        assert (await world.command(alice, "loop", mode="off")).content.startswith(
+            "Loop is off")
         await world.command(alice, "stop")
 
 
