@@ -596,6 +596,8 @@ class MusicCommands:
         if bot_user_id is not None and member.id == bot_user_id:
             if before.channel is not None and after.channel is None:
                 await self.disconnected(guild_id)
+            elif after.channel is not None:
+                self.watcher.check(guild_id)  # moved (by someone) to another channel
             return
         if self.voice.channel(guild_id) is not None:
             self.watcher.check(guild_id)
