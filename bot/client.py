@@ -195,16 +195,16 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     @app_commands.describe(role="members with it may skip, stop and change the queue")
     async def settings_dj(interaction: discord.Interaction,
                           role: discord.Role | None = None) -> None:
-        await handlers.settings_dj(interaction, role)
+        await handlers.settings_commands.dj(interaction, role)
 
     @settings.command(name="stay", description="24/7: stay in voice when nobody listens")
     @app_commands.describe(on="true: stay; false: pause and leave after a while")
     async def settings_stay(interaction: discord.Interaction, on: bool) -> None:
-        await handlers.settings_stay(interaction, on)
+        await handlers.settings_commands.stay(interaction, on)
 
     @settings.command(name="show", description="Show this server's settings")
     async def settings_show(interaction: discord.Interaction) -> None:
-        await handlers.settings_show(interaction)
+        await handlers.settings_commands.show(interaction)
 
     tree.add_command(settings)
 

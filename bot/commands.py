@@ -19,10 +19,7 @@ import copy
 import logging
 import random
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 import discord
@@ -33,12 +30,14 @@ from audio_engine.logs import session_logger
 from bot.access import Caller, Room, refusal
 from bot.announce import Announcer
 from bot.controls import Action
-from bot.errors import Problem, describe_engine_error
 from bot.guild_settings import GuildSettingsStore
 from bot.nowplaying import progress_bar
 from bot.presence import EmptyChannelWatcher, listeners
-from bot.search import Search, SearchFailed, SearchHit
+from bot.replies import refuse, reply
+from bot.search import Search
+from bot.settings_commands import SettingsCommands
 from bot.timeparse import format_time, parse_time
+from bot.tracks import CHOICE_LIMIT, NotPlayable, choice_name, is_url, resolve
 from bot.voice import VoiceBridge
 from gateway.engine_client import EngineError
 from gateway.metrics import counter
@@ -53,21 +52,14 @@ from gateway.player import (
 )
 from gateway.runtime import Gateway
 
-__all__ = ["HELP", "MusicCommands", "choice_name", "progress_bar"]
+__all__ = ["HELP", "MusicCommands", "progress_bar"]
 
 log = logging.getLogger(__name__)
 
 #: Queue entries per page of ``/queue``.
 QUEUE_PAGE_SIZE = 10
-#: Seconds allowed for reading a link's title and duration before playing it anyway.
-METADATA_TIMEOUT = 8.0
-#: Seconds allowed for reading a playlist's entries.
-PLAYLIST_TIMEOUT = 30.0
 #: Seconds allowed for joining a voice channel.
 JOIN_TIMEOUT = 20.0
-#: Longest autocomplete choice name and value Discord accepts.
-CHOICE_LIMIT = 100
-
 HELP = [
     ("/play query [now]", "play a link or the best search result (suggestions appear as "
                           "you type); a playlist link queues its tracks; `now` plays it at once"),
@@ -97,44 +89,8 @@ class _Refused(Exception):
     """A command cannot run; ``str()`` is the reply."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Playlist:
-    title: str
-    total: int
-
-
-def _is_url(text: str) -> bool:
-    parsed = urllib.parse.urlsplit(text.strip())
-    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
-
-
-def _clean_entry_url(url: str) -> str:
-    # yt-dlp's generic extractor appends its private data as a fragment.
-    return url.split("#__youtubedl_smuggle", 1)[0]
-
-
-def _file_title(url: str) -> str:
-    """``song`` for a link to ``.../song.mp3``; nothing for a page (``/watch`` says
-    less than the link itself, which is what a track without a title shows)."""
-    name = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
-    stem, dot, suffix = name.rpartition(".")
-    return stem if dot and stem and suffix.isalnum() and len(suffix) <= 5 else ""
-
-
 def _bold(track: Track) -> str:
     return f"**{track.label.replace('*', '')}**"
-
-
-def choice_name(hit: SearchHit) -> str:
-    """``Title — Channel (3:45)``, cut to what Discord shows."""
-    name = hit.title or hit.url
-    if hit.channel:
-        name += f" — {hit.channel}"
-    suffix = f" ({format_time(hit.duration)})" if hit.duration else ""
-    room = CHOICE_LIMIT - len(suffix)
-    if len(name) > room:
-        name = name[: room - 1] + "…"
-    return name + suffix
 
 
 class MusicCommands:
@@ -164,6 +120,8 @@ class MusicCommands:
         self.playlist_limit = playlist_limit
         self.watcher = EmptyChannelWatcher(voice, settings, leave_after=leave_after,
                                            on_empty=self.left_empty)
+        #: ``/settings`` handlers.
+        self.settings_commands = SettingsCommands(settings, self.watcher)
         self._rng = rng or random.Random()
         gateway.metrics.add_source(self.metric_families)
 
@@ -190,28 +148,6 @@ class MusicCommands:
             yield counter(f"audiogate_gateway_bot_{name}", what, value)
 
     # -- helpers ----------------------------------------------------------------------
-
-    async def _reply(self, interaction: Any, content: str | None = None, *,
-                     embed: discord.Embed | None = None, ephemeral: bool = False) -> None:
-        kwargs: dict[str, Any] = {"content": content, "ephemeral": ephemeral}
-        if embed is not None:
-            kwargs["embed"] = embed
-        if interaction.response.is_done():
-            await interaction.followup.send(**kwargs)
-        else:
-            await interaction.response.send_message(**kwargs)
-
-    async def _refuse(self, interaction: Any, message: str) -> None:
-        """Answer privately. After a public "thinking..." (``/play`` resolving, a
-        join) Discord would turn the first follow-up into that public message:
-        delete it first, so the refusal stays private."""
-        response_type = getattr(interaction.response, "type", None)
-        if response_type is discord.InteractionResponseType.deferred_channel_message:
-            try:
-                await interaction.delete_original_response()
-            except discord.HTTPException as exc:
-                log.debug("could not delete the thinking message: %s", exc)
-        await self._reply(interaction, message, ephemeral=True)
 
     def _player(self, guild_id: int) -> Player:
         return self.gateway.players.get(str(guild_id), output="opus")
@@ -292,14 +228,14 @@ class MusicCommands:
                     raise _Refused(f"Can't do that: {exc}.") from exc
             joined = await self._join(interaction, guild_id) if joins else False
         except _Refused as exc:
-            await self._refuse(interaction, str(exc))
+            await refuse(interaction, str(exc))
             return False
         try:
             result = await player.command(apply)
         except CommandError as exc:
             if joined and player.view().current is None:
                 await self._leave(guild_id)
-            await self._refuse(interaction, f"Can't do that: {exc}.")
+            await refuse(interaction, f"Can't do that: {exc}.")
             return False
         if joins:
             self.announcer.attach(guild_id, interaction.channel)
@@ -309,7 +245,7 @@ class MusicCommands:
             # The announcement itself shows the change.
             await interaction.response.defer()
         else:
-            await self._reply(interaction, done.format(result=result, view=player.view()),
+            await reply(interaction, done.format(result=result, view=player.view()),
                               ephemeral=quiet)
         return True
 
@@ -329,16 +265,18 @@ class MusicCommands:
             if len(query) > 1000:
                 raise _Refused("That is too long for a link or a search.")
         except _Refused as exc:
-            await self._refuse(interaction, str(exc))
+            await refuse(interaction, str(exc))
             return
         await interaction.response.defer(thinking=True)
         requester = str(getattr(interaction.user, "display_name", ""))
         try:
-            tracks, playlist = await self._resolve(query, requester)
+            resolved = await resolve(query, requester, engine=self.gateway.engine,
+                                     search=self.search, playlist_limit=self.playlist_limit)
             joined = await self._join(interaction, guild_id)
-        except _Refused as exc:
-            await self._refuse(interaction, str(exc))
+        except (_Refused, NotPlayable) as exc:
+            await refuse(interaction, str(exc))
             return
+        tracks = resolved.tracks
 
         def apply(core: PlayerCore, at: float) -> tuple[int, int]:
             if now:
@@ -352,63 +290,23 @@ class MusicCommands:
         except CommandError as exc:
             if joined and player.view().current is None:
                 await self._leave(guild_id)
-            await self._refuse(interaction, f"Can't add that: {exc}.")
+            await refuse(interaction, f"Can't add that: {exc}.")
             return
         self.announcer.attach(guild_id, interaction.channel)
         first, added = outcome if isinstance(outcome, tuple) else (0, 1)
         track = tracks[0]
-        if playlist is not None:
-            cut = f" (the first {added} of {playlist.total})" if added < playlist.total else ""
+        if resolved.playlist is not None:
+            cut = f" (the first {added} of {resolved.total})" if added < resolved.total else ""
             where = (f"{_bold(track)} starts now" if first == 0
                      else f"from position {first}")
-            await self._reply(interaction, f"Queued {added} tracks from **{playlist.title}**"
-                                           f"{cut}; {where}.")
+            await reply(interaction, f"Queued {added} tracks from **{resolved.playlist}**"
+                                     f"{cut}; {where}.")
         elif now:
-            await self._reply(interaction, f"Playing {_bold(track)} now.")
+            await reply(interaction, f"Playing {_bold(track)} now.")
         elif first == 0:
-            await self._reply(interaction, f"Now playing {_bold(track)}.")
+            await reply(interaction, f"Now playing {_bold(track)}.")
         else:
-            await self._reply(interaction, f"Queued {_bold(track)} at position {first}.")
-
-    async def _resolve(self, query: str, requester: str) -> tuple[list[Track], _Playlist | None]:
-        """Tracks for what was typed.
-
-        Raises:
-            _Refused: nothing playable (in words for people).
-        """
-        engine = self.gateway.engine
-        if not _is_url(query):
-            try:
-                hit = await self.search.first(query)
-            except SearchFailed as exc:
-                raise _Refused(f"Couldn't find that: {exc}.") from exc
-            return [Track(hit.url, title=hit.title, duration=hit.duration,
-                          requested_by=requester)], None
-        title = _file_title(query)
-        duration: float | None = None
-        is_playlist = False
-        try:
-            async with asyncio.timeout(METADATA_TIMEOUT):
-                metadata = await engine.metadata(query)
-            title, duration = metadata.title or title, metadata.duration or None
-            is_playlist = metadata.is_playlist
-        except (EngineError, TimeoutError):
-            pass  # the play itself will say what is wrong, if anything
-        if not is_playlist:
-            return [Track(query, title=title, duration=duration, requested_by=requester)], None
-        try:
-            async with asyncio.timeout(PLAYLIST_TIMEOUT):
-                playlist = await engine.playlist(query)
-        except TimeoutError:
-            raise _Refused(f"Couldn't read that playlist: {Problem.TIMEOUT.value}.") from None
-        except EngineError as exc:
-            raise _Refused(f"Couldn't read that playlist: {describe_engine_error(exc)}.") from exc
-        entries = [e for e in playlist.entries if e.url]
-        if not entries:
-            raise _Refused("That playlist has nothing I can play.")
-        tracks = [Track(_clean_entry_url(e.url), title=e.title, duration=e.duration or None,
-                        requested_by=requester) for e in entries[: self.playlist_limit]]
-        return tracks, _Playlist(title or "the playlist", len(entries))
+            await reply(interaction, f"Queued {_bold(track)} at position {first}.")
 
     async def autocomplete_query(self, interaction: Any, current: str
                                  ) -> list[app_commands.Choice[str]]:
@@ -416,7 +314,7 @@ class MusicCommands:
         text = current.strip()
         if not text:
             return []
-        if _is_url(text):
+        if is_url(text):
             return ([app_commands.Choice(name=text, value=text)]
                     if len(text) <= CHOICE_LIMIT else [])
         hits = await self.search.suggestions(text)
@@ -430,13 +328,13 @@ class MusicCommands:
         try:
             guild_id, player = await self._check(interaction, joins=False, controls=True)
         except _Refused as exc:
-            await self._refuse(interaction, str(exc))
+            await refuse(interaction, str(exc))
             return
         if self.voice.channel(guild_id) is None and player.view().current is None:
-            await self._refuse(interaction, "Nothing is playing.")
+            await refuse(interaction, "Nothing is playing.")
             return
         await self._stop(guild_id, player, interaction)
-        await self._reply(interaction, "Stopped, cleared the queue and left the channel.")
+        await reply(interaction, "Stopped, cleared the queue and left the channel.")
 
     async def _stop(self, guild_id: int, player: Player, interaction: Any) -> None:
         await player.command(lambda core, now: core.stop())
@@ -472,7 +370,7 @@ class MusicCommands:
         try:
             seconds = parse_time(position)
         except ValueError as exc:
-            await self._refuse(interaction, f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+            await refuse(interaction, f"{str(exc)[0].upper()}{str(exc)[1:]}.")
             return
         await self._act(interaction, lambda core, now: core.seek(seconds, now),
                         f"Jumped to {format_time(seconds)}.", joins=True)
@@ -518,13 +416,13 @@ class MusicCommands:
     async def queue(self, interaction: Any, page: int = 1) -> None:
         """``/queue [page]``: a paged embed of what is coming up."""
         if interaction.guild_id is None:
-            await self._refuse(interaction, "Music commands work in a server, not in DMs.")
+            await refuse(interaction, "Music commands work in a server, not in DMs.")
             return
         view = self._player(interaction.guild_id).view()
         upcoming = view.upcoming
         pages = max(1, -(-len(upcoming) // QUEUE_PAGE_SIZE))
         if not 1 <= page <= pages:
-            await self._refuse(interaction, f"There is no page {page}; the queue has {pages}.")
+            await refuse(interaction, f"There is no page {page}; the queue has {pages}.")
             return
         embed = discord.Embed(title="Queue", colour=discord.Colour.blurple())
         now = view.current.label if view.current else "nothing"
@@ -539,19 +437,19 @@ class MusicCommands:
                         inline=False)
         loop = f" · loop: {view.loop.value}" if view.loop is not LoopMode.OFF else ""
         embed.set_footer(text=f"page {page} of {pages} · {len(upcoming)} tracks{loop}")
-        await self._reply(interaction, embed=embed)
+        await reply(interaction, embed=embed)
 
     async def nowplaying(self, interaction: Any) -> None:
         """``/nowplaying``: title, progress bar, up next."""
         if interaction.guild_id is None:
-            await self._refuse(interaction, "Music commands work in a server, not in DMs.")
+            await refuse(interaction, "Music commands work in a server, not in DMs.")
             return
         view: PlayerView = self._player(interaction.guild_id).view()
         if view.current is None:
-            await self._refuse(interaction, "Nothing is playing.")
+            await refuse(interaction, "Nothing is playing.")
             return
         embed = discord.Embed(title=view.current.label, url=view.current.url
-                              if _is_url(view.current.url) else None,
+                              if is_url(view.current.url) else None,
                               colour=discord.Colour.green())
         state = "paused" if view.status is PlayerStatus.PAUSED else view.status.value
         embed.description = f"{progress_bar(view.position, view.duration)}\n{state}"
@@ -559,21 +457,21 @@ class MusicCommands:
             embed.add_field(name="Up next", value=view.upcoming[0].label, inline=False)
         if view.current.requested_by:
             embed.set_footer(text=f"requested by {view.current.requested_by}")
-        await self._reply(interaction, embed=embed)
+        await reply(interaction, embed=embed)
 
     # -- buttons ------------------------------------------------------------------------
 
     async def press(self, interaction: Any, action: Action, guild_id: int) -> None:
         """A button of the now-playing message: the same rules as the commands."""
         if interaction.guild_id != guild_id:
-            await self._refuse(interaction, "That button belongs to another server.")
+            await refuse(interaction, "That button belongs to another server.")
             return
         match action:
             case Action.STOP:
                 try:
                     _, player = await self._check(interaction, joins=False, controls=True)
                 except _Refused as exc:
-                    await self._refuse(interaction, str(exc))
+                    await refuse(interaction, str(exc))
                     return
                 await self._stop(guild_id, player, interaction)
                 await interaction.response.defer()
@@ -623,60 +521,6 @@ class MusicCommands:
         self.announcer.conclude(guild_id, f"Paused and left {name}: nobody was listening. "
                                           "/resume brings me back.")
 
-    # -- settings -----------------------------------------------------------------------
-
-    async def _settings_allowed(self, interaction: Any) -> int | None:
-        permissions = getattr(interaction, "permissions", None)
-        if interaction.guild_id is None:
-            await self._refuse(interaction, "Settings belong to a server, not to DMs.")
-            return None
-        if permissions is None or not permissions.manage_guild:
-            await self._refuse(interaction,
-                               "You need the Manage Server permission to change my settings.")
-            return None
-        return int(interaction.guild_id)
-
-    async def settings_dj(self, interaction: Any, role: Any | None) -> None:
-        """``/settings dj [role]``: set (or, without a role, clear) the DJ role."""
-        guild_id = await self._settings_allowed(interaction)
-        if guild_id is None:
-            return
-        await self.settings.update(guild_id, dj_role_id=int(role.id) if role else None)
-        if role is None:
-            await self._reply(interaction, "No DJ role: everyone listening may control "
-                                           "playback.")
-        else:
-            await self._reply(interaction, f"DJ role set to **{role.name}**: only DJs can skip, "
-                                           "stop or change the queue for others.")
-
-    async def settings_stay(self, interaction: Any, on: bool) -> None:
-        """``/settings stay on``: 24/7 (stay in voice when nobody listens)."""
-        guild_id = await self._settings_allowed(interaction)
-        if guild_id is None:
-            return
-        await self.settings.update(guild_id, stay=on)
-        self.watcher.check(guild_id)
-        if on:
-            await self._reply(interaction, "24/7 is on: I stay in the voice channel even when "
-                                           "nobody is listening.")
-        else:
-            minutes = self.watcher.leave_after / 60
-            await self._reply(interaction, "24/7 is off: I pause and leave after "
-                                           f"{minutes:g} min with nobody listening.")
-
-    async def settings_show(self, interaction: Any) -> None:
-        """``/settings show``."""
-        if interaction.guild_id is None:
-            await self._refuse(interaction, "Settings belong to a server, not to DMs.")
-            return
-        settings = await self.settings.get(interaction.guild_id)
-        embed = discord.Embed(title="Settings", colour=discord.Colour.blurple())
-        embed.add_field(name="DJ role", value=f"<@&{settings.dj_role_id}>"
-                        if settings.dj_role_id else "none (everyone may control playback)")
-        embed.add_field(name="24/7", value="on" if settings.stay else
-                        f"off (leave after {self.watcher.leave_after:g} s alone)")
-        await self._reply(interaction, embed=embed, ephemeral=True)
-
     # -- information --------------------------------------------------------------------
 
     async def status(self, interaction: Any) -> None:
@@ -686,7 +530,7 @@ class MusicCommands:
             health = await self.gateway.engine.health()
         except EngineError as exc:
             log.warning("/status: %s", exc)
-            await self._reply(interaction, "The audio engine is not answering right now.",
+            await reply(interaction, "The audio engine is not answering right now.",
                               ephemeral=True)
             return
         latency = (time.perf_counter() - started) * 1000
@@ -700,10 +544,10 @@ class MusicCommands:
         embed.add_field(name="memory", value=f"{health.ram_mb} MB")
         embed.add_field(name="socket", value="connected" if stats["engine_socket_connected"]
                         else "reconnecting")
-        await self._reply(interaction, embed=embed)
+        await reply(interaction, embed=embed)
 
     async def help(self, interaction: Any) -> None:
         """``/help``."""
         embed = discord.Embed(title="Commands", colour=discord.Colour.blurple())
         embed.description = "\n".join(f"**{name}** — {what}" for name, what in HELP)
-        await self._reply(interaction, embed=embed, ephemeral=True)
+        await reply(interaction, embed=embed, ephemeral=True)
