@@ -410,7 +410,8 @@ async def test_announcements_of_start_advance_failure_and_end_are_one_edited_mes
         assert "Couldn't play **missing_track**: nothing was found at that link." in message.text
         assert api.count("POST", f"/channels/{world.text_channel}/messages") == 1
         assert message.edits >= 2
-        assert bot.handlers.announcer.active(world.guild_id) is False
+        # Its last word said, the announcement's task ends.
+        await wait_until(lambda: not bot.handlers.announcer.active(world.guild_id))
         assert not leaks(everything_said(api), engine, media_dir)
 
 
