@@ -18,7 +18,7 @@ from bot.commands import MusicCommands
 from bot.controls import ControlButton
 from bot.guild_settings import GuildSettingsStore
 from bot.search import Search, Searcher, engine_searcher
-from bot.voice import VoiceBridge, VoiceClientLike, _discord_connect
+from bot.voice import VoiceBridge, VoiceClientLike
 from gateway.player import LoopMode
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
@@ -42,18 +42,20 @@ class MusicBot(discord.Client):
     """
 
     def __init__(self, gateway: Gateway, *, sync_guild: int | None = None,
-                 connect: Callable[[Any], Awaitable[VoiceClientLike]] = _discord_connect,
+                 connect: Callable[[Any], Awaitable[VoiceClientLike]] | None = None,
                  searcher: Searcher | None = None, search: Search | None = None) -> None:
         intents = discord.Intents.default()
         intents.voice_states = True
         super().__init__(intents=intents)
         self.gateway = gateway
         settings = gateway.settings
-        self.voice_bridge = VoiceBridge(gateway, connect=connect)
+        self.voice_bridge = (VoiceBridge(gateway) if connect is None
+                             else VoiceBridge(gateway, connect=connect))
         self.guild_settings = GuildSettingsStore(settings.queue_path)
         self.handlers = MusicCommands(
             gateway, self.voice_bridge, settings=self.guild_settings,
-            search=search or Search(searcher or engine_searcher(gateway.engine)),
+            search=search if search is not None else Search(
+                searcher if searcher is not None else engine_searcher(gateway.engine)),
             playlist_limit=settings.bot_playlist_limit, leave_after=settings.bot_leave_after,
         )
         self.tree = app_commands.CommandTree(self)
