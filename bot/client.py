@@ -7,13 +7,18 @@ the shared players and router directly; ``bot.service`` logs it in and retries.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
 
 from bot.commands import MusicCommands
-from bot.voice import VoiceBridge
+from bot.controls import ControlButton
+from bot.guild_settings import GuildSettingsStore
+from bot.search import Search, Searcher, engine_searcher
+from bot.voice import VoiceBridge, VoiceClientLike
+from gateway.player import LoopMode
 from gateway.runtime import Gateway
 
 __all__ = ["MusicBot"]
@@ -22,19 +27,48 @@ log = logging.getLogger(__name__)
 
 
 class MusicBot(discord.Client):
-    """discord.py client with the music commands."""
+    """discord.py client with the music commands.
 
-    def __init__(self, gateway: Gateway, voice_bridge: VoiceBridge, *,
-                 sync_guild: int | None = None) -> None:
+    Args:
+        gateway: players, router, engine client; its settings give the bot's
+            (``bot_leave_after``, ``bot_playlist_limit``, the database file).
+        sync_guild: register the commands in this guild only (instant).
+        connect: opens voice connections (Discord's by default).
+        searcher: runs searches (the engine's ``/search`` by default).
+        search: the whole search front (tests tune its limits); built from
+            *searcher* when None.
+        voice_bridge: the voice connections to use; ``BotService`` shares one
+            between the clients of successive login attempts. Built from
+            *connect* when None.
+    """
+
+    def __init__(self, gateway: Gateway, *, sync_guild: int | None = None,
+                 connect: Callable[[Any], Awaitable[VoiceClientLike]] | None = None,
+                 searcher: Searcher | None = None, search: Search | None = None,
+                 voice_bridge: VoiceBridge | None = None) -> None:
         intents = discord.Intents.default()
         intents.voice_states = True
         super().__init__(intents=intents)
         self.gateway = gateway
-        self.voice_bridge = voice_bridge
-        self.handlers = MusicCommands(gateway, self.voice_bridge)
+        settings = gateway.settings
+        if voice_bridge is not None:
+            self.voice_bridge = voice_bridge
+        else:
+            self.voice_bridge = (VoiceBridge(gateway) if connect is None
+                                 else VoiceBridge(gateway, connect=connect))
+        self.guild_settings = GuildSettingsStore(settings.queue_path)
+        self.handlers = MusicCommands(
+            gateway, self.voice_bridge, settings=self.guild_settings,
+            search=search if search is not None else Search(
+                searcher if searcher is not None else engine_searcher(gateway.engine)),
+            playlist_limit=settings.bot_playlist_limit, leave_after=settings.bot_leave_after,
+        )
         self.tree = app_commands.CommandTree(self)
         self._sync_guild = sync_guild
         _register(self.tree, self.handlers)
+        # The now-playing buttons: matched by their custom ids, so they keep
+        # working on messages posted before a restart.
+        self.add_dynamic_items(ControlButton)
 
     async def setup_hook(self) -> None:
         """Register the slash commands (one guild, instantly, when configured)."""
@@ -54,23 +88,30 @@ class MusicBot(discord.Client):
 
     async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState,
                                     after: discord.VoiceState) -> None:
-        """Our own member left voice (kicked, channel deleted): stop that guild."""
-        if self.user is None or member.id != self.user.id:
-            return
-        if before.channel is not None and after.channel is None:
-            await self.voice_bridge.disconnected(member.guild.id)
+        """Our own member left voice (kicked, channel deleted): stop that guild.
+        Anyone else: count who is still listening with the bot."""
+        await self.handlers.voice_state_changed(
+            member, before, after, bot_user_id=self.user.id if self.user else None)
 
     async def close(self) -> None:
         """Leave voice everywhere, then log out."""
+        await self.handlers.close()
         await self.voice_bridge.close()
         await super().close()
+        self.guild_settings.close()
 
 
 def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> None:
-    @tree.command(name="play", description="Play a URL or search text (queues if busy)")
-    @app_commands.describe(query="a URL, or words to search for")
-    async def play(interaction: discord.Interaction, query: str) -> None:
-        await handlers.play(interaction, query)
+    @tree.command(name="play", description="Play a link, a playlist or the best search result")
+    @app_commands.describe(query="a link, or words to search for (suggestions as you type)",
+                           now="play it at once instead of adding it to the queue")
+    async def play(interaction: discord.Interaction, query: str, now: bool = False) -> None:
+        await handlers.play(interaction, query, now)
+
+    @play.autocomplete("query")
+    async def play_suggestions(interaction: discord.Interaction, current: str
+                               ) -> list[app_commands.Choice[str]]:
+        return await handlers.autocomplete_query(interaction, current)
 
     @tree.command(name="stop", description="Stop, clear the queue and leave the channel")
     async def stop(interaction: discord.Interaction) -> None:
@@ -80,7 +121,7 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     async def pause(interaction: discord.Interaction) -> None:
         await handlers.pause(interaction)
 
-    @tree.command(name="resume", description="Resume")
+    @tree.command(name="resume", description="Resume (I join your voice channel if needed)")
     async def resume(interaction: discord.Interaction) -> None:
         await handlers.resume(interaction)
 
@@ -106,8 +147,34 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     @tree.command(name="remove", description="Remove a track from the queue")
     @app_commands.describe(position="its number in /queue")
     async def remove(interaction: discord.Interaction,
-                     position: app_commands.Range[int, 1, 10000]) -> None:
+                   position: app_commands.Range[int, 1, 10000]) -> None:
         await handlers.remove(interaction, position)
+
+    @tree.command(name="move", description="Move a track within the queue")
+    @app_commands.describe(position="its number in /queue", to="its new number")
+    async def move(interaction: discord.Interaction, position: app_commands.Range[int, 1, 10000],
+                   to: app_commands.Range[int, 1, 10000]) -> None:
+        await handlers.move(interaction, position, to)
+
+    @tree.command(name="clear", description="Remove every track coming up")
+    async def clear(interaction: discord.Interaction) -> None:
+        await handlers.clear(interaction)
+
+    @tree.command(name="shuffle", description="Mix the tracks coming up")
+    async def shuffle(interaction: discord.Interaction) -> None:
+        await handlers.shuffle(interaction)
+
+    @tree.command(name="loop", description="Loop nothing, this track, or the whole queue")
+    @app_commands.describe(mode="off, track or queue")
+    async def loop(interaction: discord.Interaction,
+                   mode: Literal["off", "track", "queue"]) -> None:
+        await handlers.loop(interaction, LoopMode(mode))
+
+    @tree.command(name="volume", description="Set the volume")
+    @app_commands.describe(percent="0 to 200")
+    async def volume(interaction: discord.Interaction,
+                     percent: app_commands.Range[int, 0, 200]) -> None:
+        await handlers.volume(interaction, percent)
 
     @tree.command(name="queue", description="What is coming up")
     @app_commands.describe(page="page number")
@@ -126,3 +193,25 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     @tree.command(name="help", description="What the bot can do")
     async def help_(interaction: discord.Interaction) -> None:
         await handlers.help(interaction)
+
+    settings = app_commands.Group(
+        name="settings", description="The bot's settings for this server",
+        default_permissions=discord.Permissions(manage_guild=True), guild_only=True)
+
+    @settings.command(name="dj", description="Set the DJ role (leave it out: no DJ role)")
+    @app_commands.describe(role="members with it may skip, stop and change the queue")
+    async def settings_dj(interaction: discord.Interaction,
+                          role: discord.Role | None = None) -> None:
+        await handlers.settings_commands.dj(interaction, role)
+
+    @settings.command(name="stay", description="24/7: stay in voice when nobody listens")
+    @app_commands.describe(on="true: stay; false: pause and leave after a while")
+    async def settings_stay(interaction: discord.Interaction, on: bool) -> None:
+        await handlers.settings_commands.stay(interaction, on)
+
+    @settings.command(name="show", description="Show this server's settings")
+    async def settings_show(interaction: discord.Interaction) -> None:
+        await handlers.settings_commands.show(interaction)
+
+    tree.add_command(settings)
+

@@ -8,14 +8,17 @@ good and ``readiness`` says so (``/ready`` of the gateway answers 503 with it).
 Any other exception (a bug) is logged with its traceback and retried the same
 way: the bot is supervised, and its failure never takes the gateway down.
 
-discord.py's ``Client`` cannot be started again once closed, so every attempt
-uses a fresh client; the voice connections (``VoiceBridge``) are shared by all
-of them.
+discord.py's ``Client`` cannot be started again once closed, so each attempt
+uses a fresh client (closed after it, leaving the gateway's metrics); the voice
+connections (``VoiceBridge``) are shared by all of them. Once logged in,
+discord.py keeps the gateway connection up by itself, so attempts follow only a
+failed login, a close code, or a bug.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -124,44 +127,51 @@ class BotService:
                 self.attempts += 1
                 self.state = BotState.LOGGING_IN
                 try:
-                    await client.start(self._token)
-                except discord.LoginFailure:
-                    self._refuse("Discord refused the token; set a valid DISCORD_TOKEN")
-                    return
-                except discord.PrivilegedIntentsRequired:
-                    self._refuse("Discord refused the intents the bot asks for; enable them "
-                                 "for the application in Discord's developer portal")
-                    return
-                except discord.ConnectionClosed as exc:
-                    if exc.code in FATAL_CLOSE_CODES:
-                        self._refuse(f"Discord closed the connection for good (code {exc.code})")
+                    if not await self._attempt(client) or self._closing.is_set():
                         return
-                    self._failed(f"the connection to Discord closed (code {exc.code})")
-                except _TRANSIENT as exc:
-                    self._failed(_describe(exc))
-                except Exception as exc:  # a bug here or in discord.py: log, try again
-                    log.exception("the Discord bot failed")
-                    self._failed(f"the bot failed unexpectedly ({type(exc).__name__})")
-                else:
-                    if self._closing.is_set():
-                        return
-                    self._failed("the connection to Discord ended")
                 finally:
-                    if client.is_ready():
-                        delay = self.backoff_initial  # it had worked: start over
                     await client.close()
                 wait = delay * (0.5 + self._rng.random())
                 log.warning("Discord bot: %s; trying again in %.1f s (attempt %d)",
                             self.problem, wait, self.attempts + 1)
-                try:
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._closing.wait()
-                except TimeoutError:
-                    pass
                 delay = min(self.backoff_max, delay * 2)
         finally:
             if self.state is not BotState.REFUSED:
                 self.state = BotState.STOPPED
+
+    async def _attempt(self, client: MusicBot) -> bool:
+        """One login and connection; returns whether another attempt may help.
+
+        Once logged in, discord.py reconnects the gateway by itself, so what
+        ends up here is a failed login, a close code that is final, ``close``,
+        or a bug.
+        """
+        try:
+            await client.start(self._token)
+        except discord.LoginFailure:
+            self._refuse("Discord refused the token; set a valid DISCORD_TOKEN")
+            return False
+        except discord.PrivilegedIntentsRequired:
+            self._refuse("Discord refused the intents the bot asks for; enable them "
+                         "for the application in Discord's developer portal")
+            return False
+        except discord.ConnectionClosed as exc:
+            if exc.code in FATAL_CLOSE_CODES:
+                self._refuse(f"Discord closed the connection for good (code {exc.code})")
+                return False
+            self._failed(f"the connection to Discord closed (code {exc.code})")
+        except _TRANSIENT as exc:
+            self._failed(_describe(exc))
+        except Exception as exc:  # a bug here or in discord.py: logged, then retried
+            log.exception("the Discord bot failed")
+            self._failed(f"the bot failed unexpectedly ({type(exc).__name__})")
+        else:
+            if not self._closing.is_set():
+                self._failed("the connection to Discord ended")
+        return True
 
     def _refuse(self, problem: str) -> None:
         self.failures += 1
@@ -190,7 +200,7 @@ class BotService:
 
 
 def _music_bot(gateway: Gateway, voice: VoiceBridge, sync_guild: int | None) -> MusicBot:
-    return MusicBot(gateway, voice, sync_guild=sync_guild)
+    return MusicBot(gateway, sync_guild=sync_guild, voice_bridge=voice)
 
 
 def _describe(exc: BaseException) -> str:

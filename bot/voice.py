@@ -93,6 +93,13 @@ class VoiceBridge:
             return None
         return int(voice.client.channel.id)
 
+    def channel(self, guild_id: int) -> Any | None:
+        """The voice channel object the bot is in for *guild_id*, if connected."""
+        voice = self._guilds.get(guild_id)
+        if voice is None or not voice.client.is_connected():
+            return None
+        return voice.client.channel
+
     def source(self, guild_id: int) -> GuildAudioSource | None:
         """The audio source playing in *guild_id*'s channel."""
         voice = self._guilds.get(guild_id)
@@ -130,15 +137,17 @@ class VoiceBridge:
             await voice.client.disconnect(force=True)
         session_logger(log, str(guild_id)).info("left voice")
 
-    async def disconnected(self, guild_id: int) -> None:
+    async def disconnected(self, guild_id: int) -> bool:
         """Discord dropped us from voice (kicked, channel deleted): stop cleanly,
-        including the engine session, since nobody can hear it."""
+        including the engine session, since nobody can hear it. Returns False
+        when the bot had left on its own (nothing to do)."""
         if guild_id not in self._guilds:
-            return
+            return False
         await self.leave(guild_id)
         player = self._gateway.players.existing(str(guild_id))
         if player is not None:
             await player.command(lambda core, now: core.stop())
+        return True
 
     async def close(self) -> None:
         """Leave every channel."""

@@ -103,6 +103,20 @@ class GatewaySettings(BaseSettings):
         description="seconds allowed for a graceful shutdown (queues are saved first) "
         "[env GATEWAY_SHUTDOWN_TIMEOUT]",
     )
+    bot_leave_after: float = Field(
+        120.0,
+        ge=0,
+        description="seconds the Discord bot stays in a voice channel where nobody is "
+        "listening before it pauses and leaves (guilds with 24/7 on stay) "
+        "[env GATEWAY_BOT_LEAVE_AFTER]",
+    )
+    bot_playlist_limit: int = Field(
+        100,
+        ge=1,
+        le=400,
+        description="most tracks the Discord bot queues from one playlist link "
+        "[env GATEWAY_BOT_PLAYLIST_LIMIT]",
+    )
     log_level: str = Field("INFO", description="log level [env GATEWAY_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env GATEWAY_LOG_JSON]")
 

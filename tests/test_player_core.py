@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from gateway.player import CommandError, PlayerCore, PlayerStatus, Track
+from gateway.player.core import LoopMode
 
 
 def track(name: str, duration: float | None = 100.0) -> Track:
@@ -273,3 +276,310 @@ def test_snapshot_and_restore_keep_queue_cursor_position_and_volume() -> None:
     assert restored.nonce == nonce + 1
     assert restored.desired().start_at == pytest.approx(15.0)
     assert not restored.desired().paused
+
+
+# -- loop, shuffle, move ---------------------------------------------------------------
+
+
+def titles(tracks: list[Track] | tuple[Track, ...]) -> list[str]:
+    return [t.title for t in tracks]
+
+
+def test_loop_track_plays_the_same_track_again_as_a_new_play() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    core.set_loop(LoopMode.TRACK)
+    started(core, 1)
+    nonce = core.nonce
+    assert core.on_event("finished", 1, "", 100.0)
+    assert core.current is not None and core.current.title == "a"
+    assert core.nonce == nonce + 1 and core.desired().start_at == 0.0
+    assert core.status is PlayerStatus.LOADING
+    # The finished play's late events do not restart it a second time.
+    assert not core.on_event("finished", 1, "", 100.1)
+    started(core, 2, 100.2)
+    assert core.nonce == nonce + 1 and core.status is PlayerStatus.PLAYING
+    # A skip still moves on, and the loop applies to the new track.
+    assert core.skip(101.0) is not None
+    assert core.current is not None and core.current.title == "b"
+    started(core, 3, 101.0)
+    core.on_event("finished", 3, "", 200.0)
+    assert core.current is not None and core.current.title == "b"
+
+
+def test_loop_track_does_not_loop_a_failing_track() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("broken"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    core.set_loop(LoopMode.TRACK)
+    started(core, 1)
+    core.on_event("error", 1, "could not reach the source", 1.0)
+    assert core.current is not None and core.current.title == "b"
+    assert core.failure is not None and core.failure.track.title == "broken"
+
+
+def test_loop_queue_sends_each_ended_track_back_to_the_end() -> None:
+    core = PlayerCore("g")
+    for name in "abc":
+        core.enqueue(track(name), 0.0)
+    core.set_loop(LoopMode.QUEUE)
+    played = []
+    for play_id in range(1, 8):
+        assert core.current is not None
+        played.append(core.current.title)
+        started(core, play_id, float(play_id))
+        core.on_event("finished", play_id, "", play_id + 0.5)
+    assert played == ["a", "b", "c", "a", "b", "c", "a"]
+    # The queue does not grow: the same three tracks, new entries each round.
+    assert len(core.upcoming) == 2
+    ids = [t.id for t in core.tracks]
+    assert len(ids) == len(set(ids))
+
+
+def test_loop_queue_keeps_skipped_tracks_and_drops_failing_ones() -> None:
+    core = PlayerCore("g")
+    for name in ("a", "broken", "c"):
+        core.enqueue(track(name), 0.0)
+    core.set_loop(LoopMode.QUEUE)
+    started(core, 1)
+    core.skip(1.0)  # a goes back to the end
+    assert titles(core.upcoming) == ["c", "a"]
+    started(core, 2, 1.0)
+    core.on_event("error", 2, "not a playable media file (invalid data)", 2.0)
+    assert core.current is not None and core.current.title == "c"
+    assert titles(core.upcoming) == ["a"]  # the broken one is not looped
+
+
+def test_a_queue_of_failing_tracks_ends_under_loop_queue() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("x"), 0.0)
+    core.enqueue(track("y"), 0.0)
+    core.set_loop(LoopMode.QUEUE)
+    core.play_failed(core.nonce, "invalid request: unsupported URL scheme", 0.0)
+    core.play_failed(core.nonce, "invalid request: unsupported URL scheme", 0.0)
+    assert core.current is None and core.status is PlayerStatus.IDLE
+
+
+def test_setting_the_loop_does_not_touch_the_current_play() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    started(core, 1)
+    desired = core.desired()
+    for mode in LoopMode:
+        core.set_loop(mode)
+        assert core.desired() == desired
+        assert core.view(1.0).loop is mode
+
+
+def test_shuffle_reorders_only_the_upcoming_tracks_and_keeps_the_play() -> None:
+    core = PlayerCore("g")
+    for name in "abcdefgh":
+        core.enqueue(track(name), 0.0)
+    core.sending(core.nonce)  # a's play is on its way
+    desired = core.desired()
+    assert core.shuffle(random.Random(3)) == 7
+    assert core.desired() == desired
+    assert sorted(titles(core.upcoming)) == list("bcdefgh")
+    assert titles(core.upcoming) != list("bcdefgh")
+    # The answer and events of the play sent before the shuffle still match it.
+    core.bind_play(core.nonce, 1, 0.1)
+    assert core.on_event("ready", 1, "", 0.2)
+    assert core.current is not None and core.current.title == "a"
+    first = core.upcoming[0].title
+    core.on_event("finished", 1, "", 9.0)
+    assert core.current is not None and core.current.title == first
+
+
+def test_shuffle_needs_two_upcoming_tracks() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    with pytest.raises(CommandError, match="nothing to shuffle"):
+        core.shuffle(random.Random(1))
+
+
+def test_move_and_its_range() -> None:
+    core = PlayerCore("g")
+    for name in "abcde":
+        core.enqueue(track(name), 0.0)
+    nonce = core.nonce
+    assert core.move(4, 1).title == "e"
+    assert titles(core.upcoming) == ["e", "b", "c", "d"]
+    assert core.move(1, 4).title == "e"
+    assert titles(core.upcoming) == ["b", "c", "d", "e"]
+    assert core.nonce == nonce
+    with pytest.raises(CommandError, match=r"no track 5 in the queue \(1 to 4\)"):
+        core.move(1, 5)
+    with pytest.raises(CommandError, match="no track 0"):
+        core.move(0, 1)
+
+
+def test_loop_mode_survives_a_restart() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.set_loop(LoopMode.QUEUE)
+    assert PlayerCore.restore("g", core.snapshot(1.0)).loop is LoopMode.QUEUE
+    assert PlayerCore.restore("g", {"tracks": [], "loop": "sideways"}).loop is LoopMode.OFF
+
+
+# -- a "play now" that fails keeps the current track ------------------------------------
+
+
+def test_a_refused_play_now_keeps_the_current_stream_as_it_was() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    started(core, 1, 0.0)
+    core.play_now(track("bad"), 30.0)
+    core.sending(core.nonce)
+    nonce = core.nonce
+    core.play_failed(nonce, "invalid request: url is longer than 4096 characters", 30.1)
+    # The engine never replaced play 1: no new play is needed and it still matches.
+    assert core.nonce == nonce
+    assert core.current is not None and core.current.title == "a"
+    assert titles(core.upcoming) == ["b"]
+    assert core.status is PlayerStatus.PLAYING
+    assert core.position(40.0) == pytest.approx(40.0)
+    failure = core.failure
+    assert failure is not None and failure.track.title == "bad"
+    assert failure.kept is not None and failure.kept.title == "a"
+    assert "longer than 4096" in core.error
+    # Play 1 goes on and its real end advances as usual.
+    assert core.on_event("finished", 1, "", 100.0)
+    assert core.current is not None and core.current.title == "b"
+
+
+def test_a_play_now_that_errors_before_ready_gives_the_track_back_where_it_was() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    started(core, 1, 0.0)
+    core.play_now(track("offline"), 42.0)
+    core.sending(core.nonce)
+    core.bind_play(core.nonce, 2, 42.1)
+    assert not core.on_event("finished", 1, "", 42.2)  # the replaced stream's end
+    assert core.on_event("error", 2, "extraction failed: unable to download", 43.0)
+    # The engine had replaced play 1: a new play of "a" from 0:42.
+    desired = core.desired()
+    assert desired.track is not None and desired.track.title == "a"
+    assert desired.start_at == pytest.approx(42.0)
+    assert not desired.paused
+    assert titles(core.upcoming) == ["b"]
+    assert core.failure is not None and core.failure.track.title == "offline"
+    assert core.failure.kept is not None and core.failure.kept.title == "a"
+    started(core, 3, 43.5)
+    assert core.position(45.5) == pytest.approx(44.0)
+
+
+def test_a_failed_play_now_keeps_a_paused_track_paused() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    started(core, 1, 0.0)
+    core.pause(10.0)
+    core.play_now(track("offline"), 20.0)
+    core.sending(core.nonce)
+    core.bind_play(core.nonce, 2, 20.1)
+    core.on_event("error", 2, "could not reach the source", 21.0)
+    desired = core.desired()
+    assert desired.track is not None and desired.track.title == "a"
+    assert desired.paused and desired.start_at == pytest.approx(10.0)
+
+
+def test_a_play_now_that_started_fails_later_like_any_track() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    started(core, 1, 0.0)
+    core.play_now(track("new"), 5.0)
+    started(core, 2, 5.1)
+    core.on_event("error", 2, "the source stopped sending audio", 30.0)
+    assert core.current is not None and core.current.title == "b"
+    assert core.failure is not None and core.failure.kept is None
+
+
+def test_a_failed_play_now_on_an_idle_player_goes_idle() -> None:
+    core = PlayerCore("g")
+    core.play_now(track("bad"), 0.0)
+    core.play_failed(core.nonce, "invalid request: unsupported URL scheme", 0.1)
+    assert core.current is None and core.status is PlayerStatus.IDLE
+    assert core.failure is not None and core.failure.kept is None
+
+
+def test_a_failed_play_now_is_not_undone_after_another_command() -> None:
+    core = PlayerCore("g")
+    for name in "ab":
+        core.enqueue(track(name), 0.0)
+    started(core, 1, 0.0)
+    core.play_now(track("offline"), 5.0)
+    core.sending(core.nonce)
+    core.bind_play(core.nonce, 2, 5.1)
+    core.skip(5.2)  # the user moved on before the failure arrived
+    assert not core.on_event("error", 2, "could not reach the source", 6.0)
+    assert core.current is not None and core.current.title == "b"
+
+
+def test_a_play_now_interrupting_a_play_not_yet_answered_starts_it_again() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)  # never sent: play now comes first
+    core.play_now(track("bad"), 0.1)
+    core.sending(core.nonce)
+    core.play_failed(core.nonce, "invalid request: unsupported URL scheme", 0.2)
+    desired = core.desired()
+    assert desired.track is not None and desired.track.title == "a"
+    assert core.status is PlayerStatus.LOADING  # a new play of "a" is due
+
+
+def test_without_play_ids_a_refused_play_now_keeps_matching_the_stream() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    started(core, None, 0.0)
+    core.play_now(track("bad"), 10.0)
+    core.sending(core.nonce)  # counted as ending a's stream...
+    core.play_failed(core.nonce, "invalid request: missing url", 10.1)
+    # ...but the engine refused it: a's real end must advance.
+    assert core.on_event("finished", None, "", 60.0)
+    assert core.current is not None and core.current.title == "b"
+
+
+def test_without_play_ids_an_end_during_the_refused_play_now_is_not_lost() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    core.enqueue(track("b"), 0.0)
+    started(core, None, 0.0)
+    core.play_now(track("bad"), 99.9)
+    core.sending(core.nonce)
+    assert not core.on_event("finished", None, "", 100.0)  # a really ended just now
+    core.play_failed(core.nonce, "invalid request: missing url", 100.1)
+    assert core.current is not None and core.current.title == "b"
+    assert core.status is PlayerStatus.LOADING
+
+
+def test_without_play_ids_a_play_now_error_gives_the_track_back() -> None:
+    core = PlayerCore("g")
+    core.enqueue(track("a"), 0.0)
+    started(core, None, 0.0)
+    core.play_now(track("offline"), 20.0)
+    core.sending(core.nonce)
+    core.bind_play(core.nonce, None, 20.1)
+    assert not core.on_event("finished", None, "", 20.2)  # a's stream, replaced
+    assert core.on_event("error", None, "could not reach the source", 21.0)
+    desired = core.desired()
+    assert desired.track is not None and desired.track.title == "a"
+    assert desired.start_at == pytest.approx(20.0)
+
+
+def test_enqueue_many_adds_what_fits_and_starts_an_idle_player() -> None:
+    core = PlayerCore("g")
+    assert core.enqueue_many([track("a"), track("b"), track("c")], 0.0) == (0, 3)
+    assert core.current is not None and core.current.title == "a"
+    assert titles(core.upcoming) == ["b", "c"]
+    nonce = core.nonce
+    room = core.MAX_TRACKS - 1 - len(core.upcoming)
+    first, added = core.enqueue_many([track(f"t{i}") for i in range(room + 10)], 1.0)
+    assert (first, added) == (3, room) and core.nonce == nonce
+    with pytest.raises(CommandError, match="the queue is full"):
+        core.enqueue_many([track("x")], 2.0)
+    with pytest.raises(CommandError, match="nothing to add"):
+        core.enqueue_many([], 2.0)

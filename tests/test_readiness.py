@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from audio_engine.engine import Engine
 from audio_engine.settings import EngineSettings
@@ -25,7 +26,7 @@ from bot import BotService, BotState
 from gateway.app import readiness
 from loadtest.processes import EngineProcess, GatewayProcess, free_port
 
-from .support.fake_discord import FakeDiscord, pointed_at
+from .support.discord_api import FakeDiscord, discord_gateway
 from .support.gateway_harness import running_gateway, settings_for
 from .support.waiting import poll_until, poll_until_async
 
@@ -117,9 +118,10 @@ async def _async_true(value: bool) -> bool:
 
 
 async def test_a_refused_discord_token_is_final_and_reported(engine: EngineProcess) -> None:
-    fake = await FakeDiscord(refuse_token=True).start()
+    fake = FakeDiscord(refuse_token=True)
+    await fake.start()
     try:
-        with pointed_at(fake.port):
+        with discord_gateway(fake.port):
             async with running_gateway(settings_for(engine)) as gateway:
                 bot = BotService(gateway, "refused-token", backoff_initial=0.05)
                 async with asyncio.timeout(20):
@@ -138,7 +140,7 @@ async def test_the_discord_login_is_retried_with_backoff_until_it_works(
     engine: EngineProcess,
 ) -> None:
     port = free_port()  # nothing listens there yet: Discord is "unreachable"
-    with pointed_at(port):
+    with discord_gateway(port):
         async with running_gateway(settings_for(engine)) as gateway:
             bot = BotService(gateway, "good-token", backoff_initial=0.05, backoff_max=0.4)
             run = asyncio.create_task(bot.run())
@@ -147,7 +149,8 @@ async def test_the_discord_login_is_retried_with_backoff_until_it_works(
                 await poll_until_async(lambda: _async_true(bot.failures >= 3), timeout=20)
                 reason = bot.readiness()
                 assert reason is not None and "Discord is unreachable" in reason
-                fake = await FakeDiscord().start(port)
+                fake = FakeDiscord()
+                await fake.start(port)
                 await poll_until_async(lambda: _async_true(bot.readiness() is None),
                                        timeout=30, interval=0.05)
                 assert fake.identifies == 1
@@ -155,6 +158,10 @@ async def test_the_discord_login_is_retried_with_backoff_until_it_works(
                 metrics = gateway.metrics.registry.get_sample_value(
                     "audiogate_gateway_discord_connected")
                 assert metrics == 1
+                # Failed attempts' clients left no metrics behind: each family once.
+                families = [line for line in generate_latest(gateway.metrics.registry)
+                            .decode().splitlines() if line.startswith("# HELP")]
+                assert len(families) == len(set(families))
             finally:
                 await bot.close()
                 async with asyncio.timeout(20):

@@ -15,10 +15,17 @@ Race-freedom rests on two things:
   (``bind_play``), so a late ``finished`` of a replaced stream is recognised and
   ignored. With an engine that does not (the Go engine), the core counts the
   terminal events it caused itself (``sending``) and ignores that many.
+
+Queue rules beyond a plain list: a loop mode (``LoopMode``: the current track
+again, or every track that ends goes back to the end of the queue), a one-off
+shuffle and moves of upcoming tracks, and a "play now" that fails gives the
+interrupted track back instead of cutting it off (``play_now``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,6 +34,8 @@ from typing import Any
 __all__ = [
     "CommandError",
     "Desired",
+    "Failure",
+    "LoopMode",
     "PlayerCore",
     "PlayerStatus",
     "PlayerView",
@@ -53,6 +62,17 @@ class PlayerStatus(StrEnum):
     PAUSED = "paused"
 
 
+class LoopMode(StrEnum):
+    """What happens when a track ends by itself."""
+
+    #: Go on to the next track; the queue ends after the last one.
+    OFF = "off"
+    #: Play the same track again (a skip still moves on).
+    TRACK = "track"
+    #: Every track that ends (or is skipped) goes back to the end of the queue.
+    QUEUE = "queue"
+
+
 @dataclass(frozen=True, slots=True)
 class Track:
     """One queue entry."""
@@ -73,6 +93,10 @@ class Track:
         return {"id": self.id, "url": self.url, "title": self.title,
                 "duration": self.duration, "requested_by": self.requested_by}
 
+    def again(self) -> Track:
+        """The same track as a new queue entry (its own id)."""
+        return dataclasses.replace(self, id=uuid.uuid4().hex[:12])
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Track:
         """Inverse of ``as_dict``."""
@@ -84,6 +108,50 @@ class Track:
             requested_by=str(data.get("requested_by") or ""),
             id=str(data.get("id") or uuid.uuid4().hex[:12]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A track that could not be played.
+
+    *message* is the engine's own text (fronts translate it for people);
+    *serial* counts failures of this player, so two identical failures in a row
+    are still told apart; *kept* is the track that went on playing instead (a
+    failed "play now"), or None when the queue moved on.
+    """
+
+    track: Track
+    message: str
+    serial: int
+    kept: Track | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Interrupted:
+    """What a "play now" interrupted, to give it back if the new track fails.
+
+    Valid while the core's nonce is still *nonce* (any other change of track
+    bumps it) and the new track has not sent ``ready``.
+    """
+
+    nonce: int
+    track: Track
+    position: float
+    paused: bool
+    status: PlayerStatus
+    restored: bool
+    # How events were being matched to the interrupted stream.
+    play_id: int | None
+    #: The interrupted track's play had been answered by the engine.
+    bound: bool
+    stream_live: bool
+    expected_terminals: int
+    unconfirmed_replaced: int
+    awaiting_ready: bool
+    ready_at: float | None
+    paused_at: float | None
+    position_base: float
+    start_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +179,9 @@ class PlayerView:
     upcoming: tuple[Track, ...]
     history: tuple[Track, ...]
     error: str
+    loop: LoopMode = LoopMode.OFF
+    #: The latest track that could not be played (kept until the next one fails).
+    failure: Failure | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (WebSocket state messages)."""
@@ -124,6 +195,7 @@ class PlayerView:
             "queue": [t.as_dict() for t in self.upcoming],
             "history": [t.as_dict() for t in self.history],
             "error": self.error,
+            "loop": self.loop.value,
         }
 
 
@@ -167,6 +239,11 @@ class PlayerCore:
         self.sent_nonce: int | None = None
         #: Restored from storage and not started at the engine since.
         self.restored = False
+        self.loop = LoopMode.OFF
+        #: The latest track that could not be played.
+        self.failure: Failure | None = None
+        self._failures = 0
+        self._interrupted: _Interrupted | None = None
 
     # -- queries ----------------------------------------------------------------------
 
@@ -205,6 +282,8 @@ class PlayerCore:
             upcoming=tuple(self.upcoming),
             history=tuple(self.tracks[max(0, self.index - self.MAX_HISTORY) : self.index]),
             error=self.error,
+            loop=self.loop,
+            failure=self.failure,
         )
 
     # -- commands ---------------------------------------------------------------------
@@ -227,14 +306,38 @@ class PlayerCore:
             return 0
         return len(self.upcoming)
 
+    def enqueue_many(self, tracks: list[Track], now: float) -> tuple[int, int]:
+        """Add *tracks* at the end, as many as the queue has room for (a
+        playlist). Returns the first one's position (0 when it starts at once)
+        and how many were added.
+
+        Raises:
+            CommandError: when the queue is full or *tracks* is empty.
+        """
+        if not tracks:
+            raise CommandError("there is nothing to add")
+        self._check_room()
+        room = self.MAX_TRACKS - 1 - len(self.upcoming)
+        added = tracks[:room]
+        first = self.enqueue(added[0], now)
+        for track in added[1:]:
+            self.tracks.append(track)
+        return first, len(added)
+
     def play_now(self, track: Track, now: float) -> None:
         """Play *track* at once; the current track goes to the history.
+
+        If *track* then fails before it starts (the engine refuses the play, or
+        its ``error`` arrives before ``ready``), the interrupted track comes back
+        where it was cut off, and ``failure`` says what went wrong.
 
         Raises:
             CommandError: when the queue is full.
         """
         self._check_room()
-        if self.current is None:
+        interrupted = self.current
+        saved = self._save_interrupted(now) if interrupted is not None else None
+        if interrupted is None:
             self.tracks.append(track)
             self.index = len(self.tracks) - 1
         else:
@@ -242,10 +345,13 @@ class PlayerCore:
             self.index += 1
         self._start(0.0, now)
         self._trim_history()
+        if saved is not None:
+            self._interrupted = dataclasses.replace(saved, nonce=self.nonce)
 
     def skip(self, now: float) -> Track | None:
         """Go to the next track (or stop at the end of the queue). Returns the
-        track skipped.
+        track skipped. Under ``LoopMode.TRACK`` a skip still moves on; under
+        ``LoopMode.QUEUE`` the skipped track goes back to the end of the queue.
 
         Raises:
             CommandError: when nothing is playing.
@@ -253,7 +359,7 @@ class PlayerCore:
         skipped = self.current
         if skipped is None:
             raise CommandError("nothing is playing")
-        self._advance(now)
+        self._advance(now, requeue=self.loop is LoopMode.QUEUE)
         return skipped
 
     def previous(self, now: float) -> Track:
@@ -298,6 +404,38 @@ class PlayerCore:
         count = len(self.upcoming)
         del self.tracks[self.index + 1 :]
         return count
+
+    def shuffle(self, rng: random.Random) -> int:
+        """Put the upcoming tracks in a random order (once; tracks added later go
+        to the end). The current track keeps playing. Returns how many moved.
+
+        Raises:
+            CommandError: when fewer than two tracks are coming up.
+        """
+        upcoming = self.upcoming
+        if len(upcoming) < 2:
+            raise CommandError("there is nothing to shuffle: add at least two tracks first")
+        rng.shuffle(upcoming)
+        self.tracks[self.index + 1 :] = upcoming
+        return len(upcoming)
+
+    def move(self, position: int, to: int) -> Track:
+        """Move the upcoming track at *position* to position *to* (both count
+        from 1 = next). Returns the moved track.
+
+        Raises:
+            CommandError: when either position is out of range.
+        """
+        self._check_position(position)
+        self._check_position(to)
+        track = self.tracks.pop(self.index + position)
+        self.tracks.insert(self.index + to, track)
+        return track
+
+    def set_loop(self, mode: LoopMode) -> None:
+        """Choose what happens when a track ends (takes effect at the next end;
+        the current play is not touched)."""
+        self.loop = mode
 
     def seek(self, seconds: float, now: float) -> None:
         """Restart the current track at *seconds* (a new play with ``start_at``).
@@ -410,11 +548,24 @@ class PlayerCore:
         self._early.clear()
 
     def play_failed(self, nonce: int, message: str, now: float) -> None:
-        """The engine refused the play for *nonce* (bad URL, limit reached...)."""
+        """The engine refused the play for *nonce* (bad URL, limit reached...).
+
+        A refused play has not touched the engine's session, so after a failed
+        "play now" the interrupted stream is still playing there: it is taken
+        back as it was. Otherwise the queue moves on (never looping the failed
+        track)."""
         if nonce != self.nonce:
             return
         self.error = message
-        self._advance(now)
+        current = self.current
+        interrupted = self._interrupted
+        if current is not None and interrupted is not None and interrupted.nonce == nonce:
+            self._record_failure(current, message, kept=interrupted.track)
+            self._reinstate(interrupted, now)
+            return
+        if current is not None:
+            self._record_failure(current, message)
+        self._advance(now, failed=True)
 
     def on_event(self, kind: str, play_id: int | None, message: str, now: float,
                  packets_since_ready: int = 0) -> bool:
@@ -456,6 +607,7 @@ class PlayerCore:
     def _apply(self, kind: str, message: str, now: float) -> bool:
         match kind:
             case "ready":
+                self._interrupted = None
                 self.stream_live = True
                 self._awaiting_ready = False
                 self._ready_at = now
@@ -466,7 +618,7 @@ class PlayerCore:
                 self.stream_live = False
                 self._awaiting_ready = False
                 self.unconfirmed_replaced = 0
-                self._advance(now)
+                self._ended(now)
             case "error":
                 self.stream_live = False
                 self._awaiting_ready = False
@@ -475,13 +627,25 @@ class PlayerCore:
                 label = current.label if current else "the track"
                 self.error = f"could not play {label}: {message}" if message else (
                     f"could not play {label}")
-                self._advance(now)
+                interrupted = self._interrupted
+                if interrupted is not None and interrupted.nonce != self.nonce:
+                    interrupted = None
+                if current is not None:
+                    self._record_failure(current, message, kept=interrupted.track
+                                         if interrupted is not None else None)
+                if interrupted is not None:
+                    # The engine replaced the interrupted stream before this one
+                    # failed: play it again from where it was cut off.
+                    self._give_back(interrupted, now)
+                else:
+                    self._advance(now, failed=True)
             case _:
                 return False
         return True
 
     def _bump(self) -> None:
         self.restored = False
+        self._interrupted = None
         self.nonce += 1
         self.play_id = None
         self.bound_nonce = None
@@ -499,7 +663,20 @@ class PlayerCore:
         if keep_pause and self.paused:
             self._paused_at = None
 
-    def _advance(self, now: float) -> None:
+    def _ended(self, now: float) -> None:
+        """The current track played to its end: what comes next depends on the loop."""
+        if self.loop is LoopMode.TRACK and self.current is not None:
+            self._start(0.0, now)
+        else:
+            self._advance(now, requeue=self.loop is LoopMode.QUEUE)
+
+    def _advance(self, now: float, *, requeue: bool = False, failed: bool = False) -> None:
+        """Move the cursor on. *requeue* puts a copy of the track that ends at the
+        end of the queue (loop queue); a *failed* track is never put back, so a
+        queue of broken links ends instead of looping on errors."""
+        current = self.current
+        if requeue and not failed and current is not None:
+            self.tracks.append(current.again())
         if self.index < len(self.tracks):
             self.index += 1
         if self.current is not None:
@@ -510,6 +687,89 @@ class PlayerCore:
             self.start_at = 0.0
             self.paused = False
             self.status = PlayerStatus.IDLE
+
+    def _record_failure(self, track: Track, message: str, *, kept: Track | None = None
+                        ) -> None:
+        self._failures += 1
+        self.failure = Failure(track, message, self._failures, kept)
+
+    def _save_interrupted(self, now: float) -> _Interrupted:
+        current = self.current
+        assert current is not None
+        return _Interrupted(
+            nonce=self.nonce, track=current, position=self.position(now), paused=self.paused,
+            status=self.status, restored=self.restored, play_id=self.play_id,
+            bound=self.bound_nonce == self.nonce, stream_live=self.stream_live,
+            expected_terminals=self.expected_terminals,
+            unconfirmed_replaced=self.unconfirmed_replaced,
+            awaiting_ready=self._awaiting_ready, ready_at=self._ready_at,
+            paused_at=self._paused_at, position_base=self._position_base,
+            start_at=self.start_at,
+        )
+
+    def _drop_failed_current(self, interrupted: _Interrupted) -> bool:
+        """Take the failed "play now" track out and put the cursor back on the
+        track it interrupted. False if that track is no longer just behind."""
+        self._interrupted = None
+        if self.index < 1 or self.tracks[self.index - 1] is not interrupted.track:
+            return False
+        del self.tracks[self.index]
+        self.index -= 1
+        return True
+
+    def _reinstate(self, saved: _Interrupted, now: float) -> None:
+        """The play of a "play now" was refused: the interrupted stream never
+        stopped at the engine, so take it back as it was, under the current
+        nonce (the shell counts that nonce as sent: no engine call follows)."""
+        if not saved.restored and not saved.bound:
+            # The interrupted track's own play had not been answered: nothing of
+            # it is known to be playing, so start it again.
+            self._give_back(saved, now)
+            return
+        if not self._drop_failed_current(saved):
+            self._advance(now, failed=True)
+            return
+        if saved.play_id is not None:
+            # Its events that came while the play was on its way.
+            pending = self._buffered.pop(saved.play_id, [])
+            self._buffered.clear()
+            terminal_missed = False
+        else:
+            # The refused play was counted as ending the stream (``sending``);
+            # if a terminal event was absorbed by that count, the stream really
+            # ended meanwhile.
+            expected = saved.expected_terminals + (1 if saved.stream_live else 0)
+            terminal_missed = self.expected_terminals < expected
+            pending = [e for e in self._early if e[0] != "ready"]
+        self._early.clear()
+        self.restored = saved.restored
+        self.paused = saved.paused
+        self.status = saved.status
+        self.play_id = saved.play_id
+        self.bound_nonce = None if saved.restored else self.nonce
+        self.stream_live = saved.stream_live
+        self.expected_terminals = saved.expected_terminals
+        self.unconfirmed_replaced = saved.unconfirmed_replaced
+        self._awaiting_ready = saved.awaiting_ready
+        self._ready_at = saved.ready_at
+        self._paused_at = saved.paused_at
+        self._position_base = saved.position_base
+        self.start_at = saved.start_at
+        if terminal_missed:
+            self.stream_live = False
+            self._ended(now)
+            return
+        for kind, message in pending:
+            self._apply(kind, message, now)
+
+    def _give_back(self, saved: _Interrupted, now: float) -> None:
+        """A "play now" failed after the engine had replaced the interrupted
+        stream: play the interrupted track again from where it was cut off."""
+        if not self._drop_failed_current(saved):
+            self._advance(now, failed=True)
+            return
+        self.paused = saved.paused
+        self._start(saved.position, now, keep_pause=True)
 
     def _trim_history(self) -> None:
         extra = self.index - self.MAX_HISTORY
@@ -539,6 +799,7 @@ class PlayerCore:
             "position": self.position(now) if self.current else 0.0,
             "paused": self.paused,
             "playing": self.status in (PlayerStatus.PLAYING, PlayerStatus.LOADING),
+            "loop": self.loop.value,
         }
 
     @classmethod
@@ -550,6 +811,8 @@ class PlayerCore:
         core.index = min(max(0, int(data.get("index", 0))), len(core.tracks))
         core._position_base = float(data.get("position", 0.0))
         core.start_at = core._position_base
+        loop = data.get("loop")
+        core.loop = LoopMode(loop) if loop in set(LoopMode) else LoopMode.OFF
         if core.current is not None:
             # Nothing plays at the engine until a command (resume, skip...)
             # starts a new play: the shell takes this state as already applied.

@@ -2,8 +2,10 @@
 
 ``RecordingVoiceClient`` is what discord.py's own ``AudioPlayer`` sends to: it
 records every ``send_audio_packet`` with its time instead of encrypting and
-sending it over UDP. ``FakeInteraction`` records the replies of a slash command.
-Everything else (the player thread, our source, the router, the engine) is real.
+sending it over UDP. ``FakeInteraction`` records the replies of a handler called
+directly; the bot's tests go through discord.py's command tree instead, against the
+loopback Discord of ``discord_api``. Everything else (the player thread, our source,
+the router, the engine) is real.
 """
 
 from __future__ import annotations

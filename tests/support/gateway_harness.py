@@ -33,13 +33,9 @@ class RecordingSink(OpusSink):
 
 
 def settings_for(engine: EngineProcess, **overrides: object) -> GatewaySettings:
-    return GatewaySettings(
-        go_api_port=engine.port,
-        socket_path=engine.socket_path,
-        queue_db=":memory:",
-        port=0,
-        **overrides,
-    )
+    values: dict[str, object] = {"go_api_port": engine.port, "socket_path": engine.socket_path,
+                                 "queue_db": ":memory:", "port": 0}
+    return GatewaySettings(**{**values, **overrides})  # type: ignore[arg-type]
 
 
 @asynccontextmanager
