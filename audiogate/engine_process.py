@@ -64,6 +64,7 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
         http = HttpService(create_app(engine), http_listener, name="engine",
                            request_timeout=settings.http_request_timeout,
                            graceful_timeout=settings.shutdown_timeout / 2)
+        http.register_metrics(engine.metrics.registry, "audiogate_engine")
         try:
             async with asyncio.TaskGroup() as tasks:
                 await engine.start(unix.sock, unix.path)

@@ -94,6 +94,7 @@ async def serve_gateway(
             http = HttpService(app, http_listener, name="gateway",
                                request_timeout=settings.http_request_timeout,
                                graceful_timeout=settings.shutdown_timeout / 3, lifespan=True)
+            http.register_metrics(gateway.metrics.registry, "audiogate_gateway")
             await _run(settings, stop, gateway, http, bot, on_ready)
         finally:
             await gateway.stop()  # idempotent: after a failed start, a crash or an overrun

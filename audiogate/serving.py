@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from audiogate.errors import StartupError
@@ -89,11 +92,15 @@ class _DeadlineProtocol(H11Protocol):
 
     def _expired(self) -> None:
         self._deadline = None
-        if self._waiting_for_request():
+        if not self._waiting_for_request():
+            return
+        cycle = self.cycle
+        idle = cycle is not None and cycle.response_complete and not self.conn.trailing_data[0]
+        if not idle:  # an idle keep-alive is simply over; anything else is counted
             log.debug("closing a connection from %s: no complete request in %.1f s",
                       self.client, self._request_timeout)
             self._on_timeout()
-            self.transport.close()
+        self.transport.close()
 
 
 class HttpService:
@@ -137,6 +144,16 @@ class HttpService:
     def _count_timeout(self) -> None:
         self.timed_out += 1
 
+    @property
+    def connections(self) -> int:
+        """HTTP connections open now (WebSockets not included)."""
+        return len(self._server.server_state.connections)
+
+    def register_metrics(self, registry: CollectorRegistry, prefix: str) -> None:
+        """Add ``<prefix>_http_connections`` and
+        ``<prefix>_http_incomplete_requests_closed_total`` to *registry*."""
+        registry.register(_HttpCollector(self, prefix))
+
     async def serve(self) -> None:
         """Accept requests until ``stop()``, then finish in-flight ones (up to
         ``graceful_timeout``). ``started`` is set once the socket accepts.
@@ -163,3 +180,22 @@ class HttpService:
     def stop(self) -> None:
         """Ask ``serve`` to stop accepting and return. Idempotent."""
         self._server.should_exit = True
+
+
+class _HttpCollector(Collector):
+    """Reads an ``HttpService``'s figures at scrape time."""
+
+    def __init__(self, service: HttpService, prefix: str) -> None:
+        self._service = service
+        self._prefix = prefix
+
+    def collect(self) -> Iterable[Metric]:
+        connections = GaugeMetricFamily(f"{self._prefix}_http_connections",
+                                        "HTTP connections open (WebSockets not included)")
+        connections.add_metric([], self._service.connections)
+        yield connections
+        closed = CounterMetricFamily(
+            f"{self._prefix}_http_incomplete_requests_closed",
+            "Connections closed for not delivering a whole request in time")
+        closed.add_metric([], self._service.timed_out)
+        yield closed

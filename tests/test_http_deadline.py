@@ -42,6 +42,16 @@ def deadline_gateway(deadline_engine: EngineProcess) -> Iterator[GatewayProcess]
         yield gateway
 
 
+def _closed_count(server: EngineProcess | GatewayProcess) -> float:
+    """The server's count of connections closed for an incomplete request."""
+    kind = "engine" if isinstance(server, EngineProcess) else "gateway"
+    name = f"audiogate_{kind}_http_incomplete_requests_closed_total "
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(name):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name.strip()} in /metrics")
+
+
 @pytest.fixture(params=["engine", "gateway"])
 def server(request: pytest.FixtureRequest) -> EngineProcess | GatewayProcess:
     fixture = "deadline_engine" if request.param == "engine" else "deadline_gateway"
@@ -77,6 +87,7 @@ async def test_a_crowd_of_half_sent_requests_is_closed_and_others_are_served(
     server: EngineProcess | GatewayProcess,
 ) -> None:
     _enough_descriptors(CROWD)
+    closed_before = await asyncio.to_thread(_closed_count, server)
     connections = []
     for start in range(0, CROWD, 250):  # in bursts, as a flood arrives
         opened = time.monotonic()
@@ -96,6 +107,7 @@ async def test_a_crowd_of_half_sent_requests_is_closed_and_others_are_served(
     assert min(waits) >= DEADLINE - 0.5  # not closed before their time
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         assert (await client.get("/health")).status_code == 200
+    assert await asyncio.to_thread(_closed_count, server) - closed_before == CROWD
 
 
 async def test_dripping_bytes_does_not_extend_the_deadline(
