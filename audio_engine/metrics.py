@@ -128,6 +128,11 @@ class EngineMetrics:
             "audiogate_engine_resolution_seconds",
             "Resolving a URL and opening its source", buckets=RESOLUTION_BUCKETS, registry=r,
         )
+        self.reply_gate_timeouts = Counter(
+            "audiogate_engine_reply_gate_timeouts",
+            "Event lines written although their request's HTTP reply was never "
+            "confirmed written (they waited the 2 s gate timeout)", registry=r,
+        )
         self.sessions_gauge = Gauge(
             "audiogate_engine_session_limit", "Most live sessions allowed", registry=r
         )
