@@ -4,7 +4,7 @@
    ENGINE_FIRST_AUDIO_MARGIN_MS set to it, and many runs of N plays started at once
    by tests/support/node_consumer.py (its play flow, its drop-before-stream rule,
    its strict Ogg demuxer). A track is silent when its stream never got the
-   OpusHead page. Each size runs with an idle consumer loop and with a busy one.
+   OpusHead page. Each size runs with an idle consumer loop and with busy ones.
 2. Violations by event margin (ENGINE_EVENT_MARGIN_MS), busy consumer: per run, 20
    plays that fail at once (missing files, a refused port) while 10 play, then
    20 stops; an ``error`` handled before its play's reply (the Node process
@@ -17,7 +17,7 @@
 Tracks are 48 kHz Ogg Opus local files (the passthrough path), one tone each.
 
 Run: .venv/bin/python bench/first_audio_margin.py [--runs 10] [--quick]
-(about 15 minutes with the defaults on a 2-core machine; --quick: about 3).
+(about 25 minutes with the defaults on a 2-core machine; --quick: about 2).
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ from tests.support.media import write_opus_tone
 from tests.support.node_consumer import LoopLoad, NodeConsumer, SessionRecord
 from tests.support.waiting import poll_until_async
 
-LOADS = {"idle": LoopLoad(), "busy": LoopLoad(busy_ms=10.0, idle_ms=10.0, seed=3)}
+#: The consumer loop: idle, or busy half the time in slices of 5-15 ms (busy10),
+#: 12-38 ms (busy25) or 20-60 ms (busy40).
+LOADS = {
+    "idle": LoopLoad(),
+    "busy10": LoopLoad(busy_ms=10.0, idle_ms=10.0, seed=3),
+    "busy25": LoopLoad(busy_ms=25.0, idle_ms=25.0, seed=5),
+    "busy40": LoopLoad(busy_ms=40.0, idle_ms=40.0, seed=9),
+}
 TRACK_SECONDS = 1.0
 
 
@@ -66,14 +73,15 @@ async def _silent_run(engine: EngineProcess, tracks: list[Path], plays: int, loa
 
 
 async def silent_tracks(directory: Path, tracks: list[Path], margins: list[int],
-                        sizes: list[int], runs: int) -> list[list[object]]:
+                        sizes: list[int], loads: list[str], runs: int) -> list[list[object]]:
     rows: list[list[object]] = []
     for margin in margins:
         with _engine(directory, ENGINE_FIRST_AUDIO_MARGIN_MS=str(margin)) as engine:
             for size in sizes:
-                for load_name, load in LOADS.items():
+                for load_name in loads:
+                    load = LOADS[load_name]
                     counts = [await _silent_run(engine, tracks, size, load,
-                                                f"m{margin}-{size}-{load_name}-{run}")
+                                                f"m{margin}-{size}-{load.busy_ms:g}-{run}")
                               for run in range(runs)]
                     rows.append([f"{margin} ms", size, load_name, runs,
                                  f"{sum(counts)}/{size * runs}",
@@ -84,8 +92,8 @@ async def silent_tracks(directory: Path, tracks: list[Path], margins: list[int],
 
 
 async def _violation_run(engine: EngineProcess, directory: Path, tracks: list[Path],
-                         tag: str) -> tuple[int, int]:
-    async with NodeConsumer(engine.socket_path, engine.url, load=LOADS["busy"]) as node:
+                         load: LoopLoad, tag: str) -> tuple[int, int]:
+    async with NodeConsumer(engine.socket_path, engine.url, load=load) as node:
         playing = [(f"{tag}-ok-{i}", str(tracks[i])) for i in range(10)]
         await node.play_many(playing)
         failing = [(f"{tag}-f{i}", str(directory / f"absent-{i}.ogg")) for i in range(10)]
@@ -100,18 +108,20 @@ async def _violation_run(engine: EngineProcess, directory: Path, tracks: list[Pa
 
 
 async def violations(directory: Path, tracks: list[Path], margins: list[int],
-                     runs: int) -> list[list[object]]:
+                     loads: list[str], runs: int) -> list[list[object]]:
     rows: list[list[object]] = []
     for margin in margins:
         with _engine(directory, ENGINE_EVENT_MARGIN_MS=str(margin)) as engine:
-            counts = [await _violation_run(engine, directory, tracks, f"e{margin}-{run}")
-                      for run in range(runs)]
-            errors = sum(c[0] for c in counts)
-            finishes = sum(c[1] for c in counts)
-            rows.append([f"{margin} ms", runs, f"{errors}/{20 * runs}",
-                         f"{finishes}/{20 * runs}",
-                         sum(1 for c in counts if c[0] or c[1])])
-            print(f"  event margin {margin} ms: {counts}", flush=True)
+            for load_name in loads:
+                counts = [await _violation_run(engine, directory, tracks, LOADS[load_name],
+                                               f"e{margin}-{LOADS[load_name].busy_ms:g}-{run}")
+                          for run in range(runs)]
+                errors = sum(c[0] for c in counts)
+                finishes = sum(c[1] for c in counts)
+                rows.append([f"{margin} ms", load_name, runs, f"{errors}/{20 * runs}",
+                             f"{finishes}/{20 * runs}",
+                             sum(1 for c in counts if c[0] or c[1])])
+                print(f"  event margin {margin} ms, {load_name}: {counts}", flush=True)
     return rows
 
 
@@ -155,31 +165,43 @@ async def first_audio(directory: Path, tracks: list[Path], plays: int) -> list[l
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=10, help="runs per cell of table 1")
-    parser.add_argument("--margins", default="0,20,40,60,80")
-    parser.add_argument("--event-margins", default="0,20,60")
+    parser.add_argument("--runs", type=int, default=8, help="runs per cell of tables 1, 2")
+    parser.add_argument("--margins", default="0,20,40,60,80", help="first-audio margins, ms")
+    parser.add_argument("--sizes", default="40,100", help="plays started at once")
+    parser.add_argument("--loads", default="idle,busy10,busy25",
+                        help=f"consumer loop loads, of {', '.join(LOADS)}")
+    parser.add_argument("--event-margins", default="0,20,60", help="event margins, ms")
+    parser.add_argument("--event-loads", default="busy10", help="consumer loads of table 2")
+    parser.add_argument("--skip", default="", help="tables to leave out, e.g. 2,3")
     parser.add_argument("--quick", action="store_true", help="3 runs, margins 0 and 60")
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
     margins = [0, 60] if args.quick else [int(m) for m in args.margins.split(",")]
     event_margins = [0, 60] if args.quick else [int(m) for m in args.event_margins.split(",")]
+    sizes = [int(n) for n in args.sizes.split(",")]
+    loads = args.loads.split(",")
+    event_loads = args.event_loads.split(",")
+    skip = set(args.skip.split(","))
     directory = Path(tempfile.mkdtemp(prefix="bench-margin-"))
     tracks = _tracks(directory, 100)
 
-    print("1. silent tracks (Node-like consumer; a track is silent when its stream never "
-          "got OpusHead)", flush=True)
-    rows = await silent_tracks(directory, tracks, margins, [40, 100], runs)
-    print(format_table(["first-audio margin", "plays at once", "consumer loop", "runs",
-                        "silent tracks", "runs with loss", "worst run"], rows))
-    print("\n2. ordering violations (busy consumer loop; 20 failing plays and 20 stops "
-          "per run)", flush=True)
-    rows = await violations(directory, tracks, event_margins, runs)
-    print(format_table(["event margin", "runs", "error before play reply",
-                        "finished before stop reply", "runs with any"], rows))
-    print("\n3. idle time to first audio, default margins (ms from POST /play)", flush=True)
-    rows = await first_audio(directory, tracks, 20 if args.quick else 40)
-    print(format_table(["consumer", "plays", "ready p50", "ready p95", "first audio p50",
-                        "first audio p95", "max"], rows))
+    if "1" not in skip:
+        print("1. silent tracks (Node-like consumer; a track is silent when its stream "
+              "never got OpusHead)", flush=True)
+        rows = await silent_tracks(directory, tracks, margins, sizes, loads, runs)
+        print(format_table(["first-audio margin", "plays at once", "consumer loop", "runs",
+                            "silent tracks", "runs with loss", "worst run"], rows))
+    if "2" not in skip:
+        print("\n2. ordering violations (20 failing plays and 20 stops per run)", flush=True)
+        rows = await violations(directory, tracks, event_margins, event_loads, runs)
+        print(format_table(["event margin", "consumer loop", "runs", "error before play reply",
+                            "finished before stop reply", "runs with any"], rows))
+    if "3" not in skip:
+        print("\n3. idle time to first audio, default margins (ms from POST /play)",
+              flush=True)
+        rows = await first_audio(directory, tracks, 20 if args.quick else 40)
+        print(format_table(["consumer", "plays", "ready p50", "ready p95", "first audio p50",
+                            "first audio p95", "max"], rows))
 
 
 if __name__ == "__main__":
