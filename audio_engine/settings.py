@@ -160,13 +160,13 @@ class EngineSettings(BaseSettings):
         "disconnected [env ENGINE_CONSUMER_STALL_SECONDS]",
     )
     first_audio_margin_ms: float = Field(
-        60.0,
+        80.0,
         ge=0,
         le=2000,
         description="wall-clock milliseconds between a play's ready and its first audio "
         "while a consumer that sent no 'order any' hello (the Node front) is connected; "
         "it needs that long to handle ready before audio is dropped "
-        "(docs/performance.md, margins) [env ENGINE_FIRST_AUDIO_MARGIN_MS]",
+        "(docs/performance.md, 'Timing margins') [env ENGINE_FIRST_AUDIO_MARGIN_MS]",
     )
     event_margin_ms: float = Field(
         60.0,

@@ -81,7 +81,7 @@ async def test_ready_goes_out_a_margin_before_the_first_audio(engine: EngineProc
                                                               api: httpx.AsyncClient,
                                                               media_server: MediaServer) -> None:
     # This consumer sends no hello: it gets the Node-safe timing (the default
-    # 60 ms margin; tests/test_timing_contract.py checks the margin itself).
+    # 80 ms margin; tests/test_timing_contract.py checks the margin itself).
     async with SocketConsumer(engine.socket_path) as consumer:
         await play(api, "ready-1", media_server.url("c.mp3"))
         await consumer.wait_packets("ready-1", 3)
