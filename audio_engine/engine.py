@@ -201,6 +201,7 @@ class Engine:
         return {
             "sessions_by_state": dict(self.manager.counts()),
             "consumers": len(self.hub.consumers),
+            "consumers_any_order": sum(1 for c in self.hub.consumers if c.any_order),
             "consumer_queues": {c.name: c.queued_bytes for c in self.hub.consumers},
             "passthrough": sum(1 for s in sessions if s.live and s.passthrough),
         }

@@ -55,6 +55,12 @@ class _Snapshot(Collector):
         )
         consumers.add_metric([], float(state.get("consumers", 0)))  # type: ignore[arg-type]
         yield consumers
+        any_order = GaugeMetricFamily(
+            "audiogate_engine_consumers_any_order",
+            "Socket consumers whose hello said they take any order (no Node-safe margins)",
+        )
+        any_order.add_metric([], float(state.get("consumers_any_order", 0)))  # type: ignore[arg-type]
+        yield any_order
         queue = GaugeMetricFamily(
             "audiogate_engine_consumer_queue_bytes",
             "Bytes waiting in each socket consumer's send queue",

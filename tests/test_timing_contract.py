@@ -96,6 +96,7 @@ async def test_a_consumer_that_takes_any_order_gets_no_margin(api: httpx.AsyncCl
                                                               media_dir: Path) -> None:
     async with SocketConsumer(slow_engine.socket_path, hello=GATEWAY_HELLO) as ours:
         await _settled(api, 1, 1)
+        assert "audiogate_engine_consumers_any_order 1.0" in (await api.get("/metrics")).text
         await _play(api, "tc-any", media_dir / "e.ogg")
         await ours.wait_packets("tc-any", 5)
         # The first audio shares ready's write.
