@@ -100,7 +100,8 @@ async def test_a_hundred_plays_at_once_are_all_audible(node: NodeConsumer,
 async def test_an_error_never_precedes_the_play_reply(node: NodeConsumer, tracks: list[Path],
                                                       media_dir: Path,
                                                       media_server: MediaServer) -> None:
-    playing = [(f"err-ok-{i}", str(tracks[i])) for i in range(10)]
+    long = tracks[0].parent / "long.ogg"
+    playing = [(f"err-ok-{i}", str(long)) for i in range(10)]
     ok = await node.play_many(playing)
     assert all(isinstance(r, SessionRecord) for r in ok)
     for round_ in range(3):
@@ -118,7 +119,9 @@ async def test_an_error_never_precedes_the_play_reply(node: NodeConsumer, tracks
             assert record.reply_at is not None and record.error_at >= record.reply_at
             assert record.stream is None
     await node.stop_many([sid for sid, _ in playing])
+    await node.wait_ended([sid for sid, _ in playing], within=20)
     assert node.violations == []
+    assert {node.records[sid].finished_reason for sid, _ in playing} == {"stopped"}
 
 
 async def test_a_stop_never_finishes_before_its_reply(node: NodeConsumer,

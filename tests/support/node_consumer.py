@@ -430,7 +430,12 @@ class NodeConsumer:
                 record.finished_at = now
                 reason = event.extra.get("reason")
                 record.finished_reason = reason if isinstance(reason, str) else None
-                if record.stop_requested_at is not None and record.stop_reply_at is None:
+                stop_pending = (record.stop_requested_at is not None
+                                and record.stop_reply_at is None)
+                if stop_pending and record.finished_reason in (None, "stopped"):
+                    # (The front cannot tell a stop's finished from a track that
+                    # happened to end during the stop; only the former is the
+                    # engine's doing, so an "end" racing a stop is not counted.)
                     self.violations.append(Violation(
                         "finished-before-stop-reply", event.session_id,
                         "finished handled before the stop's reply",
