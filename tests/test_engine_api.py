@@ -315,8 +315,10 @@ def test_operator_endpoints(client: httpx.Client, media_server: MediaServer) -> 
     assert "/session/{session_id}/play" in client.get("/openapi.json").json()["paths"]
 
 
-def test_session_limit_is_a_429(engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
-                                media_server: MediaServer) -> None:
+def test_session_limit_is_a_429(
+    engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
+    media_server: MediaServer,
+) -> None:
     with engine_factory(ENGINE_MAX_SESSIONS="2") as small, httpx.Client(base_url=small.url) as c:
         url = media_server.url("long_a.mp3")
         assert c.post("/session/one/play", json={"url": url}).status_code == 200
