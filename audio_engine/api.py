@@ -7,9 +7,15 @@ Go-compatible (PROTOCOL.md section 1): ``/session/{id}/play|stop|pause|resume|st
 ``POST /session/{id}/seek``, ``GET /metrics``, ``GET /stats`` (Lavalink's shape).
 OpenAPI docs at ``/docs``.
 
-Bodies are rendered Go-style (``gojson``) and every answer carries the Go CORS
-headers. Invalid input is a 4xx with a message saying what is wrong; it never
-touches another session.
+Bodies are rendered Go-style (``gojson``, typed ``application/json;
+charset=utf-8`` as gin types them) and every answer carries the Go CORS headers.
+An unknown path, or a known path with the wrong method, is gin's plain-text
+``404 page not found``. Invalid input is a 4xx with a message saying what is
+wrong; it never touches another session.
+
+Replies go out before the events they cause: a play's and a stop's response
+carries a background task (run by Starlette after the body was written) that
+releases the request's ``ReplyGate`` (``audio_engine.ordering``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from audio_engine.engine import Engine
 from audio_engine.formats import OutputFormat
-from audio_engine.gojson import GoCORSMiddleware, GoJSONResponse
+from audio_engine.gojson import GoCORSMiddleware, GoJSONResponse, go_not_found
 from audio_engine.manager import NotPlayable, TooManySessions
 from audio_engine.resolver import ResolveError
 from audio_engine.session import PlayRequest, Session
@@ -194,6 +202,13 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
         default_response_class=GoJSONResponse,
     )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_failed(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (404, 405):
+            return go_not_found()  # gin answers a wrong method with its 404 too
+        return GoJSONResponse({"status": "error", "message": str(exc.detail)},
+                              status_code=exc.status_code)
+
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, exc: RequestValidationError) -> Response:
         error = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
@@ -249,14 +264,17 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
         return GoJSONResponse(
             {"status": "playing", "session_id": session_id},
             headers={PLAY_ID_HEADER: str(session.play_id)},
+            background=BackgroundTask(manager.replied, session.gate),
         )
 
     @app.post("/session/{session_id}/stop", summary="Stop a session (unknown ids too)")
     async def stop(session_id: SessionIdPath) -> Response:
         if (problem := invalid_id(session_id)) is not None:
             return _error(session_id, problem, 400)
-        manager.stop(session_id)
-        return GoJSONResponse({"status": "stopped", "session_id": session_id})
+        gate = manager.reply_gate()
+        manager.stop(session_id, gate=gate)
+        return GoJSONResponse({"status": "stopped", "session_id": session_id},
+                              background=BackgroundTask(manager.replied, gate))
 
     @app.post("/session/{session_id}/pause", summary="Pause output at once")
     async def pause(session_id: SessionIdPath) -> Response:
@@ -291,7 +309,9 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
         manager.touch(session_id)
         body: dict[str, Any] = {
             "session_id": session_id,
-            "status": session.status.value,
+            # The Go engine's state, which stays "streaming" while paused (our
+            # /sessions/{id} says "paused").
+            "status": session.state.value,
             "bytes_sent": session.bytes_sent,
         }
         if session.request.url:
@@ -314,7 +334,7 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
         try:
             return GoJSONResponse(await engine.resolver.metadata(url))
         except ResolveError as exc:
-            return failed(str(exc), 500)
+            return failed(str(exc), 400)  # as the Go engine: a URL it cannot handle
 
     @app.get("/playlist", summary="Entries of a playlist URL")
     async def playlist(url: Annotated[str, Query()] = "") -> Response:
@@ -328,7 +348,7 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
         try:
             entries = await engine.resolver.playlist(url)
         except ResolveError as exc:
-            return failed(str(exc), 500)
+            return failed(str(exc), 400)  # as the Go engine: a URL it cannot handle
         return GoJSONResponse({"url": url, "count": len(entries), "entries": entries})
 
     @app.get("/search", summary="Search YouTube through yt-dlp")

@@ -12,6 +12,11 @@ policy instead of ``drain()`` (the clock must never wait on anyone):
 
 A consumer that connects while sessions are streaming is first sent those
 sessions' Ogg header pages, so its demuxers start cleanly mid-stream.
+
+A consumer may write one hello line when it connects (``protocol.Hello``); one
+that says ``"order":"any"`` needs none of the Node-safe timing margins. Until a
+consumer has said so, it is Go-style, and while any Go-style consumer is
+connected the margins apply to every write (``ConsumerHub.go_style_connected``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audio_engine.metrics import EngineMetrics
+from protocol import Hello, HelloReader, RemoteProtocolError
 
 __all__ = ["Consumer", "ConsumerHub"]
 
@@ -44,6 +50,9 @@ class Consumer(asyncio.Protocol):
         self.over_since: float | None = None
         self.dropped_batches = 0
         self.bytes_written = 0
+        #: What the consumer said it is; None until (unless) it sends a hello.
+        self.hello: Hello | None = None
+        self._hello_reader = HelloReader()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
@@ -52,8 +61,25 @@ class Consumer(asyncio.Protocol):
         self.hub.attach(self)
 
     def data_received(self, data: bytes) -> None:
-        # Consumers only read (a Go consumer never writes); ignore anything sent.
-        return
+        # The only thing a consumer may write is its hello; anything else, and
+        # anything after it, is ignored (a Go consumer never writes at all).
+        reader = self._hello_reader
+        reader.receive_data(data)
+        try:
+            hello = reader.next_event()
+        except RemoteProtocolError as exc:
+            log.warning("consumer %s sent no valid hello (%s); it gets the Go timing",
+                        self.name, exc)
+            return
+        if isinstance(hello, Hello):
+            self.hello = hello
+            log.info("consumer %s is %r (order %s)", self.name, hello.client,
+                     hello.order.value)
+
+    @property
+    def any_order(self) -> bool:
+        """The consumer said it takes any order of replies, events and audio."""
+        return self.hello is not None and self.hello.any_order
 
     def eof_received(self) -> bool:
         return False
@@ -135,6 +161,11 @@ class ConsumerHub:
     def consumers(self) -> list[Consumer]:
         """The consumers connected now."""
         return list(self._consumers.values())
+
+    @property
+    def go_style_connected(self) -> bool:
+        """True while a consumer that needs the Node-safe timing is connected."""
+        return any(not consumer.any_order for consumer in self._consumers.values())
 
     def set_prefix(self, prefix: Callable[[], bytes]) -> None:
         """Set the function that builds a new consumer's header packets."""

@@ -28,13 +28,14 @@ from audio_engine.clock import TickSchedule, run_clock
 from audio_engine.consumers import ConsumerHub
 from audio_engine.manager import ManagerLimits, SessionManager
 from audio_engine.metrics import EngineMetrics
+from audio_engine.ordering import TimingPolicy
 from audio_engine.pools import ElasticPool
 from audio_engine.resolver import Resolver
 from audio_engine.session import SessionState
 from audio_engine.settings import EngineSettings
 from audio_engine.url_policy import UrlPolicy
 
-__all__ = ["CLOCK_STALL_SECONDS", "Engine"]
+__all__ = ["CLOCK_STALL_SECONDS", "FEATURES", "Engine"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def _rss_megabytes() -> float:
             pages = int(statm.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
     except (OSError, ValueError, IndexError):
-        import resource  # a fallback for systems without /proc
+        import resource  # a fallback off Linux only
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -64,6 +65,20 @@ def _open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
         return -1
+
+
+#: What this engine does beyond the Go engine's API, listed in ``/health`` as
+#: ``features`` (an engine whose ``/health`` has none is a Go engine): play ids on
+#: events and ``X-Play-Id``, live volume and seek, the consumer hello, and
+#: ``finished`` events with a ``reason``.
+FEATURES = ("play_id", "volume", "seek", "hello", "finish_reason")
+
+
+def _busy(seconds: float) -> None:
+    """Hold the thread (and the GIL, as real work would) for *seconds*."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 class Engine:
@@ -117,6 +132,10 @@ class Engine:
                 open_timeout=settings.open_timeout,
                 read_timeout=settings.read_timeout,
             ),
+            timing=TimingPolicy(
+                event_margin=settings.event_margin_ms / 1000,
+                first_audio_margin=settings.first_audio_margin_ms / 1000,
+            ),
         )
         self.metrics.watch(self._snapshot)
         self.started_at = time.monotonic()
@@ -159,6 +178,9 @@ class Engine:
         self.manager.tick(index, lateness)
         if self._schedule is not None and self._schedule.slipped != slipped:
             self.metrics.clock_slips.inc(self._schedule.slipped - slipped)
+        stall = self.settings.debug_loop_stall_ms
+        if stall and index % self.settings.debug_loop_stall_every == 0:
+            _busy(stall / 1000)
 
     async def _reap_idle(self) -> None:
         interval = min(60.0, self.settings.idle_timeout / 4)
@@ -209,6 +231,7 @@ class Engine:
         return {
             "sessions_by_state": dict(self.manager.counts()),
             "consumers": len(self.hub.consumers),
+            "consumers_any_order": sum(1 for c in self.hub.consumers if c.any_order),
             "consumer_queues": {c.name: c.queued_bytes for c in self.hub.consumers},
             "passthrough": sum(1 for s in sessions if s.live and s.passthrough),
         }
@@ -226,10 +249,12 @@ class Engine:
             "sessions_playing": len(playing),
             "engine": "audiogate",
             "version": self.version,
+            "features": list(FEATURES),
             "sessions_total": len(sessions),
             "sessions_by_state": dict(self.manager.counts()),
             "passthrough_sessions": sum(1 for s in live if s.passthrough),
             "consumers": len(self.hub.consumers),
+            "consumers_any_order": sum(1 for c in self.hub.consumers if c.any_order),
             "ticks": self.manager.ticks,
             "clock_slipped_ticks": self._schedule.slipped if self._schedule else 0,
             "frames_sent": self.manager.total_frames_sent,

@@ -15,7 +15,14 @@ from typing import Any
 
 from starlette.responses import Response
 
-__all__ = ["CORS_HEADERS", "GoCORSMiddleware", "GoJSONResponse", "go_json"]
+__all__ = [
+    "CORS_HEADERS",
+    "NOT_FOUND_BODY",
+    "GoCORSMiddleware",
+    "GoJSONResponse",
+    "go_json",
+    "go_not_found",
+]
 
 #: Headers every engine response carries (PROTOCOL.md section 1).
 CORS_HEADERS = (
@@ -55,13 +62,25 @@ def go_json(value: Any) -> bytes:
 
 
 class GoJSONResponse(Response):
-    """A JSON response rendered by ``go_json``."""
+    """A JSON response rendered by ``go_json``, typed as gin types its JSON."""
 
-    media_type = "application/json"
+    media_type = "application/json; charset=utf-8"
 
     def render(self, content: Any) -> bytes:
         """Render *content* Go-style."""
         return go_json(content)
+
+
+#: gin's answer to an unknown path, and to a known path with the wrong method (gin
+#: does not answer 405 unless told to): this body, no newline, typed
+#: ``text/plain`` (gin's ``serveError``).
+NOT_FOUND_BODY = b"404 page not found"
+
+
+def go_not_found() -> Response:
+    """The 404 gin writes for a route it does not have."""
+    # Set as a header: Starlette would append "; charset=utf-8" to a text/ media type.
+    return Response(NOT_FOUND_BODY, status_code=404, headers={"content-type": "text/plain"})
 
 
 Scope = MutableMapping[str, Any]

@@ -5,6 +5,12 @@ need no locks. Each session has its own producer task; the tick takes one frame
 from every playing session and hands the whole batch to the consumer hub in one
 write per consumer. Nothing here waits on a session: an empty ring is an
 underrun of that session only.
+
+Event lines follow the timing contract of ``audio_engine.ordering``: events an
+HTTP request caused wait behind that request's ``ReplyGate`` (the API releases
+it once the reply is written, ``replied``), each session id's lines keep their
+order, and a play's first audio waits a wall-clock margin after its ``ready``
+while a Go-style consumer is connected.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from audio_engine.consumers import ConsumerHub
 from audio_engine.formats import OutputFormat
 from audio_engine.framestats import FrameStats
 from audio_engine.metrics import EngineMetrics
+from audio_engine.ordering import HeldLines, ReplyGate, TimingPolicy
 from audio_engine.producer import ProducerContext, run_producer
 from audio_engine.resolver import Resolver
-from audio_engine.session import PlayRequest, Session, SessionState
+from audio_engine.session import FinishReason, PlayRequest, Session, SessionState
 from audio_engine.source import MediaSource, SourceOptions
 from protocol import FRAME_DURATION, Event, EventType, encode_event_line, encode_packet
 
@@ -69,9 +76,11 @@ class SessionManager:
         codec_pool: Executor,
         metrics: EngineMetrics,
         limits: ManagerLimits,
+        timing: TimingPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hub = hub
+        self.timing = timing or TimingPolicy()
         self._open_pool = open_pool
         self._metrics = metrics
         self._limits = limits
@@ -79,6 +88,8 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         #: Sessions the tick visits: live ones whose ``ready`` is due or sent.
         self._playing: dict[str, Session] = {}
+        #: Event lines waiting for a reply gate or behind earlier lines of their id.
+        self._held = HeldLines()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: set[Future[None]] = set()
         self._context = ProducerContext(
@@ -138,11 +149,14 @@ class SessionManager:
             raise TooManySessions(
                 f"too many sessions: the limit of {self._limits.max_sessions} is reached"
             )
+        gate = ReplyGate(now)
         if old is not None:
-            self._send_now(self._end(old, replaced=True))
+            # The old stream's finished belongs to this request: after its reply,
+            # before the new ready.
+            self._post(session_id, self._finish(old, FinishReason.REPLACED), gate)
             del self._sessions[session_id]
         session = Session(session_id, request, serial=secrets.randbits(32), now=now,
-                          play_id=next(self._plays))
+                          play_id=next(self._plays), gate=gate)
         self._sessions[session_id] = session
         session.producer = self._spawn(run_producer(session, self._context))
         self._metrics.plays.labels(request.output.value).inc()
@@ -152,13 +166,26 @@ class SessionManager:
         )
         return session
 
-    def stop(self, session_id: str) -> None:
-        """Stop and forget *session_id* (``finished`` if it had started). Unknown
-        ids are fine."""
+    def stop(self, session_id: str, *, reason: FinishReason = FinishReason.STOPPED,
+             gate: ReplyGate | None = None) -> None:
+        """Stop and forget *session_id* (``finished`` with *reason* if it had sent
+        ``ready``, held behind *gate* when a request caused it). Unknown ids are
+        fine."""
         session = self._sessions.pop(session_id, None)
         if session is not None:
-            self._send_now(self._end(session, stopped=True))
-            session.log.info("stopped")
+            self._post(session_id, self._finish(session, reason), gate)
+
+    def reply_gate(self) -> ReplyGate:
+        """A gate for the events of one request (release it with ``replied``)."""
+        return ReplyGate(self._clock())
+
+    def replied(self, gate: ReplyGate) -> None:
+        """The reply of *gate*'s request has been written: its events may follow,
+        after the event margin while a Go-style consumer is connected."""
+        now = self._clock()
+        gate.release(now + self.timing.event_delay(self._hub.go_style_connected))
+        if gate.is_open(now):
+            self._send_due(now)
 
     def pause(self, session_id: str) -> Session | None:
         """Pause output at once (idempotent). Returns None for unknown ids."""
@@ -253,7 +280,7 @@ class SessionManager:
             session.failure = message
             session.error_stage = stage
             return
-        self._send_now(self._end(session, error=message, stage=stage))
+        self._post(session.id, self._fail(session, message, stage), session.gate)
 
     def retire(self, source: MediaSource) -> None:
         future = self._open_pool.submit(source.close)
@@ -267,29 +294,39 @@ class SessionManager:
         started = time.perf_counter()
         now = self._clock()
         self.ticks += 1
-        parts: list[bytes] = []
-        events: list[bytes] = []
+        held = self._held
+        lines, expired = held.due(now)
+        parts: list[bytes] = list(lines)
+        events: list[bytes] = list(lines)
         sent: Counter[OutputFormat] = Counter()
         underruns: Counter[OutputFormat] = Counter()
+        audio_delay = self.timing.audio_delay(self._hub.go_style_connected)
+        announced: list[Session] = []
         for session in tuple(self._playing.values()):
             if session.ready_pending:
+                if not session.gate.is_open(now) or held.holds(session.id):
+                    continue  # the play's reply (or an earlier line) comes first
+                expired += session.gate.expired(now)
                 line = encode_event_line(self._ready_event(session))
                 parts.append(line)
                 events.append(line)
                 session.ready_pending = False
                 session.ready_sent = True
                 session.state = SessionState.STREAMING
-                session.audio_from_tick = index + 1
-                continue
-            if session.paused or index < session.audio_from_tick:
+                if audio_delay is not None:
+                    # Timed from the write, below: a wall-clock margin holds
+                    # however late this tick runs and however soon the next.
+                    announced.append(session)
+                    continue
+                session.audio_at = now  # every consumer takes audio in ready's write
+            if session.paused or now < session.audio_at:
                 continue
             session.playing_ticks += 1
             frame = session.ring.pop()
             if frame is None:
                 ending = self._empty_ring(session, now)
                 if ending is not None:
-                    parts.append(ending)
-                    events.append(ending)
+                    self._tick_line(session.id, ending, parts, events)
                 elif not session.ended:
                     underruns[session.request.output] += 1
                     session.underruns += 1
@@ -315,12 +352,18 @@ class SessionManager:
                     now - session.requested_at
                 )
             if frame.last:
-                ending = self._end(session, finished=True)
+                ending = self._finish(session, FinishReason.END)
                 if ending is not None:
-                    parts.append(ending)
-                    events.append(ending)
+                    self._tick_line(session.id, ending, parts, events)
         audio_packets = sum(sent.values())
         self._hub.broadcast(parts, events, audio_packets)
+        if announced:
+            assert audio_delay is not None
+            written = self._clock()
+            for session in announced:
+                session.audio_at = written + audio_delay
+        if expired:
+            self._metrics.reply_gate_timeouts.inc(expired)
         for output, count in sent.items():
             self._metrics.frames_sent.labels(output.value).inc(count)
         for output, count in underruns.items():
@@ -339,59 +382,83 @@ class SessionManager:
         """An empty ring: the end of the track, a failure to report, a stall, or
         a plain underrun (None)."""
         if session.failure is not None:
-            return self._end(session, error=session.failure, stage=session.error_stage)
+            return self._fail(session, session.failure, session.error_stage)
         if session.source_done:
-            return self._end(session, finished=True)
+            return self._finish(session, FinishReason.END)
         if session.underrun_since is None:
             session.underrun_since = now
         elif now - session.underrun_since > self._limits.stuck_threshold:
             message = f"source stalled: no audio for {self._limits.stuck_threshold:g} s"
             self._metrics.session_errors.labels("stuck").inc()
             session.log.warning("%s; ending the session", message)
-            return self._end(session, error=message, stage="stuck")
+            return self._fail(session, message, "stuck")
         return None
 
-    # -- ending --------------------------------------------------------------------
+    # -- ending and event lines ---------------------------------------------------
 
-    def _end(
-        self,
-        session: Session,
-        *,
-        error: str | None = None,
-        stage: str = "",
-        finished: bool = False,
-        stopped: bool = False,
-        replaced: bool = False,
-    ) -> bytes | None:
-        """Mark *session* ended, cancel its producer, and return the event line to
-        send (``finished`` if it had sent ``ready``, ``error`` on failure, else None)."""
+    def _close(self, session: Session) -> bool:
+        """Mark *session* ended and cancel its producer; False if it already was."""
         if session.ended:
-            return None
+            return False
         session.ended = True
         session.paused = False
         self._playing.pop(session.id, None)
         if session.producer is not None and session.producer is not asyncio.current_task():
             session.producer.cancel()
         session.ring.clear()
-        if error is not None:
-            session.state = SessionState.ERROR
-            session.error_message = error
-            event = Event(EventType.ERROR, session.id, error,
-                          {"play": session.play_id, "reason": stage or "source"})
-            return encode_event_line(event)
-        session.state = SessionState.STOPPED
-        if finished:
-            session.log.info("finished at %.2f s", session.position)
-        elif replaced:
-            session.log.info("replaced")
-        if not session.ready_sent:
-            return None  # ready never went out: there is nothing to finish
-        return encode_event_line(Event(EventType.FINISHED, session.id,
-                                       extra={"play": session.play_id}))
+        return True
 
-    def _send_now(self, line: bytes | None) -> None:
-        if line is not None:
+    def _finish(self, session: Session, reason: FinishReason) -> bytes | None:
+        """End *session* without an error; return its ``finished`` line, or None
+        when it never sent ``ready`` (there is nothing to finish) or had ended."""
+        if not self._close(session):
+            return None
+        session.state = SessionState.STOPPED
+        if reason is FinishReason.END:
+            session.log.info("finished at %.2f s", session.position)
+        else:
+            session.log.info("%s at %.2f s", reason.value, session.position)
+        if not session.ready_sent:
+            return None
+        return encode_event_line(Event(EventType.FINISHED, session.id,
+                                       extra={"play": session.play_id, "reason": reason.value}))
+
+    def _fail(self, session: Session, message: str, stage: str) -> bytes | None:
+        """End *session* with an error; return its ``error`` line (None if it had
+        already ended)."""
+        if not self._close(session):
+            return None
+        session.state = SessionState.ERROR
+        session.error_message = message
+        event = Event(EventType.ERROR, session.id, message,
+                      {"play": session.play_id, "reason": stage or "source"})
+        return encode_event_line(event)
+
+    def _post(self, session_id: str, line: bytes | None, gate: ReplyGate | None) -> None:
+        """Write *line* now if its gate is open and nothing of its id waits, else
+        hold it."""
+        if line is None:
+            return
+        if not self._held.holds(session_id) and (gate is None or gate.is_open(self._clock())):
             self._hub.send_event(line)
+        else:
+            self._held.add(session_id, line, gate)
+
+    def _tick_line(self, session_id: str, line: bytes, parts: list[bytes],
+                   events: list[bytes]) -> None:
+        """Add a line to this tick's write, unless earlier lines of its id wait."""
+        if self._held.holds(session_id):
+            self._held.add(session_id, line, None)
+        else:
+            parts.append(line)
+            events.append(line)
+
+    def _send_due(self, now: float) -> None:
+        lines, expired = self._held.due(now)
+        for line in lines:
+            self._hub.send_event(line)
+        if expired:
+            self._metrics.reply_gate_timeouts.inc(expired)
 
     def _ready_event(self, session: Session) -> Event:
         extra: dict[str, str | int | float | bool | None] = {"play": session.play_id}
@@ -413,14 +480,17 @@ class SessionManager:
         ]
         for session in idle:
             session.log.info("idle for %.0f s; removing", now - session.last_touched)
-            self.stop(session.id)
+            self.stop(session.id, reason=FinishReason.IDLE)
         return len(idle)
 
     async def close(self) -> None:
-        """End every session (``finished`` events), cancel producers and wait for
-        them, then for sources still closing. Idempotent."""
+        """Write every held line, end every session (``finished`` with reason
+        ``shutdown``), cancel producers and wait for them, then for sources still
+        closing. Idempotent."""
+        for line in self._held.drain():
+            self._hub.send_event(line)
         for session_id in list(self._sessions):
-            self.stop(session_id)
+            self.stop(session_id, reason=FinishReason.SHUTDOWN)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

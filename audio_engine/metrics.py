@@ -55,6 +55,12 @@ class _Snapshot(Collector):
         )
         consumers.add_metric([], float(state.get("consumers", 0)))  # type: ignore[arg-type]
         yield consumers
+        any_order = GaugeMetricFamily(
+            "audiogate_engine_consumers_any_order",
+            "Socket consumers whose hello said they take any order (no Node-safe margins)",
+        )
+        any_order.add_metric([], float(state.get("consumers_any_order", 0)))  # type: ignore[arg-type]
+        yield any_order
         queue = GaugeMetricFamily(
             "audiogate_engine_consumer_queue_bytes",
             "Bytes waiting in each socket consumer's send queue",
@@ -127,6 +133,11 @@ class EngineMetrics:
         self.resolution = Histogram(
             "audiogate_engine_resolution_seconds",
             "Resolving a URL and opening its source", buckets=RESOLUTION_BUCKETS, registry=r,
+        )
+        self.reply_gate_timeouts = Counter(
+            "audiogate_engine_reply_gate_timeouts",
+            "Event lines written although their request's HTTP reply was never "
+            "confirmed written (they waited the 2 s gate timeout)", registry=r,
         )
         self.sessions_gauge = Gauge(
             "audiogate_engine_session_limit", "Most live sessions allowed", registry=r

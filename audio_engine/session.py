@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
 from applog import SessionLogger, session_logger
 from audio_engine.formats import OutputFormat
+from audio_engine.ordering import ReplyGate
 from audio_engine.ring import FrameRing
 
-__all__ = ["PlayRequest", "Session", "SessionState"]
+__all__ = ["FinishReason", "PlayRequest", "Session", "SessionState"]
 
 log = logging.getLogger("audio_engine.session")
 
@@ -30,6 +32,22 @@ class SessionState(StrEnum):
     #: Ended: the track finished (stopped or replaced sessions are removed).
     STOPPED = "stopped"
     ERROR = "error"
+
+
+class FinishReason(StrEnum):
+    """Why a session ended without an error: the ``reason`` of its ``finished``
+    event (a ``finished`` without one comes from a Go engine)."""
+
+    #: The track played to its end.
+    END = "end"
+    #: Stopped through the API.
+    STOPPED = "stopped"
+    #: A new play on the same id replaced it.
+    REPLACED = "replaced"
+    #: The engine is shutting down: not the end of the track.
+    SHUTDOWN = "shutdown"
+    #: Removed after the idle timeout.
+    IDLE = "idle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +65,14 @@ class Session:
     """Everything the engine knows about one session id.
 
     The lifecycle is ``extracting -> streaming <-> paused -> stopped | error``.
-    ``ready`` is written by the clock on the tick after the first frame exists;
-    audio starts on a later tick (``audio_from_tick``).
+    ``ready`` is written by the clock once the first frames exist and the play's
+    reply has gone out (``gate``); audio starts at ``audio_at`` (see
+    ``audio_engine.ordering``).
     """
 
     def __init__(
         self, session_id: str, request: PlayRequest, *, serial: int, now: float,
-        play_id: int = 0, ring: FrameRing | None = None,
+        play_id: int = 0, ring: FrameRing | None = None, gate: ReplyGate | None = None,
     ) -> None:
         self.id = session_id
         self.request = request
@@ -72,6 +91,8 @@ class Session:
         self.wake = asyncio.Event()
         self.wake.set()
         self.producer: asyncio.Task[None] | None = None
+        #: Holds this play's events until its HTTP reply has been written.
+        self.gate = gate if gate is not None else ReplyGate(now)
 
         # Emission state (the clock's side).
         self.ready_pending = False
@@ -80,7 +101,9 @@ class Session:
         #: Granule and sequence of the last Ogg page sent (a seek resumes after it).
         self.emitted_granule = 0
         self.emitted_sequence = 1
-        self.audio_from_tick = 0
+        #: Earliest time (the manager's clock) of the first audio packet; set
+        #: when ``ready`` is written.
+        self.audio_at = math.inf
         #: The producer reached the end of the source.
         self.source_done = False
         #: Why the producer failed, once it has; the clock ends the session after

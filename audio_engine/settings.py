@@ -159,6 +159,37 @@ class EngineSettings(BaseSettings):
         description="seconds a consumer may stay over its queue limit before it is "
         "disconnected [env ENGINE_CONSUMER_STALL_SECONDS]",
     )
+    first_audio_margin_ms: float = Field(
+        80.0,
+        ge=0,
+        le=2000,
+        description="wall-clock milliseconds between a play's ready and its first audio "
+        "while a consumer that sent no 'order any' hello (the Node front) is connected; "
+        "it needs that long to handle ready before audio is dropped "
+        "(docs/performance.md, 'Timing margins') [env ENGINE_FIRST_AUDIO_MARGIN_MS]",
+    )
+    event_margin_ms: float = Field(
+        60.0,
+        ge=0,
+        le=2000,
+        description="wall-clock milliseconds between an HTTP reply and the events it "
+        "caused (ready, error, a stop's finished) while such a consumer is connected "
+        "[env ENGINE_EVENT_MARGIN_MS]",
+    )
+    debug_loop_stall_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="test aid: keep the event loop busy this many milliseconds after "
+        "a tick, to reproduce a loaded engine; 0 (the default) in production "
+        "[env ENGINE_DEBUG_LOOP_STALL_MS]",
+    )
+    debug_loop_stall_every: int = Field(
+        1,
+        ge=1,
+        description="test aid: stall after every Nth tick only "
+        "[env ENGINE_DEBUG_LOOP_STALL_EVERY]",
+    )
     shutdown_timeout: float = Field(
         5.0,
         gt=0,

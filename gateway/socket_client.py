@@ -5,6 +5,11 @@ straight through the decoder to the router, so the reader never waits on a sink.
 After any close (or a framing error) the client waits an exponentially growing,
 jittered delay and reconnects with a fresh decoder; every sink is told to forget
 its partial pages.
+
+On every connect it writes one hello line saying it takes any order of replies,
+events and audio (sinks are registered by session id before plays start), so our
+engine sends it first audio without the margin the Node front needs. A Go engine
+never reads its socket; the line is harmless there.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.router import Router
-from protocol import RemoteProtocolError, StreamDecoder
+from protocol import ConsumerOrder, Hello, RemoteProtocolError, StreamDecoder
 
-__all__ = ["READ_SIZE", "SocketClient"]
+__all__ = ["HELLO", "READ_SIZE", "SocketClient"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 #: pieces (~90 packets) hands each frame to its sink within a millisecond of
 #: the read instead of after a whole 256 KB batch has been decoded.
 READ_SIZE = 32 * 1024
+#: The line written on every connect (docs/protocol.md, "The consumer hello").
+HELLO = bytes(Hello("audiogate-gateway", ConsumerOrder.ANY))
 
 
 class _Reader(asyncio.BufferedProtocol):
@@ -41,6 +48,8 @@ class _Reader(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(HELLO)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view

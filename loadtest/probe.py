@@ -7,6 +7,10 @@ client only, so a load run uses exactly one probe whatever the engine.
 Per session it records the arrival of the first audio packet and the gap between
 consecutive audio packets (arrival = the time of the ``recv`` that completed it;
 ``time.monotonic``, which is one clock for every process of the machine).
+
+It says in a hello that it takes any order of replies, events and audio, as our
+gateway does, so our engine's figures are those our gateway sees (a Go-style
+consumer's first audio waits the engine's margins; bench/first_audio_margin.py).
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import AudioPacket, Event, RemoteProtocolError, StreamDecoder
+from protocol import (
+    AudioPacket,
+    ConsumerOrder,
+    Event,
+    Hello,
+    RemoteProtocolError,
+    StreamDecoder,
+)
 
 __all__ = ["ProbeHandle", "SessionTiming", "start_probe"]
 
@@ -45,6 +56,7 @@ def _probe_main(path: str, conn: multiprocessing.connection.Connection) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.connect(path)
+    sock.sendall(bytes(Hello("audiogate-loadtest-probe", ConsumerOrder.ANY)))
     sock.setblocking(False)
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ, "socket")

@@ -77,9 +77,11 @@ async def test_two_sessions_each_carry_their_own_tone(engine: EngineProcess,
             await api.post(f"/session/{sid}/stop")
 
 
-async def test_ready_goes_out_a_tick_before_the_first_audio(engine: EngineProcess,
-                                                            api: httpx.AsyncClient,
-                                                            media_server: MediaServer) -> None:
+async def test_ready_goes_out_a_margin_before_the_first_audio(engine: EngineProcess,
+                                                              api: httpx.AsyncClient,
+                                                              media_server: MediaServer) -> None:
+    # This consumer sends no hello: it gets the Node-safe timing (the default
+    # 80 ms margin; tests/test_timing_contract.py checks the margin itself).
     async with SocketConsumer(engine.socket_path) as consumer:
         await play(api, "ready-1", media_server.url("c.mp3"))
         await consumer.wait_packets("ready-1", 3)
@@ -89,6 +91,7 @@ async def test_ready_goes_out_a_tick_before_the_first_audio(engine: EngineProces
         first_audio = next(a for a in arrivals if a is not arrivals[0])
         assert first_audio.read_index > arrivals[0].read_index
         assert first_audio.at - arrivals[0].at >= 0.010
+        assert first_audio.message.payload.startswith(b"OggS")  # type: ignore[union-attr]
         assert len(consumer.events("ready-1", EventType.READY)) == 1
         await api.post("/session/ready-1/stop")
 
@@ -103,7 +106,8 @@ async def test_stopping_one_session_leaves_the_other_without_gaps(
         await consumer.wait_packets("stop-a", 20)
         stopped_at = time.monotonic()
         await api.post("/session/stop-a/stop")
-        await consumer.wait_event("stop-a", EventType.FINISHED)
+        finished = await consumer.wait_event("stop-a", EventType.FINISHED)
+        assert finished.extra["reason"] == "stopped"
         count = len(consumer.packets("stop-b"))
         await consumer.wait_packets("stop-b", count + 60)
         window = [t for t in consumer.audio_page_times("stop-b") if abs(t - stopped_at) < 1.2]
@@ -130,6 +134,7 @@ async def test_replacing_a_session_sends_finished_then_ready(
         await consumer.wait_packets("rep-b", count + 60)
         kinds = [e.type for e in consumer.events("rep-a")]
         assert kinds == [EventType.READY, EventType.FINISHED, EventType.READY]
+        assert consumer.events("rep-a")[1].extra["reason"] == "replaced"
         serials = [page.serial for _, page in consumer.pages("rep-a")]
         assert len(set(serials)) == 2
         # The new stream is 880 Hz; B never changed.
@@ -391,6 +396,8 @@ async def test_sigterm_ends_sessions_and_removes_the_socket(
             for sid in ("term-a", "term-b"):
                 assert [e.type for e in consumer.events(sid)] == [EventType.READY,
                                                                   EventType.FINISHED]
+                # Not the end of the track: a gateway must not advance its queue.
+                assert consumer.events(sid)[1].extra["reason"] == "shutdown"
             assert not engine.socket_path.exists()
 
 
@@ -402,16 +409,25 @@ async def test_finished_sessions_are_reaped_after_the_idle_timeout(
         async with httpx.AsyncClient(base_url=engine.url) as client, \
                 SocketConsumer(engine.socket_path) as consumer:
             await play(client, "idle-1", media_server.url("short_c.mp3"))
-            await consumer.wait_event("idle-1", EventType.FINISHED, timeout=15)
+            await play(client, "idle-2", media_server.url("long_b.mp3"))
+            await consumer.wait_packets("idle-2", 5)
+            await client.post("/session/idle-2/pause")
+            finished = await consumer.wait_event("idle-1", EventType.FINISHED, timeout=15)
+            assert finished.extra["reason"] == "end"
             pages = [p for _, p in consumer.pages("idle-1")]
             assert pages[-1].eos
             assert (await client.get("/sessions/idle-1")).json()["status"] == "stopped"
 
             async def gone() -> bool:
                 listed = (await client.get("/sessions")).json()["sessions"]
-                return not any(s["session_id"] == "idle-1" for s in listed)
+                return not any(s["session_id"] in {"idle-1", "idle-2"} for s in listed)
 
             await poll_until_async(gone, timeout=10)
+            # A paused session reaped for idleness finishes with that reason;
+            # an ended one was finished already and sends nothing more.
+            reaped = await consumer.wait_event("idle-2", EventType.FINISHED)
+            assert reaped.extra["reason"] == "idle"
+            assert len(consumer.events("idle-1", EventType.FINISHED)) == 1
 
 
 async def test_a_stalled_source_is_declared_stuck(

@@ -18,6 +18,7 @@ from protocol import (
     DecodedMessage,
     Event,
     EventType,
+    Hello,
     OggOpusReader,
     OggPage,
     OggPageReader,
@@ -38,11 +39,17 @@ class Arrival:
 
 
 class SocketConsumer:
-    """Reads an engine socket until closed. Use ``async with``."""
+    """Reads an engine socket until closed. Use ``async with``.
 
-    def __init__(self, path: Path, *, read_size: int = 65536) -> None:
+    With *hello*, it writes that line first, as our gateway does; without, it is a
+    Go-style consumer (it never writes).
+    """
+
+    def __init__(self, path: Path, *, read_size: int = 65536, hello: Hello | None = None
+                 ) -> None:
         self.path = path
         self.read_size = read_size
+        self.hello = hello
         self.arrivals: list[Arrival] = []
         self.reads = 0
         self.closed = asyncio.Event()
@@ -53,6 +60,8 @@ class SocketConsumer:
 
     async def __aenter__(self) -> SocketConsumer:
         reader, self._writer = await asyncio.open_unix_connection(str(self.path), limit=1 << 22)
+        if self.hello is not None:
+            self._writer.write(bytes(self.hello))
         self._task = asyncio.create_task(self._read(reader))
         return self
 
@@ -111,6 +120,15 @@ class SocketConsumer:
             and (session_id is None or a.message.session_id == session_id)
             and (kind is None or a.message.type == kind)
         ]
+
+    def first_audio_arrival(self, session_id: str) -> Arrival:
+        """The arrival of *session_id*'s first audio packet."""
+        return self.packet_arrivals(session_id)[0]
+
+    def event_arrival(self, session_id: str, kind: EventType, count: int = 1) -> Arrival:
+        """The arrival of the *count*-th event of *kind* for *session_id*."""
+        return [a for a in self.event_arrivals(session_id)
+                if a.message.type == kind][count - 1]  # type: ignore[union-attr]
 
     def event_arrivals(self, session_id: str) -> list[Arrival]:
         return [a for a in self.arrivals

@@ -12,14 +12,35 @@ from pathlib import Path
 import av
 import numpy as np
 
+from audio_engine.opus_encoder import OpuslibEncoder
 from loadtest.media import write_tone
+from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME, OggOpusWriter
 
 __all__ = [
     "decode_ogg_opus",
     "decode_opus_packets",
     "dominant_frequency",
+    "write_opus_tone",
     "write_tone",
 ]
+
+
+def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int = 1) -> Path:
+    """Write a 48 kHz stereo Ogg Opus tone quickly (libopus at complexity 0, one
+    20 ms frame per page): a passthrough source for tests that need many tracks.
+    The engine demuxes it with FFmpeg, so the file's validity is checked there."""
+    encoder = OpuslibEncoder(64_000, 0)
+    writer = OggOpusWriter(serial)
+    frames = int(seconds * 48_000) // SAMPLES_PER_FRAME
+    index = np.arange(frames * SAMPLES_PER_FRAME)
+    wave = (0.5 * 32767 * np.sin(2 * np.pi * frequency * index / 48_000)).astype("<i2")
+    pcm = np.repeat(wave, 2).tobytes()
+    pages = [writer.header_pages]
+    for frame in range(frames):
+        chunk = pcm[frame * PCM_FRAME_BYTES:(frame + 1) * PCM_FRAME_BYTES]
+        pages.append(writer.audio_page(encoder.encode(chunk), eos=frame == frames - 1))
+    path.write_bytes(b"".join(pages))
+    return path
 
 def dominant_frequency(samples: np.ndarray, rate: int = 48_000) -> float:
     """Frequency (Hz) of the strongest spectral peak of mono or interleaved-stereo
