@@ -128,6 +128,17 @@ class EngineMetrics:
             "audiogate_engine_resolution_seconds",
             "Resolving a URL and opening its source", buckets=RESOLUTION_BUCKETS, registry=r,
         )
+        self.resolve_jobs = Counter(
+            "audiogate_engine_resolve_jobs",
+            "Resolution jobs (yt-dlp, probes) by outcome: ok, error, timeout (worker "
+            "killed), cancelled (caller gave up, worker killed), busy, crashed",
+            ["outcome"], registry=r,
+        )
+        self.egress_refusals = Counter(
+            "audiogate_engine_egress_refusals",
+            "Connections the egress proxy refused or cut, by reason: policy (address "
+            "not allowed), cap (download limit), busy", ["reason"], registry=r,
+        )
         self.sessions_gauge = Gauge(
             "audiogate_engine_session_limit", "Most live sessions allowed", registry=r
         )
