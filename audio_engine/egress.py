@@ -171,6 +171,13 @@ class EgressProxy:
             over: Grant = exc.args[0]
             self._on_refusal("cap")
             log.info("egress for %s cut at its %s-byte cap", over.label, over.max_bytes)
+            # A reset, not a close: a body that ends at a close would look
+            # complete to the client.
+            writer.transport.abort()
+        except asyncio.CancelledError:
+            # Revoked or shutting down: the connection's owner asked for its
+            # end, and nobody awaits this task but ``close``.
+            writer.transport.abort()
         finally:
             self._tasks.discard(task)
             writer.close()

@@ -7,8 +7,9 @@ asyncio shell. The rules:
 * at most ``per_caller`` of them for one caller (a session id, or whoever a
   catalogue request names), so one caller's slow or hostile URLs leave the other
   slots to everybody else;
-* a freed slot goes to the waiting callers in turn (round robin), each
-  caller's own requests in arrival order;
+* a freed slot goes to the waiting caller that holds the fewest slots, ties
+  taken in turn (round robin: a caller just served, or just releasing, goes to
+  the back), each caller's own requests in arrival order;
 * at most ``max_waiting`` requests wait per caller; more are refused at once
   (nothing grows per caller without a bound).
 """
@@ -93,11 +94,14 @@ class FairQueue(Generic[T]):
             self._holding[caller] = held
         else:
             self._holding.pop(caller, None)
+        if caller in self._waiting:
+            self._waiting.move_to_end(caller)
         granted: list[tuple[str, T]] = []
         while self.held < self.capacity:
-            chosen = next((c for c, q in self._waiting.items() if q and self._may_hold(c)), None)
-            if chosen is None:
+            candidates = [c for c, q in self._waiting.items() if q and self._may_hold(c)]
+            if not candidates:
                 break
+            chosen = min(candidates, key=self.holding)  # first of the fewest holders
             queue = self._waiting.pop(chosen)
             ticket = queue.popleft()
             if queue:

@@ -7,8 +7,9 @@ the caller gave up, and on shutdown; a worker that ran out of memory just dies.
 
 Before anything else it caps its own data memory (``RLIMIT_DATA``: heap and
 anonymous mappings, which is what a page read into memory grows; address space
-that is only reserved is not counted) and asks the kernel to kill it if the
-engine dies (``PR_SET_PDEATHSIG``). All its network traffic goes through the
+that is only reserved is not counted), lowers its CPU priority below the
+engine's audio work, and asks the kernel to kill it if the engine dies
+(``PR_SET_PDEATHSIG``). All its network traffic goes through the
 engine's egress proxy, with the job's own credential, which checks every
 destination and caps the bytes the job may download.
 
@@ -40,10 +41,14 @@ MAX_ENTRIES = 500
 #: Longest string kept from a page (titles, URLs, thumbnails).
 _MAX_TEXT = 4096
 _PR_SET_PDEATHSIG = 1
+#: Scheduling niceness of a worker: a hostile page can keep one busy (parsing)
+#: until its deadline, and the engine's audio threads must win the CPU then.
+_NICENESS = 10
 def _limit_self(memory_mb: int) -> None:
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.nice(_NICENESS)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

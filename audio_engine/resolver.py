@@ -99,7 +99,7 @@ class Resolver:
     """
 
     def __init__(self, pool: ResolvePool, egress: EgressProxy, *, policy: UrlPolicy,
-                 job_bytes: int = 32 * 1024 * 1024, probe_timeout: float = 10.0,
+                 job_bytes: int = 16 * 1024 * 1024, probe_timeout: float = 10.0,
                  index_bytes: int = 32 * 1024) -> None:
         self.pool = pool
         self.egress = egress

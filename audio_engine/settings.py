@@ -88,7 +88,7 @@ class EngineSettings(BaseSettings):
         "[env ENGINE_RESOLVE_MEMORY_MB]",
     )
     resolve_max_bytes: int = Field(
-        32 * 1024 * 1024,
+        16 * 1024 * 1024,
         ge=64 * 1024,
         description="most bytes one resolution may download (pages, API calls) "
         "[env ENGINE_RESOLVE_MAX_BYTES]",
