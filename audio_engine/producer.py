@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from audio_engine.admission import Admission, AdmissionRefused, OpenGate
 from audio_engine.egress import Grant
 from audio_engine.packager import Packager
 from audio_engine.pools import ElasticPool
@@ -109,6 +110,18 @@ class ProducerContext:
     events: SessionEvents
     options: Callable[[Session], SourceOptions]
     retries: int
+    #: Admission of new sources (a burst opens a few at a time, while the pools
+    #: keep up); by default one watching the read and codec pools.
+    gate: OpenGate | None = None
+
+    def __post_init__(self) -> None:
+        if self.gate is None:
+            object.__setattr__(self, "gate", OpenGate(pool_lag=self._pool_lag))
+
+    def _pool_lag(self) -> float:
+        now = time.monotonic()
+        return max((pool.overdue(now) for pool in (self.read_pool, self.codec_pool)
+                    if isinstance(pool, ElasticPool)), default=0.0)
 
 
 async def _run_in(pool: Executor, function: Callable[..., T], *args: Any) -> T:
@@ -145,18 +158,28 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
             volume=session.volume,
             proxy=egress.url(grant) if grant is not None else None,
         )
-        # A new play is due soon, but after refills of sessions already playing.
-        await _run_by(context.open_pool, time.monotonic() + OPEN_SLACK, source.open)
-        context.events.source_opened(session, time.monotonic() - started)
-        if source.duration:
-            session.duration = source.duration
-        session.passthrough = source.passthrough
-        session.ring.resize(PASSTHROUGH_RING if source.passthrough else TRANSCODE_RING)
-        writer = None
-        if session.request.output.is_ogg:
-            writer = OggOpusWriter(session.serial, head=source.opus_head)
-            session.header_pages = writer.header_pages
-        await _Production(session, source, Packager(session.id, writer), context).run()
+        # A burst of plays opens a few at a time, while playing sessions keep up.
+        assert context.gate is not None
+        admission = await context.gate.admit()
+        try:
+            # Due soon, but after refills of sessions already playing.
+            await _run_by(context.open_pool, time.monotonic() + OPEN_SLACK, source.open)
+            context.events.source_opened(session, time.monotonic() - started)
+            if source.duration:
+                session.duration = source.duration
+            session.passthrough = source.passthrough
+            session.ring.resize(PASSTHROUGH_RING if source.passthrough else TRANSCODE_RING)
+            writer = None
+            if session.request.output.is_ogg:
+                writer = OggOpusWriter(session.serial, head=source.opus_head)
+                session.header_pages = writer.header_pages
+            production = _Production(session, source, Packager(session.id, writer), context,
+                                     admission)
+            await production.run()
+        finally:
+            admission.release()
+    except AdmissionRefused as exc:
+        context.events.source_failed(session, str(exc), "busy")
     except ResolveError as exc:
         context.events.source_failed(session, str(exc), "resolve")
     except SourceError as exc:
@@ -209,8 +232,10 @@ class _Production:
     """The fill loop of one opened source (see the module docstring)."""
 
     def __init__(self, session: Session, source: MediaSource, packager: Packager,
-                 context: ProducerContext) -> None:
+                 context: ProducerContext, admission: Admission) -> None:
         self.session = session
+        #: Released once the first frames are in the ring: the next source may open.
+        self.admission = admission
         self.source = source
         self.packager = packager
         self.context = context
@@ -255,6 +280,7 @@ class _Production:
                         raise SourceFailed("no audio could be decoded from the source")
                     continue
                 self.announced = True
+                self.admission.release()
                 self.context.events.source_ready(session)
 
     def _end_of_stream(self, frames: list[Frame]) -> list[Frame]:
