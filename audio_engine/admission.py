@@ -12,8 +12,8 @@ only when
 * fewer than ``concurrency`` sources are between opening and their first frames,
 * the worker pools are not behind (their most urgent queued job is not more than
   ``max_lag`` past its deadline), and
-* the event loop is not behind (the gate's own short waits do not come back
-  more than ``max_lag`` late).
+* the event loop is not behind (none of the gate's last few 20 ms waits came
+  back more than ``max_lag`` late).
 
 Waiters are served in arrival order. A source that waits longer than
 ``max_wait`` is refused (the engine is overloaded: its playing sessions come
@@ -23,6 +23,7 @@ first). Cancelling a waiter is safe.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ __all__ = ["AdmissionRefused", "OpenGate", "admissible"]
 
 #: Seconds between two looks at the engine's health while the gate is shut.
 _POLL = 0.02
+#: The loop counts as behind if any of this many recent waits came back late
+#: (100 ms of history: one lucky wake-up does not open the gate).
+_LAG_SAMPLES = 5
 
 
 class AdmissionRefused(Exception):
@@ -75,7 +79,8 @@ class OpenGate:
         self.max_wait = max_wait
         self._pool_lag = pool_lag
         self._turn = asyncio.Lock()
-        self._loop_lag = 0.0
+        #: How late the gate's recent waits woke up (seconds).
+        self._lags: deque[float] = deque(maxlen=_LAG_SAMPLES)
         #: Sources between admission and their first frames.
         self.opening = 0
         #: Sources waiting to be admitted.
@@ -92,7 +97,7 @@ class OpenGate:
             async with asyncio.timeout(self.max_wait):
                 async with self._turn:  # first come, first served
                     while not admissible(self.opening, self.concurrency, self._pool_lag(),
-                                         self._loop_lag, self.max_lag):
+                                         max(self._lags, default=0.0), self.max_lag):
                         await self._pause()
                     self.opening += 1
                     return Admission(self)
@@ -108,4 +113,4 @@ class OpenGate:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await asyncio.sleep(_POLL)
-        self._loop_lag = max(0.0, loop.time() - started - _POLL)
+        self._lags.append(max(0.0, loop.time() - started - _POLL))

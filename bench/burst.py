@@ -41,8 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--steady", type=int, default=5)
-    parser.add_argument("--media", choices=[*MEDIA, "file"], default="webm",
-                        help="what the burst plays (file: the webm from the media directory)")
+    parser.add_argument("--media", choices=[*MEDIA, "file", "refused"], default="webm",
+                        help="what the burst plays (file: the webm from the media directory; "
+                        "refused: a URL refused with 400, the cost of the HTTP requests alone)")
     parser.add_argument("--window", type=float, default=12.0)
     parser.add_argument("--settle", type=float, default=4.0)
     parser.add_argument("--api")
@@ -78,8 +79,9 @@ def main() -> None:
                       for i in range(args.steady)]
             workers.play(steady)
             time.sleep(args.settle)
-            burst_url = (str(media_dir / "burst.webm") if args.media == "file"
-                         else server.url(MEDIA[args.media]))
+            burst_url = {"file": str(media_dir / "burst.webm"),
+                         "refused": "ftp://refused.invalid/x.mp3"}.get(args.media) \
+                or server.url(MEDIA[args.media])
             burst = [(f"burst-{i}", {"url": burst_url, "format": "opus"})
                      for i in range(args.burst)]
             if process is not None:
@@ -97,6 +99,7 @@ def main() -> None:
     finally:
         if engine is not None:
             engine.terminate()
+            print(f"engine log: {engine.log_path}", file=sys.stderr)
 
     sessions = report["sessions"]
     rows = []
