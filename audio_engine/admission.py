@@ -10,10 +10,10 @@ each new source waits at the gate before it opens, and the gate lets one in
 only when
 
 * fewer than ``concurrency`` sources are between opening and their first frames,
-* the worker pools are not behind (their most urgent queued job is not more than
-  ``max_lag`` past its deadline), and
+* the worker pools are not behind (no queued job is past its deadline by more
+  than ``max_pool_lag``: a refill past its deadline is a ring about to run dry), and
 * the event loop is not behind (none of the gate's last few 20 ms waits came
-  back more than ``max_lag`` late).
+  back more than ``max_loop_lag`` late).
 
 Waiters are served in arrival order. A source that waits longer than
 ``max_wait`` is refused (the engine is overloaded: its playing sessions come
@@ -40,10 +40,10 @@ class AdmissionRefused(Exception):
     """The engine stayed too busy to start another source in time."""
 
 
-def admissible(opening: int, concurrency: int, pool_lag: float, loop_lag: float,
-               max_lag: float) -> bool:
+def admissible(opening: int, concurrency: int, pool_lag: float, loop_lag: float, *,
+               max_pool_lag: float, max_loop_lag: float) -> bool:
     """The gate's rule (pure): may one more source start opening now?"""
-    return opening < concurrency and pool_lag <= max_lag and loop_lag <= max_lag
+    return opening < concurrency and pool_lag <= max_pool_lag and loop_lag <= max_loop_lag
 
 
 @dataclass(eq=False)
@@ -67,15 +67,19 @@ class OpenGate:
         concurrency: sources opening at once (their jobs run on the open pool
             and the read or codec pool: a handful keeps both busy).
         pool_lag: seconds the engine's pools are behind now (``ElasticPool.overdue``).
-        max_lag: lag, of pools or loop, beyond which nothing new opens. 50 ms is
-            2.5 frames: well inside the rings' low-water marks (300-500 ms).
+        max_pool_lag: pool lag beyond which nothing new opens: 5 ms, a pool that
+            keeps up runs every job before its deadline.
+        max_loop_lag: loop lag beyond which nothing new opens: 30 ms, 1.5 ticks
+            (the clock catches up on late ticks; past 100 ms it skips them).
         max_wait: seconds a source may wait before it is refused.
     """
 
     def __init__(self, *, concurrency: int = 2, pool_lag: Callable[[], float] = lambda: 0.0,
-                 max_lag: float = 0.05, max_wait: float = 60.0) -> None:
+                 max_pool_lag: float = 0.005, max_loop_lag: float = 0.03,
+                 max_wait: float = 60.0) -> None:
         self.concurrency = concurrency
-        self.max_lag = max_lag
+        self.max_pool_lag = max_pool_lag
+        self.max_loop_lag = max_loop_lag
         self.max_wait = max_wait
         self._pool_lag = pool_lag
         self._turn = asyncio.Lock()
@@ -97,7 +101,9 @@ class OpenGate:
             async with asyncio.timeout(self.max_wait):
                 async with self._turn:  # first come, first served
                     while not admissible(self.opening, self.concurrency, self._pool_lag(),
-                                         max(self._lags, default=0.0), self.max_lag):
+                                         max(self._lags, default=0.0),
+                                         max_pool_lag=self.max_pool_lag,
+                                         max_loop_lag=self.max_loop_lag):
                         await self._pause()
                     self.opening += 1
                     return Admission(self)
