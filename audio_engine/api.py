@@ -20,10 +20,12 @@ releases the request's ``ReplyGate`` (``audio_engine.ordering``).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
 import urllib.parse
+from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
@@ -40,16 +42,24 @@ from audio_engine.gojson import GoCORSMiddleware, GoJSONResponse, go_not_found
 from audio_engine.manager import NotPlayable, TooManySessions
 from audio_engine.resolver import ResolveError
 from audio_engine.session import PlayRequest, Session
+from audio_engine.source import MAX_POSITION
 from protocol import InvalidSessionId, validate_session_id
 
-__all__ = ["MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
+__all__ = ["CALLER_HEADER", "MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 #: Largest volume accepted: double gain (samples are clipped).
 MAX_VOLUME = 2.0
 #: Response header of a play naming the play id its events will carry as ``"play"``.
 PLAY_ID_HEADER = "X-Play-Id"
+#: Optional request header naming whom a play or catalogue call is for (a user
+#: or guild id); resolution slots are shared fairly between callers. Without it
+#: a play counts as its session id's, a catalogue call as its client address's.
+CALLER_HEADER = "X-Caller"
+#: Longest name component of a local file path (the file systems' limit).
+MAX_NAME_BYTES = 255
 
 
 class PlayBody(BaseModel):
@@ -162,11 +172,66 @@ def _check_url(url: str, max_length: int) -> str | None:
     if scheme in {"http", "https"}:
         return None if parsed.hostname else "url has no host"
     if scheme == "file" or (not scheme and url.startswith("/")):
+        path = urllib.parse.unquote(parsed.path) if scheme == "file" else url
+        if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES
+               for part in path.split("/")):
+            return f"a file name in the path is longer than {MAX_NAME_BYTES} bytes"
         return None
     return (
         f"unsupported URL scheme {scheme or '(none)'!r}: "
         "use an http(s) URL or a local file path"
     )
+
+
+def _caller(request: Request, fallback: str) -> str:
+    """Whom a request is for: its ``X-Caller`` header (trimmed to 64 characters),
+    else *fallback*."""
+    named = request.headers.get(CALLER_HEADER, "").strip()[:64]
+    return f"caller:{named}" if named else fallback
+
+
+def _client(request: Request) -> str:
+    return f"client:{request.client.host if request.client else '-'}"
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Await *work*, cancelling it if the client disconnects first (a resolution
+    job's worker is killed then, not left to finish for nobody).
+
+    Raises:
+        _ClientGone: the client left.
+    """
+    async def client_left() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    job = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(client_left())
+    try:
+        await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not job.done():
+            job.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+    if job.cancelled():
+        await asyncio.gather(job, return_exceptions=True)
+        raise _ClientGone
+    return job.result()
+
+
+def _number_problem(start_at: float, duration: float) -> str | None:
+    if not all(math.isfinite(n) for n in (start_at, duration)):
+        return "numbers must be finite"
+    if not -MAX_POSITION <= start_at <= MAX_POSITION:
+        return f"start_at must be at most {MAX_POSITION:.0f} seconds"
+    if not -MAX_POSITION <= duration <= MAX_POSITION:
+        return f"duration must be at most {MAX_POSITION:.0f} seconds"
+    return None
 
 
 def session_view(session: Session) -> dict[str, Any]:
@@ -245,9 +310,10 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             return body
         if (problem := _check_url(body.url, settings.max_url_length)) is not None:
             return _error(session_id, f"invalid request: {problem}", 400)
-        numbers = (body.start_at, body.duration, body.volume)
-        if not all(math.isfinite(n) for n in numbers):
+        if not math.isfinite(body.volume):
             return _error(session_id, "invalid request: numbers must be finite", 400)
+        if (problem := _number_problem(body.start_at, body.duration)) is not None:
+            return _error(session_id, f"invalid request: {problem}", 400)
         if not 0.0 <= body.volume <= MAX_VOLUME:
             return _error(session_id, f"invalid request: volume must be 0 to {MAX_VOLUME:g}", 400)
         play_request = PlayRequest(
@@ -256,6 +322,7 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             start_at=max(0.0, body.start_at),
             duration=body.duration if body.duration > 0 else None,
             volume=body.volume,
+            caller=_caller(request, ""),
         )
         try:
             session = manager.play(session_id, play_request)
@@ -321,7 +388,7 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
     # -- Go-compatible catalogue endpoints ----------------------------------------
 
     @app.get("/metadata", summary="Title, duration, thumbnail of a URL")
-    async def metadata(url: Annotated[str, Query()] = "") -> Response:
+    async def metadata(request: Request, url: Annotated[str, Query()] = "") -> Response:
         def failed(message: str, code: int) -> Response:
             return GoJSONResponse(
                 {"url": url, "title": "", "duration": 0, "thumbnail": "",
@@ -331,13 +398,17 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
 
         if (problem := _check_url(url, settings.max_url_length)) is not None:
             return failed(problem, 400)
+        caller = _caller(request, _client(request))
         try:
-            return GoJSONResponse(await engine.resolver.metadata(url))
+            return GoJSONResponse(await _unless_client_leaves(
+                request, engine.resolver.metadata(url, caller=caller)))
         except ResolveError as exc:
             return failed(str(exc), 400)  # as the Go engine: a URL it cannot handle
+        except _ClientGone:
+            return failed("the client went away", 499)
 
     @app.get("/playlist", summary="Entries of a playlist URL")
-    async def playlist(url: Annotated[str, Query()] = "") -> Response:
+    async def playlist(request: Request, url: Annotated[str, Query()] = "") -> Response:
         def failed(message: str, code: int) -> Response:
             return GoJSONResponse(
                 {"url": url, "count": 0, "entries": None, "error": message}, status_code=code
@@ -345,14 +416,18 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
 
         if (problem := _check_url(url, settings.max_url_length)) is not None:
             return failed(problem, 400)
+        caller = _caller(request, _client(request))
         try:
-            entries = await engine.resolver.playlist(url)
+            entries = await _unless_client_leaves(
+                request, engine.resolver.playlist(url, caller=caller))
         except ResolveError as exc:
             return failed(str(exc), 400)  # as the Go engine: a URL it cannot handle
+        except _ClientGone:
+            return failed("the client went away", 499)
         return GoJSONResponse({"url": url, "count": len(entries), "entries": entries})
 
     @app.get("/search", summary="Search YouTube through yt-dlp")
-    async def search(q: Annotated[str, Query()] = "") -> Response:
+    async def search(request: Request, q: Annotated[str, Query()] = "") -> Response:
         def failed(message: str, code: int) -> Response:
             return GoJSONResponse(
                 {"query": q, "count": 0, "results": None, "error": message}, status_code=code
@@ -362,10 +437,14 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             return failed("q is required", 400)
         if len(q) > 500:
             return failed("q is longer than 500 characters", 400)
+        caller = _caller(request, _client(request))
         try:
-            results = await engine.resolver.search(q.strip())
+            results = await _unless_client_leaves(
+                request, engine.resolver.search(q.strip(), caller=caller))
         except ResolveError as exc:
             return failed(str(exc), 500)
+        except _ClientGone:
+            return failed("the client went away", 499)
         return GoJSONResponse({"query": q, "count": len(results), "results": results})
 
     @app.get("/health", summary="Liveness and engine statistics")
@@ -422,6 +501,9 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             return body
         if not math.isfinite(body.position):
             return _error(session_id, "invalid request: position must be finite", 400)
+        if body.position > MAX_POSITION:
+            return _error(session_id, f"invalid request: position must be at most "
+                          f"{MAX_POSITION:.0f} seconds", 400)
         try:
             session = manager.seek(session_id, body.position)
         except NotPlayable as exc:

@@ -17,7 +17,6 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,12 @@ import psutil
 
 from audio_engine.clock import TickSchedule, run_clock
 from audio_engine.consumers import ConsumerHub
+from audio_engine.egress import EgressProxy
 from audio_engine.manager import ManagerLimits, SessionManager
 from audio_engine.metrics import EngineMetrics
 from audio_engine.ordering import TimingPolicy
 from audio_engine.pools import ElasticPool
+from audio_engine.resolve_pool import ResolvePool, WorkerLimits
 from audio_engine.resolver import Resolver
 from audio_engine.session import SessionState
 from audio_engine.settings import EngineSettings
@@ -101,8 +102,20 @@ class Engine:
         self.codec_pool = ElasticPool(
             settings.codec_workers, settings.codec_workers, name="engine-codec"
         )
-        self.resolve_pool = ThreadPoolExecutor(
-            settings.max_resolutions, thread_name_prefix="engine-resolve"
+        policy = UrlPolicy(settings.media_dir, settings.allow_private_networks,
+                           settings.endpoints)
+        self.egress = EgressProxy(
+            policy, on_refusal=lambda reason: self.metrics.egress_refusals.labels(reason).inc()
+        )
+        self.resolve_pool = ResolvePool(
+            WorkerLimits(
+                slots=settings.max_resolutions,
+                per_caller=settings.per_caller_resolutions,
+                deadline=settings.resolve_timeout,
+                queue_wait=settings.resolve_timeout,
+                memory_mb=settings.resolve_memory_mb,
+            ),
+            on_outcome=lambda outcome: self.metrics.resolve_jobs.labels(outcome).inc(),
         )
         self.hub = ConsumerHub(
             self.metrics,
@@ -111,9 +124,11 @@ class Engine:
         )
         self.resolver = Resolver(
             self.resolve_pool,
-            timeout=settings.resolve_timeout,
-            max_concurrent=settings.max_resolutions,
-            policy=UrlPolicy(settings.media_dir, settings.allow_private_networks),
+            self.egress,
+            policy=policy,
+            job_bytes=settings.resolve_max_bytes,
+            probe_timeout=settings.open_timeout,
+            index_bytes=settings.index_memory,
         )
         self.manager = SessionManager(
             hub=self.hub,
@@ -131,6 +146,7 @@ class Engine:
                 opus_encoder=settings.opus_encoder,
                 open_timeout=settings.open_timeout,
                 read_timeout=settings.read_timeout,
+                index_bytes=settings.index_memory,
             ),
             timing=TimingPolicy(
                 event_margin=settings.event_margin_ms / 1000,
@@ -148,8 +164,10 @@ class Engine:
         self._stopped = False
 
     async def start(self, listener: socket.socket, path: Path) -> None:
-        """Accept socket consumers on *listener* (a Unix socket bound to *path*;
-        the engine owns it from here and removes *path* on ``stop``)."""
+        """Start the egress proxy (loopback, a free port) and accept socket
+        consumers on *listener* (a Unix socket bound to *path*; the engine owns
+        it from here and removes *path* on ``stop``)."""
+        await self.egress.start()
         await self.hub.start(listener, path)
 
     async def run(self) -> None:
@@ -211,17 +229,24 @@ class Engine:
             return
         self._stopped = True
         self._stopping.set()
+        # Resolution workers first: they are killed, never waited for.
+        await self.resolve_pool.close()
         await self.manager.close()
         if self._running:
             await self._run_done.wait()
-        await self.hub.close()
-        self.close_now()
+        await self.close_now()
 
-    def close_now(self) -> None:
-        """Last resort when ``stop`` ran out of time: stop accepting pool jobs
-        (queued ones are cancelled). Idempotent, never blocks."""
+    async def close_now(self) -> None:
+        """What ``stop`` did not get to when it ran out of time, or after a crash
+        (also its last step): kill the resolution workers, close the egress proxy,
+        flush and close the consumers (removing the socket file), stop taking
+        pool jobs (queued ones are cancelled). Idempotent; waits at most the
+        resolution pool's 2 s for its killed workers."""
         self._stopping.set()
-        for pool in (self.read_pool, self.open_pool, self.codec_pool, self.resolve_pool):
+        await self.resolve_pool.close()
+        await self.egress.close()
+        await self.hub.close()
+        for pool in (self.read_pool, self.open_pool, self.codec_pool):
             pool.shutdown(wait=False, cancel_futures=True)
 
     # -- statistics ----------------------------------------------------------------
@@ -265,6 +290,14 @@ class Engine:
             "tasks": len(asyncio.all_tasks()),
             "threads": threading.active_count(),
             "open_fds": _open_fds(),
+            "resolution": {
+                "workers": self.resolve_pool.workers,
+                "running": self.resolve_pool.running,
+                "waiting": self.resolve_pool.waiting,
+                "workers_started": self.resolve_pool.started,
+                "workers_killed": self.resolve_pool.killed,
+            },
+            "egress": {"connections": self.egress.connections, "grants": self.egress.grants},
             "pools": {
                 pool.name: {
                     "threads": pool.size,

@@ -33,7 +33,7 @@ from audio_engine.ordering import HeldLines, ReplyGate, TimingPolicy
 from audio_engine.producer import ProducerContext, run_producer
 from audio_engine.resolver import Resolver
 from audio_engine.session import FinishReason, PlayRequest, Session, SessionState
-from audio_engine.source import MediaSource, SourceOptions
+from audio_engine.source import DEFAULT_INDEX_BYTES, MediaSource, SourceOptions
 from protocol import FRAME_DURATION, Event, EventType, encode_event_line, encode_packet
 
 __all__ = ["ManagerLimits", "NotPlayable", "SessionManager", "TooManySessions"]
@@ -61,6 +61,7 @@ class ManagerLimits:
     opus_encoder: str = "opuslib"
     open_timeout: float = 10.0
     read_timeout: float = 5.0
+    index_bytes: int = DEFAULT_INDEX_BYTES
 
 
 class SessionManager:
@@ -513,4 +514,5 @@ class SessionManager:
             encoder="pyav" if self._limits.opus_encoder == "pyav" else "opuslib",
             open_timeout=self._limits.open_timeout,
             read_timeout=self._limits.read_timeout,
+            index_bytes=self._limits.index_bytes,
         )

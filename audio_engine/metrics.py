@@ -139,6 +139,17 @@ class EngineMetrics:
             "Event lines written although their request's HTTP reply was never "
             "confirmed written (they waited the 2 s gate timeout)", registry=r,
         )
+        self.resolve_jobs = Counter(
+            "audiogate_engine_resolve_jobs",
+            "Resolution jobs (yt-dlp, probes) by outcome: ok, error, timeout (worker "
+            "killed), cancelled (caller gave up, worker killed), busy, crashed",
+            ["outcome"], registry=r,
+        )
+        self.egress_refusals = Counter(
+            "audiogate_engine_egress_refusals",
+            "Connections the egress proxy refused or cut, by reason: policy (address "
+            "not allowed), cap (download limit), busy", ["reason"], registry=r,
+        )
         self.sessions_gauge = Gauge(
             "audiogate_engine_session_limit", "Most live sessions allowed", registry=r
         )

@@ -146,6 +146,15 @@ class ElasticPool(Executor):
         """Jobs waiting for a thread."""
         return len(self._jobs)
 
+    def overdue(self, now: float | None = None) -> float:
+        """Seconds the most urgent waiting job is past its deadline (0 if none):
+        how far behind the pool is (the admission of new sources watches it)."""
+        with self._lock:
+            if not self._jobs:
+                return 0.0
+            deadline = self._jobs[0][0]
+        return max(0.0, (time.monotonic() if now is None else now) - deadline)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting jobs; optionally cancel queued ones and wait for threads."""
         with self._lock:

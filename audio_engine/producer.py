@@ -18,6 +18,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from audio_engine.admission import Admission, AdmissionRefused, OpenGate
+from audio_engine.egress import Grant
 from audio_engine.packager import Packager
 from audio_engine.pools import ElasticPool
 from audio_engine.resolver import ResolveError, Resolver
@@ -38,6 +40,7 @@ __all__ = [
     "OPEN_SLACK",
     "PASSTHROUGH_RING",
     "RETRY_BACKOFF",
+    "RETRY_BUDGET_RESET",
     "TRANSCODE_RING",
     "ProducerContext",
     "SessionEvents",
@@ -53,6 +56,10 @@ T = TypeVar("T")
 EARLY_END_TOLERANCE = 5.0
 #: Seconds before the first reopen attempt; it doubles with each further one.
 RETRY_BACKOFF = 0.25
+#: Seconds of audio a reopened source must deliver before its reopen budget
+#: (``ENGINE_SOURCE_RETRIES``) is whole again: a source that keeps breaking
+#: fails after that many reopens, one that breaks once an hour plays on.
+RETRY_BUDGET_RESET = 30.0
 #: Passthrough costs a few microseconds per frame, so its producer runs further
 #: ahead (0.5-1.5 s) in 1 s refills: one trip to a worker per session per second,
 #: which is what lets one engine carry a thousand such sessions.
@@ -103,6 +110,18 @@ class ProducerContext:
     events: SessionEvents
     options: Callable[[Session], SourceOptions]
     retries: int
+    #: Admission of new sources (a burst opens a few at a time, while the pools
+    #: keep up); by default one watching the read and codec pools.
+    gate: OpenGate | None = None
+
+    def __post_init__(self) -> None:
+        if self.gate is None:
+            object.__setattr__(self, "gate", OpenGate(pool_lag=self._pool_lag))
+
+    def _pool_lag(self) -> float:
+        now = time.monotonic()
+        return max((pool.overdue(now) for pool in (self.read_pool, self.codec_pool)
+                    if isinstance(pool, ElasticPool)), default=0.0)
 
 
 async def _run_in(pool: Executor, function: Callable[..., T], *args: Any) -> T:
@@ -121,38 +140,66 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
     was stopped or replaced) or the source fails. Never raises except
     ``CancelledError``; cancelling is safe at any await."""
     source: MediaSource | None = None
+    grant: Grant | None = None
+    egress = context.resolver.egress
     try:
         started = time.monotonic()
-        target = await context.resolver.resolve(session.request.url)
+        target = await context.resolver.resolve(session.request.url,
+                                                caller=session.request.caller or session.id)
         session.title = target.title
+        if not target.is_local:
+            # Every connection of this source (redirects, HLS segments,
+            # reopens) goes through the egress proxy under its own credential.
+            grant = egress.grant(session.id)
         source = MediaSource(
             target,
             context.options(session),
             start_at=session.request.start_at,
             volume=session.volume,
+            proxy=egress.url(grant) if grant is not None else None,
         )
-        # A new play is due soon, but after refills of sessions already playing.
-        await _run_by(context.open_pool, time.monotonic() + OPEN_SLACK, source.open)
-        context.events.source_opened(session, time.monotonic() - started)
-        if source.duration:
-            session.duration = source.duration
-        session.passthrough = source.passthrough
-        session.ring.resize(PASSTHROUGH_RING if source.passthrough else TRANSCODE_RING)
-        writer = None
-        if session.request.output.is_ogg:
-            writer = OggOpusWriter(session.serial, head=source.opus_head)
-            session.header_pages = writer.header_pages
-        await _Production(session, source, Packager(session.id, writer), context).run()
+        # A burst of plays opens a few at a time, while playing sessions keep up.
+        assert context.gate is not None
+        admission = await context.gate.admit()
+        try:
+            # Due soon, but after refills of sessions already playing.
+            await _run_by(context.open_pool, time.monotonic() + OPEN_SLACK, source.open)
+            context.events.source_opened(session, time.monotonic() - started)
+            if source.duration:
+                session.duration = source.duration
+            session.passthrough = source.passthrough
+            session.ring.resize(PASSTHROUGH_RING if source.passthrough else TRANSCODE_RING)
+            writer = None
+            if session.request.output.is_ogg:
+                writer = OggOpusWriter(session.serial, head=source.opus_head)
+                session.header_pages = writer.header_pages
+            production = _Production(session, source, Packager(session.id, writer), context,
+                                     admission)
+            await production.run()
+        finally:
+            admission.release()
+    except AdmissionRefused as exc:
+        context.events.source_failed(session, str(exc), "busy")
     except ResolveError as exc:
         context.events.source_failed(session, str(exc), "resolve")
     except SourceError as exc:
-        context.events.source_failed(session, str(exc), "source")
+        context.events.source_failed(session, _source_problem(exc, grant), "source")
     except Exception:
         session.log.exception("producer crashed")
         context.events.source_failed(session, "internal error while producing audio", "internal")
     finally:
         if source is not None:
             context.events.retire(source)
+        if grant is not None:
+            egress.revoke(grant)
+
+
+def _source_problem(exc: SourceError, grant: Grant | None) -> str:
+    """The user's error message: the egress proxy's reason when it refused or cut
+    a connection (FFmpeg only saw a 403), else the source's own."""
+    if grant is not None and grant.problem is not None:
+        return grant.problem
+    return str(exc)
 
 
 def _truncation(source: MediaSource) -> str | None:
@@ -185,13 +232,17 @@ class _Production:
     """The fill loop of one opened source (see the module docstring)."""
 
     def __init__(self, session: Session, source: MediaSource, packager: Packager,
-                 context: ProducerContext) -> None:
+                 context: ProducerContext, admission: Admission) -> None:
         self.session = session
+        #: Released once the first frames are in the ring: the next source may open.
+        self.admission = admission
         self.source = source
         self.packager = packager
         self.context = context
         self.spill: list[Frame] = []
         self.attempts = 0
+        #: Media position of the last reopen (the budget resets past it).
+        self.reopened_at: float | None = None
         self.announced = False
         self.exhausted = False
         #: A cut-off end seen in the last batch: reopen before the next one.
@@ -229,6 +280,7 @@ class _Production:
                         raise SourceFailed("no audio could be decoded from the source")
                     continue
                 self.announced = True
+                self.admission.release()
                 self.context.events.source_ready(session)
 
     def _end_of_stream(self, frames: list[Frame]) -> list[Frame]:
@@ -288,8 +340,10 @@ class _Production:
                 await self._reopen(exc)
                 continue
             self.session.passthrough = source.passthrough
-            if frames:
+            if (frames and self.reopened_at is not None
+                    and source.position - self.reopened_at >= RETRY_BUDGET_RESET):
                 self.attempts = 0
+                self.reopened_at = None
             if cut_off is not None:
                 self.cut_off = SourceBroken(cut_off)
             elif at_end:
@@ -311,11 +365,12 @@ class _Production:
                 "source broke at %.2f s (%s); reopening, attempt %d", position, last, self.attempts
             )
             await asyncio.sleep(RETRY_BACKOFF * 2 ** (self.attempts - 1))
+            self.session.retries += 1
             try:
                 await _run_in(self.context.open_pool, self.source.reopen, position)
             except SourceError as failure:
                 last = failure
                 continue
-            self.session.retries += 1
+            self.reopened_at = position
             self.context.events.source_retried(self.session)
             return

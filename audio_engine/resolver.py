@@ -3,26 +3,31 @@
 * A local file (a path or a ``file://`` URL) and a direct ``http(s)`` link to a media
   file (known extension) are opened as they are: no network round trip before the
   first byte of audio, and they work offline.
-* Anything else ``http(s)`` goes through yt-dlp (``bestaudio``), off the event loop,
-  bounded in time and in concurrency.
+* Anything else ``http(s)`` goes through yt-dlp (``bestaudio``).
 
-The same yt-dlp plumbing answers ``/metadata``, ``/playlist`` and ``/search``.
+The same yt-dlp plumbing answers ``/metadata``, ``/playlist`` and ``/search``, and
+probes direct links for ``/metadata``. All of that runs in worker processes
+(``resolve_pool.py``) with a hard deadline, fair slots per caller and a memory
+cap, and downloads through the egress proxy (``egress.py``) with a byte cap per
+job, so the policy covers every page and redirect yt-dlp follows.
+
+Error messages are for users: they never show internal URLs, the proxy's
+address or credentials, or server paths (the media directory's included).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import re
 import urllib.parse
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
-import av
-
+from audio_engine.egress import EgressProxy, Grant
+from audio_engine.resolve_pool import JobFailed, ResolvePool
 from audio_engine.url_policy import PolicyError, UrlPolicy
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "MediaTarget",
     "ResolveError",
     "Resolver",
+    "user_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,8 @@ MEDIA_EXTENSIONS = frozenset(
      ".flac", ".wav", ".mka", ".mkv", ".wma", ".aiff", ".aif"}
 )
 
-T = TypeVar("T")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"<>:]+/)+[^\s/'\"<>:]*")
 
 
 class ResolveError(Exception):
@@ -62,42 +69,44 @@ class MediaTarget:
     is_local: bool = False
 
 
-def _strip_ytdlp_prefix(message: str) -> str:
-    return message.removeprefix("ERROR: ").strip()
+def user_text(message: str, url: str = "") -> str:
+    """*message* with every URL but the user's own *url*, and every absolute
+    path, replaced by a placeholder: what yt-dlp and FFmpeg say may name
+    redirect targets, the egress proxy (with its credential) or server paths."""
+
+    def url_or_placeholder(match: re.Match[str]) -> str:
+        found = match.group(0).rstrip(".,;)")
+        tail = match.group(0)[len(found):]
+        return (found if url and found == url else "(a URL)") + tail
+
+    return _PATH.sub("(a path)", _URL.sub(url_or_placeholder, message))
 
 
-def _best_thumbnail(entry: Mapping[str, Any]) -> str:
-    thumbnail = entry.get("thumbnail")
-    if isinstance(thumbnail, str):
-        return thumbnail
-    thumbnails = entry.get("thumbnails")
-    if isinstance(thumbnails, list) and thumbnails:
-        last = thumbnails[-1]
-        if isinstance(last, dict) and isinstance(last.get("url"), str):
-            return str(last["url"])
-    return ""
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+def _scheme_of(url: str) -> str:
+    return urllib.parse.urlsplit(url).scheme.lower()
 
 
 class Resolver:
     """Resolves play URLs and answers catalogue queries.
 
     Args:
-        executor: threads for yt-dlp and probing (they block on the network).
-        timeout: seconds allowed for one resolution or catalogue query.
-        max_concurrent: most yt-dlp calls and probes running at once; more wait.
+        pool: the worker processes that run yt-dlp and probes.
+        egress: the proxy every network job and source goes through.
+        policy: the URL policy (also the egress proxy's).
+        job_bytes: most bytes one resolution job may download.
+        probe_timeout: seconds a probe may wait on the network per read.
+        index_bytes: FFmpeg's ``indexmem`` for probes.
     """
 
-    def __init__(self, executor: Executor, *, timeout: float, max_concurrent: int,
-                 policy: UrlPolicy | None = None) -> None:
-        self._executor = executor
-        self._timeout = timeout
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self.policy = policy or UrlPolicy(allow_private=True)
-
+    def __init__(self, pool: ResolvePool, egress: EgressProxy, *, policy: UrlPolicy,
+                 job_bytes: int = 16 * 1024 * 1024, probe_timeout: float = 10.0,
+                 index_bytes: int = 32 * 1024) -> None:
+        self.pool = pool
+        self.egress = egress
+        self.policy = policy
+        self.job_bytes = job_bytes
+        self.probe_timeout = probe_timeout
+        self.index_bytes = index_bytes
 
     # -- classification (pure) ------------------------------------------------
 
@@ -116,10 +125,14 @@ class Resolver:
                 path = self.policy.local_path(url)
             except PolicyError as exc:
                 raise ResolveError(str(exc)) from None
-            if not path.is_file():
-                raise ResolveError(f"file not found: {path}")
+            name = self.policy.display_name(path)
+            try:
+                if not path.is_file():
+                    raise ResolveError(f"file not found: {name}")
+            except OSError:
+                raise ResolveError(f"file not found: {name}") from None
             if not os.access(path, os.R_OK):
-                raise ResolveError(f"file not readable: {path}")
+                raise ResolveError(f"file not readable: {name}")
             return MediaTarget(str(path), title=path.stem, is_local=True)
         if scheme not in {"http", "https"}:
             raise ResolveError(
@@ -136,39 +149,33 @@ class Resolver:
 
     # -- play -----------------------------------------------------------------
 
-    async def resolve(self, url: str) -> MediaTarget:
-        """Resolve *url* for playing. Direct links and files answer at once; yt-dlp
-        runs at most ``max_concurrent`` at a time, the rest wait their turn.
+    async def resolve(self, url: str, *, caller: str) -> MediaTarget:
+        """Resolve *url* for playing. Direct links and files answer at once;
+        yt-dlp runs on a worker, in one of *caller*'s fair slots.
 
         Raises:
-            ResolveError: unsupported, missing, or extraction failed/timed out.
-        Cancelling is safe (a running yt-dlp thread finishes in the background,
-        bounded by its socket timeout).
+            ResolveError: unsupported, missing, not allowed, or extraction
+                failed or timed out.
+        Cancelling is safe: a running job's worker is killed.
         """
         direct = await self._classify_allowed(url)
         if direct is not None:
             return direct
-        info = await self._run(self._extract, url, True)
-        if info.get("_type") == "playlist":
-            entries = [e for e in info.get("entries") or [] if isinstance(e, dict)]
-            if not entries:
-                raise ResolveError("extraction failed: playlist is empty")
-            info = entries[0]
-        location = info.get("url")
-        if not isinstance(location, str) or not location:
+        result = await self._job({"op": "play", "url": url}, url, caller)
+        location = str(result.get("url") or "")
+        if _scheme_of(location) not in {"http", "https"}:
             raise ResolveError("extraction failed: no playable audio format found")
-        await self._check_host(location)
-        headers = info.get("http_headers") or {}
+        headers = result.get("http_headers")
         return MediaTarget(
             location,
-            title=str(info.get("title") or ""),
-            duration=_number(info.get("duration")) or None,
-            http_headers={str(k): str(v) for k, v in headers.items()},
+            title=str(result.get("title") or ""),
+            duration=float(result.get("duration") or 0) or None,
+            http_headers={str(k): str(v) for k, v in (headers or {}).items()},
         )
 
     # -- catalogue ------------------------------------------------------------
 
-    async def metadata(self, url: str) -> dict[str, Any]:
+    async def metadata(self, url: str, *, caller: str) -> dict[str, Any]:
         """``/metadata``: title, duration, thumbnail and whether it is a playlist.
 
         Raises:
@@ -176,24 +183,19 @@ class Resolver:
         """
         direct = await self._classify_allowed(url)
         if direct is not None:
-            duration, title = await self._run(_probe, direct)
-            return {
-                "url": url,
-                "title": title or direct.title,
-                "duration": duration,
-                "thumbnail": "",
-                "is_playlist": False,
-            }
-        info = await self._run(self._extract, url, False)
+            duration, title = await self._probe(direct, url, caller)
+            return {"url": url, "title": title or direct.title, "duration": duration,
+                    "thumbnail": "", "is_playlist": False}
+        result = await self._job({"op": "metadata", "url": url}, url, caller)
         return {
             "url": url,
-            "title": str(info.get("title") or ""),
-            "duration": _number(info.get("duration")),
-            "thumbnail": _best_thumbnail(info),
-            "is_playlist": info.get("_type") == "playlist",
+            "title": str(result.get("title") or ""),
+            "duration": float(result.get("duration") or 0),
+            "thumbnail": str(result.get("thumbnail") or ""),
+            "is_playlist": bool(result.get("is_playlist")),
         }
 
-    async def playlist(self, url: str) -> list[dict[str, Any]]:
+    async def playlist(self, url: str, *, caller: str) -> list[dict[str, Any]]:
         """``/playlist``: the entries of a playlist (one entry for a single item).
 
         Raises:
@@ -201,130 +203,72 @@ class Resolver:
         """
         direct = await self._classify_allowed(url)
         if direct is not None:
-            duration, title = await self._run(_probe, direct)
+            duration, title = await self._probe(direct, url, caller)
             return [{"url": url, "title": title or direct.title, "duration": duration,
                      "thumbnail": ""}]
-        info = await self._run(self._extract, url, False)
-        entries = info.get("entries") if info.get("_type") == "playlist" else [info]
-        out = []
-        for entry in entries or []:
-            if not isinstance(entry, dict):
-                continue
-            out.append(
-                {
-                    "url": str(entry.get("url") or entry.get("webpage_url") or ""),
-                    "title": str(entry.get("title") or ""),
-                    "duration": _number(entry.get("duration")),
-                    "thumbnail": _best_thumbnail(entry),
-                }
-            )
-        return out
+        result = await self._job({"op": "playlist", "url": url}, url, caller)
+        entries = result.get("entries")
+        return [dict(e) for e in entries or [] if isinstance(e, dict)]
 
-    async def search(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
+    async def search(self, query: str, *, caller: str, limit: int = 10
+                     ) -> list[dict[str, Any]]:
         """``/search``: YouTube search results through yt-dlp.
 
         Raises:
             ResolveError: when the search fails (always, offline).
         """
-        info = await self._run(self._extract, f"ytsearch{limit}:{query}", False)
-        results = []
-        for entry in info.get("entries") or []:
-            if not isinstance(entry, dict):
-                continue
-            video_id = str(entry.get("id") or "")
-            url = str(entry.get("url") or "")
-            if video_id and not url.startswith("http"):
-                url = f"https://www.youtube.com/watch?v={video_id}"
-            results.append(
-                {
-                    "id": video_id,
-                    "url": url,
-                    "title": str(entry.get("title") or ""),
-                    "duration": _number(entry.get("duration")),
-                    "thumbnail": _best_thumbnail(entry),
-                    "channel": str(entry.get("channel") or entry.get("uploader") or ""),
-                }
-            )
-        return results
+        result = await self._job({"op": "search", "query": query, "limit": limit}, "", caller)
+        results = result.get("results")
+        return [dict(r) for r in results or [] if isinstance(r, dict)]
 
     # -- plumbing -------------------------------------------------------------
 
     async def _classify_allowed(self, url: str) -> MediaTarget | None:
-        """``classify``, plus the host policy for every network URL."""
+        """``classify``, plus the host policy for every network URL (a quick
+        first answer; the egress proxy checks every connection again)."""
         direct = self.classify(url)
         if direct is None or not direct.is_local:
-            await self._check_host(url)
+            try:
+                await self.policy.check_url(url)
+            except PolicyError as exc:
+                raise ResolveError(str(exc)) from None
         return direct
 
-    async def _check_host(self, url: str) -> None:
+    async def _probe(self, target: MediaTarget, url: str, caller: str) -> tuple[float, str]:
+        job = {"op": "probe", "url": target.location, "local": target.is_local,
+               "headers": dict(target.http_headers), "timeout": self.probe_timeout,
+               "index_bytes": self.index_bytes}
+        result = await self._job(job, url, caller, network=not target.is_local,
+                                 prefix="could not read media")
+        return float(result.get("duration") or 0), str(result.get("title") or "")
+
+    async def _job(self, job: dict[str, Any], url: str, caller: str, *,
+                   network: bool = True, prefix: str = "extraction failed") -> dict[str, Any]:
+        """Run *job* on a worker with its own egress grant; its result, or a
+        ResolveError in words for the user."""
+        grant: Grant | None = None
+        if network:
+            grant = self.egress.grant(caller, max_bytes=self.job_bytes)
+            job = {**job, "proxy": self.egress.url(grant),
+                   "timeout": job.get("timeout", self.pool.limits.deadline)}
         try:
-            await self.policy.check_host(url)
-        except PolicyError as exc:
-            raise ResolveError(str(exc)) from None
+            answer = await self.pool.run(job, caller=caller)
+        except JobFailed as exc:
+            raise ResolveError(f"{prefix}: {self._why(grant, str(exc))}") from None
+        finally:
+            if grant is not None:
+                self.egress.revoke(grant)
+        if not answer.get("ok"):
+            reason = self._why(grant, user_text(str(answer.get("error") or "unknown"), url))
+            log.debug("job %s for %s failed: %s", job.get("op"), caller, reason)
+            raise ResolveError(f"{prefix}: {reason}")
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {}
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        async with self._slots:
-            future = loop.run_in_executor(self._executor, function, *args)
-            try:
-                return await asyncio.wait_for(future, self._timeout)
-            except TimeoutError:
-                raise ResolveError(
-                    f"extraction failed: timed out after {self._timeout:g} s"
-                ) from None
-
-    def _extract(self, url: str, resolve_formats: bool) -> dict[str, Any]:
-        import yt_dlp  # type: ignore[import-untyped]  # yt-dlp ships no type information
-
-        options: dict[str, Any] = {
-            "quiet": True,
-            "no_warnings": True,
-            "noprogress": True,
-            "skip_download": True,
-            "noplaylist": resolve_formats,
-            "socket_timeout": self._timeout,
-            "cachedir": False,
-            "logger": _YtdlpLog(),
-        }
-        if resolve_formats:
-            options["format"] = "bestaudio/best"
-        else:
-            options["extract_flat"] = "in_playlist"
-        try:
-            with yt_dlp.YoutubeDL(options) as ydl:
-                info = ydl.extract_info(url, download=False, process=True)
-        except yt_dlp.utils.DownloadError as exc:
-            raise ResolveError(f"extraction failed: {_strip_ytdlp_prefix(str(exc))}") from None
-        except Exception as exc:  # yt-dlp raises many things on odd pages
-            raise ResolveError(f"extraction failed: {exc}") from None
-        if not isinstance(info, dict):
-            raise ResolveError("extraction failed: nothing found")
-        return dict(info)
-
-
-class _YtdlpLog:
-    """Routes yt-dlp's own messages to our log at debug level (errors become
-    ResolveError, so they need no log line here)."""
-
-    def debug(self, message: str) -> None:
-        log.debug("yt-dlp: %s", message)
-
-    def info(self, message: str) -> None:
-        log.debug("yt-dlp: %s", message)
-
-    def warning(self, message: str) -> None:
-        log.debug("yt-dlp warning: %s", message)
-
-    def error(self, message: str) -> None:
-        log.debug("yt-dlp error: %s", message)
-
-
-def _probe(target: MediaTarget) -> tuple[float, str]:
-    """Duration and title tag of a direct media target (runs in a thread)."""
-    try:
-        with av.open(target.location, timeout=(10.0, 10.0)) as container:
-            duration = (container.duration or 0) / 1_000_000
-            title = str(container.metadata.get("title") or "")
-            return round(duration, 3), title
-    except (av.FFmpegError, OSError) as exc:
-        raise ResolveError(f"could not read media: {exc}") from None
+    @staticmethod
+    def _why(grant: Grant | None, fallback: str) -> str:
+        """The egress proxy's reason when it refused or cut a connection (a
+        clearer story than the HTTP error the job saw), else *fallback*."""
+        if grant is not None and grant.problem is not None:
+            return grant.problem
+        return fallback

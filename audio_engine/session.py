@@ -59,6 +59,9 @@ class PlayRequest:
     start_at: float = 0.0
     duration: float | None = None
     volume: float = 1.0
+    #: Whom the play is for, for fair resolution slots (the ``X-Caller`` header;
+    #: empty: the session id).
+    caller: str = ""
 
 
 class Session:

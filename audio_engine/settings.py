@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audio_engine.url_policy import IPAddress, parse_endpoints
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
 __all__ = ["EngineSettings"]
@@ -64,13 +65,33 @@ class EngineSettings(BaseSettings):
     max_resolutions: int = Field(
         8,
         ge=1,
-        description="most URL resolutions/source opens running at once; more wait "
-        "[env ENGINE_MAX_RESOLUTIONS]",
+        description="most URL resolutions (yt-dlp, probes) running at once, one worker "
+        "process each; more wait [env ENGINE_MAX_RESOLUTIONS]",
+    )
+    resolutions_per_caller: int = Field(
+        0,
+        ge=0,
+        description="most of those one caller (a session id, or the X-Caller header of a "
+        "catalogue request) may hold; 0: half of ENGINE_MAX_RESOLUTIONS "
+        "[env ENGINE_RESOLUTIONS_PER_CALLER]",
     )
     resolve_timeout: float = Field(
         20.0,
         gt=0,
-        description="seconds allowed to resolve a URL with yt-dlp [env ENGINE_RESOLVE_TIMEOUT]",
+        description="seconds one resolution may run before its worker process is killed; "
+        "also the longest wait for a free slot [env ENGINE_RESOLVE_TIMEOUT]",
+    )
+    resolve_memory_mb: int = Field(
+        512,
+        ge=64,
+        description="data memory limit of each resolution worker process, MB "
+        "[env ENGINE_RESOLVE_MEMORY_MB]",
+    )
+    resolve_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="most bytes one resolution may download (pages, API calls) "
+        "[env ENGINE_RESOLVE_MAX_BYTES]",
     )
     open_timeout: float = Field(
         10.0,
@@ -87,7 +108,14 @@ class EngineSettings(BaseSettings):
         3,
         ge=0,
         description="times a broken source is reopened from its position before the "
-        "session fails [env ENGINE_SOURCE_RETRIES]",
+        "session fails; the count starts again after 30 s of audio without a break "
+        "[env ENGINE_SOURCE_RETRIES]",
+    )
+    index_memory: int = Field(
+        32 * 1024,
+        ge=0,
+        description="bytes of seek index FFmpeg keeps per source (its 'indexmem'; "
+        "without a cap a playing session grows ~1.2 KB/s) [env ENGINE_INDEX_MEMORY]",
     )
     stuck_threshold: float = Field(
         10.0,
@@ -214,11 +242,33 @@ class EngineSettings(BaseSettings):
     )
     allow_private_networks: bool = Field(
         False,
-        description="allow URLs whose host resolves to a loopback, private or link-local "
-        "address (off: such URLs are refused) [env ENGINE_ALLOW_PRIVATE_NETWORKS]",
+        description="allow network destinations that are not global addresses (loopback, "
+        "private, link-local, carrier-grade NAT, ...); off: such destinations are refused "
+        "at every hop [env ENGINE_ALLOW_PRIVATE_NETWORKS]",
+    )
+    allowed_endpoints: str = Field(
+        "",
+        description="comma-separated ADDRESS:PORT pairs reachable although their address "
+        "is not global, e.g. '10.0.0.5:8000,[fd00::5]:80' [env ENGINE_ALLOWED_ENDPOINTS]",
     )
     log_level: str = Field("INFO", description="log level [env ENGINE_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env ENGINE_LOG_JSON]")
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _endpoints_parse(cls, value: str) -> str:
+        parse_endpoints(value)
+        return value
+
+    @property
+    def endpoints(self) -> frozenset[tuple[IPAddress, int]]:
+        """``allowed_endpoints`` parsed."""
+        return parse_endpoints(self.allowed_endpoints)
+
+    @property
+    def per_caller_resolutions(self) -> int:
+        """``resolutions_per_caller``, with 0 meaning half of the slots."""
+        return self.resolutions_per_caller or max(1, self.max_resolutions // 2)
 
     @property
     def socket_mode_bits(self) -> int:

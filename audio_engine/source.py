@@ -26,9 +26,10 @@ import av.error
 import numpy as np
 
 from audio_engine.formats import OutputFormat
+from audio_engine.media_options import media_options
 from audio_engine.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
 from audio_engine.packager import EncodedFrame
-from audio_engine.resolver import MediaTarget
+from audio_engine.resolver import MediaTarget, user_text
 from protocol import (
     PCM_FRAME_BYTES,
     SAMPLE_RATE,
@@ -50,6 +51,13 @@ log = logging.getLogger(__name__)
 
 #: Consecutive undecodable packets tolerated before the source counts as corrupt.
 MAX_CONSECUTIVE_DECODE_ERRORS = 50
+#: Furthest media position (seconds) a source is asked to seek to: FFmpeg counts
+#: in int64 microseconds, and no track is 100 days long.
+MAX_POSITION = 1e7
+#: Default ``indexmem``: FFmpeg keeps one 24-byte seek-index entry per packet
+#: read (about 1.2 KB/s per session, 1 MB by its own default cap); 32 KB is
+#: about 1 300 entries, thinned evenly over the whole track, enough for seeking.
+DEFAULT_INDEX_BYTES = 32 * 1024
 
 
 class SourceError(Exception):
@@ -74,16 +82,19 @@ class SourceOptions:
     encoder: EncoderName = "opuslib"
     open_timeout: float = 10.0
     read_timeout: float = 5.0
+    #: FFmpeg's ``indexmem``: bytes of seek index kept per stream.
+    index_bytes: int = DEFAULT_INDEX_BYTES
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, av.error.FFmpegError):
-        text = exc.strerror or type(exc).__name__
-        return text[0].lower() + text[1:] if text else type(exc).__name__
-    return str(exc) or type(exc).__name__
+    """What went wrong, without the file name or URL FFmpeg and the OS attach."""
+    if isinstance(exc, av.error.FFmpegError | OSError) and exc.strerror:
+        text = str(exc.strerror)
+        return text[0].lower() + text[1:]
+    return user_text(str(exc)) or type(exc).__name__
 
 
-def _open_failure(exc: BaseException, location: str) -> SourceError:
+def _open_failure(exc: BaseException, name: str) -> SourceError:
     match exc:
         case av.error.ExitError() | TimeoutError():
             return SourceFailed("timed out opening the source")
@@ -92,7 +103,7 @@ def _open_failure(exc: BaseException, location: str) -> SourceError:
         case av.error.InvalidDataError():
             return SourceFailed("not a playable media file (invalid data)")
         case av.error.FileNotFoundError() | FileNotFoundError():
-            return SourceFailed(f"file not found: {location}")
+            return SourceFailed(f"file not found: {name}")
         case ConnectionError() | av.error.OSError() | OSError():
             return SourceFailed(f"could not reach the source ({_describe(exc)})")
         case _:
@@ -107,14 +118,17 @@ class MediaSource:
         options: output format, encoder, timeouts.
         start_at: media position (seconds) of the first frame.
         volume: initial gain (1.0 = unchanged); change it with ``volume``.
+        proxy: the egress proxy URL (with this source's credential) that every
+            network connection of the source goes through.
     """
 
     def __init__(
         self, target: MediaTarget, options: SourceOptions, *, start_at: float = 0.0,
-        volume: float = 1.0,
+        volume: float = 1.0, proxy: str | None = None,
     ) -> None:
         self.target = target
         self.options = options
+        self.proxy = proxy
         #: Gain applied when transcoding; read by the codec thread at each frame.
         self.volume = volume
         self._lock = threading.Lock()
@@ -123,6 +137,8 @@ class MediaSource:
         self._demux: object = None
         self._decoder: av.AudioCodecContext | None = None
         self._resampler: av.AudioResampler | None = None
+        #: (sample format, layout, rate) the resampler was built for.
+        self._resampler_input: tuple[str, str, int] | None = None
         self._encoder: OpusFrameEncoder | None = None
         self._passthrough = False
         self._skip_until = start_at
@@ -232,9 +248,11 @@ class MediaSource:
         with self._lock:
             if self._container is None:
                 raise SourceBroken("source is not open")
+            if position > MAX_POSITION:
+                raise SourceBroken(f"cannot seek to {position:g} s: beyond any track")
             try:
                 self._container.seek(int(max(0.0, position) * 1_000_000))
-            except (av.error.FFmpegError, OSError) as exc:
+            except (av.error.FFmpegError, OSError, OverflowError) as exc:
                 raise SourceBroken(f"seek failed ({_describe(exc)})") from None
             assert self._stream is not None
             self._demux = self._container.demux(self._stream)
@@ -281,22 +299,17 @@ class MediaSource:
     # -- internals -------------------------------------------------------------
 
     def _open_container(self, position: float) -> None:
-        options: dict[str, str] = {}
-        if not self.target.is_local:
-            # FFmpeg's own protocol timeouts (microseconds), not PyAV's timeout=
-            # argument: that one installs a Python interrupt callback that takes
-            # the GIL on every network read, which with hundreds of sessions
-            # turns demuxing into a fight for the GIL.
-            options["rw_timeout"] = str(int(self.options.read_timeout * 1_000_000))
-            options["timeout"] = str(int(self.options.open_timeout * 1_000_000))
-        if self.target.http_headers:
-            options["headers"] = "".join(
-                f"{key}: {value}\r\n" for key, value in self.target.http_headers.items()
-            )
+        if not 0 <= position <= MAX_POSITION:
+            raise SourceFailed(f"cannot start at {position:g} s: beyond any track")
+        options = media_options(
+            is_local=self.target.is_local, proxy=self.proxy,
+            headers=self.target.http_headers, open_timeout=self.options.open_timeout,
+            read_timeout=self.options.read_timeout, index_bytes=self.options.index_bytes,
+        )
         try:
             container = av.open(self.target.location, mode="r", options=options)
         except Exception as exc:
-            raise _open_failure(exc, self.target.location) from None
+            raise _open_failure(exc, self.target.title or "the source") from None
         if not container.streams.audio:
             container.close()
             raise SourceFailed("the source has no audio stream")
@@ -308,23 +321,30 @@ class MediaSource:
         if position > 0:
             try:
                 container.seek(int(position * 1_000_000))
-            except (av.error.FFmpegError, OSError) as exc:
+            except (av.error.FFmpegError, OSError, OverflowError) as exc:
                 container.close()
                 self._container = None
                 raise SourceFailed(f"cannot seek to {position:g} s ({_describe(exc)})") from None
         self._demux = container.demux(self._stream)
+
+    @property
+    def index_entries(self) -> int:
+        """Entries in the open stream's seek index (bounded by ``indexmem``)."""
+        with self._lock:
+            return len(self._stream.index_entries) if self._stream is not None else 0
 
     def _close_container(self) -> None:
         if self._container is not None:
             try:
                 self._container.close()
             except (av.error.FFmpegError, OSError):
-                log.debug("closing %s failed", self.target.location, exc_info=True)
+                log.debug("closing %s failed", self.target.title, exc_info=True)
         self._container = None
         self._stream = None
         self._demux = None
         self._decoder = None
         self._resampler = None
+        self._resampler_input = None
 
     def _passthrough_head(self, codec: av.AudioCodecContext) -> OpusHead | None:
         if codec.name != "opus" or codec.sample_rate != SAMPLE_RATE:
@@ -347,9 +367,8 @@ class MediaSource:
     def _start_decoding(self) -> None:
         assert self._stream is not None
         self._decoder = self._stream.codec_context
-        self._resampler = av.AudioResampler(
-            format="s16", layout="stereo", rate=SAMPLE_RATE, frame_size=SAMPLES_PER_FRAME
-        )
+        self._resampler = _new_resampler()
+        self._resampler_input = None
 
     def _switch_to_transcoding(self, reason: str) -> None:
         log.info("%s: leaving passthrough (%s)", self.target.title or "source", reason)
@@ -395,8 +414,31 @@ class MediaSource:
                 end = audio.pts * float(audio.time_base) + audio.samples / audio.sample_rate
                 if end <= self._skip_until:
                     continue
-            for chunk in self._resampler.resample(audio):
-                frames.append(self._frame(chunk))
+            self._resample(audio, frames)
+
+    def _resample(self, audio: av.AudioFrame, frames: list[EncodedFrame]) -> None:
+        """Resample *audio* to 48 kHz stereo s16 frames. A source whose sample
+        rate, layout or sample format changes mid-file (concatenated files,
+        a radio stream switching programmes) gets a new resampler: the old one
+        is drained first, so no audio is lost at the change."""
+        assert self._resampler is not None
+        shape = (audio.format.name, audio.layout.name, audio.sample_rate)
+        if self._resampler_input is not None and shape != self._resampler_input:
+            log.info("%s: audio format changed mid-stream (%s %s %d Hz -> %s %s %d Hz)",
+                     self.target.title or "source", *self._resampler_input, *shape)
+            for chunk in self._resampler.resample(None):
+                if chunk.samples:
+                    frames.append(self._frame(chunk))
+            self._resampler = _new_resampler()
+        self._resampler_input = shape
+        try:
+            chunks = self._resampler.resample(audio)
+        except ValueError as exc:
+            raise SourceFailed(
+                f"the audio changed format mid-file in a way that cannot be followed ({exc})"
+            ) from None
+        for chunk in chunks:
+            frames.append(self._frame(chunk))
 
     def _flush(self, frames: list[EncodedFrame]) -> None:
         if self._decoder is None or self._resampler is None:
@@ -406,8 +448,7 @@ class MediaSource:
         except (av.error.FFmpegError, ValueError):
             tail = []
         for audio in tail:
-            for chunk in self._resampler.resample(audio):
-                frames.append(self._frame(chunk))
+            self._resample(audio, frames)
         for chunk in self._resampler.resample(None):
             if chunk.samples:
                 frames.append(self._frame(chunk))
@@ -425,3 +466,9 @@ class MediaSource:
         if self._encoder is None:
             return EncodedFrame(pcm, SAMPLES_PER_FRAME, position)
         return EncodedFrame(self._encoder.encode(pcm), SAMPLES_PER_FRAME, position)
+
+
+def _new_resampler() -> av.AudioResampler:
+    return av.AudioResampler(
+        format="s16", layout="stereo", rate=SAMPLE_RATE, frame_size=SAMPLES_PER_FRAME
+    )

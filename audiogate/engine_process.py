@@ -90,8 +90,7 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
                     clock.cancel()
         finally:
             # After an overrun or a crash: what stop() did not get to.
-            await engine.hub.close()
-            engine.close_now()
+            await engine.close_now()
     finally:
         http_listener.close()
         unix.close()

@@ -7,9 +7,20 @@ test:
 * ``drop_after=N``: the first response for this URL is cut (connection closed)
   after N body bytes; later requests are served whole, so a client that reopens
   and seeks gets the rest;
+* ``drop_every=N``: the file breaks every N bytes: the first response to reach
+  each multiple of N is cut there, later ones go on to the next multiple (a
+  source that keeps breaking, a little further each time it is reopened);
 * ``stall_after=N``: after N body bytes the response stops sending but keeps the
   connection open, until the client leaves or the server stops;
-* ``status=CODE``: answer with that HTTP error.
+* ``status=CODE``: answer with that HTTP error;
+* ``redirect=URL``: answer ``302 Found`` to *URL* (chains: a redirect to a URL
+  that redirects again);
+* ``type=MIME``: send this Content-Type instead of the one the suffix implies;
+* ``endless=1``: an HTML page that never ends, sent as fast as the client reads;
+* ``drip=N``: an HTML page that never ends, N bytes per second (never idle long
+  enough for a read timeout).
+
+The path of an ``endless``, ``drip`` or ``redirect`` request need not exist.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ class MediaServer:
         self.root = root
         self.requests: list[tuple[str, str | None]] = []
         self._dropped: set[str] = set()
+        #: Per path: the furthest offset at which drop_every has cut a response.
+        self._cut_at: dict[str, int] = {}
         self._stop = threading.Event()
         server = self
 
@@ -64,6 +77,15 @@ class MediaServer:
                 server.requests.append((name, self.headers.get("Range")))
                 if "status" in query:
                     self.send_error(int(query["status"]))
+                    return
+                if "redirect" in query:
+                    self.send_response(HTTPStatus.FOUND)
+                    self.send_header("Location", query["redirect"])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if "endless" in query or "drip" in query:
+                    self._endless(body, float(query.get("drip", 0)))
                     return
                 path = (server.root / name).resolve()
                 if server.root.resolve() not in path.parents or not path.is_file():
@@ -89,8 +111,8 @@ class MediaServer:
                 else:
                     self.send_response(HTTPStatus.OK)
                 self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Type",
-                                 _CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+                self.send_header("Content-Type", query.get("type") or _CONTENT_TYPES.get(
+                    path.suffix, "application/octet-stream"))
                 self.send_header("Content-Length", str(end - start + 1))
                 self.end_headers()
                 if not body:
@@ -100,6 +122,13 @@ class MediaServer:
                 if "drop_after" in query and self.path not in server._dropped:
                     server._dropped.add(self.path)
                     limit = min(limit, max(0, int(query["drop_after"]) - start))
+                if "drop_every" in query:
+                    every = int(query["drop_every"])
+                    boundary = max(server._cut_at.get(self.path, 0) + every,
+                                   (start // every + 1) * every)
+                    if boundary <= end:
+                        server._cut_at[self.path] = boundary
+                        limit = min(limit, boundary - start)
                 stall = int(query["stall_after"]) if "stall_after" in query else None
                 if stall is not None:
                     limit = min(limit, max(0, stall - start))
@@ -120,6 +149,27 @@ class MediaServer:
                     pass
                 if limit < length:
                     self.close_connection = True
+
+            def _endless(self, body: bool, rate: float) -> None:
+                """A page with no end: as fast as possible, or *rate* bytes/s."""
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.close_connection = True
+                if not body:
+                    return
+                filler = b"<p>" + b"x" * 65_530 + b"</p>\n"
+                try:
+                    self.wfile.write(b"<html><head><title>endless</title></head><body>")
+                    while not server._stop.is_set():
+                        if rate > 0:
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            server._stop.wait(1.0 / rate)
+                        else:
+                            self.wfile.write(filler)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
         class Server(ThreadingHTTPServer):
             # A burst of hundreds of opens must not overflow the accept queue

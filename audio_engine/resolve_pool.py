@@ -1,0 +1,243 @@
+"""Resolution workers: yt-dlp and probes run in child processes that can be killed.
+
+A Python thread cannot be stopped: ``asyncio.wait_for`` around a thread only
+stops *waiting* for it, and the thread goes on reading whatever page it was
+given (an endless one: until memory runs out) and keeps the process from
+exiting. So every resolution runs in a worker process (``resolve_worker.py``):
+
+* a job holds one of the engine's fair slots (``fair.py``): at most
+  ``slots`` jobs run at once, at most ``per_caller`` for one caller;
+* it has a hard deadline: past it, or when its caller gives up (the task is
+  cancelled), the worker is killed (SIGKILL) and a fresh one is started for the
+  next job; a slow or hostile URL costs one slot for at most its deadline;
+* workers cap their own memory, download through the egress proxy with the
+  job's own byte cap, and die with the engine (``PR_SET_PDEATHSIG``);
+* idle workers are kept for ``idle_exit`` seconds (starting one costs ~0.4 s
+  of CPU for Python and yt-dlp) and replaced after ``recycle_after`` jobs.
+
+``close()`` kills every worker at once, so shutdown never waits for a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from audio_engine.fair import FairSlots, SlotsBusy
+
+__all__ = ["JobFailed", "JobTimedOut", "ResolvePool", "WorkerLimits"]
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """The job did not produce an answer; ``str()`` says why, for the user."""
+
+
+class JobTimedOut(JobFailed):
+    """The job passed its deadline and its worker was killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLimits:
+    """Bounds of the worker processes."""
+
+    #: Jobs running at once (one worker process each).
+    slots: int = 8
+    #: Of those, most for one caller.
+    per_caller: int = 4
+    #: Requests one caller may have waiting for a slot.
+    max_waiting: int = 32
+    #: Seconds a job may run before its worker is killed.
+    deadline: float = 20.0
+    #: Seconds a request may wait for a slot before it is refused.
+    queue_wait: float = 20.0
+    #: Data memory of one worker (RLIMIT_DATA), megabytes.
+    memory_mb: int = 512
+    #: Longest answer line accepted from a worker; results are trimmed to far
+    #: less (500 playlist entries of a few hundred bytes).
+    answer_bytes: int = 4 * 1024 * 1024
+    #: Seconds an idle worker is kept.
+    idle_exit: float = 60.0
+    #: Jobs after which a worker is replaced (keeps a long-lived worker's
+    #: memory from creeping).
+    recycle_after: int = 200
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: asyncio.subprocess.Process
+    jobs: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env.pop(name, None)
+    return env
+
+
+class ResolvePool:
+    """Runs jobs on worker processes (see the module docstring).
+
+    Args:
+        limits: the bounds above.
+        command: the worker's command line (default: this Python, the module).
+        on_outcome: called with "ok", "error", "timeout", "busy", "crashed" or
+            "cancelled" after each job, for metrics.
+    """
+
+    def __init__(self, limits: WorkerLimits, *, command: list[str] | None = None,
+                 on_outcome: Callable[[str], None] | None = None) -> None:
+        self.limits = limits
+        self._command = command or [sys.executable, "-m", "audio_engine.resolve_worker",
+                                    "--memory-mb", str(limits.memory_mb)]
+        self._slots = FairSlots(limits.slots, limits.per_caller, limits.max_waiting)
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._reaping: set[asyncio.Task[int]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._on_outcome = on_outcome or (lambda outcome: None)
+        self._closed = False
+        #: Workers started and killed over the pool's life (for /health).
+        self.started = 0
+        self.killed = 0
+
+    @property
+    def workers(self) -> int:
+        """Worker processes alive now."""
+        return len(self._idle) + len(self._busy)
+
+    @property
+    def running(self) -> int:
+        """Jobs running now."""
+        return self._slots.held
+
+    @property
+    def waiting(self) -> int:
+        """Jobs waiting for a slot now."""
+        return self._slots.waiting
+
+    async def run(self, job: dict[str, Any], *, caller: str) -> dict[str, Any]:
+        """Run *job* on a worker for *caller*; returns the worker's answer
+        (``{"ok": ..., "result" | "error": ...}``).
+
+        Raises:
+            JobTimedOut: past the deadline (the worker was killed).
+            JobFailed: no slot came in time, or the worker died or misbehaved.
+        Cancelling is safe: the worker running the job is killed.
+        """
+        if self._closed:
+            raise JobFailed("the engine is shutting down")
+        try:
+            async with self._slots.hold(caller, wait=self.limits.queue_wait):
+                return await self._on_worker(job)
+        except SlotsBusy:
+            self._on_outcome("busy")
+            raise JobFailed("the engine is busy resolving other URLs; try again") from None
+
+    async def _on_worker(self, job: dict[str, Any]) -> dict[str, Any]:
+        worker = self._idle.pop() if self._idle else await self._spawn()
+        self._busy.add(worker)
+        finished = False
+        try:
+            answer = await self._exchange(worker, job)
+            finished = True
+        except asyncio.CancelledError:
+            self._on_outcome("cancelled")
+            raise
+        finally:
+            self._busy.discard(worker)
+            if finished and worker.jobs < self.limits.recycle_after and not self._closed:
+                worker.idle_since = time.monotonic()
+                self._idle.append(worker)
+            else:
+                self._kill(worker)
+        self._on_outcome("ok" if answer.get("ok") else "error")
+        return answer
+
+    async def _exchange(self, worker: _Worker, job: dict[str, Any]) -> dict[str, Any]:
+        process = worker.process
+        assert process.stdin is not None and process.stdout is not None
+        worker.jobs += 1
+        try:
+            async with asyncio.timeout(self.limits.deadline):
+                process.stdin.write(json.dumps(job).encode() + b"\n")
+                await process.stdin.drain()
+                line = await process.stdout.readline()
+        except TimeoutError:
+            self._on_outcome("timeout")
+            raise JobTimedOut(f"timed out after {self.limits.deadline:g} s") from None
+        except (ValueError, asyncio.LimitOverrunError):
+            self._on_outcome("crashed")
+            raise JobFailed("the answer was too large") from None
+        except (ConnectionError, BrokenPipeError):
+            line = b""
+        if not line:
+            self._on_outcome("crashed")
+            raise JobFailed("the resolver stopped (the page may need too much memory)")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            self._on_outcome("crashed")
+            raise JobFailed("the resolver answered nonsense")
+        return answer
+
+    async def _spawn(self) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=_worker_env(), limit=self.limits.answer_bytes,
+        )
+        self.started += 1
+        if self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(
+                self._reap_idle(), name="resolve-pool-reaper")
+        return _Worker(process)
+
+    def _kill(self, worker: _Worker) -> None:
+        """SIGKILL *worker* (a job that cannot be interrupted otherwise) and
+        collect it in the background."""
+        process = worker.process
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            self.killed += 1
+        if process.stdin is not None:
+            process.stdin.close()
+        task = asyncio.get_running_loop().create_task(process.wait(), name="resolve-reap")
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    async def _reap_idle(self) -> None:
+        interval = max(0.5, self.limits.idle_exit / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for worker in list(self._idle):
+                if now - worker.idle_since >= self.limits.idle_exit:
+                    self._idle.remove(worker)
+                    self._kill(worker)
+
+    async def close(self) -> None:
+        """Kill every worker, running or idle, at once. Idempotent."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        for worker in [*self._idle, *self._busy]:
+            self._kill(worker)
+        self._idle.clear()
+        if self._reaping:
+            await asyncio.wait(self._reaping, timeout=2.0)

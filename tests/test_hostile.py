@@ -1,0 +1,351 @@
+"""Hostile URLs and sources against the real engine process: resolution that can
+be stopped, the URL policy on every hop, and sources that misbehave.
+
+The misbehaving servers are the tests' own ``MediaServer``s on 127.0.0.1 (endless
+and dripping pages, redirect chains, HLS playlists, byte ranges). Where the URL
+policy is under test, the engine runs with the default policy plus an
+``ENGINE_ALLOWED_ENDPOINTS`` entry for the first server only; the second one
+stands for an internal service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from audio_engine.formats import OutputFormat
+from audio_engine.resolver import MediaTarget
+from audio_engine.source import MediaSource, SourceOptions
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
+from protocol import EventType
+
+from .support.consumer import SocketConsumer
+from .support.media import decode_opus_packets, dominant_frequency, write_tone
+from .support.waiting import poll_until, poll_until_async
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def inside(media_dir: Path) -> Iterator[MediaServer]:
+    """A second server: an internal service the policy must keep out of reach."""
+    with MediaServer(media_dir) as server:
+        yield server
+
+
+def _children(engine: EngineProcess) -> list[psutil.Process]:
+    assert engine.process is not None
+    return psutil.Process(engine.process.pid).children(recursive=True)
+
+
+async def _health(api: httpx.AsyncClient) -> dict[str, object]:
+    return dict((await api.get("/health")).json())
+
+
+async def _running(api: httpx.AsyncClient) -> int:
+    """Resolution jobs running in the engine's workers now."""
+    return int((await api.get("/health")).json()["resolution"]["running"])
+
+
+async def _until_running(api: httpx.AsyncClient, test: Callable[[int], bool],
+                         within: float = 20) -> None:
+    async def holds() -> bool:
+        return test(await _running(api))
+
+    await poll_until_async(holds, within, interval=0.1)
+
+
+# -- 1. resolution runs where it can be stopped ------------------------------------------
+
+async def test_an_endless_page_costs_the_engine_no_memory_and_one_slot_for_its_deadline(
+        engine_factory, media_server: MediaServer) -> None:
+    with engine_factory(ENGINE_RESOLVE_TIMEOUT="8", ENGINE_LOG_LEVEL="INFO") as engine:
+        assert engine.process is not None
+        process = psutil.Process(engine.process.pid)
+        async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api:
+            await api.get("/health")
+            baseline = process.memory_info().rss
+            peak = baseline
+            started = time.monotonic()
+            request = asyncio.create_task(api.get(
+                "/metadata", params={"url": media_server.url("page", endless=1)}))
+            while not request.done():
+                peak = max(peak, process.memory_info().rss)
+                await asyncio.sleep(0.05)
+            answer = await request
+            elapsed = time.monotonic() - started
+            for _ in range(20):  # and after the answer: nothing keeps reading
+                peak = max(peak, process.memory_info().rss)
+                await asyncio.sleep(0.05)
+            assert answer.status_code == 500
+            error = answer.json()["error"]
+            assert error.startswith("extraction failed: "), error
+            assert "limit" in error or "timed out" in error, error
+            assert elapsed < 8 + 5
+            growth = (peak - baseline) / 2**20
+            assert growth < 25, f"engine RSS grew {growth:.1f} MB"
+            health = await _health(api)
+            assert health["resolution"]["running"] == 0  # type: ignore[index]
+
+
+async def test_dripping_urls_of_one_caller_do_not_block_another_callers_resolution(
+        engine_factory, media_server: MediaServer) -> None:
+    with engine_factory(ENGINE_RESOLVE_TIMEOUT="30") as engine:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api:
+            drips = [asyncio.create_task(api.get(
+                "/metadata", params={"url": media_server.url(f"drip{i}", drip=20)},
+                headers={"X-Caller": "hog"})) for i in range(8)]
+            await _until_running(api, lambda running: running >= 4)
+            started = time.monotonic()
+            other = await api.get("/metadata", params={"url": media_server.url("a.mp3")},
+                                  headers={"X-Caller": "someone-else"})
+            elapsed = time.monotonic() - started
+            assert other.status_code == 200, other.text
+            assert other.json()["duration"] == pytest.approx(12.0, abs=0.2)
+            assert elapsed < 10, f"waited {elapsed:.1f} s behind the dripping URLs"
+            health = await _health(api)
+            assert health["resolution"]["running"] <= 4  # type: ignore[index]
+            assert not any(d.done() for d in drips)  # all still dripping meanwhile
+            for task in drips:
+                task.cancel()
+            await asyncio.gather(*drips, return_exceptions=True)
+
+
+async def test_a_client_that_leaves_kills_its_resolution(
+        engine_factory, media_server: MediaServer) -> None:
+    with engine_factory(ENGINE_RESOLVE_TIMEOUT="60") as engine:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api:
+            leaver = asyncio.create_task(api.get(
+                "/metadata", params={"url": media_server.url("drip", drip=20)}))
+            await _until_running(api, lambda running: running == 1)
+            leaver.cancel()
+            await asyncio.gather(leaver, return_exceptions=True)
+            await _until_running(api, lambda running: running == 0, within=10)
+            health = await _health(api)
+            assert health["resolution"]["workers_killed"] == 1  # type: ignore[index]
+
+
+def test_sigterm_mid_resolution_exits_within_the_shutdown_deadline(
+        media_dir: Path, media_server: MediaServer) -> None:
+    engine = EngineProcess({"ENGINE_RESOLVE_TIMEOUT": "120", "ENGINE_SHUTDOWN_TIMEOUT": "4"},
+                           media_dir=media_dir, allow_private=True).start()
+    assert engine.process is not None
+    try:
+        with httpx.Client(base_url=engine.url, timeout=5) as api:
+            # A play resolves in the background: nobody waits on it but the engine.
+            api.post("/session/term/play", json={"url": media_server.url("drip", drip=20)})
+            poll_until(lambda: api.get("/health").json()["resolution"]["running"] == 1, 20)
+        workers = _children(engine)
+        assert workers
+        started = time.monotonic()
+        engine.process.send_signal(signal.SIGTERM)
+        code = engine.process.wait(30)
+        elapsed = time.monotonic() - started
+        assert elapsed < 4 + 3, f"took {elapsed:.1f} s to exit"
+        assert code == 0
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive
+    finally:
+        engine.kill()
+
+
+# -- 2. the URL policy on every hop ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def strict_engine(media_dir: Path, media_server: MediaServer) -> Iterator[EngineProcess]:
+    """The default policy (no private networks) plus the first server only."""
+    env = {"ENGINE_ALLOWED_ENDPOINTS": f"127.0.0.1:{media_server.port}"}
+    with EngineProcess(env, media_dir=media_dir) as engine:
+        yield engine
+
+
+def _playlist(path: Path, segment: str) -> None:
+    path.write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:12\n"
+                    f"#EXTINF:12.0,\n{segment}\n#EXT-X-ENDLIST\n")
+
+
+async def test_redirects_and_hls_segments_to_an_internal_server_are_refused(
+        strict_engine: EngineProcess, media_server: MediaServer, inside: MediaServer,
+        media_dir: Path) -> None:
+    internal = inside.url("a.mp3")
+    mime = "application/vnd.apple.mpegurl"
+    _playlist(media_dir / "hls-in.mp3", internal)
+    _playlist(media_dir / "hls-ok.mp3", media_server.url("b.mp3"))
+    hop = media_server.url("hop.mp3", redirect=internal)
+    refused = {
+        "ssrf-direct": internal,
+        "ssrf-hop": hop,
+        "ssrf-chain": media_server.url("chain.mp3", redirect=hop),
+        "ssrf-hls": media_server.url("hls-in.mp3", type=mime),
+    }
+    allowed = {
+        "ok-direct": media_server.url("a.mp3"),
+        "ok-hop": media_server.url("x.mp3", redirect=media_server.url("c.mp3")),
+        "ok-hls": media_server.url("hls-ok.mp3", type=mime),
+    }
+    before = len(inside.requests)
+    async with httpx.AsyncClient(base_url=strict_engine.url, timeout=30) as api, \
+            SocketConsumer(strict_engine.socket_path) as consumer:
+        for sid, url in {**refused, **allowed}.items():
+            assert (await api.post(f"/session/{sid}/play",
+                                   json={"url": url, "format": "opus"})).status_code == 200
+        for sid in allowed:
+            await consumer.wait_event(sid, EventType.READY, timeout=30)
+        for sid in refused:
+            event = await consumer.wait_event(sid, EventType.ERROR, timeout=30)
+            assert "not allowed" in event.message, (sid, event.message)
+            assert str(inside.port) not in event.message, (sid, event.message)
+        for sid in {**refused, **allowed}:
+            await api.post(f"/session/{sid}/stop")
+    assert len(inside.requests) == before, inside.requests[before:]
+
+
+async def test_metadata_and_playlist_never_reach_or_echo_an_internal_server(
+        strict_engine: EngineProcess, media_server: MediaServer, inside: MediaServer) -> None:
+    internal = inside.url("a.mp3")
+    before = len(inside.requests)
+    async with httpx.AsyncClient(base_url=strict_engine.url, timeout=60) as api:
+        for endpoint in ("/metadata", "/playlist"):
+            for url in (media_server.url("page", redirect=internal),  # yt-dlp follows it
+                        media_server.url("probe.mp3", redirect=internal)):  # a probe does
+                answer = await api.get(endpoint, params={"url": url})
+                assert answer.status_code == 500, (endpoint, url, answer.text)
+                error = answer.json()["error"]
+                assert "not allowed" in error, (endpoint, url, error)
+                assert str(inside.port) not in error and "/a.mp3" not in error, error
+        fine = await api.get("/metadata", params={"url": media_server.url("a.mp3")})
+        assert fine.status_code == 200 and fine.json()["duration"] > 11
+    assert len(inside.requests) == before, inside.requests[before:]
+
+
+async def test_local_file_errors_never_show_the_media_directory(
+        strict_engine: EngineProcess, media_dir: Path) -> None:
+    async with httpx.AsyncClient(base_url=strict_engine.url, timeout=30) as api, \
+            SocketConsumer(strict_engine.socket_path) as consumer:
+        cases = {"p-missing": str(media_dir / "nope.mp3"),
+                 "p-outside": f"{media_dir}/../../etc/hostname",
+                 "p-list": str(media_dir / "hls-list.m3u8")}
+        (media_dir / "hls-list.m3u8").write_text(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n/etc/hostname\n#EXT-X-ENDLIST\n")
+        for sid, url in cases.items():
+            await api.post(f"/session/{sid}/play", json={"url": url})
+        for sid in cases:
+            event = await consumer.wait_event(sid, EventType.ERROR, timeout=30)
+            assert str(media_dir) not in event.message, (sid, event.message)
+            assert "/etc" not in event.message, (sid, event.message)
+        metadata = await api.get("/metadata", params={"url": str(media_dir / "nope.mp3")})
+        assert str(media_dir) not in metadata.json()["error"]
+
+
+# -- 4. sources that misbehave ---------------------------------------------------------------
+
+async def test_ogg_over_http_with_byte_ranges_plays_whole_without_a_retry(
+        engine: EngineProcess, media_server: MediaServer) -> None:
+    async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
+            SocketConsumer(engine.socket_path) as consumer:
+        await api.post("/session/ogg-http/play",
+                       json={"url": media_server.url("e.ogg"), "format": "opus"})
+        await consumer.wait_event("ogg-http", EventType.FINISHED, timeout=40)
+        view = (await api.get("/sessions/ogg-http")).json()
+        assert view["retries"] == 0, view
+        pages = consumer.audio_page_times("ogg-http")
+        assert len(pages) >= 590, len(pages)  # 12 s of 20 ms pages
+        await api.post("/session/ogg-http/stop")
+
+
+async def test_a_mid_file_sample_rate_and_channel_change_is_followed(
+        engine: EngineProcess, media_server: MediaServer, media_dir: Path) -> None:
+    first = write_tone(media_dir / "part1.mp3", 440.0, 3.0, rate=44_100)
+    second = write_tone(media_dir / "part2.mp3", 880.0, 3.0, rate=22_050, layout="mono")
+    (media_dir / "changes.mp3").write_bytes(first.read_bytes() + second.read_bytes())
+    async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
+            SocketConsumer(engine.socket_path) as consumer:
+        await api.post("/session/fmt-change/play",
+                       json={"url": media_server.url("changes.mp3"), "format": "opus"})
+        await consumer.wait_for(
+            lambda: bool(consumer.events("fmt-change", EventType.FINISHED)
+                         or consumer.events("fmt-change", EventType.ERROR)), timeout=30)
+        assert not consumer.events("fmt-change", EventType.ERROR), \
+            consumer.events("fmt-change", EventType.ERROR)
+        samples = decode_opus_packets(consumer.opus_packets("fmt-change"))
+        assert samples.shape[1] >= 5.5 * 48_000  # both parts, about 6 s
+        assert dominant_frequency(samples[:, 48_000:96_000]) == pytest.approx(440, abs=10)
+        assert dominant_frequency(samples[:, -96_000:-48_000]) == pytest.approx(880, abs=10)
+        await api.post("/session/fmt-change/stop")
+
+
+async def test_absurd_numbers_and_overlong_file_names_are_400s_with_a_message(
+        engine: EngineProcess, media_dir: Path) -> None:
+    url = str(media_dir / "a.mp3")
+    async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api:
+        cases = [
+            ({"url": url, "start_at": 1e13}, "start_at must be at most"),
+            ({"url": url, "start_at": -1e300}, "start_at must be at most"),
+            ({"url": url, "duration": 1e300}, "duration must be at most"),
+            ({"url": str(media_dir / ("n" * 300 + ".mp3"))}, "longer than 255 bytes"),
+            ({"url": "file://" + str(media_dir / ("n" * 300 + ".mp3"))}, "longer than 255"),
+        ]
+        for body, words in cases:
+            answer = await api.post("/session/limits/play", json=body)
+            assert answer.status_code == 400, (body, answer.text)
+            assert words in answer.json()["message"], answer.json()
+        assert (await api.post("/session/limits/play", json={"url": url})).status_code == 200
+        seek = await api.post("/session/limits/seek", json={"position": 1e13})
+        assert seek.status_code == 400 and "at most" in seek.json()["message"]
+        await api.post("/session/limits/stop")
+
+
+async def test_a_source_that_keeps_breaking_fails_after_the_retry_limit(
+        engine_factory, media_server: MediaServer) -> None:
+    with engine_factory(ENGINE_SOURCE_RETRIES="2") as engine:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
+                SocketConsumer(engine.socket_path) as consumer:
+            # The file breaks every 48 KB (3 s of this mp3): each reopen plays a
+            # few seconds more, and breaks again.
+            await api.post("/session/flaky/play", json={
+                "url": media_server.url("long_a.mp3", drop_every=48_000), "format": "opus"})
+            event = await consumer.wait_event("flaky", EventType.ERROR, timeout=60)
+            assert "gave up after 2 reopen attempts" in event.message, event.message
+            view = (await api.get("/sessions/flaky")).json()
+            assert view["retries"] <= 2, view
+            await api.post("/session/flaky/stop")
+
+
+# -- 3. flat memory: FFmpeg's seek index is capped ------------------------------------------
+
+@pytest.mark.parametrize("suffix", ["mp3", "webm", "ogg"])
+def test_indexmem_caps_the_seek_index_and_seeking_still_works(
+        tmp_path: Path, suffix: str) -> None:
+    path = write_tone(tmp_path / f"long.{suffix}", 440.0, 60.0)
+    target = MediaTarget(str(path), title="long", is_local=True)
+
+    def entries(index_bytes: int) -> tuple[int, float]:
+        source = MediaSource(target, SourceOptions(OutputFormat.OPUS, index_bytes=index_bytes))
+        source.open()
+        try:
+            while not source.read(5.0)[1]:
+                pass
+            count = source.index_entries
+            source.seek(30.0)
+            for _ in range(10):  # the first packets may end before 30 s
+                if frames := source.convert(source.read(0.5)[0], False):
+                    return count, frames[0].position
+            return count, -1.0
+        finally:
+            source.close()
+
+    capped, landed = entries(16 * 1024)
+    uncapped, _ = entries(16 * 1024 * 1024)
+    # 60 s is 2 300 (mp3) to 3 000 (Opus) packets: one 24-byte entry each
+    # without the cap.
+    assert uncapped > 2_000
+    assert capped <= 16 * 1024 // 24
+    assert landed == pytest.approx(30.0, abs=0.5)
