@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 import av
-import opuslib
+import opuslib  # type: ignore[import-untyped]  # opuslib ships no type information
 
 from protocol import CHANNELS, ENCODER_PRE_SKIP, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 

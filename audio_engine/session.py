@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from applog import SessionLogger, session_logger
 from audio_engine.formats import OutputFormat
-from audio_engine.logs import SessionLogger, session_logger
 from audio_engine.ordering import ReplyGate
 from audio_engine.ring import FrameRing
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from audio_engine.filters import FilterChain, Filters, parse_filters, preset
 from audio_engine.opus_encoder import create_encoder
-from gateway.demo import ensure_demo_tracks, render_demo
-from gateway.loadtest.stats import format_table
+from audiogate.demo import ensure_demo_tracks, render_demo
+from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 BLOCK = SAMPLE_RATE // 2  # samples per push: a 0.5 s transcoding refill

@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.loadtest.stats import format_table, summarize
 from gateway.router import Router
 from gateway.sinks import OpusSink
 from gateway.socket_client import SocketClient
+from loadtest.stats import format_table, summarize
 from protocol import OggOpusWriter, encode_packet
 
 SESSIONS = 1000

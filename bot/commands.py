@@ -26,7 +26,7 @@ import discord
 from discord import app_commands
 from prometheus_client.core import Metric
 
-from audio_engine.logs import session_logger
+from applog import session_logger
 from bot.access import Caller, Room, refusal
 from bot.announce import Announcer
 from bot.controls import Action
@@ -126,7 +126,8 @@ class MusicCommands:
         gateway.metrics.add_source(self.metric_families)
 
     async def close(self) -> None:
-        """Stop timers and announcements. Idempotent."""
+        """Stop timers and announcements, leave the metrics. Idempotent."""
+        self.gateway.metrics.remove_source(self.metric_families)
         await self.watcher.close()
         await self.announcer.close()
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from prometheus_client.core import Metric
 
-from audio_engine.logs import session_logger
+from applog import session_logger
 from bot.audio import GuildAudioSource, GuildSink
 from gateway.metrics import counter, gauge
 from gateway.player import PlayerStatus

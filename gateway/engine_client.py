@@ -271,32 +271,30 @@ class EngineClient:
         """Title and duration of *url*. Raises ``EngineError`` with the engine's
         ``error`` text on failure."""
         response = await self._request("GET", "/metadata", params={"url": url},
-                                       timeout=self._catalogue_timeout)
+                                       request_timeout=self._catalogue_timeout)
         return self._parse(MetadataResult, response)
 
     async def playlist(self, url: str) -> PlaylistResult:
         """Entries of a playlist URL."""
         response = await self._request("GET", "/playlist", params={"url": url},
-                                       timeout=self._catalogue_timeout)
+                                       request_timeout=self._catalogue_timeout)
         return self._parse(PlaylistResult, response)
 
     async def search(self, query: str) -> SearchResult:
         """Search results for *query*."""
         response = await self._request("GET", "/search", params={"q": query},
-                                       timeout=self._catalogue_timeout)
+                                       request_timeout=self._catalogue_timeout)
         return self._parse(SearchResult, response)
 
     # -- plumbing -------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, timeout: float | None = None,
+    async def _request(self, method: str, path: str, *, request_timeout: float | None = None,
                        **kwargs: Any) -> httpx.Response:
         delay = self._backoff
+        timeout = httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.request(
-                    method, path, timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                    **kwargs,
-                )
+                response = await self._client.request(method, path, timeout=timeout, **kwargs)
                 break
             except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
                 # Not received (or cut before any answer): safe to try again.

@@ -85,6 +85,24 @@ class GatewaySettings(BaseSettings):
         description="sync slash commands to this guild only (instant, for development) "
         "[env GATEWAY_DISCORD_GUILD_ID]",
     )
+    engine_check_interval: float = Field(
+        2.0,
+        gt=0,
+        description="seconds between checks that the engine's API answers (readiness) "
+        "[env GATEWAY_ENGINE_CHECK_INTERVAL]",
+    )
+    http_request_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds an HTTP connection has to deliver each whole request; "
+        "half-sent requests are closed after it [env GATEWAY_HTTP_REQUEST_TIMEOUT]",
+    )
+    shutdown_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds allowed for a graceful shutdown (queues are saved first) "
+        "[env GATEWAY_SHUTDOWN_TIMEOUT]",
+    )
     bot_leave_after: float = Field(
         120.0,
         ge=0,

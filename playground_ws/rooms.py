@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client.core import Metric
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from audio_engine.logs import session_logger
+from applog import session_logger
 from gateway.metrics import counter, gauge
 from gateway.player import Player, PlayerStatus, PlayerView
 from gateway.runtime import Gateway

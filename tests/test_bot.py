@@ -27,10 +27,10 @@ from bot.client import MusicBot
 from bot.search import Search, SearchCache, SearchHit
 from bot.voice import VoiceBridge
 from gateway.engine_client import EngineError
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
 from gateway.player import LoopMode, PlayerStatus, Track
 from gateway.runtime import Gateway
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import OPUS_SILENCE_FRAME, OggOpusWriter
 
 from .conftest import TONES

@@ -23,8 +23,8 @@ import pytest
 from audio_engine.formats import OutputFormat
 from audio_engine.resolver import MediaTarget
 from audio_engine.source import MediaSource, SourceOptions
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer

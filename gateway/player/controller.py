@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from audio_engine.logs import SessionLogger, session_logger
+from applog import SessionLogger, session_logger
 from gateway.engine_client import EngineClient, EngineError, EngineUnavailable
 from gateway.player.core import CommandError, Desired, PlayerCore, PlayerView
 from gateway.player.store import QueueStore
@@ -58,6 +58,8 @@ class Player:
         self._output = output
         self._clock = clock
         self._wake = asyncio.Event()
+        #: Set whenever the desired or the applied state may have changed.
+        self._progress = asyncio.Event()
         self._listeners: list[ViewListener] = []
         desired = core.desired()
         # A restored player is taken as already applied: nothing plays until a
@@ -117,11 +119,16 @@ class Player:
         self._changed()
         return result
 
-    async def settled(self, timeout: float = 10.0) -> None:
-        """Wait until the engine matches the desired state (tests, /status)."""
-        async with asyncio.timeout(timeout):
+    async def settled(self, within: float = 10.0) -> None:
+        """Wait until the engine matches the desired state (tests, /status).
+
+        Raises:
+            TimeoutError: not settled *within* seconds.
+        """
+        async with asyncio.timeout(within):
             while self._pending():
-                await asyncio.sleep(0.01)
+                self._progress.clear()
+                await self._progress.wait()
 
     # -- internals --------------------------------------------------------------------
 
@@ -132,6 +139,7 @@ class Player:
 
     def _changed(self) -> None:
         self._wake.set()
+        self._progress.set()
         self._dirty = True
         if self._store is not None and (self._save_task is None or self._save_task.done()):
             self._save_task = asyncio.get_running_loop().create_task(self._save())
@@ -171,6 +179,7 @@ class Player:
                 desired = self.core.desired()
                 try:
                     await self._apply(desired)
+                    self._progress.set()
                 except EngineUnavailable as exc:
                     # Keep the desired state; try again when the engine is back.
                     self.log.warning("%s", exc)

@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from audio_engine.opus_encoder import OpuslibEncoder
-from gateway.loadtest.media import write_tone
+from loadtest.media import write_tone
 from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME, OggOpusWriter
 
 __all__ = [
