@@ -79,10 +79,11 @@ class _Playground:
         self.identity = identity
         self.demo_tracks = demo_tracks
         self.allowed_origins = allowed_origins
-        self.rooms = Rooms(gateway)
+        self.rooms = Rooms(gateway, linger=gateway.settings.room_linger)
         self.limits = RateLimiter()
         self._names = itertools.count(1)
         gateway.socket.add_state_listener(self._engine_state)
+        gateway.add_housekeeping(self.limits.sweep)
 
     def _engine_state(self, connected: bool) -> None:
         """Tell every tab when the engine goes away and comes back."""
