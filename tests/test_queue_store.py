@@ -34,7 +34,7 @@ async def test_a_file_that_is_not_a_database_is_moved_aside(
     try:
         lines = damaged_lines(caplog)
         assert len(lines) == 1 and "damaged" in lines[0] and "moved it to" in lines[0]
-        aside = list(tmp_path.glob("queues.sqlite3.corrupt-*"))
+        aside = await asyncio.to_thread(lambda: list(tmp_path.glob("queues.sqlite3.corrupt-*")))
         assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
         assert store.corrupt_recoveries == 1
         await store.save("g", {"tracks": []})
@@ -59,7 +59,7 @@ async def test_a_database_with_damaged_pages_is_moved_aside(
     try:
         assert len(damaged_lines(caplog)) == 1
         assert await reopened.load_all() == {}
-        assert list(tmp_path.glob("queues.sqlite3.corrupt-*"))
+        assert await asyncio.to_thread(lambda: list(tmp_path.glob("queues.sqlite3.corrupt-*")))
     finally:
         reopened.close()
 
