@@ -118,6 +118,10 @@ class _Playground:
             await websocket.close(code=CLOSE_BAD_IDENTITY, reason="invalid identity")
             return
         room = self.rooms.get(user)
+        # The first state a tab sees is the user's stored queue, not an empty one.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await room.player.loaded()
         connection = Connection(websocket, f"t{next(self._names)}")
         connection.last_seen = asyncio.get_running_loop().time()
         room.join(connection)

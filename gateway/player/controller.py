@@ -246,6 +246,11 @@ class Player:
 
     # -- fronts -----------------------------------------------------------------------
 
+    async def loaded(self) -> None:
+        """Return once the stored queue is loaded (at once without a store).
+        Cancelling is safe."""
+        await self._loaded.wait()
+
     def view(self) -> PlayerView:
         """Now playing, position and queue, with ``pending``/``notice`` saying
         whether the engine does what it shows."""
