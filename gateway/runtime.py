@@ -60,9 +60,6 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.metrics.add_source(self._metric_families)
         self._housekeeping: list[Callable[[float], object]] = []
-        #: Seconds between housekeeping rounds: a quarter of the idle timeout, so
-        #: an idle player goes within 25 % of it (bounded to 50 ms .. 30 s).
-        self.housekeeping_interval = min(30.0, max(0.05, settings.player_idle_timeout / 4))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = False
 
@@ -105,6 +102,12 @@ class Gateway:
             self.players.engine_connected()
         else:
             self.players.engine_lost()
+
+    @property
+    def housekeeping_interval(self) -> float:
+        """Seconds between housekeeping rounds: a quarter of the players' idle
+        timeout, so an idle player goes within 25 % of it (50 ms to 30 s)."""
+        return min(30.0, max(0.05, self.players.idle_timeout / 4))
 
     async def _housekeep(self) -> None:
         loop = asyncio.get_running_loop()

@@ -897,9 +897,9 @@ class PlayerRegistry:
             if self._players.get(player.key) is player:
                 del self._players[player.key]
         if evicted:
-            await asyncio.gather(*(p.close(save=True, release=True) for p in evicted))
             self.stats.evictions += len(evicted)
-            log.debug("unloaded %d idle players", len(evicted))
+            log.debug("unloading %d idle players", len(evicted))
+            await asyncio.gather(*(p.close(save=True, release=True) for p in evicted))
         return len(evicted)
 
     async def close(self, *, release: bool = True) -> None:
