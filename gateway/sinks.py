@@ -143,15 +143,17 @@ class FramePacer:
         speed: release rate relative to real time. Slightly above 1, so a
             sender whose clock runs a little fast never builds a queue, and the
             queue left by a burst drains (2 % faster: 0.5 s in 25 s).
-        credit: frames released at once without waiting. 3 frames = 60 ms: the
-            clumps of a healthy engine (a late tick caught up, two frames in
-            one read) pass unchanged.
+        credit: frames released at once without waiting. 10 frames = 200 ms:
+            what a healthy engine sends late and then at once (our engine's
+            clock catches up to 5 late ticks back to back; a loaded reader
+            takes several frames in one read) passes unchanged, so pacing never
+            makes late audio later.
         capacity: frames waiting at most. 25 frames = 0.5 s of extra delay at
             worst after a burst.
     """
 
     def __init__(self, *, interval: float = FRAME_DURATION, speed: float = 1.02,
-                 credit: int = 3, capacity: int = 25) -> None:
+                 credit: int = 10, capacity: int = 25) -> None:
         if interval <= 0 or speed <= 0 or credit < 1 or capacity < 1:
             raise ValueError("interval, speed, credit and capacity must be positive")
         self.rate = speed / interval
