@@ -604,6 +604,13 @@ class Player:
                              exc.status, exc, delay)
             self._set_notice(f"the audio engine failed ({exc}); retrying")
             await asyncio.sleep(delay)
+        except EngineError as exc:
+            # An answer that makes no sense here (a question about the stream
+            # only: every call that changes something handles its refusals).
+            delay = self._retry.next()
+            self.log.warning("unexpected answer from the engine (%s); retrying in %.1f s",
+                             exc.detail, delay)
+            await asyncio.sleep(delay)
         self._update_settled()
 
     async def _check_stream(self) -> None:
