@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.loadtest.processes import EngineProcess
-from gateway.player import Player, PlayerStatus, Track
+from gateway.player import Player, PlayerStatus, Track, controller
 from gateway.runtime import Gateway
 
 from .support.gateway_harness import RecordingSink, running_gateway, settings_for
@@ -70,6 +70,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             await gateway.socket.connected.wait()
             playing, heard = await start_playing(gateway, "rec-play", steps, media_dir)
             paused, quiet = await start_playing(gateway, "rec-pause", steps, media_dir)
+            late, _ = await start_playing(gateway, "rec-late", steps, media_dir)
             await wait_until(lambda: paused.view().status is PlayerStatus.PLAYING)
             await wait_until(lambda: paused.view().position >= 1.0)
             await paused.command(lambda core, now: core.pause(now))
@@ -84,6 +85,12 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             else:
                 await asyncio.to_thread(engine.terminate)
             await wait_until(lambda: not gateway.socket.connected.is_set())
+            lost_at = late.view().position
+            # A pause while the engine is away is wanted, not done: the view says so.
+            await late.command(lambda core, now: core.pause(now))
+            await wait_until(lambda: late.view().notice == controller.UNAVAILABLE)
+            assert late.view().paused and late.view().pending
+            assert playing.view().notice == controller.UNAVAILABLE
             # The outage (and the restart's own seconds) must not count as played.
             await asyncio.sleep(1.5)
             engine = await asyncio.to_thread(
@@ -104,6 +111,14 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             assert abs(await tone(resumed) - step_at(STEPS, before)) < 5, before
             assert gateway.players.stats.lost_streams >= 1
 
+            # The pause made during the outage holds, at the position of the loss.
+            await asyncio.wait_for(late.settled(), 10)
+            view = late.view()
+            assert view.paused and not view.pending and view.notice == ""
+            assert abs(view.position - lost_at) < 0.3
+            status = await gateway.engine.status("rec-late")
+            assert status is None or status.status != "streaming"
+
             # The paused player stayed paused at its position, with nothing playing.
             view = paused.view()
             assert view.paused and view.status is PlayerStatus.PAUSED
@@ -117,7 +132,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
                              and len(quiet.frames) > quiet.stream_frames[1] + 50, 20)
             resumed = quiet.frames[quiet.stream_frames[1]:quiet.stream_frames[1] + 50]
             assert abs(await tone(resumed) - step_at(STEPS, paused_at)) < 5
-            for player in (playing, paused):
+            for player in (playing, paused, late):
                 await player.command(lambda core, now: core.stop())
     finally:
         await asyncio.to_thread(engine.terminate)
