@@ -204,12 +204,6 @@ class PlayerCore:
         end = self._paused_at if self._paused_at is not None else now
         return self._position_base + max(0.0, end - self._ready_at)
 
-    @property
-    def streaming(self) -> bool:
-        """True while a stream of this player's current play is live at the engine
-        (its ``ready`` arrived and no end since)."""
-        return self.stream_live
-
     def desired(self) -> Desired:
         """What the engine should be doing now."""
         return Desired(self.nonce, self.current, self.start_at, self.paused, self.volume)
