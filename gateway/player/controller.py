@@ -588,7 +588,10 @@ class Player:
                 await self._apply(self.core.desired())
             self._retry.reset()
             self._play_faults = 0
-            self._set_notice("")
+            if self._link.connected:
+                # (With the socket down no audio reaches us, whatever the API says:
+                # an engine shutting down may still answer on an open connection.)
+                self._set_notice("")
         except EngineUnavailable as exc:
             # Keep the desired state; try again when the engine is back (or after
             # a delay, for an engine whose API is down while its socket is up).
