@@ -560,6 +560,10 @@ class Player:
             while self.pending:
                 await self._step()
                 self._maybe_resume_on_hold()
+            if self._link.connected:
+                # Settled with the socket up (it may have come back after the
+                # last call): nothing left to warn about.
+                self._set_notice("")
             self._update_settled()
 
     def _maybe_resume_on_hold(self) -> None:
