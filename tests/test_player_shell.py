@@ -372,3 +372,20 @@ async def test_idle_unheld_players_are_unloaded_and_come_back_from_the_store(
                 await player.command(lambda core, now: core.resume(now))
     finally:
         store.close()
+
+
+async def test_the_notice_clears_when_the_socket_comes_back_after_the_api() -> None:
+    engine = ScriptedEngine(features=["play_id", "finish_reason"])
+    async with shell(engine) as (registry, router):
+        player = await playing(registry, router, "k-order")
+        registry.engine_lost()
+        engine.sessions.clear()
+        engine.down = True
+        await player.command(lambda core, now: core.pause(now))
+        await wait_until(lambda: player.view().notice == controller.UNAVAILABLE)
+        engine.down = False  # the API answers again; the socket is still down
+        await wait_until(lambda: not player.view().pending)
+        assert player.view().notice == controller.UNAVAILABLE
+        registry.engine_connected()
+        await wait_until(lambda: player.view().notice == "")
+        assert player.view().paused and len(engine.calls("play")) == 1
