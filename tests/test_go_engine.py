@@ -178,6 +178,7 @@ async def test_a_socket_another_client_took_is_taken_back(short_tmp: Path,
             await wait_until(lambda: gateway.watchdog.reconnects == 1, 10)
             detected = time.monotonic() - stolen_at
             await wait_until(lambda: len(sink.frames) > count + 60, 10)
+        print(f"\nsilent socket detected and reconnected after {detected:.2f} s")
         assert detected < 2.0 + 3.0, detected  # threshold + a round + a status call
         assert gateway.socket.reconnects == 1
         assert abs(await tone(sink.frames[-40:]) - TONES["a"]) < 3
@@ -211,6 +212,9 @@ async def test_a_catch_up_burst_after_resume_is_paced_out(short_tmp: Path,
         await asyncio.sleep(1.5)
         plain_times = [t - resumed for t in plain.times[before[1]:]]
         paced_times = [t - resumed for t in paced.times[before[0]:]]
+        print(f"\nafter resume: unpaced {sum(1 for t in plain_times if t < 0.6)} frames in "
+              f"0.6 s; paced {sum(1 for t in paced_times if t < 1.0)} frames in 1 s, "
+              f"{paced.pacer.dropped} dropped")
         # The engine burst: the unpaced sink got ~3 s of audio within a moment.
         assert sum(1 for t in plain_times if t < 0.6) > 120, len(plain_times)
         # The paced one let through no more than real time (plus its credit).
