@@ -389,3 +389,20 @@ async def test_the_notice_clears_when_the_socket_comes_back_after_the_api() -> N
         registry.engine_connected()
         await wait_until(lambda: player.view().notice == "")
         assert player.view().paused and len(engine.calls("play")) == 1
+
+
+@pytest.mark.parametrize("features", [[], ["play_id"]], ids=["go-engine", "play-ids"])
+async def test_a_ready_written_while_the_socket_was_down_is_taken_from_the_status(
+        features: list[str]) -> None:
+    engine = ScriptedEngine(features=features)
+    async with shell(engine) as (registry, _router):
+        registry.engine_lost()  # the engine's API is up, its socket not (yet)
+        player = registry.get("k-missed")
+        await player.command(enqueue("a"))
+        await settled(player)
+        assert player.view().status is PlayerStatus.LOADING  # its ready went nowhere
+        registry.engine_connected()
+        await wait_until(lambda: player.view().status is PlayerStatus.PLAYING)
+        # Our engine tells the position (1.5 s in); a Go engine's is taken as the start.
+        assert abs(player.view().position - (1.5 if features else 0.0)) < 0.2
+        assert len(engine.calls("play")) == 1

@@ -634,6 +634,9 @@ class Player:
         now = self._clock()
         current = core.current
         lost_at, self._lost_at = self._lost_at, None
+        if status is not None and status.status in ("streaming", "paused"):
+            await self._ready_if_missed()
+            return
         if status is not None and status.status in LIVE_STATES:
             return
         if status is not None and status.status in ("stopped", "error"):
@@ -650,6 +653,26 @@ class Player:
             self.log.info("the engine lost the paused stream; it stays paused at %.1f s",
                           core.start_at)
         self._changed()
+
+    async def _ready_if_missed(self) -> None:
+        """The engine streams our bound play: if its ``ready`` was lost (written
+        while the socket was down), take it now, at the engine's position when it
+        can tell (our engine), else at the play's start."""
+        core = self.core
+        if core.stream_live or core.bound_nonce != core.nonce or core.current is None:
+            return
+        nonce = core.nonce
+        position: float | None = None
+        if Feature.PLAY_ID in self._link.capabilities:
+            info = await self._engine.session_info(self.key)
+            if info is None or core.nonce != nonce or (
+                    info.play_id is not None and info.play_id != core.play_id):
+                return
+            position = info.position
+        if core.ready_missed(self._clock(), position):
+            self.log.info("the engine streams the play but its ready was lost; taking it "
+                          "as started")
+            self._changed()
 
     async def _apply(self, desired: Desired) -> None:
         applied = self._applied

@@ -500,6 +500,17 @@ class PlayerCore:
         self._start(position, now, keep_pause=True)
         return True
 
+    def ready_missed(self, now: float, position: float | None = None) -> bool:
+        """The engine says the bound play is streaming, but its ``ready`` never
+        reached us (the socket was down when it was written): take it as ready
+        now, at *position* seconds when the engine told it. Returns True if that
+        changed anything."""
+        if self.current is None or self.bound_nonce != self.nonce or self.stream_live:
+            return False
+        if position is not None:
+            self._position_base = position
+        return self._apply("ready", "", now)
+
     def stream_ended(self, now: float) -> None:
         """The engine reports this player's stream over (its end event never
         reached us, e.g. while the socket was down): go on as after ``finished``."""

@@ -86,7 +86,8 @@ class ScriptedEngine:
                 return httpx.Response(404, json={"message": "session not found"})
             return httpx.Response(200, json={
                 "session_id": path.rsplit("/", 1)[1], "status": session.status,
-                "play_id": session.play_id, "url": session.url})
+                "play_id": session.play_id, "url": session.url,
+                "position": session.start_at + 1.5})
         match = _ROUTE.match(path)
         if match is None:
             return httpx.Response(404, text="404 page not found")
