@@ -106,8 +106,8 @@ def test_identities_are_rationed_per_client_and_refill() -> None:
     assert issuer.retry_after("a", 30.0) == pytest.approx(30.0)
     assert issuer.allow("a", 60.0)
     assert not issuer.allow("a", 61.0)
-    assert issuer.sweep(100.0) == 0                   # not full again yet
-    assert issuer.sweep(60.0 + 3 * 60.0) == 2         # both full: forgotten
+    assert issuer.sweep(100.0) == 1                   # "b" is full again, "a" is not
+    assert issuer.sweep(61.0 + 3 * 60.0) == 1         # now "a" is: forgotten too
     assert len(issuer) == 0
 
 
