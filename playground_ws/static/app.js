@@ -118,10 +118,8 @@ function dominantFrequency() {
   return (best + shift) * audio.context.sampleRate / audio.analyser.fftSize;
 }
 
-// A click or key press anywhere: the browser now lets the page start sound, and
-// this is the tab the person is using, so the sound should play here.
+// A click or key press anywhere: the browser now lets the page start sound.
 function onGesture() {
-  claimOutput();
   if (!secure) return;
   startAudio().then((a) => a.context.resume()).catch(() => {});
 }
@@ -129,6 +127,10 @@ document.addEventListener("pointerdown", onGesture);
 document.addEventListener("keydown", onGesture);
 
 // -- which tab plays -------------------------------------------------------------
+// The tab the person switched to last plays: a tab that gets the focus (switching
+// tabs, clicking into its window) or is opened in front claims the sound. A click
+// inside a tab that has the focus already changes nothing, so the controls of a
+// tab in a window beside the one that plays work without moving the sound.
 
 function claimOutput() {
   if (!view.audioHere && view.connected) send({ type: "focus" }, { quiet: true });
@@ -146,7 +148,7 @@ function setOutput(here, tabs) {
   if (!here) {
     $("output-text").textContent = tabs > 2
       ? `The sound plays in another of your ${tabs} open tabs.`
-      : "The sound plays in your other tab of this page.";
+      : "The sound plays in another tab of this page.";
     if (was) flushAudio();
   }
 }
@@ -682,7 +684,10 @@ queueList.addEventListener("dragend", () => {
   }
 });
 
-if (!secure) $("insecure").hidden = false;
+if (!secure) {
+  $("insecure").hidden = false;
+  $("gesture-hint").hidden = true;
+}
 if (document.body.dataset.demoUrl) $("url").value = document.body.dataset.demoUrl;
 
 window.playground = {
