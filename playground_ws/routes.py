@@ -90,6 +90,17 @@ def _check_url(url: str) -> str | None:
     return "only http(s) links (or files in the server's media folder) can be played"
 
 
+def _fallback_title(url: str) -> str:
+    """A name for *url* until (or unless) the catalogue knows better: a file's name
+    without its extension, else the link without its scheme."""
+    parts = urllib.parse.urlsplit(url)
+    path = PurePosixPath(urllib.parse.unquote(parts.path))
+    if path.suffix or not parts.netloc:
+        return path.stem or url
+    text = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
 def _too_many_identities(wait: float) -> Response:
     minutes = max(1, round(wait / 60))
     body = (
@@ -297,7 +308,7 @@ class _Playground:
         problem = _check_url(url)
         if problem is not None:
             raise CommandError(problem)
-        title = urllib.parse.unquote(PurePosixPath(urllib.parse.urlsplit(url).path).stem)
+        title = _fallback_title(url)
         duration: float | None = None
         thumbnail = ""
         try:

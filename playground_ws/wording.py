@@ -6,7 +6,7 @@ The engine words its errors for people already ("file not found: song.mp3",
 paths out of them. This is the last line: whatever reaches a tab passes
 ``Wording``, which
 
-* drops jargon prefixes ("extraction failed: ", "the engine said: "),
+* drops jargon ("extraction failed: ", "the engine said: "),
 * says a failed search in words ("searching is not working right now"),
 * replaces the gateway's own engine address and socket path, should one ever
   appear, and any absolute file path by the file's name alone.
@@ -22,7 +22,7 @@ __all__ = ["Wording"]
 # An absolute path: "/" not preceded by a URL's host or scheme, two or more
 # segments; the last one is kept (the file's name is the user's own).
 _PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
-_JARGON = re.compile(r"^(?:the engine said: |extraction failed: )", re.IGNORECASE)
+_JARGON = re.compile(r"(^|: )(?:the engine said|extraction failed): ", re.IGNORECASE)
 #: Longest message sent to a page; longer ones are cut (raw tool output).
 MAX_MESSAGE = 300
 
@@ -44,8 +44,8 @@ class Wording:
         for secret in self._hidden:
             text = text.replace(secret, "the audio engine")
         text = _PATH.sub(lambda m: m.group(1), text)
-        while _JARGON.match(text):
-            text = _JARGON.sub("", text, count=1)
+        while _JARGON.search(text):
+            text = _JARGON.sub(r"\1", text)
         if len(text) > MAX_MESSAGE:
             text = text[: MAX_MESSAGE - 1].rstrip() + "…"
         return text or "something went wrong"

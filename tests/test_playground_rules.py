@@ -1,5 +1,6 @@
-"""The playground's pure rules: message parsing limits, the origin check and
-admission (identities per client, sessions per client and in total)."""
+"""The playground's pure rules: message parsing limits, the origin check,
+admission (identities per client, sessions per client and in total) and the
+wording of messages for pages."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from playground_ws.admission import (
 )
 from playground_ws.messages import MAX_DEPTH, Move, Simple, parse_client_message
 from playground_ws.origins import default_origins, normalize_origin, parse_origins
+from playground_ws.routes import _fallback_title
+from playground_ws.wording import Wording
 
 # -- messages -----------------------------------------------------------------------
 
@@ -125,3 +128,29 @@ def test_tabs_are_capped() -> None:
     assert refuse_tab(0, 0) is None
     refused = refuse_tab(MAX_TABS_PER_USER, 0)
     assert refused and "close one" in refused
+
+
+# -- wording ------------------------------------------------------------------------
+
+
+def test_messages_reach_pages_without_paths_addresses_or_jargon() -> None:
+    words = Wording(["http://127.0.0.1:8180", "/run/audiogate/engine.sock"])
+    assert words("could not play watch: extraction failed: could not reach the source") == (
+        "could not play watch: could not reach the source")
+    assert words("the engine said: extraction failed: no audio") == "no audio"
+    assert words("cannot open /srv/media/private/song.mp3") == "cannot open song.mp3"
+    assert "127.0.0.1:8180" not in words("POST http://127.0.0.1:8180/session/u/play failed")
+    assert "engine.sock" not in words("socket /run/audiogate/engine.sock refused")
+    # The user's own links stay as they are.
+    assert words("could not play http://example.com/a/b.mp3: 404") == (
+        "could not play http://example.com/a/b.mp3: 404")
+    assert len(words("x" * 5000)) <= 300
+    assert words("   ") == "something went wrong"
+    assert "not working" in words.search_failed("extraction failed: urlopen error [Errno -3]")
+
+
+def test_a_track_is_named_before_the_catalogue_answers() -> None:
+    assert _fallback_title("http://host/music/My%20Song.mp3") == "My Song"
+    assert _fallback_title("https://www.youtube.com/watch?v=abc") == "www.youtube.com/watch?v=abc"
+    assert _fallback_title("/srv/media/a.ogg") == "a"
+    assert len(_fallback_title("https://example.com/" + "x" * 200)) == 80
