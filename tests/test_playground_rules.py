@@ -38,7 +38,7 @@ def test_brackets_inside_strings_do_not_count() -> None:
     url = "http://example.com/" + "[{" * 100 + '\\"' + "[" * 50 + ".mp3"
     parsed = parse_client_message(json.dumps({"type": "play", "url": url}))
     assert parsed.type == "play"
-    assert parsed.url == url  # type: ignore[union-attr]
+    assert parsed.url == url
 
 
 def test_focus_and_move() -> None:
