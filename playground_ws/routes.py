@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,9 +21,11 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.engine_client import EngineError
+from gateway.metrics import counter, gauge
 from gateway.player import CommandError, Track
 from gateway.runtime import Gateway
 from playground_ws.admission import (
@@ -134,12 +137,34 @@ class _Playground:
                                      settings.playground_new_identity_interval)
         self._names = itertools.count(1)
         self._origins_logged: set[str] = set()
+        self.identities_issued = 0
+        #: Admission refusals by reason: identity, address, full, tabs, origin.
+        self.refused: Counter[str] = Counter()
+        gateway.metrics.add_source(self._metric_families)
         gateway.socket.add_state_listener(self._engine_state)
         gateway.add_housekeeping(self.limits.sweep)
         gateway.add_housekeeping(self.issuer.sweep)
         log.info("playground WebSocket accepts pages from %s",
                  ", ".join(sorted(allowed_origins)) if allowed_origins
                  else "its own addresses (set GATEWAY_ALLOWED_ORIGINS for a public name)")
+
+    def _metric_families(self) -> Iterable[Metric]:
+        yield counter("audiogate_gateway_playground_identities_issued",
+                      "Playground identities (cookies) issued", self.identities_issued)
+        refused = CounterMetricFamily(
+            "audiogate_gateway_playground_refused",
+            "Playground admission refusals (identity: no new cookie for the address; "
+            "address: sessions per address; full: the playground's share; tabs; origin)",
+            labels=["reason"])
+        for reason in ("identity", "address", "full", "tabs", "origin"):
+            refused.add_metric([reason], self.refused[reason])
+        yield refused
+        yield gauge("audiogate_gateway_playground_sessions",
+                    "Engine sessions held by playground users",
+                    sum(1 for p in self.gateway.players.players
+                        if is_user_id(p.key) and p.holds_engine_session))
+        yield gauge("audiogate_gateway_playground_session_cap",
+                    "Most engine sessions the playground may hold", self._session_cap())
 
     def _engine_state(self, connected: bool) -> None:
         """Tell every tab when the engine goes away and comes back."""
@@ -155,9 +180,12 @@ class _Playground:
             client = client_key(request.client.host if request.client else None)
             now = asyncio.get_running_loop().time()
             if not self.issuer.allow(client, now):
+                self.refused["identity"] += 1
                 log.info("no new identity for client %s: its share is used up", client)
                 return _too_many_identities(self.issuer.retry_after(client, now))
-            _, fresh_cookie = self.identity.new_user()
+            user, fresh_cookie = self.identity.new_user()
+            self.identities_issued += 1
+            log.debug("new identity %s for client %s", user, client)
         html = (STATIC_DIR / "index.html").read_text()
         demo = self.demo_tracks.get("opus")
         response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else ""))
@@ -180,6 +208,7 @@ class _Playground:
                                       int(server[1] or 0))
         if normalized is not None and normalized in allowed:
             return True
+        self.refused["origin"] += 1
         level = logging.DEBUG
         if len(self._origins_logged) < _ORIGINS_LOGGED and origin not in self._origins_logged:
             self._origins_logged.add(origin)
@@ -204,10 +233,14 @@ class _Playground:
             if is_user_id(player.key) and player.holds_engine_session:
                 other = self.rooms.existing(player.key)
                 holders.append(Holder(player.key, other.client if other else ""))
-        return refuse_start(
+        refusal = refuse_start(
             room.user_id, room.client, holders,
             per_client=self.gateway.settings.playground_sessions_per_address,
             total=self._session_cap())
+        if refusal is not None:
+            self.refused["full" if refusal.startswith("the playground is full") else
+                         "address"] += 1
+        return refusal
 
     def _tabs_of(self, client: str) -> int:
         return sum(1 for room in self.rooms.rooms() for c in room.connections
@@ -232,6 +265,8 @@ class _Playground:
         existing = self.rooms.existing(user)
         refusal = refuse_tab(len(existing.connections) if existing else 0, self._tabs_of(client))
         if refusal is not None:
+            self.refused["tabs"] += 1
+            log.info("tab of %s from client %s refused: %s", user, client, refusal)
             await websocket.send_text(json.dumps({"type": "error", "message": refusal}))
             # A close reason is at most 123 bytes; the words are ASCII and shorter.
             await websocket.close(code=CLOSE_TOO_MANY, reason=refusal[:120])

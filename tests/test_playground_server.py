@@ -136,6 +136,14 @@ async def test_one_address_minting_identities_cannot_take_every_slot(
                 for ws in (first, second, third):
                     await ws.send('{"type": "stop"}')
 
+        metrics = httpx.get(gateway.url + "/metrics").text
+        for line in ("audiogate_gateway_playground_identities_issued_total 13.0",
+                     'audiogate_gateway_playground_refused_total{reason="identity"} 190.0',
+                     'audiogate_gateway_playground_refused_total{reason="address"} 6.0',
+                     'audiogate_gateway_playground_refused_total{reason="full"} 1.0',
+                     "audiogate_gateway_playground_session_cap 6.0"):
+            assert line in metrics, line
+
 
 @dataclass
 class Tab:
