@@ -136,7 +136,8 @@ async def test_one_address_minting_identities_cannot_take_every_slot(
                 for ws in (first, second, third):
                     await ws.send('{"type": "stop"}')
 
-        metrics = httpx.get(gateway.url + "/metrics").text
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(gateway.url + "/metrics")).text
         for line in ("audiogate_gateway_playground_identities_issued_total 13.0",
                      'audiogate_gateway_playground_refused_total{reason="identity"} 190.0',
                      'audiogate_gateway_playground_refused_total{reason="address"} 6.0',
