@@ -121,6 +121,13 @@ class GatewaySettings(BaseSettings):
         description="seconds after which a client address may get one more identity "
         "[env GATEWAY_PLAYGROUND_NEW_IDENTITY_INTERVAL]",
     )
+    playground_metadata_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds a play or add from the playground waits for the engine's "
+        "catalogue (title, duration, picture) before it goes ahead with the link's file "
+        "name as its title [env GATEWAY_PLAYGROUND_METADATA_TIMEOUT]",
+    )
     silence_timeout: float = Field(
         3.0,
         gt=0,

@@ -347,7 +347,7 @@ class _Playground:
         duration: float | None = None
         thumbnail = ""
         try:
-            async with asyncio.timeout(5.0):
+            async with asyncio.timeout(self.gateway.settings.playground_metadata_timeout):
                 metadata = await self.gateway.engine.metadata(url)
             title = metadata.title or title
             duration = metadata.duration or None

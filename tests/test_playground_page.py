@@ -75,7 +75,10 @@ def page_server(page_media: Path) -> Iterator[MediaServer]:
 
 @pytest.fixture(scope="module")
 def gateway(engine: EngineProcess) -> Iterator[GatewayProcess]:
-    with GatewayProcess(engine) as process:
+    # yt-dlp reads a web page's title in a fresh worker process: seconds on a busy
+    # machine, so the catalogue gets longer than the default here.
+    env = {"GATEWAY_PLAYGROUND_METADATA_TIMEOUT": "30"}
+    with GatewayProcess(engine, env) as process:
         yield process
 
 
@@ -237,7 +240,7 @@ async def test_titles_thumbnails_reordering_and_history(gateway: GatewayProcess,
         # A web page's title and picture, through the engine's catalogue (yt-dlp).
         await send(page, {"type": "add", "url": page_server.url("cover.html", type="text/html")})
         await wait_for(page, f"s.queue.length === 4 && s.queue[3].startsWith("
-                             f"{json.dumps(COVER_PAGE_TITLE)})", timeout=40)
+                             f"{json.dumps(COVER_PAGE_TITLE)})", timeout=60)
         thumb = page.locator("#queue li").nth(3).locator("img.thumb")
         await thumb.wait_for()
         assert (await thumb.get_attribute("src") or "").startswith(page_server.url("cover.png"))
