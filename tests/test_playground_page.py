@@ -131,6 +131,7 @@ async def test_two_tabs_of_one_user_make_one_sound(gateway: GatewayProcess,
         assert (await stats(first))["framesReceived"] == received  # no audio sent there
         assert await first.is_visible("#output")
         assert "another tab" in await first.inner_text("#output")
+        await first.screenshot(path=str(ARTIFACTS / "playground-other-tab.png"))
         assert not await second.is_visible("#output")
 
         # The silent tab shows the same state, and its controls work.
