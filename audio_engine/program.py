@@ -45,7 +45,14 @@ from audio_engine.formats import OutputFormat
 from audio_engine.opus_encoder import OpusFrameEncoder
 from audio_engine.ring import Frame
 from audio_engine.source import OpusInput
-from audio_engine.splice import DECODER_PREROLL, PacketLog, decode_around, prime_encoder
+from audio_engine.splice import (
+    DECODER_PREROLL,
+    PREDICTION_OFF_FRAMES,
+    PacketLog,
+    decode_around,
+    postfilter_on,
+    prime_encoder,
+)
 from audio_engine.track import FRAME, Mode, Track
 from protocol import CHANNELS, SAMPLE_RATE, OggOpusWriter, OpusHead, encode_packet
 
@@ -124,6 +131,11 @@ class Program:
         self.retired: list[Track] = []
         #: The pending next track was dropped with a seek: the producer opens it again.
         self.next_discarded = False
+        #: Frame from which the encoder predicts again (after a splice), if it does not.
+        self._prediction_at: int | None = None
+        #: Frame at which the single track returns to passthrough (planned two frames
+        #: ahead, to end our packets the way the source's next one expects).
+        self._return_at: int | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -251,10 +263,43 @@ class Program:
                 and current.end is not None and current.end <= stop)
         data = pcm.tobytes() if self._factory is None else self._encode(pcm, n)
         frame = self._emit(data, position, last=last)
-        if self._window is None and len(self.tracks) == 1 and self.tracks[0].first_frame <= \
-                self.emitted and not last:
-            self.tracks[0].passthrough_from(self.next_index)
+        if not last:
+            self._towards_passthrough()
         return frame
+
+    def _towards_passthrough(self) -> None:
+        """Return the single track to passthrough when it can. The source's packet
+        there assumes the post-filter state of the source's previous one: when that one
+        had it off, our last two frames are encoded without prediction first."""
+        n = self.next_index
+        track = self.tracks[0]
+        if (self._window is not None or len(self.tracks) != 1
+                or track.first_frame > self.emitted):
+            self._cancel_return()
+            return
+        if self._return_at is not None and n >= self._return_at:
+            self._return_at = None
+            if track.passthrough_from(n):
+                self._prediction_at = None
+                return
+            self._cancel_return()
+            return
+        if self._return_at is not None or not track.can_pass_from(n + PREDICTION_OFF_FRAMES):
+            return
+        before = track.source_packet(n + PREDICTION_OFF_FRAMES - 1)
+        if (self.encoder is None or not self.encoder.controls_prediction
+                or before is None or postfilter_on(before.data) is not False):
+            track.passthrough_from(n)
+            return
+        self.encoder.set_prediction(False)
+        self._prediction_at = None
+        self._return_at = n + PREDICTION_OFF_FRAMES
+
+    def _cancel_return(self) -> None:
+        if self._return_at is not None:
+            self._return_at = None
+            if self.encoder is not None and self._prediction_at is None:
+                self.encoder.set_prediction(True)
 
     def _at_end(self, n: int) -> Frame | None:
         """The current track's audio is all out (passthrough): join, wait, or end."""
@@ -400,6 +445,9 @@ class Program:
         if self.encoder is None or self._encoded_to != n:
             self._prime(n, None)
         assert self.encoder is not None
+        if self._prediction_at is not None and n >= self._prediction_at:
+            self.encoder.set_prediction(True)
+            self._prediction_at = None
         data = self.encoder.encode(pcm.tobytes())
         self._encoded_to = n + 1
         return data
@@ -436,8 +484,15 @@ class Program:
         assert self._factory is not None
         before = [f.data for f in self.log.span(n - DECODER_PREROLL, n)] if self.log else []
         _, pcm, end = decode_around(before, replaced, self.lookahead)
-        self.encoder = prime_encoder(self._factory, pcm, end)
+        self._new_encoder(n, pcm, end, before)
+
+    def _new_encoder(self, n: int, pcm: Pcm, end: int, before: list[bytes]) -> None:
+        assert self._factory is not None
+        postfilter = postfilter_on(before[-1]) if before else None
+        self.encoder, off = prime_encoder(self._factory, pcm, end, postfilter=postfilter)
         self._encoded_to = n
+        self._prediction_at = n + off if off else None
+        self._return_at = None
 
     def _to_transcoding(self, track: Track, n: int) -> None:
         """Leave passthrough at frame *n* (primed encoder, warm chain)."""
@@ -446,8 +501,7 @@ class Program:
         before = [f.data for f in self.log.span(n - DECODER_PREROLL, n)] if self.log else []
         decoder, pcm, end = decode_around(before, packet.data, self.lookahead)
         if self._factory is not None:
-            self.encoder = prime_encoder(self._factory, pcm, end)
-            self._encoded_to = n
+            self._new_encoder(n, pcm, end, before)
         track.to_transcoding(n, decoder, pcm, end)
         log.debug("%s: transcoding from frame %d", self.session_id, n)
 

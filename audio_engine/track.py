@@ -428,31 +428,46 @@ class Track:
         """Return to passthrough at output frame *frame* if the track can: its chain
         changes nothing, the audio kept the source's frame grid (no tempo change since
         the placement), and the packet for that frame is kept."""
-        chain = self.chain
-        if not self.opus or self.mode is not Mode.TRANSCODING or chain is None:
-            return False
-        if not chain.passthrough or not self._whole_frames or self.raw_offset % FRAME:
-            return False
-        if self._flushed:
-            return False
-        index = frame * FRAME - self.chain_base
-        expected = self._chain_origin + index / SAMPLE_RATE
-        if index < 0 or abs(chain.positions.track_time(index) - expected) > 0.5 / SAMPLE_RATE:
-            return False  # a tempo change moved the audio off the source's frame grid
-        wanted = frame * FRAME - self.raw_offset
-        kept = [raw for raw in self._recent if raw.start >= wanted]
-        if kept and kept[0].start != wanted:
-            return False
-        if not kept and wanted != self._raw_count:
+        kept = self._passthrough_packets(frame)
+        if kept is None:
             return False
         self._close_chain()
         self.mode = Mode.PASSTHROUGH
         self.codec_frame = -1
         self._decoder = None
         self._out.clear()
-        self._packets.extend(raw.packet for raw in kept)
+        self._packets.extend(kept)
         self._recent.clear()
         return True
+
+    def can_pass_from(self, frame: int) -> bool:
+        """Whether ``passthrough_from(frame)`` would succeed now."""
+        return self._passthrough_packets(frame) is not None
+
+    def source_packet(self, frame: int) -> OpusInput | None:
+        """The source's own packet for output frame *frame*, if it is kept."""
+        wanted = frame * FRAME - self.raw_offset
+        return next((raw.packet for raw in self._recent if raw.start == wanted), None)
+
+    def _passthrough_packets(self, frame: int) -> list[OpusInput] | None:
+        chain = self.chain
+        if not self.opus or self.mode is not Mode.TRANSCODING or chain is None:
+            return None
+        if not chain.passthrough or not self._whole_frames or self.raw_offset % FRAME:
+            return None
+        if self._flushed:
+            return None
+        index = frame * FRAME - self.chain_base
+        expected = self._chain_origin + index / SAMPLE_RATE
+        if index < 0 or abs(chain.positions.track_time(index) - expected) > 0.5 / SAMPLE_RATE:
+            return None  # a tempo change moved the audio off the source's frame grid
+        wanted = frame * FRAME - self.raw_offset
+        kept = [raw for raw in self._recent if raw.start >= wanted]
+        if kept and kept[0].start != wanted:
+            return None
+        if not kept and wanted != self._raw_count:
+            return None
+        return [raw.packet for raw in kept]
 
     def back_to_passthrough(self, sent_then_dropped: list[OpusInput]) -> None:
         """Undo ``to_transcoding``: the frames from where the track left passthrough
