@@ -230,6 +230,8 @@ class Program:
             track.passthrough_end(n)
             return self._at_end(n)
         following = self.expect_next or self.pending is not None
+        if following and not track.source_ended and track.queued_packets <= HOLD_FRAMES:
+            return None  # these may be the track's last packets: they join the next one
         if packet.samples != FRAME or (
                 following and track.source_ended and track.queued_packets <= HOLD_FRAMES):
             # A packet of another length, or the end of a track that another follows:
@@ -238,7 +240,8 @@ class Program:
             return self._mix_step(n)
         track.pop_packet()
         last = track.source_ended and not track.queued_packets and not following
-        return self._emit(packet.data, packet.position, last=last)
+        return self._emit(packet.data, packet.position, last=last,
+                          samples=packet.keep if last else FRAME)
 
     def _mix_step(self, n: int) -> Frame | None:
         start, stop = n * FRAME, (n + 1) * FRAME
@@ -256,6 +259,10 @@ class Program:
         for track in contributors:
             if not track.covers(stop):
                 return None
+        if (self._window is None and current.end is None
+                and (self.expect_next or self.pending is not None)
+                and not current.covers(stop + FRAME)):
+            return None  # the track may end within a frame from here: the next one joins
         pcm = self._mix(contributors, start)
         owner = self._owner(n)
         position = owner.position_at(start)
@@ -452,7 +459,10 @@ class Program:
         self._encoded_to = n + 1
         return data
 
-    def _emit(self, data: bytes, position: float, *, last: bool) -> Frame:
+    def _emit(self, data: bytes, position: float, *, last: bool,
+              samples: int = FRAME) -> Frame:
+        """The next frame. *samples* below 960 trims the stream's last page (its granule
+        says where the audio ends, RFC 7845)."""
         n = self.next_index
         start = self._starts.get(n)
         self.next_index += 1
@@ -464,7 +474,7 @@ class Program:
                          n, start)
         if self.log is not None:
             self.log.add(n, data, position)
-        page = writer.audio_page(data, FRAME, eos=last)
+        page = writer.audio_page(data, samples if last else FRAME, eos=last)
         return Frame(encode_packet(self.session_id, page), len(page), position,
                      writer.granule_position, writer.next_sequence - 1, last, n, start)
 

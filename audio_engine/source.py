@@ -89,11 +89,13 @@ class SourceOptions:
 
 class OpusInput(NamedTuple):
     """One Opus packet of a source that can pass through: its bytes, its length in
-    48 kHz samples and the track time (seconds) it starts at."""
+    48 kHz samples, the track time (seconds) it starts at, and how many of its samples
+    are audio (fewer in a stream's last packet: Ogg Opus end trimming, RFC 7845)."""
 
     data: bytes
     samples: int
     position: float
+    keep: int = 960
 
 
 class PcmChunk(NamedTuple):
@@ -284,7 +286,10 @@ class MediaSource:
                     end = packet.pts * self._time_base + samples / SAMPLE_RATE
                     if end <= self._skip_until:
                         continue
-                out.append(OpusInput(data, samples, self._position))
+                keep = samples
+                if packet.duration:
+                    keep = min(samples, round(packet.duration * self._time_base * SAMPLE_RATE))
+                out.append(OpusInput(data, samples, self._position, max(keep, 0)))
                 self._position += samples / SAMPLE_RATE
             return out
 

@@ -155,6 +155,8 @@ class Track:
 
         # passthrough
         self._packets: deque[OpusInput] = deque()
+        #: Samples of the last packet sent that are not audio (end trimming).
+        self._trimmed = 0
 
         # transcoding
         self.chain: FilterChain | None = None
@@ -209,7 +211,9 @@ class Track:
         return self._packets[0] if self._packets else None
 
     def pop_packet(self) -> OpusInput:
-        return self._packets.popleft()
+        packet = self._packets.popleft()
+        self._trimmed = packet.samples - packet.keep
+        return packet
 
     @property
     def queued_packets(self) -> int:
@@ -295,7 +299,7 @@ class Track:
 
     def passthrough_end(self, frame: int) -> None:
         """In passthrough, the last packet went out as frame ``frame - 1``."""
-        self.end = frame * FRAME - self.lookahead
+        self.end = frame * FRAME - self._trimmed - self.lookahead
 
     # -- placement ---------------------------------------------------------------------
 
@@ -563,6 +567,8 @@ class Track:
                     f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
                 ) from None
             data = bytes(item.samples * 4)
+        if item.keep < item.samples:
+            data = data[: item.keep * 4]  # the stream's end: the rest is padding
         self._recent.append(_Raw(self._raw_count, item))
         if item.samples != FRAME:
             self._whole_frames = False

@@ -25,20 +25,28 @@ __all__ = [
 ]
 
 
-def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int = 1) -> Path:
-    """Write a 48 kHz stereo Ogg Opus tone quickly (libopus at complexity 0, one
-    20 ms frame per page): a passthrough source for tests that need many tracks.
-    The engine demuxes it with FFmpeg, so the file's validity is checked there."""
-    encoder = OpuslibEncoder(64_000, 0)
+def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int = 1,
+                    complexity: int = 0) -> Path:
+    """Write a 48 kHz stereo Ogg Opus tone quickly (libopus, complexity 0 by default,
+    one 20 ms frame per page): a passthrough source for tests that need many tracks.
+    The encoder is flushed with one frame of silence and the last page's granule trims
+    it (RFC 7845), so the decoded audio is exactly *seconds* long. The engine demuxes
+    it with FFmpeg, so the file's validity is checked there."""
+    encoder = OpuslibEncoder(64_000, complexity)
     writer = OggOpusWriter(serial)
-    frames = int(seconds * 48_000) // SAMPLES_PER_FRAME
+    total = round(seconds * 48_000)
+    frames = -(-(total + encoder.lookahead) // SAMPLES_PER_FRAME)
     index = np.arange(frames * SAMPLES_PER_FRAME)
     wave = (0.5 * 32767 * np.sin(2 * np.pi * frequency * index / 48_000)).astype("<i2")
+    wave[total:] = 0
     pcm = np.repeat(wave, 2).tobytes()
     pages = [writer.header_pages]
     for frame in range(frames):
         chunk = pcm[frame * PCM_FRAME_BYTES:(frame + 1) * PCM_FRAME_BYTES]
-        pages.append(writer.audio_page(encoder.encode(chunk), eos=frame == frames - 1))
+        last = frame == frames - 1
+        samples = total + encoder.lookahead - frame * SAMPLES_PER_FRAME if last else \
+            SAMPLES_PER_FRAME
+        pages.append(writer.audio_page(encoder.encode(chunk), samples, eos=last))
     path.write_bytes(b"".join(pages))
     return path
 
