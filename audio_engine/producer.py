@@ -561,7 +561,8 @@ class _Production:
 
     async def _batch(self, wanted: int) -> tuple[list[Frame], bool]:
         """Read and convert about *wanted* frames, reopening broken sources. Returns the
-        frames and whether any source was read."""
+        frames and whether any source was wanted (none: the program waits for something
+        else, the next track)."""
         program, context = self.program, self.context
         tracks = program.wants()
         queued = len(self.session.ring)
@@ -596,7 +597,7 @@ class _Production:
             self._after_read(read)
         frames = await _run_by(context.codec_pool, deadline, program.produce,
                                [read[:3] for read in reads])
-        return frames, bool(reads)
+        return frames, True
 
     def _after_read(self, read: _Read) -> None:
         track, packets, _, cut_off = read

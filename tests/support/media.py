@@ -26,16 +26,19 @@ __all__ = [
 
 
 def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int = 1,
-                    complexity: int = 0) -> Path:
+                    complexity: int = 0, flush: bool = False) -> Path:
     """Write a 48 kHz stereo Ogg Opus tone quickly (libopus, complexity 0 by default,
     one 20 ms frame per page): a passthrough source for tests that need many tracks.
-    The encoder is flushed with one frame of silence and the last page's granule trims
-    it (RFC 7845), so the decoded audio is exactly *seconds* long. The engine demuxes
-    it with FFmpeg, so the file's validity is checked there."""
+    Without *flush*, exactly ``seconds * 50`` pages (the encoder's last 6.5 ms never
+    come out); with it, the encoder is flushed with silence and the last page's
+    granule trims that (RFC 7845), so the decoded audio is exactly *seconds* long, as
+    a real encoder writes it. The engine demuxes it with FFmpeg, so the file's
+    validity is checked there."""
     encoder = OpuslibEncoder(64_000, complexity)
     writer = OggOpusWriter(serial)
     total = round(seconds * 48_000)
-    frames = -(-(total + encoder.lookahead) // SAMPLES_PER_FRAME)
+    flushed = total + encoder.lookahead if flush else total
+    frames = -(-flushed // SAMPLES_PER_FRAME)
     index = np.arange(frames * SAMPLES_PER_FRAME)
     wave = (0.5 * 32767 * np.sin(2 * np.pi * frequency * index / 48_000)).astype("<i2")
     wave[total:] = 0
@@ -44,8 +47,7 @@ def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int
     for frame in range(frames):
         chunk = pcm[frame * PCM_FRAME_BYTES:(frame + 1) * PCM_FRAME_BYTES]
         last = frame == frames - 1
-        samples = total + encoder.lookahead - frame * SAMPLES_PER_FRAME if last else \
-            SAMPLES_PER_FRAME
+        samples = flushed - frame * SAMPLES_PER_FRAME if last else SAMPLES_PER_FRAME
         pages.append(writer.audio_page(encoder.encode(chunk), samples, eos=last))
     path.write_bytes(b"".join(pages))
     return path
