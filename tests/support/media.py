@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from audio_engine.opus_encoder import OpuslibEncoder
-from gateway.loadtest.media import write_tone
+from gateway.loadtest.media import encode_blocks, write_tone
 from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME, OggOpusWriter
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "decode_opus_packets",
     "dominant_frequency",
     "write_opus_tone",
+    "write_signal",
     "write_tone",
 ]
 
@@ -51,6 +52,15 @@ def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int
         pages.append(writer.audio_page(encoder.encode(chunk), samples, eos=last))
     path.write_bytes(b"".join(pages))
     return path
+
+def write_signal(path: Path, signal: np.ndarray, *, container: str = "flac") -> Path:
+    """Write a float stereo signal (shape (n, 2), -1 to 1, 48 kHz) losslessly (FLAC:
+    the engine decodes and transcodes it, and its spectrum is exactly what was written)."""
+    planar = np.ascontiguousarray(np.asarray(signal, dtype=np.float32).T)
+    blocks = (planar[:, start:start + 4800] for start in range(0, planar.shape[1], 4800))
+    return encode_blocks(path, blocks, rate=48_000, layout="stereo", container_format=container,
+                         codec="flac")
+
 
 def dominant_frequency(samples: np.ndarray, rate: int = 48_000) -> float:
     """Frequency (Hz) of the strongest spectral peak of mono or interleaved-stereo
