@@ -116,7 +116,9 @@ class Program:
         self.tracks: list[Track] = []
         #: The next track, opened, not yet placed.
         self.pending: Track | None = None
-        self._window: _Window | None = None
+        #: Joins whose outgoing track has not been retired yet (until the listener was
+        #: sent its last frame), oldest first.
+        self._windows: list[_Window] = []
         #: Frame index -> the play that begins with that frame.
         self._starts: dict[int, Any] = {}
         #: Set by the producer: a next track is coming (hold the end of the current one).
@@ -156,7 +158,7 @@ class Program:
     @property
     def passthrough(self) -> bool:
         """Packets go out as the source sent them."""
-        return (len(self.tracks) == 1 and self._window is None
+        return (len(self.tracks) == 1 and not self._windows
                 and self.tracks[0].mode is Mode.PASSTHROUGH)
 
     def wants(self) -> list[Track]:
@@ -246,9 +248,9 @@ class Program:
     def _mix_step(self, n: int) -> Frame | None:
         start, stop = n * FRAME, (n + 1) * FRAME
         current = self.tracks[-1]
-        if current.end is not None and self._window is None:
-            following = self.expect_next or self.pending is not None
-            if following and self.pending is not None and self._window is None:
+        following = self.expect_next or self.pending is not None
+        if current.end is not None:
+            if self.pending is not None:
                 self._join(current, self.pending, None)
                 return self._mix_step(n)
             if following and stop > current.end - FRAME:
@@ -259,15 +261,12 @@ class Program:
         for track in contributors:
             if not track.covers(stop):
                 return None
-        if (self._window is None and current.end is None
-                and (self.expect_next or self.pending is not None)
-                and not current.covers(stop + FRAME)):
+        if current.end is None and following and not current.covers(stop + FRAME):
             return None  # the track may end within a frame from here: the next one joins
         pcm = self._mix(contributors, start)
         owner = self._owner(n)
         position = owner.position_at(start)
-        last = (not (self.expect_next or self.pending is not None) and self._window is None
-                and current.end is not None and current.end <= stop)
+        last = not following and current.end is not None and current.end <= stop
         data = pcm.tobytes() if self._factory is None else self._encode(pcm, n)
         frame = self._emit(data, position, last=last)
         if not last:
@@ -280,8 +279,7 @@ class Program:
         had it off, our last two frames are encoded without prediction first."""
         n = self.next_index
         track = self.tracks[0]
-        if (self._window is not None or len(self.tracks) != 1
-                or track.first_frame > self.emitted):
+        if self._windows or len(self.tracks) != 1 or track.first_frame > self.emitted:
             self._cancel_return()
             return
         if self._return_at is not None and n >= self._return_at:
@@ -344,15 +342,19 @@ class Program:
             packet = track.next_packet()
             if packet is None:
                 return None
-            return n * FRAME + round((duration - packet.position) * SAMPLE_RATE)
+            # The packet's raw time reaches the listener's ear L samples after its
+            # encoder input would.
+            return n * FRAME + round((duration - packet.position) * SAMPLE_RATE) - self.lookahead
         return track.planned_end()
 
     def _plan_crossfade(self, n: int) -> None:
         """Start a crossfade into the pending track when the current one is that close
         to its declared end (and the next track has audio ready)."""
         pending = self.pending
-        if self.crossfade <= 0 or pending is None or self._window is not None:
+        if self.crossfade <= 0 or pending is None:
             return
+        if self._windows and self._windows[-1].stop > n * FRAME:
+            return  # the current track is still fading in
         if not (pending.pending_input > 0 or pending.source_ended or pending.chain):
             return
         current = self.tracks[-1]
@@ -399,28 +401,29 @@ class Program:
         self._starts[nxt.first_frame] = nxt.play
         self.tracks.append(nxt)
         self.pending = None
-        self._window = _Window(start, length, current, nxt)
+        self._windows.append(_Window(start, length, current, nxt))
         if self._factory is not None and self.encoder is None:
             self.encoder = self._factory()
         log.debug("%s: next track joins at sample %d (overlap %d)", self.session_id, start,
                   length)
 
     def _retire(self, n: int) -> None:
-        """Drop the outgoing track of a finished crossfade once its last frame was sent
+        """Drop the outgoing track of a finished join once its last frame was sent
         (until then a change may still redo frames it is in)."""
-        window = self._window
-        if window is None or self.emitted < window.stop_frame or n < window.stop_frame:
-            return
-        self.tracks.remove(window.outgoing)
-        window.outgoing.close()
-        self.retired.append(window.outgoing)
-        self._window = None
+        while self._windows:
+            window = self._windows[0]
+            if self.emitted < window.stop_frame or n < window.stop_frame:
+                return
+            self._windows.pop(0)
+            if window.outgoing in self.tracks:
+                self.tracks.remove(window.outgoing)
+                window.outgoing.close()
+                self.retired.append(window.outgoing)
 
     def _contributors(self, start: int) -> list[Track]:
-        window = self._window
-        return [t for t in self.tracks
-                if t.placed and not (window is not None and t is window.outgoing
-                                     and start >= window.stop)]
+        """Placed tracks with audio at encoder-input sample *start* or later."""
+        gone = {id(w.outgoing) for w in self._windows if start >= w.stop}
+        return [t for t in self.tracks if t.placed and id(t) not in gone]
 
     def _owner(self, n: int) -> Track:
         """The track whose play frame *n* belongs to (for its position)."""
@@ -432,15 +435,19 @@ class Program:
     # -- making frames -------------------------------------------------------------------
 
     def _mix(self, tracks: list[Track], start: int) -> Pcm:
-        window = self._window
-        if len(tracks) == 1 and (window is None or tracks[0] is not window.outgoing):
+        """Frame *start*'s samples: the tracks' audio, each weighted by the equal-power
+        fades of the joins it is in (none: it plays as it is)."""
+        fading = [w for w in self._windows
+                  if w.length > 0 and w.start < start + FRAME and start < w.stop]
+        if len(tracks) == 1 and not fading:
             return tracks[0].take(start, FRAME)
         total = np.zeros((FRAME, CHANNELS), dtype=np.float32)
         samples = np.arange(start, start + FRAME, dtype=np.float64)
         for track in tracks:
             block = track.take(start, FRAME).astype(np.float32)
-            if window is not None and window.length > 0 and track in (window.outgoing,
-                                                                        window.incoming):
+            for window in fading:
+                if track is not window.outgoing and track is not window.incoming:
+                    continue
                 x = np.clip((samples - window.start) / window.length, 0.0, 1.0)
                 angle = 0.5 * math.pi * x
                 weight = np.cos(angle) if track is window.outgoing else np.sin(angle)
@@ -563,18 +570,21 @@ class Program:
     def _take_back_joins(self, index: int) -> None:
         """A track placed after frame *index* goes back to pending (the frames before
         its start are redone, and may end elsewhere)."""
-        window = self._window
-        if window is None or window.incoming.first_frame <= index:
-            return
-        incoming = window.incoming
-        if not incoming.unplace():
-            log.info("%s: the next track could not be taken back; it keeps its place",
-                     self.session_id)
-            return
-        self.tracks.remove(incoming)
-        self._starts.pop(incoming.first_frame, None)
-        self.pending = incoming
-        self._window = None
+        while self._windows and self._windows[-1].incoming.first_frame > index:
+            window = self._windows[-1]
+            incoming = window.incoming
+            if not incoming.unplace():
+                log.info("%s: the next track could not be taken back; it keeps its place",
+                         self.session_id)
+                return
+            self._windows.pop()
+            self.tracks.remove(incoming)
+            self._starts.pop(incoming.first_frame, None)
+            if self.pending is not None:  # a later one, opened meanwhile: it waits again
+                self.pending.close()
+                self.retired.append(self.pending)
+                self.next_discarded = True
+            self.pending = incoming
 
     def seek(self, index: int, track: Track) -> None:
         """*track*'s source was moved (seek): continue with it alone from frame *index*
@@ -595,7 +605,7 @@ class Program:
                     self.next_discarded = True
         self._starts = {k: v for k, v in self._starts.items() if k < index}
         self.tracks = [track]
-        self._window = None
+        self._windows = []
         self.next_index = index
         passthrough = track.opus and track.filters.neutral and self.output.is_ogg
         track.restart(index * FRAME, passthrough=passthrough)

@@ -436,6 +436,8 @@ class Track:
         if kept is None:
             return False
         self._close_chain()
+        self._flushed = False
+        self.end = None  # known again when the last packet has gone out
         self.mode = Mode.PASSTHROUGH
         self.codec_frame = -1
         self._decoder = None
@@ -458,8 +460,6 @@ class Track:
         if not self.opus or self.mode is not Mode.TRANSCODING or chain is None:
             return None
         if not chain.passthrough or not self._whole_frames or self.raw_offset % FRAME:
-            return None
-        if self._flushed:
             return None
         index = frame * FRAME - self.chain_base
         expected = self._chain_origin + index / SAMPLE_RATE
