@@ -196,13 +196,11 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
             context.events.source_opened(session, time.monotonic() - started)
             if source.duration:
                 session.duration = source.duration
-            output = session.request.output
-            factory = context.encoder(output) if context.encoder and output.is_ogg else None
-            program = Program(session.id, output, session.serial, factory)
-            track = Track(None, source, context.filters(session.filters, session.volume,
-                                                        session.loudness_default),
-                          lookahead=program.lookahead, passthrough_ok=output.is_ogg)
-            program.start(track)
+            filters = context.filters(session.filters, session.volume,
+                                      session.loudness_default)
+            # Encoders and filter graphs are built on the codec pool, not the loop.
+            program, track = await _run_by(context.codec_pool, time.monotonic() + OPEN_SLACK,
+                                           _start_program, session, context, source, filters)
             session.header_pages = program.header_pages
             production = _Production(session, program, context, admission,
                                      first_play=session.play_id)
@@ -229,6 +227,18 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
             egress.revoke(grant)
         if production is not None:
             await production.close()
+
+
+def _start_program(session: Session, context: ProducerContext, source: MediaSource,
+                   filters: Filters) -> tuple[Program, Track]:
+    """The session's program, started with its first track (a worker job)."""
+    output = session.request.output
+    factory = context.encoder(output) if context.encoder and output.is_ogg else None
+    program = Program(session.id, output, session.serial, factory)
+    track = Track(None, source, filters, lookahead=program.lookahead,
+                  passthrough_ok=output.is_ogg)
+    program.start(track)
+    return program, track
 
 
 def _source_problem(exc: SourceError, grant: Grant | None) -> str:
