@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -22,7 +23,9 @@ __all__ = [
     "EngineInvalidRequest",
     "EngineNotFound",
     "EngineUnavailable",
+    "FiltersResult",
     "MetadataResult",
+    "NextResult",
     "PlayResult",
     "PlaylistEntry",
     "PlaylistResult",
@@ -72,6 +75,25 @@ class PlayResult(_Model):
     play_id: int | None = None
 
 
+class NextResult(_Model):
+    """``POST /session/{id}/next``: the play id the next track's events will carry."""
+
+    status: str
+    session_id: str
+    play_id: int
+
+
+class FiltersResult(_Model):
+    """A session's filters (our engine): the Lavalink object as set (``"loudness":
+    null`` when the engine's default loudness is switched off for it), and, from
+    ``GET``, the filters its audio goes through now and whether it passes through."""
+
+    session_id: str
+    filters: dict[str, Any]
+    active: list[str] = []
+    passthrough: bool = False
+
+
 class SessionStatus(_Model):
     """``GET /session/{id}/status``."""
 
@@ -95,6 +117,12 @@ class SessionInfo(_Model):
     passthrough: bool = False
     underruns: int = 0
     error: str = ""
+    play_id: int | None = None
+    #: Active filters by Lavalink's names (our engine).
+    filters: list[str] = []
+    crossfade: float = 0.0
+    #: The next track of a gapless queue, if one is set: play_id, url, state, title.
+    next: dict[str, Any] | None = None
 
 
 class EngineHealth(_Model):
@@ -205,8 +233,12 @@ class EngineClient:
         start_at: float = 0.0,
         duration: float = 0.0,
         volume: float | None = None,
+        filters: Mapping[str, Any] | None = None,
+        crossfade: float | None = None,
     ) -> PlayResult:
-        """Start or replace *session_id*'s stream.
+        """Start or replace *session_id*'s stream. *filters* (Lavalink's object) and
+        *crossfade* (seconds into a next track) need our engine (``/health`` features
+        ``filters`` and ``crossfade``): a Go engine ignores them.
 
         Raises:
             EngineInvalidRequest, EngineBusy, EngineUnavailable, EngineError.
@@ -218,6 +250,10 @@ class EngineClient:
             body["duration"] = duration
         if volume is not None and volume != 1.0:
             body["volume"] = volume
+        if filters is not None:
+            body["filters"] = dict(filters)
+        if crossfade:
+            body["crossfade"] = crossfade
         response = await self._request("POST", f"/session/{session_id}/play", json=body)
         result = self._parse(PlayResult, response)
         play_id = response.headers.get("x-play-id")
@@ -253,6 +289,65 @@ class EngineClient:
         """Seek a live session (our engine only)."""
         await self._request("POST", f"/session/{session_id}/seek", json={"position": position})
 
+    async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
+        """Replace a session's filters live with Lavalink's filters object (our engine;
+        ``{}`` clears them). Heard within 300 ms.
+
+        Raises:
+            EngineInvalidRequest: the filters are not valid (the engine's words say which
+                key and why); EngineNotFound, EngineUnavailable, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/filters",
+                                       json=dict(filters))
+        return self._parse(FiltersResult, response)
+
+    async def filters(self, session_id: str) -> FiltersResult:
+        """A session's filters (our engine). Raises ``EngineNotFound``."""
+        response = await self._request("GET", f"/session/{session_id}/filters")
+        return self._parse(FiltersResult, response)
+
+    async def set_crossfade(self, session_id: str, seconds: float) -> None:
+        """Crossfade length into the next track, 0 (gapless) to 12 s (our engine)."""
+        await self._request("POST", f"/session/{session_id}/crossfade",
+                            json={"crossfade": seconds})
+
+    async def set_next(
+        self,
+        session_id: str,
+        url: str,
+        *,
+        start_at: float = 0.0,
+        duration: float = 0.0,
+        filters: Mapping[str, Any] | None = None,
+    ) -> NextResult:
+        """Tell the engine the track after the current one (our engine, feature
+        ``next_track``): it joins the same stream without a gap (or crossfades), and
+        its events carry the returned play id: ``finished`` of the current play, then
+        ``ready`` of this one. A later call replaces it. *filters* apply from this
+        track on (default: the session's stay).
+
+        Raises:
+            EngineInvalidRequest, EngineNotFound, EngineError (409: the session ended).
+        """
+        body: dict[str, Any] = {"url": url}
+        if start_at > 0:
+            body["start_at"] = start_at
+        if duration > 0:
+            body["duration"] = duration
+        if filters is not None:
+            body["filters"] = dict(filters)
+        response = await self._request("POST", f"/session/{session_id}/next", json=body)
+        return self._parse(NextResult, response)
+
+    async def cancel_next(self, session_id: str) -> int | None:
+        """Forget the next track; returns its play id (None if none was set)."""
+        response = await self._request("POST", f"/session/{session_id}/next/cancel")
+        try:
+            cancelled = response.json().get("cancelled")
+        except (ValueError, AttributeError) as exc:
+            raise EngineError(f"unexpected answer from the engine: {exc}") from None
+        return int(cancelled) if isinstance(cancelled, int) else None
+
     async def sessions(self) -> list[SessionInfo]:
         """Every session (our engine only)."""
         response = await self._request("GET", "/sessions")
@@ -271,30 +366,31 @@ class EngineClient:
         """Title and duration of *url*. Raises ``EngineError`` with the engine's
         ``error`` text on failure."""
         response = await self._request("GET", "/metadata", params={"url": url},
-                                       timeout=self._catalogue_timeout)
+                                       limit=self._catalogue_timeout)
         return self._parse(MetadataResult, response)
 
     async def playlist(self, url: str) -> PlaylistResult:
         """Entries of a playlist URL."""
         response = await self._request("GET", "/playlist", params={"url": url},
-                                       timeout=self._catalogue_timeout)
+                                       limit=self._catalogue_timeout)
         return self._parse(PlaylistResult, response)
 
     async def search(self, query: str) -> SearchResult:
         """Search results for *query*."""
         response = await self._request("GET", "/search", params={"q": query},
-                                       timeout=self._catalogue_timeout)
+                                       limit=self._catalogue_timeout)
         return self._parse(SearchResult, response)
 
     # -- plumbing -------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, timeout: float | None = None,
+    async def _request(self, method: str, path: str, *, limit: float | None = None,
                        **kwargs: Any) -> httpx.Response:
         delay = self._backoff
         for attempt in range(self._retries + 1):
             try:
                 response = await self._client.request(
-                    method, path, timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                    method, path,
+                    timeout=limit if limit is not None else httpx.USE_CLIENT_DEFAULT,
                     **kwargs,
                 )
                 break

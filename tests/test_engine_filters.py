@@ -355,3 +355,29 @@ async def test_the_default_loudness_applies_unless_a_session_switches_it_off(
     assert view["active"] == ["loudness"] and view["filters"] == {}
     assert integrated_lufs(default[RATE:]) == pytest.approx(-16.0, abs=1.0)
     assert integrated_lufs(off[RATE:]) == pytest.approx(-30.0, abs=1.0)
+
+
+async def test_the_engine_client_sets_filters_crossfade_and_the_next_track(
+        engine: EngineProcess, filter_media: dict[str, Path]) -> None:
+    from gateway.engine_client import EngineClient, EngineInvalidRequest, EngineNotFound
+
+    async with EngineClient(engine.url) as client:
+        result = await client.play("client-1", str(filter_media["long_mp3"]),
+                                   filters={"timescale": {"pitch": 1.2}}, crossfade=3.0)
+        assert result.play_id is not None
+        with pytest.raises(EngineInvalidRequest, match=r"karaoke.level must be at most 1"):
+            await client.set_filters("client-1", {"karaoke": {"level": 3}})
+        changed = await client.set_filters("client-1", {"volume": 0.8})
+        assert changed.filters == {"volume": 0.8}
+        assert (await client.filters("client-1")).active == ["volume"]
+        await client.set_crossfade("client-1", 0.0)
+        queued = await client.set_next("client-1", str(filter_media["a440"]))
+        assert queued.play_id > result.play_id
+        info = next(s for s in await client.sessions() if s.session_id == "client-1")
+        assert info.next is not None and info.next["play_id"] == queued.play_id
+        assert info.filters == ["volume"] and info.crossfade == 0.0
+        assert await client.cancel_next("client-1") == queued.play_id
+        assert await client.cancel_next("client-1") is None
+        with pytest.raises(EngineNotFound):
+            await client.set_next("nobody-here", str(filter_media["a440"]))
+        await client.stop("client-1")
