@@ -212,6 +212,8 @@ class Program:
             frames.append(frame)
         if self.log is not None:
             self.log.trim_before(self.emitted - DECODER_PREROLL)
+        if self._starts and min(self._starts) <= self.emitted:
+            self._starts = {k: v for k, v in self._starts.items() if k > self.emitted}
         return frames
 
     def _step(self) -> Frame | None:
