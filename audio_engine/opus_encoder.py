@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Final, Literal, Protocol
 
 import av
-import opuslib
-import opuslib.api.ctl
-import opuslib.api.encoder
+import opuslib  # type: ignore[import-untyped]
+import opuslib.api.ctl  # type: ignore[import-untyped]
+import opuslib.api.encoder  # type: ignore[import-untyped]
 
 from protocol import CHANNELS, ENCODER_PRE_SKIP, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 

@@ -555,8 +555,10 @@ class Program:
             if track.mode is Mode.TRANSCODING and track.codec_frame > index:
                 # It left passthrough after the cut: it passes its packets again up to
                 # there (and leaves again where it must).
-                track.back_to_passthrough([OpusInput(f.data, FRAME, f.position)
-                                           for f in redo if track.codec_frame > 0])
+                before = redo[: track.codec_frame - index]
+                if not track.back_to_passthrough(
+                        [OpusInput(f.data, FRAME, f.position) for f in before]):
+                    track.rewind_to(index * FRAME)
             elif track.mode is Mode.PASSTHROUGH:
                 track.requeue([OpusInput(f.data, FRAME, f.position) for f in redo])
             else:

@@ -470,11 +470,15 @@ class Track:
             return None
         return [raw.packet for raw in kept]
 
-    def back_to_passthrough(self, sent_then_dropped: list[OpusInput]) -> None:
+    def back_to_passthrough(self, sent_then_dropped: list[OpusInput]) -> bool:
         """Undo ``to_transcoding``: the frames from where the track left passthrough
         were dropped. It passes packets again: *sent_then_dropped* (the dropped frames
-        before that point), then every packet decoded since."""
+        before that point), then every packet decoded since. False (nothing done) if
+        those packets are no longer all kept."""
         assert self.mode is Mode.TRANSCODING and self.codec_frame >= 0
+        first = self.codec_frame * FRAME - self.raw_offset
+        if not self._recent or self._recent[0].start != first:
+            return False
         self._close_chain()
         self.mode = Mode.PASSTHROUGH
         self.codec_frame = -1
@@ -486,6 +490,7 @@ class Track:
         self._packets.extend(sent_then_dropped)
         self._packets.extend(raw.packet for raw in self._recent)
         self._recent.clear()
+        return True
 
     # -- live changes ------------------------------------------------------------------
 

@@ -306,3 +306,25 @@ def test_tracks_report_their_mode(media: Path) -> None:
     track = driver.track("c550.mp3")
     driver.program.start(track)
     assert track.mode is Mode.TRANSCODING
+
+
+def test_a_redo_before_a_track_left_passthrough_takes_its_packets_back(media: Path) -> None:
+    # The first track left passthrough for its last two frames (to join the next one);
+    # a change at frame 190 redoes frames it had passed through and the ones after.
+    driver = Driver(media)
+    program = driver.program
+    first = driver.track("a440.ogg")
+    program.start(first)
+    driver.next = driver.track("b660.ogg", play="next")
+    made = driver.run(199, sent=False)
+    assert first.mode is Mode.TRANSCODING and first.codec_frame > 190
+    frames = redo_at(driver, made, 190, parse_filters({"volume": 0.5}), limit=30)
+    program.pending = driver.next
+    frames += driver.run(sent=False)
+    continuous(frames)
+    assert [f.number for f in frames if f.start is not None] == [200]
+    signal = decoded(frames)
+    levels = np.sqrt((signal[0, : 240 * 960].reshape(240, 960) ** 2).mean(axis=1))
+    assert levels[150:188].min() > 1.8 * levels[192:198].max()  # halved from frame 190 on
+    steps = np.abs(np.diff(signal[0]))
+    assert steps[185 * 960 : 205 * 960].max() < 1.1 * 0.5 * 32768 * 2 * np.pi * 660 / 48_000
