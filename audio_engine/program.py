@@ -285,8 +285,8 @@ class Program:
             self._cancel_return()
             return
         if self._return_at is not None and n >= self._return_at:
-            self._return_at = None
             if track.passthrough_from(n):
+                self._return_at = None
                 self._prediction_at = None
                 return
             self._cancel_return()
