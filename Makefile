@@ -1,12 +1,14 @@
 # Two entry points (see README.md):
 #   make run   set everything up, then start engine + gateway on a bundled demo track
-#   make test  set everything up, then run the whole test suite
-# Everything else here is a step of those two.
+#   make test  set everything up, run ruff and mypy --strict, then the whole test suite
+# Everything else here is a step of those two (make check: the static checks alone).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Our packages, all under ruff and mypy --strict.
+PACKAGES := protocol applog audio_engine gateway bot playground_ws audiogate loadtest
 # libopus0: the Opus encoder opuslib loads. chromium: the real browser of the
 # playground tests (driven by playwright's Python package, never downloaded).
 RUN_SYSTEM_PACKAGES := libopus0
@@ -26,12 +28,16 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: run test setup setup-test system-packages-run system-packages-test bench clean
+.PHONY: run test check setup setup-test system-packages-run system-packages-test bench clean
 
 run: setup
-	$(BIN)/audiogate-stack
+	$(BIN)/audiogate run
 
+# Static checks before the tests: ruff on every package, the tests and the benchmarks;
+# mypy --strict on every package (the list is [tool.mypy] in pyproject.toml).
 test: setup-test
+	$(BIN)/python -m ruff check $(PACKAGES) tests bench
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: system-packages-run $(STAMP)
@@ -53,5 +59,10 @@ $(STAMP): pyproject.toml constraints.txt
 bench: setup
 	$(BIN)/python bench/run_all.py
 
+# The static checks alone.
+check: setup-test
+	$(BIN)/python -m ruff check $(PACKAGES) tests bench
+	$(BIN)/python -m mypy
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache build *.egg-info

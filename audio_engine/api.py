@@ -2,6 +2,7 @@
 
 Go-compatible (PROTOCOL.md section 1): ``/session/{id}/play|stop|pause|resume|status``,
 ``/metadata``, ``/playlist``, ``/search``, ``/health``. Ours, under new paths:
+``GET /ready`` (readiness: 503 with the reasons when not ready),
 ``GET /sessions``, ``GET /sessions/{id}``, ``POST /session/{id}/volume``,
 ``POST /session/{id}/seek``, ``GET|POST /session/{id}/filters`` (Lavalink's filters
 object), ``POST /session/{id}/crossfade``, ``POST /session/{id}/next`` and
@@ -28,7 +29,7 @@ import json
 import math
 import urllib.parse
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +39,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from audio_engine.engine import Engine
 from audio_engine.filters import FilterError, Filters, parse_filters
 from audio_engine.formats import OutputFormat
 from audio_engine.gojson import GoCORSMiddleware, GoJSONResponse, go_not_found
@@ -46,9 +48,6 @@ from audio_engine.resolver import ResolveError
 from audio_engine.session import MAX_CROSSFADE, PlayRequest, Session
 from audio_engine.source import MAX_POSITION
 from protocol import InvalidSessionId, validate_session_id
-
-if TYPE_CHECKING:
-    from audio_engine.engine import Engine
 
 __all__ = ["CALLER_HEADER", "MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
 
@@ -523,6 +522,14 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
     async def health() -> Response:
         return GoJSONResponse(engine.health())
 
+    @app.get("/ready", summary="Readiness: 200 when the engine can take work, else 503 "
+             "with the reasons")
+    async def ready() -> Response:
+        reasons = engine.readiness()
+        if reasons:
+            return GoJSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return GoJSONResponse({"status": "ready", "reasons": []})
+
     # -- ours ----------------------------------------------------------------------
 
     @app.get("/stats", summary="Node statistics in Lavalink's shape (frameStats per minute)")
@@ -686,16 +693,20 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
     return GoCORSMiddleware(guarded, extra_allow_headers="Authorization" if token else "")
 
 
+#: What an orchestrator's probes reach without the token: they carry no secrets.
+_OPEN_PATHS = frozenset({"/health", "/ready"})
+
+
 class _BearerToken:
-    """Requires ``Authorization: Bearer <token>`` on everything but ``/health``
-    (and CORS preflights, answered before this layer)."""
+    """Requires ``Authorization: Bearer <token>`` on everything but the probes
+    ``/health`` and ``/ready`` (and CORS preflights, answered before this layer)."""
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] == "/health":
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         presented = dict(scope.get("headers") or []).get(b"authorization", b"")

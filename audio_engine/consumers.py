@@ -25,9 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import socket
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,13 +33,9 @@ from pathlib import Path
 from audio_engine.metrics import EngineMetrics
 from protocol import Hello, HelloReader, RemoteProtocolError
 
-__all__ = ["Consumer", "ConsumerHub", "SocketInUse"]
+__all__ = ["Consumer", "ConsumerHub"]
 
 log = logging.getLogger(__name__)
-
-
-class SocketInUse(RuntimeError):
-    """Another process is already serving on the configured socket path."""
 
 
 class Consumer(asyncio.Protocol):
@@ -194,21 +188,21 @@ class ConsumerHub:
                 f": {exc}" if exc else "", len(self._consumers),
             )
 
-    async def start(self, path: Path, mode: int = 0o660) -> None:
-        """Listen on *path*, replacing a stale socket file.
-
-        Raises:
-            SocketInUse: if a live server answers on *path*, or *path* exists and
-                is not a socket (we never delete a regular file).
-        """
-        _clear_stale_socket(path)
+    async def start(self, listener: socket.socket, path: Path) -> None:
+        """Accept consumers on *listener*, a Unix socket already bound to *path*
+        (and given its mode) by the process's composition root. The hub owns it
+        from here: ``close`` closes it and removes *path*."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
-            lambda: Consumer(self, f"c{next(self._names)}"), str(path), backlog=64
+            lambda: Consumer(self, f"c{next(self._names)}"), sock=listener
         )
         self._path = path
-        os.chmod(path, mode)
-        log.info("listening on %s (mode %o)", path, mode)
+        log.info("listening on %s", path)
+
+    @property
+    def listening(self) -> bool:
+        """True while consumers can connect."""
+        return self._server is not None and self._server.is_serving()
 
     def broadcast(self, parts: list[bytes], events: list[bytes], audio_packets: int) -> None:
         """Send one tick's messages (already in order) to every consumer."""
@@ -239,21 +233,3 @@ class ConsumerHub:
                 self._path.unlink()
             self._path = None
 
-
-def _clear_stale_socket(path: Path) -> None:
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise SocketInUse(f"{path} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(0.5)
-        probe.connect(str(path))
-    except OSError:
-        path.unlink(missing_ok=True)  # nobody listening: stale
-        return
-    finally:
-        probe.close()
-    raise SocketInUse(f"another engine is already serving on {path}")

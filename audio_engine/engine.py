@@ -1,32 +1,28 @@
-"""The engine process: its parts, how they start, and how they stop.
+"""The engine: its parts, how they start, and how they stop.
 
 ``Engine`` wires the session manager, the consumer hub (Unix socket), the
-resolver and the worker pools, and runs the single 20 ms clock. ``serve`` adds the
-HTTP API (uvicorn) and signal handling:
+resolver and the worker pools, and runs the single 20 ms clock and the idle
+reaper (``run``). The process around it (the HTTP server, signals, the order
+and deadline of shutdown) is assembled by ``audiogate.engine_process``.
 
-shutdown order, under ``shutdown_timeout``: stop accepting HTTP and socket
-connections, end every session (``finished`` events go out), close the consumer
-connections after flushing, remove the socket file.
+``stop`` ends every session (``finished`` events go out), stops the clock,
+closes the consumer connections after flushing and removes the socket file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import psutil
-import uvicorn
 
-from audio_engine.api import create_app
 from audio_engine.clock import TickSchedule, run_clock
 from audio_engine.consumers import ConsumerHub
 from audio_engine.egress import EgressProxy
@@ -41,9 +37,13 @@ from audio_engine.session import Session, SessionState, effective_filters
 from audio_engine.settings import EngineSettings
 from audio_engine.url_policy import UrlPolicy
 
-__all__ = ["FEATURES", "Engine", "serve"]
+__all__ = ["CLOCK_STALL_SECONDS", "FEATURES", "Engine"]
 
 log = logging.getLogger(__name__)
+
+#: A clock whose last tick is older than this is stalled: the engine is not ready.
+#: 50 ticks; a loop that cannot tick for a second is sending nobody audio.
+CLOCK_STALL_SECONDS = 1.0
 
 try:
     _VERSION = version("audiogate")
@@ -164,23 +164,41 @@ class Engine:
         self.started_at = time.monotonic()
         self._process = psutil.Process()
         self._schedule: TickSchedule | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_tick_at: float | None = None
+        self._stopping = asyncio.Event()
+        self._run_done = asyncio.Event()
+        self._running = False
         self._stopped = False
 
-    async def start(self) -> None:
-        """Listen on the socket and start the clock and the idle reaper.
-
-        Raises:
-            SocketInUse: if another engine serves the socket path.
-        """
+    async def start(self, listener: socket.socket, path: Path) -> None:
+        """Start the egress proxy (loopback, a free port) and accept socket
+        consumers on *listener* (a Unix socket bound to *path*; the engine owns
+        it from here and removes *path* on ``stop``)."""
         await self.egress.start()
-        await self.hub.start(self.settings.socket_path, self.settings.socket_mode_bits)
-        loop = asyncio.get_running_loop()
-        self._schedule = TickSchedule(loop.time())
-        self._spawn(run_clock(self._tick, schedule=self._schedule), "clock")
-        self._spawn(self._reap_idle(), "idle-reaper")
+        await self.hub.start(listener, path)
+
+    async def run(self) -> None:
+        """Run the 20 ms clock and the idle reaper until ``stop``.
+
+        Raises whatever ends the clock or the reaper (a bug: fatal for the
+        process). Cancelling is safe.
+        """
+        self._running = True
+        try:
+            loop = asyncio.get_running_loop()
+            self._schedule = TickSchedule(loop.time())
+            async with asyncio.TaskGroup() as tasks:
+                clock = tasks.create_task(
+                    run_clock(self._tick, schedule=self._schedule), name="clock")
+                reaper = tasks.create_task(self._reap_idle(), name="idle-reaper")
+                await self._stopping.wait()
+                clock.cancel()
+                reaper.cancel()
+        finally:
+            self._run_done.set()
 
     def _tick(self, index: int, lateness: float) -> None:
+        self._last_tick_at = time.monotonic()
         slipped = self._schedule.slipped if self._schedule else 0
         self.manager.tick(index, lateness)
         if self._schedule is not None and self._schedule.slipped != slipped:
@@ -195,27 +213,44 @@ class Engine:
             await asyncio.sleep(interval)
             self.manager.reap_idle()
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.critical("engine task %s died", task.get_name(), exc_info=task.exception())
+    def readiness(self) -> list[str]:
+        """Why the engine cannot take work now (empty: ready): shutting down,
+        the socket not listening, the clock not started or stalled."""
+        reasons = []
+        if self._stopping.is_set():
+            reasons.append("shutting down")
+        if not self.hub.listening:
+            reasons.append("the audio socket is not listening")
+        if self._last_tick_at is None:
+            reasons.append("the clock has not started")
+        else:
+            silent = time.monotonic() - self._last_tick_at
+            if silent > CLOCK_STALL_SECONDS:
+                reasons.append(f"the clock has not ticked for {silent:.1f} s")
+        return reasons
 
     async def stop(self) -> None:
-        """End sessions, stop the clock, close the socket. Idempotent."""
+        """End sessions, stop the clock, close the socket, stop the pools.
+        Idempotent; cancelling leaves the rest to ``close_now``."""
         if self._stopped:
             return
         self._stopped = True
+        self._stopping.set()
         # Resolution workers first: they are killed, never waited for.
         await self.resolve_pool.close()
         await self.manager.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._running:
+            await self._run_done.wait()
+        await self.close_now()
+
+    async def close_now(self) -> None:
+        """What ``stop`` did not get to when it ran out of time, or after a crash
+        (also its last step): kill the resolution workers, close the egress proxy,
+        flush and close the consumers (removing the socket file), stop taking
+        pool jobs (queued ones are cancelled). Idempotent; waits at most the
+        resolution pool's 2 s for its killed workers."""
+        self._stopping.set()
+        await self.resolve_pool.close()
         await self.egress.close()
         await self.hub.close()
         for pool in (self.read_pool, self.open_pool, self.codec_pool):
@@ -316,58 +351,3 @@ class Engine:
             },
             "frameStats": self._frame_stats(),
         }
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the engine owns SIGTERM/SIGINT so
-    that HTTP, sessions and the socket shut down in one order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-
-async def serve(settings: EngineSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Run the engine until SIGTERM/SIGINT (or *stop* is set), then shut down in
-    order under ``shutdown_timeout``."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-    engine = Engine(settings)
-    await engine.start()
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.api_host, settings.go_api_port))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(engine),
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout / 2)),
-    )
-    server = _Server(config)
-    http = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-    log.info(
-        "engine %s ready: http://%s:%d, socket %s, %d codec workers",
-        engine.version, settings.api_host, port, settings.socket_path, settings.codec_workers,
-    )
-    print(f"ENGINE READY http://{settings.api_host}:{port} {settings.socket_path}",
-          file=sys.stderr, flush=True)
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({http, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("shutting down")
-    server.should_exit = True
-    try:
-        async with asyncio.timeout(settings.shutdown_timeout):
-            await asyncio.gather(http, return_exceptions=True)
-            await engine.stop()
-    except TimeoutError:
-        log.error("shutdown took longer than %.1f s; exiting anyway", settings.shutdown_timeout)
-    finally:
-        waiter.cancel()
-        sock.close()
-        await engine.hub.close()  # idempotent: the socket file goes even after a timeout
-        log.info("engine stopped")

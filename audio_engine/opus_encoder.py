@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Final, Literal, Protocol
 
 import av
-import opuslib  # type: ignore[import-untyped]
+import opuslib  # type: ignore[import-untyped]  # opuslib ships no type information
 import opuslib.api.ctl  # type: ignore[import-untyped]
 import opuslib.api.encoder  # type: ignore[import-untyped]
 

@@ -126,7 +126,8 @@ class ElasticPool(Executor):
                 raise RuntimeError("cannot submit after shutdown")
             order = next(self._order)
             self._queued_at[order] = time.monotonic()
-            heapq.heappush(self._jobs, (deadline, order, future, fn, args, kwargs))
+            job: _Job = (deadline, order, future, fn, args, kwargs)
+            heapq.heappush(self._jobs, job)
             idle = sum(1 for since in self._busy_since.values() if since is None)
             if idle == 0 and len(self._threads) < self.core_workers:
                 self._start_thread()

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from applog import SessionLogger, session_logger
 from audio_engine.filters import Filters
 from audio_engine.filters.model import Loudness
 from audio_engine.formats import OutputFormat
-from audio_engine.logs import SessionLogger, session_logger
 from audio_engine.ordering import ReplyGate
 from audio_engine.ring import FrameRing
 

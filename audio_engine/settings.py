@@ -232,6 +232,12 @@ class EngineSettings(BaseSettings):
         gt=0,
         description="seconds allowed for a graceful shutdown [env ENGINE_SHUTDOWN_TIMEOUT]",
     )
+    http_request_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds an HTTP connection has to deliver each whole request; "
+        "half-sent requests are closed after it [env ENGINE_HTTP_REQUEST_TIMEOUT]",
+    )
     api_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("api_token", "ENGINE_API_TOKEN"),

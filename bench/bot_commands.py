@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot.client import MusicBot
 from bot.nowplaying import Timeline, render
 from bot.search import SearchHit
-from gateway.loadtest.stats import format_table, summarize
 from gateway.player import PlayerCore, Track
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
+from loadtest.stats import format_table, summarize
 from tests.support.discord_api import DiscordWorld, Member, fake_discord, snowflake
 
 

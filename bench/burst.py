@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from gateway.loadtest.media import write_tone
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.probe import start_probe
-from gateway.loadtest.processes import EngineProcess
-from gateway.loadtest.runner import _stop_all, _Workers
-from gateway.loadtest.stats import format_table
+from loadtest.media import write_tone
+from loadtest.media_server import MediaServer
+from loadtest.probe import start_probe
+from loadtest.processes import EngineProcess
+from loadtest.runner import _stop_all, _Workers
+from loadtest.stats import format_table
 
 #: Burst media: a passthrough webm (48 kHz Opus), a transcoded mp3, or a local file.
 MEDIA = {"webm": "burst.webm", "mp3": "burst.mp3"}

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import psutil
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.stats import format_table
+from loadtest.media_server import MediaServer
+from loadtest.stats import format_table
 
 _CHILD = """
 import asyncio, sys

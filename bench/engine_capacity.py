@@ -21,11 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateway.loadtest import LoadConfig, Target, run_capacity, run_load, run_sequential
-from gateway.loadtest.media import write_tone
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
-from gateway.loadtest.stats import format_table
+from loadtest import LoadConfig, Target, run_capacity, run_load, run_sequential
+from loadtest.media import write_tone
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
+from loadtest.stats import format_table
 
 GO_REFERENCE = {
     "transcoding capacity (sessions)": ("~120", ">= 120"),
@@ -138,7 +138,7 @@ def main() -> None:
 
 def _rss_slope(report: object) -> float | None:
     """RSS added per session between the first and the last good step."""
-    from gateway.loadtest.runner import CapacityReport
+    from loadtest.runner import CapacityReport
 
     assert isinstance(report, CapacityReport)
     good = [s for s in report.steps if s.good and s.report.rss_mb.count]
@@ -150,7 +150,7 @@ def _rss_slope(report: object) -> float | None:
 
 
 def _steps_table(title: str, report: object) -> str:
-    from gateway.loadtest.runner import CapacityReport
+    from loadtest.runner import CapacityReport
 
     assert isinstance(report, CapacityReport)
     rows = []

@@ -1,7 +1,7 @@
 """Transcoding capacity with a typical filter preset against none (printed tables, never
 asserted).
 
-Starts our engine and ramps sessions with the load tools (``gateway.loadtest``, the same
+Starts our engine and ramps sessions with the load tools (``loadtest``, the same
 method as ``bench/engine_capacity.py``: add sessions in steps until more than 1 % of pages
 arrive late, report the last good count), once per case:
 
@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from audio_engine.filters import preset
-from gateway.loadtest import LoadConfig, Target, run_capacity
-from gateway.loadtest.media import write_tone
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
-from gateway.loadtest.runner import CapacityReport
-from gateway.loadtest.stats import format_table
+from loadtest import LoadConfig, Target, run_capacity
+from loadtest.media import write_tone
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
+from loadtest.runner import CapacityReport
+from loadtest.stats import format_table
 
 #: The fronts' typical preset: the bass up, every track at one level.
 PRESET: dict[str, Any] = {**preset("bassboost").to_lavalink(), "loudness": {"target": -14.0}}

@@ -44,8 +44,8 @@ from audio_engine.program import Program
 from audio_engine.resolver import MediaTarget
 from audio_engine.source import MediaSource, SourceOptions
 from audio_engine.track import Track
-from gateway.demo import ensure_demo_tracks, render_demo
-from gateway.loadtest.stats import format_table
+from audiogate.demo import ensure_demo_tracks, render_demo
+from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 BLOCK = SAMPLE_RATE // 2  # samples per push: a 0.5 s transcoding refill

@@ -33,9 +33,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.loadtest.processes import EngineProcess
-from gateway.loadtest.stats import format_table, summarize
 from gateway.socket_client import HELLO
+from loadtest.processes import EngineProcess
+from loadtest.stats import format_table, summarize
 from protocol import EventType, parse_hello
 from tests.support.consumer import SocketConsumer
 from tests.support.media import write_opus_tone

@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from audio_engine.opus_encoder import create_encoder
-from gateway.demo import render_demo
-from gateway.loadtest.stats import format_table
+from audiogate.demo import render_demo
+from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES
 
 

@@ -22,12 +22,12 @@ import httpx
 import numpy as np
 import psutil
 
-from gateway.loadtest.media import write_tone
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.probe import start_probe
-from gateway.loadtest.processes import EngineProcess
-from gateway.loadtest.runner import LoadConfig, _plays, _stop_all, _Workers
-from gateway.loadtest.stats import format_table
+from loadtest.media import write_tone
+from loadtest.media_server import MediaServer
+from loadtest.probe import start_probe
+from loadtest.processes import EngineProcess
+from loadtest.runner import LoadConfig, _plays, _stop_all, _Workers
+from loadtest.stats import format_table
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import discord
 
-from audio_engine.logs import SessionLogger, session_logger
+from applog import SessionLogger, session_logger
 from bot.controls import controls_view
 from bot.nowplaying import Card, Timeline, render
 from gateway.player import PlayerRegistry, PlayerStatus, PlayerView

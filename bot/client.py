@@ -1,12 +1,11 @@
 """The Discord client: slash commands registered on start, voice state handling.
 
-Runs inside the gateway process (``start_bot``), on the gateway's event loop, so
-commands reach the shared players and router directly.
+Runs inside the gateway process, on the gateway's event loop, so commands reach
+the shared players and router directly; ``bot.service`` logs it in and retries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -21,9 +20,8 @@ from bot.search import Search, Searcher, engine_searcher
 from bot.voice import VoiceBridge, VoiceClientLike
 from gateway.player import LoopMode
 from gateway.runtime import Gateway
-from gateway.settings import GatewaySettings
 
-__all__ = ["BotHandle", "MusicBot", "start_bot"]
+__all__ = ["MusicBot"]
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +37,25 @@ class MusicBot(discord.Client):
         searcher: runs searches (the engine's ``/search`` by default).
         search: the whole search front (tests tune its limits); built from
             *searcher* when None.
+        voice_bridge: the voice connections to use; ``BotService`` shares one
+            between the clients of successive login attempts. Built from
+            *connect* when None.
     """
 
     def __init__(self, gateway: Gateway, *, sync_guild: int | None = None,
                  connect: Callable[[Any], Awaitable[VoiceClientLike]] | None = None,
-                 searcher: Searcher | None = None, search: Search | None = None) -> None:
+                 searcher: Searcher | None = None, search: Search | None = None,
+                 voice_bridge: VoiceBridge | None = None) -> None:
         intents = discord.Intents.default()
         intents.voice_states = True
         super().__init__(intents=intents)
         self.gateway = gateway
         settings = gateway.settings
-        self.voice_bridge = (VoiceBridge(gateway) if connect is None
-                             else VoiceBridge(gateway, connect=connect))
+        if voice_bridge is not None:
+            self.voice_bridge = voice_bridge
+        else:
+            self.voice_bridge = (VoiceBridge(gateway) if connect is None
+                                 else VoiceBridge(gateway, connect=connect))
         self.guild_settings = GuildSettingsStore(settings.queue_path)
         self.handlers = MusicCommands(
             gateway, self.voice_bridge, settings=self.guild_settings,
@@ -210,36 +215,3 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
 
     tree.add_command(settings)
 
-
-class BotHandle:
-    """A running bot, closed with ``close()``."""
-
-    def __init__(self, bot: MusicBot, task: asyncio.Task[None]) -> None:
-        self.bot = bot
-        self.task = task
-
-    async def close(self) -> None:
-        """Leave voice, log out, end the task. Idempotent."""
-        if not self.bot.is_closed():
-            await self.bot.close()
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-
-async def start_bot(gateway: Gateway, settings: GatewaySettings) -> BotHandle:
-    """Start the bot on the running loop (it logs in in the background)."""
-    assert settings.discord_token is not None
-    bot = MusicBot(gateway, sync_guild=settings.discord_guild_id)
-    token = settings.discord_token.get_secret_value()
-
-    async def run() -> None:
-        try:
-            await bot.start(token)
-        except discord.LoginFailure:
-            log.error("Discord refused the token (DISCORD_TOKEN); the bot is not running")
-        except (discord.HTTPException, OSError) as exc:
-            log.error("the Discord bot stopped: %s", exc)
-
-    task = asyncio.get_running_loop().create_task(run(), name="discord-bot")
-    log.info("Discord bot starting")
-    return BotHandle(bot, task)

@@ -26,7 +26,7 @@ import discord
 from discord import app_commands
 from prometheus_client.core import Metric
 
-from audio_engine.logs import session_logger
+from applog import session_logger
 from bot.access import Caller, Room, refusal
 from bot.announce import Announcer
 from bot.controls import Action
@@ -126,7 +126,8 @@ class MusicCommands:
         gateway.metrics.add_source(self.metric_families)
 
     async def close(self) -> None:
-        """Stop timers and announcements. Idempotent."""
+        """Stop timers and announcements, leave the metrics. Idempotent."""
+        self.gateway.metrics.remove_source(self.metric_families)
         await self.watcher.close()
         await self.announcer.close()
 
@@ -149,8 +150,12 @@ class MusicCommands:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _player(self, guild_id: int) -> Player:
-        return self.gateway.players.get(str(guild_id), output="opus")
+    async def _player(self, guild_id: int) -> Player:
+        """The guild's player, its stored queue loaded (after a restart a player
+        comes back from the database on first use)."""
+        player = self.gateway.players.get(str(guild_id), output="opus")
+        await player.loaded()
+        return player
 
     @staticmethod
     def _caller_channel(interaction: Any) -> Any | None:
@@ -185,7 +190,7 @@ class MusicCommands:
         )
         if why is not None:
             raise _Refused(why)
-        return guild_id, self._player(guild_id)
+        return guild_id, await self._player(guild_id)
 
     async def _join(self, interaction: Any, guild_id: int) -> bool:
         """Join the caller's channel if the bot is in none; True if it joined now.
@@ -418,7 +423,7 @@ class MusicCommands:
         if interaction.guild_id is None:
             await refuse(interaction, "Music commands work in a server, not in DMs.")
             return
-        view = self._player(interaction.guild_id).view()
+        view = (await self._player(interaction.guild_id)).view()
         upcoming = view.upcoming
         pages = max(1, -(-len(upcoming) // QUEUE_PAGE_SIZE))
         if not 1 <= page <= pages:
@@ -444,7 +449,7 @@ class MusicCommands:
         if interaction.guild_id is None:
             await refuse(interaction, "Music commands work in a server, not in DMs.")
             return
-        view: PlayerView = self._player(interaction.guild_id).view()
+        view: PlayerView = (await self._player(interaction.guild_id)).view()
         if view.current is None:
             await refuse(interaction, "Nothing is playing.")
             return

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from audio_engine.logs import session_logger
+from applog import session_logger
 from bot.guild_settings import GuildSettingsStore
 from bot.voice import VoiceBridge
 

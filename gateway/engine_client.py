@@ -1,8 +1,12 @@
 """Typed async client for the engine's HTTP API (ours or the Go engine's).
 
-Every call has a timeout; only connection failures are retried (with backoff),
-since a request the engine received may have taken effect. Failures surface as
-``EngineError`` subclasses carrying the engine's own message.
+Every call has a timeout. A request that never reached the engine (the connection
+was refused) is retried with backoff. One that may have reached it is retried only
+when repeating it is harmless (stop, pause, resume, volume, seek, reads); a play
+whose connection broke raises ``EngineOutcomeUnknown`` instead, so the caller can
+ask the engine what happened before playing again. Failures surface as
+``EngineError`` subclasses carrying the engine's own message; none of them names
+the engine's address (the user may see them), ``detail`` keeps that for logs.
 """
 
 from __future__ import annotations
@@ -10,20 +14,28 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = [
+    "GO_ENGINE",
     "EngineBusy",
+    "EngineCapabilities",
     "EngineClient",
     "EngineError",
+    "EngineFault",
     "EngineHealth",
     "EngineInvalidRequest",
     "EngineNotFound",
+    "EngineOutcomeUnknown",
     "EngineUnavailable",
+    "Feature",
     "FiltersResult",
+    "Format",
     "MetadataResult",
     "NextResult",
     "PlayResult",
@@ -40,15 +52,30 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class EngineError(Exception):
-    """The engine answered with an error; ``str()`` is the engine's message."""
+    """The engine answered with an error; ``str()`` is the engine's message.
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    Attributes:
+        status: the HTTP status (0 when there was no answer).
+        detail: what went wrong, with addresses, for logs only.
+    """
+
+    def __init__(self, message: str, status: int = 0, *, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail or message
 
 
 class EngineUnavailable(EngineError):
     """The engine could not be reached (after retries)."""
+
+
+class EngineOutcomeUnknown(EngineUnavailable):
+    """The connection broke after a non-repeatable request (a play) may have reached
+    the engine: whether it took effect is unknown until the engine is asked."""
+
+
+class EngineFault(EngineError):
+    """5xx: the engine failed while handling the request (may pass on a retry)."""
 
 
 class EngineInvalidRequest(EngineError):
@@ -94,6 +121,55 @@ class FiltersResult(_Model):
     passthrough: bool = False
 
 
+class Feature(StrEnum):
+    """What an engine supports beyond the Go engine's API, as our engine's
+    ``/health`` lists it under ``features``. An engine listing none is a Go engine."""
+
+    #: Events carry ``"play"`` and a play's answer has ``X-Play-Id``.
+    PLAY_ID = "play_id"
+    #: ``POST /session/{id}/volume`` changes a live session's gain.
+    VOLUME = "volume"
+    #: ``POST /session/{id}/seek`` moves a live session.
+    SEEK = "seek"
+    #: The engine reads a consumer's hello line.
+    HELLO = "hello"
+    #: ``finished`` events carry ``"reason"``.
+    FINISH_REASON = "finish_reason"
+    #: Lavalink's filters object: ``GET|POST /session/{id}/filters``, ``filters`` in a play.
+    FILTERS = "filters"
+    #: ``POST /session/{id}/next``: gapless queues in one stream.
+    NEXT_TRACK = "next_track"
+    #: ``POST /session/{id}/crossfade``: a crossfade into the next track.
+    CROSSFADE = "crossfade"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCapabilities:
+    """The features one engine announced (``GET /health``).
+
+    Unknown feature names are kept (a newer engine) but mean nothing here.
+    """
+
+    features: frozenset[str] = frozenset()
+
+    @property
+    def is_go_engine(self) -> bool:
+        """True when the engine announced nothing: the Go engine's API only."""
+        return not self.features
+
+    def __contains__(self, feature: object) -> bool:
+        return feature in self.features
+
+    def describe(self) -> str:
+        """For logs: ``"go engine"`` or the sorted feature list."""
+        return "go engine (no features)" if self.is_go_engine else ", ".join(
+            sorted(self.features))
+
+
+#: What a Go engine (or one that answers no ``features``) can do beyond its API: nothing.
+GO_ENGINE = EngineCapabilities()
+
+
 class SessionStatus(_Model):
     """``GET /session/{id}/status``."""
 
@@ -108,6 +184,7 @@ class SessionInfo(_Model):
 
     session_id: str
     status: str
+    play_id: int | None = None
     url: str = ""
     title: str = ""
     format: str = ""
@@ -117,7 +194,6 @@ class SessionInfo(_Model):
     passthrough: bool = False
     underruns: int = 0
     error: str = ""
-    play_id: int | None = None
     #: Active filters by Lavalink's names (our engine).
     filters: list[str] = []
     crossfade: float = 0.0
@@ -133,6 +209,13 @@ class EngineHealth(_Model):
     ram_mb: str
     sessions_active: int
     sessions_playing: int
+    #: Our engine's extras (decision: none listed = a Go engine).
+    features: list[str] | None = None
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """The announced features (``GO_ENGINE`` when there are none)."""
+        return EngineCapabilities(frozenset(self.features or ()))
 
 
 class MetadataResult(_Model):
@@ -240,8 +323,12 @@ class EngineClient:
         *crossfade* (seconds into a next track) need our engine (``/health`` features
         ``filters`` and ``crossfade``): a Go engine ignores them.
 
+        Never sent twice: a connection that breaks after the request may have
+        reached the engine raises ``EngineOutcomeUnknown``.
+
         Raises:
-            EngineInvalidRequest, EngineBusy, EngineUnavailable, EngineError.
+            EngineInvalidRequest, EngineBusy, EngineFault, EngineOutcomeUnknown,
+            EngineUnavailable, EngineError.
         """
         body: dict[str, Any] = {"url": url, "format": format}
         if start_at > 0:
@@ -254,7 +341,8 @@ class EngineClient:
             body["filters"] = dict(filters)
         if crossfade:
             body["crossfade"] = crossfade
-        response = await self._request("POST", f"/session/{session_id}/play", json=body)
+        response = await self._request("POST", f"/session/{session_id}/play", json=body,
+                                       idempotent=False)
         result = self._parse(PlayResult, response)
         play_id = response.headers.get("x-play-id")
         if play_id is not None and play_id.isdigit():
@@ -290,26 +378,57 @@ class EngineClient:
         await self._request("POST", f"/session/{session_id}/seek", json={"position": position})
 
     async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
-        """Replace a session's filters live with Lavalink's filters object (our engine;
-        ``{}`` clears them). Heard within 300 ms.
+        """Replace a live session's filters (our engine, feature ``filters``).
+
+        ``POST /session/{id}/filters`` with Lavalink v4's filters object as the body
+        (``volume``, ``equalizer``, ``karaoke``, ``timescale``, ``tremolo``, ``vibrato``,
+        ``rotation``, ``distortion``, ``channelMix``, ``lowPass``, plus our ``loudness``
+        ``{"target": LUFS, "peak": dBFS, "maxGain": dB}``). The object replaces the
+        previous one whole; ``{}`` clears every filter; a missing ``loudness`` means the
+        engine's default loudness, ``"loudness": None`` switches it off. Heard within
+        300 ms, in the same Ogg stream. The answer is ``{"status": "ok", "session_id":
+        ID, "filters": {...}}`` (the object as set).
 
         Raises:
-            EngineInvalidRequest: the filters are not valid (the engine's words say which
-                key and why); EngineNotFound, EngineUnavailable, EngineError.
+            EngineInvalidRequest: 400, the filters are not valid; its message is the
+                engine's words (``"invalid request: equalizer[2].gain must be at most
+                1.0 (got 2)"``), fit to show a user. 413: the body is too large.
+            EngineNotFound: 404, no such session.
+            EngineUnavailable, EngineFault, EngineError.
         """
         response = await self._request("POST", f"/session/{session_id}/filters",
                                        json=dict(filters))
         return self._parse(FiltersResult, response)
 
     async def filters(self, session_id: str) -> FiltersResult:
-        """A session's filters (our engine). Raises ``EngineNotFound``."""
+        """A session's filters (our engine): ``GET /session/{id}/filters`` answers
+        ``{"session_id": ID, "filters": {...}, "active": [names], "passthrough":
+        bool}``; ``active`` names what the audio goes through now, in order (the
+        session volume and the default loudness included).
+
+        Raises:
+            EngineNotFound (404), EngineInvalidRequest (400: a malformed id),
+            EngineUnavailable, EngineFault, EngineError.
+        """
         response = await self._request("GET", f"/session/{session_id}/filters")
         return self._parse(FiltersResult, response)
 
-    async def set_crossfade(self, session_id: str, seconds: float) -> None:
-        """Crossfade length into the next track, 0 (gapless) to 12 s (our engine)."""
-        await self._request("POST", f"/session/{session_id}/crossfade",
-                            json={"crossfade": seconds})
+    async def set_crossfade(self, session_id: str, seconds: float) -> float:
+        """Set the crossfade into a session's next track (our engine, feature
+        ``crossfade``): ``POST /session/{id}/crossfade`` ``{"crossfade": seconds}``,
+        0 (gapless) to 12 s; answered ``{"status": "ok", "session_id": ID,
+        "crossfade": S}``. Returns the crossfade as set.
+
+        Raises:
+            EngineInvalidRequest (400: out of range, in the engine's words),
+            EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/crossfade",
+                                       json={"crossfade": seconds})
+        try:
+            return float(response.json()["crossfade"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
 
     async def set_next(
         self,
@@ -321,13 +440,24 @@ class EngineClient:
         filters: Mapping[str, Any] | None = None,
     ) -> NextResult:
         """Tell the engine the track after the current one (our engine, feature
-        ``next_track``): it joins the same stream without a gap (or crossfades), and
-        its events carry the returned play id: ``finished`` of the current play, then
-        ``ready`` of this one. A later call replaces it. *filters* apply from this
-        track on (default: the session's stay).
+        ``next_track``).
+
+        ``POST /session/{id}/next`` ``{"url", "start_at"?, "duration"?, "filters"?}``,
+        answered ``{"status": "queued", "session_id": ID, "play_id": N}`` (and
+        ``X-Play-Id``). The engine opens it before the current track ends and joins it
+        to the same Ogg stream without a gap (or with the session's crossfade). Events:
+        ``finished`` (reason ``end``) of the current play, then ``ready`` with play id
+        N, in that order, at the first frame of the next track; if it cannot open,
+        ``finished`` then ``error`` with play id N end the session. A later call
+        replaces a next track not yet joining. *filters* (Lavalink's object) apply from
+        its first frame; without them the session's stay. Never sent twice.
 
         Raises:
-            EngineInvalidRequest, EngineNotFound, EngineError (409: the session ended).
+            EngineInvalidRequest: 400, a bad URL, numbers or filters (the engine's
+                words). EngineNotFound: 404, no such session. EngineError with status
+                409: the session has ended (start a plain play instead).
+            EngineOutcomeUnknown: the connection broke after the request went out.
+            EngineUnavailable, EngineFault.
         """
         body: dict[str, Any] = {"url": url}
         if start_at > 0:
@@ -336,17 +466,38 @@ class EngineClient:
             body["duration"] = duration
         if filters is not None:
             body["filters"] = dict(filters)
-        response = await self._request("POST", f"/session/{session_id}/next", json=body)
+        response = await self._request("POST", f"/session/{session_id}/next", json=body,
+                                       idempotent=False)
         return self._parse(NextResult, response)
 
     async def cancel_next(self, session_id: str) -> int | None:
-        """Forget the next track; returns its play id (None if none was set)."""
+        """Forget a session's next track: ``POST /session/{id}/next/cancel``, answered
+        ``{"status": "ok", "session_id": ID, "cancelled": N or null}``. Returns the
+        cancelled play id (None if none was set). A next track already joining plays.
+
+        Raises:
+            EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
+        """
         response = await self._request("POST", f"/session/{session_id}/next/cancel")
         try:
             cancelled = response.json().get("cancelled")
         except (ValueError, AttributeError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc}") from None
+            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
         return int(cancelled) if isinstance(cancelled, int) else None
+
+    async def session_info(self, session_id: str) -> SessionInfo | None:
+        """Our engine's view of one session (position, play id), or None when it
+        does not know the session. A Go engine has no such route: its 404 is None
+        as well, so ask only an engine with features."""
+        try:
+            response = await self._request("GET", f"/sessions/{session_id}")
+        except EngineNotFound:
+            return None
+        return self._parse(SessionInfo, response)
+
+    async def capabilities(self) -> EngineCapabilities:
+        """What the engine supports beyond the Go API (``/health`` ``features``)."""
+        return (await self.health()).capabilities
 
     async def sessions(self) -> list[SessionInfo]:
         """Every session (our engine only)."""
@@ -366,48 +517,57 @@ class EngineClient:
         """Title and duration of *url*. Raises ``EngineError`` with the engine's
         ``error`` text on failure."""
         response = await self._request("GET", "/metadata", params={"url": url},
-                                       limit=self._catalogue_timeout)
+                                       seconds=self._catalogue_timeout)
         return self._parse(MetadataResult, response)
 
     async def playlist(self, url: str) -> PlaylistResult:
         """Entries of a playlist URL."""
         response = await self._request("GET", "/playlist", params={"url": url},
-                                       limit=self._catalogue_timeout)
+                                       seconds=self._catalogue_timeout)
         return self._parse(PlaylistResult, response)
 
     async def search(self, query: str) -> SearchResult:
         """Search results for *query*."""
         response = await self._request("GET", "/search", params={"q": query},
-                                       limit=self._catalogue_timeout)
+                                       seconds=self._catalogue_timeout)
         return self._parse(SearchResult, response)
 
     # -- plumbing -------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, limit: float | None = None,
-                       **kwargs: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, *, seconds: float | None = None,
+                       idempotent: bool = True, **kwargs: Any) -> httpx.Response:
         delay = self._backoff
+        limit = seconds if seconds is not None else httpx.USE_CLIENT_DEFAULT
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.request(
-                    method, path,
-                    timeout=limit if limit is not None else httpx.USE_CLIENT_DEFAULT,
-                    **kwargs,
-                )
+                response = await self._client.request(method, path, timeout=limit, **kwargs)
                 break
-            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-                # Not received (or cut before any answer): safe to try again.
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Never reached the engine: safe to try again, whatever the request.
                 if attempt == self._retries:
                     raise EngineUnavailable(
-                        f"the audio engine at {self.base_url} is unreachable ({exc})"
-                    ) from None
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay *= 2
-            except httpx.TimeoutException:
-                raise EngineUnavailable(
-                    f"the audio engine at {self.base_url} did not answer in time"
-                ) from None
+                        "the audio engine is unreachable",
+                        detail=f"{method} {self.base_url}{path}: {exc!r}",
+                    ) from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                # Cut after the request went out: the engine may have acted on it.
+                if not idempotent or attempt == self._retries:
+                    raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
+                        "the connection to the audio engine broke",
+                        detail=f"{method} {self.base_url}{path}: {exc!r}",
+                    ) from exc
+            except httpx.TimeoutException as exc:
+                raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
+                    "the audio engine did not answer in time",
+                    detail=f"{method} {self.base_url}{path}: {exc!r}",
+                ) from exc
             except httpx.HTTPError as exc:
-                raise EngineUnavailable(f"talking to the audio engine failed ({exc})") from None
+                raise EngineUnavailable(
+                    "talking to the audio engine failed",
+                    detail=f"{method} {self.base_url}{path}: {exc!r}",
+                ) from exc
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay *= 2
         if response.status_code >= 400:
             raise self._error(response)
         return response
@@ -427,6 +587,8 @@ class EngineClient:
                 return EngineNotFound(message, response.status_code)
             case 429:
                 return EngineBusy(message, response.status_code)
+            case status if status >= 500:
+                return EngineFault(message, status)
             case _:
                 return EngineError(message, response.status_code)
 

@@ -53,3 +53,8 @@ class GatewayMetrics:
     def add_source(self, source: MetricSource) -> None:
         """Have *source* yield metric families on every scrape."""
         self._sources.sources.append(source)
+
+    def remove_source(self, source: MetricSource) -> None:
+        """Undo ``add_source`` (an owner that goes away; no error if absent)."""
+        if source in self._sources.sources:
+            self._sources.sources.remove(source)

@@ -137,12 +137,13 @@ class SocketClient:
                 self._notify(True)
                 delay = self.backoff_initial
                 try:
-                    exc = await reader.lost
+                    reason = await reader.lost
                 finally:
                     transport.close()
                     self._transport = None
                     self.connected.clear()
-                log.warning("engine socket closed%s; reconnecting", f" ({exc})" if exc else "")
+                log.warning("engine socket closed%s; reconnecting",
+                            f" ({reason})" if reason else "")
                 self._notify(False)
             # Jittered exponential backoff: many gateways restarting together do
             # not reconnect in lockstep.

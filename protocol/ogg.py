@@ -2,7 +2,8 @@
 
 A page is a 27-byte header, a segment table of lacing values, and a body::
 
-    "OggS" | version=0 | flags | granule i64 | serial u32 | sequence u32 | crc u32 | n u8 | lacing[n] | body
+    "OggS" | version=0 | flags | granule i64 | serial u32 | sequence u32 | crc u32
+           | n u8 | lacing[n] | body
 
 all little-endian. A packet is a run of lacing values ending in one below 255; a
 page whose table ends in 255 leaves its last packet to be continued on the next

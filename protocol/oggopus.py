@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Protocol
 
 from protocol.constants import SAMPLES_PER_FRAME
 from protocol.errors import LocalProtocolError, RemoteProtocolError
@@ -297,7 +297,13 @@ class OggOpusReader:
         out.append(OpusPacket(data, serial, granule) if typed else data)
 
 
-_Sink = deque[OpusStreamStart | OpusPacket] | list[bytes | OpusStreamStart] | list[object]
+class _Sink(Protocol):
+    """Where ``_consume`` puts what it reads: the typed ``deque`` of ``next_event``
+    (``OpusStreamStart | OpusPacket``) or the raw list of ``receive_packets``
+    (``OpusStreamStart | bytes``); *typed* tells ``_packet`` which one it feeds."""
+
+    def append(self, item: Any, /) -> None:
+        """Add one item."""
 
 
 def _cut(segments: bytes, body: bytes) -> list[bytes]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 
 from .support.media import write_tone
 

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess, GatewayProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess, GatewayProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer

@@ -27,10 +27,10 @@ from bot.client import MusicBot
 from bot.search import Search, SearchCache, SearchHit
 from bot.voice import VoiceBridge
 from gateway.engine_client import EngineError
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
 from gateway.player import LoopMode, PlayerStatus, Track
 from gateway.runtime import Gateway
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import OPUS_SILENCE_FRAME, OggOpusWriter
 
 from .conftest import TONES
@@ -358,6 +358,7 @@ async def test_resume_after_a_gateway_restart_joins_the_callers_channel(
             world.create_guild([alice, bob])
             try:
                 player = gateway.players.get(str(guild_id))
+                await player.loaded()  # a stored queue loads on first use
                 assert player.view().status is PlayerStatus.PAUSED
                 assert player.view().current is not None
                 assert player.view().current.title == "long_a"

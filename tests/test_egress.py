@@ -24,7 +24,7 @@ from audio_engine.proxy_http import (
     rewrite_response_head,
 )
 from audio_engine.url_policy import PolicyError, UrlPolicy, forbidden_reason, parse_endpoints
-from gateway.loadtest.media_server import MediaServer
+from loadtest.media_server import MediaServer
 
 from .support.waiting import poll_until_async
 

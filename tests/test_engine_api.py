@@ -10,8 +10,8 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 
 from .support.waiting import poll_until
 

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.loadtest.processes import EngineProcess
+from loadtest.processes import EngineProcess
 from protocol import ConsumerOrder, EventType, Hello
 
 from .support.consumer import SocketConsumer

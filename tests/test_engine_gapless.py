@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import ConsumerOrder, Event, EventType, Hello
 
 from .support.consumer import SocketConsumer

@@ -16,8 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import FLAG_BOS, PCM_FRAME_BYTES, EventType
 
 from .conftest import TONES

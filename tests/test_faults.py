@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import websockets
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess, GatewayProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess, GatewayProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer
@@ -62,7 +62,8 @@ async def test_the_engine_restarts_under_a_live_gateway(media_server: MediaServe
         async with httpx.AsyncClient(base_url=gateway.url) as web:
             cookie = (await web.get("/")).cookies["ag_user"]
         url = gateway.url.replace("http", "ws") + "/ws"
-        async with websockets.connect(url, additional_headers={"Cookie": f"ag_user={cookie}"}) as ws:
+        headers = {"Cookie": f"ag_user={cookie}"}
+        async with websockets.connect(url, additional_headers=headers) as ws:
             messages: list[dict[str, object]] = []
             frames = 0
 

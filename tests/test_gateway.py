@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
 from gateway.player import PlayerCore, PlayerStatus, QueueStore, Track
 from gateway.router import Router
 from gateway.sinks import OpusSink
 from gateway.socket_client import SocketClient
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import Event
 
 from .capture import EXPECTED_ERROR_MESSAGE, EXPECTED_EVENTS, capture_bytes

@@ -23,8 +23,8 @@ import pytest
 from audio_engine.formats import OutputFormat
 from audio_engine.resolver import MediaTarget
 from audio_engine.source import MediaSource, SourceOptions
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer
@@ -85,7 +85,7 @@ async def test_an_endless_page_costs_the_engine_no_memory_and_one_slot_for_its_d
             for _ in range(20):  # and after the answer: nothing keeps reading
                 peak = max(peak, process.memory_info().rss)
                 await asyncio.sleep(0.05)
-            assert answer.status_code == 500
+            assert answer.status_code == 400  # as the Go engine answers
             error = answer.json()["error"]
             assert error.startswith("extraction failed: "), error
             assert "limit" in error or "timed out" in error, error
@@ -217,7 +217,7 @@ async def test_metadata_and_playlist_never_reach_or_echo_an_internal_server(
             for url in (media_server.url("page", redirect=internal),  # yt-dlp follows it
                         media_server.url("probe.mp3", redirect=internal)):  # a probe does
                 answer = await api.get(endpoint, params={"url": url})
-                assert answer.status_code == 500, (endpoint, url, answer.text)
+                assert answer.status_code == 400, (endpoint, url, answer.text)
                 error = answer.json()["error"]
                 assert "not allowed" in error, (endpoint, url, error)
                 assert str(inside.port) not in error and "/a.mp3" not in error, error

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 
 from .support.media import decode_opus_packets, dominant_frequency, write_opus_tone
 from .support.node_consumer import LoopLoad, NodeConsumer, PlayFailed, SessionRecord

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
 from gateway.player import Track
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
 from protocol import AudioPacket
 
 from .support.consumer import SocketConsumer
@@ -101,7 +101,7 @@ async def test_gateway_metrics_count_routed_and_unknown_packets(
 
 def test_the_loadtest_cli_runs_a_small_scenario() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.loadtest.cli", "--sessions", "4", "--settle", "2",
+        [sys.executable, "-m", "loadtest.cli", "--sessions", "4", "--settle", "2",
          "--window", "3", "--minutes", "0.5", "--json"],
         capture_output=True, text=True, timeout=150,
     )

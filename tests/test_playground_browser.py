@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import BrowserContext, Page
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess, GatewayProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess, GatewayProcess
 
 from .conftest import TONES
 from .support.browser import ARTIFACTS, chromium

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import websockets
 
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess, GatewayProcess
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess, GatewayProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer
@@ -98,7 +98,8 @@ async def test_private_and_local_addresses_and_outside_files_are_refused(
                 "p-v6": ("http://[::1]:9/a.mp3", "::1 is not allowed"),
                 "p-link": ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
                 "p-outside": ("/etc/hostname", "local files can only be played from"),
-                "p-escape": (f"{media_dir}/../../etc/hostname", "local files can only be played from"),
+                "p-escape": (f"{media_dir}/../../etc/hostname",
+                             "local files can only be played from"),
             }
             for sid, (url, _) in cases.items():
                 response = await api.post(f"/session/{sid}/play", json={"url": url})

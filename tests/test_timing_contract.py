@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from audio_engine.ordering import HeldLines, ReplyGate, TimingPolicy
-from gateway.loadtest.processes import EngineProcess
 from gateway.socket_client import HELLO
+from loadtest.processes import EngineProcess
 from protocol import ConsumerOrder, EventType, Hello, parse_hello
 
 from .support.consumer import SocketConsumer

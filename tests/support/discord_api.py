@@ -2,7 +2,9 @@
 
 ``FakeDiscord`` is a small aiohttp server answering the REST calls discord.py makes
 (login, command sync, interaction callbacks, follow-ups, channel messages) and
-recording them. ``DiscordWorld`` plays Discord's gateway: it hands discord.py's own
+recording them; it can refuse the token, and it serves a gateway WebSocket that says
+hello and ready, so a real ``Client.start`` logs in (``discord_gateway``).
+``DiscordWorld`` plays Discord's gateway: it hands discord.py's own
 ``ConnectionState`` the payloads the websocket would carry (GUILD_CREATE,
 VOICE_STATE_UPDATE, INTERACTION_CREATE), so the real command tree, the real
 ``Interaction``/``InteractionResponse``, the real views and the real member and
@@ -22,10 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import discord
-from aiohttp import web
+import yarl
+from aiohttp import WSMsgType, web
+from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-__all__ = ["DiscordWorld", "FakeDiscord", "Member", "Reply", "SentMessage"]
+__all__ = [
+    "DiscordWorld", "FakeDiscord", "Member", "Reply", "SentMessage", "discord_gateway",
+]
 
 APPLICATION_ID = 900_000_000_000_000_001
 BOT_USER_ID = 900_000_000_000_000_002
@@ -105,9 +111,18 @@ class Reply:
 
 
 class FakeDiscord:
-    """The REST half of Discord, recording what the bot sends."""
+    """The REST half of Discord, recording what the bot sends, and a gateway
+    WebSocket (``/gateway``) that answers an IDENTIFY with READY.
 
-    def __init__(self) -> None:
+    Args:
+        refuse_token: answer the login (``GET /users/@me``) with 401.
+    """
+
+    def __init__(self, *, refuse_token: bool = False) -> None:
+        self.refuse_token = refuse_token
+        #: Logins asked for, and IDENTIFYs received on the gateway.
+        self.logins = 0
+        self.identifies = 0
         self.requests: list[tuple[float, str, str]] = []
         self.commands: list[dict[str, Any]] = []
         self.messages: dict[int, SentMessage] = {}
@@ -120,12 +135,14 @@ class FakeDiscord:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Serve on 127.0.0.1:*port* (0: any free port)."""
         app = web.Application()
         app.router.add_route("*", "/api/v10/{tail:.*}", self._handle)
+        app.router.add_get("/gateway", self._gateway)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server
         assert server is not None
@@ -181,6 +198,9 @@ class FakeDiscord:
         parts = path.strip("/").split("/")
         match request.method, parts:
             case "GET", ["users", "@me"]:
+                self.logins += 1
+                if self.refuse_token:
+                    return _json({"message": "401: Unauthorized", "code": 0}, status=401)
                 return _json(_user(BOT_USER_ID, "audiogate", bot=True))
             case "GET", ["oauth2", "applications", "@me"]:
                 return _json(self._application())
@@ -221,6 +241,27 @@ class FakeDiscord:
             case _:
                 return _json({"message": f"not faked: {request.method} {path}",
                                           "code": 0}, status=404)
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        # Text frames: discord.py inflates only binary ones.
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 45_000}}))
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            payload = json.loads(message.data)
+            if payload.get("op") == 2:  # IDENTIFY
+                self.identifies += 1
+                await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": {
+                    "v": 10, "user": _user(BOT_USER_ID, "audiogate", bot=True), "guilds": [],
+                    "session_id": "fake-session",
+                    "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
+                    "application": {"id": str(APPLICATION_ID), "flags": 0},
+                }}))
+            elif payload.get("op") == 1:  # heartbeat
+                await ws.send_str(json.dumps({"op": 11}))
+        return ws
 
     async def _record(self, token: str, kind: int, data: dict[str, Any]) -> None:
         reply = Reply(
@@ -431,6 +472,19 @@ def discord_api_base(base: str) -> Iterator[None]:
         yield
     finally:
         Route.BASE = original
+
+
+@contextmanager
+def discord_gateway(port: int) -> Iterator[None]:
+    """Point discord.py's REST routes and its gateway connection at a
+    ``FakeDiscord`` on 127.0.0.1:*port* (which need not be listening yet)."""
+    original = DiscordWebSocket.DEFAULT_GATEWAY
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{port}/gateway")
+    try:
+        with discord_api_base(f"http://127.0.0.1:{port}/api/v10"):
+            yield
+    finally:
+        DiscordWebSocket.DEFAULT_GATEWAY = original
 
 
 @asynccontextmanager

@@ -6,10 +6,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from gateway.loadtest.processes import EngineProcess
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from gateway.sinks import OpusSink
+from loadtest.processes import EngineProcess
 from protocol import OpusStreamStart
 
 __all__ = ["RecordingSink", "running_gateway", "settings_for"]

@@ -1,6 +1,6 @@
 """Process logging: one line per event, every line carrying a ``session_id`` field.
 
-Used by both processes (engine and gateway). Text lines read
+Used by every process. Text lines read
 ``time level logger [session] message``; with JSON enabled each line is one JSON
 object whose keys include ``session_id`` and any ``extra`` fields, for log
 shippers. Messages are formatted lazily (``log.info("x %s", y)``).

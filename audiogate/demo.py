@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.loadtest.media import encode_blocks
+from loadtest.media import encode_blocks
 
 __all__ = ["DEMO_TITLE", "ensure_demo_tracks", "render_demo"]
 

@@ -26,10 +26,12 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """Starts, watches and stops one of our processes; ready once ``/health``
-    answers 200 (and ``ready_file`` exists, when set)."""
+    """Starts, watches and stops one of our processes; ready once ``probe``
+    answers 200."""
 
     module = ""
+    #: The path polled until it answers 200.
+    probe = "/health"
 
     def __init__(self, env: dict[str, str], *, port: int, directory: Path | None = None) -> None:
         # Unix socket paths are limited to ~108 bytes: keep the directory short.
@@ -39,7 +41,6 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, **env}
         self.process: subprocess.Popen[bytes] | None = None
-        self.ready_file: Path | None = None
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         """Start and wait until ready.
@@ -58,10 +59,10 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.module} exited early:\n{self.log()}")
             try:
-                healthy = httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
+                healthy = httpx.get(f"{self.url}{self.probe}", timeout=1.0).status_code == 200
             except httpx.HTTPError:
                 healthy = False
-            if healthy and (self.ready_file is None or self.ready_file.exists()):
+            if healthy:
                 return self
             time.sleep(0.05)
         self.kill()
@@ -96,7 +97,8 @@ class ServiceProcess:
 
 
 class EngineProcess(ServiceProcess):
-    """``python -m audio_engine``.
+    """``python -m audio_engine``, ready once ``/ready`` answers 200 (socket
+    listening, clock ticking).
 
     Args:
         env: extra environment (engine settings).
@@ -107,6 +109,7 @@ class EngineProcess(ServiceProcess):
     """
 
     module = "audio_engine"
+    probe = "/ready"
 
     def __init__(
         self,
@@ -129,7 +132,6 @@ class EngineProcess(ServiceProcess):
              "ENGINE_LOG_LEVEL": log_level, **policy, **(env or {})},
             port=port, directory=directory,
         )
-        self.ready_file = self.socket_path
 
     def start(self, timeout: float = 30.0) -> EngineProcess:
         """See ``ServiceProcess.start``."""

@@ -26,8 +26,8 @@ import httpx
 import numpy as np
 import psutil
 
-from gateway.loadtest.probe import start_probe
-from gateway.loadtest.stats import Summary, summarize
+from loadtest.probe import start_probe
+from loadtest.stats import Summary, summarize
 
 __all__ = [
     "CapacityReport",

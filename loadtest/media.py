@@ -55,8 +55,8 @@ def write_tone(
             wave = (amplitude * np.sin(2 * np.pi * tone * index / rate)).astype(np.float32)
             yield np.tile(wave, (channels, 1))
 
-    return encode_blocks(path, blocks(), rate=rate, layout=layout, container_format=container_format,
-                         codec=codec, bit_rate=bit_rate)
+    return encode_blocks(path, blocks(), rate=rate, layout=layout,
+                         container_format=container_format, codec=codec, bit_rate=bit_rate)
 
 
 def encode_blocks(
@@ -76,14 +76,17 @@ def encode_blocks(
     memory)."""
     with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
+        if not isinstance(stream, av.AudioStream):
+            raise ValueError(f"{codec} is not an audio codec")
         if bit_rate:
             stream.bit_rate = bit_rate
         if title:
             container.metadata["title"] = title
-        stream.codec_context.open()
+        codec_context = stream.codec_context
+        codec_context.open()
         resampler = av.AudioResampler(
-            format=stream.codec_context.format.name, layout=layout, rate=rate,
-            frame_size=stream.codec_context.frame_size or 1024,
+            format=codec_context.format.name, layout=layout, rate=rate,
+            frame_size=codec_context.frame_size or 1024,
         )
         pts = 0
         for block in blocks:

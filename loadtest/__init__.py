@@ -5,7 +5,7 @@ Used by ``bench/`` and by the ``audiogate-loadtest`` command.
 
 from __future__ import annotations
 
-from gateway.loadtest.runner import (
+from loadtest.runner import (
     CapacityReport,
     LoadConfig,
     LoadReport,

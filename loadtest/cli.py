@@ -24,10 +24,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from gateway.loadtest.media import write_tone
-from gateway.loadtest.media_server import MediaServer
-from gateway.loadtest.processes import EngineProcess
-from gateway.loadtest.runner import (
+from loadtest.media import write_tone
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
+from loadtest.runner import (
     CapacityReport,
     LoadConfig,
     LoadReport,
@@ -36,7 +36,7 @@ from gateway.loadtest.runner import (
     run_load,
     run_playground,
 )
-from gateway.loadtest.stats import Summary, format_table
+from loadtest.stats import Summary, format_table
 
 __all__ = ["main"]
 
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             media_url = server.url(path.name)
         else:
             media_url = args.media
+        target: Target | None
         if args.api:
             target = Target(args.api, args.socket or "", args.pid)
         elif args.playground:

@@ -101,9 +101,10 @@ def _probe_main(path: str, conn: multiprocessing.connection.Connection) -> None:
                 continue
             for message in messages:
                 if isinstance(message, AudioPacket):
-                    timing = timings.get(message.session_id)
-                    if timing is None:
-                        timing = timings[message.session_id] = SessionTiming()
+                    found = timings.get(message.session_id)
+                    if found is None:
+                        found = timings[message.session_id] = SessionTiming()
+                    timing = found
                     if timing.first_audio_at is None:
                         timing.first_audio_at = now
                     elif timing.last_at is not None and timing.last_at >= window_started:

@@ -1,0 +1,148 @@
+"""The engine process (``python -m audio_engine``, ``audiogate engine``).
+
+Start-up, in order: parse settings; bind the HTTP port and the Unix socket
+(any problem is one ``error:`` line naming the setting, exit code 78, with
+nothing left behind); build the engine; start accepting socket consumers, the
+clock and the HTTP server, all owned by one task group; print ``ENGINE READY``
+once both sockets accept.
+
+Shutdown on SIGTERM/SIGINT, in order, under ``ENGINE_SHUTDOWN_TIMEOUT``: stop
+accepting HTTP requests and finish those in flight, end every session
+(``finished`` events go out), stop the clock, flush and close the consumer
+connections, remove the socket file. Past the deadline the rest is cut short
+and the socket file is still removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+
+from audio_engine.api import create_app
+from audio_engine.engine import Engine
+from audio_engine.settings import EngineSettings
+from audiogate.config import load_settings, setting_name, start_logging
+from audiogate.errors import EXIT_CONFIG, StartupError
+from audiogate.listeners import UnixListener, bind_tcp, bind_unix
+from audiogate.process import SUPERVISOR_PID_ENV, raise_open_file_limit, run_process
+from audiogate.serving import HttpService
+
+__all__ = ["main", "serve_engine"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds worker threads get to end after the engine stopped (see run_process).
+_THREAD_GRACE = 1.0
+
+
+def _bind(settings: EngineSettings) -> tuple[socket.socket, UnixListener]:
+    http = bind_tcp(settings.api_host, settings.go_api_port,
+                    host_setting=setting_name(EngineSettings, "api_host"),
+                    port_setting=setting_name(EngineSettings, "go_api_port"))
+    try:
+        unix = bind_unix(settings.socket_path, settings.socket_mode_bits,
+                         setting=setting_name(EngineSettings, "socket_path"))
+    except StartupError:
+        http.close()
+        raise
+    return http, unix
+
+
+async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
+    """Run the engine until *stop* is set, then shut down in order.
+
+    Raises:
+        StartupError: a socket could not be bound (nothing was started).
+        BaseExceptionGroup: a long-lived task died (the rest were stopped).
+    """
+    http_listener, unix = _bind(settings)
+    try:
+        engine = Engine(settings)
+        http = HttpService(create_app(engine), http_listener, name="engine",
+                           request_timeout=settings.http_request_timeout,
+                           graceful_timeout=settings.shutdown_timeout / 2)
+        http.register_metrics(engine.metrics.registry, "audiogate_engine")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                await engine.start(unix.sock, unix.path)
+                clock = tasks.create_task(engine.run(), name="engine-clock")
+                server = tasks.create_task(http.serve(), name="engine-http")
+                await http.started.wait()
+                log.info("engine %s ready: http://%s:%d, socket %s, %d codec workers",
+                         engine.version, settings.api_host, http.port, unix.path,
+                         settings.codec_workers)
+                print(f"ENGINE READY http://{settings.api_host}:{http.port} {unix.path}",
+                      file=sys.stderr, flush=True)
+                await stop.wait()
+                log.info("shutting down")
+                try:
+                    async with asyncio.timeout(settings.shutdown_timeout):
+                        http.stop()
+                        await server
+                        await engine.stop()
+                except TimeoutError:
+                    log.error("shutdown took longer than %.1f s; stopping now",
+                              settings.shutdown_timeout)
+                    server.cancel()
+                    clock.cancel()
+        finally:
+            # After an overrun or a crash: what stop() did not get to.
+            await engine.close_now()
+    finally:
+        http_listener.close()
+        unix.close()
+    log.info("engine stopped")
+
+
+async def _watch_supervisor(pid: int, stop: asyncio.Event) -> None:
+    """Stop when the supervising process (``audiogate run``) is gone: the engine
+    is then an orphan that nobody would stop or restart. A pidfd becomes
+    readable when its process exits, so this costs nothing while waiting."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError) as exc:  # not Linux >= 5.3, or already gone
+        log.warning("cannot watch the supervising process %d (%s)", pid, exc)
+        if isinstance(exc, ProcessLookupError):
+            stop.set()
+        return
+    gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(pidfd, gone.set)
+    try:
+        await gone.wait()
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    log.warning("the supervising process %d is gone; stopping", pid)
+    stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse settings (environment, then flags) and run until SIGTERM/SIGINT;
+    returns the exit code (``audiogate.errors``)."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        settings = load_settings(EngineSettings, args)
+        start_logging(EngineSettings, settings.log_level, settings.log_json)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    raise_open_file_limit()
+    # A short GIL switch interval lets the clock thread take the GIL back from
+    # busy codec threads within ~1 ms instead of 5 ms.
+    sys.setswitchinterval(0.001)
+
+    async def run(stop: asyncio.Event) -> None:
+        supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+        if not supervisor.isdigit():
+            await serve_engine(settings, stop)
+            return
+        async with asyncio.TaskGroup() as tasks:
+            watch = tasks.create_task(_watch_supervisor(int(supervisor), stop))
+            await serve_engine(settings, stop)
+            watch.cancel()
+
+    return run_process(run, name="engine", exit_deadline=_THREAD_GRACE)
