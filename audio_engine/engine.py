@@ -318,7 +318,6 @@ class Engine:
             },
         }
 
-
     def active_filters(self, session: Session) -> tuple[str, ...]:
         """The filters a session's audio goes through now (its volume and the default
         loudness included), by Lavalink's names."""

@@ -89,10 +89,18 @@ def main() -> None:
             finally:
                 engine.terminate()
             print(_steps(title, report))
+            # CPU per session at the first step (the same count in every case): engine
+            # CPU time, so it compares the cases even when a loaded machine ends the
+            # ramp early; and at the last good step.
+            first = report.steps[0] if report.steps else None
             last = next((s for s in reversed(report.steps) if s.good), None)
-            cpu = last.report.cpu_percent.mean / last.sessions if last else float("nan")
-            results.append((title, report.capacity, f"{cpu:.2f}"))
-    print(format_table(["case", "capacity (sessions)", "engine CPU % per session"], results))
+            cpu_first = (first.report.cpu_percent.mean / first.sessions if first
+                         else float("nan"))
+            cpu_last = last.report.cpu_percent.mean / last.sessions if last else float("nan")
+            results.append((title, report.capacity, f"{cpu_first:.2f}", f"{cpu_last:.2f}"))
+    print(format_table(["case", "capacity (sessions)",
+                        f"engine CPU % per session at {args.start}",
+                        "at the last good step"], results))
 
 
 if __name__ == "__main__":
