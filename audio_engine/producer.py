@@ -307,6 +307,10 @@ class _Production:
     grants: dict[Track, Grant | None] = field(default_factory=dict)
     spill: list[Frame] = field(default_factory=list)
     announced: bool = False
+    #: A live change or a seek left the ring nearly empty: the next batch is small, so
+    #: its first frames reach the ring within the frames still queued (a loaded
+    #: machine runs a whole refill too slowly for that); the refill follows.
+    hurry: bool = False
     #: The program waits for something that is not input (the next track opening).
     stalled: bool = False
     retries: dict[Track, _Retries] = field(default_factory=dict)
@@ -346,10 +350,12 @@ class _Production:
             generation = session.generation
             # The first batch is small, so that ready (and the first page) go
             # out as soon as possible; the next one fills the ring.
-            wanted = session.ring.space if self.announced else FIRST_BATCH
+            small = self.hurry or not self.announced
+            wanted = min(session.ring.space, FIRST_BATCH) if small else session.ring.space
             frames, read_any = await self._batch(max(wanted, 1))
             if generation != session.generation:
                 continue  # a seek or a change arrived meanwhile: these frames are stale
+            self.hurry = False
             if frames and frames[-1].last:
                 self.eos = frames[-1].number
             if not frames and not read_any and not program.finished:
@@ -534,6 +540,7 @@ class _Production:
         session.redo_from = None
         self.spill.clear()
         self.eos = None
+        self.hurry = True
         track = self._current_track()
         index = session.emitted + 1
         try:
@@ -566,6 +573,7 @@ class _Production:
         due = time.monotonic() + len(session.ring) * FRAME_DURATION
         await _run_by(self.context.codec_pool, due, program.restart, index)
         session.source_done = False
+        self.hurry = True
 
     # -- the fill -----------------------------------------------------------------------
 
