@@ -270,8 +270,13 @@ async def _change_live(engine: EngineProcess, client: httpx.AsyncClient, session
     before = np.median(frame_levels[50:95])
     changed = next(n for n in range(95, len(frame_levels))
                    if frame_levels[n] < before - 5.0)
-    # The first frame at half volume arrived within 300 ms of the request.
-    assert times[changed] - sent_at < 0.300
+    # The first frame at half volume arrived within 300 ms of the request, unless the
+    # host held every session back meanwhile: the untouched control session's pages
+    # (in the same writes) show such a stall as a gap beyond their 20 ms pacing.
+    control_times = [t for t in consumer.audio_page_times(control)
+                     if sent_at - 0.1 < t < times[changed] + 0.1]
+    stall = max(0.0, float(max(np.diff(control_times), default=0.02)) - 0.020)
+    assert times[changed] - sent_at < 0.300 + stall, (times[changed] - sent_at, stall)
     assert frame_levels[changed + 5] == pytest.approx(before - 6.02, abs=0.5)
     steps = np.abs(np.diff(signal[:, 0]))
     steady = steps[50 * 960 : 95 * 960].max()
