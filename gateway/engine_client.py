@@ -113,6 +113,12 @@ class Feature(StrEnum):
     HELLO = "hello"
     #: ``finished`` events carry ``"reason"``.
     FINISH_REASON = "finish_reason"
+    #: ``POST /session/{id}/filters`` and ``filters`` in a play (Lavalink's object).
+    FILTERS = "filters"
+    #: ``POST /session/{id}/next``: a gapless next track in the same stream.
+    NEXT_TRACK = "next_track"
+    #: ``POST /session/{id}/crossfade`` and ``crossfade`` in a play.
+    CROSSFADE = "crossfade"
 
 
 @dataclass(frozen=True, slots=True)
