@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
@@ -33,8 +34,10 @@ __all__ = [
     "EngineOutcomeUnknown",
     "EngineUnavailable",
     "Feature",
+    "FiltersResult",
     "Format",
     "MetadataResult",
+    "NextResult",
     "PlayResult",
     "PlaylistEntry",
     "PlaylistResult",
@@ -97,6 +100,25 @@ class PlayResult(_Model):
     status: str
     session_id: str
     play_id: int | None = None
+
+
+class NextResult(_Model):
+    """``POST /session/{id}/next``: the play id the next track's events will carry."""
+
+    status: str
+    session_id: str
+    play_id: int
+
+
+class FiltersResult(_Model):
+    """A session's filters (our engine): the Lavalink object as set (``"loudness":
+    null`` when the engine's default loudness is switched off for it), and, from
+    ``GET``, the filters its audio goes through now and whether it passes through."""
+
+    session_id: str
+    filters: dict[str, Any]
+    active: list[str] = []
+    passthrough: bool = False
 
 
 class Feature(StrEnum):
@@ -172,6 +194,11 @@ class SessionInfo(_Model):
     passthrough: bool = False
     underruns: int = 0
     error: str = ""
+    #: Active filters by Lavalink's names (our engine).
+    filters: list[str] = []
+    crossfade: float = 0.0
+    #: The next track of a gapless queue, if one is set: play_id, url, state, title.
+    next: dict[str, Any] | None = None
 
 
 class EngineHealth(_Model):
@@ -289,8 +316,12 @@ class EngineClient:
         start_at: float = 0.0,
         duration: float = 0.0,
         volume: float | None = None,
+        filters: Mapping[str, Any] | None = None,
+        crossfade: float | None = None,
     ) -> PlayResult:
-        """Start or replace *session_id*'s stream.
+        """Start or replace *session_id*'s stream. *filters* (Lavalink's object) and
+        *crossfade* (seconds into a next track) need our engine (``/health`` features
+        ``filters`` and ``crossfade``): a Go engine ignores them.
 
         Never sent twice: a connection that breaks after the request may have
         reached the engine raises ``EngineOutcomeUnknown``.
@@ -306,6 +337,10 @@ class EngineClient:
             body["duration"] = duration
         if volume is not None and volume != 1.0:
             body["volume"] = volume
+        if filters is not None:
+            body["filters"] = dict(filters)
+        if crossfade:
+            body["crossfade"] = crossfade
         response = await self._request("POST", f"/session/{session_id}/play", json=body,
                                        idempotent=False)
         result = self._parse(PlayResult, response)
@@ -355,6 +390,65 @@ class EngineClient:
     async def capabilities(self) -> EngineCapabilities:
         """What the engine supports beyond the Go API (``/health`` ``features``)."""
         return (await self.health()).capabilities
+
+    async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
+        """Replace a session's filters live with Lavalink's filters object (our engine;
+        ``{}`` clears them). Heard within 300 ms.
+
+        Raises:
+            EngineInvalidRequest: the filters are not valid (the engine's words say which
+                key and why); EngineNotFound, EngineUnavailable, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/filters",
+                                       json=dict(filters))
+        return self._parse(FiltersResult, response)
+
+    async def filters(self, session_id: str) -> FiltersResult:
+        """A session's filters (our engine). Raises ``EngineNotFound``."""
+        response = await self._request("GET", f"/session/{session_id}/filters")
+        return self._parse(FiltersResult, response)
+
+    async def set_crossfade(self, session_id: str, seconds: float) -> None:
+        """Crossfade length into the next track, 0 (gapless) to 12 s (our engine)."""
+        await self._request("POST", f"/session/{session_id}/crossfade",
+                            json={"crossfade": seconds})
+
+    async def set_next(
+        self,
+        session_id: str,
+        url: str,
+        *,
+        start_at: float = 0.0,
+        duration: float = 0.0,
+        filters: Mapping[str, Any] | None = None,
+    ) -> NextResult:
+        """Tell the engine the track after the current one (our engine, feature
+        ``next_track``): it joins the same stream without a gap (or crossfades), and
+        its events carry the returned play id: ``finished`` of the current play, then
+        ``ready`` of this one. A later call replaces it. *filters* apply from this
+        track on (default: the session's stay).
+
+        Raises:
+            EngineInvalidRequest, EngineNotFound, EngineError (409: the session ended).
+        """
+        body: dict[str, Any] = {"url": url}
+        if start_at > 0:
+            body["start_at"] = start_at
+        if duration > 0:
+            body["duration"] = duration
+        if filters is not None:
+            body["filters"] = dict(filters)
+        response = await self._request("POST", f"/session/{session_id}/next", json=body)
+        return self._parse(NextResult, response)
+
+    async def cancel_next(self, session_id: str) -> int | None:
+        """Forget the next track; returns its play id (None if none was set)."""
+        response = await self._request("POST", f"/session/{session_id}/next/cancel")
+        try:
+            cancelled = response.json().get("cancelled")
+        except (ValueError, AttributeError) as exc:
+            raise EngineError(f"unexpected answer from the engine: {exc}") from None
+        return int(cancelled) if isinstance(cancelled, int) else None
 
     async def sessions(self) -> list[SessionInfo]:
         """Every session (our engine only)."""
