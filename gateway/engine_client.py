@@ -135,11 +135,11 @@ class Feature(StrEnum):
     HELLO = "hello"
     #: ``finished`` events carry ``"reason"``.
     FINISH_REASON = "finish_reason"
-    #: ``POST /session/{id}/filters`` and ``filters`` in a play (Lavalink's object).
+    #: Lavalink's filters object: ``GET|POST /session/{id}/filters``, ``filters`` in a play.
     FILTERS = "filters"
-    #: ``POST /session/{id}/next``: a gapless next track in the same stream.
+    #: ``POST /session/{id}/next``: gapless queues in one stream.
     NEXT_TRACK = "next_track"
-    #: ``POST /session/{id}/crossfade`` and ``crossfade`` in a play.
+    #: ``POST /session/{id}/crossfade``: a crossfade into the next track.
     CROSSFADE = "crossfade"
 
 
@@ -377,6 +377,114 @@ class EngineClient:
         """Seek a live session (our engine only)."""
         await self._request("POST", f"/session/{session_id}/seek", json={"position": position})
 
+    async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
+        """Replace a live session's filters (our engine, feature ``filters``).
+
+        ``POST /session/{id}/filters`` with Lavalink v4's filters object as the body
+        (``volume``, ``equalizer``, ``karaoke``, ``timescale``, ``tremolo``, ``vibrato``,
+        ``rotation``, ``distortion``, ``channelMix``, ``lowPass``, plus our ``loudness``
+        ``{"target": LUFS, "peak": dBFS, "maxGain": dB}``). The object replaces the
+        previous one whole; ``{}`` clears every filter; a missing ``loudness`` means the
+        engine's default loudness, ``"loudness": None`` switches it off. Heard within
+        300 ms, in the same Ogg stream. The answer is ``{"status": "ok", "session_id":
+        ID, "filters": {...}}`` (the object as set).
+
+        Raises:
+            EngineInvalidRequest: 400, the filters are not valid; its message is the
+                engine's words (``"invalid request: equalizer[2].gain must be at most
+                1.0 (got 2)"``), fit to show a user. 413: the body is too large.
+            EngineNotFound: 404, no such session.
+            EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/filters",
+                                       json=dict(filters))
+        return self._parse(FiltersResult, response)
+
+    async def filters(self, session_id: str) -> FiltersResult:
+        """A session's filters (our engine): ``GET /session/{id}/filters`` answers
+        ``{"session_id": ID, "filters": {...}, "active": [names], "passthrough":
+        bool}``; ``active`` names what the audio goes through now, in order (the
+        session volume and the default loudness included).
+
+        Raises:
+            EngineNotFound (404), EngineInvalidRequest (400: a malformed id),
+            EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("GET", f"/session/{session_id}/filters")
+        return self._parse(FiltersResult, response)
+
+    async def set_crossfade(self, session_id: str, seconds: float) -> float:
+        """Set the crossfade into a session's next track (our engine, feature
+        ``crossfade``): ``POST /session/{id}/crossfade`` ``{"crossfade": seconds}``,
+        0 (gapless) to 12 s; answered ``{"status": "ok", "session_id": ID,
+        "crossfade": S}``. Returns the crossfade as set.
+
+        Raises:
+            EngineInvalidRequest (400: out of range, in the engine's words),
+            EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/crossfade",
+                                       json={"crossfade": seconds})
+        try:
+            return float(response.json()["crossfade"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
+
+    async def set_next(
+        self,
+        session_id: str,
+        url: str,
+        *,
+        start_at: float = 0.0,
+        duration: float = 0.0,
+        filters: Mapping[str, Any] | None = None,
+    ) -> NextResult:
+        """Tell the engine the track after the current one (our engine, feature
+        ``next_track``).
+
+        ``POST /session/{id}/next`` ``{"url", "start_at"?, "duration"?, "filters"?}``,
+        answered ``{"status": "queued", "session_id": ID, "play_id": N}`` (and
+        ``X-Play-Id``). The engine opens it before the current track ends and joins it
+        to the same Ogg stream without a gap (or with the session's crossfade). Events:
+        ``finished`` (reason ``end``) of the current play, then ``ready`` with play id
+        N, in that order, at the first frame of the next track; if it cannot open,
+        ``finished`` then ``error`` with play id N end the session. A later call
+        replaces a next track not yet joining. *filters* (Lavalink's object) apply from
+        its first frame; without them the session's stay. Never sent twice.
+
+        Raises:
+            EngineInvalidRequest: 400, a bad URL, numbers or filters (the engine's
+                words). EngineNotFound: 404, no such session. EngineError with status
+                409: the session has ended (start a plain play instead).
+            EngineOutcomeUnknown: the connection broke after the request went out.
+            EngineUnavailable, EngineFault.
+        """
+        body: dict[str, Any] = {"url": url}
+        if start_at > 0:
+            body["start_at"] = start_at
+        if duration > 0:
+            body["duration"] = duration
+        if filters is not None:
+            body["filters"] = dict(filters)
+        response = await self._request("POST", f"/session/{session_id}/next", json=body,
+                                       idempotent=False)
+        return self._parse(NextResult, response)
+
+    async def cancel_next(self, session_id: str) -> int | None:
+        """Forget a session's next track: ``POST /session/{id}/next/cancel``, answered
+        ``{"status": "ok", "session_id": ID, "cancelled": N or null}``. Returns the
+        cancelled play id (None if none was set). A next track already joining plays.
+
+        Raises:
+            EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/next/cancel")
+        try:
+            cancelled = response.json().get("cancelled")
+        except (ValueError, AttributeError) as exc:
+            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
+        return int(cancelled) if isinstance(cancelled, int) else None
+
     async def session_info(self, session_id: str) -> SessionInfo | None:
         """Our engine's view of one session (position, play id), or None when it
         does not know the session. A Go engine has no such route: its 404 is None
@@ -390,65 +498,6 @@ class EngineClient:
     async def capabilities(self) -> EngineCapabilities:
         """What the engine supports beyond the Go API (``/health`` ``features``)."""
         return (await self.health()).capabilities
-
-    async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
-        """Replace a session's filters live with Lavalink's filters object (our engine;
-        ``{}`` clears them). Heard within 300 ms.
-
-        Raises:
-            EngineInvalidRequest: the filters are not valid (the engine's words say which
-                key and why); EngineNotFound, EngineUnavailable, EngineError.
-        """
-        response = await self._request("POST", f"/session/{session_id}/filters",
-                                       json=dict(filters))
-        return self._parse(FiltersResult, response)
-
-    async def filters(self, session_id: str) -> FiltersResult:
-        """A session's filters (our engine). Raises ``EngineNotFound``."""
-        response = await self._request("GET", f"/session/{session_id}/filters")
-        return self._parse(FiltersResult, response)
-
-    async def set_crossfade(self, session_id: str, seconds: float) -> None:
-        """Crossfade length into the next track, 0 (gapless) to 12 s (our engine)."""
-        await self._request("POST", f"/session/{session_id}/crossfade",
-                            json={"crossfade": seconds})
-
-    async def set_next(
-        self,
-        session_id: str,
-        url: str,
-        *,
-        start_at: float = 0.0,
-        duration: float = 0.0,
-        filters: Mapping[str, Any] | None = None,
-    ) -> NextResult:
-        """Tell the engine the track after the current one (our engine, feature
-        ``next_track``): it joins the same stream without a gap (or crossfades), and
-        its events carry the returned play id: ``finished`` of the current play, then
-        ``ready`` of this one. A later call replaces it. *filters* apply from this
-        track on (default: the session's stay).
-
-        Raises:
-            EngineInvalidRequest, EngineNotFound, EngineError (409: the session ended).
-        """
-        body: dict[str, Any] = {"url": url}
-        if start_at > 0:
-            body["start_at"] = start_at
-        if duration > 0:
-            body["duration"] = duration
-        if filters is not None:
-            body["filters"] = dict(filters)
-        response = await self._request("POST", f"/session/{session_id}/next", json=body)
-        return self._parse(NextResult, response)
-
-    async def cancel_next(self, session_id: str) -> int | None:
-        """Forget the next track; returns its play id (None if none was set)."""
-        response = await self._request("POST", f"/session/{session_id}/next/cancel")
-        try:
-            cancelled = response.json().get("cancelled")
-        except (ValueError, AttributeError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc}") from None
-        return int(cancelled) if isinstance(cancelled, int) else None
 
     async def sessions(self) -> list[SessionInfo]:
         """Every session (our engine only)."""

@@ -228,7 +228,8 @@ def test_health_has_go_fields_first(client: httpx.Client) -> None:
     assert isinstance(body["uptime_seconds"], int)
     assert re.fullmatch(r"\d+\.\d\d", body["ram_mb"])
     assert isinstance(body["sessions_active"], int) and isinstance(body["sessions_playing"], int)
-    assert body["features"] == ["play_id", "volume", "seek", "hello", "finish_reason"]
+    assert body["features"] == ["play_id", "volume", "seek", "hello", "finish_reason", "filters",
+                                "next_track", "crossfade"]
     assert_cors(response)
 
 
