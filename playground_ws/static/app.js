@@ -196,6 +196,7 @@ function setConnected(connected) {
 
 function renderState(state) {
   view.state = state;
+  window.dispatchEvent(new CustomEvent("playground:state", { detail: state }));
   view.status = state.status;
   view.position = state.position;
   view.duration = state.duration;
