@@ -142,7 +142,7 @@ def test_websocket_filters_and_crossfade_reach_the_engine(
 async def filter_state(page: Page) -> dict[str, Any]:
     states = [m for m in await page.evaluate("window.playground.messages()")
               if m["type"] in ("state", "hello")]
-    return states[-1]["state"] if states else {}  # type: ignore[no-any-return]
+    return states[-1]["state"] if states else {}
 
 
 async def test_the_filters_panel_is_labelled_and_works_from_the_keyboard(
