@@ -602,7 +602,8 @@ async def test_volume_clear_shuffle_loop_and_move(
         world.move(alice, world.voice_a)
         key = str(world.guild_id)
         player = gateway.players.get(key)
-        # Loop the 1 s track: it plays again and again, each time a new play.
+        # Loop the 1 s track: it plays again and again, each time a new play
+        # or a gapless join (a new play id either way).
         looped = await world.command(alice, "loop", mode="track")
         assert looped.content == "Looping this track."
         assert player.view().loop is LoopMode.TRACK
