@@ -223,3 +223,9 @@ async def test_a_go_engine_refuses_filters_in_words_and_gets_plain_plays() -> No
         await settled(player)
         assert engine.calls("next") == [] and engine.calls("filters") == []
         assert "filters" not in engine.calls("play")[-1]
+        # Settings kept from our engine (a stored queue) are not shown as heard here.
+        player.core.set_filters(preset_filters(Preset.SOFT), "soft")
+        player.core.set_crossfade(5.0)
+        view = player.view()
+        assert view.filter_name == "" and view.filters == {} and view.crossfade == 0.0
+        assert player.core.filter_name == "soft"  # kept for an engine that has filters

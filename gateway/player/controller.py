@@ -295,7 +295,15 @@ class Player:
         """Now playing, position and queue, with ``pending``/``notice`` saying
         whether the engine does what it shows."""
         view = self.core.view(self._clock())
-        return dataclasses.replace(view, pending=self.pending, notice=self._notice)
+        view = dataclasses.replace(view, pending=self.pending, notice=self._notice)
+        if self._link.discovered:
+            # Settings kept from an engine that had them are not shown as heard on
+            # one that does not (they apply again once such an engine is back).
+            if view.filters and not self._supports(Feature.FILTERS):
+                view = dataclasses.replace(view, filter_name="", filters={})
+            if view.crossfade and not self._supports(Feature.CROSSFADE):
+                view = dataclasses.replace(view, crossfade=0.0)
+        return view
 
     @property
     def pending(self) -> bool:
