@@ -137,6 +137,23 @@ def button(message: SentMessage, action: str) -> str:
 # -- discord.py's AudioPlayer driving our source ----------------------------------------
 
 
+def assert_cadence(times: list[float]) -> None:
+    """One packet per 20 ms, the way discord.py's player paces it: packet *i* is due at
+    ``start + 20 ms * i``; when its thread wakes late it sends the overdue packets back
+    to back and is on schedule again. So: the typical gap is 20 ms (median), the
+    schedule does not drift (the packets that are on time at the end are on the same
+    schedule as those at the start), and no stall is long (a late wake-up of the player
+    thread on a heavily loaded 2-core host was measured up to about 120 ms; discord.py
+    then catches up). Its first packet is 20 ms ahead of that schedule (its loop waits
+    one extra period after it), so a run from the start is judged from its second."""
+    gaps = np.diff(times)
+    assert 0.019 < float(np.median(gaps)) < 0.021, gaps
+    lateness = np.asarray(times) - 0.020 * np.arange(len(times))
+    head, tail = lateness[: len(times) // 3], lateness[-(len(times) // 3):]
+    assert abs(float(np.min(tail)) - float(np.min(head))) < 0.005, (head, tail)
+    assert float(np.max(gaps)) < 0.150, gaps
+
+
 async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
     engine: EngineProcess, media_server: MediaServer
 ) -> None:
@@ -154,15 +171,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         # Analysis runs off the loop: the gateway in this process must keep routing.
         assert abs(await tone_of([p for _, p in audio_of(a)][-60:]) - TONES["a"]) < 3
         assert abs(await tone_of([p for _, p in audio_of(b)][-60:]) - TONES["b"]) < 3
-        # Cadence: one packet per 20 ms, as discord.py's loop paces it: no drift
-        # (mean), no bursts (median), no stall (max). Single gaps of 40-60 ms are
-        # the OS preempting the player thread on a loaded host (discord.py then
-        # catches up), not something our source does.
-        times = [t for t, _ in b.snapshot()][-150:]
-        gaps = np.diff(times)
-        assert 0.0195 < float(np.mean(gaps)) < 0.0205
-        assert 0.019 < float(np.median(gaps)) < 0.021
-        assert float(np.max(gaps)) < 0.150
+        assert_cadence([t for t, _ in b.snapshot()][-150:])
 
         # Stop guild 111: 222's cadence is intact around it.
         stopped = time.perf_counter()
@@ -171,8 +180,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         await voice.leave(111)
         count = len(b.snapshot())
         await wait_until(lambda: len(b.snapshot()) > count + 75)
-        around = np.diff([t for t, _ in b.snapshot() if abs(t - stopped) < 1.0])
-        assert 0.019 < float(np.median(around)) < 0.021 and float(np.max(around)) < 0.150
+        assert_cadence([t for t, _ in b.snapshot() if abs(t - stopped) < 1.0])
         assert not a.is_connected()
         source_b = voice.source(222)
         assert source_b is not None and source_b.underruns == 0
@@ -199,8 +207,7 @@ async def test_an_underrun_sends_silence_and_playback_continues() -> None:
         sink.feed(b"".join(writer.audio_page(frame) for _ in range(10)))
         await wait_until(lambda: source.frames == 20)
         assert client.is_playing()
-        gaps = np.diff([t for t, _ in client.snapshot()])
-        assert 0.019 < float(np.median(gaps)) < 0.021 and float(np.max(gaps)) < 0.150
+        assert_cadence([t for t, _ in client.snapshot()][1:])
     finally:
         client.stop()
 
