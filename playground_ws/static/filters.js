@@ -104,13 +104,25 @@ function build() {
   });
   speed.input.addEventListener("change", sendCustom);
   pitch.input.addEventListener("change", sendCustom);
+  let fading = null;
   crossfade.input.addEventListener("change", () => {
-    send({ type: "crossfade", seconds: Number(crossfade.input.value) });
+    clearTimeout(fading);
+    fading = setTimeout(() => send({ type: "crossfade", seconds: Number(crossfade.input.value) }),
+                        150);
   });
   times.append(speed.wrap, pitch.wrap, crossfade.wrap);
   mount.append(times);
 
+  // A held arrow key changes a slider many times a second: send the settled value
+  // (the server allows 10 messages a second).
+  let pending = null;
   function sendCustom() {
+    clearTimeout(pending);
+    pending = setTimeout(sendNow, 150);
+  }
+
+  function sendNow() {
+    pending = null;
     const filters = {};
     const equalizer = bands
       .map((control, band) => ({ band, gain: Number(control.input.value) }))
@@ -122,6 +134,7 @@ function build() {
   }
 
   function render(state) {
+    if (pending !== null) return;  // the user's change is on its way
     const filters = state.filters || {};
     const name = state.filter || "";
     for (const [preset, button] of presetButtons) {
