@@ -211,6 +211,8 @@ class EngineHealth(_Model):
     sessions_playing: int
     #: Our engine's extras (decision: none listed = a Go engine).
     features: list[str] | None = None
+    #: Our engine's session limit (``ENGINE_MAX_SESSIONS``); None from a Go engine.
+    max_sessions: int | None = None
 
     @property
     def capabilities(self) -> EngineCapabilities:

@@ -21,6 +21,7 @@ from pydantic import (
 from protocol.filter_presets import EQUALIZER_GAIN_MAX, EQUALIZER_GAIN_MIN, Preset
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_MESSAGE_BYTES",
     "Add",
     "ClientMessage",
@@ -28,6 +29,7 @@ __all__ = [
     "FilterSet",
     "Filters",
     "Jump",
+    "Move",
     "Play",
     "Remove",
     "Search",
@@ -39,6 +41,10 @@ __all__ = [
 
 #: Largest text message accepted from a page.
 MAX_MESSAGE_BYTES = 8 * 1024
+#: Deepest nesting of arrays and objects accepted. Every message is one flat
+#: object (depth 1); the limit is checked before parsing, since Python's JSON
+#: parser recurses once per level and 8 KB of ``[`` would exhaust the stack.
+MAX_DEPTH = 4
 
 
 class _Message(BaseModel):
@@ -62,7 +68,8 @@ class Add(_Message):
 class Simple(_Message):
     """Commands without arguments (``pong`` answers a heartbeat)."""
 
-    type: Literal["stop", "pause", "resume", "skip", "previous", "clear", "pong", "state"]
+    type: Literal["stop", "pause", "resume", "skip", "previous", "clear", "pong", "state",
+                  "focus"]
 
 
 class Seek(_Message):
@@ -158,6 +165,14 @@ class Jump(_Message):
     position: int = Field(ge=1, le=10_000)
 
 
+class Move(_Message):
+    """Move the upcoming track at *position* to position *to* (both 1 = next)."""
+
+    type: Literal["move"]
+    position: int = Field(ge=1, le=10_000)
+    to: int = Field(ge=1, le=10_000)
+
+
 class Search(_Message):
     """Search for *query* (through the engine's yt-dlp)."""
 
@@ -166,12 +181,37 @@ class Search(_Message):
 
 
 ClientMessage: TypeAlias = Annotated[
-    Play | Add | Simple | Seek | Volume | Remove | Jump | Search | Filters | Crossfade,
+    Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 _TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear", "pong",
-          "state", "seek", "volume", "remove", "jump", "search", "filters", "crossfade")
+          "state", "focus", "seek", "volume", "remove", "jump", "move", "search", "filters",
+          "crossfade")
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether arrays and objects in *text* nest deeper than *limit* (brackets
+    inside strings do not count). Linear, no recursion."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def parse_client_message(text: str) -> ClientMessage:
@@ -182,6 +222,9 @@ def parse_client_message(text: str) -> ClientMessage:
     """
     if len(text.encode("utf-8", errors="replace")) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    if _too_deep(text, MAX_DEPTH):
+        raise ValueError(f"message is nested too deeply (more than {MAX_DEPTH} levels); "
+                         "send one flat JSON object")
     try:
         document = json.loads(text)
     except ValueError:

@@ -306,6 +306,12 @@ class Player:
         return view
 
     @property
+    def holds_engine_session(self) -> bool:
+        """Whether the engine has (or is about to have) a session for this key: a
+        track is loaded and was started at the engine since the last restore."""
+        return self._engine_has_session()
+
+    @property
     def pending(self) -> bool:
         """True while the engine is not known to match the desired state."""
         return self._pending() or self._verify or not self._loaded.is_set()

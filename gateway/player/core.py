@@ -113,6 +113,8 @@ class Track:
     duration: float | None = None
     requested_by: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: A picture of the track (an http(s) URL from the catalogue), or "".
+    thumbnail: str = ""
 
     @property
     def label(self) -> str:
@@ -122,7 +124,8 @@ class Track:
     def as_dict(self) -> dict[str, Any]:
         """Plain values (persistence, WebSocket messages)."""
         return {"id": self.id, "url": self.url, "title": self.title,
-                "duration": self.duration, "requested_by": self.requested_by}
+                "duration": self.duration, "requested_by": self.requested_by,
+                "thumbnail": self.thumbnail}
 
     def again(self) -> Track:
         """The same track as a new queue entry (its own id)."""
@@ -138,6 +141,7 @@ class Track:
             duration=float(duration) if isinstance(duration, int | float) else None,
             requested_by=str(data.get("requested_by") or ""),
             id=str(data.get("id") or uuid.uuid4().hex[:12]),
+            thumbnail=str(data.get("thumbnail") or ""),
         )
 
 
