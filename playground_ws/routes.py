@@ -45,6 +45,8 @@ from playground_ws.identity import (
 from playground_ws.messages import (
     Add,
     ClientMessage,
+    Crossfade,
+    Filters,
     Jump,
     Move,
     Play,
@@ -59,6 +61,7 @@ from playground_ws.origins import default_origins, normalize_origin, parse_origi
 from playground_ws.ratelimit import RateLimiter
 from playground_ws.rooms import Connection, Room, Rooms
 from playground_ws.wording import Wording
+from protocol.filter_presets import preset_filters
 
 __all__ = ["HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "mount_playground"]
 
@@ -376,6 +379,15 @@ class _Playground:
                 await run(lambda core, now: core.seek(seconds, now))
             case Volume(volume=volume):
                 await run(lambda core, now: core.set_volume(volume))
+            case Filters(preset=preset, filters=filters):
+                if preset is not None:
+                    chosen, name = preset_filters(preset), preset.value
+                else:
+                    assert filters is not None
+                    chosen, name = filters.lavalink(), "custom"
+                await run(lambda core, now: core.set_filters(chosen, name))
+            case Crossfade(seconds=seconds):
+                await run(lambda core, now: core.set_crossfade(seconds))
             case Remove(position=position):
                 await run(lambda core, now: core.remove(position))
             case Jump(position=position):

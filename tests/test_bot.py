@@ -609,7 +609,8 @@ async def test_volume_clear_shuffle_loop_and_move(
         world.move(alice, world.voice_a)
         key = str(world.guild_id)
         player = gateway.players.get(key)
-        # Loop the 1 s track: it plays again and again, each time a new play.
+        # Loop the 1 s track: it plays again and again, each time a new play
+        # or a gapless join (a new play id either way).
         looped = await world.command(alice, "loop", mode="track")
         assert looped.content == "Looping this track."
         assert player.view().loop is LoopMode.TRACK
@@ -894,3 +895,68 @@ def test_engine_messages_become_plain_words(message: str, words: str) -> None:
     text = describe(message)
     assert words in text
     assert not re.search(r"/srv|127\.0\.0\.1|http|Errno|urlopen|ERROR", text)
+
+
+async def test_filter_and_crossfade_commands(
+    engine: EngineProcess, media_server: MediaServer
+) -> None:
+    """``/filter`` and ``/crossfade`` through discord.py's command tree: plain replies,
+    the engine applies them live, the now-playing footer shows them, the DJ rules hold,
+    and out-of-range values never reach the player."""
+    clients: dict[int, RecordingVoiceClient] = {}
+    admin = Member(new_id(), "admin", permissions=MANAGE_GUILD)
+    alice, bob = Member(new_id(), "alice"), Member(new_id(), "bob")
+    async with (running_gateway(settings_for(engine)) as gateway,
+                discord_bot(gateway, clients, [admin, alice, bob]) as (_, world, api)):
+        await gateway.socket.connected.wait()
+        await wait_until(lambda: gateway.link.discovered)
+        world.move(alice, world.voice_a)
+        key = str(world.guild_id)
+        await world.command(alice, "play", query=media_server.url("long_a.mp3"))
+        player = gateway.players.get(key)
+        await wait_until(lambda: player.view().status is PlayerStatus.PLAYING)
+
+        done = await world.command(alice, "filter", preset="nightcore")
+        assert done.content == "Nightcore on: faster and higher."
+        assert player.view().filter_name == "nightcore"
+        await player.settled()
+
+        async def engine_filters() -> list[str]:
+            answer = await gateway.engine.filters(key)
+            return answer.active
+
+        async def has_timescale() -> bool:
+            return "timescale" in await engine_filters()
+
+        await poll_until_async(has_timescale, timeout=10)
+        await wait_until(lambda: "filter: nightcore" in the_announcement(api, world).text)
+
+        faded = await world.command(alice, "crossfade", seconds=4)
+        assert faded.content == "Crossfade set: each next track fades in over 4 s."
+        await player.settled()
+        sessions = await gateway.engine.sessions()
+        assert next(s.crossfade for s in sessions if s.session_id == key) == 4.0
+        too_long = await world.command(alice, "crossfade", seconds=13)
+        assert too_long.ephemeral and player.view().crossfade == 4.0
+
+        # With a DJ role set, bob may not change what alice hears.
+        await world.command(admin, "settings dj", role=("role", world.dj_role))
+        world.move(bob, world.voice_a)
+        refused = await world.command(bob, "filter", preset="reset")
+        assert refused.ephemeral and "DJ role" in refused.content
+        refused = await world.command(bob, "crossfade", seconds=0)
+        assert refused.ephemeral and "DJ role" in refused.content
+        assert player.view().filter_name == "nightcore" and player.view().crossfade == 4.0
+
+        world.move(bob, None)  # alice alone with the bot may again
+        reset = await world.command(alice, "filter", preset="reset")
+        assert reset.content == "Filters off: the track sounds as it was made."
+        off = await world.command(alice, "crossfade", seconds=0)
+        assert off.content == "Crossfade off: each track follows the last without a gap."
+        await player.settled()
+
+        async def cleared() -> bool:
+            return "timescale" not in await engine_filters()
+
+        await poll_until_async(cleared, timeout=10)
+        await world.command(alice, "stop")

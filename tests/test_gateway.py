@@ -203,13 +203,17 @@ async def test_auto_advance_plays_the_next_queued_track(
             Track(media_server.url("short_c.mp3"), title="short"), now))
         await player.command(lambda core, now: core.enqueue(
             Track(media_server.url("a.mp3"), title="next"), now))
-        await wait_until(lambda: len(sink.stream_starts) >= 2, timeout=20)
+        await wait_until(lambda: player.view().current is not None
+                         and player.view().current.title == "next"  # type: ignore[union-attr]
+                         and player.view().status is PlayerStatus.PLAYING, timeout=20)
         count = len(sink.frames)
         await wait_until(lambda: len(sink.frames) > count + 60)
         view = player.view()
         assert view.current is not None and view.current.title == "next"
         assert [t.title for t in view.history] == ["short"]
         assert abs(await tone_of(sink.frames, 40) - TONES["a"]) < 3
+        # Our engine joined the next track to the same stream (gapless): no new one.
+        assert len(sink.stream_starts) == 1 and player.stats.gapless_joins == 1
         await player.command(lambda core, now: core.stop())
 
 

@@ -349,6 +349,7 @@ let refocus = null;
 
 function renderState(state) {
   view.state = state;
+  window.dispatchEvent(new CustomEvent("playground:state", { detail: state }));
   view.status = state.status;
   view.position = state.position;
   view.duration = state.duration;
