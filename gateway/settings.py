@@ -10,12 +10,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
-__all__ = ["GatewaySettings"]
+__all__ = ["GatewaySettings", "parse_shard_ids"]
+
+
+def parse_shard_ids(text: str) -> list[int]:
+    """Shard ids from ``"0,1"``, ``"4-7"`` or a mix (sorted, without repeats).
+
+    Raises:
+        ValueError: a part is neither a number nor a ``low-high`` range.
+    """
+    ids: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"{part!r} is not a shard id or a range such as 4-7")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ValueError(f"the range {part!r} goes backwards")
+        if last - first > 65536:
+            raise ValueError(f"the range {part!r} is too long")
+        ids.update(range(first, last + 1))
+    return sorted(ids)
 
 
 def _plain_name(name: str) -> AliasChoices:
@@ -117,8 +139,40 @@ class GatewaySettings(BaseSettings):
         description="most tracks the Discord bot queues from one playlist link "
         "[env GATEWAY_BOT_PLAYLIST_LIMIT]",
     )
+    discord_shard_count: int = Field(
+        1,
+        ge=0,
+        le=65536,
+        description="Discord shards of the whole bot, across all gateway processes; 0: as "
+        "many as Discord recommends (asked at login, one process only) "
+        "[env GATEWAY_DISCORD_SHARD_COUNT]",
+    )
+    discord_shard_ids: str = Field(
+        "",
+        pattern=r"^[0-9,\- ]*$",
+        description="the shards this gateway process runs, e.g. '0,1' or '4-7' (Discord "
+        "sends each guild to shard (guild_id >> 22) % count); empty: all of them "
+        "[env GATEWAY_DISCORD_SHARD_IDS]",
+    )
     log_level: str = Field("INFO", description="log level [env GATEWAY_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env GATEWAY_LOG_JSON]")
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> GatewaySettings:
+        ids = parse_shard_ids(self.discord_shard_ids)
+        if ids and self.discord_shard_count == 0:
+            raise ValueError("GATEWAY_DISCORD_SHARD_IDS needs GATEWAY_DISCORD_SHARD_COUNT: "
+                             "several processes must agree on the count")
+        if ids and max(ids) >= self.discord_shard_count:
+            raise ValueError(f"GATEWAY_DISCORD_SHARD_IDS has shard {max(ids)}, but "
+                             f"GATEWAY_DISCORD_SHARD_COUNT is {self.discord_shard_count} "
+                             f"(ids go from 0 to {self.discord_shard_count - 1})")
+        return self
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        """``discord_shard_ids`` parsed (None: every shard of the count)."""
+        return parse_shard_ids(self.discord_shard_ids) or None
 
     @property
     def engine_url(self) -> str:
