@@ -28,11 +28,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
-from gateway.router import Router
-from protocol import ConsumerOrder, Hello, RemoteProtocolError, StreamDecoder
+from protocol import ConsumerOrder, DecodedMessage, Hello, RemoteProtocolError, StreamDecoder
 
-__all__ = ["HELLO", "READ_SIZE", "AddressKind", "SocketAddress", "SocketClient", "hello_line"]
+__all__ = [
+    "HELLO",
+    "READ_SIZE",
+    "AddressKind",
+    "Dispatcher",
+    "SocketAddress",
+    "SocketClient",
+    "hello_line",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +114,19 @@ class SocketAddress:
         return f"{self.kind.value}://{host}:{self.port}"
 
 
+class Dispatcher(Protocol):
+    """Where decoded messages go: the gateway's ``Router``, or a node's filter
+    in front of it (``gateway.nodes.routing.NodeRouter``)."""
+
+    def dispatch(self, message: DecodedMessage) -> None:
+        """Deliver one decoded message (must not block)."""
+        ...
+
+    def connection_reset(self) -> None:
+        """The connection was replaced: partial Ogg pages are void."""
+        ...
+
+
 class _Reader(asyncio.BufferedProtocol):
     def __init__(self, client: SocketClient, hello: bytes) -> None:
         self._client = client
@@ -166,7 +187,7 @@ class SocketClient:
     def __init__(
         self,
         path: Path | SocketAddress,
-        router: Router,
+        router: Dispatcher,
         *,
         token: str | None = None,
         tls: ssl.SSLContext | None = None,
