@@ -239,6 +239,7 @@ def session_view(session: Session) -> dict[str, Any]:
     view: dict[str, Any] = {
         "session_id": session.id,
         "status": session.status.value,
+        "play_id": session.play_id,
         "url": session.request.url,
         "title": session.title,
         "format": session.request.output.value,

@@ -1,27 +1,39 @@
 """Typed async client for the engine's HTTP API (ours or the Go engine's).
 
-Every call has a timeout; only connection failures are retried (with backoff),
-since a request the engine received may have taken effect. Failures surface as
-``EngineError`` subclasses carrying the engine's own message.
+Every call has a timeout. A request that never reached the engine (the connection
+was refused) is retried with backoff. One that may have reached it is retried only
+when repeating it is harmless (stop, pause, resume, volume, seek, reads); a play
+whose connection broke raises ``EngineOutcomeUnknown`` instead, so the caller can
+ask the engine what happened before playing again. Failures surface as
+``EngineError`` subclasses carrying the engine's own message; none of them names
+the engine's address (the user may see them), ``detail`` keeps that for logs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = [
+    "GO_ENGINE",
     "EngineBusy",
+    "EngineCapabilities",
     "EngineClient",
     "EngineError",
+    "EngineFault",
     "EngineHealth",
     "EngineInvalidRequest",
     "EngineNotFound",
+    "EngineOutcomeUnknown",
     "EngineUnavailable",
+    "Feature",
+    "Format",
     "MetadataResult",
     "PlayResult",
     "PlaylistEntry",
@@ -37,15 +49,30 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class EngineError(Exception):
-    """The engine answered with an error; ``str()`` is the engine's message."""
+    """The engine answered with an error; ``str()`` is the engine's message.
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    Attributes:
+        status: the HTTP status (0 when there was no answer).
+        detail: what went wrong, with addresses, for logs only.
+    """
+
+    def __init__(self, message: str, status: int = 0, *, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail or message
 
 
 class EngineUnavailable(EngineError):
     """The engine could not be reached (after retries)."""
+
+
+class EngineOutcomeUnknown(EngineUnavailable):
+    """The connection broke after a non-repeatable request (a play) may have reached
+    the engine: whether it took effect is unknown until the engine is asked."""
+
+
+class EngineFault(EngineError):
+    """5xx: the engine failed while handling the request (may pass on a retry)."""
 
 
 class EngineInvalidRequest(EngineError):
@@ -72,6 +99,49 @@ class PlayResult(_Model):
     play_id: int | None = None
 
 
+class Feature(StrEnum):
+    """What an engine supports beyond the Go engine's API, as our engine's
+    ``/health`` lists it under ``features``. An engine listing none is a Go engine."""
+
+    #: Events carry ``"play"`` and a play's answer has ``X-Play-Id``.
+    PLAY_ID = "play_id"
+    #: ``POST /session/{id}/volume`` changes a live session's gain.
+    VOLUME = "volume"
+    #: ``POST /session/{id}/seek`` moves a live session.
+    SEEK = "seek"
+    #: The engine reads a consumer's hello line.
+    HELLO = "hello"
+    #: ``finished`` events carry ``"reason"``.
+    FINISH_REASON = "finish_reason"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCapabilities:
+    """The features one engine announced (``GET /health``).
+
+    Unknown feature names are kept (a newer engine) but mean nothing here.
+    """
+
+    features: frozenset[str] = frozenset()
+
+    @property
+    def is_go_engine(self) -> bool:
+        """True when the engine announced nothing: the Go engine's API only."""
+        return not self.features
+
+    def __contains__(self, feature: object) -> bool:
+        return feature in self.features
+
+    def describe(self) -> str:
+        """For logs: ``"go engine"`` or the sorted feature list."""
+        return "go engine (no features)" if self.is_go_engine else ", ".join(
+            sorted(self.features))
+
+
+#: What a Go engine (or one that answers no ``features``) can do beyond its API: nothing.
+GO_ENGINE = EngineCapabilities()
+
+
 class SessionStatus(_Model):
     """``GET /session/{id}/status``."""
 
@@ -86,6 +156,7 @@ class SessionInfo(_Model):
 
     session_id: str
     status: str
+    play_id: int | None = None
     url: str = ""
     title: str = ""
     format: str = ""
@@ -105,6 +176,13 @@ class EngineHealth(_Model):
     ram_mb: str
     sessions_active: int
     sessions_playing: int
+    #: Our engine's extras (decision: none listed = a Go engine).
+    features: list[str] | None = None
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """The announced features (``GO_ENGINE`` when there are none)."""
+        return EngineCapabilities(frozenset(self.features or ()))
 
 
 class MetadataResult(_Model):
@@ -208,8 +286,12 @@ class EngineClient:
     ) -> PlayResult:
         """Start or replace *session_id*'s stream.
 
+        Never sent twice: a connection that breaks after the request may have
+        reached the engine raises ``EngineOutcomeUnknown``.
+
         Raises:
-            EngineInvalidRequest, EngineBusy, EngineUnavailable, EngineError.
+            EngineInvalidRequest, EngineBusy, EngineFault, EngineOutcomeUnknown,
+            EngineUnavailable, EngineError.
         """
         body: dict[str, Any] = {"url": url, "format": format}
         if start_at > 0:
@@ -218,7 +300,8 @@ class EngineClient:
             body["duration"] = duration
         if volume is not None and volume != 1.0:
             body["volume"] = volume
-        response = await self._request("POST", f"/session/{session_id}/play", json=body)
+        response = await self._request("POST", f"/session/{session_id}/play", json=body,
+                                       idempotent=False)
         result = self._parse(PlayResult, response)
         play_id = response.headers.get("x-play-id")
         if play_id is not None and play_id.isdigit():
@@ -253,6 +336,20 @@ class EngineClient:
         """Seek a live session (our engine only)."""
         await self._request("POST", f"/session/{session_id}/seek", json={"position": position})
 
+    async def session_info(self, session_id: str) -> SessionInfo | None:
+        """Our engine's view of one session (position, play id), or None when it
+        does not know the session. A Go engine has no such route: its 404 is None
+        as well, so ask only an engine with features."""
+        try:
+            response = await self._request("GET", f"/sessions/{session_id}")
+        except EngineNotFound:
+            return None
+        return self._parse(SessionInfo, response)
+
+    async def capabilities(self) -> EngineCapabilities:
+        """What the engine supports beyond the Go API (``/health`` ``features``)."""
+        return (await self.health()).capabilities
+
     async def sessions(self) -> list[SessionInfo]:
         """Every session (our engine only)."""
         response = await self._request("GET", "/sessions")
@@ -271,45 +368,57 @@ class EngineClient:
         """Title and duration of *url*. Raises ``EngineError`` with the engine's
         ``error`` text on failure."""
         response = await self._request("GET", "/metadata", params={"url": url},
-                                       request_timeout=self._catalogue_timeout)
+                                       seconds=self._catalogue_timeout)
         return self._parse(MetadataResult, response)
 
     async def playlist(self, url: str) -> PlaylistResult:
         """Entries of a playlist URL."""
         response = await self._request("GET", "/playlist", params={"url": url},
-                                       request_timeout=self._catalogue_timeout)
+                                       seconds=self._catalogue_timeout)
         return self._parse(PlaylistResult, response)
 
     async def search(self, query: str) -> SearchResult:
         """Search results for *query*."""
         response = await self._request("GET", "/search", params={"q": query},
-                                       request_timeout=self._catalogue_timeout)
+                                       seconds=self._catalogue_timeout)
         return self._parse(SearchResult, response)
 
     # -- plumbing -------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, request_timeout: float | None = None,
-                       **kwargs: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, *, seconds: float | None = None,
+                       idempotent: bool = True, **kwargs: Any) -> httpx.Response:
         delay = self._backoff
-        timeout = httpx.USE_CLIENT_DEFAULT if request_timeout is None else request_timeout
+        limit = seconds if seconds is not None else httpx.USE_CLIENT_DEFAULT
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.request(method, path, timeout=timeout, **kwargs)
+                response = await self._client.request(method, path, timeout=limit, **kwargs)
                 break
-            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-                # Not received (or cut before any answer): safe to try again.
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Never reached the engine: safe to try again, whatever the request.
                 if attempt == self._retries:
                     raise EngineUnavailable(
-                        f"the audio engine at {self.base_url} is unreachable ({exc})"
-                    ) from None
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay *= 2
-            except httpx.TimeoutException:
-                raise EngineUnavailable(
-                    f"the audio engine at {self.base_url} did not answer in time"
-                ) from None
+                        "the audio engine is unreachable",
+                        detail=f"{method} {self.base_url}{path}: {exc!r}",
+                    ) from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                # Cut after the request went out: the engine may have acted on it.
+                if not idempotent or attempt == self._retries:
+                    raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
+                        "the connection to the audio engine broke",
+                        detail=f"{method} {self.base_url}{path}: {exc!r}",
+                    ) from exc
+            except httpx.TimeoutException as exc:
+                raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
+                    "the audio engine did not answer in time",
+                    detail=f"{method} {self.base_url}{path}: {exc!r}",
+                ) from exc
             except httpx.HTTPError as exc:
-                raise EngineUnavailable(f"talking to the audio engine failed ({exc})") from None
+                raise EngineUnavailable(
+                    "talking to the audio engine failed",
+                    detail=f"{method} {self.base_url}{path}: {exc!r}",
+                ) from exc
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay *= 2
         if response.status_code >= 400:
             raise self._error(response)
         return response
@@ -329,6 +438,8 @@ class EngineClient:
                 return EngineNotFound(message, response.status_code)
             case 429:
                 return EngineBusy(message, response.status_code)
+            case status if status >= 500:
+                return EngineFault(message, status)
             case _:
                 return EngineError(message, response.status_code)
 

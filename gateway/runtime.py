@@ -1,17 +1,25 @@
 """The gateway's parts wired together: what both fronts share.
 
 ``Gateway`` owns the router, the socket client, the engine API client and its
-watch, the queue store and the players. Fronts (the playground, the Discord bot)
-register sinks with ``router`` and drive ``players``. The process around it is
-assembled by the composition root (``audiogate.gateway_process``), which runs
-``run()`` in its task group; tests embed it with ``start()``/``stop()``.
+watch, the queue store, the players, and its long-lived tasks: the socket's
+reconnect loop, the engine watch, the silence watchdog, and housekeeping
+(unloading idle players, plus what fronts register with ``add_housekeeping``).
+Fronts (the playground, the Discord bot) register sinks with ``router`` and drive
+``players``. The process around it is assembled by the composition root
+(``audiogate.gateway_process``), which runs ``run()`` in its task group; tests
+embed it with ``start()``/``stop()``.
+
+The socket's state drives the players: on every connect the engine's features are
+read again from ``/health`` and every player checks its stream; on a loss every
+player notes when its stream was last heard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -20,9 +28,11 @@ from gateway.engine_client import EngineClient
 from gateway.health import EngineWatch
 from gateway.metrics import GatewayMetrics, counter, gauge
 from gateway.player import PlayerRegistry, QueueStore
+from gateway.player.link import EngineLink
 from gateway.router import Router
 from gateway.settings import GatewaySettings
 from gateway.socket_client import SocketClient
+from gateway.watchdog import SilenceWatchdog
 
 __all__ = ["Gateway"]
 
@@ -32,7 +42,9 @@ log = logging.getLogger(__name__)
 class Gateway:
     """Router, socket client, engine client and players of one gateway process."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Raises ``QueueStoreError`` when the queue database cannot be opened."""
         self.settings = settings
         self.router = Router()
         token = settings.engine_token.get_secret_value() if settings.engine_token else None
@@ -40,36 +52,57 @@ class Gateway:
         self.socket = SocketClient(settings.socket_path, self.router)
         self.engine_watch = EngineWatch(self.engine, interval=settings.engine_check_interval)
         self.socket.add_state_listener(lambda _connected: self.engine_watch.nudge())
-        self.store = QueueStore(settings.queue_path)
-        self.players = PlayerRegistry(engine=self.engine, router=self.router, store=self.store)
+        self.store = QueueStore(settings.queue_path, lock_timeout=settings.queue_lock_timeout)
+        self.link = EngineLink()
+        self.players = PlayerRegistry(engine=self.engine, router=self.router, store=self.store,
+                                      link=self.link, clock=clock,
+                                      idle_timeout=settings.player_idle_timeout)
+        self.watchdog = SilenceWatchdog(registry=self.players, router=self.router,
+                                        socket=self.socket, engine=self.engine,
+                                        threshold=settings.silence_timeout,
+                                        interval=min(1.0, settings.silence_timeout / 3),
+                                        clock=clock)
+        self.socket.add_state_listener(self._socket_state)
         self.metrics = GatewayMetrics()
         self.metrics.add_source(self._metric_families)
+        self._housekeeping: list[Callable[[float], object]] = []
         self._prepared = False
         self._stopping = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._stopped = False
 
+    def add_housekeeping(self, job: Callable[[float], object]) -> None:
+        """Run ``job(loop_time)`` every housekeeping round (e.g. a front dropping
+        idle per-user state). It must be quick and must not raise."""
+        self._housekeeping.append(job)
+
     async def prepare(self) -> None:
-        """Load stored queues. Idempotent."""
+        """Count stored queues (players come back lazily). Idempotent."""
         if self._prepared:
             return
         self._prepared = True
-        restored = await self.players.load()
-        if restored:
-            log.info("restored %d stored queues", restored)
+        stored = await self.players.load()
+        if stored:
+            log.info("%d queues stored; each comes back when its guild or user returns",
+                     stored)
 
     async def run(self) -> None:
-        """Read the engine socket and watch the engine's API until ``stop``.
+        """Read the engine socket, watch the engine's API and the socket's silence,
+        and keep house, until ``stop``.
 
-        Raises what ends either of them (a bug). Cancelling is safe.
+        Raises what ends any of them (a bug). Cancelling is safe.
         """
         await self.prepare()
         async with asyncio.TaskGroup() as tasks:
-            reader = tasks.create_task(self.socket.run(), name="engine-socket")
-            watch = tasks.create_task(self.engine_watch.run(), name="engine-watch")
+            running = [
+                tasks.create_task(self.socket.run(), name="engine-socket"),
+                tasks.create_task(self.engine_watch.run(), name="engine-watch"),
+                tasks.create_task(self.watchdog.run(), name="silence-watchdog"),
+                tasks.create_task(self._housekeep(), name="housekeeping"),
+            ]
             await self._stopping.wait()
-            reader.cancel()
-            watch.cancel()
+            for task in running:
+                task.cancel()
 
     async def start(self) -> None:
         """``prepare``, then ``run`` in a task this object owns (for embedding
@@ -78,11 +111,12 @@ class Gateway:
         self._run_task = asyncio.get_running_loop().create_task(self.run(), name="gateway")
 
     async def stop(self) -> None:
-        """Stop players, the socket client and the watch; close the store. Idempotent."""
+        """Save every player (queue, position, pause) and stop its engine session,
+        then stop the tasks and close the store. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
-        await self.players.close()
+        await self.players.close(release=True)
         self._stopping.set()
         if self._run_task is not None:
             await asyncio.gather(self._run_task, return_exceptions=True)
@@ -99,6 +133,32 @@ class Gateway:
         if (problem := self.engine_watch.readiness()) is not None:
             reasons.append(problem)
         return reasons
+
+    def _socket_state(self, connected: bool) -> None:
+        if connected:
+            self.players.engine_connected()
+        else:
+            self.players.engine_lost()
+
+    @property
+    def housekeeping_interval(self) -> float:
+        """Seconds between housekeeping rounds: a quarter of the players' idle
+        timeout, so an idle player goes within 25 % of it (50 ms to 30 s)."""
+        return min(30.0, max(0.05, self.players.idle_timeout / 4))
+
+    async def _housekeep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.housekeeping_interval)
+            try:
+                await self.players.evict_idle()
+            except Exception:
+                log.exception("unloading idle players failed")
+            for job in list(self._housekeeping):
+                try:
+                    job(loop.time())
+                except Exception:
+                    log.exception("housekeeping job failed")
 
     def _metric_families(self) -> Iterable[Metric]:
         router = self.router
@@ -128,6 +188,29 @@ class Gateway:
                       "Connections dropped for malformed bytes", self.socket.protocol_errors)
         yield gauge("audiogate_gateway_players", "Players (guilds and users) loaded",
                     len(self.players.players))
+        stats = self.players.stats
+        yield counter("audiogate_gateway_player_restarts",
+                      "Player tasks restarted after an unexpected error", stats.restarts)
+        yield counter("audiogate_gateway_player_evictions",
+                      "Idle players unloaded (their queue stays stored)", stats.evictions)
+        yield counter("audiogate_gateway_player_lost_streams",
+                      "Streams the engine lost before their end (restart, shutdown, idle), "
+                      "kept at their position", stats.lost_streams)
+        yield counter("audiogate_gateway_player_play_checks",
+                      "Plays whose answer was lost and whose outcome was asked of the engine",
+                      stats.play_checks)
+        yield counter("audiogate_gateway_queue_saves_failed",
+                      "Queue saves that did not land (each is retried)", stats.failed_saves)
+        yield counter("audiogate_gateway_queue_db_recoveries",
+                      "Damaged queue databases moved aside", self.store.corrupt_recoveries)
+        yield counter("audiogate_gateway_queue_db_lock_retries",
+                      "Retries of a locked queue database", self.store.lock_retries)
+        yield counter("audiogate_gateway_engine_socket_silent_reconnects",
+                      "Reconnections because the socket carried no audio for sessions "
+                      "the engine said were streaming", self.watchdog.reconnects)
+        yield gauge("audiogate_gateway_engine_go_api_only",
+                    "1 when the engine announced no features (a Go engine)",
+                    int(self.link.discovered and self.link.capabilities.is_go_engine))
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``/health``."""
@@ -141,4 +224,8 @@ class Gateway:
             "messages_discarded": router.discarded,
             "sinks": router.sink_count,
             "players": len(self.players.players),
+            "engine_features": sorted(self.link.capabilities.features),
+            "silent_socket_reconnects": self.watchdog.reconnects,
+            "player_restarts": self.players.stats.restarts,
+            "queue_saves_failed": self.players.stats.failed_saves,
         }

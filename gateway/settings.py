@@ -91,6 +91,32 @@ class GatewaySettings(BaseSettings):
         description="SQLite file of the persistent queues (default: DATA_DIR/queues.sqlite3; "
         "':memory:' keeps them in memory) [env GATEWAY_QUEUE_DB]",
     )
+    queue_lock_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds a locked queue database is retried before a save fails "
+        "(it is retried later, never dropped) [env GATEWAY_QUEUE_LOCK_TIMEOUT]",
+    )
+    player_idle_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="seconds a player with nobody attached (no tab, no voice) and nothing "
+        "playing stays in memory; then it is unloaded, its queue kept in the database "
+        "[env GATEWAY_PLAYER_IDLE_TIMEOUT]",
+    )
+    room_linger: float = Field(
+        60.0,
+        ge=0,
+        description="seconds a playground user's room outlives their last tab; then a "
+        "playing player is paused and the room released [env GATEWAY_ROOM_LINGER]",
+    )
+    silence_timeout: float = Field(
+        3.0,
+        gt=0,
+        description="seconds without audio for a playing session, which the engine says "
+        "is streaming, before the engine socket is taken as silent and reconnected "
+        "[env GATEWAY_SILENCE_TIMEOUT]",
+    )
     engine_token: SecretStr | None = Field(
         None,
         validation_alias=_plain_name("ENGINE_API_TOKEN"),

@@ -16,6 +16,13 @@ class TokenBucket:
     tokens: float = field(default=-1.0)
     updated: float = 0.0
 
+    def full_at(self) -> float:
+        """When the bucket is full again if nothing is taken meanwhile (then it
+        behaves exactly like a new one)."""
+        if self.tokens < 0:
+            return self.updated
+        return self.updated + (self.burst - self.tokens) / self.rate
+
     def take(self, now: float) -> bool:
         """Spend one token if there is one."""
         if self.tokens < 0:
@@ -32,6 +39,10 @@ class RateLimiter:
     """Two buckets per user: every action, and the costly ones (play, add,
     search), which make the engine resolve and open URLs.
 
+    A user whose buckets have filled up again is forgotten by ``sweep``: a full
+    bucket and a new one are the same, so memory follows the users active in
+    the last few seconds, not every identity ever seen.
+
     Args:
         rate, burst: any action.
         heavy_rate, heavy_burst: costly actions.
@@ -43,6 +54,17 @@ class RateLimiter:
                  heavy_rate: float = 1.0, heavy_burst: float = 5.0) -> None:
         self._limits = (rate, burst, heavy_rate, heavy_burst)
         self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def sweep(self, now: float) -> int:
+        """Forget users whose buckets are full again. Returns how many."""
+        idle = [user for user, (general, heavy) in self._buckets.items()
+                if general.full_at() <= now and heavy.full_at() <= now]
+        for user in idle:
+            del self._buckets[user]
+        return len(idle)
 
     def allow(self, user: str, action: str, now: float) -> str | None:
         """None if allowed, else why not (for the user)."""

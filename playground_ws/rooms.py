@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -23,9 +23,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from applog import session_logger
 from gateway.metrics import counter, gauge
-from gateway.player import Player, PlayerStatus, PlayerView
+from gateway.player import CommandError, Player, PlayerStatus, PlayerView
 from gateway.runtime import Gateway
-from gateway.sinks import OpusSink
+from gateway.sinks import PacedOpusSink
 from protocol import Event, OpusStreamStart
 
 __all__ = ["BrowserSink", "Connection", "Room", "Rooms"]
@@ -39,7 +39,8 @@ AUDIO_QUEUE_FRAMES = 50
 TEXT_QUEUE_MESSAGES = 64
 #: Seconds between progress messages while playing.
 PROGRESS_INTERVAL = 1.0
-#: Seconds after the last tab closes before the player is paused.
+#: Seconds after the last tab closes before the player is paused and the room
+#: released (the default of ``GATEWAY_ROOM_LINGER``).
 EMPTY_ROOM_PAUSE = 60.0
 
 
@@ -92,8 +93,9 @@ class Connection:
             self.closed = True
 
 
-class BrowserSink(OpusSink):
-    """The router's sink for one playground user: frames go to every tab."""
+class BrowserSink(PacedOpusSink):
+    """The router's sink for one playground user: frames go to every tab, no
+    faster than real time (a Go engine's catch-up burst is paced out)."""
 
     kind = "browser"
 
@@ -113,17 +115,28 @@ class BrowserSink(OpusSink):
 
 
 class Room:
-    """A user's tabs, sink, player listeners and progress ticker."""
+    """A user's tabs, sink, player listeners and progress ticker.
 
-    def __init__(self, user_id: str, player: Player, gateway: Gateway) -> None:
+    The room holds its player (a held player is never unloaded) from its creation
+    until it is released, *linger* seconds after its last tab left; then a
+    playing player is paused and ``on_release`` removes the room.
+    """
+
+    def __init__(self, user_id: str, player: Player, gateway: Gateway, *,
+                 linger: float = EMPTY_ROOM_PAUSE,
+                 on_release: Callable[[Room], None] | None = None) -> None:
         self.user_id = user_id
         self.player = player
         self.gateway = gateway
+        self.linger = linger
         self.connections: list[Connection] = []
         self.sink = BrowserSink(self)
         self._unsubscribe = player.subscribe(self._on_view)
+        self._release_player = player.hold()
+        self._on_release = on_release
         self._progress: asyncio.Task[None] | None = None
         self._pause_later: asyncio.TimerHandle | None = None
+        self.closed = False
         self.log = session_logger(log, user_id)
 
     def join(self, connection: Connection) -> None:
@@ -139,8 +152,8 @@ class Room:
         self.log.info("tab %s joined (%d open)", connection.name, len(self.connections))
 
     def leave(self, connection: Connection) -> None:
-        """Remove a tab; after the last, audio stops flowing here and the player is
-        paused after ``EMPTY_ROOM_PAUSE`` unless a tab comes back."""
+        """Remove a tab; after the last, audio stops flowing here, and after
+        *linger* seconds without a tab the player is paused and the room released."""
         if connection in self.connections:
             self.connections.remove(connection)
         self.log.info("tab %s left (%d open)", connection.name, len(self.connections))
@@ -152,16 +165,25 @@ class Room:
                 self._progress.cancel()
                 self._progress = None
             self._pause_later = asyncio.get_running_loop().call_later(
-                EMPTY_ROOM_PAUSE, self._pause_if_empty
+                self.linger, self._pause_if_empty
             )
 
     def close(self) -> None:
-        """Detach from the player and the router. Idempotent."""
+        """Detach from the player (releasing it) and the router. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
         self._unsubscribe()
+        self._release_player()
+        self.gateway.router.unregister_sink(self.user_id, self.sink)
+        self.gateway.router.remove_listener(self.user_id, self._on_event)
+        self.sink.close()
         if self._progress is not None:
             self._progress.cancel()
+            self._progress = None
         if self._pause_later is not None:
             self._pause_later.cancel()
+            self._pause_later = None
 
     def broadcast(self, message: dict[str, Any]) -> None:
         """Send a text message to every tab."""
@@ -197,22 +219,27 @@ class Room:
 
     def _pause_if_empty(self) -> None:
         self._pause_later = None
-        if self.connections:
+        if self.connections or self.closed:
             return
-        view = self.player.view()
-        if view.status is PlayerStatus.PLAYING:
-            self.log.info("no tab open for %.0f s; pausing", EMPTY_ROOM_PAUSE)
-            task = asyncio.get_running_loop().create_task(
-                self.player.command(lambda core, now: core.pause(now))
-            )
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        if self.player.core.status in (PlayerStatus.PLAYING, PlayerStatus.LOADING) and (
+                not self.player.core.paused):
+            self.log.info("no tab open for %.0f s; pausing", self.linger)
+            # Applied to the core at once (the player's own task talks to the
+            # engine): nothing of the room outlives it.
+            with contextlib.suppress(CommandError):
+                self.player.command_nowait(lambda core, now: core.pause(now))
+        self.close()
+        if self._on_release is not None:
+            self._on_release(self)
 
 
 class Rooms:
-    """Every user's room, created on first connection."""
+    """Every user's room, created on first connection and released *linger*
+    seconds after its last tab closed."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, *, linger: float = EMPTY_ROOM_PAUSE) -> None:
         self.gateway = gateway
+        self.linger = linger
         self._rooms: dict[str, Room] = {}
         #: Frames sent to and dropped for tabs that have since closed.
         self.closed_sent = 0
@@ -238,12 +265,21 @@ class Rooms:
                       self.closed_dropped + sum(c.dropped_frames for c in live))
 
     def get(self, user_id: str) -> Room:
-        """The room of *user_id*."""
+        """The room of *user_id* (join it at once: an empty room is released after
+        *linger* seconds only once a tab has left it)."""
         room = self._rooms.get(user_id)
         if room is None:
             player = self.gateway.players.get(user_id, output="web")
-            room = self._rooms[user_id] = Room(user_id, player, self.gateway)
+            room = self._rooms[user_id] = Room(user_id, player, self.gateway,
+                                               linger=self.linger, on_release=self._released)
         return room
+
+    def _released(self, room: Room) -> None:
+        if self._rooms.get(room.user_id) is room:
+            del self._rooms[room.user_id]
+
+    def __len__(self) -> int:
+        return len(self._rooms)
 
     def broadcast_all(self, message: dict[str, Any]) -> None:
         """Send a text message to every tab of every user."""

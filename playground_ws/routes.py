@@ -79,10 +79,11 @@ class _Playground:
         self.identity = identity
         self.demo_tracks = demo_tracks
         self.allowed_origins = allowed_origins
-        self.rooms = Rooms(gateway)
+        self.rooms = Rooms(gateway, linger=gateway.settings.room_linger)
         self.limits = RateLimiter()
         self._names = itertools.count(1)
         gateway.socket.add_state_listener(self._engine_state)
+        gateway.add_housekeeping(self.limits.sweep)
 
     def _engine_state(self, connected: bool) -> None:
         """Tell every tab when the engine goes away and comes back."""
@@ -117,6 +118,10 @@ class _Playground:
             await websocket.close(code=CLOSE_BAD_IDENTITY, reason="invalid identity")
             return
         room = self.rooms.get(user)
+        # The first state a tab sees is the user's stored queue, not an empty one.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await room.player.loaded()
         connection = Connection(websocket, f"t{next(self._names)}")
         connection.last_seen = asyncio.get_running_loop().time()
         room.join(connection)

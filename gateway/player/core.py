@@ -20,6 +20,11 @@ Queue rules beyond a plain list: a loop mode (``LoopMode``: the current track
 again, or every track that ends goes back to the end of the queue), a one-off
 shuffle and moves of upcoming tracks, and a "play now" that fails gives the
 interrupted track back instead of cutting it off (``play_now``).
+
+A stream can also be lost without being over: the engine restarted, shut down
+(``finished`` with reason ``shutdown``) or dropped an idle session (``idle``).
+``stream_lost`` keeps the track and the position reached; a playing player plays
+it again from there, a paused one stays paused and plays from there on resume.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "LOST_STREAM_REASONS",
     "CommandError",
     "Desired",
     "Failure",
@@ -46,6 +52,10 @@ __all__ = [
 #: is taken, on an engine without play ids, as the end of a stream we replaced
 #: before it had started, not as the new track ending. 25 packets = 0.5 s.
 STALE_STREAM_PACKETS = 25
+
+#: ``finished`` reasons (our engine's extra key) that end the stream but not the
+#: track: the engine shut down, or dropped a session nobody touched.
+LOST_STREAM_REASONS = frozenset({"shutdown", "idle"})
 
 
 class CommandError(Exception):
@@ -182,6 +192,11 @@ class PlayerView:
     loop: LoopMode = LoopMode.OFF
     #: The latest track that could not be played (kept until the next one fails).
     failure: Failure | None = None
+    #: True while the engine does not yet do what this view shows (a command on
+    #: its way, or waiting for the engine to come back).
+    pending: bool = False
+    #: Why, in words, when the engine is behind (e.g. "the audio engine is unavailable").
+    notice: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (WebSocket state messages)."""
@@ -196,6 +211,8 @@ class PlayerView:
             "history": [t.as_dict() for t in self.history],
             "error": self.error,
             "loop": self.loop.value,
+            "pending": self.pending,
+            "notice": self.notice,
         }
 
 
@@ -232,8 +249,8 @@ class PlayerCore:
         self._ready_at: float | None = None
         self._position_base = 0.0
         self._paused_at: float | None = None
-        self._buffered: dict[int, list[tuple[str, str]]] = {}
-        self._early: list[tuple[str, str]] = []
+        self._buffered: dict[int, list[tuple[str, str, str]]] = {}
+        self._early: list[tuple[str, str, str]] = []
         self._awaiting_ready = False
         #: The nonce whose play was sent last (its answer may still be on the way).
         self.sent_nonce: int | None = None
@@ -527,8 +544,8 @@ class PlayerCore:
         else:
             early = list(self._early)
         self._early.clear()
-        for kind, message in early:
-            self._apply(kind, message, now)
+        for kind, message, reason in early:
+            self._apply(kind, message, now, reason)
 
     def sending(self, nonce: int) -> None:
         """The shell is about to send *nonce*'s play (or a stop) to the engine.
@@ -568,20 +585,21 @@ class PlayerCore:
         self._advance(now, failed=True)
 
     def on_event(self, kind: str, play_id: int | None, message: str, now: float,
-                 packets_since_ready: int = 0) -> bool:
-        """Apply an engine event (``ready``, ``finished`` or ``error``). Returns
-        True if it was taken as this player's current stream."""
+                 packets_since_ready: int = 0, reason: str = "") -> bool:
+        """Apply an engine event (``ready``, ``finished`` or ``error``; *reason* is
+        a ``finished``'s reason when the engine gives one). Returns True if it was
+        taken as this player's current stream."""
         if play_id is not None:
             if self.play_id is None or self.bound_nonce != self.nonce:
                 # The play's answer has not arrived yet (or a newer play is on the
                 # way): keep events of recent plays until it is known.
-                self._buffered.setdefault(play_id, []).append((kind, message))
+                self._buffered.setdefault(play_id, []).append((kind, message, reason))
                 if len(self._buffered) > 8:
                     self._buffered.pop(min(self._buffered))
                 return False
             if play_id != self.play_id:
                 return False
-            return self._apply(kind, message, now)
+            return self._apply(kind, message, now, reason)
         # An engine without play ids: order and counting.
         if kind != "ready":
             if self.expected_terminals > 0:
@@ -596,15 +614,65 @@ class PlayerCore:
                     self.status = PlayerStatus.LOADING
                 return False
         if self.bound_nonce == self.nonce:
-            return self._apply(kind, message, now)
+            return self._apply(kind, message, now, reason)
         if self.sent_nonce == self.nonce:
             # Sent, answer not back yet: these belong to it.
-            self._early.append((kind, message))
+            self._early.append((kind, message, reason))
         return False
+
+    def stream_lost(self, at: float, now: float) -> bool:
+        """The engine no longer has this player's stream, which was not over (the
+        engine restarted or shut down at *at*, or dropped the session). The track
+        and the position reached at *at* are kept. Returns True when a new play
+        is now desired (the player was playing); a paused player stays paused,
+        with nothing at the engine, and plays from its position on resume."""
+        self.stream_live = False
+        self._awaiting_ready = False
+        self.expected_terminals = 0
+        self.unconfirmed_replaced = 0
+        self._buffered.clear()
+        self._early.clear()
+        if self.current is None:
+            return False
+        position = self._position_base
+        if self._ready_at is not None:
+            end = at if self._paused_at is None else min(self._paused_at, at)
+            position += max(0.0, end - self._ready_at)
+        if self.paused:
+            self.play_id = None
+            self.bound_nonce = None
+            self._ready_at = None
+            self._paused_at = None
+            self._position_base = position
+            self.start_at = position
+            self.restored = True
+            self.status = PlayerStatus.PAUSED
+            return False
+        self._start(position, now, keep_pause=True)
+        return True
+
+    def ready_missed(self, now: float, position: float | None = None) -> bool:
+        """The engine says the bound play is streaming, but its ``ready`` never
+        reached us (the socket was down when it was written): take it as ready
+        now, at *position* seconds when the engine told it. Returns True if that
+        changed anything."""
+        if self.current is None or self.bound_nonce != self.nonce or self.stream_live:
+            return False
+        if position is not None:
+            self._position_base = position
+        return self._apply("ready", "", now)
+
+    def stream_ended(self, now: float) -> None:
+        """The engine reports this player's stream over (its end event never
+        reached us, e.g. while the socket was down): go on as after ``finished``."""
+        self.stream_live = False
+        self._awaiting_ready = False
+        self.unconfirmed_replaced = 0
+        self._advance(now)
 
     # -- internals --------------------------------------------------------------------
 
-    def _apply(self, kind: str, message: str, now: float) -> bool:
+    def _apply(self, kind: str, message: str, now: float, reason: str = "") -> bool:
         match kind:
             case "ready":
                 self._interrupted = None
@@ -614,6 +682,8 @@ class PlayerCore:
                 self._paused_at = now if self.paused else None
                 self.status = PlayerStatus.PAUSED if self.paused else PlayerStatus.PLAYING
                 self.error = ""
+            case "finished" if reason in LOST_STREAM_REASONS:
+                self.stream_lost(now, now)
             case "finished":
                 self.stream_live = False
                 self._awaiting_ready = False
@@ -759,8 +829,8 @@ class PlayerCore:
             self.stream_live = False
             self._ended(now)
             return
-        for kind, message in pending:
-            self._apply(kind, message, now)
+        for kind, message, reason in pending:
+            self._apply(kind, message, now, reason)
 
     def _give_back(self, saved: _Interrupted, now: float) -> None:
         """A "play now" failed after the engine had replaced the interrupted

@@ -227,6 +227,7 @@ function renderState(state) {
     queue.append(li);
   });
   if (state.error) showError(state.error);
+  if (state.notice) showError(state.notice);
   renderProgress();
 }
 

@@ -13,16 +13,45 @@ import av
 import numpy as np
 
 from audio_engine.opus_encoder import OpuslibEncoder
-from loadtest.media import write_tone
+from loadtest.media import encode_blocks, write_tone
 from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME, OggOpusWriter
 
 __all__ = [
+    "STEP_SECONDS",
     "decode_ogg_opus",
     "decode_opus_packets",
     "dominant_frequency",
+    "step_at",
     "write_opus_tone",
+    "write_steps",
     "write_tone",
 ]
+
+#: Length of each tone of ``write_steps``.
+STEP_SECONDS = 3.0
+
+
+def write_steps(path: Path, frequencies: list[float], step: float = STEP_SECONDS) -> Path:
+    """Write tones of *step* seconds each, one per frequency, as an mp3: what a
+    sink hears tells where in the track it is (to within a step)."""
+    rate = 44_100
+    per_step = int(rate * step)
+
+    def blocks() -> list[np.ndarray]:
+        out = []
+        for index, frequency in enumerate(frequencies):
+            samples = np.arange(index * per_step, (index + 1) * per_step)
+            wave = (0.5 * np.sin(2 * np.pi * frequency * samples / rate)).astype(np.float32)
+            out.append(np.tile(wave, (2, 1)))
+        return out
+
+    return encode_blocks(path, blocks(), rate=rate, layout="stereo", container_format="mp3",
+                         codec="mp3")
+
+
+def step_at(frequencies: list[float], seconds: float, step: float = STEP_SECONDS) -> float:
+    """The frequency ``write_steps`` plays at *seconds*."""
+    return frequencies[min(len(frequencies) - 1, int(seconds // step))]
 
 
 def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int = 1) -> Path:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-__all__ = ["poll_until", "poll_until_async"]
+__all__ = ["poll_until", "poll_until_async", "wait_until"]
 
 
 def poll_until(predicate: Callable[[], bool], timeout: float = 10.0,
@@ -28,4 +28,18 @@ async def poll_until_async(predicate: Callable[[], Awaitable[bool]], timeout: fl
     """Async form of ``poll_until``."""
     async with asyncio.timeout(timeout):
         while not await predicate():
+            await asyncio.sleep(interval)
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float = 10.0,
+                     interval: float = 0.01) -> None:
+    """Re-check *predicate* every *interval* seconds on the loop (which keeps
+    running the code under test) until it holds. For state with no awaitable of
+    its own: a sink's frame count, a player's view.
+
+    Raises:
+        TimeoutError: if it does not hold within *seconds*.
+    """
+    async with asyncio.timeout(seconds):
+        while not predicate():
             await asyncio.sleep(interval)

@@ -1,0 +1,166 @@
+"""Every key's player: created on first use, held by fronts, unloaded when idle.
+
+The registry also relays the engine socket's state to the players: a loss is noted
+by every player with a stream; on every connect the engine's features are read
+again (``GET /health``) and every player checks its stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from gateway.engine_client import GO_ENGINE, EngineClient, EngineError
+from gateway.player.controller import Player, PlayerStats
+from gateway.player.core import PlayerCore, PlayerStatus
+from gateway.player.link import EngineLink
+from gateway.player.store import QueueStore
+from gateway.router import Router
+
+__all__ = ["PlayerRegistry"]
+
+log = logging.getLogger(__name__)
+
+
+class PlayerRegistry:
+    """Every key's player: created on first use (its stored queue loaded), held by
+    fronts, unloaded when idle and unheld (the queue stays in the store).
+
+    Args:
+        engine: the engine API client.
+        router: event source.
+        store: persistence (None: in memory only).
+        output: the engine format every play asks for (``opus`` or ``web``).
+        link: the shared engine connection state.
+        idle_timeout: seconds an unheld player with nothing playing stays loaded.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: EngineClient,
+        router: Router,
+        store: QueueStore | None = None,
+        output: str = "opus",
+        clock: Callable[[], float] = time.monotonic,
+        link: EngineLink | None = None,
+        idle_timeout: float = 600.0,
+    ) -> None:
+        self._engine = engine
+        self._router = router
+        self._store = store
+        self._output = output
+        self._clock = clock
+        self.link = link or EngineLink()
+        self.idle_timeout = idle_timeout
+        self.stats = PlayerStats()
+        self._players: dict[str, Player] = {}
+        self._discovery: asyncio.Task[None] | None = None
+
+    async def load(self) -> int:
+        """How many queues the store holds (each is loaded when its key is used).
+
+        Raises:
+            QueueStoreError: the store cannot be read.
+        """
+        return await self._store.count() if self._store is not None else 0
+
+    def get(self, key: str, output: str | None = None) -> Player:
+        """The player of *key*, created on first use (its stored queue is loaded
+        before its first command applies)."""
+        player = self._players.get(key)
+        if player is None:
+            player = Player(PlayerCore(key), engine=self._engine, router=self._router,
+                            link=self.link, store=self._store,
+                            output=output or self._output, clock=self._clock,
+                            stats=self.stats)
+            self._players[key] = player
+            player.start()
+        elif output is not None:
+            player.output = output
+        player.touch()
+        return player
+
+    def existing(self, key: str) -> Player | None:
+        """The player of *key* if it is loaded."""
+        return self._players.get(key)
+
+    @property
+    def players(self) -> list[Player]:
+        """Players loaded now."""
+        return list(self._players.values())
+
+    # -- the engine link ---------------------------------------------------------------
+
+    def engine_lost(self) -> None:
+        """The engine socket went down."""
+        now = self._clock()
+        self.link.mark_lost(now)
+        for player in list(self._players.values()):
+            player.link_lost(now)
+
+    def engine_connected(self) -> None:
+        """The engine socket connected: learn what the engine supports (``/health``),
+        then have every player check its stream."""
+        self.link.mark_connected()
+        if self._discovery is not None:
+            self._discovery.cancel()
+        self._discovery = asyncio.get_running_loop().create_task(
+            self._discover(), name="engine-discovery")
+
+    async def _discover(self) -> None:
+        try:
+            capabilities = await self._engine.capabilities()
+        except EngineError as exc:
+            log.warning("could not read the engine's features (%s); taking it for a Go "
+                        "engine", exc.detail)
+            capabilities = GO_ENGINE
+        log.info("engine features: %s", capabilities.describe())
+        self.link.set_capabilities(capabilities)
+        for player in list(self._players.values()):
+            player.link_back()
+
+    # -- unloading ---------------------------------------------------------------------
+
+    def idle_players(self, now: float) -> list[Player]:
+        """Players that may be unloaded now: unheld, nothing playing or loading,
+        nothing pending at the engine, idle for ``idle_timeout``."""
+        return [
+            p for p in self._players.values()
+            if p.holders == 0 and not p.pending
+            and p.core.status in (PlayerStatus.IDLE, PlayerStatus.PAUSED)
+            and now - p.last_active >= self.idle_timeout
+        ]
+
+    async def evict_idle(self) -> int:
+        """Unload idle players (their queue is saved; a paused one's engine session
+        is stopped, freeing its slot). Returns how many."""
+        evicted = self.idle_players(self._clock())
+        for player in evicted:
+            if self._players.get(player.key) is player:
+                del self._players[player.key]
+        if evicted:
+            self.stats.evictions += len(evicted)
+            log.debug("unloading %d idle players", len(evicted))
+            await asyncio.gather(*(p.close(save=True, release=True) for p in evicted))
+        return len(evicted)
+
+    async def close(self, *, release: bool = True) -> None:
+        """Save every player's queue, position and pause state, stop their engine
+        sessions (with *release*) and their tasks. Idempotent; bounded by
+        ``CLOSE_TIMEOUT`` per step."""
+        if self._discovery is not None:
+            self._discovery.cancel()
+            await asyncio.gather(self._discovery, return_exceptions=True)
+            self._discovery = None
+        players = list(self._players.values())
+        self._players.clear()
+        if players:
+            log.info("saving %d players", len(players))
+        results = await asyncio.gather(
+            *(p.close(save=True, release=release) for p in players), return_exceptions=True)
+        for player, result in zip(players, results, strict=True):
+            if isinstance(result, BaseException):
+                player.log.error("closing the player failed: %r", result)

@@ -1,0 +1,143 @@
+"""An engine API answered in-process (httpx ``MockTransport``), for the failures a
+real engine cannot be made to produce on demand: a 500 from ``stop``, a play
+whose connection is cut after the engine acted on it, a bug's exception.
+
+It keeps the sessions it was told about, so status questions get true answers,
+and a per-route script of faults: ``engine.fail("pause", 500, 500)`` makes the
+next two pauses answer 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from gateway.engine_client import EngineClient
+
+__all__ = ["ScriptedEngine"]
+
+_ROUTE = re.compile(r"^/session/(?P<id>[^/]+)/(?P<op>play|stop|pause|resume|status|volume|seek)$")
+
+
+@dataclass
+class _Session:
+    url: str
+    play_id: int
+    status: str = "streaming"
+    volume: float = 1.0
+    start_at: float = 0.0
+
+
+@dataclass
+class ScriptedEngine:
+    """The engine's HTTP API in memory. ``features`` empty = a Go engine."""
+
+    features: list[str] = field(default_factory=list)
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    #: Unreachable (connection refused) while True.
+    down: bool = False
+    _faults: dict[str, deque[int | str]] = field(default_factory=lambda: defaultdict(deque))
+    _plays: int = 0
+
+    def fail(self, op: str, *outcomes: int | str) -> None:
+        """Script the next calls of *op*: an HTTP status, ``"cut"`` (the engine
+        acts, then the connection breaks before the answer), ``"lost"`` (the
+        connection breaks before the engine sees the request) or ``"raise"`` (an
+        unexpected exception)."""
+        self._faults[op].extend(outcomes)
+
+    def calls(self, op: str) -> list[dict[str, Any]]:
+        """Bodies of the calls of *op* that reached the engine, in order."""
+        return [body for method, path, body in self.requests if path.endswith("/" + op)]
+
+    def questions(self) -> int:
+        """How often the engine was asked about a session (status or our
+        ``/sessions/{id}``)."""
+        return sum(1 for _, path, _ in self.requests
+                   if path.endswith("/status") or path.startswith("/sessions/"))
+
+    def client(self) -> EngineClient:
+        """An ``EngineClient`` talking to this engine (no retry delays)."""
+        return EngineClient("http://engine.test", transport=httpx.MockTransport(self.handle),
+                            retries=1, backoff=0.001)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        path = request.url.path
+        body: dict[str, Any] = json.loads(request.content) if request.content else {}
+        if path == "/health":
+            health: dict[str, Any] = {"status": "ok", "uptime_seconds": 1, "ram_mb": "1.00",
+                                      "sessions_active": len(self.sessions),
+                                      "sessions_playing": len(self.sessions)}
+            if self.features:
+                health["features"] = self.features
+            return httpx.Response(200, json=health)
+        if path.startswith("/sessions/") and self.features:
+            self.requests.append((request.method, path, body))
+            session = self.sessions.get(path.rsplit("/", 1)[1])
+            if session is None:
+                return httpx.Response(404, json={"message": "session not found"})
+            return httpx.Response(200, json={
+                "session_id": path.rsplit("/", 1)[1], "status": session.status,
+                "play_id": session.play_id, "url": session.url,
+                "position": session.start_at + 1.5})
+        match = _ROUTE.match(path)
+        if match is None:
+            return httpx.Response(404, text="404 page not found")
+        sid, op = match["id"], match["op"]
+        fault = self._faults[op].popleft() if self._faults[op] else None
+        if fault == "lost":
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        if fault == "raise":
+            raise RuntimeError("a bug in the engine client path")
+        if isinstance(fault, int):
+            self.requests.append((request.method, path, body))
+            return httpx.Response(fault, json={"status": "error", "session_id": sid,
+                                               "message": f"injected {fault}"})
+        self.requests.append((request.method, path, body))
+        response = self._answer(sid, op, body)
+        if fault == "cut":
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        return response
+
+    def _answer(self, sid: str, op: str, body: dict[str, Any]) -> httpx.Response:
+        session = self.sessions.get(sid)
+        match op:
+            case "play":
+                self._plays += 1
+                self.sessions[sid] = _Session(body["url"], self._plays,
+                                              volume=body.get("volume", 1.0),
+                                              start_at=body.get("start_at", 0.0))
+                headers = {"X-Play-Id": str(self._plays)} if self.features else {}
+                return httpx.Response(200, json={"status": "playing", "session_id": sid},
+                                      headers=headers)
+            case "stop":
+                self.sessions.pop(sid, None)
+                return httpx.Response(200, json={"status": "stopped", "session_id": sid})
+            case "pause" | "resume":
+                if session is None:
+                    return httpx.Response(404, json={"status": "error", "session_id": sid,
+                                                     "message": "session not found"})
+                session.status = "paused" if op == "pause" else "streaming"
+                return httpx.Response(200, json={
+                    "status": "paused" if op == "pause" else "playing", "session_id": sid})
+            case "status":
+                if session is None:
+                    return httpx.Response(404, json={"session_id": sid, "status": "not_found",
+                                                     "bytes_sent": 0})
+                return httpx.Response(200, json={"session_id": sid, "status": session.status,
+                                                 "bytes_sent": 1000, "url": session.url})
+            case "volume" if self.features:
+                if session is None:
+                    return httpx.Response(404, json={"message": "session not found"})
+                session.volume = body["volume"]
+                return httpx.Response(200, json={"status": "ok", "session_id": sid})
+            case _:
+                return httpx.Response(404, text="404 page not found")

@@ -1,0 +1,128 @@
+"""The queue database when things go wrong: a damaged file is moved aside with one
+clear log line, a locked one is retried, and a save is never dropped silently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.player import PlayerRegistry, QueueStore, Track
+from gateway.player.store import QueueStoreError
+from gateway.router import Router
+
+from .support.scripted_engine import ScriptedEngine
+from .support.waiting import poll_until_async, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def damaged_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "gateway.player.store" and r.levelno >= logging.ERROR]
+
+
+async def test_a_file_that_is_not_a_database_is_moved_aside(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "queues.sqlite3"
+    path.write_bytes(b"this is not a database at all " * 100)
+    with caplog.at_level(logging.ERROR):
+        store = QueueStore(path)
+    try:
+        lines = damaged_lines(caplog)
+        assert len(lines) == 1 and "damaged" in lines[0] and "moved it to" in lines[0]
+        aside = await asyncio.to_thread(lambda: list(tmp_path.glob("queues.sqlite3.corrupt-*")))
+        assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
+        assert store.corrupt_recoveries == 1
+        await store.save("g", {"tracks": []})
+        assert await store.load_all() == {"g": {"tracks": []}}
+    finally:
+        store.close()
+
+
+async def test_a_database_with_damaged_pages_is_moved_aside(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "queues.sqlite3"
+    store = QueueStore(path)
+    for index in range(200):
+        await store.save(f"user-{index}", {"tracks": [{"url": "x" * 200}]})
+    store.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8192
+    data[4096:8192] = b"\xff" * 4096  # a b-tree page of garbage
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.ERROR):
+        reopened = QueueStore(path)
+    try:
+        assert len(damaged_lines(caplog)) == 1
+        assert await reopened.load_all() == {}
+        assert await asyncio.to_thread(lambda: list(tmp_path.glob("queues.sqlite3.corrupt-*")))
+    finally:
+        reopened.close()
+
+
+async def test_a_locked_database_is_retried_until_it_is_free(tmp_path: Path) -> None:
+    path = tmp_path / "queues.sqlite3"
+    store = QueueStore(path, lock_timeout=5.0)
+    holder = sqlite3.connect(path)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        asyncio.get_running_loop().call_later(0.5, holder.rollback)
+        await store.save("g", {"tracks": [1]})
+        assert store.lock_retries >= 1 and store.failed_saves == 0
+        assert await store.load("g") == {"tracks": [1]}
+    finally:
+        holder.close()
+        store.close()
+
+
+async def test_a_save_that_stays_locked_fails_loudly(tmp_path: Path) -> None:
+    path = tmp_path / "queues.sqlite3"
+    store = QueueStore(path, lock_timeout=0.3)
+    holder = sqlite3.connect(path)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(QueueStoreError, match="stayed locked"):
+            await store.save("g", {"tracks": [1]})
+        assert store.failed_saves == 1
+    finally:
+        holder.rollback()
+        holder.close()
+        store.close()
+
+
+async def test_a_player_keeps_a_save_that_failed_and_saves_it_later(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.player import controller
+
+    monkeypatch.setattr(controller, "RETRY_FIRST", 0.05)
+    path = tmp_path / "queues.sqlite3"
+    store = QueueStore(path, lock_timeout=0.2)
+    engine = ScriptedEngine(features=["play_id"])
+    client = engine.client()
+    registry = PlayerRegistry(engine=client, router=Router(), store=store)
+    holder = sqlite3.connect(path)
+    try:
+        player = registry.get("k-save")
+        holder.execute("BEGIN EXCLUSIVE")
+        with caplog.at_level(logging.ERROR, logger="gateway.player.controller"):
+            await player.command(lambda core, now: core.enqueue(
+                Track("http://media.test/a.mp3", title="a"), now))
+            await wait_until(lambda: registry.stats.failed_saves >= 2, 10)
+        assert any("saving the queue failed" in r.getMessage() for r in caplog.records)
+        holder.rollback()
+
+        async def saved() -> bool:
+            state = await store.load("k-save")
+            return bool(state and state["tracks"])
+
+        await poll_until_async(saved, timeout=10)
+    finally:
+        holder.close()
+        await registry.close(release=False)
+        await client.aclose()
+        store.close()
