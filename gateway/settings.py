@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.nodes.config import NodeConfig, parse_nodes
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
 __all__ = ["GatewaySettings", "parse_shard_ids"]
@@ -165,6 +166,32 @@ class GatewaySettings(BaseSettings):
         description="most tracks the Discord bot queues from one playlist link "
         "[env GATEWAY_BOT_PLAYLIST_LIMIT]",
     )
+    nodes: str = Field(
+        "",
+        description="the engine nodes, a JSON list of {name, api, socket, token?, ca?}; "
+        "socket is a Unix path, tcp://host:port or tls://host:port (docs/operations.md, "
+        "'Engine nodes'); empty: one engine from GO_API_PORT, GATEWAY_ENGINE_HOST and "
+        "SOCKET_PATH [env GATEWAY_NODES]",
+    )
+    drain_nodes: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_,\- ]*$",
+        description="names of nodes that take no new sessions from the start (comma-"
+        "separated) [env GATEWAY_DRAIN_NODES]",
+    )
+    drain_move_after: float = Field(
+        600.0,
+        ge=0,
+        description="seconds a drained node's sessions may play on before they are moved "
+        "live to other nodes (they move at their next track before that) "
+        "[env GATEWAY_DRAIN_MOVE_AFTER]",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="bearer token of the admin calls (GET /admin/nodes, POST "
+        "/admin/nodes/NAME/drain and /undrain); unset: they answer 404 "
+        "[env GATEWAY_ADMIN_TOKEN]",
+    )
     discord_shard_count: int = Field(
         1,
         ge=0,
@@ -182,6 +209,34 @@ class GatewaySettings(BaseSettings):
     )
     log_level: str = Field("INFO", description="log level [env GATEWAY_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env GATEWAY_LOG_JSON]")
+
+    @model_validator(mode="after")
+    def _nodes_parse(self) -> GatewaySettings:
+        try:
+            nodes = self.node_configs
+        except ValueError as exc:
+            text = str(exc)
+            raise ValueError(text if "GATEWAY_NODES" in text else f"GATEWAY_NODES: {text}") \
+                from None
+        names = {node.name for node in nodes}
+        unknown = sorted(set(self.drained_nodes) - names)
+        if unknown and nodes:
+            raise ValueError(f"GATEWAY_DRAIN_NODES names {', '.join(unknown)}, which "
+                             "GATEWAY_NODES does not list")
+        if self.drained_nodes and not nodes:
+            raise ValueError("GATEWAY_DRAIN_NODES needs GATEWAY_NODES")
+        return self
+
+    @property
+    def node_configs(self) -> list[NodeConfig]:
+        """``nodes`` parsed (empty: the single engine of the plain settings)."""
+        token = self.engine_token.get_secret_value() if self.engine_token else None
+        return parse_nodes(self.nodes, default_token=token or None)
+
+    @property
+    def drained_nodes(self) -> list[str]:
+        """``drain_nodes`` as names."""
+        return [name.strip() for name in self.drain_nodes.split(",") if name.strip()]
 
     @model_validator(mode="after")
     def _shards_fit(self) -> GatewaySettings:
