@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 #: pieces (~90 packets) hands each frame to its sink within a millisecond of
 #: the read instead of after a whole 256 KB batch has been decoded.
 READ_SIZE = 32 * 1024
+#: Seconds a fresh TCP/TLS connection must stay open to count as made (a node
+#: refuses a wrong token within milliseconds of the hello).
+PROBATION = 0.3
 #: Seconds a TCP/TLS connect (handshake included) may take before it is retried.
 CONNECT_TIMEOUT = 5.0
 #: The line written on every connect (docs/protocol.md, "The consumer hello").
@@ -212,6 +215,8 @@ class SocketClient:
         self.connections = 0
         self.reconnects = 0
         self.protocol_errors = 0
+        #: TCP connections the node closed right after the hello (a wrong token).
+        self.refusals = 0
         self.bytes_received = 0
         #: ``time.perf_counter()`` when the latest chunk was read (latency probes).
         self.last_read_at = 0.0
@@ -227,6 +232,14 @@ class SocketClient:
             except (OSError, ssl.SSLError, TimeoutError) as exc:
                 log.debug("engine socket %s unavailable (%s)", self.address, exc)
             else:
+                if self.address.kind is not AddressKind.UNIX and await self._refused(reader):
+                    transport.close()
+                    self.refusals += 1
+                    log.error("the engine node %s closed the connection right after the "
+                              "hello: is the token right?", self.address)
+                    await asyncio.sleep(delay * (0.5 + self._rng.random()))
+                    delay = min(self.backoff_max, delay * 2)
+                    continue
                 self._transport = transport
                 self.connections += 1
                 if self.connections > 1:
@@ -249,6 +262,18 @@ class SocketClient:
             # not reconnect in lockstep.
             await asyncio.sleep(delay * (0.5 + self._rng.random()))
             delay = min(self.backoff_max, delay * 2)
+
+    @staticmethod
+    async def _refused(reader: _Reader) -> bool:
+        """Whether a node closed a fresh TCP connection within ``PROBATION``: it
+        refuses a hello at once (a wrong token), and sends no word of welcome
+        to a right one, so a connection counts as made only once it outlived
+        that."""
+        try:
+            await asyncio.wait_for(asyncio.shield(reader.lost), PROBATION)
+        except TimeoutError:
+            return False
+        return True
 
     async def _connect(self, loop: asyncio.AbstractEventLoop
                        ) -> tuple[asyncio.BaseTransport, _Reader]:
