@@ -90,8 +90,8 @@ def main() -> None:
         for count in args.engines:
             row: list[object] = [count]
             for label, media, step, start, limit in (
-                ("transcoding", "bench.mp3", 20, 60, 600),
-                ("passthrough", "bench.webm", 200, 400, 3000),
+                ("transcoding", "bench.mp3", 20, 20, 600),
+                ("passthrough", "bench.webm", 200, 200, 3000),
             ):
                 engines = _engines(count)
                 try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,23 @@ def test_a_node_that_refused_is_tried_last_until_its_retry_after() -> None:
             _candidate("y", 1, stats=NodeStats(playing=3, admitting=False))]
     chosen = choose(full, now=0.0)
     assert chosen is not None and chosen.name == "y"
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"GATEWAY_NODES": '[{"name":"a","api":"http://127.0.0.1:1",'
+                           '"socket":"tcp://127.0.0.1:2"}]'},
+         "error: bad settings: GATEWAY_NODES: node 'a': a tcp:// socket needs a token"),
+        ({"GATEWAY_DRAIN_NODES": "a"},
+         "error: bad settings: GATEWAY_DRAIN_NODES needs GATEWAY_NODES"),
+        ({"GATEWAY_DISCORD_SHARD_COUNT": "2", "GATEWAY_DISCORD_SHARD_IDS": "5"},
+         "error: bad settings: GATEWAY_DISCORD_SHARD_IDS has shard 5"),
+    ],
+)
+def test_a_gateway_with_unusable_node_or_shard_settings_says_so(env: dict[str, str],
+                                                                line: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "gateway"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "GATEWAY_PORT": "0", **env})
+    assert result.returncode == 78
+    assert result.stderr.startswith(line), result.stderr
