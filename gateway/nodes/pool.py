@@ -30,6 +30,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from typing import Any
 
 from gateway.engine_client import (
@@ -68,12 +69,14 @@ SOCKET_GRACE = 3.0
 FAILED_POLLS = 2
 #: Seconds a poll of ``/stats`` may take.
 POLL_TIMEOUT = 1.5
+#: Seconds a stop on a node a session left may take.
+STOP_TIMEOUT = 2.0
 #: What a player hears when no node is usable.
 NO_NODE = "no audio engine node is available"
 
 
-class NodeState:
-    """The names a node's state is shown with (admin calls, metrics, logs)."""
+class NodeState(StrEnum):
+    """A node's state (admin calls, logs)."""
 
     CONNECTING = "connecting"
     UP = "up"
@@ -367,6 +370,8 @@ class NodePool:
         self._registry: PlayerRegistry | None = None
         self._pulse = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
+        #: Stops of moved sessions on drained nodes, in flight.
+        self._tasks: set[asyncio.Task[None]] = set()
         #: Sessions placed, by node name (metrics).
         self.placements: dict[str, int] = {node.name: 0 for node in self.nodes}
 
@@ -414,8 +419,7 @@ class NodePool:
             self.release(key, old)
             if old.up:
                 old.moved += 1
-                with contextlib.suppress(EngineError):
-                    await old.client.stop(key)
+                await self._stop_quietly(old, key)
         self._owners[key] = node
         node.placed += 1
         self.placements[node.name] += 1
@@ -466,8 +470,11 @@ class NodePool:
                 node.failovers += 1
             else:
                 node.moved += 1
-                # Stop it there once its player has moved (a drained node is alive).
-                asyncio.get_running_loop().create_task(self._stop_quietly(node, key))
+                # A drained node is alive: end the session there too.
+                task = asyncio.get_running_loop().create_task(
+                    self._stop_quietly(node, key), name=f"node-{node.name}-stop")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             player = self._registry.existing(key) if self._registry is not None else None
             if player is not None:
                 player.stream_moved(at)
@@ -477,8 +484,12 @@ class NodePool:
         return len(keys)
 
     async def _stop_quietly(self, node: EngineNode, key: str) -> None:
-        with contextlib.suppress(EngineError):
-            await node.client.stop(key)
+        """Stop *key*'s session on *node*, which it has left; a node that does not
+        answer within ``STOP_TIMEOUT`` is not waited for (its idle reaper, or its
+        drain, ends the session)."""
+        with contextlib.suppress(EngineError, TimeoutError):
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await node.client.stop(key)
 
     # -- drain ---------------------------------------------------------------------------
 
@@ -526,6 +537,10 @@ class NodePool:
             tasks.create_task(self._drain_deadline(), name="node-drain-deadline")
 
     async def aclose(self) -> None:
+        """Cancel the stops in flight and close every node's clients."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for node in self.nodes:
             await node.aclose()
 
