@@ -29,6 +29,7 @@ from audiogate.serving import HttpService
 from bot import BotService
 from gateway.app import create_app
 from gateway.health import ReadinessCheck
+from gateway.player import QueueStoreError
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from playground_ws import mount_playground
@@ -106,6 +107,10 @@ async def serve_gateway(
 def _open_gateway(settings: GatewaySettings) -> Gateway:
     try:
         return Gateway(settings)
+    except QueueStoreError as exc:
+        raise StartupError(
+            f"{exc}; set {setting_name(GatewaySettings, 'queue_db')} or "
+            f"{setting_name(GatewaySettings, 'data_dir')}") from None
     except (OSError, sqlite3.Error) as exc:
         raise StartupError(
             f"cannot open the queue database {settings.queue_path} ({exc}); set "

@@ -150,8 +150,12 @@ class MusicCommands:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _player(self, guild_id: int) -> Player:
-        return self.gateway.players.get(str(guild_id), output="opus")
+    async def _player(self, guild_id: int) -> Player:
+        """The guild's player, its stored queue loaded (after a restart a player
+        comes back from the database on first use)."""
+        player = self.gateway.players.get(str(guild_id), output="opus")
+        await player.loaded()
+        return player
 
     @staticmethod
     def _caller_channel(interaction: Any) -> Any | None:
@@ -186,7 +190,7 @@ class MusicCommands:
         )
         if why is not None:
             raise _Refused(why)
-        return guild_id, self._player(guild_id)
+        return guild_id, await self._player(guild_id)
 
     async def _join(self, interaction: Any, guild_id: int) -> bool:
         """Join the caller's channel if the bot is in none; True if it joined now.
@@ -419,7 +423,7 @@ class MusicCommands:
         if interaction.guild_id is None:
             await refuse(interaction, "Music commands work in a server, not in DMs.")
             return
-        view = self._player(interaction.guild_id).view()
+        view = (await self._player(interaction.guild_id)).view()
         upcoming = view.upcoming
         pages = max(1, -(-len(upcoming) // QUEUE_PAGE_SIZE))
         if not 1 <= page <= pages:
@@ -445,7 +449,7 @@ class MusicCommands:
         if interaction.guild_id is None:
             await refuse(interaction, "Music commands work in a server, not in DMs.")
             return
-        view: PlayerView = self._player(interaction.guild_id).view()
+        view: PlayerView = (await self._player(interaction.guild_id)).view()
         if view.current is None:
             await refuse(interaction, "Nothing is playing.")
             return

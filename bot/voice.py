@@ -56,6 +56,8 @@ class _GuildVoice:
     client: VoiceClientLike
     sink: GuildSink
     source: GuildAudioSource
+    #: Releases the guild's player: it stays loaded while the bot is in voice.
+    release: Callable[[], None]
 
 
 class VoiceBridge:
@@ -120,7 +122,10 @@ class VoiceBridge:
         key = str(guild_id)
         self._gateway.router.register_sink(key, sink)
         source = GuildAudioSource(sink, expecting=lambda: self._expecting(key))
-        self._guilds[guild_id] = _GuildVoice(client, sink, source)
+        # Joining follows a user's command, which decides whether to play: no
+        # automatic resume of a restored queue.
+        release = self._gateway.players.get(key, output="opus").hold(resume=False)
+        self._guilds[guild_id] = _GuildVoice(client, sink, source, release)
         client.play(source, after=self._after(guild_id))
         session_logger(log, key).info("joined voice channel %s", channel.id)
 
@@ -132,6 +137,7 @@ class VoiceBridge:
         for name in self._retired:
             self._retired[name] += getattr(voice.source, name)
         self._gateway.router.unregister_sink(str(guild_id), voice.sink)
+        voice.release()
         voice.client.stop()
         if voice.client.is_connected():
             await voice.client.disconnect(force=True)

@@ -358,6 +358,7 @@ async def test_resume_after_a_gateway_restart_joins_the_callers_channel(
             world.create_guild([alice, bob])
             try:
                 player = gateway.players.get(str(guild_id))
+                await player.loaded()  # a stored queue loads on first use
                 assert player.view().status is PlayerStatus.PAUSED
                 assert player.view().current is not None
                 assert player.view().current.title == "long_a"

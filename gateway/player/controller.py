@@ -271,14 +271,18 @@ class Player:
 
         return unsubscribe
 
-    def hold(self) -> Callable[[], None]:
+    def hold(self, *, resume: bool = True) -> Callable[[], None]:
         """Mark the player in use by a front (an open tab, a voice connection):
         a held player is never unloaded. A player that was playing when the
-        gateway stopped plays on from its position once held. Returns the
-        release function (idempotent)."""
+        gateway stopped plays on from its position once held, unless the front
+        says *resume* False (it applies the user's own command next, as the bot
+        does when a command makes it join voice). Returns the release function
+        (idempotent)."""
         self.holders += 1
         self.touch()
-        if self._resume_on_hold:
+        if not resume:
+            self._resume_on_hold = False
+        elif self._resume_on_hold:
             self._wake.set()
         released = False
 
