@@ -68,19 +68,23 @@ def tls_context(settings: EngineSettings) -> ssl.SSLContext | None:
     """
     if settings.tls_cert is None or settings.tls_key is None:
         return None
+    for path, field in ((settings.tls_cert, "tls_cert"), (settings.tls_key, "tls_key")):
+        if not path.is_file():
+            raise StartupError(f"the TLS file {path} does not exist; set "
+                               f"{setting_name(EngineSettings, field)}")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except FileNotFoundError as exc:
+    except ssl.SSLError:
         raise StartupError(
-            f"the TLS file {exc.filename} does not exist; set "
-            f"{setting_name(EngineSettings, 'tls_cert')} and "
+            "the TLS files are not a PEM certificate (chain) and its matching private key; "
+            f"check {setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
         ) from None
-    except (ssl.SSLError, OSError) as exc:
+    except OSError as exc:
         raise StartupError(
-            f"cannot load the TLS certificate and key ({exc.strerror or exc}); check "
+            f"cannot read the TLS files ({exc.strerror or exc}); check "
             f"{setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
         ) from None

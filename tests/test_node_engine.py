@@ -10,6 +10,7 @@ the machine is doing.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -157,14 +158,31 @@ async def test_tls_node_serves_only_tls_clients_that_know_the_token(
             writer.close()
 
 
-def test_tcp_without_a_token_is_a_setting_error() -> None:
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({}, "error: bad settings: ENGINE_TCP_PORT is set but neither ENGINE_NODE_TOKEN nor "
+             "ENGINE_API_TOKEN is: a TCP socket needs a token"),
+        ({"ENGINE_NODE_TOKEN": "t", "ENGINE_TLS_CERT": "/no/cert.pem"},
+         "error: bad settings: ENGINE_TLS_CERT and ENGINE_TLS_KEY go together"),
+        ({"ENGINE_NODE_TOKEN": "t", "ENGINE_TLS_CERT": "/no/cert.pem",
+          "ENGINE_TLS_KEY": "/no/key.pem"},
+         "error: the TLS file /no/cert.pem does not exist; set ENGINE_TLS_CERT"),
+        ({"ENGINE_NODE_TOKEN": "t", "ENGINE_TLS_CERT": "/etc/hostname",
+          "ENGINE_TLS_KEY": "/etc/hostname"},
+         "error: the TLS files are not a PEM certificate (chain) and its matching private key"),
+    ],
+)
+def test_unusable_tcp_settings_are_one_line_and_78(env: dict[str, str], line: str,
+                                                   tmp_path: Path) -> None:
+    socket_path = tmp_path / "engine.sock"
     result = subprocess.run(
         [sys.executable, "-m", "audio_engine"], capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "GO_API_PORT": str(free_port()),
-             "ENGINE_TCP_PORT": str(free_port()), "SOCKET_PATH": "/tmp/ag-unused.sock"})
+        env={**os.environ, "GO_API_PORT": str(free_port()), "ENGINE_TCP_PORT": str(free_port()),
+             "SOCKET_PATH": str(socket_path), **env})
     assert result.returncode == 78
-    assert "a TCP socket needs a token" in result.stderr
-    assert "ENGINE_TCP_PORT" in result.stderr
+    assert result.stderr.startswith(line), result.stderr
+    assert not socket_path.exists()
 
 
 # -- admission by load ---------------------------------------------------------------
