@@ -2,7 +2,9 @@
 
 The same method as ``run_capacity`` (Lavamark's): sessions are added in steps
 until more than the allowed share of pages arrive late or a session fails; the
-last good total is the capacity. Sessions are spread evenly over the engines
+last good total is the capacity. A step whose window is late is measured once
+more before it counts as failed: on a machine shared with other work, one
+window can catch someone else's burst. Sessions are spread evenly over the engines
 (session *i* plays on engine ``i % N``), each engine has its own probe process
 on its socket and its own play workers, and the engines' CPU is summed.
 
@@ -96,25 +98,13 @@ def run_capacity_nodes(targets: Sequence[Target], config: LoadConfig, *, step: i
                 node.ids += [session_id for session_id, _ in share]
                 node.sent.update(node.workers.play(share))
             _wait(nodes, config.settle)
-            before = [_underruns(node.target.api_url) for node in nodes]
-            for node in nodes:
-                node.probe.start_window()
-                node.sampler.cpu.clear()
-                node.sampler.rss.clear()
-            _wait(nodes, config.window, progress, f"{count} sessions: measuring")
-            after = [_underruns(node.target.api_url) for node in nodes]
-            pairs = [(a, b) for a, b in zip(after, before, strict=True)
-                     if a is not None and b is not None]
-            underruns = sum(a - b for a, b in pairs) if len(pairs) == len(nodes) else None
-            merged = _merge([node.probe.report() for node in nodes])
-            sent = {k: v for node in nodes for k, v in node.sent.items()}
-            ids = [i for node in nodes for i in node.ids]
-            report = _build_report(merged, sent, ids, config.late_threshold,
-                                   _Sampler(None), underruns, None, config.window)
-            report.cpu_percent = _sum_cpu(nodes)
-            current = CapacityStep(count, report)
+            current = _measure(nodes, config, count, progress)
+            if current.good and current.report.late_fraction > late_limit:
+                # One late window on a shared machine may be someone else's burst:
+                # the step fails only if a second window, right after, is late too.
+                current = _measure(nodes, config, count, progress)
             steps.append(current)
-            if not current.good or report.late_fraction > late_limit:
+            if not current.good or current.report.late_fraction > late_limit:
                 break
             capacity = count
             cpu_at_capacity = [
@@ -127,6 +117,28 @@ def run_capacity_nodes(targets: Sequence[Target], config: LoadConfig, *, step: i
     finally:
         for node in nodes:
             node.close()
+
+
+def _measure(nodes: Sequence[_Node], config: LoadConfig, count: int,
+             progress: Progress) -> CapacityStep:
+    """One measured window over every engine."""
+    before = [_underruns(node.target.api_url) for node in nodes]
+    for node in nodes:
+        node.probe.start_window()
+        node.sampler.cpu.clear()
+        node.sampler.rss.clear()
+    _wait(nodes, config.window, progress, f"{count} sessions: measuring")
+    after = [_underruns(node.target.api_url) for node in nodes]
+    pairs = [(a, b) for a, b in zip(after, before, strict=True)
+             if a is not None and b is not None]
+    underruns = sum(a - b for a, b in pairs) if len(pairs) == len(nodes) else None
+    merged = _merge([node.probe.report() for node in nodes])
+    sent = {k: v for node in nodes for k, v in node.sent.items()}
+    ids = [i for node in nodes for i in node.ids]
+    report = _build_report(merged, sent, ids, config.late_threshold,
+                           _Sampler(None), underruns, None, config.window)
+    report.cpu_percent = _sum_cpu(nodes)
+    return CapacityStep(count, report)
 
 
 def _sum_cpu(nodes: Sequence[_Node]) -> Summary:
