@@ -255,6 +255,11 @@ class Engine:
         )
 
     def _active_sessions(self) -> int:
+        """Live, unpaused sessions: what a faked per-session cost is counted on
+        (0 when the CPU is measured: the count is not needed, and a burst of
+        plays would pay for it on every play)."""
+        if self.load.session_cpu <= 0:
+            return 0
         return sum(1 for s in self.manager.sessions if s.live and not s.paused)
 
     def headroom(self) -> Headroom:
@@ -264,6 +269,8 @@ class Engine:
     def play_refusal(self, session_id: str) -> PlayRefusal | None:
         """Why a play of *session_id* must be refused for load, or None. A play
         that replaces a live session adds none and is never refused for load."""
+        if self.load.max_load >= 1.0:
+            return None
         old = self.manager.get(session_id)
         if old is not None and old.live:
             return None
