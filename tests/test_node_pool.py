@@ -141,6 +141,25 @@ async def test_thirty_sessions_spread_and_a_killed_node_fails_over(
         victim = pool.nodes[1]
         moved = list(pool.sessions_on(victim))
         others = [k for k in keys if k not in moved]
+        # What a player replays on its new node: its volume and its queue.
+        turned = moved[:2]
+        async with httpx.AsyncClient(timeout=10) as client:
+            for key in turned:
+                await players[key].command(lambda core, now: core.set_volume(0.5))
+                await players[key].command(lambda core, now, k=key: core.enqueue(
+                    Track(str(tones[keys.index(k)]), title=f"{k}-next",
+                          duration=TRACK_SECONDS), now))
+
+            async def volumes_applied() -> bool:
+                for key in turned:
+                    info = (await client.get(f"{engines[1].url}/sessions/{key}")).json()
+                    if info.get("volume") != 0.5:
+                        return False
+                return True
+
+            async with asyncio.timeout(15):
+                while not await volumes_applied():
+                    await asyncio.sleep(0.1)
         positions = {k: players[k].view().position for k in moved}
         frames_before = {k: len(sinks[k].frames) for k in keys}
         killed_at = time.monotonic()
@@ -170,6 +189,9 @@ async def test_thirty_sessions_spread_and_a_killed_node_fails_over(
                 # Played again from the position reached (not from the start).
                 assert positions[key] - 0.5 <= info["position"] <= positions[key] + elapsed + 1, \
                     (key, positions[key], info["position"])
+                if key in turned:
+                    assert info["volume"] == 0.5, (key, info)
+                    assert [t.title for t in players[key].view().upcoming] == [f"{key}-next"]
 
         # The other nodes' sessions never stopped: no new stream, no gap.
         for key in others:

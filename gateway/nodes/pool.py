@@ -17,7 +17,8 @@ When a node goes down, every session placed on it is released and its player tol
 (``Player.stream_moved``): the player asks its binding about the stream (no node
 now, so no session), and plays the track again from the position it had reached
 when the node's socket dropped, on the node placement picks. Queue, volume and
-pause state are the player's and stay as they were. Drained nodes' sessions move
+pause state are the player's (its ``Desired``: whatever it holds is replayed) and
+stay as they were. Drained nodes' sessions move
 at their next track, or all at once (``drain(move=True)``, or after
 ``move_after`` seconds).
 """
@@ -227,6 +228,9 @@ class NodeBinding:
     Calls about the session go to that node; a play places the session first
     when it has no usable node (see the module docstring). Without a node there
     is no session: ``status`` is None, pause and resume raise ``EngineNotFound``.
+    A further call about a live session (a filter change, say) is one more
+    method here that goes to ``_bound()``, like ``set_volume``; what a moved
+    session gets back is the player's ``Desired``, replayed by the player.
     """
 
     def __init__(self, pool: NodePool, key: str) -> None:

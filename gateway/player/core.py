@@ -166,7 +166,15 @@ class _Interrupted:
 
 @dataclass(frozen=True, slots=True)
 class Desired:
-    """What the engine should be doing for this key."""
+    """What the engine should be doing for this key.
+
+    This is also all that is replayed when the stream is played again on a new
+    engine process (an engine restart, a node failover, a drained node's move):
+    the player plays ``track`` from the position reached and then applies the
+    rest (volume with the play, pause after it). A per-session setting that must
+    survive those (filters, crossfade) belongs here, applied the way the volume
+    is, and then carries over with no change to the pool.
+    """
 
     nonce: int
     track: Track | None
