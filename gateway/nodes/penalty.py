@@ -12,7 +12,11 @@ A node's penalty adds, as Lavalink's client load balancers do:
 Our engines report more than Lavalink's per-minute figures: ``headroom`` holds
 the engine's own CPU share of its budget (not the host's, so several engines on
 one machine are told apart) and the nulled and skipped frames of the last few
-seconds, which show trouble a minute sooner. The worse of the two windows counts.
+seconds, which show trouble a minute sooner. Those frames are also frames of the
+last minute, so they are counted as they are (per session), not extrapolated to
+a minute: one late tick on a busy host then weighs a few sessions, not sixty,
+and does not send a whole burst of placements to the other nodes. The larger of
+the two figures counts.
 
 Between two polls the gateway places sessions the stats do not show yet, so the
 placements made since the last poll are added: one playing session each, and the
@@ -66,15 +70,12 @@ class NodeStats:
         nulled = _number(frames.get("nulled"))
         if room:
             load = _number(room.get("load"))
-            expected = _number(room.get("expectedFrames"))
-            if expected > 0:
-                # Shares of the window's frames, in Lavalink's per-minute unit:
-                # a skipped tick misses a frame of every session, a nulled
-                # frame one of one session.
-                deficit = max(deficit, _number(room.get("deficit")) * max(1, playing)
-                              / expected * _FRAMES_PER_MINUTE)
-                nulled = max(nulled, _number(room.get("nulled")) / expected
-                             * _FRAMES_PER_MINUTE)
+            if _number(room.get("expectedFrames")) > 0:
+                # Frames per session within the window (a part of the last
+                # minute): a skipped tick misses a frame of every session, a
+                # nulled frame one of one session.
+                deficit = max(deficit, _number(room.get("deficit")))
+                nulled = max(nulled, _number(room.get("nulled")) / max(1, playing))
             admitting = room.get("admitting") is not False
             cost = _number(room.get("sessionCost"))
         else:
