@@ -78,12 +78,17 @@ def test_stats_of_our_engine_and_of_a_lavalink_shaped_one() -> None:
         "frameStats": {"sent": 3000, "nulled": 0, "deficit": 0},
         "headroom": {"load": 0.2, "sessionCost": 0.01, "admitting": True,
                      "nulled": 30, "deficit": 0, "expectedFrames": 1500}})
-    # The engine's own load, not the host's; 30 frames of 10 sessions nulled in
-    # the last seconds: 3 a session (not extrapolated to a minute).
-    assert ours.load == 0.2 and ours.nulled == pytest.approx(3)
-    skipped = NodeStats.from_stats({"playingPlayers": 10, "frameStats": {"deficit": 1},
-                                    "headroom": {"deficit": 4, "expectedFrames": 1500}})
-    assert skipped.deficit == 4
+    assert ours.nulled == 0  # 20 % of its budget: lost frames are the host's doing
+    assert ours.load == 0.2  # the engine's own load, not the host's
+    busy = NodeStats.from_stats({
+        "playingPlayers": 10, "frameStats": {"nulled": 0, "deficit": 1},
+        "headroom": {"load": 0.6, "nulled": 30, "deficit": 4, "expectedFrames": 1500}})
+    # 30 frames of 10 sessions nulled in the last seconds: 3 a session (not
+    # extrapolated to a minute); 4 skipped ticks beat the minute's 1.
+    assert busy.nulled == pytest.approx(3) and busy.deficit == 4
+    refusing = NodeStats.from_stats({"playingPlayers": 2, "headroom": {
+        "load": 0.1, "admitting": False, "deficit": 2, "expectedFrames": 300}})
+    assert refusing.deficit == 2
     # One late tick weighs less than a handful of sessions.
     assert penalty(NodeStats(playing=10, deficit=1)) < penalty(NodeStats(playing=14))
     lavalink = NodeStats.from_stats({"playingPlayers": 3, "cpu": {"systemLoad": 0.5},

@@ -18,6 +18,14 @@ a minute: one late tick on a busy host then weighs a few sessions, not sixty,
 and does not send a whole burst of placements to the other nodes. The larger of
 the two figures counts.
 
+For our engines, lost frames count only while the engine itself uses at least
+half its CPU budget (``FRAMES_MIN_LOAD``, the share below which the engine's own
+admission blames the host, not its sessions). Below it they are another process's
+doing: it starves every engine of the host alike, a few ticks more here or there
+by chance, and counting them herded whole bursts onto whichever node happened to
+skip fewest ticks in the last seconds. Lavalink-shaped nodes (no ``headroom``)
+keep the full formula.
+
 Between two polls the gateway places sessions the stats do not show yet, so the
 placements made since the last poll are added: one playing session each, and the
 engine's measured cost per session to its load. Without that, every play of a
@@ -33,6 +41,9 @@ __all__ = ["NodeStats", "penalty"]
 
 #: Frames of a minute: the unit Lavalink's frame figures are in.
 _FRAMES_PER_MINUTE = 3000
+
+#: Our engine's own CPU share below which its lost frames are the host's doing.
+FRAMES_MIN_LOAD = 0.5
 
 
 def _number(value: Any, default: float = 0.0) -> float:
@@ -78,6 +89,8 @@ class NodeStats:
                 nulled = max(nulled, _number(room.get("nulled")) / max(1, playing))
             admitting = room.get("admitting") is not False
             cost = _number(room.get("sessionCost"))
+            if load < FRAMES_MIN_LOAD and admitting:
+                deficit = nulled = 0.0
         else:
             load = _number(cpu.get("systemLoad"))
             admitting = True
