@@ -4,8 +4,11 @@ Go-compatible (PROTOCOL.md section 1): ``/session/{id}/play|stop|pause|resume|st
 ``/metadata``, ``/playlist``, ``/search``, ``/health``. Ours, under new paths:
 ``GET /ready`` (readiness: 503 with the reasons when not ready),
 ``GET /sessions``, ``GET /sessions/{id}``, ``POST /session/{id}/volume``,
-``POST /session/{id}/seek``, ``GET /metrics``, ``GET /stats`` (Lavalink's shape).
-OpenAPI docs at ``/docs``.
+``POST /session/{id}/seek``, ``GET|POST /session/{id}/filters`` (Lavalink's filters
+object), ``POST /session/{id}/crossfade``, ``POST /session/{id}/next`` and
+``POST /session/{id}/next/cancel`` (gapless queues), ``GET /metrics``, ``GET /stats``
+(Lavalink's shape); and optional ``filters`` and ``crossfade`` in the play body, which
+a Go client never sends. OpenAPI docs at ``/docs``.
 
 Bodies are rendered Go-style (``gojson``, typed ``application/json;
 charset=utf-8`` as gin types them) and every answer carries the Go CORS headers.
@@ -37,11 +40,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from audio_engine.engine import Engine
+from audio_engine.filters import FilterError, Filters, parse_filters
 from audio_engine.formats import OutputFormat
 from audio_engine.gojson import GoCORSMiddleware, GoJSONResponse, go_not_found
 from audio_engine.manager import NotPlayable, TooManySessions
 from audio_engine.resolver import ResolveError
-from audio_engine.session import PlayRequest, Session
+from audio_engine.session import MAX_CROSSFADE, PlayRequest, Session
 from audio_engine.source import MAX_POSITION
 from protocol import InvalidSessionId, validate_session_id
 
@@ -74,6 +78,31 @@ class PlayBody(BaseModel):
     start_at: float = Field(0.0, description="seconds to seek to before playing")
     duration: float = Field(0.0, description="track length hint, seconds")
     volume: float = Field(1.0, description="initial gain, 0 to 2 (ours)")
+    filters: dict[str, Any] | None = Field(
+        None, description="Lavalink v4 filters object, plus our 'loudness' (ours)")
+    crossfade: float = Field(
+        0.0, description=f"seconds of crossfade into a next track, 0 to {MAX_CROSSFADE:g} (ours)")
+
+
+class NextBody(BaseModel):
+    """Body of ``POST /session/{id}/next``: the track after the current one."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    url: str = Field(description="media URL or local file path, as for a play")
+    format: str | None = Field(None, description="if given, must be the session's format")
+    start_at: float = Field(0.0, description="seconds into the track to start at")
+    duration: float = Field(0.0, description="track length hint, seconds")
+    filters: dict[str, Any] | None = Field(
+        None, description="filters for this track (default: keep the session's)")
+
+
+class CrossfadeBody(BaseModel):
+    """Body of ``POST /session/{id}/crossfade``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    crossfade: float = Field(ge=0.0, le=MAX_CROSSFADE,
+                             description=f"seconds, 0 (gapless) to {MAX_CROSSFADE:g}")
 
 
 class VolumeBody(BaseModel):
@@ -234,12 +263,32 @@ def _number_problem(start_at: float, duration: float) -> str | None:
     return None
 
 
+def _filters(data: object) -> tuple[Filters, bool]:
+    """A filters object from a request: (filters, whether the engine's default loudness
+    applies: yes unless the object has a ``loudness`` key, ``null`` meaning off).
+
+    Raises:
+        FilterError: with the model's words.
+    """
+    filters = parse_filters(data)
+    return filters, not (isinstance(data, dict) and "loudness" in data)
+
+
+def filters_view(session: Session) -> dict[str, Any]:
+    """The session's filters as set (Lavalink's keys; ``"loudness": null`` when
+    switched off against the engine's default)."""
+    shown = session.filters.to_lavalink()
+    if not session.loudness_default and session.filters.loudness is None:
+        shown["loudness"] = None
+    return shown
+
+
 def session_view(session: Session) -> dict[str, Any]:
     """A session as ``GET /sessions`` shows it."""
     view: dict[str, Any] = {
         "session_id": session.id,
-        "status": session.status.value,
         "play_id": session.play_id,
+        "status": session.status.value,
         "url": session.request.url,
         "title": session.title,
         "format": session.request.output.value,
@@ -251,7 +300,16 @@ def session_view(session: Session) -> dict[str, Any]:
         "frames_sent": session.frames_sent,
         "underruns": session.underruns,
         "retries": session.retries,
+        "filters": list(session.filters.active()),
+        "crossfade": session.crossfade,
+        "next": None,
     }
+    nxt = session.next
+    if nxt is not None:
+        view["next"] = {"play_id": nxt.play_id, "url": nxt.request.url,
+                        "state": nxt.state.value, "title": nxt.title}
+        if nxt.error:
+            view["next"]["error"] = nxt.error
     if session.error_message:
         view["error"] = session.error_message
     return view
@@ -317,6 +375,15 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             return _error(session_id, f"invalid request: {problem}", 400)
         if not 0.0 <= body.volume <= MAX_VOLUME:
             return _error(session_id, f"invalid request: volume must be 0 to {MAX_VOLUME:g}", 400)
+        if not (math.isfinite(body.crossfade) and 0.0 <= body.crossfade <= MAX_CROSSFADE):
+            return _error(session_id, "invalid request: crossfade must be 0 to "
+                          f"{MAX_CROSSFADE:g} seconds", 400)
+        filters, loudness_default = Filters(), True
+        if body.filters is not None:
+            try:
+                filters, loudness_default = _filters(body.filters)
+            except FilterError as exc:
+                return _error(session_id, f"invalid request: {exc}", 400)
         play_request = PlayRequest(
             url=body.url.strip(),
             output=OutputFormat.from_request(body.format),
@@ -324,6 +391,9 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             duration=body.duration if body.duration > 0 else None,
             volume=body.volume,
             caller=_caller(request, ""),
+            filters=filters,
+            loudness_default=loudness_default,
+            crossfade=body.crossfade,
         )
         if (refusal := engine.play_refusal(session_id)) is not None:
             # Before anything starts: one more session would degrade the others.
@@ -521,6 +591,104 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             {"status": session.status.value, "session_id": session_id,
              "position": body.position}
         )
+
+    @app.get("/session/{session_id}/filters", summary="A session's filters (ours)")
+    async def get_filters(session_id: SessionIdPath) -> Response:
+        if (problem := invalid_id(session_id)) is not None:
+            return _error(session_id, problem, 400)
+        session = manager.get(session_id)
+        if session is None:
+            return _error(session_id, "session not found", 404)
+        return GoJSONResponse({"session_id": session_id, "filters": filters_view(session),
+                               "active": list(engine.active_filters(session)),
+                               "passthrough": session.passthrough})
+
+    @app.post("/session/{session_id}/filters",
+              summary="Set a session's filters live: Lavalink v4's filters object (ours)")
+    async def set_filters(session_id: SessionIdPath, request: Request) -> Response:
+        if (problem := invalid_id(session_id)) is not None:
+            return _error(session_id, problem, 400)
+        try:
+            data = await _json_object(request, settings.max_body_bytes)
+            filters, loudness_default = _filters(data)
+        except _BodyTooLarge as exc:
+            return _error(session_id, f"invalid request: {exc}", 413)
+        except ValueError as exc:  # FilterError included: the model's words
+            return _error(session_id, f"invalid request: {exc}", 400)
+        session = manager.set_filters(session_id, filters, loudness_default=loudness_default)
+        if session is None:
+            return _error(session_id, "session not found", 404)
+        return GoJSONResponse({"status": "ok", "session_id": session_id,
+                               "filters": filters_view(session)})
+
+    @app.post("/session/{session_id}/crossfade",
+              summary="Crossfade length into the next track (ours)")
+    async def crossfade(session_id: SessionIdPath, request: Request) -> Response:
+        if (problem := invalid_id(session_id)) is not None:
+            return _error(session_id, problem, 400)
+        body = await _parse_body(request, CrossfadeBody, session_id, settings.max_body_bytes)
+        if isinstance(body, Response):
+            return body
+        session = manager.set_crossfade(session_id, body.crossfade)
+        if session is None:
+            return _error(session_id, "session not found", 404)
+        return GoJSONResponse({"status": "ok", "session_id": session_id,
+                               "crossfade": session.crossfade})
+
+    @app.post("/session/{session_id}/next",
+              summary="The track after the current one, joined in the same stream (ours)")
+    async def set_next(session_id: SessionIdPath, request: Request) -> Response:
+        if (problem := invalid_id(session_id)) is not None:
+            return _error(session_id, problem, 400)
+        body = await _parse_body(request, NextBody, session_id, settings.max_body_bytes)
+        if isinstance(body, Response):
+            return body
+        if (problem := _check_url(body.url, settings.max_url_length)) is not None:
+            return _error(session_id, f"invalid request: {problem}", 400)
+        if (problem := _number_problem(body.start_at, body.duration)) is not None:
+            return _error(session_id, f"invalid request: {problem}", 400)
+        session = manager.get(session_id)
+        if session is None:
+            return _error(session_id, "session not found", 404)
+        output = session.request.output
+        if body.format is not None and OutputFormat.from_request(body.format) is not output:
+            return _error(session_id, "invalid request: format must be the session's "
+                          f"({output.value}): the next track continues its stream", 400)
+        filters: Filters | None = None
+        loudness_default = True
+        if body.filters is not None:
+            try:
+                filters, loudness_default = _filters(body.filters)
+            except FilterError as exc:
+                return _error(session_id, f"invalid request: {exc}", 400)
+        next_request = PlayRequest(
+            url=body.url.strip(), output=output, start_at=max(0.0, body.start_at),
+            duration=body.duration if body.duration > 0 else None,
+            caller=_caller(request, ""),
+        )
+        try:
+            nxt = manager.set_next(session_id, next_request, filters=filters,
+                                   loudness_default=loudness_default)
+        except NotPlayable as exc:
+            return _error(session_id, str(exc), 409)
+        if nxt is None:
+            return _error(session_id, "session not found", 404)
+        return GoJSONResponse(
+            {"status": "queued", "session_id": session_id, "play_id": nxt.play_id},
+            headers={PLAY_ID_HEADER: str(nxt.play_id)},
+        )
+
+    @app.post("/session/{session_id}/next/cancel", summary="Forget the next track (ours)")
+    async def cancel_next(session_id: SessionIdPath) -> Response:
+        if (problem := invalid_id(session_id)) is not None:
+            return _error(session_id, problem, 400)
+        session = manager.get(session_id)
+        if session is None:
+            return _error(session_id, "session not found", 404)
+        cancelled = session.next.play_id if session.next is not None else None
+        manager.cancel_next(session_id)
+        return GoJSONResponse({"status": "ok", "session_id": session_id,
+                               "cancelled": cancelled})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

@@ -34,13 +34,14 @@ from audio_engine.admission import (
 from audio_engine.clock import TickSchedule, run_clock
 from audio_engine.consumers import ConsumerHub
 from audio_engine.egress import EgressProxy
+from audio_engine.filters.model import Loudness
 from audio_engine.manager import ManagerLimits, SessionManager
 from audio_engine.metrics import EngineMetrics
 from audio_engine.ordering import TimingPolicy
 from audio_engine.pools import ElasticPool
 from audio_engine.resolve_pool import ResolvePool, WorkerLimits
 from audio_engine.resolver import Resolver
-from audio_engine.session import SessionState
+from audio_engine.session import Session, SessionState, effective_filters
 from audio_engine.settings import EngineSettings
 from audio_engine.url_policy import UrlPolicy
 
@@ -86,9 +87,11 @@ def _open_fds() -> int:
 
 #: What this engine does beyond the Go engine's API, listed in ``/health`` as
 #: ``features`` (an engine whose ``/health`` has none is a Go engine): play ids on
-#: events and ``X-Play-Id``, live volume and seek, the consumer hello, and
-#: ``finished`` events with a ``reason``.
-FEATURES = ("play_id", "volume", "seek", "hello", "finish_reason")
+#: events and ``X-Play-Id``, live volume and seek, the consumer hello, ``finished``
+#: events with a ``reason``, Lavalink's filters (``/session/{id}/filters``), the next
+#: track of a gapless queue (``/session/{id}/next``) and crossfades between tracks.
+FEATURES = ("play_id", "volume", "seek", "hello", "finish_reason", "filters", "next_track",
+            "crossfade")
 
 
 def _busy(seconds: float) -> None:
@@ -105,6 +108,9 @@ class Engine:
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
+        #: Loudness normalization every session gets unless its filters say otherwise.
+        self.default_loudness = (Loudness(target=settings.loudness_target)
+                                 if settings.loudness_target is not None else None)
         self.metrics = EngineMetrics()
         self.metrics.sessions_gauge.set(settings.max_sessions)
         self.read_pool = ElasticPool(
@@ -163,6 +169,7 @@ class Engine:
                 open_timeout=settings.open_timeout,
                 read_timeout=settings.read_timeout,
                 index_bytes=settings.index_memory,
+                default_loudness=self.default_loudness,
             ),
             timing=TimingPolicy(
                 event_margin=settings.event_margin_ms / 1000,
@@ -390,6 +397,12 @@ class Engine:
             },
         }
 
+    def active_filters(self, session: Session) -> tuple[str, ...]:
+        """The filters a session's audio goes through now (its volume and the default
+        loudness included), by Lavalink's names."""
+        return effective_filters(session.filters, volume=session.volume,
+                                 loudness_default=session.loudness_default,
+                                 default_loudness=self.default_loudness).active()
 
     def _frame_stats(self) -> dict[str, int] | None:
         last = self.manager.frame_stats.last

@@ -26,17 +26,33 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 from audio_engine.consumers import ConsumerHub
+from audio_engine.filters import Filters
+from audio_engine.filters.model import Loudness
 from audio_engine.formats import OutputFormat
 from audio_engine.framestats import FrameStats
 from audio_engine.metrics import EngineMetrics
+from audio_engine.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
 from audio_engine.ordering import HeldLines, ReplyGate, TimingPolicy
 from audio_engine.producer import ProducerContext, run_producer
 from audio_engine.resolver import Resolver
-from audio_engine.session import FinishReason, PlayRequest, Session, SessionState
+from audio_engine.ring import Frame
+from audio_engine.session import (
+    FinishReason,
+    NextState,
+    NextTrack,
+    PlayRequest,
+    Session,
+    SessionState,
+)
 from audio_engine.source import DEFAULT_INDEX_BYTES, MediaSource, SourceOptions
 from protocol import FRAME_DURATION, Event, EventType, encode_event_line, encode_packet
 
-__all__ = ["ManagerLimits", "NotPlayable", "SessionManager", "TooManySessions"]
+__all__ = ["REDO_LEAD", "ManagerLimits", "NotPlayable", "SessionManager", "TooManySessions"]
+
+#: Frames a live change leaves queued before the frames it redoes (160 ms): time for
+#: the codec job that redoes them (a new filter graph, a primed encoder), even on a
+#: loaded machine, and the change is still heard within 300 ms.
+REDO_LEAD = 8
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +78,8 @@ class ManagerLimits:
     open_timeout: float = 10.0
     read_timeout: float = 5.0
     index_bytes: int = DEFAULT_INDEX_BYTES
+    #: The engine's default loudness normalization (None: off).
+    default_loudness: Loudness | None = None
 
 
 class SessionManager:
@@ -101,6 +119,8 @@ class SessionManager:
             events=self,
             options=self._source_options,
             retries=limits.source_retries,
+            encoder=self._encoder_factory,
+            default_loudness=limits.default_loudness,
         )
         self._plays = itertools.count(1)
         #: Lavalink-style per-minute frame health.
@@ -211,17 +231,75 @@ class SessionManager:
         return session
 
     def set_volume(self, session_id: str, volume: float) -> Session | None:
-        """Change the gain, heard within a refill: the frames already queued at
-        the old gain are dropped and the source resumes from the position
-        reached (a seek in place, so the Ogg stream just goes on)."""
+        """Change the gain, heard within ``REDO_LEAD`` frames (see ``_redo``)."""
         session = self._sessions.get(session_id)
         if session is not None:
             session.touch(self._clock())
             if volume != session.volume:
                 session.volume = volume
-                if session.live and session.ready_sent:
-                    self._restart_at(session, session.position)
+                self._redo(session)
+                self._metrics.live_changes.labels("volume").inc()
                 session.log.info("volume %.2f", volume)
+        return session
+
+    def set_filters(self, session_id: str, filters: Filters, *,
+                    loudness_default: bool) -> Session | None:
+        """Replace the session's filters (Lavalink's semantics: the object as a whole),
+        heard within ``REDO_LEAD`` frames; they stay for the tracks that follow."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            changed = (filters, loudness_default) != (session.filters,
+                                                      session.loudness_default)
+            session.filters = filters
+            session.loudness_default = loudness_default
+            if session.next is not None:
+                session.next.filters = None  # the change carries on to the next track
+            if changed:
+                self._redo(session)
+                self._metrics.live_changes.labels("filters").inc()
+                session.log.info("filters: %s", ", ".join(filters.active()) or "none")
+        return session
+
+    def set_crossfade(self, session_id: str, seconds: float) -> Session | None:
+        """Crossfade length into the next track (0: gapless)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            session.crossfade = seconds
+            session.wake.set()
+        return session
+
+    def set_next(self, session_id: str, request: PlayRequest, *, filters: Filters | None,
+                 loudness_default: bool) -> NextTrack | None:
+        """The track to play after the current one, in the same stream. Replaces a
+        next track set before (unless that one already joined the stream). Returns None
+        for unknown ids.
+
+        Raises:
+            NotPlayable: the session has ended.
+        """
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        session.touch(self._clock())
+        if not session.live:
+            raise NotPlayable(f"session has ended ({session.state.value}); start a new play")
+        nxt = NextTrack(request, next(self._plays), filters, loudness_default)
+        session.next = nxt
+        session.wake.set()
+        session.log.info("next: play %d %s", nxt.play_id, request.url)
+        return nxt
+
+    def cancel_next(self, session_id: str) -> Session | None:
+        """Forget the next track (one that already joined the stream plays on)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            if session.next is not None:
+                session.log.info("next track (play %d) cancelled", session.next.play_id)
+                session.next = None
+                session.wake.set()
         return session
 
     def seek(self, session_id: str, position: float) -> Session | None:
@@ -243,11 +321,29 @@ class SessionManager:
     def _restart_at(self, session: Session, position: float) -> None:
         """Drop the queued frames and have the producer continue from *position*."""
         session.seek_target = position
-        session.seek_generation += 1
+        session.redo_from = None
+        session.generation += 1
         session.ring.clear()
         session.position = position
         session.underrun_since = None
         session.source_done = False
+        session.wake.set()
+
+    def _redo(self, session: Session) -> None:
+        """Have the frames queued after the next ``REDO_LEAD`` made again (a live change):
+        they are dropped now, the producer redoes them with the session's settings, and
+        the same Ogg stream goes on."""
+        if not session.live:
+            return
+        ring = session.ring
+        first = ring.first_index
+        cut = session.emitted + 1 if first is None else min(first + REDO_LEAD, ring.end_index
+                                                            or first)
+        ring.truncate(cut)
+        session.redo_from = cut if session.redo_from is None else min(session.redo_from, cut)
+        session.generation += 1
+        session.source_done = False
+        session.underrun_since = None
         session.wake.set()
 
     def touch(self, session_id: str) -> None:
@@ -328,7 +424,7 @@ class SessionManager:
                 ending = self._empty_ring(session, now)
                 if ending is not None:
                     self._tick_line(session.id, ending, parts, events)
-                elif not session.ended:
+                elif not session.ended and not session.between_tracks:
                     underruns[session.request.output] += 1
                     session.underruns += 1
                 continue
@@ -340,12 +436,14 @@ class SessionManager:
                 if session.header_pages:
                     parts.append(encode_packet(session.id, session.header_pages))
                     session.bytes_sent += len(session.header_pages)
+            if frame.start is not None:
+                for line in self._next_begins(session, frame):
+                    self._tick_line(session.id, line, parts, events)
             parts.append(frame.packet)
             session.bytes_sent += frame.payload_size
             session.frames_sent += 1
             session.position = frame.position + FRAME_DURATION
-            session.emitted_granule = frame.granule
-            session.emitted_sequence = frame.sequence
+            session.emitted = frame.number
             sent[session.request.output] += 1
             if session.first_audio_at is None:
                 session.first_audio_at = now
@@ -353,9 +451,8 @@ class SessionManager:
                     now - session.requested_at
                 )
             if frame.last:
-                ending = self._finish(session, FinishReason.END)
-                if ending is not None:
-                    self._tick_line(session.id, ending, parts, events)
+                for line in self._track_ends(session):
+                    self._tick_line(session.id, line, parts, events)
         audio_packets = sum(sent.values())
         self._hub.broadcast(parts, events, audio_packets)
         if announced:
@@ -385,7 +482,9 @@ class SessionManager:
         if session.failure is not None:
             return self._fail(session, session.failure, session.error_stage)
         if session.source_done:
-            return self._finish(session, FinishReason.END)
+            return b"".join(self._track_ends(session)) or None
+        if session.between_tracks:
+            return None
         if session.underrun_since is None:
             session.underrun_since = now
         elif now - session.underrun_since > self._limits.stuck_threshold:
@@ -396,6 +495,47 @@ class SessionManager:
         return None
 
     # -- ending and event lines ---------------------------------------------------
+
+    def _next_begins(self, session: Session, frame: Frame) -> list[bytes]:
+        """The next track's first frame goes out: ``finished`` for the play that ends,
+        then ``ready`` for the next one (its play id, title, duration)."""
+        nxt = frame.start
+        assert isinstance(nxt, NextTrack)
+        lines = [encode_event_line(Event(
+            EventType.FINISHED, session.id,
+            extra={"play": session.play_id, "reason": FinishReason.END.value}))]
+        session.log.info("finished at %.2f s; next track: play %d", session.position,
+                         nxt.play_id)
+        session.play_id = nxt.play_id
+        session.request = nxt.request
+        session.title = nxt.title
+        session.duration = nxt.duration
+        if nxt.filters is not None:
+            session.filters = nxt.filters
+            session.loudness_default = nxt.loudness_default
+        if session.next is nxt:
+            session.next = None
+        self._metrics.track_joins.labels(
+            "crossfade" if session.crossfade > 0 else "gapless").inc()
+        lines.append(encode_event_line(self._ready_event(session)))
+        return lines
+
+    def _track_ends(self, session: Session) -> list[bytes]:
+        """The last frame went out: ``finished``; and when a next track was set but
+        could not be opened, ``error`` for its play (the session ends with it)."""
+        nxt = session.next
+        ending = self._finish(session, FinishReason.END)
+        lines = [ending] if ending is not None else []
+        if nxt is not None and nxt.state is NextState.FAILED and ending is not None:
+            session.play_id = nxt.play_id
+            session.request = nxt.request
+            session.state = SessionState.ERROR
+            session.error_message = nxt.error
+            self._metrics.session_errors.labels(nxt.error_stage or "source").inc()
+            lines.append(encode_event_line(Event(
+                EventType.ERROR, session.id, nxt.error,
+                {"play": nxt.play_id, "reason": nxt.error_stage or "source"})))
+        return lines
 
     def _close(self, session: Session) -> bool:
         """Mark *session* ended and cancel its producer; False if it already was."""
@@ -507,11 +647,18 @@ class SessionManager:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _encoder_factory(self, output: OutputFormat) -> Callable[[], OpusFrameEncoder]:
+        name: EncoderName = "pyav" if self._limits.opus_encoder == "pyav" else "opuslib"
+        complexity = self._limits.opus_complexity
+
+        def make() -> OpusFrameEncoder:
+            return create_encoder(name, output.bitrate, complexity)
+
+        return make
+
     def _source_options(self, session: Session) -> SourceOptions:
         return SourceOptions(
             output=session.request.output,
-            complexity=self._limits.opus_complexity,
-            encoder="pyav" if self._limits.opus_encoder == "pyav" else "opuslib",
             open_timeout=self._limits.open_timeout,
             read_timeout=self._limits.read_timeout,
             index_bytes=self._limits.index_bytes,

@@ -155,6 +155,16 @@ class EngineMetrics:
             "Connections the egress proxy refused or cut, by reason: policy (address "
             "not allowed), cap (download limit), busy", ["reason"], registry=r,
         )
+        self.live_changes = Counter(
+            "audiogate_engine_live_changes",
+            "Changes of a playing session's sound (frames redone), by kind: filters, "
+            "volume", ["kind"], registry=r,
+        )
+        self.track_joins = Counter(
+            "audiogate_engine_track_joins",
+            "Next tracks that continued a session's stream, by kind: gapless, crossfade",
+            ["kind"], registry=r,
+        )
         self.sessions_gauge = Gauge(
             "audiogate_engine_session_limit", "Most live sessions allowed", registry=r
         )

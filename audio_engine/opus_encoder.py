@@ -12,10 +12,12 @@ Two implementations of the same contract, both backed by libopus:
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import av
 import opuslib  # type: ignore[import-untyped]  # opuslib ships no type information
+import opuslib.api.ctl  # type: ignore[import-untyped]
+import opuslib.api.encoder  # type: ignore[import-untyped]
 
 from protocol import CHANNELS, ENCODER_PRE_SKIP, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 
@@ -29,15 +31,28 @@ __all__ = [
 
 EncoderName = Literal["opuslib", "pyav"]
 
+#: libopus's ``OPUS_SET_PREDICTION_DISABLED_REQUEST`` (opus_defines.h), which opuslib
+#: does not name.
+_SET_PREDICTION_DISABLED: Final = 4042
+_set_prediction_disabled = opuslib.api.ctl.ctl_set(_SET_PREDICTION_DISABLED)
+
 
 class OpusFrameEncoder(Protocol):
     """Encodes one 20 ms frame at a time (VBR, application ``audio``)."""
 
     #: Samples of look-ahead the decoder must skip (the OpusHead pre-skip).
     lookahead: int
+    #: Whether ``set_prediction`` has an effect.
+    controls_prediction: bool
 
     def encode(self, pcm: bytes) -> bytes:
         """Encode exactly 3840 bytes of s16le stereo PCM into one Opus packet."""
+        ...
+
+    def set_prediction(self, enabled: bool) -> None:
+        """Let packets depend on the previous ones (the default), or not: no pitch
+        post-filter and no inter-frame energy prediction, for the frames around a
+        splice with another encoder's packets (``audio_engine.splice``)."""
         ...
 
 
@@ -50,10 +65,16 @@ class OpuslibEncoder:
         self._encoder.complexity = complexity
         self._encoder.vbr = 1
         self.lookahead = int(self._encoder.lookahead)
+        self.controls_prediction = True
 
     def encode(self, pcm: bytes) -> bytes:
         """See ``OpusFrameEncoder.encode``."""
         return bytes(self._encoder.encode(pcm, SAMPLES_PER_FRAME))
+
+    def set_prediction(self, enabled: bool) -> None:
+        """See ``OpusFrameEncoder.set_prediction``."""
+        opuslib.api.encoder.encoder_ctl(self._encoder.encoder_state, _set_prediction_disabled,
+                                        0 if enabled else 1)
 
 
 class PyAVOpusEncoder:
@@ -75,6 +96,11 @@ class PyAVOpusEncoder:
         self._codec = codec
         self._pts = 0
         self.lookahead = ENCODER_PRE_SKIP
+        #: FFmpeg's libopus wrapper has no option for it.
+        self.controls_prediction = False
+
+    def set_prediction(self, enabled: bool) -> None:
+        """Not available through FFmpeg: a no-op (splices then keep prediction on)."""
 
     def encode(self, pcm: bytes) -> bytes:
         """See ``OpusFrameEncoder.encode``."""

@@ -192,6 +192,17 @@ def _search(job: Mapping[str, Any]) -> dict[str, Any]:
     return {"results": results}
 
 
+def _tag(container: Any, name: str) -> str:
+    """A tag of the file: the container's, else its first audio stream's (Ogg and
+    Opus files keep their Vorbis comments on the stream), any letter case."""
+    for metadata in (container.metadata,
+                     *(s.metadata for s in container.streams.audio[:1])):
+        for key, value in metadata.items():
+            if key.lower() == name and str(value).strip():
+                return _text(str(value).strip())
+    return ""
+
+
 def _probe(job: Mapping[str, Any]) -> dict[str, Any]:
     import av  # imported here, as yt_dlp above
 
@@ -204,8 +215,7 @@ def _probe(job: Mapping[str, Any]) -> dict[str, Any]:
     try:
         with av.open(job["url"], options=options) as container:
             duration = (container.duration or 0) / 1_000_000
-            return {"duration": round(duration, 3),
-                    "title": _text(container.metadata.get("title"))}
+            return {"duration": round(duration, 3), "title": _tag(container, "title")}
     except av.error.InvalidDataError:
         raise JobError("not a playable media file") from None
     except av.error.HTTPError as exc:

@@ -19,9 +19,11 @@ class Frame(NamedTuple):
 
     *packet* is the complete audio packet (length prefix, id field, payload);
     *payload_size* is its payload length (what ``bytes_sent`` counts). *position*
-    is the media time (seconds) at which the frame starts. For Ogg sessions
-    *granule* and *sequence* are the page's numbers (else 0), so a seek can
-    resume numbering after the last page actually sent; *last* marks the EOS page.
+    is the track time (seconds) at which the frame starts. For Ogg sessions
+    *granule* and *sequence* are the page's numbers (else 0); *last* marks the EOS
+    page. *number* counts the session's frames from 0 (a live change redoes the
+    frames from one number on); *start*, when set, is the play that begins with this
+    frame (the next track of a gapless queue).
     """
 
     packet: bytes
@@ -30,6 +32,8 @@ class Frame(NamedTuple):
     granule: int = 0
     sequence: int = 0
     last: bool = False
+    number: int = 0
+    start: object = None
 
 
 class RingSize(NamedTuple):
@@ -95,3 +99,21 @@ class FrameRing:
     def clear(self) -> None:
         """Drop every frame (seek, stop)."""
         self._frames.clear()
+
+    @property
+    def first_index(self) -> int | None:
+        """Index of the oldest frame held, if any."""
+        return self._frames[0].number if self._frames else None
+
+    @property
+    def end_index(self) -> int | None:
+        """Index after the newest frame held, if any."""
+        return self._frames[-1].number + 1 if self._frames else None
+
+    def truncate(self, index: int) -> int:
+        """Drop the frames numbered *index* and later; returns how many were dropped."""
+        dropped = 0
+        while self._frames and self._frames[-1].number >= index:
+            self._frames.pop()
+            dropped += 1
+        return dropped

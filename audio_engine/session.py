@@ -9,15 +9,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from applog import SessionLogger, session_logger
+from audio_engine.filters import Filters
+from audio_engine.filters.model import Loudness
 from audio_engine.formats import OutputFormat
 from audio_engine.ordering import ReplyGate
 from audio_engine.ring import FrameRing
 
-__all__ = ["FinishReason", "PlayRequest", "Session", "SessionState"]
+__all__ = [
+    "MAX_CROSSFADE",
+    "FinishReason",
+    "NextState",
+    "NextTrack",
+    "PlayRequest",
+    "Session",
+    "SessionState",
+    "effective_filters",
+]
+
+#: Longest crossfade between two tracks, seconds.
+MAX_CROSSFADE = 12.0
 
 log = logging.getLogger("audio_engine.session")
 
@@ -62,6 +76,56 @@ class PlayRequest:
     #: Whom the play is for, for fair resolution slots (the ``X-Caller`` header;
     #: empty: the session id).
     caller: str = ""
+    #: Filters to play with (Lavalink's object, our loudness included).
+    filters: Filters = field(default_factory=Filters)
+    #: The engine's default loudness applies unless the filters say otherwise (a
+    #: filters object with ``"loudness": null`` switches it off).
+    loudness_default: bool = True
+    #: Crossfade into the next track, seconds (0: gapless).
+    crossfade: float = 0.0
+
+
+class NextState(StrEnum):
+    """Where a next track (``POST /session/{id}/next``) stands."""
+
+    #: Waiting until the current track is close enough to its end.
+    WAITING = "waiting"
+    #: Being resolved and opened.
+    OPENING = "opening"
+    #: Opened: it joins the stream when the current track ends (or fades out).
+    READY = "ready"
+    #: It could not be opened: when the current track ends, the session ends with an
+    #: ``error`` for this play.
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class NextTrack:
+    """The track that follows the current one in the same stream (gapless or
+    crossfaded), with its own play id."""
+
+    request: PlayRequest
+    play_id: int
+    #: Its own filters; None keeps the session's.
+    filters: Filters | None = None
+    loudness_default: bool = True
+    state: NextState = NextState.WAITING
+    error: str = ""
+    error_stage: str = ""
+    title: str = ""
+    duration: float | None = None
+
+
+def effective_filters(filters: Filters, *, volume: float, loudness_default: bool,
+                      default_loudness: Loudness | None) -> Filters:
+    """What a track plays with: *filters*, the session *volume* folded into Lavalink's
+    ``volume``, and the engine's default loudness where the filters leave it open."""
+    update: dict[str, object] = {}
+    if filters.loudness is None and loudness_default and default_loudness is not None:
+        update["loudness"] = default_loudness
+    if volume != 1.0:
+        update["volume"] = (filters.volume if filters.volume is not None else 1.0) * volume
+    return filters.model_copy(update=update) if update else filters
 
 
 class Session:
@@ -87,6 +151,13 @@ class Session:
         self.state = SessionState.EXTRACTING
         self.paused = False
         self.volume = request.volume
+        #: The filters set (Lavalink's object), and whether the default loudness applies.
+        self.filters = request.filters
+        self.loudness_default = request.loudness_default
+        #: Crossfade into the next track, seconds.
+        self.crossfade = request.crossfade
+        #: The track that follows in the same stream, if one was set.
+        self.next: NextTrack | None = None
         self.ring = ring if ring is not None else FrameRing()
         #: The Ogg stream's two header pages (Ogg formats), once the source opened.
         self.header_pages = b""
@@ -101,14 +172,16 @@ class Session:
         self.ready_pending = False
         self.ready_sent = False
         self.headers_sent = False
-        #: Granule and sequence of the last Ogg page sent (a seek resumes after it).
-        self.emitted_granule = 0
-        self.emitted_sequence = 1
+        #: Number of the last frame sent (-1: none yet).
+        self.emitted = -1
         #: Earliest time (the manager's clock) of the first audio packet; set
         #: when ``ready`` is written.
         self.audio_at = math.inf
         #: The producer reached the end of the source.
         self.source_done = False
+        #: The current track has ended and the next one is still opening: an empty
+        #: ring is a wait, not an underrun.
+        self.between_tracks = False
         #: Why the producer failed, once it has; the clock ends the session after
         #: sending what is already in the ring.
         self.failure: str | None = None
@@ -117,9 +190,12 @@ class Session:
         #: The session ended (finished or failed); no more output.
         self.ended = False
 
-        # Seeking: the API sets a target, the producer carries it out.
+        # Seeking and live changes: the API sets a target (a position, or the first
+        # frame to redo), the producer carries it out; frames produced for an older
+        # generation are stale.
         self.seek_target: float | None = None
-        self.seek_generation = 0
+        self.redo_from: int | None = None
+        self.generation = 0
 
         # What operators see.
         self.title = ""

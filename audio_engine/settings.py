@@ -238,6 +238,15 @@ class EngineSettings(BaseSettings):
         description="seconds a consumer may stay over its queue limit before it is "
         "disconnected [env ENGINE_CONSUMER_STALL_SECONDS]",
     )
+    loudness_target: float | None = Field(
+        None,
+        ge=-40.0,
+        le=-5.0,
+        description="default loudness normalization: every session plays at this "
+        "integrated loudness (LUFS, EBU R128) unless its filters set their own "
+        "'loudness' (or switch it off with \"loudness\": null); unset: off "
+        "[env ENGINE_LOUDNESS_TARGET]",
+    )
     first_audio_margin_ms: float = Field(
         80.0,
         ge=0,

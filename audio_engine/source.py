@@ -1,4 +1,4 @@
-"""One session's media pipeline: PyAV demux -> decode -> resample -> volume -> encode.
+"""One track's media: PyAV demux, and decoding to 48 kHz stereo s16 PCM.
 
 A ``MediaSource`` is synchronous and confined to one worker thread at a time (the
 session's producer runs one job after another; a lock makes that a guarantee, so
@@ -6,13 +6,14 @@ session's producer runs one job after another; a lock makes that a guarantee, so
 waits on, so a stalled network source can never hold a codec thread:
 
 * ``open``, ``read``, ``reopen``, ``seek``, ``close`` wait on I/O: they run on the
-  engine's I/O pool, bounded by PyAV's open/read timeouts;
-* ``convert`` is CPU only: it runs on the codec pool, sized to the cores.
+  engine's I/O pools, bounded by FFmpeg's open/read timeouts;
+* ``opus_packets`` and ``decode`` are CPU only: they run on the codec pool.
 
-Passthrough: when the source is already 48 kHz stereo Opus in 20 ms packets and
-the volume is 1.0, packets go out as they are, with no decode and no encode (the
-usual YouTube case, and the engine's main capacity lever). A packet of another
-duration, or a volume change, switches the source to transcoding from there on.
+What happens to the audio next (filters, encoding, passthrough, joining tracks) is the
+session's ``Program``. A source whose packets could go out as they are (48 kHz stereo
+Opus, channel mapping 0, for an Ogg output) says so with ``opus_head``; the program then
+takes its packets (``opus_packets``) and decodes them itself when it must. Any other
+source is decoded here (``decode``).
 """
 
 from __future__ import annotations
@@ -20,18 +21,15 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import av
 import av.error
-import numpy as np
 
 from audio_engine.formats import OutputFormat
 from audio_engine.media_options import media_options
-from audio_engine.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
-from audio_engine.packager import EncodedFrame
 from audio_engine.resolver import MediaTarget, user_text
 from protocol import (
-    PCM_FRAME_BYTES,
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
     OpusHead,
@@ -40,7 +38,11 @@ from protocol import (
 )
 
 __all__ = [
+    "MAX_CONSECUTIVE_DECODE_ERRORS",
+    "MAX_POSITION",
     "MediaSource",
+    "OpusInput",
+    "PcmChunk",
     "SourceBroken",
     "SourceError",
     "SourceFailed",
@@ -75,15 +77,33 @@ class SourceFailed(SourceError):
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
-    """How to open and encode one source."""
+    """How to open one source."""
 
+    #: The session's output: only an Ogg output can take a source's packets as they are.
     output: OutputFormat
-    complexity: int = 10
-    encoder: EncoderName = "opuslib"
     open_timeout: float = 10.0
     read_timeout: float = 5.0
     #: FFmpeg's ``indexmem``: bytes of seek index kept per stream.
     index_bytes: int = DEFAULT_INDEX_BYTES
+
+
+class OpusInput(NamedTuple):
+    """One Opus packet of a source that can pass through: its bytes, its length in
+    48 kHz samples, the track time (seconds) it starts at, and how many of its samples
+    are audio (fewer in a stream's last packet: Ogg Opus end trimming, RFC 7845)."""
+
+    data: bytes
+    samples: int
+    position: float
+    keep: int = 960
+
+
+class PcmChunk(NamedTuple):
+    """Decoded audio: s16le stereo 48 kHz (any whole number of samples) and the track
+    time (seconds) of its first sample."""
+
+    pcm: bytes
+    position: float
 
 
 def _describe(exc: BaseException) -> str:
@@ -111,26 +131,24 @@ def _open_failure(exc: BaseException, name: str) -> SourceError:
 
 
 class MediaSource:
-    """Decodes one media target into 20 ms frames of the session's output format.
+    """Demuxes one media target and decodes it into 48 kHz stereo s16 PCM.
 
     Args:
         target: what to open.
-        options: output format, encoder, timeouts.
-        start_at: media position (seconds) of the first frame.
-        volume: initial gain (1.0 = unchanged); change it with ``volume``.
+        options: output format (an Ogg output may take Opus packets as they are), timeouts.
+        start_at: media position (seconds) of the first sample wanted.
         proxy: the egress proxy URL (with this source's credential) that every
             network connection of the source goes through.
     """
 
     def __init__(
         self, target: MediaTarget, options: SourceOptions, *, start_at: float = 0.0,
-        volume: float = 1.0, proxy: str | None = None,
+        proxy: str | None = None,
     ) -> None:
         self.target = target
         self.options = options
         self.proxy = proxy
-        #: Gain applied when transcoding; read by the codec thread at each frame.
-        self.volume = volume
+        self.start_at = start_at
         self._lock = threading.Lock()
         self._container: av.container.InputContainer | None = None
         self._stream: av.AudioStream | None = None
@@ -139,8 +157,6 @@ class MediaSource:
         self._resampler: av.AudioResampler | None = None
         #: (sample format, layout, rate) the resampler was built for.
         self._resampler_input: tuple[str, str, int] | None = None
-        self._encoder: OpusFrameEncoder | None = None
-        self._passthrough = False
         self._skip_until = start_at
         self._position = start_at
         self._decode_errors = 0
@@ -148,19 +164,15 @@ class MediaSource:
         self._closed = False
         #: Media duration in seconds, if the container knows it.
         self.duration: float | None = None
-        #: The OpusHead the session's Ogg stream should announce.
+        #: The source's own OpusHead when its packets can go out as they are (48 kHz
+        #: stereo Opus, mapping family 0, and an Ogg output); None otherwise.
         self.opus_head: OpusHead | None = None
 
     # -- state visible to the producer -----------------------------------------
 
     @property
-    def passthrough(self) -> bool:
-        """True while packets go out without decoding."""
-        return self._passthrough
-
-    @property
     def position(self) -> float:
-        """Media time (seconds) of the next frame ``convert`` will produce."""
+        """Media time (seconds) of the next sample the source will deliver."""
         return self._position
 
     # -- I/O pool --------------------------------------------------------------
@@ -174,18 +186,9 @@ class MediaSource:
         with self._lock:
             self._open_container(self._skip_until)
             assert self._stream is not None
-            codec = self._stream.codec_context
             if self.options.output.is_ogg:
-                self.opus_head = self._passthrough_head(codec)
-                self._passthrough = self.opus_head is not None and self.volume == 1.0
-                if not self._passthrough:
-                    self.opus_head = None
-                    self._encoder = create_encoder(
-                        self.options.encoder, self.options.output.bitrate,
-                        self.options.complexity,
-                    )
-                    self.opus_head = OpusHead(pre_skip=self._encoder.lookahead)
-            if not self._passthrough:
+                self.opus_head = self._passthrough_head(self._stream.codec_context)
+            if self.opus_head is None:
                 self._start_decoding()
 
     def read(self, seconds: float) -> tuple[list[av.Packet[av.AudioStream]], bool]:
@@ -225,9 +228,6 @@ class MediaSource:
     def reopen(self, position: float) -> None:
         """Open the target again and continue from *position* (after a break).
 
-        The encoder and its Ogg stream state are kept: the session's stream goes
-        on with the same serial and continuous granules.
-
         Raises:
             SourceFailed: as ``open``.
         """
@@ -236,7 +236,7 @@ class MediaSource:
             self._skip_until = position
             self._position = position
             self._open_container(position)
-            if not self._passthrough:
+            if self.opus_head is None:
                 self._start_decoding()
 
     def seek(self, position: float) -> None:
@@ -258,7 +258,7 @@ class MediaSource:
             self._demux = self._container.demux(self._stream)
             self._skip_until = position
             self._position = position
-            if not self._passthrough:
+            if self.opus_head is None:
                 self._stream.codec_context.flush_buffers()
                 self._start_decoding()
 
@@ -267,34 +267,49 @@ class MediaSource:
         with self._lock:
             self._closed = True
             self._close_container()
-            self._encoder = None
 
     # -- codec pool ------------------------------------------------------------
 
-    def convert(self, packets: list[av.Packet[av.AudioStream]], at_end: bool) -> list[EncodedFrame]:
-        """Turn demuxed packets into output frames; at the end, flush everything.
+    def opus_packets(self, packets: list[av.Packet[av.AudioStream]]) -> list[OpusInput]:
+        """The Opus packets of a source with ``opus_head``, with their track times;
+        packets that end before the start position and packets that are not valid
+        Opus are left out."""
+        with self._lock:
+            out: list[OpusInput] = []
+            for packet in packets:
+                data = bytes(packet)
+                try:
+                    samples = opus_packet_samples(data)
+                except RemoteProtocolError:
+                    continue
+                if self._skip_until > 0 and packet.pts is not None:
+                    end = packet.pts * self._time_base + samples / SAMPLE_RATE
+                    if end <= self._skip_until:
+                        continue
+                keep = samples
+                if packet.duration:
+                    keep = min(samples, round(packet.duration * self._time_base * SAMPLE_RATE))
+                out.append(OpusInput(data, samples, self._position, max(keep, 0)))
+                self._position += samples / SAMPLE_RATE
+            return out
+
+    def decode(self, packets: list[av.Packet[av.AudioStream]], at_end: bool) -> list[PcmChunk]:
+        """Decode and resample *packets* (a source without ``opus_head``); at the end,
+        flush the decoder and the resampler. Chunks hold exactly the samples decoded
+        (no padding), audio before the start position left out.
 
         Raises:
             SourceFailed: if too many packets in a row cannot be decoded.
         """
         with self._lock:
-            if self._closed:
+            if self._closed or self._decoder is None:
                 return []
-            frames: list[EncodedFrame] = []
+            chunks: list[PcmChunk] = []
             for packet in packets:
-                if self._passthrough:
-                    if self.volume != 1.0:
-                        self._switch_to_transcoding(f"volume {self.volume:g}")
-                    else:
-                        frame = self._pass(packet)
-                        if frame is not None:
-                            frames.append(frame)
-                        if self._passthrough:
-                            continue
-                self._transcode(packet, frames)
-            if at_end and not self._passthrough:
-                self._flush(frames)
-            return frames
+                self._transcode(packet, chunks)
+            if at_end:
+                self._flush(chunks)
+            return chunks
 
     # -- internals -------------------------------------------------------------
 
@@ -370,34 +385,7 @@ class MediaSource:
         self._resampler = _new_resampler()
         self._resampler_input = None
 
-    def _switch_to_transcoding(self, reason: str) -> None:
-        log.info("%s: leaving passthrough (%s)", self.target.title or "source", reason)
-        self._passthrough = False
-        self._encoder = create_encoder(
-            self.options.encoder, self.options.output.bitrate, self.options.complexity
-        )
-        self._start_decoding()
-
-    def _pass(self, packet: av.Packet[av.AudioStream]) -> EncodedFrame | None:
-        """One passthrough packet, or None if it is skipped (before the start
-        position) or the source just left passthrough."""
-        data = bytes(packet)
-        try:
-            samples = opus_packet_samples(data)
-        except RemoteProtocolError:
-            return None
-        if samples != SAMPLES_PER_FRAME:
-            self._switch_to_transcoding(f"a {samples}-sample packet")
-            return None
-        if self._skip_until > 0 and packet.pts is not None:
-            end = packet.pts * self._time_base + samples / SAMPLE_RATE
-            if end <= self._skip_until:
-                return None
-        frame = EncodedFrame(data, samples, self._position)
-        self._position += samples / SAMPLE_RATE
-        return frame
-
-    def _transcode(self, packet: av.Packet[av.AudioStream], frames: list[EncodedFrame]) -> None:
+    def _transcode(self, packet: av.Packet[av.AudioStream], chunks: list[PcmChunk]) -> None:
         assert self._decoder is not None and self._resampler is not None
         try:
             decoded = self._decoder.decode(packet)
@@ -414,13 +402,13 @@ class MediaSource:
                 end = audio.pts * float(audio.time_base) + audio.samples / audio.sample_rate
                 if end <= self._skip_until:
                     continue
-            self._resample(audio, frames)
+            self._resample(audio, chunks)
 
-    def _resample(self, audio: av.AudioFrame, frames: list[EncodedFrame]) -> None:
-        """Resample *audio* to 48 kHz stereo s16 frames. A source whose sample
-        rate, layout or sample format changes mid-file (concatenated files,
-        a radio stream switching programmes) gets a new resampler: the old one
-        is drained first, so no audio is lost at the change."""
+    def _resample(self, audio: av.AudioFrame, chunks: list[PcmChunk]) -> None:
+        """Resample *audio* to 48 kHz stereo s16. A source whose sample rate, layout
+        or sample format changes mid-file (concatenated files, a radio stream
+        switching programmes) gets a new resampler: the old one is drained first,
+        so no audio is lost at the change."""
         assert self._resampler is not None
         shape = (audio.format.name, audio.layout.name, audio.sample_rate)
         if self._resampler_input is not None and shape != self._resampler_input:
@@ -428,19 +416,19 @@ class MediaSource:
                      self.target.title or "source", *self._resampler_input, *shape)
             for chunk in self._resampler.resample(None):
                 if chunk.samples:
-                    frames.append(self._frame(chunk))
+                    chunks.append(self._chunk(chunk))
             self._resampler = _new_resampler()
         self._resampler_input = shape
         try:
-            chunks = self._resampler.resample(audio)
+            resampled = self._resampler.resample(audio)
         except ValueError as exc:
             raise SourceFailed(
                 f"the audio changed format mid-file in a way that cannot be followed ({exc})"
             ) from None
-        for chunk in chunks:
-            frames.append(self._frame(chunk))
+        for chunk in resampled:
+            chunks.append(self._chunk(chunk))
 
-    def _flush(self, frames: list[EncodedFrame]) -> None:
+    def _flush(self, chunks: list[PcmChunk]) -> None:
         if self._decoder is None or self._resampler is None:
             return
         try:
@@ -448,24 +436,16 @@ class MediaSource:
         except (av.error.FFmpegError, ValueError):
             tail = []
         for audio in tail:
-            self._resample(audio, frames)
+            self._resample(audio, chunks)
         for chunk in self._resampler.resample(None):
             if chunk.samples:
-                frames.append(self._frame(chunk))
+                chunks.append(self._chunk(chunk))
 
-    def _frame(self, chunk: av.AudioFrame) -> EncodedFrame:
+    def _chunk(self, chunk: av.AudioFrame) -> PcmChunk:
         pcm = bytes(chunk.planes[0])[: chunk.samples * 4]
-        if len(pcm) < PCM_FRAME_BYTES:
-            pcm = pcm.ljust(PCM_FRAME_BYTES, b"\0")
-        volume = self.volume
-        if volume != 1.0:
-            scaled = np.frombuffer(pcm, dtype=np.int16) * volume
-            pcm = np.clip(scaled, -32768, 32767).astype(np.int16).tobytes()
         position = self._position
-        self._position += SAMPLES_PER_FRAME / SAMPLE_RATE
-        if self._encoder is None:
-            return EncodedFrame(pcm, SAMPLES_PER_FRAME, position)
-        return EncodedFrame(self._encoder.encode(pcm), SAMPLES_PER_FRAME, position)
+        self._position += chunk.samples / SAMPLE_RATE
+        return PcmChunk(pcm, position)
 
 
 def _new_resampler() -> av.AudioResampler:

@@ -10,7 +10,12 @@ distortion, loudnorm for loudness), for the record.
 Part 2 times the whole per-session codec job on the demo mp3 (44.1 kHz): PyAV decode,
 resample to 48 kHz s16 in 20 ms frames, the chain, and libopus (opuslib, 128 kb/s,
 complexity 10, the engine's defaults), per 20 ms frame, and turns it into sessions per
-core. Part 3 times a live change (configure + rewind of 0.5 s, replayed).
+core. Part 3 times a live change (configure + rewind of 0.5 s, replayed). Part 4 times
+the engine's own path, a session ``Program`` (``audio_engine/program.py``) fed by a real
+``MediaSource``, per 20 ms frame (mp3 transcoded with and without the preset), and the
+one-off CPU of its splices: a live change that takes a passthrough (Opus) session to
+transcoding (the redo of 1.3 s of queued frames included) and a gapless join of two Opus
+tracks.
 
 Times are the CPU time of the benchmark's thread (``time.thread_time``; every graph
 runs single-threaded in the caller), best of a few rounds, so other load on a shared
@@ -33,7 +38,12 @@ import av.filter
 import numpy as np
 
 from audio_engine.filters import FilterChain, Filters, parse_filters, preset
-from audio_engine.opus_encoder import create_encoder
+from audio_engine.formats import OutputFormat
+from audio_engine.opus_encoder import OpuslibEncoder, create_encoder
+from audio_engine.program import Program
+from audio_engine.resolver import MediaTarget
+from audio_engine.source import MediaSource, SourceOptions
+from audio_engine.track import Track
 from audiogate.demo import ensure_demo_tracks, render_demo
 from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -59,6 +69,24 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ("loudness", {"loudness": {}}),
     ("bassboost + loudness", {**preset("bassboost").to_lavalink(), "loudness": {}}),
 ]
+
+
+def write_opus_tone(path: Path, frequency: float, seconds: float) -> Path:
+    """A 48 kHz stereo Ogg Opus tone (a passthrough source), one frame per page."""
+    from protocol import OggOpusWriter
+
+    encoder = OpuslibEncoder(128_000, 10)
+    writer = OggOpusWriter(1)
+    frames = int(seconds * 50)
+    index = np.arange(frames * SAMPLES_PER_FRAME)
+    wave = (0.3 * 32767 * np.sin(2 * np.pi * frequency * index / SAMPLE_RATE)).astype("<i2")
+    pcm = np.repeat(wave, 2).tobytes()
+    pages = [writer.header_pages]
+    for frame in range(frames):
+        chunk = pcm[frame * PCM_FRAME_BYTES : (frame + 1) * PCM_FRAME_BYTES]
+        pages.append(writer.audio_page(encoder.encode(chunk), eos=frame == frames - 1))
+    path.write_bytes(b"".join(pages))
+    return path
 
 
 def _pcm(seconds: float) -> bytes:
@@ -218,6 +246,73 @@ def _live_change(pcm: bytes, rounds: int) -> tuple[float, float]:
     return best_change * 1e3, best_switch_back * 1e3
 
 
+def _open(path: Path, output: OutputFormat) -> MediaSource:
+    source = MediaSource(MediaTarget(str(path), title=path.name, is_local=True),
+                         SourceOptions(output))
+    source.open()
+    return source
+
+
+def _program(output: OutputFormat = OutputFormat.OPUS) -> Program:
+    return Program("bench", output, 1, lambda: create_encoder("opuslib", 128_000, 10))
+
+
+def _program_job(path: Path, filters: Filters, rounds: int) -> float:
+    """Best µs per 20 ms frame of a session's program transcoding *path*."""
+    best = float("inf")
+    for _ in range(rounds):
+        source = _open(path, OutputFormat.OPUS)
+        program = _program()
+        track = Track(None, source, filters, lookahead=program.lookahead, passthrough_ok=True)
+        program.start(track)
+        frames = 0
+        started = time.thread_time()
+        while not program.finished:
+            packets, at_end = source.read(0.5)
+            frames += len(program.produce([(track, packets, at_end)]))
+            program.emitted = frames - 1
+        best = min(best, (time.thread_time() - started) / frames)
+        source.close()
+    return best * 1e6
+
+
+def _splices(opus: Path, rounds: int) -> tuple[float, float]:
+    """ms of CPU: a live change of a passthrough session (redo of the ~70 queued frames),
+    and a gapless join of two Opus tracks (the boundary job)."""
+    typical = parse_filters({**preset("bassboost").to_lavalink(), "loudness": {}})
+    best_change = best_join = float("inf")
+    for _ in range(rounds):
+        source = _open(opus, OutputFormat.OPUS)
+        program = _program()
+        track = Track(None, source, Filters(), lookahead=program.lookahead,
+                      passthrough_ok=True)
+        program.start(track)
+        made = program.produce([(track, *source.read(2.0))])
+        program.emitted = 20
+        started = time.thread_time()
+        program.set_filters(typical)
+        program.restart(28)
+        program.produce([])
+        best_change = min(best_change, time.thread_time() - started)
+        source.close()
+        del made
+        first, second = _open(opus, OutputFormat.OPUS), _open(opus, OutputFormat.OPUS)
+        program = _program()
+        a = Track(None, first, Filters(), lookahead=program.lookahead, passthrough_ok=True)
+        b = Track("next", second, Filters(), lookahead=program.lookahead, passthrough_ok=True)
+        program.start(a)
+        program.expect_next = True
+        while not a.source_ended:
+            program.produce([(a, *first.read(1.0))])
+        program.pending = b
+        started = time.thread_time()
+        program.produce([(b, *second.read(0.5))])
+        best_join = min(best_join, time.thread_time() - started)
+        first.close()
+        second.close()
+    return best_change * 1e3, best_join * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -276,6 +371,28 @@ def main() -> None:
             [("none -> bassboost + loudness", f"{change:.1f}"), ("back to none", f"{back:.1f}")],
         )
     )
+
+    with tempfile.TemporaryDirectory() as directory:
+        tracks = ensure_demo_tracks(Path(directory))
+        mp3 = tracks["mp3"]
+        opus = write_opus_tone(Path(directory) / "tone.ogg", 440.0, 8.0)
+        program_costs = {"none": float("inf"), "bassboost + loudness": float("inf")}
+        for _ in range(args.rounds):
+            program_costs["none"] = min(program_costs["none"], _program_job(mp3, Filters(), 1))
+            program_costs["bassboost + loudness"] = min(
+                program_costs["bassboost + loudness"], _program_job(mp3, typical, 1))
+        change_ms, join_ms = _splices(opus, args.rounds)
+    print()
+    print("The engine's path: a session Program on the demo mp3 (decode, resample, chain, "
+          "mix, opuslib 128 kb/s c10, Ogg pages)")
+    print(format_table(["program", "us/frame", "sessions per core"], [
+        (name, f"{cost:.0f}", f"{20_000 / cost:.0f}") for name, cost in program_costs.items()]))
+    print()
+    print(format_table(["splice (one-off)", "ms of CPU"], [
+        ("live change, passthrough -> bassboost + loudness (1.4 s of frames redone)",
+         f"{change_ms:.1f}"),
+        ("gapless join of two Opus tracks (boundary batch)", f"{join_ms:.1f}"),
+    ]))
 
 
 if __name__ == "__main__":

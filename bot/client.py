@@ -20,6 +20,7 @@ from bot.search import Search, Searcher, engine_searcher
 from bot.voice import VoiceBridge, VoiceClientLike
 from gateway.player import LoopMode
 from gateway.runtime import Gateway
+from protocol.filter_presets import Preset
 
 __all__ = ["MusicBot"]
 
@@ -187,6 +188,19 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     async def volume(interaction: discord.Interaction,
                      percent: app_commands.Range[int, 0, 200]) -> None:
         await handlers.volume(interaction, percent)
+
+    @tree.command(name="filter", description="Change how the music sounds (reset: as it was)")
+    @app_commands.describe(preset="bassboost, nightcore, vaporwave, 8d, karaoke, soft or reset")
+    async def filter_(interaction: discord.Interaction,
+                      preset: Literal["bassboost", "nightcore", "vaporwave", "8d", "karaoke",
+                                      "soft", "reset"]) -> None:
+        await handlers.filter(interaction, Preset(preset))
+
+    @tree.command(name="crossfade", description="Fade each next track in over the last one")
+    @app_commands.describe(seconds="0 to 12 (0: no fade, no gap)")
+    async def crossfade(interaction: discord.Interaction,
+                        seconds: app_commands.Range[int, 0, 12]) -> None:
+        await handlers.crossfade(interaction, seconds)
 
     @tree.command(name="queue", description="What is coming up")
     @app_commands.describe(page="page number")

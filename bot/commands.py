@@ -51,6 +51,7 @@ from gateway.player import (
     Track,
 )
 from gateway.runtime import Gateway
+from protocol.filter_presets import Preset, preset_filters
 
 __all__ = ["HELP", "MusicCommands", "progress_bar"]
 
@@ -72,11 +73,23 @@ HELP = [
     ("/clear, /shuffle", "empty the queue, or mix it"),
     ("/loop mode", "off, track (this one again) or queue (everything again)"),
     ("/volume percent", "0 to 200 %"),
+    ("/filter preset", "bassboost, nightcore, vaporwave, 8d, karaoke, soft, or reset"),
+    ("/crossfade seconds", "fade each next track in over 0 to 12 s (0: gapless)"),
     ("/nowplaying", "the current track, its progress, and what is next"),
     ("/stop", "stop, clear the queue and leave the voice channel"),
     ("/settings", "DJ role and 24/7 (needs Manage Server)"),
     ("/status", "the audio engine's health"),
 ]
+
+_FILTER_WORDS = {
+    Preset.BASSBOOST: "Bass boost on: the lows are louder.",
+    Preset.NIGHTCORE: "Nightcore on: faster and higher.",
+    Preset.VAPORWAVE: "Vaporwave on: slower and lower.",
+    Preset.EIGHT_D: "8D on: the sound circles around you.",
+    Preset.KARAOKE: "Karaoke on: the voice in the middle is turned down.",
+    Preset.SOFT: "Soft on: muffled, as through a wall.",
+    Preset.RESET: "Filters off: the track sounds as it was made.",
+}
 
 _LOOP_WORDS = {
     LoopMode.OFF: "Loop is off: the queue ends after its last track.",
@@ -384,6 +397,20 @@ class MusicCommands:
         """``/volume percent`` (0 to 200)."""
         await self._act(interaction, lambda core, now: core.set_volume(percent / 100),
                         f"Volume set to {percent} %.", joins=False)
+
+    async def filter(self, interaction: Any, preset: Preset) -> None:
+        """``/filter preset``: one of the named filter sets, or ``reset``."""
+        filters = preset_filters(preset)
+        await self._act(interaction,
+                        lambda core, now: core.set_filters(filters, preset.value),
+                        _FILTER_WORDS[preset], joins=False)
+
+    async def crossfade(self, interaction: Any, seconds: int) -> None:
+        """``/crossfade seconds`` (0 to 12; 0 = gapless, no fade)."""
+        done = ("Crossfade off: each track follows the last without a gap." if seconds == 0
+                else f"Crossfade set: each next track fades in over {seconds} s.")
+        await self._act(interaction, lambda core, now: core.set_crossfade(float(seconds)),
+                        done, joins=False)
 
     # -- the queue ----------------------------------------------------------------------
 

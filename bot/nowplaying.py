@@ -141,6 +141,10 @@ def render(view: PlayerView, timeline: Timeline, *, headline: str | None = None)
         extras.append(f"loop: {view.loop.value}")
     if round(view.volume * 100) != 100:
         extras.append(f"volume: {round(view.volume * 100)} %")
+    if view.filter_name:
+        extras.append(f"filter: {view.filter_name}")
+    if view.crossfade:
+        extras.append(f"crossfade: {view.crossfade:g} s")
     if extras:
         embed.set_footer(text=" · ".join(extras))
     return Card(embed, controls=True, paused=view.paused)

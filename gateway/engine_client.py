@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
@@ -34,8 +35,10 @@ __all__ = [
     "EngineOverloaded",
     "EngineUnavailable",
     "Feature",
+    "FiltersResult",
     "Format",
     "MetadataResult",
+    "NextResult",
     "PlayResult",
     "PlaylistEntry",
     "PlaylistResult",
@@ -109,6 +112,25 @@ class PlayResult(_Model):
     play_id: int | None = None
 
 
+class NextResult(_Model):
+    """``POST /session/{id}/next``: the play id the next track's events will carry."""
+
+    status: str
+    session_id: str
+    play_id: int
+
+
+class FiltersResult(_Model):
+    """A session's filters (our engine): the Lavalink object as set (``"loudness":
+    null`` when the engine's default loudness is switched off for it), and, from
+    ``GET``, the filters its audio goes through now and whether it passes through."""
+
+    session_id: str
+    filters: dict[str, Any]
+    active: list[str] = []
+    passthrough: bool = False
+
+
 class Feature(StrEnum):
     """What an engine supports beyond the Go engine's API, as our engine's
     ``/health`` lists it under ``features``. An engine listing none is a Go engine."""
@@ -123,6 +145,12 @@ class Feature(StrEnum):
     HELLO = "hello"
     #: ``finished`` events carry ``"reason"``.
     FINISH_REASON = "finish_reason"
+    #: Lavalink's filters object: ``GET|POST /session/{id}/filters``, ``filters`` in a play.
+    FILTERS = "filters"
+    #: ``POST /session/{id}/next``: gapless queues in one stream.
+    NEXT_TRACK = "next_track"
+    #: ``POST /session/{id}/crossfade``: a crossfade into the next track.
+    CROSSFADE = "crossfade"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +204,11 @@ class SessionInfo(_Model):
     passthrough: bool = False
     underruns: int = 0
     error: str = ""
+    #: Active filters by Lavalink's names (our engine).
+    filters: list[str] = []
+    crossfade: float = 0.0
+    #: The next track of a gapless queue, if one is set: play_id, url, state, title.
+    next: dict[str, Any] | None = None
 
 
 class EngineHealth(_Model):
@@ -188,6 +221,8 @@ class EngineHealth(_Model):
     sessions_playing: int
     #: Our engine's extras (decision: none listed = a Go engine).
     features: list[str] | None = None
+    #: Our engine's session limit (``ENGINE_MAX_SESSIONS``); None from a Go engine.
+    max_sessions: int | None = None
 
     @property
     def capabilities(self) -> EngineCapabilities:
@@ -293,8 +328,12 @@ class EngineClient:
         start_at: float = 0.0,
         duration: float = 0.0,
         volume: float | None = None,
+        filters: Mapping[str, Any] | None = None,
+        crossfade: float | None = None,
     ) -> PlayResult:
-        """Start or replace *session_id*'s stream.
+        """Start or replace *session_id*'s stream. *filters* (Lavalink's object) and
+        *crossfade* (seconds into a next track) need our engine (``/health`` features
+        ``filters`` and ``crossfade``): a Go engine ignores them.
 
         Never sent twice: a connection that breaks after the request may have
         reached the engine raises ``EngineOutcomeUnknown``.
@@ -310,6 +349,10 @@ class EngineClient:
             body["duration"] = duration
         if volume is not None and volume != 1.0:
             body["volume"] = volume
+        if filters is not None:
+            body["filters"] = dict(filters)
+        if crossfade:
+            body["crossfade"] = crossfade
         response = await self._request("POST", f"/session/{session_id}/play", json=body,
                                        idempotent=False)
         result = self._parse(PlayResult, response)
@@ -345,6 +388,114 @@ class EngineClient:
     async def seek(self, session_id: str, position: float) -> None:
         """Seek a live session (our engine only)."""
         await self._request("POST", f"/session/{session_id}/seek", json={"position": position})
+
+    async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
+        """Replace a live session's filters (our engine, feature ``filters``).
+
+        ``POST /session/{id}/filters`` with Lavalink v4's filters object as the body
+        (``volume``, ``equalizer``, ``karaoke``, ``timescale``, ``tremolo``, ``vibrato``,
+        ``rotation``, ``distortion``, ``channelMix``, ``lowPass``, plus our ``loudness``
+        ``{"target": LUFS, "peak": dBFS, "maxGain": dB}``). The object replaces the
+        previous one whole; ``{}`` clears every filter; a missing ``loudness`` means the
+        engine's default loudness, ``"loudness": None`` switches it off. Heard within
+        300 ms, in the same Ogg stream. The answer is ``{"status": "ok", "session_id":
+        ID, "filters": {...}}`` (the object as set).
+
+        Raises:
+            EngineInvalidRequest: 400, the filters are not valid; its message is the
+                engine's words (``"invalid request: equalizer[2].gain must be at most
+                1.0 (got 2)"``), fit to show a user. 413: the body is too large.
+            EngineNotFound: 404, no such session.
+            EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/filters",
+                                       json=dict(filters))
+        return self._parse(FiltersResult, response)
+
+    async def filters(self, session_id: str) -> FiltersResult:
+        """A session's filters (our engine): ``GET /session/{id}/filters`` answers
+        ``{"session_id": ID, "filters": {...}, "active": [names], "passthrough":
+        bool}``; ``active`` names what the audio goes through now, in order (the
+        session volume and the default loudness included).
+
+        Raises:
+            EngineNotFound (404), EngineInvalidRequest (400: a malformed id),
+            EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("GET", f"/session/{session_id}/filters")
+        return self._parse(FiltersResult, response)
+
+    async def set_crossfade(self, session_id: str, seconds: float) -> float:
+        """Set the crossfade into a session's next track (our engine, feature
+        ``crossfade``): ``POST /session/{id}/crossfade`` ``{"crossfade": seconds}``,
+        0 (gapless) to 12 s; answered ``{"status": "ok", "session_id": ID,
+        "crossfade": S}``. Returns the crossfade as set.
+
+        Raises:
+            EngineInvalidRequest (400: out of range, in the engine's words),
+            EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/crossfade",
+                                       json={"crossfade": seconds})
+        try:
+            return float(response.json()["crossfade"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
+
+    async def set_next(
+        self,
+        session_id: str,
+        url: str,
+        *,
+        start_at: float = 0.0,
+        duration: float = 0.0,
+        filters: Mapping[str, Any] | None = None,
+    ) -> NextResult:
+        """Tell the engine the track after the current one (our engine, feature
+        ``next_track``).
+
+        ``POST /session/{id}/next`` ``{"url", "start_at"?, "duration"?, "filters"?}``,
+        answered ``{"status": "queued", "session_id": ID, "play_id": N}`` (and
+        ``X-Play-Id``). The engine opens it before the current track ends and joins it
+        to the same Ogg stream without a gap (or with the session's crossfade). Events:
+        ``finished`` (reason ``end``) of the current play, then ``ready`` with play id
+        N, in that order, at the first frame of the next track; if it cannot open,
+        ``finished`` then ``error`` with play id N end the session. A later call
+        replaces a next track not yet joining. *filters* (Lavalink's object) apply from
+        its first frame; without them the session's stay. Never sent twice.
+
+        Raises:
+            EngineInvalidRequest: 400, a bad URL, numbers or filters (the engine's
+                words). EngineNotFound: 404, no such session. EngineError with status
+                409: the session has ended (start a plain play instead).
+            EngineOutcomeUnknown: the connection broke after the request went out.
+            EngineUnavailable, EngineFault.
+        """
+        body: dict[str, Any] = {"url": url}
+        if start_at > 0:
+            body["start_at"] = start_at
+        if duration > 0:
+            body["duration"] = duration
+        if filters is not None:
+            body["filters"] = dict(filters)
+        response = await self._request("POST", f"/session/{session_id}/next", json=body,
+                                       idempotent=False)
+        return self._parse(NextResult, response)
+
+    async def cancel_next(self, session_id: str) -> int | None:
+        """Forget a session's next track: ``POST /session/{id}/next/cancel``, answered
+        ``{"status": "ok", "session_id": ID, "cancelled": N or null}``. Returns the
+        cancelled play id (None if none was set). A next track already joining plays.
+
+        Raises:
+            EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
+        """
+        response = await self._request("POST", f"/session/{session_id}/next/cancel")
+        try:
+            cancelled = response.json().get("cancelled")
+        except (ValueError, AttributeError) as exc:
+            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
+        return int(cancelled) if isinstance(cancelled, int) else None
 
     async def session_info(self, session_id: str) -> SessionInfo | None:
         """Our engine's view of one session (position, play id), or None when it

@@ -236,6 +236,12 @@ class Gateway:
         yield counter("audiogate_gateway_player_play_checks",
                       "Plays whose answer was lost and whose outcome was asked of the engine",
                       stats.play_checks)
+        yield counter("audiogate_gateway_player_gapless_joins",
+                      "Tracks that started by joining the stream before them (no play sent)",
+                      stats.gapless_joins)
+        yield counter("audiogate_gateway_player_missed_joins",
+                      "Next tracks that did not join the stream and were played plainly",
+                      stats.missed_joins)
         yield counter("audiogate_gateway_queue_saves_failed",
                       "Queue saves that did not land (each is retried)", stats.failed_saves)
         yield counter("audiogate_gateway_queue_db_recoveries",

@@ -8,9 +8,10 @@ Shared names with the engine keep their Go spelling (``GO_API_PORT``,
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.nodes.config import NodeConfig, parse_nodes
@@ -110,6 +111,45 @@ class GatewaySettings(BaseSettings):
         ge=0,
         description="seconds a playground user's room outlives their last tab; then a "
         "playing player is paused and the room released [env GATEWAY_ROOM_LINGER]",
+    )
+    allowed_origins: str = Field(
+        "",
+        description="origins (scheme://host[:port], comma-separated) whose pages may open "
+        "the playground's WebSocket, e.g. https://music.example.com behind a TLS proxy; "
+        "default: the page's own loopback and listening addresses "
+        "[env GATEWAY_ALLOWED_ORIGINS]",
+    )
+    playground_max_sessions: int = Field(
+        0,
+        ge=0,
+        description="most engine sessions playground users hold at once, so the bot always "
+        "finds room; 0: half the engine's own limit (50 if it does not say) "
+        "[env GATEWAY_PLAYGROUND_MAX_SESSIONS]",
+    )
+    playground_sessions_per_address: int = Field(
+        4,
+        ge=1,
+        description="most engine sessions playground users from one client address (an "
+        "IPv6 /64) hold at once [env GATEWAY_PLAYGROUND_SESSIONS_PER_ADDRESS]",
+    )
+    playground_new_identities: int = Field(
+        10,
+        ge=1,
+        description="new playground identities (cookies) one client address may get at "
+        "once [env GATEWAY_PLAYGROUND_NEW_IDENTITIES]",
+    )
+    playground_new_identity_interval: float = Field(
+        60.0,
+        gt=0,
+        description="seconds after which a client address may get one more identity "
+        "[env GATEWAY_PLAYGROUND_NEW_IDENTITY_INTERVAL]",
+    )
+    playground_metadata_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds a play or add from the playground waits for the engine's "
+        "catalogue (title, duration, picture) before it goes ahead with the link's file "
+        "name as its title [env GATEWAY_PLAYGROUND_METADATA_TIMEOUT]",
     )
     silence_timeout: float = Field(
         3.0,
@@ -254,6 +294,18 @@ class GatewaySettings(BaseSettings):
     def shard_ids(self) -> list[int] | None:
         """``discord_shard_ids`` parsed (None: every shard of the count)."""
         return parse_shard_ids(self.discord_shard_ids) or None
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if not entry:
+                continue
+            parts = urllib.parse.urlsplit(entry)
+            if (parts.scheme not in ("http", "https") or not parts.hostname
+                    or parts.path not in ("", "/") or parts.query or parts.fragment):
+                raise ValueError(f"{entry!r} is not an origin like https://music.example.com")
+        return value
 
     @property
     def engine_url(self) -> str:

@@ -68,6 +68,12 @@ class ServiceProcess:
         self.kill()
         raise RuntimeError(f"{self.module} did not start in {timeout} s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int:
+        """The running process's id."""
+        assert self.process is not None, "not started"
+        return self.process.pid
+
     def log(self) -> str:
         """Everything the process printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -18,7 +18,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,8 @@ class LoadConfig:
     session_prefix: str = "load"
     #: Per-session URL instead of ``media_url`` (index -> URL), e.g. distinct tones.
     media_for: Callable[[int], str] | None = None
+    #: More keys for every play's body (our engine's ``filters``, ``crossfade``, ...).
+    play_extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -278,7 +280,7 @@ def _plays(config: LoadConfig, start: int, count: int) -> list[tuple[str, dict[s
     return [
         (f"{config.session_prefix}-{i}",
          {"url": config.media_for(i) if config.media_for else config.media_url,
-          "format": config.format})
+          "format": config.format, **config.play_extra})
         for i in range(start, start + count)
     ]
 

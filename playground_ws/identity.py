@@ -12,6 +12,7 @@ the rest.
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Protocol
@@ -20,11 +21,18 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from protocol import InvalidSessionId, validate_session_id
 
-__all__ = ["COOKIE_NAME", "CookieIdentity", "Identity", "load_or_create_secret"]
+__all__ = ["COOKIE_NAME", "CookieIdentity", "Identity", "is_user_id", "load_or_create_secret"]
 
 COOKIE_NAME = "ag_user"
 #: A signed identity cookie lives a year; the id itself never expires.
 COOKIE_MAX_AGE = 365 * 24 * 3600
+_USER_ID = re.compile(r"u-[0-9a-f]{16}")
+
+
+def is_user_id(key: str) -> bool:
+    """Whether *key* (a player key, a session id) is a playground user's id, not,
+    say, a Discord guild's."""
+    return _USER_ID.fullmatch(key) is not None
 
 
 class Identity(Protocol):

@@ -1,10 +1,15 @@
 """One room per playground user: every open tab of that user, and their audio.
 
-The room's ``BrowserSink`` is the router's sink for the user's session id; each
-frame it takes is handed to every connection of the room. A connection keeps
-two small bounded queues (audio frames, text messages) drained by its own writer
-task, so a slow tab loses its oldest audio (counted) and never slows the router,
-the other tabs, or other users.
+The room's ``BrowserSink`` is the router's sink for the user's session id. Every
+tab gets the user's state; the audio goes to one tab only, the room's *audio
+tab*: the one the person used last (a tab says so with a ``focus`` message; a
+new tab starts as the audio tab only when there is none). Each tab is told
+whether it plays (``output``), so the others can say where the sound is. When
+the audio tab closes, the most recently used of the others takes over.
+
+A connection keeps two small bounded queues (audio frames, text messages)
+drained by its own writer task, so a slow tab loses its oldest audio (counted)
+and never slows the router, the other tabs, or other users.
 """
 
 from __future__ import annotations
@@ -47,9 +52,11 @@ EMPTY_ROOM_PAUSE = 60.0
 class Connection:
     """One WebSocket of one tab."""
 
-    def __init__(self, websocket: WebSocket, name: str) -> None:
+    def __init__(self, websocket: WebSocket, name: str, client: str = "unknown") -> None:
         self.websocket = websocket
         self.name = name
+        #: Who the tab's address belongs to (``admission.client_key``).
+        self.client = client
         self._audio: deque[bytes] = deque()
         self._text: deque[str] = deque()
         self._wake = asyncio.Event()
@@ -58,6 +65,8 @@ class Connection:
         self.closed = False
         #: Loop time of the last message from the tab (heartbeat).
         self.last_seen = 0.0
+        #: Loop time the person last used this tab (joined or sent ``focus``).
+        self.focused_at = 0.0
 
     def send_audio(self, frame: bytes) -> None:
         """Queue one Opus frame (drops the oldest when the tab is behind)."""
@@ -66,6 +75,15 @@ class Connection:
             self.dropped_frames += 1
         self._audio.append(frame)
         self._wake.set()
+
+    def drop_audio(self) -> None:
+        """Forget queued audio (the sound moved to another tab)."""
+        self._audio.clear()
+
+    @property
+    def queued_frames(self) -> int:
+        """Audio frames waiting to be written."""
+        return len(self._audio)
 
     def send_json(self, message: dict[str, Any]) -> None:
         """Queue one text message."""
@@ -94,8 +112,8 @@ class Connection:
 
 
 class BrowserSink(PacedOpusSink):
-    """The router's sink for one playground user: frames go to every tab, no
-    faster than real time (a Go engine's catch-up burst is paced out)."""
+    """The router's sink for one playground user: frames go to the room's audio
+    tab, no faster than real time (a Go engine's catch-up burst is paced out)."""
 
     kind = "browser"
 
@@ -104,10 +122,11 @@ class BrowserSink(PacedOpusSink):
         self._room = room
 
     def push(self, frame: bytes) -> None:
-        """Fan the frame out to the room's tabs; each tab's queue is the jitter
-        buffer (bounded, oldest dropped), so the sink keeps none itself."""
-        for connection in self._room.connections:
-            connection.send_audio(frame)
+        """Hand the frame to the audio tab; its queue is the jitter buffer
+        (bounded, oldest dropped), so the sink keeps none itself."""
+        audio = self._room.audio
+        if audio is not None:
+            audio.send_audio(frame)
 
     def stream_started(self, start: OpusStreamStart) -> None:
         """Tell the tabs a new stream began (their decoders may reset)."""
@@ -124,12 +143,16 @@ class Room:
 
     def __init__(self, user_id: str, player: Player, gateway: Gateway, *,
                  linger: float = EMPTY_ROOM_PAUSE,
-                 on_release: Callable[[Room], None] | None = None) -> None:
+                 on_release: Callable[[Room], None] | None = None,
+                 wording: Callable[[str], str] = str) -> None:
         self.user_id = user_id
         self.player = player
         self.gateway = gateway
         self.linger = linger
+        self.wording = wording
         self.connections: list[Connection] = []
+        #: The tab that plays the sound (None without tabs).
+        self.audio: Connection | None = None
         self.sink = BrowserSink(self)
         self._unsubscribe = player.subscribe(self._on_view)
         self._release_player = player.hold()
@@ -139,17 +162,46 @@ class Room:
         self.closed = False
         self.log = session_logger(log, user_id)
 
+    @property
+    def client(self) -> str:
+        """The client of the tab that joined last ("" without tabs)."""
+        return self.connections[-1].client if self.connections else ""
+
     def join(self, connection: Connection) -> None:
-        """Add a tab; the first one routes the user's audio to this room."""
+        """Add a tab; the first one routes the user's audio to this room, and
+        becomes the audio tab. Every tab is told where the sound is."""
         if self._pause_later is not None:
             self._pause_later.cancel()
             self._pause_later = None
         self.connections.append(connection)
+        connection.focused_at = asyncio.get_running_loop().time()
         if len(self.connections) == 1:
             self.gateway.router.register_sink(self.user_id, self.sink)
             self.gateway.router.add_listener(self.user_id, self._on_event)
             self._progress = asyncio.get_running_loop().create_task(self._tick_progress())
+        if self.audio is None:
+            self.audio = connection
         self.log.info("tab %s joined (%d open)", connection.name, len(self.connections))
+        self._announce_output()
+
+    def focus(self, connection: Connection) -> None:
+        """The person uses *connection*'s tab now: the sound moves there."""
+        if connection not in self.connections:
+            return
+        connection.focused_at = asyncio.get_running_loop().time()
+        if self.audio is connection:
+            return
+        if self.audio is not None:
+            self.audio.drop_audio()
+        self.audio = connection
+        self.log.info("sound moves to tab %s", connection.name)
+        self._announce_output()
+
+    def _announce_output(self) -> None:
+        tabs = len(self.connections)
+        for connection in self.connections:
+            connection.send_json({"type": "output", "here": connection is self.audio,
+                                  "tabs": tabs})
 
     def leave(self, connection: Connection) -> None:
         """Remove a tab; after the last, audio stops flowing here, and after
@@ -157,7 +209,11 @@ class Room:
         if connection in self.connections:
             self.connections.remove(connection)
         self.log.info("tab %s left (%d open)", connection.name, len(self.connections))
-        if not self.connections:
+        if self.audio is connection:
+            self.audio = max(self.connections, key=lambda c: c.focused_at, default=None)
+        if self.connections:
+            self._announce_output()
+        else:
             self.gateway.router.unregister_sink(self.user_id, self.sink)
             self.gateway.router.remove_listener(self.user_id, self._on_event)
             self.sink = BrowserSink(self)
@@ -192,15 +248,21 @@ class Room:
 
     def state_message(self) -> dict[str, Any]:
         """The full state a tab needs on connect."""
-        return {"type": "state", "user_id": self.user_id, "state": self.player.view().as_dict()}
+        return self._state(self.player.view())
+
+    def _state(self, view: PlayerView) -> dict[str, Any]:
+        state = view.as_dict()
+        if state["error"]:
+            state["error"] = self.wording(state["error"])
+        return {"type": "state", "user_id": self.user_id, "state": state}
 
     def _on_view(self, view: PlayerView) -> None:
-        self.broadcast({"type": "state", "user_id": self.user_id, "state": view.as_dict()})
+        self.broadcast(self._state(view))
 
     def _on_event(self, event: Event) -> None:
         message: dict[str, Any] = {"type": "event", "event": event.type.value}
         if event.message:
-            message["message"] = event.message
+            message["message"] = self.wording(event.message)
         self.broadcast(message)
 
     async def _tick_progress(self) -> None:
@@ -213,7 +275,7 @@ class Room:
                     "status": view.status.value,
                     "position": round(view.position, 2),
                     "duration": view.duration,
-                    "buffered_frames": sum(len(c._audio) for c in self.connections),
+                    "buffered_frames": sum(c.queued_frames for c in self.connections),
                     "time": time.time(),
                 })
 
@@ -235,11 +297,13 @@ class Room:
 
 class Rooms:
     """Every user's room, created on first connection and released *linger*
-    seconds after its last tab closed."""
+    seconds after its last tab closed (with its player, see ``_released``)."""
 
-    def __init__(self, gateway: Gateway, *, linger: float = EMPTY_ROOM_PAUSE) -> None:
+    def __init__(self, gateway: Gateway, *, linger: float = EMPTY_ROOM_PAUSE,
+                 wording: Callable[[str], str] = str) -> None:
         self.gateway = gateway
         self.linger = linger
+        self.wording = wording
         self._rooms: dict[str, Room] = {}
         #: Frames sent to and dropped for tabs that have since closed.
         self.closed_sent = 0
@@ -271,12 +335,26 @@ class Rooms:
         if room is None:
             player = self.gateway.players.get(user_id, output="web")
             room = self._rooms[user_id] = Room(user_id, player, self.gateway,
-                                               linger=self.linger, on_release=self._released)
+                                               linger=self.linger, on_release=self._released,
+                                               wording=self.wording)
         return room
 
+    def existing(self, user_id: str) -> Room | None:
+        """The room of *user_id*, if it has one now."""
+        return self._rooms.get(user_id)
+
+    def rooms(self) -> list[Room]:
+        """Every room now."""
+        return list(self._rooms.values())
+
     def _released(self, room: Room) -> None:
+        """A room nobody came back to: its player goes too, so a paused session
+        no longer holds an engine slot (queue and position are kept)."""
         if self._rooms.get(room.user_id) is room:
             del self._rooms[room.user_id]
+        if self.gateway.players.unload_soon(room.user_id):
+            room.log.info("no tab for %.0f s: player unloaded, engine session released",
+                          self.linger)
 
     def __len__(self) -> int:
         return len(self._rooms)

@@ -13,22 +13,42 @@ import itertools
 import json
 import logging
 import urllib.parse
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.engine_client import EngineError
+from gateway.metrics import counter, gauge
 from gateway.player import CommandError, Track
 from gateway.runtime import Gateway
-from playground_ws.identity import COOKIE_MAX_AGE, COOKIE_NAME, CookieIdentity, Identity
+from playground_ws.admission import (
+    Holder,
+    IdentityIssuer,
+    client_key,
+    refuse_start,
+    refuse_tab,
+)
+from playground_ws.identity import (
+    COOKIE_MAX_AGE,
+    COOKIE_NAME,
+    CookieIdentity,
+    Identity,
+    is_user_id,
+)
 from playground_ws.messages import (
     Add,
     ClientMessage,
+    Crossfade,
+    Filters,
     Jump,
+    Move,
     Play,
     Remove,
     Search,
@@ -37,8 +57,11 @@ from playground_ws.messages import (
     Volume,
     parse_client_message,
 )
+from playground_ws.origins import default_origins, normalize_origin, parse_origins
 from playground_ws.ratelimit import RateLimiter
 from playground_ws.rooms import Connection, Room, Rooms
+from playground_ws.wording import Wording
+from protocol.filter_presets import preset_filters
 
 __all__ = ["HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "mount_playground"]
 
@@ -52,6 +75,16 @@ HEARTBEAT_TIMEOUT = 45.0
 CLOSE_BAD_IDENTITY = 4401
 CLOSE_BAD_ORIGIN = 4403
 CLOSE_SILENT = 4408
+CLOSE_TOO_MANY = 4429
+#: Commands that never start an engine session (the rest are admitted first).
+_NEVER_STARTS = frozenset({"stop", "pause", "clear", "remove", "move", "volume", "state",
+                           "pong", "focus", "search"})
+#: Engine sessions the playground may hold when neither the setting nor the
+#: engine says (a Go engine reports no limit).
+_FALLBACK_SESSION_CAP = 50
+#: Refused origins logged at warning level (the rest at debug: a flood of
+#: handshakes from a hostile page must not flood the log).
+_ORIGINS_LOGGED = 32
 
 
 def _check_url(url: str) -> str | None:
@@ -63,27 +96,78 @@ def _check_url(url: str) -> str | None:
     return "only http(s) links (or files in the server's media folder) can be played"
 
 
-def _origin_allowed(websocket: WebSocket, allowed: set[str]) -> bool:
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser (tests, tools): cookies still decide who it is
-    host = websocket.headers.get("host", "")
-    netloc = urllib.parse.urlsplit(origin).netloc
-    return netloc == host or origin in allowed
+def _fallback_title(url: str) -> str:
+    """A name for *url* until (or unless) the catalogue knows better: a file's name
+    without its extension, else the link without its scheme."""
+    parts = urllib.parse.urlsplit(url)
+    path = PurePosixPath(urllib.parse.unquote(parts.path))
+    if path.suffix or not parts.netloc:
+        return path.stem or url
+    text = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _too_many_identities(wait: float) -> Response:
+    minutes = max(1, round(wait / 60))
+    body = (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<title>audiogate playground: try again soon</title><link rel=\"icon\" href=\"data:,\">"
+        "</head><body style=\"font-family: system-ui, sans-serif; max-width: 36rem; "
+        "margin: 3rem auto; padding: 0 1rem\"><h1>Too many new visitors from your network</h1>"
+        "<p>Your network has just been given several new playground identities. "
+        f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}.</p>"
+        "<p>A browser that opened the playground before keeps its identity and is not "
+        "affected: use that one if you can.</p></body></html>"
+    )
+    return HTMLResponse(body, status_code=429, headers={
+        "Retry-After": str(max(1, round(wait))), "Cache-Control": "no-store"})
 
 
 class _Playground:
     def __init__(self, gateway: Gateway, identity: Identity, demo_tracks: dict[str, Path],
-                 allowed_origins: set[str]) -> None:
+                 allowed_origins: frozenset[str]) -> None:
+        settings = gateway.settings
         self.gateway = gateway
         self.identity = identity
         self.demo_tracks = demo_tracks
+        #: Configured origins; empty: the page's own (``origins.default_origins``).
         self.allowed_origins = allowed_origins
-        self.rooms = Rooms(gateway, linger=gateway.settings.room_linger)
+        self.wording = Wording([settings.engine_url, str(settings.socket_path)])
+        self.rooms = Rooms(gateway, linger=settings.room_linger, wording=self.wording)
         self.limits = RateLimiter()
+        self.issuer = IdentityIssuer(settings.playground_new_identities,
+                                     settings.playground_new_identity_interval)
         self._names = itertools.count(1)
+        self._origins_logged: set[str] = set()
+        self.identities_issued = 0
+        #: Admission refusals by reason: identity, address, full, tabs, origin.
+        self.refused: Counter[str] = Counter()
+        gateway.metrics.add_source(self._metric_families)
         gateway.socket.add_state_listener(self._engine_state)
         gateway.add_housekeeping(self.limits.sweep)
+        gateway.add_housekeeping(self.issuer.sweep)
+        log.info("playground WebSocket accepts pages from %s",
+                 ", ".join(sorted(allowed_origins)) if allowed_origins
+                 else "its own addresses (set GATEWAY_ALLOWED_ORIGINS for a public name)")
+
+    def _metric_families(self) -> Iterable[Metric]:
+        yield counter("audiogate_gateway_playground_identities_issued",
+                      "Playground identities (cookies) issued", self.identities_issued)
+        refused = CounterMetricFamily(
+            "audiogate_gateway_playground_refused",
+            "Playground admission refusals (identity: no new cookie for the address; "
+            "address: sessions per address; full: the playground's share; tabs; origin)",
+            labels=["reason"])
+        for reason in ("identity", "address", "full", "tabs", "origin"):
+            refused.add_metric([reason], self.refused[reason])
+        yield refused
+        yield gauge("audiogate_gateway_playground_sessions",
+                    "Engine sessions held by playground users",
+                    sum(1 for p in self.gateway.players.players
+                        if is_user_id(p.key) and p.holds_engine_session))
+        yield gauge("audiogate_gateway_playground_session_cap",
+                    "Most engine sessions the playground may hold", self._session_cap())
 
     def _engine_state(self, connected: bool) -> None:
         """Tell every tab when the engine goes away and comes back."""
@@ -91,24 +175,89 @@ class _Playground:
 
     # -- the page -------------------------------------------------------------------
 
-    def page(self, request: Request) -> HTMLResponse:
+    def page(self, request: Request) -> Response:
+        """The page; a browser without a valid identity gets one, unless its
+        client address has had its share lately (then a 429 page in words)."""
+        fresh_cookie = None
+        if self.identity.user_from_cookie(request.cookies.get(COOKIE_NAME)) is None:
+            client = client_key(request.client.host if request.client else None)
+            now = asyncio.get_running_loop().time()
+            if not self.issuer.allow(client, now):
+                self.refused["identity"] += 1
+                log.info("no new identity for client %s: its share is used up", client)
+                return _too_many_identities(self.issuer.retry_after(client, now))
+            user, fresh_cookie = self.identity.new_user()
+            self.identities_issued += 1
+            log.debug("new identity %s for client %s", user, client)
         html = (STATIC_DIR / "index.html").read_text()
         demo = self.demo_tracks.get("opus")
-        html = html.replace("{{DEMO_URL}}", str(demo) if demo else "")
-        response = HTMLResponse(html)
-        if self.identity.user_from_cookie(request.cookies.get(COOKIE_NAME)) is None:
-            _, cookie = self.identity.new_user()
-            response.set_cookie(COOKIE_NAME, cookie, max_age=COOKIE_MAX_AGE, httponly=True,
-                                samesite="strict")
+        response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else ""))
+        if fresh_cookie is not None:
+            response.set_cookie(COOKIE_NAME, fresh_cookie, max_age=COOKIE_MAX_AGE,
+                                httponly=True, samesite="strict")
         return response
+
+    # -- admission ------------------------------------------------------------------
+
+    def _origin_allowed(self, websocket: WebSocket) -> bool:
+        origin = websocket.headers.get("origin")
+        if origin is None:
+            return True  # not a browser (tools, tests): the cookie still decides who it is
+        normalized = normalize_origin(origin)
+        allowed = self.allowed_origins
+        if not allowed:
+            server = websocket.scope.get("server") or (None, 0)
+            allowed = default_origins(websocket.scope.get("scheme", "ws"), server[0],
+                                      int(server[1] or 0))
+        if normalized is not None and normalized in allowed:
+            return True
+        self.refused["origin"] += 1
+        level = logging.DEBUG
+        if len(self._origins_logged) < _ORIGINS_LOGGED and origin not in self._origins_logged:
+            self._origins_logged.add(origin)
+            level = logging.WARNING
+        log.log(level, "refused a WebSocket from origin %r (not in GATEWAY_ALLOWED_ORIGINS "
+                "or the page's own addresses)", origin[:200])
+        return False
+
+    def _session_cap(self) -> int:
+        configured = self.gateway.settings.playground_max_sessions
+        if configured:
+            return configured
+        watch = self.gateway.engine_watch  # None with a pool of engine nodes
+        health = watch.health if watch is not None else None
+        if health is not None and health.max_sessions:
+            return max(1, health.max_sessions // 2)
+        return _FALLBACK_SESSION_CAP
+
+    def _refuse_start(self, room: Room) -> str | None:
+        """Why *room*'s user may not start an engine session now (None: it may)."""
+        holders = []
+        for player in self.gateway.players.players:
+            if is_user_id(player.key) and player.holds_engine_session:
+                other = self.rooms.existing(player.key)
+                holders.append(Holder(player.key, other.client if other else ""))
+        refusal = refuse_start(
+            room.user_id, room.client, holders,
+            per_client=self.gateway.settings.playground_sessions_per_address,
+            total=self._session_cap())
+        if refusal is not None:
+            self.refused["full" if refusal.startswith("the playground is full") else
+                         "address"] += 1
+        return refusal
+
+    def _tabs_of(self, client: str) -> int:
+        return sum(1 for room in self.rooms.rooms() for c in room.connections
+                   if c.client == client)
 
     # -- the socket -----------------------------------------------------------------
 
     async def serve(self, websocket: WebSocket) -> None:
-        if not _origin_allowed(websocket, self.allowed_origins):
+        if not self._origin_allowed(websocket):
             await websocket.close(code=CLOSE_BAD_ORIGIN, reason="origin not allowed")
             return
         user = self.identity.user_from_cookie(websocket.cookies.get(COOKIE_NAME))
+        client = client_key(websocket.client.host if websocket.client else None)
         await websocket.accept()
         if user is None:
             await websocket.send_text(json.dumps({
@@ -117,16 +266,26 @@ class _Playground:
             }))
             await websocket.close(code=CLOSE_BAD_IDENTITY, reason="invalid identity")
             return
+        existing = self.rooms.existing(user)
+        refusal = refuse_tab(len(existing.connections) if existing else 0, self._tabs_of(client))
+        if refusal is not None:
+            self.refused["tabs"] += 1
+            log.info("tab of %s from client %s refused: %s", user, client, refusal)
+            await websocket.send_text(json.dumps({"type": "error", "message": refusal}))
+            # A close reason is at most 123 bytes; the words are ASCII and shorter.
+            await websocket.close(code=CLOSE_TOO_MANY, reason=refusal[:120])
+            return
         room = self.rooms.get(user)
         # The first state a tab sees is the user's stored queue, not an empty one.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
                 await room.player.loaded()
-        connection = Connection(websocket, f"t{next(self._names)}")
+        connection = Connection(websocket, f"t{next(self._names)}", client)
         connection.last_seen = asyncio.get_running_loop().time()
-        room.join(connection)
+        # hello first, then (from join) where the sound plays.
         connection.send_json({**room.state_message(), "type": "hello",
                               "engine_connected": self.gateway.socket.connected.is_set()})
+        room.join(connection)
         writer = asyncio.get_running_loop().create_task(connection.writer())
         try:
             await self._receive(websocket, room, connection)
@@ -169,28 +328,38 @@ class _Playground:
                 if refusal is not None:
                     connection.send_json({"type": "error", "message": refusal})
                     continue
+            if parsed.type not in _NEVER_STARTS and not room.player.holds_engine_session:
+                refusal = self._refuse_start(room)
+                if refusal is not None:
+                    room.log.info("not admitted: %s", refusal)
+                    connection.send_json({"type": "error", "message": refusal})
+                    continue
             try:
                 await self._dispatch(parsed, room, connection)
             except CommandError as exc:
-                connection.send_json({"type": "error", "message": str(exc)})
+                connection.send_json({"type": "error", "message": self.wording(str(exc))})
             except EngineError as exc:
-                connection.send_json({"type": "error", "message": f"the engine said: {exc}"})
+                room.log.info("%s failed at the engine: %s", parsed.type, exc.detail)
+                connection.send_json({"type": "error", "message": self.wording(str(exc))})
 
     async def _track(self, url: str) -> Track:
         url = url.strip()
         problem = _check_url(url)
         if problem is not None:
             raise CommandError(problem)
-        title = urllib.parse.unquote(PurePosixPath(urllib.parse.urlsplit(url).path).stem)
+        title = _fallback_title(url)
         duration: float | None = None
+        thumbnail = ""
         try:
-            async with asyncio.timeout(5.0):
+            async with asyncio.timeout(self.gateway.settings.playground_metadata_timeout):
                 metadata = await self.gateway.engine.metadata(url)
             title = metadata.title or title
             duration = metadata.duration or None
+            if urllib.parse.urlsplit(metadata.thumbnail).scheme in ("http", "https"):
+                thumbnail = metadata.thumbnail
         except (EngineError, TimeoutError):
             pass  # the play itself will say what is wrong, if anything
-        return Track(url=url, title=title, duration=duration)
+        return Track(url=url, title=title, duration=duration, thumbnail=thumbnail)
 
     async def _dispatch(self, message: ClientMessage, room: Room, connection: Connection) -> None:
         player = room.player
@@ -211,18 +380,35 @@ class _Playground:
                 await run(lambda core, now: core.seek(seconds, now))
             case Volume(volume=volume):
                 await run(lambda core, now: core.set_volume(volume))
+            case Filters(preset=preset, filters=filters):
+                if preset is not None:
+                    chosen, name = preset_filters(preset), preset.value
+                else:
+                    assert filters is not None
+                    chosen, name = filters.lavalink(), "custom"
+                await run(lambda core, now: core.set_filters(chosen, name))
+            case Crossfade(seconds=seconds):
+                await run(lambda core, now: core.set_crossfade(seconds))
             case Remove(position=position):
                 await run(lambda core, now: core.remove(position))
             case Jump(position=position):
                 await run(lambda core, now: core.jump(position, now))
+            case Move(position=position, to=to):
+                await run(lambda core, now: core.move(position, to))
             case Search(query=query):
-                result = await self.gateway.engine.search(query)
+                try:
+                    result = await self.gateway.engine.search(query)
+                except EngineError as exc:
+                    room.log.info("search failed: %s", exc.detail)
+                    raise CommandError(self.wording.search_failed(str(exc))) from exc
                 connection.send_json({
                     "type": "search_results", "query": query,
                     "results": [r.model_dump() for r in result.results],
                 })
             case Simple(type="pong"):
                 pass
+            case Simple(type="focus"):
+                room.focus(connection)
             case Simple(type="state"):
                 connection.send_json(room.state_message())
             case Simple(type=kind):
@@ -245,21 +431,32 @@ def mount_playground(
     *,
     demo_tracks: dict[str, Path],
     identity: Identity | None = None,
-    allowed_origins: set[str] | None = None,
+    allowed_origins: Iterable[str] | None = None,
 ) -> None:
-    """Add the playground's routes to *app*."""
+    """Add the playground's routes to *app*.
+
+    Args:
+        allowed_origins: origins whose pages may open the WebSocket (default:
+            ``GATEWAY_ALLOWED_ORIGINS``, or else the page's own addresses).
+
+    Raises:
+        OSError: the cookie secret cannot be kept in the data directory.
+        ValueError: an allowed origin is not an http(s) origin.
+    """
+    settings = gateway.settings
     if identity is None:
         from playground_ws.identity import load_or_create_secret
 
-        settings = gateway.settings
         secret = (settings.cookie_secret.get_secret_value() if settings.cookie_secret
                   else load_or_create_secret(settings.data_dir / "cookie_secret"))
         identity = CookieIdentity(secret)
-    playground = _Playground(gateway, identity, demo_tracks, allowed_origins or set())
+    origins = (parse_origins(",".join(allowed_origins)) if allowed_origins is not None
+               else parse_origins(settings.allowed_origins))
+    playground = _Playground(gateway, identity, demo_tracks, origins)
     app.state.playground = playground
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page(request: Request) -> HTMLResponse:
+    async def page(request: Request) -> Response:
         return playground.page(request)
 
     @app.websocket("/ws")

@@ -137,6 +137,23 @@ def button(message: SentMessage, action: str) -> str:
 # -- discord.py's AudioPlayer driving our source ----------------------------------------
 
 
+def assert_cadence(times: list[float]) -> None:
+    """One packet per 20 ms, the way discord.py's player paces it: packet *i* is due at
+    ``start + 20 ms * i``; when its thread wakes late it sends the overdue packets back
+    to back and is on schedule again. So: the typical gap is 20 ms (median), the
+    schedule does not drift (the packets that are on time at the end are on the same
+    schedule as those at the start), and no stall is long (a late wake-up of the player
+    thread on a heavily loaded 2-core host was measured up to about 120 ms; discord.py
+    then catches up). Its first packet is 20 ms ahead of that schedule (its loop waits
+    one extra period after it), so a run from the start is judged from its second."""
+    gaps = np.diff(times)
+    assert 0.019 < float(np.median(gaps)) < 0.021, gaps
+    lateness = np.asarray(times) - 0.020 * np.arange(len(times))
+    head, tail = lateness[: len(times) // 3], lateness[-(len(times) // 3):]
+    assert abs(float(np.min(tail)) - float(np.min(head))) < 0.005, (head, tail)
+    assert float(np.max(gaps)) < 0.150, gaps
+
+
 async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
     engine: EngineProcess, media_server: MediaServer
 ) -> None:
@@ -154,15 +171,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         # Analysis runs off the loop: the gateway in this process must keep routing.
         assert abs(await tone_of([p for _, p in audio_of(a)][-60:]) - TONES["a"]) < 3
         assert abs(await tone_of([p for _, p in audio_of(b)][-60:]) - TONES["b"]) < 3
-        # Cadence: one packet per 20 ms, as discord.py's loop paces it: no drift
-        # (mean), no bursts (median), no stall (max). Single gaps of 40-60 ms are
-        # the OS preempting the player thread on a loaded host (discord.py then
-        # catches up), not something our source does.
-        times = [t for t, _ in b.snapshot()][-150:]
-        gaps = np.diff(times)
-        assert 0.0195 < float(np.mean(gaps)) < 0.0205
-        assert 0.019 < float(np.median(gaps)) < 0.021
-        assert float(np.max(gaps)) < 0.150
+        assert_cadence([t for t, _ in b.snapshot()][-150:])
 
         # Stop guild 111: 222's cadence is intact around it.
         stopped = time.perf_counter()
@@ -171,8 +180,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         await voice.leave(111)
         count = len(b.snapshot())
         await wait_until(lambda: len(b.snapshot()) > count + 75)
-        around = np.diff([t for t, _ in b.snapshot() if abs(t - stopped) < 1.0])
-        assert 0.019 < float(np.median(around)) < 0.021 and float(np.max(around)) < 0.150
+        assert_cadence([t for t, _ in b.snapshot() if abs(t - stopped) < 1.0])
         assert not a.is_connected()
         source_b = voice.source(222)
         assert source_b is not None and source_b.underruns == 0
@@ -199,8 +207,7 @@ async def test_an_underrun_sends_silence_and_playback_continues() -> None:
         sink.feed(b"".join(writer.audio_page(frame) for _ in range(10)))
         await wait_until(lambda: source.frames == 20)
         assert client.is_playing()
-        gaps = np.diff([t for t, _ in client.snapshot()])
-        assert 0.019 < float(np.median(gaps)) < 0.021 and float(np.max(gaps)) < 0.150
+        assert_cadence([t for t, _ in client.snapshot()][1:])
     finally:
         client.stop()
 
@@ -602,7 +609,8 @@ async def test_volume_clear_shuffle_loop_and_move(
         world.move(alice, world.voice_a)
         key = str(world.guild_id)
         player = gateway.players.get(key)
-        # Loop the 1 s track: it plays again and again, each time a new play.
+        # Loop the 1 s track: it plays again and again, each time a new play
+        # or a gapless join (a new play id either way).
         looped = await world.command(alice, "loop", mode="track")
         assert looped.content == "Looping this track."
         assert player.view().loop is LoopMode.TRACK
@@ -887,3 +895,68 @@ def test_engine_messages_become_plain_words(message: str, words: str) -> None:
     text = describe(message)
     assert words in text
     assert not re.search(r"/srv|127\.0\.0\.1|http|Errno|urlopen|ERROR", text)
+
+
+async def test_filter_and_crossfade_commands(
+    engine: EngineProcess, media_server: MediaServer
+) -> None:
+    """``/filter`` and ``/crossfade`` through discord.py's command tree: plain replies,
+    the engine applies them live, the now-playing footer shows them, the DJ rules hold,
+    and out-of-range values never reach the player."""
+    clients: dict[int, RecordingVoiceClient] = {}
+    admin = Member(new_id(), "admin", permissions=MANAGE_GUILD)
+    alice, bob = Member(new_id(), "alice"), Member(new_id(), "bob")
+    async with (running_gateway(settings_for(engine)) as gateway,
+                discord_bot(gateway, clients, [admin, alice, bob]) as (_, world, api)):
+        await gateway.socket.connected.wait()
+        await wait_until(lambda: gateway.link.discovered)
+        world.move(alice, world.voice_a)
+        key = str(world.guild_id)
+        await world.command(alice, "play", query=media_server.url("long_a.mp3"))
+        player = gateway.players.get(key)
+        await wait_until(lambda: player.view().status is PlayerStatus.PLAYING)
+
+        done = await world.command(alice, "filter", preset="nightcore")
+        assert done.content == "Nightcore on: faster and higher."
+        assert player.view().filter_name == "nightcore"
+        await player.settled()
+
+        async def engine_filters() -> list[str]:
+            answer = await gateway.engine.filters(key)
+            return answer.active
+
+        async def has_timescale() -> bool:
+            return "timescale" in await engine_filters()
+
+        await poll_until_async(has_timescale, timeout=10)
+        await wait_until(lambda: "filter: nightcore" in the_announcement(api, world).text)
+
+        faded = await world.command(alice, "crossfade", seconds=4)
+        assert faded.content == "Crossfade set: each next track fades in over 4 s."
+        await player.settled()
+        sessions = await gateway.engine.sessions()
+        assert next(s.crossfade for s in sessions if s.session_id == key) == 4.0
+        too_long = await world.command(alice, "crossfade", seconds=13)
+        assert too_long.ephemeral and player.view().crossfade == 4.0
+
+        # With a DJ role set, bob may not change what alice hears.
+        await world.command(admin, "settings dj", role=("role", world.dj_role))
+        world.move(bob, world.voice_a)
+        refused = await world.command(bob, "filter", preset="reset")
+        assert refused.ephemeral and "DJ role" in refused.content
+        refused = await world.command(bob, "crossfade", seconds=0)
+        assert refused.ephemeral and "DJ role" in refused.content
+        assert player.view().filter_name == "nightcore" and player.view().crossfade == 4.0
+
+        world.move(bob, None)  # alice alone with the bot may again
+        reset = await world.command(alice, "filter", preset="reset")
+        assert reset.content == "Filters off: the track sounds as it was made."
+        off = await world.command(alice, "crossfade", seconds=0)
+        assert off.content == "Crossfade off: each track follows the last without a gap."
+        await player.settled()
+
+        async def cleared() -> bool:
+            return "timescale" not in await engine_filters()
+
+        await poll_until_async(cleared, timeout=10)
+        await world.command(alice, "stop")

@@ -147,6 +147,10 @@ def test_the_footer_shows_loop_and_volume_and_a_headline_ends_the_controls() -> 
     assert final.embed.title == "Stopped by bob." and not final.controls
     assert card.key() != final.key()
     assert render(core.view(1.0), timeline).key() == card.key()
+    core.set_filters({"rotation": {"rotationHz": 0.2}}, "8d")
+    core.set_crossfade(2.5)
+    footer = render(core.view(1.0), timeline).embed.footer.text
+    assert footer == "loop: queue · volume: 50 % · filter: 8d · crossfade: 2.5 s"
 
 
 def test_an_engine_outage_shows_on_the_card() -> None:

@@ -6,10 +6,13 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from loadtest.media import encode_blocks
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 
@@ -228,7 +231,8 @@ def test_health_has_go_fields_first(client: httpx.Client) -> None:
     assert isinstance(body["uptime_seconds"], int)
     assert re.fullmatch(r"\d+\.\d\d", body["ram_mb"])
     assert isinstance(body["sessions_active"], int) and isinstance(body["sessions_playing"], int)
-    assert body["features"] == ["play_id", "volume", "seek", "hello", "finish_reason"]
+    assert body["features"] == ["play_id", "volume", "seek", "hello", "finish_reason", "filters",
+                                "next_track", "crossfade"]
     assert_cors(response)
 
 
@@ -240,6 +244,19 @@ def test_metadata_of_a_direct_media_url(client: httpx.Client, media_server: Medi
     assert list(body) == ["url", "title", "duration", "thumbnail", "is_playlist"]
     assert body["url"] == url and body["title"] == "a" and body["is_playlist"] is False
     assert 11.5 < body["duration"] < 12.5
+
+
+def test_metadata_reads_the_title_tag_of_ogg_opus_files(
+    client: httpx.Client, media_server: MediaServer, media_dir: Path
+) -> None:
+    # Ogg keeps its Vorbis comments on the stream, not the container.
+    blocks = [np.zeros((2, 4800), dtype=np.float32)] * 10
+    for name in ("tagged.ogg", "tagged.opus"):
+        encode_blocks(media_dir / name, blocks, rate=48_000, layout="stereo",
+                      container_format="ogg", codec="libopus", title="Ünïcode Sönata")
+        for url in (media_server.url(name), str(media_dir / name)):
+            body = client.get("/metadata", params={"url": url}).json()
+            assert body["title"] == "Ünïcode Sönata", (url, body)
 
 
 def test_metadata_errors(client: httpx.Client) -> None:

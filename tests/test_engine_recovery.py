@@ -71,6 +71,10 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             playing, heard = await start_playing(gateway, "rec-play", steps, media_dir)
             paused, quiet = await start_playing(gateway, "rec-pause", steps, media_dir)
             late, _ = await start_playing(gateway, "rec-late", steps, media_dir)
+            # Sound settings ride the replay after the restart (an equalizer far
+            # below the steps' tones, so the tone checks below still hold).
+            await playing.command(lambda core, now: core.set_filters(
+                {"equalizer": [{"band": 0, "gain": 0.2}]}, "custom"))
             await wait_until(lambda: paused.view().status is PlayerStatus.PLAYING)
             await wait_until(lambda: paused.view().position >= 1.0)
             await paused.command(lambda core, now: core.pause(now))
@@ -110,6 +114,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             # reached had the outage counted.
             assert abs(await tone(resumed) - step_at(STEPS, before)) < 5, before
             assert gateway.players.stats.lost_streams >= 1
+            assert "equalizer" in (await gateway.engine.filters("rec-play")).active
 
             # The pause made during the outage holds, at the position of the loss.
             await asyncio.wait_for(late.settled(), 10)

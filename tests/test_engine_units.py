@@ -10,8 +10,9 @@ from concurrent.futures import CancelledError, Future
 import pytest
 
 from audio_engine.clock import TickSchedule
-from audio_engine.packager import EncodedFrame, Packager
+from audio_engine.formats import OutputFormat
 from audio_engine.pools import ElasticPool
+from audio_engine.program import Program
 from audio_engine.ring import Frame, FrameRing, RingSize
 from protocol import (
     NEED_DATA,
@@ -102,7 +103,7 @@ def test_the_ring_resizes_and_clears() -> None:
             ring.resize(bad)
 
 
-# -- Packager ----------------------------------------------------------------------------
+# -- Program packets (what the program makes of each encoded frame) ---------------------
 
 
 def _decoded(frames: list[Frame]) -> list[AudioPacket]:
@@ -114,24 +115,23 @@ def _decoded(frames: list[Frame]) -> list[AudioPacket]:
 
 
 def test_pcm_frames_become_bare_packets() -> None:
-    packager = Packager("pcm-1", None)
-    encoded = [EncodedFrame(bytes([n]) * 3840, 960, n * 0.02) for n in range(3)]
-    frames = packager.package(encoded, at_end=True)
-    assert [f.packet for f in frames] == [encode_packet("pcm-1", e.data) for e in encoded]
+    program = Program("pcm-1", OutputFormat.PCM, 0, None)
+    data = [bytes([n]) * 3840 for n in range(3)]
+    frames = [program._emit(d, n * 0.02, last=n == 2) for n, d in enumerate(data)]
+    assert [f.packet for f in frames] == [encode_packet("pcm-1", d) for d in data]
     assert [f.payload_size for f in frames] == [3840] * 3
     assert [f.last for f in frames] == [False, False, True]
-    assert [p.payload for p in _decoded(frames)] == [e.data for e in encoded]
+    assert [f.number for f in frames] == [0, 1, 2]
+    assert [p.payload for p in _decoded(frames)] == data
+    assert program.finished
 
 
 def test_opus_frames_become_one_ogg_page_each_with_granules_and_eos() -> None:
-    writer = OggOpusWriter(serial=0x1234)
-    packager = Packager("ogg-1", writer)
-    first = packager.package([EncodedFrame(b"\xfc" + bytes([n]), 960, n * 0.02)
-                              for n in range(4)], at_end=False)
-    # A codec frame that is not 20 ms advances the granule by its own length.
-    second = packager.package([EncodedFrame(b"\xfc\x10", 480, 0.08),
-                               EncodedFrame(b"\xfc\x11", 960, 0.09)], at_end=True)
-    frames = first + second
+    program = Program("ogg-1", OutputFormat.OPUS, 0x1234, None)
+    program.writer = OggOpusWriter(serial=0x1234)
+    frames = [program._emit(b"\xfc" + bytes([n]), n * 0.02, last=False) for n in range(5)]
+    # The last page may end before its frame does: its granule trims the padding.
+    frames.append(program._emit(b"\xfc\x10", 0.1, last=True, samples=480))
     pages = []
     reader = OggPageReader()
     for packet in _decoded(frames):
@@ -141,7 +141,7 @@ def test_opus_frames_become_one_ogg_page_each_with_granules_and_eos() -> None:
         assert isinstance(page, OggPage)
         assert reader.next_page() is NEED_DATA  # exactly one page per packet
         pages.append(page)
-    assert [p.granule_position for p in pages] == [960, 1920, 2880, 3840, 4320, 5280]
+    assert [p.granule_position for p in pages] == [960, 1920, 2880, 3840, 4800, 5280]
     assert [p.sequence for p in pages] == [2, 3, 4, 5, 6, 7]  # after the two headers
     assert [f.granule for f in frames] == [p.granule_position for p in pages]
     assert [f.sequence for f in frames] == [p.sequence for p in pages]

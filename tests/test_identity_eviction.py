@@ -126,11 +126,13 @@ async def test_ten_thousand_identities_leave_nothing_behind(
         await asyncio.sleep(expire)
         baseline = measure(gateway, state)
 
-        peak = {"players": 0, "rooms": 0}
+        peak = {"players": 0, "rooms": 0, "tasks": 0, "blocks": 0}
 
         def sample() -> None:
             peak["players"] = max(peak["players"], len(gateway.players.players))
             peak["rooms"] = max(peak["rooms"], len(state.rooms))
+            peak["tasks"] = max(peak["tasks"], len(asyncio.all_tasks()))
+            peak["blocks"] = max(peak["blocks"], sys.getallocatedblocks())
 
         started = time.monotonic()
         await crowd(url, (state.identity.new_user()[1] for _ in range(IDENTITIES)), sample)
@@ -144,9 +146,11 @@ async def test_ten_thousand_identities_leave_nothing_behind(
         print(f"\n{IDENTITIES} identities in {elapsed:.1f} s; baseline {baseline}; "
               f"right after {during}; peak {peak}; after {after}")
         assert gateway.players.stats.evictions >= IDENTITIES + 300
-        # Real state was built (players live for their 3 s of idleness)...
-        assert peak["players"] > 200 and during["tasks"] > baseline["tasks"] + 100
-        assert during["blocks"] - baseline["blocks"] > 10_000
+        # Real state was built (a player per visitor, unloaded with its room once
+        # the room's linger is over, so the peak follows the crowd)...
+        assert peak["players"] >= CONCURRENCY and peak["rooms"] >= CONCURRENCY
+        assert peak["tasks"] > baseline["tasks"] + 2 * CONCURRENCY
+        assert peak["blocks"] - baseline["blocks"] > 3_000
         # ... and it is all gone again.
         assert {k: after[k] for k in idle} == idle
         assert after["tasks"] <= baseline["tasks"]

@@ -123,7 +123,7 @@ async def test_invalid_messages_get_an_error_and_change_nothing(
                       if m["type"] == "error"]
             assert errors and words in errors[-1]["message"], (raw, errors[-1:])
         assert (await stats(page))["status"] == "idle"
-        assert await page.is_visible("#error")
+        assert await page.is_visible("#url-error")
 
 
 async def test_a_forged_or_tampered_cookie_is_refused(gateway: GatewayProcess) -> None:

@@ -126,3 +126,64 @@ async def test_a_player_keeps_a_save_that_failed_and_saves_it_later(
         await registry.close(release=False)
         await client.aclose()
         store.close()
+
+
+async def test_an_old_database_is_migrated_and_keeps_its_queues(tmp_path: Path) -> None:
+    """A file of schema 0 (queues only) opens: its queues load, and sound settings
+    get their own table, kept when the queue is forgotten."""
+    path = tmp_path / "queues.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE players (key TEXT PRIMARY KEY, state TEXT NOT NULL, "
+                "updated REAL NOT NULL)")
+    old.execute("INSERT INTO players VALUES ('g1', ?, 0)",
+                ('{"tracks": [{"url": "http://x/a.mp3"}], "index": 0}',))
+    old.commit()
+    old.close()
+    store = QueueStore(path)
+    try:
+        loaded = await store.load("g1")
+        assert loaded is not None and loaded["tracks"][0]["url"] == "http://x/a.mp3"
+        assert "settings" not in loaded
+        settings = {"filters": {"rotation": {"rotationHz": 0.2}}, "filter_name": "8d",
+                    "crossfade": 2.0}
+        await store.save("g1", {**loaded, "settings": settings})
+        again = await store.load("g1")
+        assert again is not None and again["settings"] == settings
+        assert "settings" not in (await store.load_all())["g1"]
+        await store.delete("g1")  # the queue goes, the settings stay
+        assert await store.load("g1") == {"settings": settings}
+        # Defaults leave no row behind.
+        await store.save_settings("g1", {"filters": {}, "filter_name": "", "crossfade": 0})
+        assert await store.load("g1") is None
+    finally:
+        store.close()
+    check = sqlite3.connect(path)
+    try:
+        (version,) = check.execute("PRAGMA user_version").fetchone()
+        assert version == 1
+    finally:
+        check.close()
+    QueueStore(path).close()  # a migrated file opens again as it is
+
+
+async def test_sound_settings_outlive_an_emptied_queue(tmp_path: Path) -> None:
+    store = QueueStore(tmp_path / "q.sqlite3")
+    engine = ScriptedEngine(features=["play_id", "volume", "finish_reason", "filters",
+                                      "crossfade"])
+    try:
+        registry = PlayerRegistry(engine=engine.client(), router=Router(), store=store)
+        registry.engine_connected()
+        await wait_until(lambda: registry.link.discovered)
+        player = registry.get("u1")
+        await player.command(lambda core, now: core.set_crossfade(4.0))
+        await player.command(lambda core, now: core.set_filters(
+            {"lowPass": {"smoothing": 20.0}}, "soft"))
+        await registry.close(release=False)
+        registry = PlayerRegistry(engine=engine.client(), router=Router(), store=store)
+        player = registry.get("u1")
+        await player.loaded()
+        assert player.core.crossfade == 4.0 and player.core.filter_name == "soft"
+        assert player.core.current is None
+        await registry.close(release=False)
+    finally:
+        store.close()

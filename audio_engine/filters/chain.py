@@ -170,6 +170,10 @@ class FilterChain:
         self._loudness = LoudnessControl(self._filters.loudness)
         self._finished = False
         self._closed = False
+        #: Samples of silence that padded the last frame of the last ``flush()`` that
+        #: returned frames: the track's real end is that far before the end of the
+        #: frames returned.
+        self.padding = 0
 
     # -- state ---------------------------------------------------------------------------
 
@@ -499,6 +503,8 @@ class FilterChain:
             count += 1
         if count == 0:
             return []
+        if final:
+            self.padding = count * SAMPLES_PER_FRAME - len(self._pending)
         block = self._pending.take(count * SAMPLES_PER_FRAME)
         pcm = _to_pcm(block)
         if len(pcm) < count * SAMPLES_PER_FRAME:

@@ -16,9 +16,9 @@ again, on another node; a drained node's session is stopped there first.
 When a node goes down, every session placed on it is released and its player told
 (``Player.stream_moved``): the player asks its binding about the stream (no node
 now, so no session), and plays the track again from the position it had reached
-when the node's socket dropped, on the node placement picks. Queue, volume and
-pause state are the player's (its ``Desired``: whatever it holds is replayed) and
-stay as they were. Drained nodes' sessions move
+when the node's socket dropped, on the node placement picks. Queue, volume,
+filters, crossfade and pause state are the player's (its ``Desired``: whatever it
+holds is replayed) and stay as they were. Drained nodes' sessions move
 at their next track, or all at once (``drain(move=True)``, or after
 ``move_after`` seconds).
 """
@@ -30,7 +30,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -43,7 +43,9 @@ from gateway.engine_client import (
     EngineNotFound,
     EngineOverloaded,
     EngineUnavailable,
+    FiltersResult,
     Format,
+    NextResult,
     PlayResult,
     SessionInfo,
     SessionStatus,
@@ -228,9 +230,9 @@ class NodeBinding:
     Calls about the session go to that node; a play places the session first
     when it has no usable node (see the module docstring). Without a node there
     is no session: ``status`` is None, pause and resume raise ``EngineNotFound``.
-    A further call about a live session (a filter change, say) is one more
-    method here that goes to ``_bound()``, like ``set_volume``; what a moved
-    session gets back is the player's ``Desired``, replayed by the player.
+    Live changes (volume, filters, crossfade, the next track) go to the bound
+    node; what a moved session gets back is the player's ``Desired``, replayed by
+    the player.
     """
 
     def __init__(self, pool: NodePool, key: str) -> None:
@@ -258,6 +260,11 @@ class NodeBinding:
         return node.link.connected
 
     @property
+    def discovered(self) -> bool:
+        node = self.node or self._pool.best()
+        return node.link.discovered if node is not None else False
+
+    @property
     def generation(self) -> int:
         """Changes whenever the player's engine may be a different process: a
         new node, or a reconnect of its node."""
@@ -280,7 +287,8 @@ class NodeBinding:
 
     async def play(self, session_id: str, url: str, *, format: Format = "opus",
                    start_at: float = 0.0, duration: float = 0.0,
-                   volume: float | None = None) -> PlayResult:
+                   volume: float | None = None, filters: Mapping[str, Any] | None = None,
+                   crossfade: float | None = None) -> PlayResult:
         """Play on the session's node, placing it first when it has none usable;
         a node that refuses (load, count) is left for the next best.
 
@@ -301,7 +309,8 @@ class NodeBinding:
             try:
                 return await node.client.play(session_id, url, format=format,
                                               start_at=start_at, duration=duration,
-                                              volume=volume)
+                                              volume=volume, filters=filters,
+                                              crossfade=crossfade)
             except (EngineOverloaded, EngineBusy) as exc:
                 node.refused(exc, pool.clock())
                 tried.add(node.name)
@@ -331,6 +340,24 @@ class NodeBinding:
 
     async def set_volume(self, session_id: str, volume: float) -> None:
         await self._bound().client.set_volume(session_id, volume)
+
+    async def set_filters(self, session_id: str,
+                          filters: Mapping[str, Any]) -> FiltersResult:
+        return await self._bound().client.set_filters(session_id, filters)
+
+    async def set_crossfade(self, session_id: str, seconds: float) -> float:
+        return await self._bound().client.set_crossfade(session_id, seconds)
+
+    async def set_next(self, session_id: str, url: str, *, start_at: float = 0.0,
+                       duration: float = 0.0,
+                       filters: Mapping[str, Any] | None = None) -> NextResult:
+        """The next track joins the current stream, so it goes to the session's
+        node (a session without one has no stream to join: 404)."""
+        return await self._bound().client.set_next(session_id, url, start_at=start_at,
+                                                   duration=duration, filters=filters)
+
+    async def cancel_next(self, session_id: str) -> int | None:
+        return await self._bound().client.cancel_next(session_id)
 
     def _bound(self) -> EngineNode:
         node = self.node

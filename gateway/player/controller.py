@@ -18,6 +18,17 @@ A call counts as applied only when the engine said so:
   the engine is asked first (the play id of our engine, or the session's status
   and URL on a Go engine).
 
+Sound settings (filters, crossfade) are part of the desired state too: carried by
+every play, and set live on a playing session. Engines without them (a Go engine)
+refuse the command in words; nothing pretends.
+
+Gapless queues (engines with ``next_track``): once the current play is streaming,
+the task tells the engine the track a natural end leads to (``set_next``), again
+whenever that changes (skip, move, remove, clear, shuffle, loop), or cancels it. At
+the join the core moves on without a play; a join whose ``ready`` does not come
+within ``JOIN_READY_WAIT`` is checked with the engine and played plainly if it did
+not happen.
+
 After the socket reconnects, every player with a stream asks the engine about it:
 a stream the engine lost (it restarted) is played again from the position it had
 reached, a paused one stays paused there; one that ended meanwhile advances.
@@ -37,6 +48,7 @@ from applog import SessionLogger, session_logger
 from gateway.engine_client import (
     EngineError,
     EngineFault,
+    EngineInvalidRequest,
     EngineNotFound,
     EngineOutcomeUnknown,
     EngineUnavailable,
@@ -47,6 +59,7 @@ from gateway.player.core import (
     LOST_STREAM_REASONS,
     CommandError,
     Desired,
+    NextPlan,
     PlayerCore,
     PlayerStatus,
     PlayerView,
@@ -68,6 +81,14 @@ LIVE_STATES = frozenset({"extracting", "streaming", "paused"})
 UNAVAILABLE = "the audio engine is unavailable; waiting for it to come back"
 #: What a volume change gets from an engine without live volume (a Go engine).
 NO_VOLUME = "this audio engine cannot change the volume"
+#: What a filter change gets from an engine without filters (a Go engine).
+NO_FILTERS = "this audio engine does not support filters"
+#: What a crossfade change gets from an engine without crossfade (a Go engine).
+NO_CROSSFADE = "this audio engine does not support crossfade"
+#: After a gapless join, the next track's ``ready`` comes in the same socket write
+#: as the ``finished`` before it; if it has not come after this long, the engine is
+#: asked whether the join happened (seconds).
+JOIN_READY_WAIT = 1.0
 #: Attempts of a play the engine fails with 5xx before the track is given up.
 PLAY_ATTEMPTS = 3
 #: Delays between attempts after an engine error: first, longest (seconds).
@@ -87,6 +108,15 @@ class _Applied:
     nonce: int
     paused: bool
     volume: float
+    filters: Any = None
+    crossfade: float = 0.0
+
+    @classmethod
+    def of(cls, desired: Desired, *, nonce: int | None = None, paused: bool | None = None
+           ) -> _Applied:
+        return cls(desired.nonce if nonce is None else nonce,
+                   desired.paused if paused is None else paused,
+                   desired.volume, desired.filters, desired.crossfade)
 
 
 @dataclass(slots=True)
@@ -104,6 +134,10 @@ class PlayerStats:
     lost_streams: int = 0
     #: Plays whose answer was lost and whose outcome was asked of the engine.
     play_checks: int = 0
+    #: Tracks that started by a gapless join (no play sent).
+    gapless_joins: int = 0
+    #: Joins whose next track never started at the engine (played plainly instead).
+    missed_joins: int = 0
 
 
 class _Backoff:
@@ -167,7 +201,11 @@ class Player:
         self._listeners: list[ViewListener] = []
         desired = core.desired()
         # A fresh or restored player has nothing at the engine: taken as applied.
-        self._applied = _Applied(desired.nonce, desired.paused, desired.volume)
+        self._applied = _Applied.of(desired)
+        #: The next track the engine was told (None: none, or not asked).
+        self._next_applied: NextPlan | None = None
+        self._join_timer: asyncio.TimerHandle | None = None
+        self._check_join = False
         self._task: asyncio.Task[None] | None = None
         self._save_task: asyncio.Task[None] | None = None
         self._dirty = False
@@ -212,6 +250,8 @@ class Player:
         self._router.remove_listener(self.key, self._on_event)
         if self._held_timer is not None:
             self._held_timer.cancel()
+        if self._join_timer is not None:
+            self._join_timer.cancel()
         tasks = [t for t in (self._task, self._save_task) if t is not None]
         for task in tasks:
             task.cancel()
@@ -237,6 +277,7 @@ class Player:
                     await self._store.save(self.key, self.snapshot())
                 else:
                     await self._store.delete(self.key)
+                    await self._store.save_settings(self.key, self.core.settings())
         except (QueueStoreError, TimeoutError) as exc:
             self.stats.failed_saves += 1
             self.log.error("the queue could not be saved (%s); it is lost",
@@ -253,7 +294,21 @@ class Player:
         """Now playing, position and queue, with ``pending``/``notice`` saying
         whether the engine does what it shows."""
         view = self.core.view(self._clock())
-        return dataclasses.replace(view, pending=self.pending, notice=self._notice)
+        view = dataclasses.replace(view, pending=self.pending, notice=self._notice)
+        if self._link.discovered:
+            # Settings kept from an engine that had them are not shown as heard on
+            # one that does not (they apply again once such an engine is back).
+            if view.filters and not self._supports(Feature.FILTERS):
+                view = dataclasses.replace(view, filter_name="", filters={})
+            if view.crossfade and not self._supports(Feature.CROSSFADE):
+                view = dataclasses.replace(view, crossfade=0.0)
+        return view
+
+    @property
+    def holds_engine_session(self) -> bool:
+        """Whether the engine has (or is about to have) a session for this key: a
+        track is loaded and was started at the engine since the last restore."""
+        return self._engine_has_session()
 
     @property
     def pending(self) -> bool:
@@ -324,10 +379,17 @@ class Player:
             raise CommandError("the player is not ready; send the command again")
         core = self.core
         volume = core.volume
+        filters, filter_name, crossfade = core.filters, core.filter_name, core.crossfade
         result = apply(core, self._clock())
         if core.volume != volume and not self._supports(Feature.VOLUME):
             core.volume = volume
             raise CommandError(f"{NO_VOLUME}; it stays at {round(volume * 100)} %")
+        if core.filters != filters and not self._supports(Feature.FILTERS):
+            core.filters, core.filter_name = filters, filter_name
+            raise CommandError(NO_FILTERS)
+        if core.crossfade != crossfade and not self._supports(Feature.CROSSFADE):
+            core.crossfade = crossfade
+            raise CommandError(NO_CROSSFADE)
         self.touch()
         self._changed()
         return result
@@ -405,8 +467,18 @@ class Player:
 
     def _pending(self) -> bool:
         desired = self.core.desired()
-        return (desired.nonce, desired.paused, desired.volume) != (
-            self._applied.nonce, self._applied.paused, self._applied.volume)
+        applied = self._applied
+        return ((desired.nonce, desired.paused, desired.volume, desired.crossfade)
+                != (applied.nonce, applied.paused, applied.volume, applied.crossfade)
+                or desired.filters != applied.filters
+                or self._next_wanted() != self._next_applied
+                or self._check_join)
+
+    def _next_wanted(self) -> NextPlan | None:
+        """The next track the engine should hold now (engines with ``next_track``)."""
+        if not self._supports(Feature.NEXT_TRACK):
+            return None
+        return self.core.next_plan()
 
     def _engine_has_session(self) -> bool:
         core = self.core
@@ -417,7 +489,7 @@ class Player:
         that state is what the engine has."""
         desired = self.core.desired()
         if desired.nonce == self._applied.nonce and self.core.restored:
-            self._applied = _Applied(desired.nonce, desired.paused, desired.volume)
+            self._applied = _Applied.of(desired)
 
     def _changed(self) -> None:
         self._wake.set()
@@ -483,7 +555,7 @@ class Player:
             core = PlayerCore.restore(self.key, saved)
             self.core = core
             desired = core.desired()
-            self._applied = _Applied(desired.nonce, desired.paused, desired.volume)
+            self._applied = _Applied.of(desired)
             self._resume_on_hold = bool(saved.get("playing")) and not saved.get("paused")
             self.log.info("restored a queue of %d tracks (at %.1f s of %s)",
                           len(core.tracks), core.position(self._clock()),
@@ -540,7 +612,32 @@ class Player:
             if event.type is EventType.FINISHED and reason in LOST_STREAM_REASONS:
                 self.stats.lost_streams += 1
                 self._lost_at = None
+            self._took_join()
             self._applied_if_nothing_to_do()
+            self._changed()
+
+    def _took_join(self) -> None:
+        """After an event or an answer: if the core moved to a track the engine
+        joined to the stream, that track's play is what the engine has (no play is
+        sent), and the engine's next track was used up."""
+        core = self.core
+        if core.joined_nonce != core.nonce or self._applied.nonce == core.nonce:
+            return
+        self.stats.gapless_joins += 1
+        self._applied = dataclasses.replace(self._applied, nonce=core.nonce, paused=False)
+        self._next_applied = None
+        self.log.info("gapless: %s joined the stream (play %s)",
+                      core.current.label if core.current else "?", core.play_id)
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+        self._join_timer = asyncio.get_running_loop().call_later(
+            JOIN_READY_WAIT, self._join_overdue)
+
+    def _join_overdue(self) -> None:
+        self._join_timer = None
+        core = self.core
+        if core.joined_nonce == core.nonce and not core.stream_live and not self.closed:
+            self._check_join = True
             self._changed()
 
     # -- internals: the supervised task ---------------------------------------------------
@@ -604,6 +701,9 @@ class Player:
             if self._verify:
                 await self._check_stream()
                 self._verify = False
+            elif self._check_join:
+                await self._check_joined()
+                self._check_join = False
             elif self._pending():
                 await self._apply(self.core.desired())
             self._retry.reset()
@@ -670,6 +770,29 @@ class Player:
                           core.start_at)
         self._changed()
 
+    async def _check_joined(self) -> None:
+        """A join's ``ready`` did not come: if the engine streams the joined play,
+        take it as started; otherwise the join did not happen (the next track came
+        too late, or another joined), so play the track plainly."""
+        core = self.core
+        if core.joined_nonce != core.nonce or core.stream_live:
+            return
+        nonce, play_id = core.nonce, core.play_id
+        self.engine_calls += 1
+        info = await self._engine.session_info(self.key)
+        if core.nonce != nonce or core.stream_live:
+            return
+        if (info is not None and info.status in ("streaming", "paused")
+                and info.play_id == play_id):
+            if core.ready_missed(self._clock(), info.position):
+                self.log.info("gapless: the joined play streams; its ready was lost")
+                self._changed()
+            return
+        if core.join_missed(self._clock()):
+            self.stats.missed_joins += 1
+            self.log.info("gapless: the next track did not join the stream; playing it")
+            self._changed()
+
     async def _ready_if_missed(self) -> None:
         """The engine streams our bound play: if its ``ready`` was lost (written
         while the socket was down), take it now, at the engine's position when it
@@ -698,6 +821,12 @@ class Player:
             await self._apply_pause(desired)
         elif desired.volume != applied.volume:
             await self._apply_volume(desired)
+        elif desired.filters != applied.filters:
+            await self._apply_filters(desired)
+        elif desired.crossfade != applied.crossfade:
+            await self._apply_crossfade(desired)
+        else:
+            await self._apply_next(self._next_wanted())
 
     async def _apply_track(self, desired: Desired) -> None:
         engine = self._engine
@@ -710,7 +839,8 @@ class Player:
                 raise
             except EngineError as exc:
                 self.log.warning("stop refused: %s", exc)
-            self._applied = _Applied(desired.nonce, False, desired.volume)
+            self._applied = _Applied.of(desired, paused=False)
+            self._next_applied = None
             self._changed()
             return
         play_id: int | None = None
@@ -731,6 +861,10 @@ class Player:
                     self.key, desired.track.url, format=self._output_format(),
                     start_at=desired.start_at, duration=desired.track.duration or 0.0,
                     volume=desired.volume if self._supports(Feature.VOLUME) else None,
+                    filters=desired.filters if (
+                        desired.filters and self._supports(Feature.FILTERS)) else None,
+                    crossfade=desired.crossfade if (
+                        desired.crossfade and self._supports(Feature.CROSSFADE)) else None,
                 )
             except EngineOutcomeUnknown as exc:
                 self.stats.play_checks += 1
@@ -759,14 +893,16 @@ class Player:
         self._unknown_play = None
         self._engine_play_id = play_id
         self.core.bind_play(desired.nonce, play_id, self._clock())
-        # The play is applied; a pause it needs is a separate step, so an engine
-        # failure there is retried rather than lost.
-        self._applied = _Applied(desired.nonce, False, desired.volume)
+        # The play is applied (with the filters and crossfade it carried); a pause
+        # it needs is a separate step, so an engine failure there is retried
+        # rather than lost. A new session holds no next track.
+        self._applied = _Applied.of(desired, paused=False)
+        self._next_applied = None
         self._changed()
 
     def _play_refused(self, desired: Desired, exc: EngineError) -> None:
         self._play_faults = 0
-        self._applied = _Applied(desired.nonce, desired.paused, desired.volume)
+        self._applied = _Applied.of(desired)
         self.log.warning("play refused: %s", exc)
         self.core.play_failed(desired.nonce, str(exc), self._clock())
         self._changed()
@@ -826,6 +962,79 @@ class Player:
             except EngineError as exc:
                 self.log.warning("volume refused: %s", exc)
         self._applied = dataclasses.replace(self._applied, volume=desired.volume)
+
+    async def _apply_filters(self, desired: Desired) -> None:
+        if self._supports(Feature.FILTERS) and self._engine_has_session():
+            self.engine_calls += 1
+            try:
+                await self._engine.set_filters(self.key, desired.filters)
+            except EngineNotFound:
+                pass  # no live session: the next play carries the filters
+            except (EngineUnavailable, EngineFault):
+                raise
+            except EngineInvalidRequest as exc:
+                # The engine's words say which value is wrong: keep what it plays.
+                core = self.core
+                self.log.warning("filters refused: %s", exc)
+                core.filters = dict(self._applied.filters or {})
+                core.filter_name = "custom" if core.filters else ""
+                core.error = f"the filters were refused: {exc}"
+                self._changed()
+                return
+            except EngineError as exc:
+                self.log.warning("filters refused: %s", exc)
+        self._applied = dataclasses.replace(self._applied, filters=desired.filters)
+
+    async def _apply_crossfade(self, desired: Desired) -> None:
+        if self._supports(Feature.CROSSFADE) and self._engine_has_session():
+            self.engine_calls += 1
+            try:
+                await self._engine.set_crossfade(self.key, desired.crossfade)
+            except EngineNotFound:
+                pass  # no live session: the next play carries it
+            except (EngineUnavailable, EngineFault):
+                raise
+            except EngineError as exc:
+                self.log.warning("crossfade refused: %s", exc)
+        self._applied = dataclasses.replace(self._applied, crossfade=desired.crossfade)
+
+    async def _apply_next(self, wanted: NextPlan | None) -> None:
+        """Tell the engine the next track (or that there is none any more)."""
+        core = self.core
+        held = self._next_applied
+        if wanted is None:
+            self._next_applied = None
+            if held is not None and held.nonce == core.nonce and core.next_play_id is not None:
+                self.engine_calls += 1
+                try:
+                    await self._engine.cancel_next(self.key)
+                except EngineNotFound:
+                    pass  # the session is gone, and its next track with it
+                except (EngineUnavailable, EngineFault):
+                    self._next_applied = held
+                    raise
+                except EngineError as exc:
+                    self.log.warning("cancelling the next track failed: %s", exc)
+                core.clear_next()
+            return
+        track = wanted.track
+        self.engine_calls += 1
+        try:
+            result = await self._engine.set_next(self.key, track.url,
+                                                 duration=track.duration or 0.0)
+        except (EngineUnavailable, EngineFault):
+            raise
+        except EngineError as exc:
+            # Refused (the session ended, or the engine cannot use the URL): the
+            # track is played plainly when the current one ends.
+            self.log.info("the engine did not take the next track (%s); it will be a new "
+                          "play", exc)
+            self._next_applied = wanted
+            return
+        self._next_applied = wanted
+        if core.bind_next(wanted, result.play_id, self._clock()):
+            self._took_join()
+            self._changed()
 
     def _output_format(self) -> Format:
         return "web" if self.output == "web" else "pcm" if self.output == "pcm" else "opus"

@@ -21,6 +21,16 @@ again, or every track that ends goes back to the end of the queue), a one-off
 shuffle and moves of upcoming tracks, and a "play now" that fails gives the
 interrupted track back instead of cutting it off (``play_now``).
 
+Gapless queues: with an engine that takes a next track ahead of time, the shell
+tells it what a natural end leads to (``next_plan``) and names the engine's play
+(``bind_next``). At the join the engine sends ``finished`` (reason ``end``) of the
+current play and then ``ready`` of the next one: the core moves its queue on and binds
+the new track to that play at once (``joined_nonce``), so no play is sent. A join
+that never shows its ``ready`` is played plainly (``join_missed``).
+
+Sound settings: a Lavalink ``filters`` object (a preset's, or the user's own) and a
+crossfade length, kept across tracks and plays; the shell applies them live.
+
 A stream can also be lost without being over: the engine restarted, shut down
 (``finished`` with reason ``shutdown``) or dropped an idle session (``idle``).
 ``stream_lost`` keeps the track and the position reached; a playing player plays
@@ -29,19 +39,25 @@ it again from there, a paused one stays paused and plays from there on resume.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import math
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 __all__ = [
     "LOST_STREAM_REASONS",
+    "MAX_CROSSFADE",
     "CommandError",
     "Desired",
     "Failure",
     "LoopMode",
+    "NextPlan",
     "PlayerCore",
     "PlayerStatus",
     "PlayerView",
@@ -56,6 +72,11 @@ STALE_STREAM_PACKETS = 25
 #: ``finished`` reasons (our engine's extra key) that end the stream but not the
 #: track: the engine shut down, or dropped a session nobody touched.
 LOST_STREAM_REASONS = frozenset({"shutdown", "idle"})
+
+#: Longest crossfade between two tracks (seconds).
+MAX_CROSSFADE = 12.0
+#: Largest filters object kept (bytes of its JSON).
+MAX_FILTERS_SIZE = 8192
 
 
 class CommandError(Exception):
@@ -92,6 +113,8 @@ class Track:
     duration: float | None = None
     requested_by: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: A picture of the track (an http(s) URL from the catalogue), or "".
+    thumbnail: str = ""
 
     @property
     def label(self) -> str:
@@ -101,7 +124,8 @@ class Track:
     def as_dict(self) -> dict[str, Any]:
         """Plain values (persistence, WebSocket messages)."""
         return {"id": self.id, "url": self.url, "title": self.title,
-                "duration": self.duration, "requested_by": self.requested_by}
+                "duration": self.duration, "requested_by": self.requested_by,
+                "thumbnail": self.thumbnail}
 
     def again(self) -> Track:
         """The same track as a new queue entry (its own id)."""
@@ -117,6 +141,7 @@ class Track:
             duration=float(duration) if isinstance(duration, int | float) else None,
             requested_by=str(data.get("requested_by") or ""),
             id=str(data.get("id") or uuid.uuid4().hex[:12]),
+            thumbnail=str(data.get("thumbnail") or ""),
         )
 
 
@@ -170,10 +195,10 @@ class Desired:
 
     This is also all that is replayed when the stream is played again on a new
     engine process (an engine restart, a node failover, a drained node's move):
-    the player plays ``track`` from the position reached and then applies the
-    rest (volume with the play, pause after it). A per-session setting that must
-    survive those (filters, crossfade) belongs here, applied the way the volume
-    is, and then carries over with no change to the pool.
+    the player plays ``track`` from the position reached with the volume, the
+    filters and the crossfade, and pauses after it. A further per-session setting
+    that must survive those belongs here too, sent with the play, and then carries
+    over with no change to the pool.
     """
 
     nonce: int
@@ -181,6 +206,28 @@ class Desired:
     start_at: float
     paused: bool
     volume: float
+    #: Lavalink's filters object (empty: no filter).
+    filters: Mapping[str, Any] = field(default_factory=dict)
+    #: Seconds the next track fades in over the end of the current one.
+    crossfade: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NextPlan:
+    """The track a natural end of the current play (*nonce*) leads to, for an
+    engine that joins it to the same stream ahead of time."""
+
+    nonce: int
+    track: Track
+
+
+@dataclass(frozen=True, slots=True)
+class _NextBound:
+    """The next track the engine holds: its URL and the play id its events carry."""
+
+    nonce: int
+    url: str
+    play_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +252,12 @@ class PlayerView:
     pending: bool = False
     #: Why, in words, when the engine is behind (e.g. "the audio engine is unavailable").
     notice: str = ""
+    #: The filters' name: a preset's, "custom", or "" for none.
+    filter_name: str = ""
+    #: Lavalink's filters object in effect (empty: none).
+    filters: Mapping[str, Any] = field(default_factory=dict)
+    #: Crossfade into the next track (seconds; 0 = gapless).
+    crossfade: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (WebSocket state messages)."""
@@ -221,6 +274,9 @@ class PlayerView:
             "loop": self.loop.value,
             "pending": self.pending,
             "notice": self.notice,
+            "filter": self.filter_name,
+            "filters": copy.deepcopy(dict(self.filters)),
+            "crossfade": self.crossfade,
         }
 
 
@@ -269,6 +325,15 @@ class PlayerCore:
         self.failure: Failure | None = None
         self._failures = 0
         self._interrupted: _Interrupted | None = None
+        # Sound settings (kept across tracks).
+        self.filters: dict[str, Any] = {}
+        self.filter_name = ""
+        self.crossfade = 0.0
+        # Gapless: the next track the engine holds, and the nonce a join bound.
+        self._next: _NextBound | None = None
+        #: The nonce the latest join moved to (its play was never sent: the engine
+        #: joined it to the stream).
+        self.joined_nonce: int | None = None
 
     # -- queries ----------------------------------------------------------------------
 
@@ -291,12 +356,41 @@ class PlayerCore:
 
     def desired(self) -> Desired:
         """What the engine should be doing now."""
-        return Desired(self.nonce, self.current, self.start_at, self.paused, self.volume)
+        return Desired(self.nonce, self.current, self.start_at, self.paused, self.volume,
+                       self.filters, self.crossfade)
+
+    def next_plan(self) -> NextPlan | None:
+        """The track the engine should join after the current play, or None (no
+        track follows, or the current play is not streaming yet). Loop modes
+        count: the same track again under ``TRACK``, the queue's first track (or
+        the current one, when it is alone) under ``QUEUE``."""
+        current = self.current
+        if (current is None or self.restored or not self.stream_live
+                or self.bound_nonce != self.nonce or self.play_id is None):
+            return None
+        upcoming = self.upcoming
+        if self.loop is LoopMode.TRACK:
+            track = current
+        elif upcoming:
+            track = upcoming[0]
+        elif self.loop is LoopMode.QUEUE:
+            track = current
+        else:
+            return None
+        return NextPlan(self.nonce, track)
+
+    @property
+    def next_play_id(self) -> int | None:
+        """The engine's play id of the next track it holds for us, if any."""
+        return self._next.play_id if self._next is not None else None
 
     def view(self, now: float) -> PlayerView:
         """A snapshot for fronts."""
         current = self.current
         return PlayerView(
+            filter_name=self.filter_name,
+            filters=self.filters,
+            crossfade=self.crossfade,
             key=self.key,
             status=self.status,
             current=current,
@@ -527,6 +621,37 @@ class PlayerCore:
             raise CommandError("the volume must be between 0 and 200 %")
         self.volume = volume
 
+    def set_filters(self, filters: Mapping[str, Any], name: str = "custom") -> None:
+        """Use Lavalink's *filters* object from now on (``{}``: none), called *name*
+        (a preset's name, or "custom"). The engine checks every value; here only
+        the shape and size.
+
+        Raises:
+            CommandError: not an object of filters, or too large.
+        """
+        if not isinstance(filters, Mapping) or not all(isinstance(k, str) for k in filters):
+            raise CommandError("the filters must be an object of named filters")
+        try:
+            size = len(json.dumps(filters, allow_nan=False))
+        except (TypeError, ValueError):
+            raise CommandError("the filters must be plain numbers, lists and objects"
+                               ) from None
+        if size > MAX_FILTERS_SIZE:
+            raise CommandError("the filters are too large")
+        self.filters = copy.deepcopy(dict(filters))
+        self.filter_name = name if self.filters else ""
+
+    def set_crossfade(self, seconds: float) -> None:
+        """Fade each next track in over the last *seconds* of the one before (0:
+        gapless, no fade).
+
+        Raises:
+            CommandError: out of range.
+        """
+        if not (math.isfinite(seconds) and 0.0 <= seconds <= MAX_CROSSFADE):
+            raise CommandError(f"the crossfade must be between 0 and {MAX_CROSSFADE:g} seconds")
+        self.crossfade = float(seconds)
+
     def stop(self) -> None:
         """Stop playing and forget the whole queue."""
         self.tracks.clear()
@@ -606,6 +731,9 @@ class PlayerCore:
                     self._buffered.pop(min(self._buffered))
                 return False
             if play_id != self.play_id:
+                if self._next is not None and play_id == self._next.play_id:
+                    # The next track's events before the join (kept for it).
+                    self._buffered.setdefault(play_id, []).append((kind, message, reason))
                 return False
             return self._apply(kind, message, now, reason)
         # An engine without play ids: order and counting.
@@ -628,6 +756,40 @@ class PlayerCore:
             self._early.append((kind, message, reason))
         return False
 
+    def bind_next(self, plan: NextPlan, play_id: int, now: float) -> bool:
+        """The engine holds *plan*'s track as the next play *play_id*.
+
+        If the core moved on meanwhile by a plain ``finished`` to that very track
+        and the engine did join it (its ``ready`` is already here), that play is
+        taken as the current track's: returns True, and no play is needed."""
+        if plan.nonce == self.nonce:
+            if self.bound_nonce == self.nonce and self.stream_live:
+                self._next = _NextBound(plan.nonce, plan.track.url, play_id)
+            return False
+        current = self.current
+        early = self._buffered.get(play_id, [])
+        if (current is not None and current.url == plan.track.url and self.start_at == 0.0
+                and self.bound_nonce != self.nonce and self.sent_nonce != self.nonce
+                and any(kind == "ready" for kind, _, _ in early)):
+            self.joined_nonce = self.nonce
+            self.bind_play(self.nonce, play_id, now)
+            return True
+        return False
+
+    def clear_next(self) -> None:
+        """The engine no longer holds a next track for us (cancelled)."""
+        self._next = None
+
+    def join_missed(self, now: float) -> bool:
+        """The track a join moved to never started at the engine (the next track
+        came too late to join, or another one joined): play it plainly. Returns
+        True when a play is now desired."""
+        if self.joined_nonce != self.nonce or self.stream_live or self.current is None:
+            return False
+        self.joined_nonce = None
+        self._start(self.start_at, now)
+        return True
+
     def stream_lost(self, at: float, now: float) -> bool:
         """The engine no longer has this player's stream, which was not over (the
         engine restarted or shut down at *at*, or dropped the session). The track
@@ -640,6 +802,7 @@ class PlayerCore:
         self.unconfirmed_replaced = 0
         self._buffered.clear()
         self._early.clear()
+        self._next = None
         if self.current is None:
             return False
         position = self._position_base
@@ -696,7 +859,11 @@ class PlayerCore:
                 self.stream_live = False
                 self._awaiting_ready = False
                 self.unconfirmed_replaced = 0
+                following = self._next if reason == "end" else None
+                ended_nonce = self.nonce
                 self._ended(now)
+                if following is not None and following.nonce == ended_nonce:
+                    self._join(following, now)
             case "error":
                 self.stream_live = False
                 self._awaiting_ready = False
@@ -721,9 +888,20 @@ class PlayerCore:
                 return False
         return True
 
+    def _join(self, following: _NextBound, now: float) -> None:
+        """The engine went on to the next track it held, in the same stream: bind
+        the track the queue moved to to that play (no play is sent). When the
+        queue wants another track now, the plain play of it replaces the join."""
+        current = self.current
+        if current is None or current.url != following.url or self.start_at != 0.0:
+            return
+        self.joined_nonce = self.nonce
+        self.bind_play(self.nonce, following.play_id, now)
+
     def _bump(self) -> None:
         self.restored = False
         self._interrupted = None
+        self._next = None
         self.nonce += 1
         self.play_id = None
         self.bound_nonce = None
@@ -878,7 +1056,31 @@ class PlayerCore:
             "paused": self.paused,
             "playing": self.status in (PlayerStatus.PLAYING, PlayerStatus.LOADING),
             "loop": self.loop.value,
+            "settings": self.settings(),
         }
+
+    def settings(self) -> dict[str, Any]:
+        """The sound settings (kept per key, with or without a queue)."""
+        return {"filters": copy.deepcopy(self.filters), "filter_name": self.filter_name,
+                "crossfade": self.crossfade}
+
+    def restore_settings(self, data: object) -> None:
+        """Take back ``settings()`` data; anything unreadable is left at its default."""
+        if not isinstance(data, dict):
+            return
+        filters = data.get("filters")
+        name = data.get("filter_name")
+        if isinstance(filters, dict):
+            try:
+                self.set_filters(filters, name if isinstance(name, str) else "custom")
+            except CommandError:
+                pass
+        crossfade = data.get("crossfade")
+        if isinstance(crossfade, int | float) and not isinstance(crossfade, bool):
+            try:
+                self.set_crossfade(float(crossfade))
+            except CommandError:
+                pass
 
     @classmethod
     def restore(cls, key: str, data: dict[str, Any]) -> PlayerCore:
@@ -891,6 +1093,7 @@ class PlayerCore:
         core.start_at = core._position_base
         loop = data.get("loop")
         core.loop = LoopMode(loop) if loop in set(LoopMode) else LoopMode.OFF
+        core.restore_settings(data.get("settings"))
         if core.current is not None:
             # Nothing plays at the engine until a command (resume, skip...)
             # starts a new play: the shell takes this state as already applied.

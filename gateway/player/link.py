@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from gateway.engine_client import (
     GO_ENGINE,
     EngineCapabilities,
+    FiltersResult,
     Format,
+    NextResult,
     PlayResult,
     SessionInfo,
     SessionStatus,
@@ -30,7 +33,8 @@ class EngineApi(Protocol):
 
     async def play(self, session_id: str, url: str, *, format: Format = "opus",
                    start_at: float = 0.0, duration: float = 0.0,
-                   volume: float | None = None) -> PlayResult: ...
+                   volume: float | None = None, filters: Mapping[str, Any] | None = None,
+                   crossfade: float | None = None) -> PlayResult: ...
 
     async def stop(self, session_id: str) -> None: ...
 
@@ -44,6 +48,17 @@ class EngineApi(Protocol):
 
     async def set_volume(self, session_id: str, volume: float) -> None: ...
 
+    async def set_filters(self, session_id: str,
+                          filters: Mapping[str, Any]) -> FiltersResult: ...
+
+    async def set_crossfade(self, session_id: str, seconds: float) -> float: ...
+
+    async def set_next(self, session_id: str, url: str, *, start_at: float = 0.0,
+                       duration: float = 0.0,
+                       filters: Mapping[str, Any] | None = None) -> NextResult: ...
+
+    async def cancel_next(self, session_id: str) -> int | None: ...
+
 
 class LinkView(Protocol):
     """What a player reads of its engine connection (``EngineLink``, or a pool
@@ -54,6 +69,9 @@ class LinkView(Protocol):
 
     @property
     def connected(self) -> bool: ...
+
+    @property
+    def discovered(self) -> bool: ...
 
     @property
     def generation(self) -> int: ...

@@ -77,6 +77,8 @@ class PlayerRegistry:
         self._players: dict[str, Player] = {}
         self._discovery: asyncio.Task[None] | None = None
         self._binder = binder
+        #: Players being unloaded at a front's request (``unload_soon``).
+        self._unloading: set[asyncio.Task[None]] = set()
 
     async def load(self) -> int:
         """How many queues the store holds (each is loaded when its key is used).
@@ -174,6 +176,32 @@ class PlayerRegistry:
                         self._binder.unbind(player.key)
         return len(evicted)
 
+    def unload_soon(self, key: str) -> bool:
+        """Unload *key*'s player now if nobody holds it: its queue, position and
+        pause are saved and its engine session stopped, freeing the slot (a front
+        whose user left). The work runs in a task of the registry's own, which
+        ``close`` awaits. Returns whether it was unloaded."""
+        player = self._players.get(key)
+        if player is None or player.holders > 0:
+            return False
+        del self._players[key]
+        self.stats.evictions += 1
+        task = asyncio.get_running_loop().create_task(self._unload(player),
+                                                      name=f"unload-{key}")
+        self._unloading.add(task)
+        task.add_done_callback(self._unloaded)
+        return True
+
+    async def _unload(self, player: Player) -> None:
+        await player.close(save=True, release=True)
+        if self._binder is not None and player.key not in self._players:
+            self._binder.unbind(player.key)
+
+    def _unloaded(self, task: asyncio.Task[None]) -> None:
+        self._unloading.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("unloading a player failed: %r", task.exception())
+
     async def close(self, *, release: bool = True) -> None:
         """Save every player's queue, position and pause state, stop their engine
         sessions (with *release*) and their tasks. Idempotent; bounded by
@@ -182,6 +210,8 @@ class PlayerRegistry:
             self._discovery.cancel()
             await asyncio.gather(self._discovery, return_exceptions=True)
             self._discovery = None
+        if self._unloading:
+            await asyncio.gather(*self._unloading, return_exceptions=True)
         players = list(self._players.values())
         self._players.clear()
         if players:

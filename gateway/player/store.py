@@ -13,6 +13,14 @@ What can go wrong with the file, and what happens then:
   delays until ``lock_timeout``, then ``QueueStoreError``;
 * any other failure (disk full, read-only): ``QueueStoreError``.
 
+Schema versions (``PRAGMA user_version``), migrated in place at open so older files
+keep working:
+
+* 0: ``players`` (one JSON snapshot of a queue per key);
+* 1: adds ``player_settings``: each key's sound settings (filters, crossfade), kept
+  apart from the queue so they outlive it (a queue that empties is deleted; its
+  key's settings stay). Only keys with settings other than the defaults have a row.
+
 Callers of ``save`` get ``QueueStoreError`` and are expected to keep the state and
 save it again later; ``failed_saves`` counts every save that did not land.
 """
@@ -29,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["QueueStore", "QueueStoreError"]
+__all__ = ["SCHEMA_VERSION", "QueueStore", "QueueStoreError"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,21 @@ CREATE TABLE IF NOT EXISTS players (
     updated REAL NOT NULL
 )
 """
+
+#: Steps from each schema version to the next (index = the version they start from).
+_MIGRATIONS = (
+    """
+    CREATE TABLE IF NOT EXISTS player_settings (
+        key TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        updated REAL NOT NULL
+    )
+    """,
+)
+#: The schema version this code writes.
+SCHEMA_VERSION = len(_MIGRATIONS)
+#: The snapshot key whose value goes to ``player_settings``.
+SETTINGS_KEY = "settings"
 
 #: SQLite's own wait for a lock, per statement (seconds). Short, so that our own
 #: retry loop (which logs and counts) does the waiting.
@@ -58,6 +81,13 @@ class QueueStoreError(Exception):
 def _is_locked(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _is_default(settings: object) -> bool:
+    """Sound settings that change nothing (no filters, no crossfade)."""
+    if not isinstance(settings, dict):
+        return True
+    return not settings.get("filters") and not settings.get("crossfade")
 
 
 def _is_corrupt(exc: sqlite3.Error) -> bool:
@@ -126,6 +156,7 @@ class QueueStore:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(_SCHEMA)
             connection.commit()
+            self._migrate(connection)
             if not self._memory:
                 (result,) = connection.execute("PRAGMA quick_check").fetchone()
                 if result != "ok":
@@ -134,6 +165,18 @@ class QueueStore:
             connection.close()
             raise
         self._connection = connection
+
+    @staticmethod
+    def _migrate(connection: sqlite3.Connection) -> None:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            log.warning("the queue database was written by a newer version (schema %d, "
+                        "ours %d); using what this version knows", version, SCHEMA_VERSION)
+            return
+        for step in range(int(version), SCHEMA_VERSION):
+            with connection:
+                connection.execute(_MIGRATIONS[step])
+                connection.execute(f"PRAGMA user_version = {step + 1}")
 
     def _close_connection(self) -> None:
         if self._connection is not None:
@@ -201,6 +244,8 @@ class QueueStore:
                 raise QueueStoreError(f"{what} failed: {again}") from again
 
     def _save(self, key: str, state: dict[str, Any]) -> None:
+        state = dict(state)
+        settings = state.pop(SETTINGS_KEY, None)
         text = json.dumps(state)
 
         def write(connection: sqlite3.Connection) -> None:
@@ -211,8 +256,29 @@ class QueueStore:
                     "updated = excluded.updated",
                     (key, text, time.time()),
                 )
+                if settings is not None:
+                    self._write_settings(connection, key, settings)
 
         self._run(write, "saving a queue")
+
+    @staticmethod
+    def _write_settings(connection: sqlite3.Connection, key: str, settings: object) -> None:
+        if _is_default(settings):
+            connection.execute("DELETE FROM player_settings WHERE key = ?", (key,))
+            return
+        connection.execute(
+            "INSERT INTO player_settings (key, settings, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET settings = excluded.settings, "
+            "updated = excluded.updated",
+            (key, json.dumps(settings), time.time()),
+        )
+
+    def _save_settings(self, key: str, settings: dict[str, Any]) -> None:
+        def write(connection: sqlite3.Connection) -> None:
+            with connection:
+                self._write_settings(connection, key, settings)
+
+        self._run(write, "saving sound settings")
 
     def _save_counted(self, key: str, state: dict[str, Any]) -> None:
         try:
@@ -229,12 +295,22 @@ class QueueStore:
         self._run(delete, "forgetting a queue")
 
     def _load(self, key: str) -> dict[str, Any] | None:
-        def read(connection: sqlite3.Connection) -> str | None:
+        def read(connection: sqlite3.Connection) -> tuple[str | None, str | None]:
             row = connection.execute("SELECT state FROM players WHERE key = ?",
                                      (key,)).fetchone()
-            return None if row is None else str(row[0])
+            extra = connection.execute("SELECT settings FROM player_settings WHERE key = ?",
+                                       (key,)).fetchone()
+            return (None if row is None else str(row[0]),
+                    None if extra is None else str(extra[0]))
 
-        return self._decode(key, self._run(read, "loading a queue"))
+        text, settings_text = self._run(read, "loading a queue")
+        state = self._decode(key, text)
+        settings = self._decode(key, settings_text)
+        if settings is None:
+            return state
+        state = state if state is not None else {}
+        state[SETTINGS_KEY] = settings
+        return state
 
     def _load_all(self) -> dict[str, dict[str, Any]]:
         def read(connection: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -285,8 +361,20 @@ class QueueStore:
         """
         await self._call(self._save_counted, key, state)
 
+    async def save_settings(self, key: str, settings: dict[str, Any]) -> None:
+        """Store *key*'s sound settings alone (the defaults delete its row).
+
+        Raises:
+            QueueStoreError: it was not stored (counted in ``failed_saves``).
+        """
+        try:
+            await self._call(self._save_settings, key, settings)
+        except QueueStoreError:
+            self.failed_saves += 1
+            raise
+
     async def delete(self, key: str) -> None:
-        """Forget *key*.
+        """Forget *key*'s queue (its sound settings stay).
 
         Raises:
             QueueStoreError: on failure.

@@ -1,17 +1,29 @@
 // The playground page: one WebSocket to the gateway, raw 20 ms Opus frames in,
 // WebCodecs AudioDecoder -> AudioWorklet ring buffer on one AudioContext out.
 // The server holds all state; the page renders what it is told and reconnects
-// by itself. window.playground exposes counters for tests and the curious.
+// by itself. Of a user's tabs, the server sends audio to one (the one the person
+// used last: a tab says so with a "focus" message); the others show the same
+// state and controls and say where the sound is. window.playground exposes
+// counters for tests and the curious.
 
 const $ = (id) => document.getElementById(id);
 const RATE = 48000;
+const DECODER_CONFIG = { codec: "opus", sampleRate: RATE, numberOfChannels: 2 };
+const SEEK_STEP = 5;          // seconds: arrows
+const SEEK_JUMP = 15;         // seconds: J and L
+const SEEK_PAGE = 30;         // seconds: Page Up / Page Down on the slider
+const SEEK_SETTLE_MS = 350;   // a run of key presses becomes one seek
 
 const counters = {
   framesReceived: 0, framesDecoded: 0, framesDropped: 0, decodeErrors: 0,
   bufferedMs: 0, targetMs: 60, underruns: 0, playedMs: 0, overflows: 0, skippedMs: 0,
 };
-const view = { connected: false, engineConnected: true, userId: "", state: null, position: 0,
-               duration: null, status: "idle", lastError: "", messages: [] };
+const view = {
+  connected: false, engineConnected: true, userId: "", state: null, position: 0,
+  duration: null, status: "idle", lastError: "", messages: [],
+  audioHere: true, tabs: 1, seekPreview: null, volumeBeforeMute: 1, lastStateError: "",
+};
+const secure = window.isSecureContext;
 
 // -- audio -----------------------------------------------------------------------
 
@@ -23,10 +35,14 @@ async function startAudio() {
   if (audio) return audio;
   if (audioStarting) return audioStarting;
   audioStarting = (async () => {
-    if (!("AudioDecoder" in window)) throw new Error("this browser has no WebCodecs AudioDecoder");
-    const support = await AudioDecoder.isConfigSupported(
-      { codec: "opus", sampleRate: RATE, numberOfChannels: 2 });
-    if (!support.supported) throw new Error("this browser cannot decode Opus with WebCodecs");
+    if (!secure) throw new Error("insecure");
+    if (!("AudioDecoder" in window)) {
+      throw new Error("this browser cannot play the stream: use a recent Chrome, Edge or Safari");
+    }
+    const support = await AudioDecoder.isConfigSupported(DECODER_CONFIG);
+    if (!support.supported) {
+      throw new Error("this browser cannot play the stream: use a recent Chrome, Edge or Safari");
+    }
     const context = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
     await context.audioWorklet.addModule("/static/worklet.js");
     const node = new AudioWorkletNode(context, "ring-player", { outputChannelCount: [2] });
@@ -47,17 +63,20 @@ async function startAudio() {
         node.port.postMessage({ l: left, r: right }, [left.buffer, right.buffer]);
         counters.framesDecoded++;
       },
-      error: (error) => { counters.decodeErrors++; showError(`audio decoder: ${error.message}`); },
+      error: () => {
+        counters.decodeErrors++;
+        showError("url", "the sound could not be decoded; reload the page to try again");
+      },
     });
-    decoder.configure({ codec: "opus", sampleRate: RATE, numberOfChannels: 2 });
+    decoder.configure(DECODER_CONFIG);
     audio = { context, node, analyser, decoder };
     return audio;
   })();
   try {
     return await audioStarting;
   } catch (error) {
-    showError(String(error.message || error));
     audioStarting = null;
+    if (error.message !== "insecure") showError("url", String(error.message || error));
     throw error;
   }
 }
@@ -76,6 +95,16 @@ function onFrame(buffer) {
   timestamp += 20000;
 }
 
+// Silence at once (the buffered audio is dropped) when the sound moves to another tab.
+function flushAudio() {
+  if (!audio) return;
+  audio.node.port.postMessage({ reset: true });
+  if (audio.decoder.state === "configured") {
+    audio.decoder.reset();
+    audio.decoder.configure(DECODER_CONFIG);
+  }
+}
+
 function dominantFrequency() {
   if (!audio) return 0;
   const bins = new Float32Array(audio.analyser.frequencyBinCount);
@@ -89,11 +118,40 @@ function dominantFrequency() {
   return (best + shift) * audio.context.sampleRate / audio.analyser.fftSize;
 }
 
+// A click or key press anywhere: the browser now lets the page start sound.
 function onGesture() {
+  if (!secure) return;
   startAudio().then((a) => a.context.resume()).catch(() => {});
 }
 document.addEventListener("pointerdown", onGesture);
 document.addEventListener("keydown", onGesture);
+
+// -- which tab plays -------------------------------------------------------------
+// The tab the person switched to last plays: a tab that gets the focus (switching
+// tabs, clicking into its window) or is opened in front claims the sound. A click
+// inside a tab that has the focus already changes nothing, so the controls of a
+// tab in a window beside the one that plays work without moving the sound.
+
+function claimOutput() {
+  if (!view.audioHere && view.connected) send({ type: "focus" }, { quiet: true });
+}
+window.addEventListener("focus", claimOutput);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && document.hasFocus()) claimOutput();
+});
+
+function setOutput(here, tabs) {
+  const was = view.audioHere;
+  view.audioHere = here;
+  view.tabs = tabs;
+  $("output").hidden = here;
+  if (!here) {
+    $("output-text").textContent = tabs > 2
+      ? `The sound plays in another of your ${tabs} open tabs.`
+      : "The sound plays in another tab of this page.";
+    if (was) flushAudio();
+  }
+}
 
 // -- the socket ------------------------------------------------------------------
 
@@ -104,7 +162,15 @@ function connect() {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => { retryDelay = 250; setConnected(true); };
+  socket.onopen = () => {
+    retryDelay = 250;
+    setConnected(true);
+    // A tab opened (or reconnected) in front of the person takes the sound.
+    if (document.visibilityState === "visible" && document.hasFocus()) {
+      view.audioHere = false;
+      claimOutput();
+    }
+  };
   socket.onmessage = (event) => {
     if (typeof event.data !== "string") { onFrame(event.data); return; }
     let message;
@@ -115,35 +181,47 @@ function connect() {
   };
   socket.onclose = (event) => {
     setConnected(false);
-    if (event.code === 4401 || event.code === 4403) {
-      showError(event.reason === "invalid identity"
-        ? "your identity cookie is invalid: reload the page"
-        : `the gateway refused this page (${event.reason || event.code})`);
+    if (event.code === 4401) {
+      showError("url", "this browser's playground identity is not valid any more: reload the page");
       return;                                     // reconnecting would not help
+    }
+    if (event.code === 4403 || event.code === 4429) {
+      if (event.reason) showError("url", event.reason);
+      return;
     }
     setTimeout(connect, retryDelay);
     retryDelay = Math.min(5000, retryDelay * 2);
   };
 }
 
-function send(message) {
+function send(message, { quiet = false } = {}) {
   if (socket && socket.readyState === WebSocket.OPEN) {
     socket.send(JSON.stringify(message));
     return true;
   }
-  showError("not connected to the gateway; retrying…");
+  if (!quiet) showError("url", "not connected to the server; trying again…");
   return false;
+}
+
+// Which field a reply's error belongs next to: the one used last.
+let errorField = "url";
+function command(message, field = "url") {
+  errorField = field;
+  return send(message);
 }
 
 function onMessage(message) {
   switch (message.type) {
     case "hello":
       view.engineConnected = message.engine_connected !== false;
-      if (!view.engineConnected) showError("the audio engine is unreachable; reconnecting…");
+      renderNotice();
       // falls through
     case "state":
       view.userId = message.user_id || view.userId;
       renderState(message.state);
+      break;
+    case "output":
+      setOutput(Boolean(message.here), message.tabs || 1);
       break;
     case "progress":
       view.position = message.position;
@@ -152,10 +230,12 @@ function onMessage(message) {
       renderProgress();
       break;
     case "event":
-      if (message.event === "error") showError(message.message || "the track could not be played");
+      if (message.event === "error") {
+        showError("url", message.message || "the track could not be played");
+      }
       break;
     case "error":
-      showError(message.message);
+      showError(errorField, message.message);
       break;
     case "queued":
       showInfo(message.position === 0 ? `playing ${message.title}`
@@ -163,14 +243,15 @@ function onMessage(message) {
       break;
     case "search_results":
       renderResults(message.results);
+      if (!message.results.length) showInfo("the search found nothing");
       break;
     case "ping":
-      send({ type: "pong" });
+      send({ type: "pong" }, { quiet: true });
       break;
     case "engine":
       view.engineConnected = message.connected;
-      if (!message.connected) showError("the audio engine is unreachable; reconnecting…");
-      else showInfo("the audio engine is back");
+      renderNotice();
+      if (message.connected) showInfo("the audio engine is back");
       break;
     case "stream":
       break;
@@ -187,6 +268,15 @@ function clock(seconds) {
            : `${m}:${String(r).padStart(2, "0")}`;
 }
 
+function spoken(seconds) {
+  const s = Math.max(0, Math.floor(seconds || 0));
+  const m = Math.floor(s / 60), r = s % 60;
+  const parts = [];
+  if (m) parts.push(`${m} minute${m === 1 ? "" : "s"}`);
+  if (r || !m) parts.push(`${r} second${r === 1 ? "" : "s"}`);
+  return parts.join(" ");
+}
+
 function setConnected(connected) {
   view.connected = connected;
   const pill = $("connection");
@@ -194,83 +284,209 @@ function setConnected(connected) {
   pill.className = `pill ${connected ? "online" : "offline"}`;
 }
 
+function label(track) {
+  return track.title || track.url;
+}
+
+// Only web images: a thumbnail is a link from the catalogue, shown as it is.
+function thumbnail(track, className) {
+  const url = track.thumbnail || "";
+  if (/^https?:\/\//i.test(url)) {
+    const img = document.createElement("img");
+    img.className = className;
+    img.src = url;
+    img.alt = "";
+    img.loading = "lazy";
+    img.referrerPolicy = "no-referrer";
+    return img;
+  }
+  const span = document.createElement("span");
+  span.className = `${className} placeholder`;
+  span.setAttribute("aria-hidden", "true");
+  span.textContent = "♪";
+  return span;
+}
+
+function button(text, name, onClick, data = {}) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.setAttribute("aria-label", name);
+  b.title = name;
+  b.onclick = onClick;
+  Object.assign(b.dataset, data);
+  return b;
+}
+
+function trackItem(track, buttons) {
+  const li = document.createElement("li");
+  li.dataset.id = track.id || "";
+  li.append(thumbnail(track, "thumb"));
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = label(track);
+  if (track.duration) {
+    const small = document.createElement("small");
+    small.textContent = clock(track.duration);
+    name.append(small);
+  }
+  const actions = document.createElement("span");
+  actions.className = "actions";
+  actions.append(...buttons);
+  li.append(name, actions);
+  return li;
+}
+
+function emptyItem(text) {
+  const li = document.createElement("li");
+  li.className = "empty";
+  li.textContent = text;
+  return li;
+}
+
+// After a re-render, keyboard focus goes back to the same button of the same track.
+let refocus = null;
+
 function renderState(state) {
   view.state = state;
+  window.dispatchEvent(new CustomEvent("playground:state", { detail: state }));
   view.status = state.status;
   view.position = state.position;
   view.duration = state.duration;
   const current = state.current;
-  $("title").textContent = current ? (current.title || current.url) : "nothing yet";
+  $("title").textContent = current ? label(current) : "nothing yet";
+  const cover = current ? thumbnail(current, "cover") : thumbnail({}, "cover");
+  cover.id = "cover";
+  if (cover.tagName === "SPAN") cover.textContent = "";
+  $("cover").replaceWith(cover);
   $("volume").value = Math.round(state.volume * 100);
   $("volume-value").textContent = `${Math.round(state.volume * 100)} %`;
-  const queue = $("queue");
-  queue.replaceChildren();
-  if (!state.queue.length) {
-    const li = document.createElement("li");
-    li.className = "empty";
-    li.textContent = "the queue is empty";
-    queue.append(li);
-  }
-  state.queue.forEach((track, index) => {
-    const li = document.createElement("li");
-    li.textContent = `${track.title || track.url} `;
-    const actions = document.createElement("span");
-    actions.className = "actions";
-    const play = document.createElement("button");
-    play.textContent = "play";
-    play.onclick = () => send({ type: "jump", position: index + 1 });
-    const remove = document.createElement("button");
-    remove.textContent = "remove";
-    remove.onclick = () => send({ type: "remove", position: index + 1 });
-    actions.append(play, remove);
-    li.append(actions);
-    queue.append(li);
-  });
-  if (state.error) showError(state.error);
-  if (state.notice) showError(state.notice);
+  if (state.volume > 0) view.volumeBeforeMute = state.volume;
+  renderQueue(state.queue);
+  renderHistory(state.history || []);
+  // A state repeats the latest failure until the next one: show each failure once.
+  if (state.error && state.error !== view.lastStateError) showError("url", state.error);
+  view.lastStateError = state.error || "";
+  renderNotice(state.notice || "");
   renderProgress();
 }
 
-function renderProgress() {
-  const words = { idle: "idle", loading: "loading…", playing: "playing", paused: "paused" };
-  $("status").textContent = words[view.status] || view.status;
-  $("pause-icon").innerHTML = view.status === "paused"
-    ? '<path d="M7 5v14l12-7z"/>' : '<path d="M7 5h4v14H7zM13 5h4v14h-4z"/>';
-  $("position").textContent = clock(view.position);
-  $("duration").textContent = clock(view.duration);
-  const fraction = view.duration ? Math.min(1, view.position / view.duration) : 0;
-  $("bar").style.width = `${(fraction * 100).toFixed(2)}%`;
+function renderQueue(queue) {
+  const list = $("queue");
+  list.replaceChildren();
+  if (!queue.length) list.append(emptyItem("the queue is empty"));
+  queue.forEach((track, index) => {
+    const position = index + 1;
+    const name = label(track);
+    const item = trackItem(track, [
+      button("↑", `move ${name} up`, () => move(position, position - 1, track.id, "up"),
+             { action: "up" }),
+      button("↓", `move ${name} down`, () => move(position, position + 1, track.id, "down"),
+             { action: "down" }),
+      button("play", `play ${name}`, () => command({ type: "jump", position })),
+      button("remove", `remove ${name}`, () => command({ type: "remove", position })),
+    ]);
+    item.querySelector("[data-action=up]").disabled = position === 1;
+    item.querySelector("[data-action=down]").disabled = position === queue.length;
+    item.draggable = true;
+    item.dataset.position = String(position);
+    list.append(item);
+  });
+  if (refocus) {
+    const target = list.querySelector(
+      `li[data-id="${CSS.escape(refocus.id)}"] [data-action="${refocus.action}"]`);
+    if (target && !target.disabled) target.focus();
+    else if (target) target.parentElement.querySelector("button:not([disabled])")?.focus();
+    refocus = null;
+  }
+}
+
+function move(position, to, id, action) {
+  const length = view.state ? view.state.queue.length : 0;
+  if (to < 1 || to > length || to === position) return;
+  refocus = { id, action };
+  command({ type: "move", position, to });
+}
+
+function renderHistory(history) {
+  const list = $("history");
+  list.replaceChildren();
+  const recent = history.slice(-10).reverse();   // most recent first
+  if (!recent.length) list.append(emptyItem("nothing played yet"));
+  for (const track of recent) {
+    const name = label(track);
+    list.append(trackItem(track, [
+      button("play again", `play ${name} again`, () => command({ type: "play", url: track.url })),
+    ]));
+  }
 }
 
 function renderResults(results) {
   const list = $("results");
   list.replaceChildren();
   for (const result of results) {
-    const li = document.createElement("li");
-    li.textContent = `${result.title} (${clock(result.duration)}) `;
-    const add = document.createElement("button");
-    add.textContent = "add";
-    add.onclick = () => send({ type: "add", url: result.url });
-    li.append(add);
-    list.append(li);
+    const name = result.title || result.url;
+    list.append(trackItem(result, [
+      button("play", `play ${name}`, () => command({ type: "play", url: result.url })),
+      button("add", `add ${name} to the queue`, () => command({ type: "add", url: result.url })),
+    ]));
   }
 }
 
-let errorTimer = null;
-function showError(text) {
+function renderProgress() {
+  const words = { idle: "idle", loading: "loading…", playing: "playing", paused: "paused" };
+  $("status").textContent = words[view.status] || view.status;
+  const paused = view.status === "paused";
+  $("pause-icon").innerHTML = paused
+    ? '<path d="M7 5v14l12-7z"/>' : '<path d="M7 5h4v14H7zM13 5h4v14h-4z"/>';
+  $("pause").setAttribute("aria-label", paused ? "resume" : "pause");
+  const position = view.seekPreview ?? view.position;
+  const duration = view.duration || 0;
+  $("position").textContent = clock(position);
+  $("duration").textContent = clock(view.duration);
+  const fraction = duration ? Math.min(1, Math.max(0, position / duration)) : 0;
+  $("bar").style.width = `${(fraction * 100).toFixed(2)}%`;
+  $("knob").style.left = `${(fraction * 100).toFixed(2)}%`;
+  const slider = $("seek");
+  const seekable = Boolean(duration) && view.status !== "idle";
+  slider.setAttribute("aria-disabled", String(!seekable));
+  slider.setAttribute("aria-valuemax", String(Math.round(duration)));
+  slider.setAttribute("aria-valuenow", String(Math.round(Math.min(position, duration))));
+  slider.setAttribute("aria-valuetext", seekable
+    ? `${spoken(position)} of ${spoken(duration)}` : "nothing is playing");
+}
+
+// -- messages next to their field --------------------------------------------------
+
+function showError(field, text) {
   view.lastError = text;
-  const box = $("error");
-  box.textContent = text;
+  const box = $(`${field}-error`);
+  box.querySelector(".error-text").textContent = text;
   box.hidden = false;
-  clearTimeout(errorTimer);
-  errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+
+for (const field of ["url", "search"]) {
+  const box = $(`${field}-error`);
+  box.querySelector(".dismiss").onclick = () => {
+    box.hidden = true;
+    $(field === "url" ? "url" : "query").focus();
+  };
+}
+
+// Standing conditions (the engine is away, the secure-context check) are banners,
+// not errors: they go away by themselves.
+function renderNotice(text = "") {
+  const words = text || (view.engineConnected ? ""
+    : "the audio engine is unreachable; playback continues when it is back");
+  $("notice").textContent = words;
+  $("notice").hidden = !words;
 }
 
 let infoTimer = null;
 function showInfo(text) {
   $("info").textContent = text;
   clearTimeout(infoTimer);
-  infoTimer = setTimeout(() => { $("info").textContent = ""; }, 5000);
+  infoTimer = setTimeout(() => { $("info").textContent = ""; }, 6000);
 }
 
 setInterval(() => {
@@ -286,40 +502,193 @@ setInterval(() => {
   }
 }, 250);
 
+// -- seeking ---------------------------------------------------------------------
+
+let seekTimer = null;
+
+function seekable() {
+  return Boolean(view.duration) && view.status !== "idle";
+}
+
+function previewSeek(seconds) {
+  const max = Math.max(0, (view.duration || 0) - 1);
+  view.seekPreview = Math.min(max, Math.max(0, seconds));
+  renderProgress();
+}
+
+function commitSeek() {
+  clearTimeout(seekTimer);
+  seekTimer = null;
+  if (view.seekPreview == null) return;
+  const seconds = Math.round(view.seekPreview * 10) / 10;
+  view.seekPreview = null;
+  view.position = seconds;
+  command({ type: "seek", seconds });
+  renderProgress();
+}
+
+// A run of key presses moves the preview; the seek goes out once they stop.
+function seekBy(delta) {
+  if (!seekable()) return;
+  previewSeek((view.seekPreview ?? view.position) + delta);
+  clearTimeout(seekTimer);
+  seekTimer = setTimeout(commitSeek, SEEK_SETTLE_MS);
+}
+
+function seekTo(seconds) {
+  if (!seekable()) return;
+  previewSeek(seconds);
+  clearTimeout(seekTimer);
+  seekTimer = setTimeout(commitSeek, SEEK_SETTLE_MS);
+}
+
+const slider = $("seek");
+slider.addEventListener("keydown", (event) => {
+  const steps = { ArrowRight: SEEK_STEP, ArrowUp: SEEK_STEP, ArrowLeft: -SEEK_STEP,
+                  ArrowDown: -SEEK_STEP, PageUp: SEEK_PAGE, PageDown: -SEEK_PAGE };
+  if (event.key in steps) seekBy(steps[event.key]);
+  else if (event.key === "Home") seekTo(0);
+  else if (event.key === "End") seekTo(view.duration || 0);
+  else return;
+  event.preventDefault();
+  event.stopPropagation();
+});
+
+function sliderSeconds(event) {
+  const box = slider.getBoundingClientRect();
+  return Math.min(1, Math.max(0, (event.clientX - box.left) / box.width)) * (view.duration || 0);
+}
+slider.addEventListener("pointerdown", (event) => {
+  if (!seekable()) return;
+  slider.setPointerCapture(event.pointerId);
+  slider.focus();
+  previewSeek(sliderSeconds(event));
+});
+slider.addEventListener("pointermove", (event) => {
+  if (slider.hasPointerCapture(event.pointerId)) previewSeek(sliderSeconds(event));
+});
+slider.addEventListener("pointerup", (event) => {
+  if (!slider.hasPointerCapture(event.pointerId)) return;
+  slider.releasePointerCapture(event.pointerId);
+  commitSeek();
+});
+
+// -- shortcuts -------------------------------------------------------------------
+
+function typing(target) {
+  if (!(target instanceof Element)) return false;
+  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+}
+
+function togglePause() {
+  if (view.status === "idle") return;
+  command({ type: view.status === "paused" ? "resume" : "pause" });
+}
+
+function toggleMute() {
+  const volume = view.state ? view.state.volume : 1;
+  command({ type: "volume", volume: volume > 0 ? 0 : (view.volumeBeforeMute || 1) });
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (typing(event.target)) return;
+  const onControl = event.target instanceof Element
+    && event.target.closest("button, summary, a, [role=slider]");
+  switch (event.key) {
+    case " ":
+      if (onControl && !event.target.closest("[role=slider]")) return;  // the control's own
+      // falls through
+    case "k": case "K":
+      togglePause();
+      break;
+    case "ArrowLeft": seekBy(-SEEK_STEP); break;
+    case "ArrowRight": seekBy(SEEK_STEP); break;
+    case "j": case "J": seekBy(-SEEK_JUMP); break;
+    case "l": case "L": seekBy(SEEK_JUMP); break;
+    case "n": case "N": command({ type: "skip" }); break;
+    case "p": case "P": command({ type: "previous" }); break;
+    case "m": case "M": toggleMute(); break;
+    case "/": $("url").focus(); break;
+    default: return;
+  }
+  event.preventDefault();
+});
+
 // -- controls --------------------------------------------------------------------
 
 $("play-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const url = $("url").value.trim();
-  if (!url) { showError("enter a URL first"); return; }
+  if (!url) { showError("url", "enter a link or a file name first"); return; }
   onGesture();
-  send({ type: "play", url });
+  command({ type: "play", url });
 });
 $("add").onclick = () => {
   const url = $("url").value.trim();
-  if (!url) { showError("enter a URL first"); return; }
-  send({ type: "add", url });
+  if (!url) { showError("url", "enter a link or a file name first"); return; }
+  command({ type: "add", url });
 };
 $("demo").onclick = () => { $("url").value = document.body.dataset.demoUrl || ""; };
-$("previous").onclick = () => send({ type: "previous" });
-$("skip").onclick = () => send({ type: "skip" });
-$("stop").onclick = () => send({ type: "stop" });
-$("clear").onclick = () => send({ type: "clear" });
-$("pause").onclick = () => send({ type: view.status === "paused" ? "resume" : "pause" });
-$("volume").addEventListener("change", (event) => {
-  send({ type: "volume", volume: Number(event.target.value) / 100 });
+$("previous").onclick = () => command({ type: "previous" });
+$("skip").onclick = () => command({ type: "skip" });
+$("stop").onclick = () => command({ type: "stop" });
+$("clear").onclick = () => command({ type: "clear" });
+$("pause").onclick = () => togglePause();
+$("play-here").onclick = () => claimOutput();
+$("volume").addEventListener("input", (event) => {
+  $("volume-value").textContent = `${event.target.value} %`;
 });
-$("progress").addEventListener("click", (event) => {
-  if (!view.duration) return;
-  const box = event.currentTarget.getBoundingClientRect();
-  send({ type: "seek", seconds: ((event.clientX - box.left) / box.width) * view.duration });
+$("volume").addEventListener("change", (event) => {
+  command({ type: "volume", volume: Number(event.target.value) / 100 });
 });
 $("search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const query = $("query").value.trim();
-  if (query) send({ type: "search", query });
+  if (!query) { showError("search", "enter something to search for"); return; }
+  command({ type: "search", query }, "search");
 });
 
+// Drag and drop reordering: a track dropped on another takes its place.
+const queueList = $("queue");
+let dragFrom = null;
+queueList.addEventListener("dragstart", (event) => {
+  const li = event.target.closest("li[data-position]");
+  if (!li) return;
+  dragFrom = Number(li.dataset.position);
+  li.classList.add("dragging");
+  event.dataTransfer.effectAllowed = "move";
+  event.dataTransfer.setData("text/plain", li.dataset.position);
+});
+queueList.addEventListener("dragover", (event) => {
+  const li = event.target.closest("li[data-position]");
+  if (!li || dragFrom == null) return;
+  event.preventDefault();
+  event.dataTransfer.dropEffect = "move";
+  for (const other of queueList.querySelectorAll(".drop-target")) {
+    if (other !== li) other.classList.remove("drop-target");
+  }
+  li.classList.add("drop-target");
+});
+queueList.addEventListener("drop", (event) => {
+  const li = event.target.closest("li[data-position]");
+  if (!li || dragFrom == null) return;
+  event.preventDefault();
+  const to = Number(li.dataset.position);
+  if (to !== dragFrom) command({ type: "move", position: dragFrom, to });
+  dragFrom = null;
+});
+queueList.addEventListener("dragend", () => {
+  dragFrom = null;
+  for (const li of queueList.querySelectorAll(".dragging, .drop-target")) {
+    li.classList.remove("dragging", "drop-target");
+  }
+});
+
+if (!secure) {
+  $("insecure").hidden = false;
+  $("gesture-hint").hidden = true;
+}
 if (document.body.dataset.demoUrl) $("url").value = document.body.dataset.demoUrl;
 
 window.playground = {
@@ -331,10 +700,17 @@ window.playground = {
     userId: view.userId,
     status: view.status,
     position: view.position,
+    duration: view.duration,
+    volume: view.state ? view.state.volume : 1,
     title: view.state && view.state.current ? view.state.current.title : "",
+    thumbnail: view.state && view.state.current ? view.state.current.thumbnail || "" : "",
     queue: view.state ? view.state.queue.map((t) => t.title || t.url) : [],
+    history: view.state ? (view.state.history || []).map((t) => t.title || t.url) : [],
     lastError: view.lastError,
     audioState: audio ? audio.context.state : "none",
+    audioHere: view.audioHere,
+    tabs: view.tabs,
+    secure,
   }),
   messages: () => view.messages.slice(),
   send: (message) => send(message),

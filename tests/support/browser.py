@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,9 +31,12 @@ def _executable() -> str:
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
+    """Headless Chromium; *extra_args* are more command-line switches (say,
+    ``--host-resolver-rules`` to serve a page under a host name)."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=_executable(), args=_FLAGS)
+        browser = await playwright.chromium.launch(executable_path=_executable(),
+                                                   args=[*_FLAGS, *extra_args])
         try:
             yield browser
         finally:

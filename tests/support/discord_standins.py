@@ -77,9 +77,10 @@ class RecordingVoiceClient:
         return self._player is not None and self._player.is_playing()
 
     def stop(self) -> None:
+        # As discord.py's VoiceClient.stop: signal the player thread, do not wait
+        # for it (joining here would block the event loop for up to a frame).
         if self._player is not None:
             self._player.stop()
-            self._player.join(2)
             self._player = None
 
     async def disconnect(self, *, force: bool = False) -> None:

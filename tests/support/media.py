@@ -23,6 +23,7 @@ __all__ = [
     "dominant_frequency",
     "step_at",
     "write_opus_tone",
+    "write_signal",
     "write_steps",
     "write_tone",
 ]
@@ -54,22 +55,41 @@ def step_at(frequencies: list[float], seconds: float, step: float = STEP_SECONDS
     return frequencies[min(len(frequencies) - 1, int(seconds // step))]
 
 
-def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int = 1) -> Path:
-    """Write a 48 kHz stereo Ogg Opus tone quickly (libopus at complexity 0, one
-    20 ms frame per page): a passthrough source for tests that need many tracks.
-    The engine demuxes it with FFmpeg, so the file's validity is checked there."""
-    encoder = OpuslibEncoder(64_000, 0)
+def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int = 1,
+                    complexity: int = 0, flush: bool = False) -> Path:
+    """Write a 48 kHz stereo Ogg Opus tone quickly (libopus, complexity 0 by default,
+    one 20 ms frame per page): a passthrough source for tests that need many tracks.
+    Without *flush*, exactly ``seconds * 50`` pages (the encoder's last 6.5 ms never
+    come out); with it, the encoder is flushed with silence and the last page's
+    granule trims that (RFC 7845), so the decoded audio is exactly *seconds* long, as
+    a real encoder writes it. The engine demuxes it with FFmpeg, so the file's
+    validity is checked there."""
+    encoder = OpuslibEncoder(64_000, complexity)
     writer = OggOpusWriter(serial)
-    frames = int(seconds * 48_000) // SAMPLES_PER_FRAME
+    total = round(seconds * 48_000)
+    flushed = total + encoder.lookahead if flush else total
+    frames = -(-flushed // SAMPLES_PER_FRAME)
     index = np.arange(frames * SAMPLES_PER_FRAME)
     wave = (0.5 * 32767 * np.sin(2 * np.pi * frequency * index / 48_000)).astype("<i2")
+    wave[total:] = 0
     pcm = np.repeat(wave, 2).tobytes()
     pages = [writer.header_pages]
     for frame in range(frames):
         chunk = pcm[frame * PCM_FRAME_BYTES:(frame + 1) * PCM_FRAME_BYTES]
-        pages.append(writer.audio_page(encoder.encode(chunk), eos=frame == frames - 1))
+        last = frame == frames - 1
+        samples = flushed - frame * SAMPLES_PER_FRAME if last else SAMPLES_PER_FRAME
+        pages.append(writer.audio_page(encoder.encode(chunk), samples, eos=last))
     path.write_bytes(b"".join(pages))
     return path
+
+def write_signal(path: Path, signal: np.ndarray, *, container: str = "flac") -> Path:
+    """Write a float stereo signal (shape (n, 2), -1 to 1, 48 kHz) losslessly (FLAC:
+    the engine decodes and transcodes it, and its spectrum is exactly what was written)."""
+    planar = np.ascontiguousarray(np.asarray(signal, dtype=np.float32).T)
+    blocks = (planar[:, start:start + 4800] for start in range(0, planar.shape[1], 4800))
+    return encode_blocks(path, blocks, rate=48_000, layout="stereo", container_format=container,
+                         codec="flac")
+
 
 def dominant_frequency(samples: np.ndarray, rate: int = 48_000) -> float:
     """Frequency (Hz) of the strongest spectral peak of mono or interleaved-stereo

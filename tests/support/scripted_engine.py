@@ -21,7 +21,8 @@ from gateway.engine_client import EngineClient
 
 __all__ = ["ScriptedEngine"]
 
-_ROUTE = re.compile(r"^/session/(?P<id>[^/]+)/(?P<op>play|stop|pause|resume|status|volume|seek)$")
+_ROUTE = re.compile(r"^/session/(?P<id>[^/]+)/(?P<op>play|stop|pause|resume|status|volume|seek"
+                    r"|filters|crossfade|next|next/cancel)$")
 
 
 @dataclass
@@ -31,6 +32,10 @@ class _Session:
     status: str = "streaming"
     volume: float = 1.0
     start_at: float = 0.0
+    filters: dict[str, Any] = field(default_factory=dict)
+    crossfade: float = 0.0
+    #: The next track held: (play id, url).
+    next: tuple[int, str] | None = None
 
 
 @dataclass
@@ -114,7 +119,9 @@ class ScriptedEngine:
                 self._plays += 1
                 self.sessions[sid] = _Session(body["url"], self._plays,
                                               volume=body.get("volume", 1.0),
-                                              start_at=body.get("start_at", 0.0))
+                                              start_at=body.get("start_at", 0.0),
+                                              filters=body.get("filters") or {},
+                                              crossfade=body.get("crossfade", 0.0))
                 headers = {"X-Play-Id": str(self._plays)} if self.features else {}
                 return httpx.Response(200, json={"status": "playing", "session_id": sid},
                                       headers=headers)
@@ -139,5 +146,40 @@ class ScriptedEngine:
                     return httpx.Response(404, json={"message": "session not found"})
                 session.volume = body["volume"]
                 return httpx.Response(200, json={"status": "ok", "session_id": sid})
+            case "filters" | "crossfade" | "next" | "next/cancel" if (
+                    op.split("/")[0].replace("next", "next_track") in self.features):
+                if session is None:
+                    return httpx.Response(404, json={"status": "error", "session_id": sid,
+                                                     "message": "session not found"})
+                if op == "filters":
+                    session.filters = body
+                    return httpx.Response(200, json={"status": "ok", "session_id": sid,
+                                                     "filters": body})
+                if op == "crossfade":
+                    session.crossfade = body["crossfade"]
+                    return httpx.Response(200, json={"status": "ok", "session_id": sid,
+                                                     "crossfade": body["crossfade"]})
+                if op == "next":
+                    self._plays += 1
+                    session.next = (self._plays, body["url"])
+                    return httpx.Response(200, json={"status": "queued", "session_id": sid,
+                                                     "play_id": self._plays},
+                                          headers={"X-Play-Id": str(self._plays)})
+                cancelled, session.next = session.next, None
+                return httpx.Response(200, json={
+                    "status": "ok", "session_id": sid,
+                    "cancelled": cancelled[0] if cancelled else None})
             case _:
                 return httpx.Response(404, text="404 page not found")
+
+    def join(self, sid: str) -> tuple[int, int]:
+        """The current track of *sid* ends and its next one joins the stream, as our
+        engine does at the boundary: returns (ended play id, joined play id); the
+        caller dispatches ``finished`` (reason end) and ``ready`` with them."""
+        session = self.sessions[sid]
+        assert session.next is not None, "no next track was set"
+        ended = session.play_id
+        session.play_id, session.url = session.next
+        session.next = None
+        session.start_at = 0.0
+        return ended, session.play_id

@@ -1,0 +1,629 @@
+"""One play inside a session's output: its source, and how its audio reaches the stream.
+
+A ``Track`` takes what the producer read from its ``MediaSource`` and makes it
+available to the session's ``Program`` in one of two modes:
+
+- **passthrough**: the source's own Opus packets, one per output frame, untouched;
+- **transcoding**: PCM through the track's ``FilterChain``, placed on the program's
+  sample timeline, for the program to mix and encode.
+
+Timelines (all at 48 kHz): the program's *encoder input* timeline ``u`` (output frame
+``n`` is ``u`` in ``[960 n, 960 n + 960)``) and the listener's *decoded* timeline, which
+is the encoder input delayed by the encoder's look-ahead ``L``. A passthrough-capable
+track also has its *raw* timeline: its packets decoded with nothing trimmed (packet ``j``
+is raw samples ``[960 j, 960 j + 960)``), placed at decoded sample ``raw_offset``. Its
+packets can go out as they are exactly when ``raw_offset`` is a whole number of frames
+and the chain has not moved the audio in time (no tempo change since the placement):
+then output frame ``n`` *is* raw packet ``(960 n - raw_offset) / 960``. So a transcoded
+passthrough-capable track feeds its chain the raw audio ``L`` samples ahead of the
+frame grid, which lets it return to passthrough when its filters are cleared.
+
+Not thread-safe: the program calls it from one codec job at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from enum import StrEnum
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import opuslib  # type: ignore[import-untyped]
+
+from audio_engine.filters import FilterChain, FilteredFrame, Filters, RewindError
+from audio_engine.source import (
+    MAX_CONSECUTIVE_DECODE_ERRORS,
+    MediaSource,
+    OpusInput,
+    PcmChunk,
+    SourceFailed,
+)
+from audio_engine.splice import RawOpusDecoder
+from protocol import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME
+
+__all__ = ["CHAIN_WARMUP_FRAMES", "FRAME", "Mode", "Track"]
+
+log = logging.getLogger(__name__)
+
+FRAME: Final = SAMPLES_PER_FRAME
+#: Frames of audio already heard that a chain created mid-track is fed before the first
+#: frame it produces for real (60 ms): the new filters warm up on them and crossfade in.
+CHAIN_WARMUP_FRAMES: Final = 3
+#: Decoded packets kept to return to passthrough (about 2 s): more than a chain holds
+#: back (its loudness hold is 0.5 s) plus a batch.
+_RECENT_PACKETS: Final = 96
+
+Pcm = npt.NDArray[np.int16]
+
+
+class Mode(StrEnum):
+    """How a track's audio reaches the stream."""
+
+    PASSTHROUGH = "passthrough"
+    TRANSCODING = "transcoding"
+
+
+class _Raw(NamedTuple):
+    """A decoded packet of a passthrough-capable track: its raw index (samples) and the
+    packet, to send it as it is if the track returns to passthrough."""
+
+    start: int
+    packet: OpusInput
+
+
+class _SampleQueue:
+    """A FIFO of s16 stereo samples."""
+
+    def __init__(self) -> None:
+        self._blocks: deque[Pcm] = deque()
+        self.size = 0
+
+    def append(self, block: Pcm) -> None:
+        if len(block):
+            self._blocks.append(block)
+            self.size += len(block)
+
+    def drop(self, count: int) -> None:
+        while count > 0 and self._blocks:
+            head = self._blocks[0]
+            if len(head) <= count:
+                self._blocks.popleft()
+                self.size -= len(head)
+                count -= len(head)
+            else:
+                self._blocks[0] = head[count:]
+                self.size -= count
+                count = 0
+
+    def peek(self, count: int) -> Pcm:
+        """The first *count* samples (fewer if fewer are queued), not removed."""
+        parts: list[Pcm] = []
+        needed = count
+        for block in self._blocks:
+            if needed <= 0:
+                break
+            parts.append(block[:needed])
+            needed -= len(parts[-1])
+        if not parts:
+            return np.zeros((0, CHANNELS), dtype=np.int16)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def clear(self) -> None:
+        self._blocks.clear()
+        self.size = 0
+
+
+def _pcm(data: bytes) -> Pcm:
+    return np.frombuffer(data, dtype=np.int16).reshape(-1, CHANNELS)
+
+
+class Track:
+    """One play: its source, mode, filter chain and placement on the output timeline.
+
+    Args:
+        play: what the program's frames carry when this track starts (the session's
+            record of the play); opaque here.
+        source: the opened source.
+        filters: the filters to play it with (volume and default loudness included).
+        lookahead: the encoder's look-ahead ``L`` (0 for PCM output).
+        passthrough_ok: whether this output can take Opus packets as they are.
+    """
+
+    def __init__(self, play: Any, source: MediaSource, filters: Filters, *, lookahead: int,
+                 passthrough_ok: bool) -> None:
+        self.play = play
+        self.source = source
+        self.filters = filters
+        self.lookahead = lookahead
+        #: The source's packets are 48 kHz stereo Opus that may go out as they are.
+        self.opus = source.opus_head is not None and passthrough_ok
+        self.mode = Mode.TRANSCODING
+        #: Placed on the output timeline (the first track at once, the next one when it
+        #: joins).
+        self.placed = False
+        #: The source has no more audio (its last packets have been read).
+        self.source_ended = False
+        #: Encoder-input sample where the track's audio ends, once known.
+        self.end: int | None = None
+        #: The output frame the track's play begins with.
+        self.first_frame = 0
+        #: The output frame from which it is transcoded after passing packets through
+        #: (-1: transcoded since its placement).
+        self.codec_frame = -1
+
+        # passthrough
+        self._packets: deque[OpusInput] = deque()
+        #: Samples of the last packet sent that are not audio (end trimming).
+        self._trimmed = 0
+
+        # transcoding
+        self.chain: FilterChain | None = None
+        #: Encoder-input sample of chain output sample 0.
+        self.chain_base = 0
+        #: Track time of chain input sample 0 (to check the chain kept the time grid).
+        self._chain_origin = 0.0
+        self._out = _SampleQueue()
+        #: Encoder-input sample of ``_out``'s first sample.
+        self._out_start = 0
+        self._flushed = False
+
+        # the raw timeline (passthrough-capable tracks)
+        self._decoder: RawOpusDecoder | None = None
+        self.raw_offset = 0
+        #: Raw samples decoded since the placement.
+        self._raw_count = 0
+        #: Raw samples still to drop before the chain's input begins.
+        self._raw_skip = 0
+        #: Track time of raw sample 0.
+        self._raw_origin = 0.0
+        self._recent: deque[_Raw] = deque(maxlen=_RECENT_PACKETS)
+        #: Every packet since the placement was one 20 ms frame.
+        self._whole_frames = True
+        self._decode_errors = 0
+
+        # input read before the track was placed
+        self._early_packets: list[OpusInput] = []
+        self._early_pcm: list[PcmChunk] = []
+
+    # -- what the program asks -------------------------------------------------------
+
+    @property
+    def pending_input(self) -> float:
+        """Seconds of audio read but not yet placed (a next track read ahead)."""
+        if self.opus:
+            return sum(p.samples for p in self._early_packets) / SAMPLE_RATE
+        return sum(len(c.pcm) for c in self._early_pcm) / (4 * SAMPLE_RATE)
+
+    @property
+    def tempo(self) -> float:
+        """Track seconds per output second now."""
+        return self.chain.tempo if self.chain is not None else 1.0
+
+    @property
+    def exhausted(self) -> bool:
+        """Every sample of the track has been made available (its end is known)."""
+        return self.end is not None
+
+    def next_packet(self) -> OpusInput | None:
+        """The next passthrough packet, not removed."""
+        return self._packets[0] if self._packets else None
+
+    def pop_packet(self) -> OpusInput:
+        packet = self._packets.popleft()
+        self._trimmed = packet.samples - packet.keep
+        return packet
+
+    @property
+    def queued_packets(self) -> int:
+        return len(self._packets)
+
+    def requeue(self, packets: list[OpusInput]) -> None:
+        """Put packets that were sent as they are, then dropped, back in front."""
+        self._packets.extendleft(reversed(packets))
+        if self.source_ended:
+            self.end = None
+
+    def covers(self, stop: int) -> bool:
+        """Whether every sample before *stop* (encoder input) is available."""
+        if self.end is not None and self.end <= stop:
+            return True
+        return self._out_start + self._out.size >= stop
+
+    def take(self, start: int, count: int) -> Pcm:
+        """Samples ``[start, start + count)`` of the track on the encoder-input timeline
+        (zeros before its placement and after its end); earlier samples are dropped."""
+        if self._out_start < start:
+            dropped = min(start - self._out_start, self._out.size)
+            self._out.drop(dropped)
+            self._out_start += dropped
+            if self._out.size == 0:
+                self._out_start = max(self._out_start, start)
+        block = np.zeros((count, CHANNELS), dtype=np.int16)
+        lead = self._out_start - start
+        if lead >= count:
+            return block
+        available = self._out.peek(count - max(lead, 0))
+        at = max(lead, 0)
+        block[at : at + len(available)] = available
+        if self.end is not None and self.end < start + count:
+            block[max(self.end - start, 0) :] = 0
+        return block
+
+    def position_at(self, sample: int) -> float:
+        """Track time at encoder-input *sample* (transcoding)."""
+        if self.chain is None:
+            return self._raw_origin
+        index = max(0, sample - self.chain_base)
+        return self.chain.positions.track_time(index)
+
+    def planned_end(self) -> int | None:
+        """Encoder-input sample where the track should end by its declared duration
+        (for a crossfade planned ahead), or None if the duration is unknown."""
+        duration = self.source.duration
+        if not duration or self.chain is None:
+            return None
+        return self.chain_base + self.chain.positions.output_index(duration)
+
+    # -- feeding -----------------------------------------------------------------------
+
+    def feed_packets(self, items: list[OpusInput]) -> None:
+        """Opus packets read from a passthrough-capable source."""
+        if not self.placed:
+            self._early_packets.extend(items)
+        elif self.mode is Mode.PASSTHROUGH:
+            self._packets.extend(items)
+        else:
+            self._decode_all(items)
+            self._collect()
+
+    def feed_pcm(self, chunks: list[PcmChunk]) -> None:
+        """Decoded audio from any other source."""
+        if not self.placed:
+            self._early_pcm.extend(chunks)
+            return
+        assert self.chain is not None
+        if chunks:
+            # One push per batch: the chain's work per call is the same for 20 ms or 500.
+            self._out_append(self.chain.push(b"".join(chunk.pcm for chunk in chunks)))
+
+    def source_end(self) -> None:
+        """The source has no more audio: drain the chain, so the track's end is known."""
+        self.source_ended = True
+        if not self.placed:
+            return
+        if self.mode is Mode.PASSTHROUGH:
+            return
+        self._finish_chain()
+
+    def passthrough_end(self, frame: int) -> None:
+        """In passthrough, the last packet went out as frame ``frame - 1``."""
+        self.end = frame * FRAME - self._trimmed - self.lookahead
+
+    # -- placement ---------------------------------------------------------------------
+
+    def place(self, start: int, *, raw_offset: int | None = None,
+              passthrough: bool = False) -> None:
+        """Start the track at encoder-input sample *start*, with what was read so far.
+
+        A passthrough-capable track's raw sample 0 goes to decoded sample *raw_offset*:
+        by default *start* (a frame boundary), which puts its own pre-skip where a
+        stream's head would (the first track, or a restart after a seek); a track
+        joining another is placed so that its audio begins right after the other's.
+        *passthrough* sends its packets as they are (*start* a frame boundary, default
+        *raw_offset*).
+        """
+        self.placed = True
+        self.end = None
+        self.codec_frame = -1
+        self._flushed = False
+        self._out.clear()
+        self._out_start = start
+        self._packets.clear()
+        self._recent.clear()
+        self._whole_frames = True
+        self._decode_errors = 0
+        early_packets, self._early_packets = self._early_packets, []
+        early_pcm, self._early_pcm = self._early_pcm, []
+        if self.opus:
+            self.raw_offset = start if raw_offset is None else raw_offset
+            self._raw_count = 0
+            self._raw_skip = start + self.lookahead - self.raw_offset
+            self._raw_origin = early_packets[0].position if early_packets else self.source.position
+        if passthrough and self.opus:
+            self._close_chain()
+            self.mode = Mode.PASSTHROUGH
+            self._decoder = None
+            self._packets.extend(early_packets)
+            return
+        self.mode = Mode.TRANSCODING
+        if self.opus:
+            origin = self._raw_origin + self._raw_skip / SAMPLE_RATE
+        else:
+            origin = early_pcm[0].position if early_pcm else self.source.position
+        self._new_chain(self.filters, origin, start)
+        if self.opus:
+            self._decoder = RawOpusDecoder()
+            self._decode_all(early_packets)
+            self._collect()
+        else:
+            self.feed_pcm(early_pcm)
+        if self.source_ended:
+            self._finish_chain()
+
+    def unplace(self) -> bool:
+        """Take back a placement whose frames were all dropped (a change redid the frames
+        before the track joined): the track keeps its chain, rewound to its first frame,
+        and joins again later. False if it cannot (its first frames left the chain's
+        history, or it already passes packets through)."""
+        if self.mode is Mode.PASSTHROUGH or self.chain is None:
+            return False
+        try:
+            self.chain.rewind(0)
+        except RewindError:
+            return False
+        self._out.clear()
+        self.placed = False
+        self.end = None
+        return True
+
+    def rejoin(self, start: int, raw_offset: int | None) -> None:
+        """Place a track taken back by ``unplace`` again, at encoder-input *start*."""
+        assert self.chain is not None and not self.placed
+        self.placed = True
+        self.chain_base = start
+        self._out_start = start
+        if self.opus:
+            self.raw_offset = start if raw_offset is None else raw_offset
+        early_packets, self._early_packets = self._early_packets, []
+        early_pcm, self._early_pcm = self._early_pcm, []
+        self._decode_all(early_packets)
+        if early_pcm:
+            self._out_append(self.chain.push(b"".join(chunk.pcm for chunk in early_pcm)))
+        self._collect()
+        if self.source_ended and not self._flushed:
+            self._finish_chain()
+
+    # -- mode changes ------------------------------------------------------------------
+
+    def to_transcoding(self, frame: int, decoder: RawOpusDecoder, pcm: Pcm, end: int) -> None:
+        """Leave passthrough at output frame *frame*.
+
+        *decoder* has just decoded the packets sent before *frame* and then the first
+        packet not sent (this track's next packet, consumed here): that audio is *pcm*,
+        and *end* is where in it the encoder input of *frame* begins (``L`` samples into
+        that packet). The chain starts with no filter on the last frames before *frame*
+        and fades to the track's filters at *frame*, so the change has no edge.
+        """
+        assert self.opus and self.mode is Mode.PASSTHROUGH and self._packets
+        self.mode = Mode.TRANSCODING
+        self.codec_frame = frame
+        first = self._packets.popleft()
+        first_raw = frame * FRAME - self.raw_offset
+        warm = min(CHAIN_WARMUP_FRAMES, end // FRAME) * FRAME
+        origin = first.position + (self.lookahead - warm) / SAMPLE_RATE
+        self._new_chain(Filters(), origin, frame * FRAME - warm)
+        assert self.chain is not None
+        if warm:
+            self.chain.push(pcm[end - warm : end].tobytes())  # heard already: warm-up only
+        self._out_start = frame * FRAME
+        self._out.clear()
+        self.chain.configure(self.filters)
+        self._out_append(self.chain.push(pcm[end:].tobytes()))
+        self._decoder = decoder
+        self._raw_origin = first.position - first_raw / SAMPLE_RATE
+        self._recent.clear()
+        self._recent.append(_Raw(first_raw, first))
+        self._raw_count = first_raw + first.samples
+        self._raw_skip = 0
+        self._whole_frames = first.samples == FRAME
+        pending = list(self._packets)
+        self._packets.clear()
+        self._decode_all(pending)
+        self._collect()
+        if self.source_ended:
+            self._finish_chain()
+
+    def passthrough_from(self, frame: int) -> bool:
+        """Return to passthrough at output frame *frame* if the track can: its chain
+        changes nothing, the audio kept the source's frame grid (no tempo change since
+        the placement), and the packet for that frame is kept."""
+        kept = self._passthrough_packets(frame)
+        if kept is None:
+            return False
+        self._close_chain()
+        self._flushed = False
+        self.end = None  # known again when the last packet has gone out
+        self.mode = Mode.PASSTHROUGH
+        self.codec_frame = -1
+        self._decoder = None
+        self._out.clear()
+        self._packets.extend(kept)
+        self._recent.clear()
+        return True
+
+    def can_pass_from(self, frame: int) -> bool:
+        """Whether ``passthrough_from(frame)`` would succeed now."""
+        return self._passthrough_packets(frame) is not None
+
+    def source_packet(self, frame: int) -> OpusInput | None:
+        """The source's own packet for output frame *frame*, if it is kept."""
+        wanted = frame * FRAME - self.raw_offset
+        return next((raw.packet for raw in self._recent if raw.start == wanted), None)
+
+    def _passthrough_packets(self, frame: int) -> list[OpusInput] | None:
+        chain = self.chain
+        if not self.opus or self.mode is not Mode.TRANSCODING or chain is None:
+            return None
+        if not chain.passthrough or not self._whole_frames or self.raw_offset % FRAME:
+            return None
+        index = frame * FRAME - self.chain_base
+        expected = self._chain_origin + index / SAMPLE_RATE
+        if index < 0 or abs(chain.positions.track_time(index) - expected) > 0.5 / SAMPLE_RATE:
+            return None  # a tempo change moved the audio off the source's frame grid
+        wanted = frame * FRAME - self.raw_offset
+        kept = [raw for raw in self._recent if raw.start >= wanted]
+        if kept and kept[0].start != wanted:
+            return None
+        if not kept and wanted != self._raw_count:
+            return None
+        return [raw.packet for raw in kept]
+
+    def back_to_passthrough(self, sent_then_dropped: list[OpusInput]) -> bool:
+        """Undo ``to_transcoding``: the frames from where the track left passthrough
+        were dropped. It passes packets again: *sent_then_dropped* (the dropped frames
+        before that point), then every packet decoded since. False (nothing done) if
+        those packets are no longer all kept."""
+        assert self.mode is Mode.TRANSCODING and self.codec_frame >= 0
+        first = self.codec_frame * FRAME - self.raw_offset
+        if not self._recent or self._recent[0].start != first:
+            return False
+        self._close_chain()
+        self.mode = Mode.PASSTHROUGH
+        self.codec_frame = -1
+        self._decoder = None
+        self._out.clear()
+        self._flushed = False
+        self.end = None
+        self._packets.clear()
+        self._packets.extend(sent_then_dropped)
+        self._packets.extend(raw.packet for raw in self._recent)
+        self._recent.clear()
+        return True
+
+    # -- live changes ------------------------------------------------------------------
+
+    def configure(self, filters: Filters) -> None:
+        """Play with *filters* from the next sample produced (a crossfade)."""
+        self.filters = filters
+        if self.chain is not None:
+            self.chain.configure(filters)
+            self._collect()
+
+    def rewind_to(self, sample: int) -> bool:
+        """Produce the audio from encoder-input *sample* on again (everything after it
+        was dropped). False if the chain no longer has it (a change then applies from
+        the next sample produced)."""
+        chain = self.chain
+        if chain is None or self.mode is not Mode.TRANSCODING:
+            return True
+        frame = min(max(0, (sample - self.chain_base) // FRAME), chain.next_index)
+        if frame < chain.next_index:
+            try:
+                chain.rewind(frame)
+            except RewindError:
+                log.info("%s: a change reaches back further than the filter history",
+                         self.source.target.title or "track")
+                return False
+            if self._flushed:
+                self.end = None
+        self._out.clear()
+        self._out_start = self.chain_base + frame * FRAME
+        return True
+
+    def recollect(self) -> None:
+        """Collect what the chain redoes after ``rewind_to`` (and ``configure``)."""
+        self._collect()
+
+    def restart(self, start: int, *, passthrough: bool) -> None:
+        """After a seek of the source: start over at encoder-input *start* (a frame
+        boundary), with a fresh chain (the filters are kept)."""
+        self.source_ended = False
+        self._close_chain()
+        self._early_packets = []
+        self._early_pcm = []
+        self.place(start, passthrough=passthrough)
+
+    def close(self) -> None:
+        """Release the chain. Idempotent (the source is closed by the producer)."""
+        self._close_chain()
+        self._decoder = None
+        self._packets.clear()
+        self._out.clear()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _new_chain(self, filters: Filters, origin: float, start: int) -> None:
+        self._close_chain()
+        self.chain = FilterChain(filters, position=origin)
+        self.chain_base = start
+        self._chain_origin = origin
+        self._out_start = start
+
+    def _close_chain(self) -> None:
+        if self.chain is not None:
+            self.chain.close()
+            self.chain = None
+
+    def _decode_all(self, items: list[OpusInput]) -> None:
+        """Decode packets onto the raw timeline and push what the chain takes, at once."""
+        assert self.chain is not None
+        pieces = [piece for item in items if (piece := self._decode(item))]
+        if pieces:
+            self._out_append(self.chain.push(b"".join(pieces)))
+
+    def _decode(self, item: OpusInput) -> bytes:
+        """Decode one packet onto the raw timeline; returns the part the chain takes."""
+        assert self._decoder is not None
+        try:
+            data = self._decoder.decode(item.data)
+            self._decode_errors = 0
+        except opuslib.OpusError:
+            self._decode_errors += 1
+            if self._decode_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                raise SourceFailed(
+                    f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
+                ) from None
+            data = bytes(item.samples * 4)
+        if item.keep < item.samples:
+            data = data[: item.keep * 4]  # the stream's end: the rest is padding
+        self._recent.append(_Raw(self._raw_count, item))
+        if item.samples != FRAME:
+            self._whole_frames = False
+        samples = len(data) // 4
+        self._raw_count += samples
+        if self._raw_skip >= samples:
+            self._raw_skip -= samples
+            return b""
+        if self._raw_skip:
+            data = data[self._raw_skip * 4 :]
+            self._raw_skip = 0
+        return data
+
+    def _collect(self) -> None:
+        """Take the frames the chain has ready (after a flush: the ones it redid)."""
+        if self.chain is None:
+            return
+        if not self._flushed:
+            self._out_append(self.chain.push())
+            return
+        frames = self.chain.flush()
+        if frames:
+            self._out_append(frames)
+            self._set_end()
+
+    def _finish_chain(self) -> None:
+        assert self.chain is not None
+        self._flushed = True
+        self._out_append(self.chain.flush())
+        self._set_end()
+
+    def _set_end(self) -> None:
+        assert self.chain is not None
+        self.end = self.chain_base + self.chain.next_index * FRAME - self.chain.padding
+
+    def _out_append(self, frames: list[FilteredFrame]) -> None:
+        """Queue chain frames; frames before what is wanted (redone after a rewind to
+        a frame boundary before the wanted sample) are cut to it."""
+        if not frames:
+            return
+        block = _pcm(b"".join(f.pcm for f in frames))
+        first = self.chain_base + frames[0].index * FRAME
+        expected = self._out_start + self._out.size
+        if first < expected:
+            block = block[expected - first :]
+        elif first > expected:
+            self._out.clear()
+            self._out_start = first
+        self._out.append(block)

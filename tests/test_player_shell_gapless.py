@@ -1,0 +1,231 @@
+"""The player shell with an engine that takes a next track, filters and crossfade
+(and a Go engine that takes none): which calls it makes, that a join advances the
+queue without a play, and that a join that did not happen is played plainly.
+
+An in-process engine API (``ScriptedEngine``) answers, so the exact calls can be
+counted and a join that never happened can be staged; the same flow against the real
+engine process is in test_gateway_gapless.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from gateway.player import CommandError, PlayerRegistry, PlayerStatus, Track, controller
+from gateway.player.link import EngineLink
+from gateway.router import Router
+from protocol import Event, EventType
+from protocol.filter_presets import Preset, preset_filters
+
+from .support.scripted_engine import ScriptedEngine
+from .support.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+OURS = ["play_id", "volume", "seek", "finish_reason", "filters", "next_track", "crossfade"]
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller, "RETRY_FIRST", 0.02)
+    monkeypatch.setattr(controller, "RETRY_MAX", 0.1)
+    monkeypatch.setattr(controller, "JOIN_READY_WAIT", 0.1)
+
+
+@asynccontextmanager
+async def shell(engine: ScriptedEngine) -> AsyncIterator[tuple[PlayerRegistry, Router]]:
+    router = Router()
+    registry = PlayerRegistry(engine=engine.client(), router=router, link=EngineLink())
+    registry.engine_connected()
+    await wait_until(lambda: registry.link.discovered)
+    try:
+        yield registry, router
+    finally:
+        await registry.close(release=False)
+
+
+def track(name: str) -> Track:
+    return Track(url=f"http://media.test/{name}.mp3", title=name, duration=100.0)
+
+
+def add(*names: str) -> Callable[..., object]:
+    def apply(core: object, now: float) -> None:
+        for name in names:
+            core.enqueue(track(name), now)  # type: ignore[attr-defined]
+    return apply
+
+
+def event(kind: EventType, key: str, play: int, **extra: str) -> Event:
+    return Event(kind, key, extra={"play": play, **extra})
+
+
+async def settled(player: controller.Player) -> None:
+    async with asyncio.timeout(5.0):
+        await player.settled()
+
+
+def urls(bodies: list[dict[str, object]]) -> list[str]:
+    return [str(b["url"]).rsplit("/", 1)[1] for b in bodies]
+
+
+async def test_the_next_track_joins_without_a_play_and_follows_queue_changes() -> None:
+    engine = ScriptedEngine(features=OURS)
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.command(add("a", "b", "c"))
+        await settled(player)
+        assert engine.calls("next") == []  # not before the play streams
+        router.dispatch(event(EventType.READY, "g", 1))
+        await settled(player)
+        assert urls(engine.calls("next")) == ["b.mp3"]
+        # A move changes what follows: the engine is told again.
+        await player.command(lambda core, now: core.move(2, 1))
+        await settled(player)
+        assert urls(engine.calls("next")) == ["b.mp3", "c.mp3"]
+        # The join: finished (end) of play 1, ready of the next play, no play sent.
+        ended, joined = engine.join("g")
+        router.dispatch(event(EventType.FINISHED, "g", ended, reason="end"))
+        router.dispatch(event(EventType.READY, "g", joined))
+        await settled(player)
+        view = player.view()
+        assert view.current is not None and view.current.title == "c"
+        assert view.status is PlayerStatus.PLAYING
+        assert len(engine.calls("play")) == 1
+        assert player.stats.gapless_joins == 1
+        # The track after c is b; clearing the queue cancels it at the engine.
+        assert urls(engine.calls("next"))[-1] == "b.mp3"
+        await player.command(lambda core, now: core.clear())
+        await settled(player)
+        assert len(engine.calls("next/cancel")) == 1
+        assert engine.sessions["g"].next is None
+        # The end of the last track is a plain end.
+        router.dispatch(event(EventType.FINISHED, "g", joined, reason="end"))
+        await settled(player)
+        assert player.view().status is PlayerStatus.IDLE
+        assert len(engine.calls("play")) == 1
+
+
+async def test_loop_track_rejoins_the_same_track() -> None:
+    engine = ScriptedEngine(features=OURS)
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.command(lambda core, now: core.set_loop(core.loop.TRACK))
+        await player.command(add("a"))
+        await settled(player)
+        for round_ in range(3):
+            router.dispatch(event(EventType.READY, "g", engine.sessions["g"].play_id))
+            await settled(player)
+            assert engine.sessions["g"].next is not None, round_
+            ended, joined = engine.join("g")
+            router.dispatch(event(EventType.FINISHED, "g", ended, reason="end"))
+        router.dispatch(event(EventType.READY, "g", joined))
+        await settled(player)
+        assert len(engine.calls("play")) == 1 and player.stats.gapless_joins == 3
+        assert player.view().current is not None
+
+
+async def test_a_failed_next_track_is_reported_and_the_queue_moves_on() -> None:
+    engine = ScriptedEngine(features=OURS)
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.command(add("a", "broken", "c"))
+        await settled(player)
+        router.dispatch(event(EventType.READY, "g", 1))
+        await settled(player)
+        next_id = engine.sessions["g"].next
+        assert next_id is not None
+        # The current track plays to its end, then the next one's error.
+        router.dispatch(event(EventType.FINISHED, "g", 1, reason="end"))
+        router.dispatch(Event(EventType.ERROR, "g", "could not open the track",
+                              extra={"play": next_id[0]}))
+        await settled(player)
+        view = player.view()
+        assert view.failure is not None and view.failure.track.title == "broken"
+        assert view.current is not None and view.current.title == "c"
+        assert urls(engine.calls("play")) == ["a.mp3", "c.mp3"]
+
+
+async def test_a_join_that_did_not_happen_is_played_plainly() -> None:
+    engine = ScriptedEngine(features=OURS)
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.command(add("a", "b"))
+        await settled(player)
+        router.dispatch(event(EventType.READY, "g", 1))
+        await settled(player)
+        # The next track came too late: the session ends, no ready follows.
+        engine.sessions["g"].status = "stopped"
+        engine.sessions["g"].next = None
+        router.dispatch(event(EventType.FINISHED, "g", 1, reason="end"))
+        await wait_until(lambda: len(engine.calls("play")) == 2)
+        await settled(player)
+        assert urls(engine.calls("play")) == ["a.mp3", "b.mp3"]
+        assert player.stats.missed_joins == 1
+
+
+async def test_a_join_whose_ready_was_lost_is_taken_from_the_engine() -> None:
+    engine = ScriptedEngine(features=OURS)
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.command(add("a", "b"))
+        await settled(player)
+        router.dispatch(event(EventType.READY, "g", 1))
+        await settled(player)
+        ended, _ = engine.join("g")
+        router.dispatch(event(EventType.FINISHED, "g", ended, reason="end"))
+        await wait_until(lambda: player.view().status is PlayerStatus.PLAYING)
+        await settled(player)
+        assert len(engine.calls("play")) == 1 and player.stats.missed_joins == 0
+
+
+async def test_filters_and_crossfade_apply_live_and_ride_every_play() -> None:
+    engine = ScriptedEngine(features=OURS)
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.command(add("a", "b"))
+        await settled(player)
+        router.dispatch(event(EventType.READY, "g", 1))
+        bass = preset_filters(Preset.BASSBOOST)
+        await player.command(lambda core, now: core.set_filters(bass, "bassboost"))
+        await player.command(lambda core, now: core.set_crossfade(3.0))
+        await settled(player)
+        assert engine.calls("filters") == [bass]
+        assert engine.calls("crossfade") == [{"crossfade": 3.0}]
+        assert len(engine.calls("play")) == 1  # live: no new play
+        # An engine restart (the stream lost) plays again with both.
+        router.dispatch(event(EventType.FINISHED, "g", 1, reason="shutdown"))
+        await settled(player)
+        replay = engine.calls("play")[-1]
+        assert replay["filters"] == bass and replay["crossfade"] == 3.0
+        assert player.view().as_dict()["filter"] == "bassboost"
+
+
+async def test_a_go_engine_refuses_filters_in_words_and_gets_plain_plays() -> None:
+    engine = ScriptedEngine(features=[])
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.command(add("a", "b"))
+        await settled(player)
+        router.dispatch(Event(EventType.READY, "g"))
+        with pytest.raises(CommandError, match="does not support filters"):
+            await player.command(lambda core, now: core.set_filters(
+                preset_filters(Preset.NIGHTCORE), "nightcore"))
+        with pytest.raises(CommandError, match="does not support crossfade"):
+            await player.command(lambda core, now: core.set_crossfade(2.0))
+        assert player.core.filters == {} and player.core.crossfade == 0.0
+        await settled(player)
+        router.dispatch(Event(EventType.FINISHED, "g"))
+        await wait_until(lambda: len(engine.calls("play")) == 2)
+        await settled(player)
+        assert engine.calls("next") == [] and engine.calls("filters") == []
+        assert "filters" not in engine.calls("play")[-1]
+        # Settings kept from our engine (a stored queue) are not shown as heard here.
+        player.core.set_filters(preset_filters(Preset.SOFT), "soft")
+        player.core.set_crossfade(5.0)
+        view = player.view()
+        assert view.filter_name == "" and view.filters == {} and view.crossfade == 0.0
+        assert player.core.filter_name == "soft"  # kept for an engine that has filters
