@@ -142,11 +142,14 @@ async def test_thirty_sessions_spread_and_a_killed_node_fails_over(
         victim = pool.nodes[1]
         moved = list(pool.sessions_on(victim))
         others = [k for k in keys if k not in moved]
-        # What a player replays on its new node: its volume and its queue.
+        # What a player replays on its new node: volume, filters, crossfade, queue.
         turned = moved[:2]
         async with httpx.AsyncClient(timeout=10) as client:
             for key in turned:
                 await players[key].command(lambda core, now: core.set_volume(0.5))
+                await players[key].command(lambda core, now: core.set_filters(
+                    {"equalizer": [{"band": 0, "gain": 0.2}]}, "custom"))
+                await players[key].command(lambda core, now: core.set_crossfade(2.0))
                 await players[key].command(lambda core, now, k=key: core.enqueue(
                     Track(str(tones[keys.index(k)]), title=f"{k}-next",
                           duration=TRACK_SECONDS), now))
@@ -154,7 +157,8 @@ async def test_thirty_sessions_spread_and_a_killed_node_fails_over(
             async def volumes_applied() -> bool:
                 for key in turned:
                     info = (await client.get(f"{engines[1].url}/sessions/{key}")).json()
-                    if info.get("volume") != 0.5:
+                    if (info.get("volume") != 0.5 or info.get("crossfade") != 2.0
+                            or "equalizer" not in info.get("filters", [])):
                         return False
                 return True
 
@@ -191,7 +195,8 @@ async def test_thirty_sessions_spread_and_a_killed_node_fails_over(
                 assert positions[key] - 0.5 <= info["position"] <= positions[key] + elapsed + 1, \
                     (key, positions[key], info["position"])
                 if key in turned:
-                    assert info["volume"] == 0.5, (key, info)
+                    assert info["volume"] == 0.5 and info["crossfade"] == 2.0, (key, info)
+                    assert "equalizer" in info["filters"], (key, info)
                     assert [t.title for t in players[key].view().upcoming] == [f"{key}-next"]
 
         # The other nodes' sessions never stopped: no new stream, no gap.
