@@ -1,5 +1,25 @@
-"""Admission of new sources: a burst of plays opens a few at a time, and only
-while the sessions already playing are kept fed.
+"""Admission: whether a new play is taken at all (by load), and when a taken
+one may open its source (a burst opens a few at a time).
+
+**By load** (``LoadModel``, consulted by the API before a play starts): the
+engine samples its own CPU time, its clock (tick lateness, skipped ticks), its
+sessions' empty-ring ticks (Lavalink's "nulled" frames) and its pools' queue
+delays every half second. A play is refused (503 with ``Retry-After``) when
+
+* the CPU rule: the share of the engine's CPU budget used over the last few
+  seconds, plus what one more session is expected to cost (the measured CPU per
+  playing session), would pass ``max_load``: refused *before* the others
+  degrade, by a prediction; or
+* the degradation rule: the engine is already degrading its sessions (frames
+  nulled or ticks skipped or a tick more than 40 ms late in the window, or a
+  pool 100 ms behind) while it uses at least half its budget. Below that share
+  the cause is another process on the host, and refusing plays here would not
+  help (a node pool sees the degradation in ``/stats`` and places elsewhere).
+
+The count limit (``ENGINE_MAX_SESSIONS``) stays as a ceiling beside it.
+
+**Opening** (``OpenGate``): a taken play's source waits at the gate before
+it opens, so that a burst cannot flood the pools that playing sessions need.
 
 Opening a source (probing the container, building decoders) and producing its
 first frames is CPU and GIL work on the engine's pools, the same pools that
@@ -26,8 +46,17 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["AdmissionRefused", "OpenGate", "admissible"]
+__all__ = [
+    "AdmissionRefused",
+    "Headroom",
+    "LoadModel",
+    "LoadSample",
+    "OpenGate",
+    "PlayRefusal",
+    "admissible",
+]
 
 #: Seconds between two looks at the engine's health while the gate is shut.
 _POLL = 0.02
@@ -120,3 +149,163 @@ class OpenGate:
         started = loop.time()
         await asyncio.sleep(_POLL)
         self._lags.append(max(0.0, loop.time() - started - _POLL))
+
+
+# -- admission by load -------------------------------------------------------------
+
+#: Seconds between two samples of the engine's load.
+LOAD_INTERVAL: Final = 0.5
+#: Seconds of samples the load is averaged over: long enough that one source
+#: opening (a burst of CPU) is not mistaken for steady load, short enough that a
+#: freed engine takes plays again within a few seconds.
+LOAD_WINDOW: Final = 3.0
+#: Degradation signals (the degradation rule) and the share of the budget below
+#: which they are blamed on someone else.
+MAX_TICK_LATENESS: Final = 0.040
+MAX_POOL_LAG: Final = 0.100
+MAX_NULLED_SHARE: Final = 0.005
+DEGRADED_MIN_LOAD: Final = 0.5
+#: ``Retry-After`` seconds: a CPU-bound engine frees capacity as tracks end
+#: (minutes), but a pool retries elsewhere at once and a user may try again soon;
+#: a degraded one may recover within seconds.
+RETRY_AFTER_CPU: Final = 10
+RETRY_AFTER_DEGRADED: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSample:
+    """One look at the engine (cumulative counters, as read at *at*)."""
+
+    at: float
+    #: Process CPU seconds (all threads), cumulative.
+    cpu_seconds: float
+    #: Sessions streaming and not paused now.
+    playing: int
+    #: Clock ticks run, ticks skipped, empty-ring ticks of playing sessions.
+    ticks: int
+    slipped: int
+    nulled: int
+    #: Worst tick lateness since the previous sample, seconds.
+    lateness: float
+    #: How far the worker pools are behind now, seconds.
+    pool_lag: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlayRefusal:
+    """Why a play is refused, in words, and when to try again."""
+
+    message: str
+    retry_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """The engine's load over the last window (``/stats`` shows it)."""
+
+    #: Share of the CPU budget used (0 = idle, 1 = the whole budget).
+    load: float
+    #: Share of the budget one more session is expected to add.
+    session_cost: float
+    #: Worst tick lateness and pool lag in the window, seconds.
+    tick_lateness: float
+    pool_lag: float
+    #: Empty-ring ticks of playing sessions and skipped clock ticks in the window.
+    nulled: int
+    deficit: int
+    #: Ticks the playing sessions should have been given in the window.
+    expected_frames: int
+    #: Seconds the window covers (0 before two samples exist).
+    seconds: float
+
+    @property
+    def projected(self) -> float:
+        """``load`` with one more session."""
+        return self.load + self.session_cost
+
+    @property
+    def degraded(self) -> bool:
+        """The engine is failing its sessions now (see the module docstring)."""
+        nulled_share = self.nulled / self.expected_frames if self.expected_frames else 0.0
+        return (self.deficit > 0 or nulled_share > MAX_NULLED_SHARE
+                or self.tick_lateness > MAX_TICK_LATENESS or self.pool_lag > MAX_POOL_LAG)
+
+
+class LoadModel:
+    """The engine's headroom from periodic samples (pure: the caller samples).
+
+    Args:
+        budget: cores the engine may use.
+        max_load: share of *budget* a new play may bring the engine to; 1 turns
+            admission by load off (the count limit alone).
+        session_cpu: when > 0, a test aid: each active session costs this many
+            cores and the CPU is not measured (deterministic admission); the
+            degradation rule is then off, since the host's real state would make
+            the outcome depend on the machine.
+        window: seconds of samples averaged.
+    """
+
+    def __init__(self, *, budget: float, max_load: float, session_cpu: float = 0.0,
+                 window: float = LOAD_WINDOW) -> None:
+        if budget <= 0:
+            raise ValueError("the CPU budget must be positive")
+        self.budget = budget
+        self.max_load = max_load
+        self.session_cpu = session_cpu
+        self.window = window
+        #: Enough samples to span the window, one spare.
+        self._samples: deque[LoadSample] = deque(
+            maxlen=int(window / LOAD_INTERVAL) + 2)
+
+    def add(self, sample: LoadSample) -> None:
+        """Record a sample (older than the window ones fall off)."""
+        self._samples.append(sample)
+
+    def headroom(self, active: int = 0) -> Headroom:
+        """The load over the last window; *active* (sessions playing or about to)
+        is what a faked per-session cost is counted on."""
+        samples = list(self._samples)
+        last = samples[-1] if samples else None
+        first = next((s for s in samples if last is not None
+                      and last.at - s.at <= self.window + LOAD_INTERVAL / 2), last)
+        if last is None or first is None or last.at <= first.at:
+            load = 0.0
+            seconds = 0.0
+            nulled = deficit = expected = 0
+            lateness = last.lateness if last else 0.0
+            pool_lag = last.pool_lag if last else 0.0
+            playing = last.playing if last else 0
+        else:
+            seconds = last.at - first.at
+            load = (last.cpu_seconds - first.cpu_seconds) / seconds / self.budget
+            nulled = last.nulled - first.nulled
+            deficit = last.slipped - first.slipped
+            window = [s for s in samples if s.at > first.at]
+            lateness = max(s.lateness for s in window)
+            pool_lag = max(s.pool_lag for s in window)
+            playing = round(sum(s.playing for s in window) / len(window))
+            expected = sum(s.playing for s in window) * round(LOAD_INTERVAL / 0.02)
+        if self.session_cpu > 0:
+            cost = self.session_cpu / self.budget
+            load = active * cost
+        else:
+            cost = load / playing if playing else 0.0
+        return Headroom(load=max(0.0, load), session_cost=cost, tick_lateness=lateness,
+                        pool_lag=pool_lag, nulled=max(0, nulled), deficit=max(0, deficit),
+                        expected_frames=expected, seconds=seconds)
+
+    def refusal(self, active: int = 0) -> PlayRefusal | None:
+        """Why one more session must be refused now, or None to take it."""
+        if self.max_load >= 1.0:
+            return None
+        room = self.headroom(active)
+        if room.projected > self.max_load:
+            return PlayRefusal(
+                f"the engine is at capacity ({room.load:.0%} of its CPU budget in use, "
+                f"another stream would take it past {self.max_load:.0%}); "
+                f"try again in {RETRY_AFTER_CPU} s", RETRY_AFTER_CPU)
+        if self.session_cpu == 0 and room.degraded and room.load >= DEGRADED_MIN_LOAD:
+            return PlayRefusal(
+                "the engine is overloaded (its streams are falling behind); "
+                f"try again in {RETRY_AFTER_DEGRADED} s", RETRY_AFTER_DEGRADED)
+        return None

@@ -395,9 +395,15 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             loudness_default=loudness_default,
             crossfade=body.crossfade,
         )
+        if (refusal := engine.play_refusal(session_id)) is not None:
+            # Before anything starts: one more session would degrade the others.
+            response = _error(session_id, refusal.message, 503)
+            response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
         try:
             session = manager.play(session_id, play_request)
         except TooManySessions as exc:
+            engine.metrics.plays_refused.labels("count").inc()
             return _error(session_id, str(exc), 429)
         return GoJSONResponse(
             {"status": "playing", "session_id": session_id},

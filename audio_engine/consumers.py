@@ -1,4 +1,12 @@
-"""The engine's Unix socket server: every connected consumer gets every message.
+"""The engine's socket servers: every admitted consumer gets every message.
+
+Consumers connect on the Unix socket (trusted by its file mode, as the Go
+engine's) and, when ``ENGINE_TCP_PORT`` is set, on a TCP address (optionally
+TLS). A TCP consumer is *gated*: it must write a hello whose ``token`` matches
+the engine's within ``hello_timeout`` seconds of connecting; until then it is not
+a consumer at all and is sent nothing (not one byte of audio or events); a wrong
+token, a line that is not a hello, or silence past the deadline closes it
+(counted by reason).
 
 Each consumer's queue is its transport's write buffer, bounded by an explicit
 policy instead of ``drain()`` (the clock must never wait on anyone):
@@ -23,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,9 +51,17 @@ log = logging.getLogger(__name__)
 class Consumer(asyncio.Protocol):
     """One connected reader of the socket."""
 
-    def __init__(self, hub: ConsumerHub, name: str) -> None:
+    def __init__(self, hub: ConsumerHub, name: str, *, token: bytes | None = None,
+                 hello_timeout: float = 2.0) -> None:
         self.hub = hub
         self.name = name
+        #: The token this consumer must present in its hello; None: none needed
+        #: (the Unix socket), and the consumer is admitted when it connects.
+        self._token = token
+        self._hello_timeout = hello_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+        #: Attached to the hub: it receives every message from now on.
+        self.admitted = False
         self.transport: asyncio.WriteTransport | None = None
         #: Header packets still owed to this consumer, sent before its next batch.
         self.pending_prefix = b""
@@ -57,8 +75,30 @@ class Consumer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
         self.transport = transport
+        if self._token is None:
+            self._admit()
+        else:
+            self._deadline = asyncio.get_running_loop().call_later(
+                self._hello_timeout, self._refuse, "hello_timeout",
+                f"sent no hello with a token within {self._hello_timeout:g} s")
+
+    def _admit(self) -> None:
+        self.admitted = True
         self.pending_prefix = self.hub.prefix_for_new_consumer()
         self.hub.attach(self)
+
+    def _refuse(self, reason: str, why: str) -> None:
+        """Close a gated consumer that did not prove itself (nothing was sent)."""
+        self._cancel_deadline()
+        log.warning("consumer %s %s; closing it", self.name, why)
+        self.hub.metrics.consumer_disconnects.labels(reason).inc()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def data_received(self, data: bytes) -> None:
         # The only thing a consumer may write is its hello; anything else, and
@@ -68,13 +108,26 @@ class Consumer(asyncio.Protocol):
         try:
             hello = reader.next_event()
         except RemoteProtocolError as exc:
-            log.warning("consumer %s sent no valid hello (%s); it gets the Go timing",
-                        self.name, exc)
+            if self._token is not None:
+                self._refuse("unauthorized", f"sent no valid hello ({exc})")
+            else:
+                log.warning("consumer %s sent no valid hello (%s); it gets the Go timing",
+                            self.name, exc)
             return
-        if isinstance(hello, Hello):
-            self.hello = hello
-            log.info("consumer %s is %r (order %s)", self.name, hello.client,
-                     hello.order.value)
+        if not isinstance(hello, Hello):
+            return
+        if self._token is not None:
+            presented = hello.extra.get("token")
+            if not isinstance(presented, str) or not hmac.compare_digest(
+                    presented.encode("utf-8", "surrogateescape"), self._token):
+                self._refuse("unauthorized", f"({hello.client!r}) sent a wrong token")
+                return
+            self._cancel_deadline()
+        self.hello = hello
+        log.info("consumer %s is %r (order %s)", self.name, hello.client,
+                 hello.order.value)
+        if not self.admitted:
+            self._admit()
 
     @property
     def any_order(self) -> bool:
@@ -85,7 +138,9 @@ class Consumer(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.hub.detach(self, exc)
+        self._cancel_deadline()
+        if self.admitted:
+            self.hub.detach(self, exc)
 
     @property
     def queued_bytes(self) -> int:
@@ -127,7 +182,8 @@ class Consumer(asyncio.Protocol):
 
 
 class ConsumerHub:
-    """Accepts consumers on a Unix socket and fans each tick's bytes out to them.
+    """Accepts consumers (Unix socket, optional TCP) and fans each tick's bytes
+    out to the admitted ones.
 
     Args:
         metrics: where drops and disconnects are counted.
@@ -154,8 +210,10 @@ class ConsumerHub:
         self._clock = clock
         self._consumers: dict[str, Consumer] = {}
         self._names = itertools.count(1)
-        self._server: asyncio.AbstractServer | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self._path: Path | None = None
+        #: Where the TCP socket listens ("host:port"), when it does.
+        self.tcp_address: str | None = None
 
     @property
     def consumers(self) -> list[Consumer]:
@@ -193,16 +251,40 @@ class ConsumerHub:
         (and given its mode) by the process's composition root. The hub owns it
         from here: ``close`` closes it and removes *path*."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(
+        server = await loop.create_unix_server(
             lambda: Consumer(self, f"c{next(self._names)}"), sock=listener
         )
+        self._servers.append(server)
         self._path = path
         log.info("listening on %s", path)
 
+    async def start_tcp(self, listener: socket.socket, *, token: str,
+                        hello_timeout: float, tls: ssl.SSLContext | None = None) -> None:
+        """Accept gated consumers on *listener*, a bound TCP socket (TLS with
+        *tls*): each must send a hello carrying *token* within *hello_timeout*
+        seconds (the TLS handshake included) before it is sent anything."""
+        if not token:
+            raise ValueError("a TCP socket needs a non-empty token")
+        expected = token.encode("utf-8", "surrogateescape")
+        loop = asyncio.get_running_loop()
+
+        def consumer() -> Consumer:
+            return Consumer(self, f"t{next(self._names)}", token=expected,
+                            hello_timeout=hello_timeout)
+
+        server = await loop.create_server(
+            consumer, sock=listener, ssl=tls,
+            ssl_handshake_timeout=hello_timeout if tls is not None else None,
+        )
+        self._servers.append(server)
+        host, port = listener.getsockname()[:2]
+        self.tcp_address = f"{host}:{port}"
+        log.info("listening on tcp %s%s", self.tcp_address, " (TLS)" if tls else "")
+
     @property
     def listening(self) -> bool:
-        """True while consumers can connect."""
-        return self._server is not None and self._server.is_serving()
+        """True while consumers can connect (on every socket started)."""
+        return bool(self._servers) and all(s.is_serving() for s in self._servers)
 
     def broadcast(self, parts: list[bytes], events: list[bytes], audio_packets: int) -> None:
         """Send one tick's messages (already in order) to every consumer."""
@@ -221,9 +303,9 @@ class ConsumerHub:
 
     async def close(self) -> None:
         """Stop accepting, flush what each consumer can take, close, unlink. Idempotent."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
         for consumer in tuple(self._consumers.values()):
             if consumer.transport is not None:
                 consumer.transport.close()

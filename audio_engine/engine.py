@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -23,6 +24,13 @@ from typing import Any
 
 import psutil
 
+from audio_engine.admission import (
+    LOAD_INTERVAL,
+    Headroom,
+    LoadModel,
+    LoadSample,
+    PlayRefusal,
+)
 from audio_engine.clock import TickSchedule, run_clock
 from audio_engine.consumers import ConsumerHub
 from audio_engine.egress import EgressProxy
@@ -60,6 +68,14 @@ def _rss_megabytes() -> float:
         import resource  # a fallback off Linux only
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def _open_fds() -> int:
@@ -160,6 +176,11 @@ class Engine:
                 first_audio_margin=settings.first_audio_margin_ms / 1000,
             ),
         )
+        budget = settings.cpu_budget or float(_usable_cores())
+        self.load = LoadModel(budget=budget, max_load=settings.max_load,
+                              session_cpu=settings.debug_session_cpu)
+        #: Worst tick lateness since the last load sample.
+        self._worst_lateness = 0.0
         self.metrics.watch(self._snapshot)
         self.started_at = time.monotonic()
         self._process = psutil.Process()
@@ -170,12 +191,22 @@ class Engine:
         self._running = False
         self._stopped = False
 
-    async def start(self, listener: socket.socket, path: Path) -> None:
+    async def start(self, listener: socket.socket, path: Path, *,
+                    tcp: socket.socket | None = None, tls: ssl.SSLContext | None = None
+                    ) -> None:
         """Start the egress proxy (loopback, a free port) and accept socket
         consumers on *listener* (a Unix socket bound to *path*; the engine owns
-        it from here and removes *path* on ``stop``)."""
+        it from here and removes *path* on ``stop``) and, when given, on *tcp*
+        (a bound TCP socket; TLS with *tls*), where each consumer must present
+        the settings' token in its hello first."""
         await self.egress.start()
         await self.hub.start(listener, path)
+        if tcp is not None:
+            token = self.settings.consumer_token
+            if token is None:
+                raise ValueError("a TCP socket needs ENGINE_NODE_TOKEN or ENGINE_API_TOKEN")
+            await self.hub.start_tcp(tcp, token=token,
+                                     hello_timeout=self.settings.hello_timeout, tls=tls)
 
     async def run(self) -> None:
         """Run the 20 ms clock and the idle reaper until ``stop``.
@@ -191,14 +222,17 @@ class Engine:
                 clock = tasks.create_task(
                     run_clock(self._tick, schedule=self._schedule), name="clock")
                 reaper = tasks.create_task(self._reap_idle(), name="idle-reaper")
+                sampler = tasks.create_task(self._sample_load(), name="load-sampler")
                 await self._stopping.wait()
                 clock.cancel()
                 reaper.cancel()
+                sampler.cancel()
         finally:
             self._run_done.set()
 
     def _tick(self, index: int, lateness: float) -> None:
         self._last_tick_at = time.monotonic()
+        self._worst_lateness = max(self._worst_lateness, lateness)
         slipped = self._schedule.slipped if self._schedule else 0
         self.manager.tick(index, lateness)
         if self._schedule is not None and self._schedule.slipped != slipped:
@@ -206,6 +240,51 @@ class Engine:
         stall = self.settings.debug_loop_stall_ms
         if stall and index % self.settings.debug_loop_stall_every == 0:
             _busy(stall / 1000)
+
+    async def _sample_load(self) -> None:
+        while True:
+            self.load.add(self._load_sample())
+            await asyncio.sleep(LOAD_INTERVAL)
+
+    def _load_sample(self) -> LoadSample:
+        now = time.monotonic()
+        lateness, self._worst_lateness = self._worst_lateness, 0.0
+        return LoadSample(
+            at=now,
+            cpu_seconds=time.process_time(),
+            playing=sum(1 for s in self.manager.sessions
+                        if s.live and s.status is SessionState.STREAMING),
+            ticks=self.manager.ticks,
+            slipped=self._schedule.slipped if self._schedule else 0,
+            nulled=self.manager.total_underruns,
+            lateness=lateness,
+            pool_lag=max(pool.overdue(now) for pool in (self.read_pool, self.codec_pool)),
+        )
+
+    def _active_sessions(self) -> int:
+        """Live, unpaused sessions: what a faked per-session cost is counted on
+        (0 when the CPU is measured: the count is not needed, and a burst of
+        plays would pay for it on every play)."""
+        if self.load.session_cpu <= 0:
+            return 0
+        return sum(1 for s in self.manager.sessions if s.live and not s.paused)
+
+    def headroom(self) -> Headroom:
+        """The load over the last few seconds (admission by load, ``/stats``)."""
+        return self.load.headroom(self._active_sessions())
+
+    def play_refusal(self, session_id: str) -> PlayRefusal | None:
+        """Why a play of *session_id* must be refused for load, or None. A play
+        that replaces a live session adds none and is never refused for load."""
+        if self.load.max_load >= 1.0:
+            return None
+        old = self.manager.get(session_id)
+        if old is not None and old.live:
+            return None
+        refusal = self.load.refusal(self._active_sessions())
+        if refusal is not None:
+            self.metrics.plays_refused.labels("load").inc()
+        return refusal
 
     async def _reap_idle(self) -> None:
         interval = min(60.0, self.settings.idle_timeout / 4)
@@ -349,4 +428,24 @@ class Engine:
                 "lavalinkLoad": round(self._process.cpu_percent(interval=None) / 100 / cores, 4),
             },
             "frameStats": self._frame_stats(),
+            "headroom": self._headroom_view(),
+        }
+
+    def _headroom_view(self) -> dict[str, Any]:
+        """Ours, beside Lavalink's keys: the admission inputs over the last few
+        seconds, for a pool that places sessions faster than per-minute stats."""
+        room = self.headroom()
+        refusal = self.load.refusal(self._active_sessions())
+        return {
+            "load": round(room.load, 4),
+            "sessionCost": round(room.session_cost, 5),
+            "maxLoad": self.load.max_load,
+            "cpuBudget": self.load.budget,
+            "admitting": refusal is None,
+            "tickLatenessMs": round(room.tick_lateness * 1000, 2),
+            "poolLagMs": round(room.pool_lag * 1000, 2),
+            "nulled": room.nulled,
+            "deficit": room.deficit,
+            "expectedFrames": room.expected_frames,
+            "windowSeconds": round(room.seconds, 2),
         }

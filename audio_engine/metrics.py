@@ -113,6 +113,11 @@ class EngineMetrics:
             "audiogate_engine_plays", "Play requests accepted, by format", ["format"],
             registry=r,
         )
+        self.plays_refused = Counter(
+            "audiogate_engine_plays_refused",
+            "Play requests refused before starting, by reason (load: 503, count: 429)",
+            ["reason"], registry=r,
+        )
         self.clock_slips = Counter(
             "audiogate_engine_clock_slipped_ticks",
             "Ticks skipped because the event loop stalled for more than 100 ms", registry=r,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audio_engine.url_policy import IPAddress, parse_endpoints
@@ -55,6 +55,57 @@ class EngineSettings(BaseSettings):
         "660",
         pattern=r"^0?[0-7]{3}$",
         description="permissions of the socket file, octal [env ENGINE_SOCKET_MODE]",
+    )
+    tcp_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="also serve the socket framing on this TCP port (0: any free port), "
+        "for gateways on other hosts; unset (the default): Unix socket only. A TCP "
+        "consumer must send a hello carrying ENGINE_NODE_TOKEN before it gets any byte "
+        "[env ENGINE_TCP_PORT]",
+    )
+    tcp_host: str = Field(
+        "127.0.0.1",
+        description="address the TCP socket binds to (0.0.0.0 or a private address to "
+        "reach it from other machines) [env ENGINE_TCP_HOST]",
+    )
+    node_token: SecretStr | None = Field(
+        None,
+        description="token a TCP consumer must send in its hello ('token' key); "
+        "unset: ENGINE_API_TOKEN. TCP needs one of them [env ENGINE_NODE_TOKEN]",
+    )
+    hello_timeout: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="seconds a TCP consumer has, from connecting (TLS handshake "
+        "included), to send a hello with a valid token before it is closed "
+        "[env ENGINE_HELLO_TIMEOUT]",
+    )
+    tls_cert: Path | None = Field(
+        None,
+        description="PEM certificate (chain) for TLS on the TCP socket; with "
+        "ENGINE_TLS_KEY, TCP consumers must speak TLS [env ENGINE_TLS_CERT]",
+    )
+    tls_key: Path | None = Field(
+        None,
+        description="PEM private key of ENGINE_TLS_CERT [env ENGINE_TLS_KEY]",
+    )
+    cpu_budget: float = Field(
+        0.0,
+        ge=0,
+        description="cores this engine may use, for admission by load; 0: the cores the "
+        "process may run on (its CPU affinity). Give each of several engines on one "
+        "machine its share [env ENGINE_CPU_BUDGET]",
+    )
+    max_load: float = Field(
+        0.75,
+        gt=0,
+        le=1.0,
+        description="share of ENGINE_CPU_BUDGET past which a new play is refused with "
+        "503 and Retry-After (its projected cost included), so the sessions already "
+        "playing keep their timing; 1 turns it off for CPU [env ENGINE_MAX_LOAD]",
     )
     max_sessions: int = Field(
         1000,
@@ -221,6 +272,14 @@ class EngineSettings(BaseSettings):
         "a tick, to reproduce a loaded engine; 0 (the default) in production "
         "[env ENGINE_DEBUG_LOOP_STALL_MS]",
     )
+    debug_session_cpu: float = Field(
+        0.0,
+        ge=0,
+        le=4,
+        description="test aid: take each active session as costing this many cores "
+        "instead of measuring the process's CPU, so admission by load is deterministic; "
+        "0 (the default) in production [env ENGINE_DEBUG_SESSION_CPU]",
+    )
     debug_loop_stall_every: int = Field(
         1,
         ge=1,
@@ -268,6 +327,24 @@ class EngineSettings(BaseSettings):
     def _endpoints_parse(cls, value: str) -> str:
         parse_endpoints(value)
         return value
+
+    @model_validator(mode="after")
+    def _tcp_needs_a_token(self) -> EngineSettings:
+        if self.tcp_port is not None and self.consumer_token is None:
+            raise ValueError(
+                "ENGINE_TCP_PORT is set but neither ENGINE_NODE_TOKEN nor ENGINE_API_TOKEN is: "
+                "a TCP socket needs a token"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("ENGINE_TLS_CERT and ENGINE_TLS_KEY go together: set both")
+        return self
+
+    @property
+    def consumer_token(self) -> str | None:
+        """The token TCP consumers present: ``node_token``, else ``api_token``."""
+        secret = self.node_token or self.api_token
+        return secret.get_secret_value() if secret is not None and secret.get_secret_value() \
+            else None
 
     @property
     def endpoints(self) -> frozenset[tuple[IPAddress, int]]:

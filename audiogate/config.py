@@ -58,7 +58,10 @@ def _field_name(model: type[BaseSettings], field: str) -> str:
 
 def _describe(model: type[BaseSettings], exc: ValidationError) -> str:
     error = exc.errors()[0]
-    location = str(error["loc"][0]) if error["loc"] else ""
+    if not error["loc"]:  # a rule over several settings (a model validator)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return f"bad settings: {message}"
+    location = str(error["loc"][0])
     name = _field_name(model, location)
     info = model.model_fields.get(name)
     secret = info is not None and SecretStr in _annotation_args(info.annotation)

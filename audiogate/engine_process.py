@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import sys
 
 from audio_engine.api import create_app
@@ -30,7 +31,7 @@ from audiogate.listeners import UnixListener, bind_tcp, bind_unix
 from audiogate.process import SUPERVISOR_PID_ENV, raise_open_file_limit, run_process
 from audiogate.serving import HttpService
 
-__all__ = ["main", "serve_engine"]
+__all__ = ["main", "serve_engine", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,56 @@ log = logging.getLogger(__name__)
 _THREAD_GRACE = 1.0
 
 
-def _bind(settings: EngineSettings) -> tuple[socket.socket, UnixListener]:
+def _bind(settings: EngineSettings
+          ) -> tuple[socket.socket, UnixListener, socket.socket | None]:
     http = bind_tcp(settings.api_host, settings.go_api_port,
                     host_setting=setting_name(EngineSettings, "api_host"),
                     port_setting=setting_name(EngineSettings, "go_api_port"))
+    tcp: socket.socket | None = None
     try:
+        if settings.tcp_port is not None:
+            tcp = bind_tcp(settings.tcp_host, settings.tcp_port,
+                           host_setting=setting_name(EngineSettings, "tcp_host"),
+                           port_setting=setting_name(EngineSettings, "tcp_port"))
         unix = bind_unix(settings.socket_path, settings.socket_mode_bits,
                          setting=setting_name(EngineSettings, "socket_path"))
     except StartupError:
         http.close()
+        if tcp is not None:
+            tcp.close()
         raise
-    return http, unix
+    return http, unix, tcp
+
+
+def tls_context(settings: EngineSettings) -> ssl.SSLContext | None:
+    """The server TLS context of the TCP socket, or None without a certificate.
+
+    Raises:
+        StartupError: the certificate or key cannot be loaded (named by setting).
+    """
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    for path, field in ((settings.tls_cert, "tls_cert"), (settings.tls_key, "tls_key")):
+        if not path.is_file():
+            raise StartupError(f"the TLS file {path} does not exist; set "
+                               f"{setting_name(EngineSettings, field)}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except ssl.SSLError:
+        raise StartupError(
+            "the TLS files are not a PEM certificate (chain) and its matching private key; "
+            f"check {setting_name(EngineSettings, 'tls_cert')} and "
+            f"{setting_name(EngineSettings, 'tls_key')}"
+        ) from None
+    except OSError as exc:
+        raise StartupError(
+            f"cannot read the TLS files ({exc.strerror or exc}); check "
+            f"{setting_name(EngineSettings, 'tls_cert')} and "
+            f"{setting_name(EngineSettings, 'tls_key')}"
+        ) from None
+    return context
 
 
 async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
@@ -58,7 +98,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
         StartupError: a socket could not be bound (nothing was started).
         BaseExceptionGroup: a long-lived task died (the rest were stopped).
     """
-    http_listener, unix = _bind(settings)
+    tls = tls_context(settings)  # before binding: a bad file leaves nothing behind
+    http_listener, unix, tcp = _bind(settings)
     try:
         engine = Engine(settings)
         http = HttpService(create_app(engine), http_listener, name="engine",
@@ -67,15 +108,17 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
         http.register_metrics(engine.metrics.registry, "audiogate_engine")
         try:
             async with asyncio.TaskGroup() as tasks:
-                await engine.start(unix.sock, unix.path)
+                await engine.start(unix.sock, unix.path, tcp=tcp, tls=tls)
                 clock = tasks.create_task(engine.run(), name="engine-clock")
                 server = tasks.create_task(http.serve(), name="engine-http")
                 await http.started.wait()
                 log.info("engine %s ready: http://%s:%d, socket %s, %d codec workers",
                          engine.version, settings.api_host, http.port, unix.path,
                          settings.codec_workers)
-                print(f"ENGINE READY http://{settings.api_host}:{http.port} {unix.path}",
-                      file=sys.stderr, flush=True)
+                tcp_note = (f" {'tls' if tls else 'tcp'}://{engine.hub.tcp_address}"
+                            if engine.hub.tcp_address else "")
+                print(f"ENGINE READY http://{settings.api_host}:{http.port} {unix.path}"
+                      f"{tcp_note}", file=sys.stderr, flush=True)
                 await stop.wait()
                 log.info("shutting down")
                 try:
@@ -94,6 +137,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
     finally:
         http_listener.close()
         unix.close()
+        if tcp is not None:
+            tcp.close()
     log.info("engine stopped")
 
 

@@ -27,8 +27,14 @@ __all__ = ["MusicBot"]
 log = logging.getLogger(__name__)
 
 
-class MusicBot(discord.Client):
-    """discord.py client with the music commands.
+class MusicBot(discord.AutoShardedClient):
+    """discord.py client with the music commands, sharded as Discord expects.
+
+    The shard count and this process's shard ids come from the gateway's
+    settings (``GATEWAY_DISCORD_SHARD_COUNT``, ``GATEWAY_DISCORD_SHARD_IDS``):
+    several gateway processes with the same count and disjoint ids split the
+    guilds between them, each with its own players and engine nodes. One process
+    with the defaults runs the single shard 0 of 1.
 
     Args:
         gateway: players, router, engine client; its settings give the bot's
@@ -49,9 +55,14 @@ class MusicBot(discord.Client):
                  voice_bridge: VoiceBridge | None = None) -> None:
         intents = discord.Intents.default()
         intents.voice_states = True
-        super().__init__(intents=intents)
-        self.gateway = gateway
         settings = gateway.settings
+        shard_ids = settings.shard_ids
+        if shard_ids is not None:
+            super().__init__(intents=intents, shard_count=settings.discord_shard_count,
+                             shard_ids=shard_ids)
+        else:
+            super().__init__(intents=intents, shard_count=settings.discord_shard_count or None)
+        self.gateway = gateway
         if voice_bridge is not None:
             self.voice_bridge = voice_bridge
         else:
@@ -85,7 +96,8 @@ class MusicBot(discord.Client):
 
     async def on_ready(self) -> None:
         """Log in line."""
-        log.info("Discord bot logged in as %s", self.user)
+        log.info("Discord bot logged in as %s (shards %s of %s)", self.user,
+                 ",".join(str(i) for i in sorted(self.shards)), self.shard_count)
 
     async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState,
                                     after: discord.VoiceState) -> None:

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from gateway.health import ReadinessCheck
+from gateway.nodes.admin import mount_admin
 from gateway.runtime import Gateway
 
 __all__ = ["create_app", "readiness"]
@@ -49,6 +50,9 @@ def create_app(gateway: Gateway, *, checks: Sequence[ReadinessCheck] = ()) -> Fa
         if reasons:
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return JSONResponse({"status": "ready", "reasons": []})
+
+    token = gateway.settings.admin_token
+    mount_admin(app, gateway.pool, token.get_secret_value() if token is not None else None)
 
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:

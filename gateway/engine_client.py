@@ -32,6 +32,7 @@ __all__ = [
     "EngineInvalidRequest",
     "EngineNotFound",
     "EngineOutcomeUnknown",
+    "EngineOverloaded",
     "EngineUnavailable",
     "Feature",
     "FiltersResult",
@@ -76,6 +77,15 @@ class EngineOutcomeUnknown(EngineUnavailable):
 
 class EngineFault(EngineError):
     """5xx: the engine failed while handling the request (may pass on a retry)."""
+
+
+class EngineOverloaded(EngineFault):
+    """503 from our engine's admission by load: one more session would degrade
+    the others. ``retry_after`` is the engine's ``Retry-After`` (seconds)."""
+
+    def __init__(self, message: str, status: int = 503, *, retry_after: float = 5.0) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
 
 
 class EngineInvalidRequest(EngineError):
@@ -509,6 +519,18 @@ class EngineClient:
         except (ValueError, KeyError, ValidationError) as exc:
             raise EngineError(f"unexpected answer from the engine: {exc}") from None
 
+    async def stats(self) -> dict[str, Any]:
+        """``/stats``: our engine's load figures in Lavalink's shape (a node
+        pool's placement reads them; ``gateway.nodes.penalty``)."""
+        response = await self._request("GET", "/stats")
+        try:
+            document = response.json()
+        except ValueError:
+            raise EngineError("unexpected answer from the engine: not JSON") from None
+        if not isinstance(document, dict):
+            raise EngineError("unexpected answer from the engine: not an object")
+        return document
+
     async def health(self) -> EngineHealth:
         """``/health``."""
         return self._parse(EngineHealth, await self._request("GET", "/health"))
@@ -589,6 +611,10 @@ class EngineClient:
                 return EngineNotFound(message, response.status_code)
             case 429:
                 return EngineBusy(message, response.status_code)
+            case 503 if "retry-after" in response.headers:
+                retry = response.headers["retry-after"]
+                return EngineOverloaded(message, retry_after=float(retry)
+                                        if retry.isdigit() else 5.0)
             case status if status >= 500:
                 return EngineFault(message, status)
             case _:

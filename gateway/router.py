@@ -71,6 +71,10 @@ class Router:
         """The sink registered for *session_id*."""
         return self._sinks.get(session_id)
 
+    def session_ids(self) -> list[str]:
+        """The session ids with a sink."""
+        return list(self._sinks)
+
     @property
     def sink_count(self) -> int:
         """Sinks registered."""

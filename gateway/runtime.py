@@ -27,6 +27,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from gateway.engine_client import EngineClient
 from gateway.health import EngineWatch
 from gateway.metrics import GatewayMetrics, counter, gauge
+from gateway.nodes.catalogue import PoolCatalogue
+from gateway.nodes.metrics import node_metric_families
+from gateway.nodes.pool import NodePool, PoolConnection
 from gateway.player import PlayerRegistry, QueueStore
 from gateway.player.link import EngineLink
 from gateway.router import Router
@@ -47,22 +50,44 @@ class Gateway:
         """Raises ``QueueStoreError`` when the queue database cannot be opened."""
         self.settings = settings
         self.router = Router()
-        token = settings.engine_token.get_secret_value() if settings.engine_token else None
-        self.engine = EngineClient(settings.engine_url, token=token)
-        self.socket = SocketClient(settings.socket_path, self.router)
-        self.engine_watch = EngineWatch(self.engine, interval=settings.engine_check_interval)
-        self.socket.add_state_listener(lambda _connected: self.engine_watch.nudge())
+        nodes = settings.node_configs
         self.store = QueueStore(settings.queue_path, lock_timeout=settings.queue_lock_timeout)
         self.link = EngineLink()
-        self.players = PlayerRegistry(engine=self.engine, router=self.router, store=self.store,
-                                      link=self.link, clock=clock,
-                                      idle_timeout=settings.player_idle_timeout)
-        self.watchdog = SilenceWatchdog(registry=self.players, router=self.router,
-                                        socket=self.socket, engine=self.engine,
-                                        threshold=settings.silence_timeout,
-                                        interval=min(1.0, settings.silence_timeout / 3),
-                                        clock=clock)
-        self.socket.add_state_listener(self._socket_state)
+        #: The engine nodes, with ``GATEWAY_NODES``; None: the one engine of
+        #: ``GO_API_PORT``/``SOCKET_PATH``, as a single socket and link.
+        self.pool: NodePool | None = None
+        self.socket: SocketClient | PoolConnection
+        self.engine_watch: EngineWatch | None = None
+        self.watchdog: SilenceWatchdog | None = None
+        self.engine: EngineClient
+        if nodes:
+            pool = self.pool = NodePool(nodes, self.router,
+                                        interval=settings.engine_check_interval,
+                                        drained=settings.drained_nodes,
+                                        move_after=settings.drain_move_after, clock=clock)
+            self.engine = PoolCatalogue(pool)
+            self.socket = PoolConnection(pool)
+            self.players = PlayerRegistry(engine=self.engine, router=self.router,
+                                          store=self.store, link=self.link, clock=clock,
+                                          idle_timeout=settings.player_idle_timeout,
+                                          binder=pool)
+            pool.attach(self.players)
+        else:
+            token = settings.engine_token.get_secret_value() if settings.engine_token else None
+            self.engine = EngineClient(settings.engine_url, token=token)
+            socket = self.socket = SocketClient(settings.socket_path, self.router)
+            watch = self.engine_watch = EngineWatch(self.engine,
+                                                    interval=settings.engine_check_interval)
+            socket.add_state_listener(lambda _connected: watch.nudge())
+            self.players = PlayerRegistry(engine=self.engine, router=self.router,
+                                          store=self.store, link=self.link, clock=clock,
+                                          idle_timeout=settings.player_idle_timeout)
+            self.watchdog = SilenceWatchdog(registry=self.players, router=self.router,
+                                            socket=socket, engine=self.engine,
+                                            threshold=settings.silence_timeout,
+                                            interval=min(1.0, settings.silence_timeout / 3),
+                                            clock=clock)
+            socket.add_state_listener(self._socket_state)
         self.metrics = GatewayMetrics()
         self.metrics.add_source(self._metric_families)
         self._housekeeping: list[Callable[[float], object]] = []
@@ -94,12 +119,17 @@ class Gateway:
         """
         await self.prepare()
         async with asyncio.TaskGroup() as tasks:
-            running = [
-                tasks.create_task(self.socket.run(), name="engine-socket"),
-                tasks.create_task(self.engine_watch.run(), name="engine-watch"),
-                tasks.create_task(self.watchdog.run(), name="silence-watchdog"),
-                tasks.create_task(self._housekeep(), name="housekeeping"),
-            ]
+            running = [tasks.create_task(self._housekeep(), name="housekeeping")]
+            if self.pool is not None:
+                running.append(tasks.create_task(self.pool.run(), name="engine-nodes"))
+            else:
+                assert isinstance(self.socket, SocketClient)
+                assert self.engine_watch is not None and self.watchdog is not None
+                running += [
+                    tasks.create_task(self.socket.run(), name="engine-socket"),
+                    tasks.create_task(self.engine_watch.run(), name="engine-watch"),
+                    tasks.create_task(self.watchdog.run(), name="silence-watchdog"),
+                ]
             await self._stopping.wait()
             for task in running:
                 task.cancel()
@@ -121,6 +151,8 @@ class Gateway:
         if self._run_task is not None:
             await asyncio.gather(self._run_task, return_exceptions=True)
         await self.engine.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
         self.store.close()
 
     def readiness(self) -> list[str]:
@@ -128,9 +160,14 @@ class Gateway:
         reasons = []
         if self._stopping.is_set():
             reasons.append("shutting down")
+        if self.pool is not None:
+            if (problem := self.pool.readiness()) is not None:
+                reasons.append(problem)
+            return reasons
         if not self.socket.connected.is_set():
             reasons.append("not connected to the engine socket")
-        if (problem := self.engine_watch.readiness()) is not None:
+        if self.engine_watch is not None and (problem := self.engine_watch.readiness()) \
+                is not None:
             reasons.append(problem)
         return reasons
 
@@ -213,7 +250,10 @@ class Gateway:
                       "Retries of a locked queue database", self.store.lock_retries)
         yield counter("audiogate_gateway_engine_socket_silent_reconnects",
                       "Reconnections because the socket carried no audio for sessions "
-                      "the engine said were streaming", self.watchdog.reconnects)
+                      "the engine said were streaming",
+                      self.watchdog.reconnects if self.watchdog is not None else 0)
+        if self.pool is not None:
+            yield from node_metric_families(self.pool)
         yield gauge("audiogate_gateway_engine_go_api_only",
                     "1 when the engine announced no features (a Go engine)",
                     int(self.link.discovered and self.link.capabilities.is_go_engine))
@@ -231,7 +271,8 @@ class Gateway:
             "sinks": router.sink_count,
             "players": len(self.players.players),
             "engine_features": sorted(self.link.capabilities.features),
-            "silent_socket_reconnects": self.watchdog.reconnects,
+            "silent_socket_reconnects": self.watchdog.reconnects if self.watchdog else 0,
             "player_restarts": self.players.stats.restarts,
             "queue_saves_failed": self.players.stats.failed_saves,
+            **({"nodes": self.pool.view()} if self.pool is not None else {}),
         }

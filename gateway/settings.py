@@ -11,12 +11,35 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.nodes.config import NodeConfig, parse_nodes
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
-__all__ = ["GatewaySettings"]
+__all__ = ["GatewaySettings", "parse_shard_ids"]
+
+
+def parse_shard_ids(text: str) -> list[int]:
+    """Shard ids from ``"0,1"``, ``"4-7"`` or a mix (sorted, without repeats).
+
+    Raises:
+        ValueError: a part is neither a number nor a ``low-high`` range.
+    """
+    ids: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"{part!r} is not a shard id or a range such as 4-7")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ValueError(f"the range {part!r} goes backwards")
+        if last - first > 65536:
+            raise ValueError(f"the range {part!r} is too long")
+        ids.update(range(first, last + 1))
+    return sorted(ids)
 
 
 def _plain_name(name: str) -> AliasChoices:
@@ -183,8 +206,94 @@ class GatewaySettings(BaseSettings):
         description="most tracks the Discord bot queues from one playlist link "
         "[env GATEWAY_BOT_PLAYLIST_LIMIT]",
     )
+    nodes: str = Field(
+        "",
+        description="the engine nodes, a JSON list of {name, api, socket, token?, ca?}; "
+        "socket is a Unix path, tcp://host:port or tls://host:port (docs/operations.md, "
+        "'Engine nodes'); empty: one engine from GO_API_PORT, GATEWAY_ENGINE_HOST and "
+        "SOCKET_PATH [env GATEWAY_NODES]",
+    )
+    drain_nodes: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_,\- ]*$",
+        description="names of nodes that take no new sessions from the start (comma-"
+        "separated) [env GATEWAY_DRAIN_NODES]",
+    )
+    drain_move_after: float = Field(
+        600.0,
+        ge=0,
+        description="seconds a drained node's sessions may play on before they are moved "
+        "live to other nodes (they move at their next track before that) "
+        "[env GATEWAY_DRAIN_MOVE_AFTER]",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="bearer token of the admin calls (GET /admin/nodes, POST "
+        "/admin/nodes/NAME/drain and /undrain); unset: they answer 404 "
+        "[env GATEWAY_ADMIN_TOKEN]",
+    )
+    discord_shard_count: int = Field(
+        1,
+        ge=0,
+        le=65536,
+        description="Discord shards of the whole bot, across all gateway processes; 0: as "
+        "many as Discord recommends (asked at login, one process only) "
+        "[env GATEWAY_DISCORD_SHARD_COUNT]",
+    )
+    discord_shard_ids: str = Field(
+        "",
+        pattern=r"^[0-9,\- ]*$",
+        description="the shards this gateway process runs, e.g. '0,1' or '4-7' (Discord "
+        "sends each guild to shard (guild_id >> 22) % count); empty: all of them "
+        "[env GATEWAY_DISCORD_SHARD_IDS]",
+    )
     log_level: str = Field("INFO", description="log level [env GATEWAY_LOG_LEVEL]")
     log_json: bool = Field(False, description="write logs as JSON lines [env GATEWAY_LOG_JSON]")
+
+    @model_validator(mode="after")
+    def _nodes_parse(self) -> GatewaySettings:
+        try:
+            nodes = self.node_configs
+        except ValueError as exc:
+            text = str(exc)
+            raise ValueError(text if "GATEWAY_NODES" in text else f"GATEWAY_NODES: {text}") \
+                from None
+        names = {node.name for node in nodes}
+        unknown = sorted(set(self.drained_nodes) - names)
+        if unknown and nodes:
+            raise ValueError(f"GATEWAY_DRAIN_NODES names {', '.join(unknown)}, which "
+                             "GATEWAY_NODES does not list")
+        if self.drained_nodes and not nodes:
+            raise ValueError("GATEWAY_DRAIN_NODES needs GATEWAY_NODES")
+        return self
+
+    @property
+    def node_configs(self) -> list[NodeConfig]:
+        """``nodes`` parsed (empty: the single engine of the plain settings)."""
+        token = self.engine_token.get_secret_value() if self.engine_token else None
+        return parse_nodes(self.nodes, default_token=token or None)
+
+    @property
+    def drained_nodes(self) -> list[str]:
+        """``drain_nodes`` as names."""
+        return [name.strip() for name in self.drain_nodes.split(",") if name.strip()]
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> GatewaySettings:
+        ids = parse_shard_ids(self.discord_shard_ids)
+        if ids and self.discord_shard_count == 0:
+            raise ValueError("GATEWAY_DISCORD_SHARD_IDS needs GATEWAY_DISCORD_SHARD_COUNT: "
+                             "several processes must agree on the count")
+        if ids and max(ids) >= self.discord_shard_count:
+            raise ValueError(f"GATEWAY_DISCORD_SHARD_IDS has shard {max(ids)}, but "
+                             f"GATEWAY_DISCORD_SHARD_COUNT is {self.discord_shard_count} "
+                             f"(ids go from 0 to {self.discord_shard_count - 1})")
+        return self
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        """``discord_shard_ids`` parsed (None: every shard of the count)."""
+        return parse_shard_ids(self.discord_shard_ids) or None
 
     @field_validator("allowed_origins")
     @classmethod

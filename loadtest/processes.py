@@ -112,6 +112,8 @@ class EngineProcess(ServiceProcess):
         port, socket_path: reuse these (a restarted engine); fresh ones by default.
         media_dir: the directory local files may be played from.
         allow_private: allow loopback/private hosts (media served on 127.0.0.1).
+        node_token: also serve the socket on a free loopback TCP port
+            (``tcp_port``), where consumers must present this token.
     """
 
     module = "audio_engine"
@@ -126,6 +128,8 @@ class EngineProcess(ServiceProcess):
         socket_path: Path | None = None,
         media_dir: Path | None = None,
         allow_private: bool = False,
+        node_token: str | None = None,
+        tcp_port: int | None = None,
     ) -> None:
         directory = Path(tempfile.mkdtemp(prefix="ag-"))
         self.socket_path = socket_path or directory / "engine.sock"
@@ -133,6 +137,12 @@ class EngineProcess(ServiceProcess):
         policy = {"ENGINE_ALLOW_PRIVATE_NETWORKS": "true" if allow_private else "false"}
         if media_dir is not None:
             policy["ENGINE_MEDIA_DIR"] = str(media_dir)
+        #: The TCP port of the socket framing, when *node_token* was given.
+        self.tcp_port: int | None = None
+        if node_token is not None:
+            self.tcp_port = tcp_port or free_port()
+            policy["ENGINE_TCP_PORT"] = str(self.tcp_port)
+            policy["ENGINE_NODE_TOKEN"] = node_token
         super().__init__(
             {"GO_API_PORT": str(port), "SOCKET_PATH": str(self.socket_path),
              "ENGINE_LOG_LEVEL": log_level, **policy, **(env or {})},

@@ -224,7 +224,8 @@ class _Playground:
         configured = self.gateway.settings.playground_max_sessions
         if configured:
             return configured
-        health = self.gateway.engine_watch.health
+        watch = self.gateway.engine_watch  # None with a pool of engine nodes
+        health = watch.health if watch is not None else None
         if health is not None and health.max_sessions:
             return max(1, health.max_sessions // 2)
         return _FALLBACK_SESSION_CAP

@@ -68,6 +68,8 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
         async with running_gateway(settings_for(engine)) as gateway:
             gateway.socket.backoff_max = 0.3
             await gateway.socket.connected.wait()
+            # Filters are refused until the engine's features are known.
+            await wait_until(lambda: gateway.link.discovered)
             playing, heard = await start_playing(gateway, "rec-play", steps, media_dir)
             paused, quiet = await start_playing(gateway, "rec-pause", steps, media_dir)
             late, _ = await start_playing(gateway, "rec-late", steps, media_dir)

@@ -46,7 +46,6 @@ from typing import Any
 
 from applog import SessionLogger, session_logger
 from gateway.engine_client import (
-    EngineClient,
     EngineError,
     EngineFault,
     EngineInvalidRequest,
@@ -65,7 +64,7 @@ from gateway.player.core import (
     PlayerStatus,
     PlayerView,
 )
-from gateway.player.link import EngineLink
+from gateway.player.link import EngineApi, EngineLink, LinkView
 from gateway.player.store import QueueStore, QueueStoreError
 from gateway.router import Router
 from protocol import Event, EventType
@@ -176,9 +175,9 @@ class Player:
         self,
         core: PlayerCore,
         *,
-        engine: EngineClient,
+        engine: EngineApi,
         router: Router,
-        link: EngineLink | None = None,
+        link: LinkView | None = None,
         store: QueueStore | None = None,
         output: str = "opus",
         clock: Callable[[], float] = time.monotonic,
@@ -189,7 +188,7 @@ class Player:
         self.output = output
         self._engine = engine
         self._router = router
-        self._link = link or EngineLink()
+        self._link: LinkView = link or EngineLink()
         self._store = store
         self._clock = clock
         self.stats = stats or PlayerStats()
@@ -422,6 +421,19 @@ class Player:
             self._lost_at = now
             self._verify = True
             self._set_notice(UNAVAILABLE)
+
+    def stream_moved(self, at: float) -> None:
+        """The stream's engine node is gone (dead or drained) and its binding was
+        released: ask again (no node now: no session), which plays the track from
+        where it was at *at* on the node placement picks next; a paused player
+        stays paused there. No notice: a move takes about a second."""
+        if self._held:
+            self._drop_held()
+        if self._engine_has_session():
+            self._lost_at = at
+            self._verify = True
+        self._wake.set()
+        self._update_settled()
 
     def link_back(self) -> None:
         """The socket is back (and capabilities known): check the stream."""

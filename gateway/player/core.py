@@ -191,7 +191,15 @@ class _Interrupted:
 
 @dataclass(frozen=True, slots=True)
 class Desired:
-    """What the engine should be doing for this key."""
+    """What the engine should be doing for this key.
+
+    This is also all that is replayed when the stream is played again on a new
+    engine process (an engine restart, a node failover, a drained node's move):
+    the player plays ``track`` from the position reached with the volume, the
+    filters and the crossfade, and pauses after it. A further per-session setting
+    that must survive those belongs here too, sent with the play, and then carries
+    over with no change to the pool.
+    """
 
     nonce: int
     track: Track | None

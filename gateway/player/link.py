@@ -10,10 +10,76 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from gateway.engine_client import GO_ENGINE, EngineCapabilities
+from gateway.engine_client import (
+    GO_ENGINE,
+    EngineCapabilities,
+    FiltersResult,
+    Format,
+    NextResult,
+    PlayResult,
+    SessionInfo,
+    SessionStatus,
+)
 
-__all__ = ["EngineLink"]
+__all__ = ["EngineApi", "EngineLink", "LinkView"]
+
+
+class EngineApi(Protocol):
+    """The engine calls a player makes: an ``EngineClient``, or the binding of a
+    player to an engine node of a pool (``gateway.nodes``)."""
+
+    async def play(self, session_id: str, url: str, *, format: Format = "opus",
+                   start_at: float = 0.0, duration: float = 0.0,
+                   volume: float | None = None, filters: Mapping[str, Any] | None = None,
+                   crossfade: float | None = None) -> PlayResult: ...
+
+    async def stop(self, session_id: str) -> None: ...
+
+    async def pause(self, session_id: str) -> None: ...
+
+    async def resume(self, session_id: str) -> None: ...
+
+    async def status(self, session_id: str) -> SessionStatus | None: ...
+
+    async def session_info(self, session_id: str) -> SessionInfo | None: ...
+
+    async def set_volume(self, session_id: str, volume: float) -> None: ...
+
+    async def set_filters(self, session_id: str,
+                          filters: Mapping[str, Any]) -> FiltersResult: ...
+
+    async def set_crossfade(self, session_id: str, seconds: float) -> float: ...
+
+    async def set_next(self, session_id: str, url: str, *, start_at: float = 0.0,
+                       duration: float = 0.0,
+                       filters: Mapping[str, Any] | None = None) -> NextResult: ...
+
+    async def cancel_next(self, session_id: str) -> int | None: ...
+
+
+class LinkView(Protocol):
+    """What a player reads of its engine connection (``EngineLink``, or a pool
+    binding that follows the player's node)."""
+
+    @property
+    def capabilities(self) -> EngineCapabilities: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def discovered(self) -> bool: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def lost_at(self) -> float | None: ...
+
+    async def wait_change(self, seconds: float) -> None: ...
 
 
 class EngineLink:

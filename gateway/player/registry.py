@@ -11,17 +11,32 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.engine_client import GO_ENGINE, EngineClient, EngineError
 from gateway.player.controller import Player, PlayerStats
 from gateway.player.core import PlayerCore, PlayerStatus
-from gateway.player.link import EngineLink
+from gateway.player.link import EngineApi, EngineLink, LinkView
 from gateway.player.store import QueueStore
 from gateway.router import Router
 
-__all__ = ["PlayerRegistry"]
+__all__ = ["Binder", "PlayerRegistry"]
 
 log = logging.getLogger(__name__)
+
+
+class Binder(Protocol):
+    """Gives each player its own engine and link: a pool of engine nodes binds a
+    key to the node its session is placed on (``gateway.nodes``). Without one,
+    every player shares the registry's engine client and link."""
+
+    def bind(self, key: str) -> tuple[EngineApi, LinkView]:
+        """The engine calls and the link view of *key*'s player."""
+        ...
+
+    def unbind(self, key: str) -> None:
+        """*key*'s player was unloaded: forget its binding."""
+        ...
 
 
 class PlayerRegistry:
@@ -35,6 +50,8 @@ class PlayerRegistry:
         output: the engine format every play asks for (``opus`` or ``web``).
         link: the shared engine connection state.
         idle_timeout: seconds an unheld player with nothing playing stays loaded.
+        binder: gives each player its engine and link (a node pool); None: all
+            share *engine* and *link*.
     """
 
     def __init__(
@@ -47,6 +64,7 @@ class PlayerRegistry:
         clock: Callable[[], float] = time.monotonic,
         link: EngineLink | None = None,
         idle_timeout: float = 600.0,
+        binder: Binder | None = None,
     ) -> None:
         self._engine = engine
         self._router = router
@@ -58,6 +76,7 @@ class PlayerRegistry:
         self.stats = PlayerStats()
         self._players: dict[str, Player] = {}
         self._discovery: asyncio.Task[None] | None = None
+        self._binder = binder
         #: Players being unloaded at a front's request (``unload_soon``).
         self._unloading: set[asyncio.Task[None]] = set()
 
@@ -74,8 +93,12 @@ class PlayerRegistry:
         before its first command applies)."""
         player = self._players.get(key)
         if player is None:
-            player = Player(PlayerCore(key), engine=self._engine, router=self._router,
-                            link=self.link, store=self._store,
+            engine: EngineApi = self._engine
+            link: LinkView = self.link
+            if self._binder is not None:
+                engine, link = self._binder.bind(key)
+            player = Player(PlayerCore(key), engine=engine, router=self._router,
+                            link=link, store=self._store,
                             output=output or self._output, clock=self._clock,
                             stats=self.stats)
             self._players[key] = player
@@ -147,6 +170,10 @@ class PlayerRegistry:
             self.stats.evictions += len(evicted)
             log.debug("unloading %d idle players", len(evicted))
             await asyncio.gather(*(p.close(save=True, release=True) for p in evicted))
+            if self._binder is not None:
+                for player in evicted:
+                    if player.key not in self._players:
+                        self._binder.unbind(player.key)
         return len(evicted)
 
     def unload_soon(self, key: str) -> bool:
@@ -159,11 +186,16 @@ class PlayerRegistry:
             return False
         del self._players[key]
         self.stats.evictions += 1
-        task = asyncio.get_running_loop().create_task(
-            player.close(save=True, release=True), name=f"unload-{key}")
+        task = asyncio.get_running_loop().create_task(self._unload(player),
+                                                      name=f"unload-{key}")
         self._unloading.add(task)
         task.add_done_callback(self._unloaded)
         return True
+
+    async def _unload(self, player: Player) -> None:
+        await player.close(save=True, release=True)
+        if self._binder is not None and player.key not in self._players:
+            self._binder.unbind(player.key)
 
     def _unloaded(self, task: asyncio.Task[None]) -> None:
         self._unloading.discard(task)
@@ -189,3 +221,5 @@ class PlayerRegistry:
         for player, result in zip(players, results, strict=True):
             if isinstance(result, BaseException):
                 player.log.error("closing the player failed: %r", result)
+            if self._binder is not None:
+                self._binder.unbind(player.key)

@@ -7,6 +7,7 @@ arrival times reflect the engine's pacing, not the test's work.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,13 +46,16 @@ class SocketConsumer:
     Go-style consumer (it never writes).
     """
 
-    def __init__(self, path: Path, *, read_size: int = 65536, hello: Hello | None = None
-                 ) -> None:
+    def __init__(self, path: Path | tuple[str, int], *, read_size: int = 65536,
+                 hello: Hello | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.path = path
         self.read_size = read_size
         self.hello = hello
+        self.tls = tls
         self.arrivals: list[Arrival] = []
         self.reads = 0
+        #: Every byte read from the engine, decoded or not.
+        self.bytes_read = 0
         self.closed = asyncio.Event()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -59,7 +63,14 @@ class SocketConsumer:
         self.paused = False
 
     async def __aenter__(self) -> SocketConsumer:
-        reader, self._writer = await asyncio.open_unix_connection(str(self.path), limit=1 << 22)
+        if isinstance(self.path, tuple):  # a TCP node (optionally TLS)
+            host, port = self.path
+            reader, self._writer = await asyncio.open_connection(
+                host, port, limit=1 << 22, ssl=self.tls,
+                server_hostname=host if self.tls else None)
+        else:
+            reader, self._writer = await asyncio.open_unix_connection(
+                str(self.path), limit=1 << 22)
         if self.hello is not None:
             self._writer.write(bytes(self.hello))
         self._task = asyncio.create_task(self._read(reader))
@@ -79,11 +90,15 @@ class SocketConsumer:
         decoder = StreamDecoder()
         try:
             while True:
-                data = await reader.read(self.read_size)
+                try:
+                    data = await reader.read(self.read_size)
+                except (ConnectionError, ssl.SSLError):
+                    return  # closed by the engine (a refused consumer)
                 if not data:
                     return
                 now = time.monotonic()
                 self.reads += 1
+                self.bytes_read += len(data)
                 decoder.receive_data(data)
                 for message in decoder.events():
                     self.arrivals.append(Arrival(now, self.reads, message))

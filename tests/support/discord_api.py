@@ -123,6 +123,8 @@ class FakeDiscord:
         #: Logins asked for, and IDENTIFYs received on the gateway.
         self.logins = 0
         self.identifies = 0
+        #: The ``shard`` field of each IDENTIFY ([id, count]), None when absent.
+        self.identified_shards: list[list[int] | None] = []
         self.requests: list[tuple[float, str, str]] = []
         self.commands: list[dict[str, Any]] = []
         self.messages: dict[int, SentMessage] = {}
@@ -253,12 +255,17 @@ class FakeDiscord:
             payload = json.loads(message.data)
             if payload.get("op") == 2:  # IDENTIFY
                 self.identifies += 1
-                await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": {
+                shard = payload.get("d", {}).get("shard")
+                self.identified_shards.append(list(shard) if shard is not None else None)
+                ready: dict[str, Any] = {
                     "v": 10, "user": _user(BOT_USER_ID, "audiogate", bot=True), "guilds": [],
                     "session_id": "fake-session",
                     "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
                     "application": {"id": str(APPLICATION_ID), "flags": 0},
-                }}))
+                }
+                if shard is not None:
+                    ready["shard"] = shard  # Discord echoes the shard identified
+                await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": ready}))
             elif payload.get("op") == 1:  # heartbeat
                 await ws.send_str(json.dumps({"op": 11}))
         return ws

@@ -1,0 +1,274 @@
+"""An engine as a node: the socket framing on loopback TCP behind a token in the
+hello (optionally TLS), and admission by load (503 with Retry-After).
+
+Real engine processes; the load is made deterministic with the test aid
+``ENGINE_DEBUG_SESSION_CPU`` (each active session counts as a fixed share of
+the CPU budget), so the refusal happens at a known session count whatever else
+the machine is doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from audio_engine.admission import (
+    DEGRADED_MIN_LOAD,
+    LOAD_INTERVAL,
+    LoadModel,
+    LoadSample,
+)
+from loadtest.processes import EngineProcess, free_port
+from protocol import ConsumerOrder, EventType, Hello
+
+from .conftest import TONES
+from .support.consumer import SocketConsumer
+from .support.media import decode_opus_packets, dominant_frequency
+from .support.tls import make_certificates
+from .support.waiting import poll_until_async
+
+pytestmark = pytest.mark.timeout(120)
+
+TOKEN = "node-secret-1"
+
+
+def _hello(token: str | None) -> Hello:
+    extra = {"token": token} if token is not None else {}
+    return Hello("test-pool", ConsumerOrder.ANY, extra)
+
+
+@pytest.fixture(scope="module")
+def node(media_dir: Path) -> Iterator[EngineProcess]:
+    with EngineProcess(media_dir=media_dir, allow_private=True, node_token=TOKEN,
+                       log_level="INFO") as process:
+        yield process
+
+
+@pytest.fixture
+async def api(node: EngineProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=node.url, timeout=30.0) as client:
+        yield client
+
+
+async def _tone_of(consumer: SocketConsumer, session_id: str) -> float:
+    packets = consumer.opus_packets(session_id)
+    return await asyncio.to_thread(
+        lambda: dominant_frequency(decode_opus_packets(packets)[0]))
+
+
+async def test_a_tcp_consumer_with_the_token_gets_the_stream(
+        node: EngineProcess, api: httpx.AsyncClient, media_dir: Path) -> None:
+    assert node.tcp_port is not None
+    async with SocketConsumer(("127.0.0.1", node.tcp_port), hello=_hello(TOKEN)) as consumer:
+        await poll_until_async(
+            lambda: _consumer_count(api, 1), timeout=10)
+        reply = await api.post("/session/tcp-ok/play",
+                               json={"url": str(media_dir / "a.mp3"), "format": "opus"})
+        assert reply.status_code == 200
+        await consumer.wait_event("tcp-ok", EventType.READY, timeout=20)
+        await consumer.wait_packets("tcp-ok", 60, timeout=20)
+        assert abs(await _tone_of(consumer, "tcp-ok") - TONES["a"]) < 10
+        await api.post("/session/tcp-ok/stop")
+
+
+async def _consumer_count(api: httpx.AsyncClient, count: int) -> bool:
+    return bool((await api.get("/health")).json()["consumers"] == count)
+
+
+@pytest.mark.parametrize(
+    ("label", "first_bytes"),
+    [
+        ("wrong token", bytes(_hello("not-the-token"))),
+        ("no token", bytes(_hello(None))),
+        ("not a hello", b'{"type":"ready","session_id":"x"}\n'),
+        ("silence", b""),
+    ],
+)
+async def test_a_consumer_without_the_token_gets_not_one_byte(
+        node: EngineProcess, api: httpx.AsyncClient, media_dir: Path,
+        label: str, first_bytes: bytes) -> None:
+    """While a session streams to a good consumer, a bad one is closed having
+    read nothing at all (not a header page, not an event line)."""
+    assert node.tcp_port is not None
+    session = f"bad-{label.replace(' ', '-')}"
+    async with SocketConsumer(("127.0.0.1", node.tcp_port), hello=_hello(TOKEN)) as good:
+        await poll_until_async(lambda: _consumer_count(api, 1), timeout=10)
+        await api.post(f"/session/{session}/play",
+                       json={"url": str(media_dir / "long_b.mp3"), "format": "opus"})
+        await good.wait_packets(session, 10, timeout=20)
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.tcp_port)
+        try:
+            if first_bytes:
+                writer.write(first_bytes)
+            received = b""
+            async with asyncio.timeout(15):  # the hello deadline is 2 s
+                while chunk := await _read_or_reset(reader):
+                    received += chunk
+            assert received == b"", f"{label}: the engine sent {len(received)} bytes"
+        finally:
+            writer.close()
+        # The good consumer kept streaming meanwhile; the bad one never counted.
+        before = len(good.packets(session))
+        await good.wait_packets(session, before + 25, timeout=10)
+        assert (await api.get("/health")).json()["consumers"] == 1
+        await api.post(f"/session/{session}/stop")
+    metrics = (await api.get("/metrics")).text
+    reason = "hello_timeout" if label == "silence" else "unauthorized"
+    assert f'audiogate_engine_consumer_disconnects_total{{reason="{reason}"}}' in metrics
+
+
+async def _read_or_reset(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.read(65536)
+    except ConnectionResetError:  # the engine aborts a refused consumer
+        return b""
+
+
+async def test_tls_node_serves_only_tls_clients_that_know_the_token(
+        media_dir: Path, tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    env = {"ENGINE_TLS_CERT": str(certificates.cert), "ENGINE_TLS_KEY": str(certificates.key)}
+    with EngineProcess(env, media_dir=media_dir, allow_private=True, node_token=TOKEN,
+                       log_level="INFO") as node:
+        assert node.tcp_port is not None and "tls://127.0.0.1:" in node.log()
+        address = ("127.0.0.1", node.tcp_port)
+        tls = certificates.client_context()
+        async with httpx.AsyncClient(base_url=node.url, timeout=30.0) as api, \
+                SocketConsumer(address, hello=_hello(TOKEN), tls=tls) as good, \
+                SocketConsumer(address, hello=_hello("guess"), tls=tls) as wrong:
+            await api.post("/session/tls-a/play",
+                           json={"url": str(media_dir / "c.mp3"), "format": "opus"})
+            await good.wait_packets("tls-a", 50, timeout=20)
+            assert abs(await _tone_of(good, "tls-a") - TONES["c"]) < 10
+            await asyncio.wait_for(wrong.closed.wait(), 10)
+            assert wrong.bytes_read == 0
+            # Plain TCP on the TLS port: the handshake fails, nothing is served.
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(bytes(_hello(TOKEN)))
+            async with asyncio.timeout(15):
+                while chunk := await _read_or_reset(reader):
+                    assert not chunk.startswith(b"\x00\x00"), "audio reached a plain client"
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({}, "error: bad settings: ENGINE_TCP_PORT is set but neither ENGINE_NODE_TOKEN nor "
+             "ENGINE_API_TOKEN is: a TCP socket needs a token"),
+        ({"ENGINE_NODE_TOKEN": "t", "ENGINE_TLS_CERT": "/no/cert.pem"},
+         "error: bad settings: ENGINE_TLS_CERT and ENGINE_TLS_KEY go together"),
+        ({"ENGINE_NODE_TOKEN": "t", "ENGINE_TLS_CERT": "/no/cert.pem",
+          "ENGINE_TLS_KEY": "/no/key.pem"},
+         "error: the TLS file /no/cert.pem does not exist; set ENGINE_TLS_CERT"),
+        ({"ENGINE_NODE_TOKEN": "t", "ENGINE_TLS_CERT": "/etc/hostname",
+          "ENGINE_TLS_KEY": "/etc/hostname"},
+         "error: the TLS files are not a PEM certificate (chain) and its matching private key"),
+    ],
+)
+def test_unusable_tcp_settings_are_one_line_and_78(env: dict[str, str], line: str,
+                                                   tmp_path: Path) -> None:
+    socket_path = tmp_path / "engine.sock"
+    result = subprocess.run(
+        [sys.executable, "-m", "audio_engine"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "GO_API_PORT": str(free_port()), "ENGINE_TCP_PORT": str(free_port()),
+             "SOCKET_PATH": str(socket_path), **env})
+    assert result.returncode == 78
+    assert result.stderr.startswith(line), result.stderr
+    assert not socket_path.exists()
+
+
+# -- admission by load ---------------------------------------------------------------
+
+
+async def test_admission_refuses_the_play_that_would_overload_the_node(
+        media_dir: Path) -> None:
+    """Budget 1 core, 0.1 core per session, at most 75 %: seven sessions are
+    taken (70 %), the eighth would make 80 %: 503 with Retry-After, nothing
+    started; once one stops, a play is taken again. Replacing a live session adds
+    no load and is taken."""
+    env = {"ENGINE_CPU_BUDGET": "1", "ENGINE_DEBUG_SESSION_CPU": "0.1",
+           "ENGINE_MAX_LOAD": "0.75"}
+    with EngineProcess(env, media_dir=media_dir, allow_private=True, log_level="INFO") as node:
+        async with httpx.AsyncClient(base_url=node.url, timeout=30.0) as api:
+            body = {"url": str(media_dir / "long_a.mp3"), "format": "opus"}
+            for index in range(7):
+                reply = await api.post(f"/session/load-{index}/play", json=body)
+                assert reply.status_code == 200, reply.text
+            stats = (await api.get("/stats")).json()
+            assert stats["headroom"]["admitting"] is False
+            assert stats["headroom"]["load"] == pytest.approx(0.7)
+            refused = await api.post("/session/load-7/play", json=body)
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "10"
+            assert refused.json()["message"].startswith("the engine is at capacity")
+            assert (await api.get("/session/load-7/status")).status_code == 404
+            replaced = await api.post("/session/load-0/play", json=body)
+            assert replaced.status_code == 200
+            await api.post("/session/load-1/stop")
+            again = await api.post("/session/load-7/play", json=body)
+            assert again.status_code == 200
+            metrics = (await api.get("/metrics")).text
+            assert 'audiogate_engine_plays_refused_total{reason="load"} 1.0' in metrics
+            for index in range(8):
+                await api.post(f"/session/load-{index}/stop")
+
+
+async def test_stats_carry_the_penalty_inputs(api: httpx.AsyncClient) -> None:
+    stats = (await api.get("/stats")).json()
+    assert {"players", "playingPlayers", "cpu", "frameStats", "headroom"} <= stats.keys()
+    room = stats["headroom"]
+    assert {"load", "sessionCost", "admitting", "tickLatenessMs", "poolLagMs", "nulled",
+            "deficit", "cpuBudget", "maxLoad"} <= room.keys()
+    assert room["admitting"] is True
+
+
+# -- the load model, pure --------------------------------------------------------------
+
+
+def _samples(model: LoadModel, cpu_per_second: float, playing: int, *, seconds: float = 3.0,
+             nulled_per_sample: int = 0, lateness: float = 0.001) -> None:
+    steps = int(seconds / LOAD_INTERVAL) + 1
+    for step in range(steps):
+        model.add(LoadSample(at=step * LOAD_INTERVAL, cpu_seconds=step * LOAD_INTERVAL
+                             * cpu_per_second, playing=playing, ticks=step * 25, slipped=0,
+                             nulled=step * nulled_per_sample, lateness=lateness, pool_lag=0.0))
+
+
+def test_cpu_rule_predicts_the_next_session() -> None:
+    model = LoadModel(budget=2.0, max_load=0.75)
+    _samples(model, cpu_per_second=1.4, playing=100)  # 70 % of 2 cores, 0.7 % each
+    room = model.headroom()
+    assert room.load == pytest.approx(0.7)
+    assert room.session_cost == pytest.approx(0.007)
+    assert model.refusal() is None  # 70.7 %
+    model = LoadModel(budget=2.0, max_load=0.75)
+    _samples(model, cpu_per_second=1.49, playing=100)  # 74.5 % + 0.745 % > 75 %
+    refusal = model.refusal()
+    assert refusal is not None and refusal.retry_after == 10
+
+
+def test_degradation_refuses_only_when_the_engine_is_the_cause() -> None:
+    busy = LoadModel(budget=1.0, max_load=0.9)
+    _samples(busy, cpu_per_second=0.6, playing=50, nulled_per_sample=20)  # 1.6 % nulled
+    assert busy.headroom().degraded and busy.headroom().load >= DEGRADED_MIN_LOAD
+    refusal = busy.refusal()
+    assert refusal is not None and refusal.retry_after == 5
+    # Same degradation with the engine nearly idle: the host is busy with others.
+    idle = LoadModel(budget=1.0, max_load=0.9)
+    _samples(idle, cpu_per_second=0.1, playing=5, lateness=0.2)
+    assert idle.headroom().degraded
+    assert idle.refusal() is None
+
+
+def test_max_load_one_turns_admission_by_load_off() -> None:
+    model = LoadModel(budget=1.0, max_load=1.0)
+    _samples(model, cpu_per_second=1.0, playing=100, nulled_per_sample=500)
+    assert model.refusal() is None
