@@ -165,6 +165,13 @@ MAX_TICK_LATENESS: Final = 0.040
 MAX_POOL_LAG: Final = 0.100
 MAX_NULLED_SHARE: Final = 0.005
 DEGRADED_MIN_LOAD: Final = 0.5
+#: Cores one session may be charged at most when the measured load is shared out
+#: among the sessions playing. A transcoding session costs 0.016 - 0.024 of a core
+#: (docs/performance.md, with a filter preset at the top); with few sessions the
+#: measured load is mostly the engine's own (HTTP, opening and closing sources,
+#: resolution), and dividing it by one or two sessions would refuse the next play of
+#: an engine that is nearly idle.
+SESSION_COST_CEILING: Final = 0.05
 #: ``Retry-After`` seconds: a CPU-bound engine frees capacity as tracks end
 #: (minutes), but a pool retries elsewhere at once and a user may try again soon;
 #: a degraded one may recover within seconds.
@@ -289,7 +296,7 @@ class LoadModel:
             cost = self.session_cpu / self.budget
             load = active * cost
         else:
-            cost = load / playing if playing else 0.0
+            cost = min(load / playing, SESSION_COST_CEILING / self.budget) if playing else 0.0
         return Headroom(load=max(0.0, load), session_cost=cost, tick_lateness=lateness,
                         pool_lag=pool_lag, nulled=max(0, nulled), deficit=max(0, deficit),
                         expected_frames=expected, seconds=seconds)

@@ -22,6 +22,7 @@ import pytest
 from audio_engine.admission import (
     DEGRADED_MIN_LOAD,
     LOAD_INTERVAL,
+    SESSION_COST_CEILING,
     LoadModel,
     LoadSample,
 )
@@ -253,6 +254,20 @@ def test_cpu_rule_predicts_the_next_session() -> None:
     _samples(model, cpu_per_second=1.49, playing=100)  # 74.5 % + 0.745 % > 75 %
     refusal = model.refusal()
     assert refusal is not None and refusal.retry_after == 10
+
+
+def test_a_nearly_idle_engine_does_not_charge_its_own_work_to_one_session() -> None:
+    # Plays and stops in quick succession: 42 % of 2 cores spent opening and closing
+    # sources while one session plays. That is not what the next session will cost.
+    model = LoadModel(budget=2.0, max_load=0.75)
+    _samples(model, cpu_per_second=0.84, playing=1)
+    room = model.headroom()
+    assert room.session_cost == pytest.approx(SESSION_COST_CEILING / 2.0)
+    assert model.refusal() is None
+    # Past the limit on its own, it still refuses.
+    model = LoadModel(budget=2.0, max_load=0.75)
+    _samples(model, cpu_per_second=1.5, playing=1)
+    assert model.refusal() is not None
 
 
 def test_degradation_refuses_only_when_the_engine_is_the_cause() -> None:
