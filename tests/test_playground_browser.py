@@ -6,16 +6,14 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page
 
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess, GatewayProcess
 
 from .conftest import TONES
-from .support.browser import ARTIFACTS, chromium
+from .support.browser import ARTIFACTS, chromium, open_player, stats, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -24,29 +22,6 @@ pytestmark = pytest.mark.timeout(180)
 def gateway(engine: EngineProcess) -> Iterator[GatewayProcess]:
     with GatewayProcess(engine) as process:
         yield process
-
-
-async def stats(page: Page) -> dict[str, Any]:
-    return await page.evaluate("window.playground.stats()")  # type: ignore[no-any-return]
-
-
-async def wait_for(page: Page, condition: str, timeout: float = 20.0) -> None:
-    """Wait until the JS expression *condition* (over ``s`` = stats) holds."""
-    await page.wait_for_function(
-        f"(() => {{ const s = window.playground.stats(); return {condition}; }})()",
-        timeout=timeout * 1000,
-    )
-
-
-async def open_player(context: BrowserContext, url: str) -> Page:
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    await page.goto(url)
-    await page.click("h1")  # a user gesture: the page starts its AudioContext
-    await wait_for(page, "s.connected && s.audioState === 'running'")
-    page.console_errors = errors  # type: ignore[attr-defined]
-    return page
 
 
 async def test_two_users_hear_only_their_own_tone(gateway: GatewayProcess,

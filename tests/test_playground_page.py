@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.async_api import BrowserContext, Page
+from playwright.async_api import Page
 
 from loadtest.media import encode_blocks, write_tone
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess, GatewayProcess
 
 from .conftest import TONES
-from .support.browser import ARTIFACTS, chromium
+from .support.browser import ARTIFACTS, chromium, open_player, stats, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -80,29 +80,6 @@ def gateway(engine: EngineProcess) -> Iterator[GatewayProcess]:
     env = {"GATEWAY_PLAYGROUND_METADATA_TIMEOUT": "30"}
     with GatewayProcess(engine, env) as process:
         yield process
-
-
-async def stats(page: Page) -> dict[str, Any]:
-    return await page.evaluate("window.playground.stats()")  # type: ignore[no-any-return]
-
-
-async def wait_for(page: Page, condition: str, timeout: float = 20.0) -> None:
-    """Wait until the JS expression *condition* (over ``s`` = stats) holds."""
-    await page.wait_for_function(
-        f"(() => {{ const s = window.playground.stats(); return {condition}; }})()",
-        timeout=timeout * 1000,
-    )
-
-
-async def open_player(context: BrowserContext, url: str) -> Page:
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    await page.goto(url)
-    await page.click("h1")  # a user gesture: the page starts its AudioContext
-    await wait_for(page, "s.connected && s.audioState === 'running'")
-    page.console_errors = errors  # type: ignore[attr-defined]
-    return page
 
 
 async def send(page: Page, message: dict[str, Any]) -> None:

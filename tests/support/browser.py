@@ -6,10 +6,11 @@ import shutil
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-__all__ = ["ARTIFACTS", "chromium"]
+__all__ = ["ARTIFACTS", "chromium", "open_player", "stats", "wait_for"]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
@@ -41,3 +42,26 @@ async def chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def stats(page: Page) -> dict[str, Any]:
+    return await page.evaluate("window.playground.stats()")  # type: ignore[no-any-return]
+
+
+async def wait_for(page: Page, condition: str, timeout: float = 20.0) -> None:
+    """Wait until the JS expression *condition* (over ``s`` = stats) holds."""
+    await page.wait_for_function(
+        f"(() => {{ const s = window.playground.stats(); return {condition}; }})()",
+        timeout=timeout * 1000,
+    )
+
+
+async def open_player(context: BrowserContext, url: str) -> Page:
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await page.goto(url)
+    await page.click("h1")  # a user gesture: the page starts its AudioContext
+    await wait_for(page, "s.connected && s.audioState === 'running'")
+    page.console_errors = errors  # type: ignore[attr-defined]
+    return page
