@@ -24,26 +24,26 @@ from typing import Any
 
 import psutil
 
-from audio_engine.admission import (
+from audio_engine.metrics import EngineMetrics
+from audio_engine.sessions.admission import (
     LOAD_INTERVAL,
     Headroom,
     LoadModel,
     LoadSample,
     PlayRefusal,
 )
-from audio_engine.clock import TickSchedule, run_clock
-from audio_engine.consumers import ConsumerHub
-from audio_engine.egress import EgressProxy
-from audio_engine.filters.model import Loudness
-from audio_engine.manager import ManagerLimits, SessionManager
-from audio_engine.metrics import EngineMetrics
-from audio_engine.ordering import TimingPolicy
-from audio_engine.pools import ElasticPool
-from audio_engine.resolve_pool import ResolvePool, WorkerLimits
-from audio_engine.resolver import Resolver
-from audio_engine.session import Session, SessionState, effective_filters
+from audio_engine.sessions.manager import ManagerLimits, SessionManager
+from audio_engine.sessions.pools import ElasticPool
+from audio_engine.sessions.session import Session, SessionState, effective_filters
 from audio_engine.settings import EngineSettings
-from audio_engine.url_policy import UrlPolicy
+from audio_engine.sources.egress import EgressProxy
+from audio_engine.sources.resolve_pool import ResolvePool, WorkerLimits
+from audio_engine.sources.resolver import Resolver
+from audio_engine.sources.url_policy import UrlPolicy
+from audio_engine.wire.clock import TickSchedule, run_clock
+from audio_engine.wire.consumers import ConsumerHub
+from audio_engine.wire.ordering import TimingPolicy
+from protocol.filters import Loudness
 
 __all__ = ["CLOCK_STALL_SECONDS", "FEATURES", "Engine"]
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from audio_engine.url_policy import IPAddress, parse_endpoints
+from audio_engine.sources.url_policy import IPAddress, parse_endpoints
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
 __all__ = ["EngineSettings"]

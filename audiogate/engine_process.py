@@ -22,8 +22,8 @@ import socket
 import ssl
 import sys
 
-from audio_engine.api import create_app
 from audio_engine.engine import Engine
+from audio_engine.http.api import create_app
 from audio_engine.settings import EngineSettings
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError

@@ -30,8 +30,8 @@ from loadtest.stats import format_table
 
 _CHILD = """
 import asyncio, sys
-from audio_engine.egress import EgressProxy
-from audio_engine.url_policy import UrlPolicy
+from audio_engine.sources.egress import EgressProxy
+from audio_engine.sources.url_policy import UrlPolicy
 
 async def main():
     proxy = EgressProxy(UrlPolicy(allow_private=True), per_grant=100_000)

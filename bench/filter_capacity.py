@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from audio_engine.filters import preset
+from audio_engine.audio.filters import preset
 from loadtest import LoadConfig, Target, run_capacity
 from loadtest.media import write_tone
 from loadtest.media_server import MediaServer

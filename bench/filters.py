@@ -11,7 +11,7 @@ Part 2 times the whole per-session codec job on the demo mp3 (44.1 kHz): PyAV de
 resample to 48 kHz s16 in 20 ms frames, the chain, and libopus (opuslib, 128 kb/s,
 complexity 10, the engine's defaults), per 20 ms frame, and turns it into sessions per
 core. Part 3 times a live change (configure + rewind of 0.5 s, replayed). Part 4 times
-the engine's own path, a session ``Program`` (``audio_engine/program.py``) fed by a real
+the engine's own path, a session ``Program`` (``audio_engine/audio/program.py``) fed by a real
 ``MediaSource``, per 20 ms frame (mp3 transcoded with and without the preset), and the
 one-off CPU of its splices: a live change that takes a passthrough (Opus) session to
 transcoding (the redo of 1.3 s of queued frames included) and a gapless join of two Opus
@@ -37,13 +37,13 @@ import av
 import av.filter
 import numpy as np
 
-from audio_engine.filters import FilterChain, Filters, parse_filters, preset
-from audio_engine.formats import OutputFormat
-from audio_engine.opus_encoder import OpuslibEncoder, create_encoder
-from audio_engine.program import Program
-from audio_engine.resolver import MediaTarget
-from audio_engine.source import MediaSource, SourceOptions
-from audio_engine.track import Track
+from audio_engine.audio.filters import FilterChain, Filters, parse_filters, preset
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.audio.opus_encoder import OpuslibEncoder, create_encoder
+from audio_engine.audio.program import Program
+from audio_engine.audio.track import Track
+from audio_engine.sources.media import MediaSource, SourceOptions
+from audio_engine.sources.resolver import MediaTarget
 from audiogate.demo import ensure_demo_tracks, render_demo
 from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME

@@ -2,7 +2,7 @@
 playground's preset buttons), as plain Lavalink v4 ``filters`` JSON.
 
 Pure data, shared by the engine (which validates each set once with its filter model,
-``audio_engine.filters.presets``) and the fronts (which send the JSON as it is). Each
+``audio_engine.audio.filters.presets``) and the fronts (which send the JSON as it is). Each
 set can be sent to a Lavalink node unchanged.
 
 The values are ours, chosen by ear and checked by the engine tests' spectra:

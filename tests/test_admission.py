@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from audio_engine.admission import AdmissionRefused, OpenGate, admissible
+from audio_engine.sessions.admission import AdmissionRefused, OpenGate, admissible
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,15 +15,20 @@ from pathlib import Path
 import av
 import pytest
 
-from audio_engine.egress import EgressProxy
-from audio_engine.media_options import media_options
-from audio_engine.proxy_http import (
+from audio_engine.sources.egress import EgressProxy
+from audio_engine.sources.options import media_options
+from audio_engine.sources.proxy_http import (
     HeadError,
     forward_head,
     parse_request_head,
     rewrite_response_head,
 )
-from audio_engine.url_policy import PolicyError, UrlPolicy, forbidden_reason, parse_endpoints
+from audio_engine.sources.url_policy import (
+    PolicyError,
+    UrlPolicy,
+    forbidden_reason,
+    parse_endpoints,
+)
 from loadtest.media_server import MediaServer
 
 from .support.waiting import poll_until_async

@@ -338,7 +338,7 @@ async def test_passthrough_and_transcoding_switch_in_one_ogg_stream(
 
 
 def preset_bassboost() -> dict[str, object]:
-    from audio_engine.filters import preset
+    from audio_engine.audio.filters import preset
 
     return preset("bassboost").to_lavalink()
 

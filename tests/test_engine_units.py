@@ -9,11 +9,11 @@ from concurrent.futures import CancelledError, Future
 
 import pytest
 
-from audio_engine.clock import TickSchedule
-from audio_engine.formats import OutputFormat
-from audio_engine.pools import ElasticPool
-from audio_engine.program import Program
-from audio_engine.ring import Frame, FrameRing, RingSize
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.audio.program import Program
+from audio_engine.sessions.pools import ElasticPool
+from audio_engine.wire.clock import TickSchedule
+from audio_engine.wire.ring import Frame, FrameRing, RingSize
 from protocol import (
     NEED_DATA,
     AudioPacket,

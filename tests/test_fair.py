@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from audio_engine.fair import FairQueue, FairSlots, SlotsBusy
+from audio_engine.sources.fair import FairQueue, FairSlots, SlotsBusy
 
 
 def test_one_caller_cannot_hold_every_slot() -> None:

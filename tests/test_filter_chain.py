@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from audio_engine.filters import (
+from audio_engine.audio.filters import (
     BAND_FREQUENCIES,
     FilterChain,
     FilteredFrame,

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from audio_engine.filters import (
+from audio_engine.audio.filters import (
     BAND_FREQUENCIES,
     FilterError,
     Filters,
@@ -17,8 +17,8 @@ from audio_engine.filters import (
     parse_filters,
     preset,
 )
-from audio_engine.filters.graph import GraphPlan, band_coefficients, plan
-from audio_engine.filters.presets import PRESETS
+from audio_engine.audio.filters.graph import GraphPlan, band_coefficients, plan
+from audio_engine.audio.filters.presets import PRESETS
 
 #: A filters object as a Lavalink v4 client sends it, every filter on.
 LAVALINK_EXAMPLE = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audio_engine.framestats import FrameStats
+from audio_engine.sessions.framestats import FrameStats
 
 
 def test_a_full_minute_of_clean_playback() -> None:

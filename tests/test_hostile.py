@@ -20,9 +20,9 @@ import httpx
 import psutil
 import pytest
 
-from audio_engine.formats import OutputFormat
-from audio_engine.resolver import MediaTarget
-from audio_engine.source import MediaSource, SourceOptions
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.sources.media import MediaSource, SourceOptions
+from audio_engine.sources.resolver import MediaTarget
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 from protocol import EventType

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audio_engine.admission import (
+from audio_engine.sessions.admission import (
     DEGRADED_MIN_LOAD,
     LOAD_INTERVAL,
     SESSION_COST_CEILING,

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio_engine.filters import Filters, parse_filters
-from audio_engine.formats import OutputFormat
-from audio_engine.opus_encoder import OpuslibEncoder, create_encoder
-from audio_engine.program import Program
-from audio_engine.resolver import MediaTarget
-from audio_engine.ring import Frame
-from audio_engine.source import MediaSource, SourceOptions
-from audio_engine.splice import PacketLog, postfilter_on
-from audio_engine.track import Mode, Track
+from audio_engine.audio.filters import Filters, parse_filters
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.audio.opus_encoder import OpuslibEncoder, create_encoder
+from audio_engine.audio.program import Program
+from audio_engine.audio.splice import PacketLog, postfilter_on
+from audio_engine.audio.track import Mode, Track
+from audio_engine.sources.media import MediaSource, SourceOptions
+from audio_engine.sources.resolver import MediaTarget
+from audio_engine.wire.ring import Frame
 from protocol import NEED_DATA, OggPage, OggPageReader
 
 from .support.media import decode_opus_packets, dominant_frequency, write_opus_tone, write_tone

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audio_engine.ordering import HeldLines, ReplyGate, TimingPolicy
+from audio_engine.wire.ordering import HeldLines, ReplyGate, TimingPolicy
 from gateway.socket_client import HELLO
 from loadtest.processes import EngineProcess
 from protocol import ConsumerOrder, EventType, Hello, parse_hello
@@ -150,7 +150,7 @@ def test_the_gateway_says_it_takes_any_order() -> None:
     assert parse_hello(HELLO).any_order
 
 
-# -- the pure rules (audio_engine/ordering.py) ---------------------------------------
+# -- the pure rules (audio_engine/wire/ordering.py) ---------------------------------------
 
 
 def test_a_gate_opens_at_release_plus_margin_or_at_its_timeout() -> None:

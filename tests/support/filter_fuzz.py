@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from audio_engine.filters import FilterChain, FilteredFrame, RewindError, parse_filters
+from audio_engine.audio.filters import FilterChain, FilteredFrame, RewindError, parse_filters
 
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:

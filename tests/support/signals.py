@@ -16,7 +16,7 @@ import av.filter
 import numpy as np
 import numpy.typing as npt
 
-from audio_engine.filters import FilterChain, FilteredFrame
+from audio_engine.audio.filters import FilterChain, FilteredFrame
 
 __all__ = [
     "RATE",

@@ -52,7 +52,7 @@ class OpusFrameEncoder(Protocol):
     def set_prediction(self, enabled: bool) -> None:
         """Let packets depend on the previous ones (the default), or not: no pitch
         post-filter and no inter-frame energy prediction, for the frames around a
-        splice with another encoder's packets (``audio_engine.splice``)."""
+        splice with another encoder's packets (``audio_engine.audio.splice``)."""
         ...
 
 

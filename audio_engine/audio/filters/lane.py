@@ -21,7 +21,7 @@ import av.filter
 import numpy as np
 import numpy.typing as npt
 
-from audio_engine.filters.graph import GraphPlan, Stage, build
+from audio_engine.audio.filters.graph import GraphPlan, Stage, build
 from protocol import SAMPLE_RATE
 
 __all__ = ["Lane", "SampleQueue", "Samples"]

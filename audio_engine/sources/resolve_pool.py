@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from audio_engine.fair import FairSlots, SlotsBusy
+from audio_engine.sources.fair import FairSlots, SlotsBusy
 
 __all__ = ["JobFailed", "JobTimedOut", "ResolvePool", "WorkerLimits"]
 
@@ -100,7 +100,7 @@ class ResolvePool:
     def __init__(self, limits: WorkerLimits, *, command: list[str] | None = None,
                  on_outcome: Callable[[str], None] | None = None) -> None:
         self.limits = limits
-        self._command = command or [sys.executable, "-m", "audio_engine.resolve_worker",
+        self._command = command or [sys.executable, "-m", "audio_engine.sources.resolve_worker",
                                     "--memory-mb", str(limits.memory_mb)]
         self._slots = FairSlots(limits.slots, limits.per_caller, limits.max_waiting)
         self._idle: list[_Worker] = []

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from applog import SessionLogger, session_logger
-from audio_engine.filters import Filters
-from audio_engine.filters.model import Loudness
-from audio_engine.formats import OutputFormat
-from audio_engine.ordering import ReplyGate
-from audio_engine.ring import FrameRing
+from audio_engine.audio.filters import Filters
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.wire.ordering import ReplyGate
+from audio_engine.wire.ring import FrameRing
+from protocol.filters import Loudness
 
 __all__ = [
     "MAX_CROSSFADE",
@@ -33,7 +33,7 @@ __all__ = [
 #: Longest crossfade between two tracks, seconds.
 MAX_CROSSFADE = 12.0
 
-log = logging.getLogger("audio_engine.session")
+log = logging.getLogger("audio_engine.sessions.session")
 
 
 class SessionState(StrEnum):
@@ -134,7 +134,7 @@ class Session:
     The lifecycle is ``extracting -> streaming <-> paused -> stopped | error``.
     ``ready`` is written by the clock once the first frames exist and the play's
     reply has gone out (``gate``); audio starts at ``audio_at`` (see
-    ``audio_engine.ordering``).
+    ``audio_engine.wire.ordering``).
     """
 
     def __init__(

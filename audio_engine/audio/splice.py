@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import opuslib  # type: ignore[import-untyped]
 
-from audio_engine.opus_encoder import OpusFrameEncoder
+from audio_engine.audio.opus_encoder import OpusFrameEncoder
 from protocol import CHANNELS, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 __all__ = [

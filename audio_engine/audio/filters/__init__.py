@@ -26,8 +26,8 @@ __all__ = [
     "preset",
 ]
 
-from audio_engine.filters.chain import FilterChain, FilteredFrame, RewindError
-from audio_engine.filters.graph import BAND_FREQUENCIES, missing_filters
-from audio_engine.filters.model import FilterError, Filters, parse_filters
-from audio_engine.filters.positions import PositionMap
-from audio_engine.filters.presets import Preset, preset
+from audio_engine.audio.filters.chain import FilterChain, FilteredFrame, RewindError
+from audio_engine.audio.filters.graph import BAND_FREQUENCIES, missing_filters
+from audio_engine.audio.filters.positions import PositionMap
+from audio_engine.audio.filters.presets import Preset, preset
+from protocol.filters import FilterError, Filters, parse_filters

@@ -44,12 +44,12 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from audio_engine.filters.graph import GraphPlan, plan
-from audio_engine.filters.lane import Lane, SampleQueue, Samples
-from audio_engine.filters.loudness import LoudnessControl
-from audio_engine.filters.model import Filters
-from audio_engine.filters.positions import PositionMap
+from audio_engine.audio.filters.graph import GraphPlan, plan
+from audio_engine.audio.filters.lane import Lane, SampleQueue, Samples
+from audio_engine.audio.filters.loudness import LoudnessControl
+from audio_engine.audio.filters.positions import PositionMap
 from protocol import SAMPLE_RATE, SAMPLES_PER_FRAME
+from protocol.filters import Filters
 
 __all__ = ["FilterChain", "FilteredFrame", "RewindError"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-from audio_engine.filters.model import Filters, parse_filters
 from protocol.filter_presets import PRESET_FILTERS, Preset
+from protocol.filters import Filters, parse_filters
 
 __all__ = ["PRESETS", "Preset", "preset"]
 

@@ -28,26 +28,26 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from audio_engine.admission import Admission, AdmissionRefused, OpenGate
-from audio_engine.egress import Grant
-from audio_engine.filters import Filters
-from audio_engine.filters.model import Loudness
-from audio_engine.formats import OutputFormat
-from audio_engine.opus_encoder import OpusFrameEncoder
-from audio_engine.pools import ElasticPool
-from audio_engine.program import Program
-from audio_engine.resolver import ResolveError, Resolver
-from audio_engine.ring import Frame, RingSize
-from audio_engine.session import NextState, NextTrack, Session, effective_filters
-from audio_engine.source import (
+from audio_engine.audio.filters import Filters
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.audio.opus_encoder import OpusFrameEncoder
+from audio_engine.audio.program import Program
+from audio_engine.audio.track import Track
+from audio_engine.sessions.admission import Admission, AdmissionRefused, OpenGate
+from audio_engine.sessions.pools import ElasticPool
+from audio_engine.sessions.session import NextState, NextTrack, Session, effective_filters
+from audio_engine.sources.egress import Grant
+from audio_engine.sources.media import (
     MediaSource,
     SourceBroken,
     SourceError,
     SourceFailed,
     SourceOptions,
 )
-from audio_engine.track import Track
+from audio_engine.sources.resolver import ResolveError, Resolver
+from audio_engine.wire.ring import Frame, RingSize
 from protocol import FRAME_DURATION, SAMPLE_RATE
+from protocol.filters import Loudness
 
 __all__ = [
     "EARLY_END_TOLERANCE",

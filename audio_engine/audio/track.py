@@ -32,15 +32,15 @@ import numpy as np
 import numpy.typing as npt
 import opuslib  # type: ignore[import-untyped]
 
-from audio_engine.filters import FilterChain, FilteredFrame, Filters, RewindError
-from audio_engine.source import (
+from audio_engine.audio.filters import FilterChain, FilteredFrame, Filters, RewindError
+from audio_engine.audio.splice import RawOpusDecoder
+from audio_engine.sources.media import (
     MAX_CONSECUTIVE_DECODE_ERRORS,
     MediaSource,
     OpusInput,
     PcmChunk,
     SourceFailed,
 )
-from audio_engine.splice import RawOpusDecoder
 from protocol import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 __all__ = ["CHAIN_WARMUP_FRAMES", "FRAME", "Mode", "Track"]

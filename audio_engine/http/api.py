@@ -18,7 +18,7 @@ wrong; it never touches another session.
 
 Replies go out before the events they cause: a play's and a stop's response
 carries a background task (run by Starlette after the body was written) that
-releases the request's ``ReplyGate`` (``audio_engine.ordering``).
+releases the request's ``ReplyGate`` (``audio_engine.wire.ordering``).
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from audio_engine.audio.filters import FilterError, Filters, parse_filters
+from audio_engine.audio.formats import OutputFormat
 from audio_engine.engine import Engine
-from audio_engine.filters import FilterError, Filters, parse_filters
-from audio_engine.formats import OutputFormat
-from audio_engine.gojson import GoCORSMiddleware, GoJSONResponse, go_not_found
-from audio_engine.manager import NotPlayable, TooManySessions
-from audio_engine.resolver import ResolveError
-from audio_engine.session import MAX_CROSSFADE, PlayRequest, Session
-from audio_engine.source import MAX_POSITION
+from audio_engine.http.gojson import GoCORSMiddleware, GoJSONResponse, go_not_found
+from audio_engine.sessions.manager import NotPlayable, TooManySessions
+from audio_engine.sessions.session import MAX_CROSSFADE, PlayRequest, Session
+from audio_engine.sources.media import MAX_POSITION
+from audio_engine.sources.resolver import ResolveError
 from protocol import InvalidSessionId, validate_session_id
 
 __all__ = ["CALLER_HEADER", "MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]

@@ -6,7 +6,7 @@ from every playing session and hands the whole batch to the consumer hub in one
 write per consumer. Nothing here waits on a session: an empty ring is an
 underrun of that session only.
 
-Event lines follow the timing contract of ``audio_engine.ordering``: events an
+Event lines follow the timing contract of ``audio_engine.wire.ordering``: events an
 HTTP request caused wait behind that request's ``ReplyGate`` (the API releases
 it once the reply is written, ``replied``), each session id's lines keep their
 order, and a play's first audio waits a wall-clock margin after its ``ready``
@@ -25,18 +25,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
-from audio_engine.consumers import ConsumerHub
-from audio_engine.filters import Filters
-from audio_engine.filters.model import Loudness
-from audio_engine.formats import OutputFormat
-from audio_engine.framestats import FrameStats
+from audio_engine.audio.filters import Filters
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.audio.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
 from audio_engine.metrics import EngineMetrics
-from audio_engine.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
-from audio_engine.ordering import HeldLines, ReplyGate, TimingPolicy
-from audio_engine.producer import ProducerContext, run_producer
-from audio_engine.resolver import Resolver
-from audio_engine.ring import Frame
-from audio_engine.session import (
+from audio_engine.sessions.framestats import FrameStats
+from audio_engine.sessions.producer import ProducerContext, run_producer
+from audio_engine.sessions.session import (
     FinishReason,
     NextState,
     NextTrack,
@@ -44,8 +39,13 @@ from audio_engine.session import (
     Session,
     SessionState,
 )
-from audio_engine.source import DEFAULT_INDEX_BYTES, MediaSource, SourceOptions
+from audio_engine.sources.media import DEFAULT_INDEX_BYTES, MediaSource, SourceOptions
+from audio_engine.sources.resolver import Resolver
+from audio_engine.wire.consumers import ConsumerHub
+from audio_engine.wire.ordering import HeldLines, ReplyGate, TimingPolicy
+from audio_engine.wire.ring import Frame
 from protocol import FRAME_DURATION, Event, EventType, encode_event_line, encode_packet
+from protocol.filters import Loudness
 
 __all__ = ["REDO_LEAD", "ManagerLimits", "NotPlayable", "SessionManager", "TooManySessions"]
 

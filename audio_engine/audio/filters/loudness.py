@@ -29,8 +29,8 @@ import av.filter
 import numpy as np
 import numpy.typing as npt
 
-from audio_engine.filters.model import Loudness
 from protocol import SAMPLE_RATE
+from protocol.filters import Loudness
 
 __all__ = ["GainRider", "LoudnessControl", "LoudnessMeter"]
 

@@ -26,9 +26,9 @@ from typing import NamedTuple
 import av
 import av.error
 
-from audio_engine.formats import OutputFormat
-from audio_engine.media_options import media_options
-from audio_engine.resolver import MediaTarget, user_text
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.sources.options import media_options
+from audio_engine.sources.resolver import MediaTarget, user_text
 from protocol import (
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,

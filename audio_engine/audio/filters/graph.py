@@ -64,7 +64,8 @@ import av.filter
 import numpy as np
 import numpy.typing as npt
 
-from audio_engine.filters.model import (
+from protocol import SAMPLE_RATE
+from protocol.filters import (
     BAND_COUNT,
     Distortion,
     Filters,
@@ -72,7 +73,6 @@ from audio_engine.filters.model import (
     Loudness,
     Timescale,
 )
-from protocol import SAMPLE_RATE
 
 __all__ = [
     "BAND_FREQUENCIES",

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from audio_engine.egress import EgressProxy, Grant
-from audio_engine.resolve_pool import JobFailed, ResolvePool
-from audio_engine.url_policy import PolicyError, UrlPolicy
+from audio_engine.sources.egress import EgressProxy, Grant
+from audio_engine.sources.resolve_pool import JobFailed, ResolvePool
+from audio_engine.sources.url_policy import PolicyError, UrlPolicy
 
 __all__ = [
     "MEDIA_EXTENSIONS",

@@ -1,6 +1,6 @@
 """A resolution worker process: yt-dlp and media probing, where they can be killed.
 
-``python -m audio_engine.resolve_worker --memory-mb N`` reads one JSON job per
+``python -m audio_engine.sources.resolve_worker --memory-mb N`` reads one JSON job per
 line on stdin and writes one JSON answer per line on stdout, one job at a time.
 The engine (``resolve_pool.py``) kills it when a job passes its deadline, when
 the caller gave up, and on shutdown; a worker that ran out of memory just dies.
@@ -32,7 +32,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from audio_engine.media_options import media_options
+from audio_engine.sources.options import media_options
 
 __all__ = ["MAX_ENTRIES", "main"]
 

@@ -40,12 +40,10 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from audio_engine.filters import Filters
-from audio_engine.formats import OutputFormat
-from audio_engine.opus_encoder import OpusFrameEncoder
-from audio_engine.ring import Frame
-from audio_engine.source import OpusInput
-from audio_engine.splice import (
+from audio_engine.audio.filters import Filters
+from audio_engine.audio.formats import OutputFormat
+from audio_engine.audio.opus_encoder import OpusFrameEncoder
+from audio_engine.audio.splice import (
     DECODER_PREROLL,
     PREDICTION_OFF_FRAMES,
     PacketLog,
@@ -53,7 +51,9 @@ from audio_engine.splice import (
     postfilter_on,
     prime_encoder,
 )
-from audio_engine.track import FRAME, Mode, Track
+from audio_engine.audio.track import FRAME, Mode, Track
+from audio_engine.sources.media import OpusInput
+from audio_engine.wire.ring import Frame
 from protocol import CHANNELS, SAMPLE_RATE, OggOpusWriter, OpusHead, encode_packet
 
 __all__ = ["HOLD_FRAMES", "Program"]

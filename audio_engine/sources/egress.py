@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from audio_engine.proxy_http import (
+from audio_engine.sources.proxy_http import (
     MAX_HEAD_BYTES,
     Destination,
     HeadError,
@@ -40,7 +40,7 @@ from audio_engine.proxy_http import (
     proxy_response,
     rewrite_response_head,
 )
-from audio_engine.url_policy import PolicyError, UrlPolicy
+from audio_engine.sources.url_policy import PolicyError, UrlPolicy
 
 __all__ = ["EgressProxy", "Grant"]
 
