@@ -15,15 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "FRONT_ONLY",
     "RESOLUTION_BUCKETS",
     "TICK_LATENESS_BUCKETS",
     "TIME_TO_FIRST_AUDIO_BUCKETS",
     "EngineMetrics",
+    "MetricFamilies",
+    "families_of",
+    "merged_exposition",
 ]
 
 #: Seconds a tick ran after its deadline.
@@ -77,6 +82,11 @@ class _Snapshot(Collector):
         )
         passthrough.add_metric([], float(state.get("passthrough", 0)))  # type: ignore[arg-type]
         yield passthrough
+        if "workers" in state:
+            workers = GaugeMetricFamily("audiogate_engine_workers",
+                                        "Engine worker processes running")
+            workers.add_metric([], float(state["workers"]))  # type: ignore[arg-type]
+            yield workers
 
 
 class EngineMetrics:
@@ -168,7 +178,78 @@ class EngineMetrics:
         self.sessions_gauge = Gauge(
             "audiogate_engine_session_limit", "Most live sessions allowed", registry=r
         )
+        self.worker_restarts = Counter(
+            "audiogate_engine_worker_restarts",
+            "Engine worker processes that died and were started again", registry=r)
+        self.sessions_moved = Counter(
+            "audiogate_engine_sessions_moved",
+            "Sessions played again on another worker after theirs died", registry=r)
+        self.opus_complexity = Gauge(
+            "audiogate_engine_opus_complexity",
+            "libopus complexity transcoding sessions encode with now (stepped down under "
+            "load)", registry=r)
+        self.complexity_steps = Counter(
+            "audiogate_engine_complexity_steps",
+            "Changes of the libopus complexity, by direction: down (load), up (room again)",
+            ["direction"], registry=r)
 
     def watch(self, read: Callable[[], dict[str, object]]) -> None:
         """Register scrape-time gauges computed by *read*."""
         self.registry.register(_Snapshot(read))
+
+
+#: A registry's samples as plain values (what a worker sends its front):
+#: ``(name, type, documentation, [(sample name, labels, value)])`` per family.
+MetricFamilies = list[tuple[str, str, str, list[tuple[str, dict[str, str], float]]]]
+
+#: Families the front reports alone: a per-process fact, not a sum over processes.
+FRONT_ONLY = frozenset({"process_start_time_seconds", "process_max_fds", "python_info",
+                        "audiogate_engine_session_limit", "audiogate_engine_workers",
+                        "audiogate_engine_opus_complexity"})
+
+
+def families_of(registry: CollectorRegistry) -> MetricFamilies:
+    """*registry*'s samples as plain values (``_created`` timestamps left out)."""
+    return [
+        (family.name, family.type, family.documentation,
+         [(s.name, dict(s.labels), float(s.value)) for s in family.samples
+          if not s.name.endswith("_created")])
+        for family in registry.collect()
+    ]
+
+
+class _Merged(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def merged_exposition(front: CollectorRegistry, workers: list[MetricFamilies]) -> bytes:
+    """The front's metrics and its workers' in one exposition: every sample with the
+    same name and labels added up (counters, histogram buckets, gauges of sessions),
+    except the per-process facts of ``FRONT_ONLY``, which are the front's."""
+    order: list[str] = []
+    kinds: dict[str, tuple[str, str]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for index, source in enumerate([families_of(front), *workers]):
+        for name, kind, documentation, samples in source:
+            if index > 0 and name in FRONT_ONLY:
+                continue
+            if name not in kinds:
+                kinds[name] = (kind, documentation)
+                values[name] = {}
+                order.append(name)
+            merged = values[name]
+            for sample, sample_labels, value in samples:
+                key = (sample, tuple(sorted(sample_labels.items())))
+                merged[key] = merged.get(key, 0.0) + value
+    families = []
+    for name in order:
+        kind, documentation = kinds[name]
+        metric = Metric(name, documentation, kind)
+        for (sample, pairs), value in values[name].items():
+            metric.add_sample(sample, dict(pairs), value)
+        families.append(metric)
+    return generate_latest(_Merged(families))

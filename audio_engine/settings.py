@@ -7,7 +7,6 @@ The Go engine's variable names are kept where they exist (``GO_API_PORT``,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -92,6 +91,23 @@ class EngineSettings(BaseSettings):
         None,
         description="PEM private key of ENGINE_TLS_CERT [env ENGINE_TLS_KEY]",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="engine worker processes, each with its own share of the sessions "
+        "and its own clock behind the one HTTP port and socket; 0: the cores the process "
+        "may run on (its CPU affinity) [env ENGINE_WORKERS]",
+    )
+    first_audio_wait: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="seconds an accepted play's source may wait for its turn to open "
+        "(while a burst of plays opens) before the play fails with an error event "
+        "saying the engine is too busy: an accepted play is never silent for long "
+        "[env ENGINE_FIRST_AUDIO_WAIT]",
+    )
     cpu_budget: float = Field(
         0.0,
         ge=0,
@@ -100,12 +116,13 @@ class EngineSettings(BaseSettings):
         "machine its share [env ENGINE_CPU_BUDGET]",
     )
     max_load: float = Field(
-        0.75,
+        0.85,
         gt=0,
         le=1.0,
-        description="share of ENGINE_CPU_BUDGET past which a new play is refused with "
-        "503 and Retry-After (its projected cost included), so the sessions already "
-        "playing keep their timing; 1 turns it off for CPU [env ENGINE_MAX_LOAD]",
+        description="share of ENGINE_CPU_BUDGET a new play may bring the engine to, its "
+        "projected cost included (after stepping the Opus complexity down to 5); past "
+        "it the play is refused with 503 and Retry-After, so the sessions already "
+        "playing keep their timing; 1 turns it off [env ENGINE_MAX_LOAD]",
     )
     max_sessions: int = Field(
         1000,
@@ -203,9 +220,10 @@ class EngineSettings(BaseSettings):
         "bench/opus_encode.py) or pyav (FFmpeg's wrapper) [env ENGINE_OPUS_ENCODER]",
     )
     codec_workers: int = Field(
-        os.cpu_count() or 1,
-        ge=1,
-        description="threads decoding and encoding audio (default: the core count) "
+        0,
+        ge=0,
+        description="threads decoding and encoding audio in each worker process; 0: "
+        "the core count divided among the workers, at least one "
         "[env ENGINE_CODEC_WORKERS]",
     )
     read_workers: int = Field(

@@ -1,16 +1,18 @@
-"""The engine process (``python -m audio_engine``, ``audiogate engine``).
+"""The engine process (``python -m audio_engine``, ``audiogate engine``): its front.
 
 Start-up, in order: parse settings; bind the HTTP port and the Unix socket
 (any problem is one ``error:`` line naming the setting, exit code 78, with
-nothing left behind); build the engine; start accepting socket consumers, the
-clock and the HTTP server, all owned by one task group; print ``ENGINE READY``
-once both sockets accept.
+nothing left behind); build the front and start its worker processes
+(``audiogate.engine_worker``, ``ENGINE_WORKERS`` of them) and wait until every one
+ticks; start accepting socket consumers and the HTTP server, all owned by one task
+group; print ``ENGINE READY`` once both sockets accept.
 
 Shutdown on SIGTERM/SIGINT, in order, under ``ENGINE_SHUTDOWN_TIMEOUT``: stop
-accepting HTTP requests and finish those in flight, end every session
-(``finished`` events go out), stop the clock, flush and close the consumer
-connections, remove the socket file. Past the deadline the rest is cut short
-and the socket file is still removed.
+accepting HTTP requests and finish those in flight, kill the resolution workers,
+end every session in every worker (``finished`` events go out), stop the workers,
+flush and close the consumer connections, remove the socket file. Past the
+deadline the rest is cut short (workers are killed) and the socket file is still
+removed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import socket
 import ssl
 import sys
 
-from audio_engine.engine import Engine
+from audio_engine.cluster.front import Front
 from audio_engine.http.api import create_app
 from audio_engine.settings import EngineSettings
 from audiogate.config import load_settings, setting_name, start_logging
@@ -31,12 +33,14 @@ from audiogate.listeners import UnixListener, bind_tcp, bind_unix
 from audiogate.process import SUPERVISOR_PID_ENV, raise_open_file_limit, run_process
 from audiogate.serving import HttpService
 
-__all__ = ["main", "serve_engine", "tls_context"]
+__all__ = ["WORKER_COMMAND", "main", "serve_engine", "tls_context"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds worker threads get to end after the engine stopped (see run_process).
 _THREAD_GRACE = 1.0
+#: The command line of one engine worker process.
+WORKER_COMMAND = (sys.executable, "-m", "audiogate.engine_worker")
 
 
 def _bind(settings: EngineSettings
@@ -91,32 +95,37 @@ def tls_context(settings: EngineSettings) -> ssl.SSLContext | None:
     return context
 
 
-async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
+async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
+                       worker_command: tuple[str, ...] = WORKER_COMMAND) -> None:
     """Run the engine until *stop* is set, then shut down in order.
 
     Raises:
-        StartupError: a socket could not be bound (nothing was started).
+        StartupError: a socket could not be bound, or a worker did not start
+            (nothing is left running).
         BaseExceptionGroup: a long-lived task died (the rest were stopped).
     """
     tls = tls_context(settings)  # before binding: a bad file leaves nothing behind
     http_listener, unix, tcp = _bind(settings)
     try:
-        engine = Engine(settings)
-        http = HttpService(create_app(engine), http_listener, name="engine",
+        front = Front(settings, worker_command=worker_command, workers=settings.workers)
+        http = HttpService(create_app(front), http_listener, name="engine",
                            request_timeout=settings.http_request_timeout,
                            graceful_timeout=settings.shutdown_timeout / 2)
-        http.register_metrics(engine.metrics.registry, "audiogate_engine")
+        http.register_metrics(front.metrics.registry, "audiogate_engine")
         try:
+            try:
+                await front.start(unix.sock, unix.path, tcp=tcp, tls=tls)
+            except RuntimeError as exc:
+                raise StartupError(f"{exc}; see the log above") from exc
             async with asyncio.TaskGroup() as tasks:
-                await engine.start(unix.sock, unix.path, tcp=tcp, tls=tls)
-                clock = tasks.create_task(engine.run(), name="engine-clock")
+                running = tasks.create_task(front.run(), name="engine-front")
                 server = tasks.create_task(http.serve(), name="engine-http")
                 await http.started.wait()
-                log.info("engine %s ready: http://%s:%d, socket %s, %d codec workers",
-                         engine.version, settings.api_host, http.port, unix.path,
-                         settings.codec_workers)
-                tcp_note = (f" {'tls' if tls else 'tcp'}://{engine.hub.tcp_address}"
-                            if engine.hub.tcp_address else "")
+                log.info("engine %s ready: http://%s:%d, socket %s, %d workers",
+                         front.version, settings.api_host, http.port, unix.path,
+                         front.worker_count)
+                tcp_note = (f" {'tls' if tls else 'tcp'}://{front.hub.tcp_address}"
+                            if front.hub.tcp_address else "")
                 print(f"ENGINE READY http://{settings.api_host}:{http.port} {unix.path}"
                       f"{tcp_note}", file=sys.stderr, flush=True)
                 await stop.wait()
@@ -125,15 +134,15 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
                     async with asyncio.timeout(settings.shutdown_timeout):
                         http.stop()
                         await server
-                        await engine.stop()
+                        await front.stop()
                 except TimeoutError:
                     log.error("shutdown took longer than %.1f s; stopping now",
                               settings.shutdown_timeout)
                     server.cancel()
-                    clock.cancel()
+                    running.cancel()
         finally:
             # After an overrun or a crash: what stop() did not get to.
-            await engine.close_now()
+            await front.close_now()
     finally:
         http_listener.close()
         unix.close()

@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import OpusFrameEncoder
+from audio_engine.audio.opus_encoder import EncoderFactory, OpusFrameEncoder
 from audio_engine.audio.splice import (
     DECODER_PREROLL,
     PREDICTION_OFF_FRAMES,
@@ -103,6 +103,9 @@ class Program:
         self.output = output
         self.serial = serial
         self._factory = encoder_factory if output.is_ogg else None
+        #: The engine's complexity dial, when the factory follows one.
+        self._dial = encoder_factory.dial if isinstance(encoder_factory, EncoderFactory) \
+            else None
         self.encoder: OpusFrameEncoder | None = None
         #: The next frame the encoder can encode seamlessly.
         self._encoded_to = 0
@@ -207,6 +210,9 @@ class Program:
                 track.feed_pcm(track.source.decode(packets, at_end))
             if at_end:
                 track.source_end()
+        encoder, dial = self.encoder, self._dial
+        if encoder is not None and dial is not None and encoder.complexity != dial.level:
+            encoder.set_complexity(dial.level)
         frames: list[Frame] = []
         while (frame := self._step()) is not None:
             frames.append(frame)

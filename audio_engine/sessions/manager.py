@@ -21,33 +21,49 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from typing import Protocol
 
 from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import EncoderName, OpusFrameEncoder, create_encoder
+from audio_engine.audio.opus_encoder import (
+    ComplexityDial,
+    EncoderFactory,
+    EncoderName,
+    OpusFrameEncoder,
+)
 from audio_engine.metrics import EngineMetrics
+from audio_engine.sessions.admission import OpenGate
 from audio_engine.sessions.framestats import FrameStats
+from audio_engine.sessions.pools import ElasticPool
 from audio_engine.sessions.producer import ProducerContext, run_producer
 from audio_engine.sessions.session import (
     FinishReason,
     NextState,
     NextTrack,
     PlayRequest,
+    Resume,
     Session,
     SessionState,
 )
 from audio_engine.sources.media import DEFAULT_INDEX_BYTES, MediaSource, SourceOptions
 from audio_engine.sources.resolver import Resolver
-from audio_engine.wire.consumers import ConsumerHub
 from audio_engine.wire.ordering import HeldLines, ReplyGate, TimingPolicy
 from audio_engine.wire.ring import Frame
 from protocol import FRAME_DURATION, Event, EventType, encode_event_line, encode_packet
 from protocol.filters import Loudness
 
-__all__ = ["REDO_LEAD", "ManagerLimits", "NotPlayable", "SessionManager", "TooManySessions"]
+__all__ = [
+    "REDO_LEAD",
+    "Hub",
+    "ManagerLimits",
+    "NotPlayable",
+    "Resume",
+    "SessionManager",
+    "TooManySessions",
+]
 
 #: Frames a live change leaves queued before the frames it redoes (160 ms): time for
 #: the codec job that redoes them (a new filter graph, a primed encoder), even on a
@@ -55,6 +71,41 @@ __all__ = ["REDO_LEAD", "ManagerLimits", "NotPlayable", "SessionManager", "TooMa
 REDO_LEAD = 8
 
 log = logging.getLogger(__name__)
+
+
+def _pool_lag(*pools: Executor) -> float:
+    """How far the busiest of *pools* is behind its deadlines now, seconds."""
+    now = time.monotonic()
+    return max((pool.overdue(now) for pool in pools if isinstance(pool, ElasticPool)),
+               default=0.0)
+
+
+class Hub(Protocol):
+    """Where the manager's bytes go: the engine's front, which writes them to every
+    socket consumer (``audio_engine.cluster``)."""
+
+    @property
+    def go_style_connected(self) -> bool:
+        """A consumer that needs the Node-safe margins is connected."""
+        ...
+
+    def broadcast(self, parts: list[bytes], events: list[bytes], audio_packets: int, *,
+                  announced: Sequence[str] = (),
+                  headers: Sequence[tuple[str, bytes]] = ()) -> float | None:
+        """Send one tick's messages (in order). *announced*: sessions whose ``ready``
+        is among them; *headers*: header packets sent for the first time. Returns
+        when they were written, or None when the hub says so later
+        (``SessionManager.ready_written``)."""
+        ...
+
+    def send_event(self, line: bytes) -> None:
+        """Send an event line outside a tick."""
+        ...
+
+    def forget(self, session_id: str) -> None:
+        """The session sends no more audio (its header pages are not needed by
+        consumers that connect later)."""
+        ...
 
 
 class TooManySessions(Exception):
@@ -80,6 +131,9 @@ class ManagerLimits:
     index_bytes: int = DEFAULT_INDEX_BYTES
     #: The engine's default loudness normalization (None: off).
     default_loudness: Loudness | None = None
+    #: Seconds an accepted play's source may wait to be opened before the play fails
+    #: with "the engine is too busy" (an accepted play is never silent for long).
+    first_audio_wait: float = 1.0
 
 
 class SessionManager:
@@ -88,7 +142,7 @@ class SessionManager:
     def __init__(
         self,
         *,
-        hub: ConsumerHub,
+        hub: Hub,
         resolver: Resolver,
         read_pool: Executor,
         open_pool: Executor,
@@ -97,6 +151,7 @@ class SessionManager:
         limits: ManagerLimits,
         timing: TimingPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        complexity: ComplexityDial | None = None,
     ) -> None:
         self._hub = hub
         self.timing = timing or TimingPolicy()
@@ -104,11 +159,18 @@ class SessionManager:
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
+        self._complexity = complexity or ComplexityDial(limits.opus_complexity)
         self._sessions: dict[str, Session] = {}
         #: Sessions the tick visits: live ones whose ``ready`` is due or sent.
         self._playing: dict[str, Session] = {}
         #: Event lines waiting for a reply gate or behind earlier lines of their id.
         self._held = HeldLines()
+        #: Sessions whose ``ready`` went to the hub, waiting for the time it was written
+        #: (their first audio is timed from it).
+        self._unconfirmed: dict[str, Session] = {}
+        #: Sessions with first frames whose ``ready`` has not been written yet.
+        self._announcing: dict[str, Session] = {}
+        self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: set[Future[None]] = set()
         self._context = ProducerContext(
@@ -121,6 +183,8 @@ class SessionManager:
             retries=limits.source_retries,
             encoder=self._encoder_factory,
             default_loudness=limits.default_loudness,
+            gate=OpenGate(max_wait=limits.first_audio_wait,
+                          pool_lag=lambda: _pool_lag(read_pool, codec_pool)),
         )
         self._plays = itertools.count(1)
         #: Lavalink-style per-minute frame health.
@@ -128,7 +192,6 @@ class SessionManager:
         self.ticks = 0
         self.total_underruns = 0
         self.total_frames_sent = 0
-        hub.set_prefix(self.header_prefix)
 
     # -- queries -----------------------------------------------------------------
 
@@ -145,20 +208,14 @@ class SessionManager:
         """Sessions by reported state."""
         return Counter(s.status.value for s in self._sessions.values())
 
-    def header_prefix(self) -> bytes:
-        """Header packets of every session already streaming Ogg pages, for a
-        consumer that joins now."""
-        return b"".join(
-            encode_packet(s.id, s.header_pages)
-            for s in self._playing.values()
-            if s.headers_sent and s.header_pages and not s.ended
-        )
-
     # -- API operations ------------------------------------------------------------
 
-    def play(self, session_id: str, request: PlayRequest) -> Session:
+    def play(self, session_id: str, request: PlayRequest, *, play_id: int | None = None,
+             resume: Resume | None = None) -> Session:
         """Start (or replace) *session_id*'s stream. Returns at once; resolution
-        runs in the session's producer.
+        runs in the session's producer. *play_id* is given by the front (play ids
+        are engine-wide); *resume* continues the stream of a session that was moved
+        from a dead worker.
 
         Raises:
             TooManySessions: when the live session limit is reached.
@@ -176,8 +233,14 @@ class SessionManager:
             # before the new ready.
             self._post(session_id, self._finish(old, FinishReason.REPLACED), gate)
             del self._sessions[session_id]
-        session = Session(session_id, request, serial=secrets.randbits(32), now=now,
-                          play_id=next(self._plays), gate=gate)
+        session = Session(session_id, request,
+                          serial=resume.serial if resume else secrets.randbits(32), now=now,
+                          play_id=play_id if play_id is not None else next(self._plays),
+                          gate=gate)
+        if resume is not None:
+            session.resume = resume
+            session.paused = resume.paused
+            session.headers_sent = resume.ready_sent
         self._sessions[session_id] = session
         session.producer = self._spawn(run_producer(session, self._context))
         self._metrics.plays.labels(request.output.value).inc()
@@ -207,6 +270,8 @@ class SessionManager:
         gate.release(now + self.timing.event_delay(self._hub.go_style_connected))
         if gate.is_open(now):
             self._send_due(now)
+        if self._announcing:
+            self._schedule_flush()
 
     def pause(self, session_id: str) -> Session | None:
         """Pause output at once (idempotent). Returns None for unknown ids."""
@@ -271,7 +336,7 @@ class SessionManager:
         return session
 
     def set_next(self, session_id: str, request: PlayRequest, *, filters: Filters | None,
-                 loudness_default: bool) -> NextTrack | None:
+                 loudness_default: bool, play_id: int | None = None) -> NextTrack | None:
         """The track to play after the current one, in the same stream. Replaces a
         next track set before (unless that one already joined the stream). Returns None
         for unknown ids.
@@ -285,7 +350,8 @@ class SessionManager:
         session.touch(self._clock())
         if not session.live:
             raise NotPlayable(f"session has ended ({session.state.value}); start a new play")
-        nxt = NextTrack(request, next(self._plays), filters, loudness_default)
+        nxt = NextTrack(request, play_id if play_id is not None else next(self._plays),
+                        filters, loudness_default)
         session.next = nxt
         session.wake.set()
         session.log.info("next: play %d %s", nxt.play_id, request.url)
@@ -363,6 +429,8 @@ class SessionManager:
             return
         session.ready_pending = True
         self._playing[session.id] = session
+        self._announcing[session.id] = session
+        self._schedule_flush()
 
     def source_retried(self, session: Session) -> None:
         self._metrics.source_retries.inc()
@@ -389,32 +457,59 @@ class SessionManager:
     def tick(self, index: int, lateness: float) -> None:
         """Emit one frame for every playing session and hand the batch to the hub."""
         started = time.perf_counter()
-        now = self._clock()
         self.ticks += 1
+        self._emit(tuple(self._playing.values()))
+        self._metrics.tick_lateness.observe(lateness)
+        self._metrics.tick_duration.observe(time.perf_counter() - started)
+        now = self._clock()
+        if self.frame_stats.due(now):
+            self.frame_stats.roll(now, self.ticks, {
+                s.id: (s.playing_ticks, s.frames_sent, s.underruns)
+                for s in self._playing.values()
+            })
+
+    def _flush_ready(self) -> None:
+        """Announce sessions whose first frames just arrived without waiting for the
+        next tick (their first frame goes with ``ready``, the rest on the ticks)."""
+        self._flush_scheduled = False
+        if self._announcing:
+            self._emit(tuple(self._announcing.values()))
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_ready)
+
+    def _emit(self, sessions: tuple[Session, ...]) -> None:
+        """One frame of each of *sessions* (and the lines due), in one hub write."""
+        now = self._clock()
         held = self._held
         lines, expired = held.due(now)
         parts: list[bytes] = list(lines)
         events: list[bytes] = list(lines)
+        headers: list[tuple[str, bytes]] = []
         sent: Counter[OutputFormat] = Counter()
         underruns: Counter[OutputFormat] = Counter()
         audio_delay = self.timing.audio_delay(self._hub.go_style_connected)
         announced: list[Session] = []
-        for session in tuple(self._playing.values()):
+        for session in sessions:
             if session.ready_pending:
-                if not session.gate.is_open(now) or held.holds(session.id):
+                if not session.gate.allows_ready(now) or held.holds(session.id):
                     continue  # the play's reply (or an earlier line) comes first
                 expired += session.gate.expired(now)
-                line = encode_event_line(self._ready_event(session))
-                parts.append(line)
-                events.append(line)
+                del self._announcing[session.id]
                 session.ready_pending = False
                 session.ready_sent = True
                 session.state = SessionState.STREAMING
-                if audio_delay is not None:
-                    # Timed from the write, below: a wall-clock margin holds
-                    # however late this tick runs and however soon the next.
-                    announced.append(session)
-                    continue
+                if session.resume is None or not session.resume.ready_sent:
+                    line = encode_event_line(self._ready_event(session))
+                    parts.append(line)
+                    events.append(line)
+                    if audio_delay is not None:
+                        # Timed from the write: a wall-clock margin holds however
+                        # late this write runs and however soon the next.
+                        announced.append(session)
+                        continue
                 session.audio_at = now  # every consumer takes audio in ready's write
             if session.paused or now < session.audio_at:
                 continue
@@ -434,7 +529,9 @@ class SessionManager:
             if not session.headers_sent:
                 session.headers_sent = True
                 if session.header_pages:
-                    parts.append(encode_packet(session.id, session.header_pages))
+                    packet = encode_packet(session.id, session.header_pages)
+                    parts.append(packet)
+                    headers.append((session.id, packet))
                     session.bytes_sent += len(session.header_pages)
             if frame.start is not None:
                 for line in self._next_begins(session, frame):
@@ -444,6 +541,8 @@ class SessionManager:
             session.frames_sent += 1
             session.position = frame.position + FRAME_DURATION
             session.emitted = frame.number
+            session.granule = frame.granule
+            session.sequence = frame.sequence
             sent[session.request.output] += 1
             if session.first_audio_at is None:
                 session.first_audio_at = now
@@ -454,12 +553,18 @@ class SessionManager:
                 for line in self._track_ends(session):
                     self._tick_line(session.id, line, parts, events)
         audio_packets = sum(sent.values())
-        self._hub.broadcast(parts, events, audio_packets)
-        if announced:
-            assert audio_delay is not None
-            written = self._clock()
-            for session in announced:
-                session.audio_at = written + audio_delay
+        if parts:
+            written = self._hub.broadcast(parts, events, audio_packets,
+                                          announced=[s.id for s in announced],
+                                          headers=headers)
+            if announced:
+                assert audio_delay is not None
+                if written is not None:
+                    for session in announced:
+                        session.audio_at = written + audio_delay
+                else:
+                    for session in announced:
+                        self._unconfirmed[session.id] = session
         if expired:
             self._metrics.reply_gate_timeouts.inc(expired)
         for output, count in sent.items():
@@ -468,13 +573,15 @@ class SessionManager:
             self._metrics.underruns.labels(output.value).inc(count)
         self.total_frames_sent += audio_packets
         self.total_underruns += sum(underruns.values())
-        self._metrics.tick_lateness.observe(lateness)
-        self._metrics.tick_duration.observe(time.perf_counter() - started)
-        if self.frame_stats.due(now):
-            self.frame_stats.roll(now, self.ticks, {
-                s.id: (s.playing_ticks, s.frames_sent, s.underruns)
-                for s in self._playing.values()
-            })
+
+    def ready_written(self, session_ids: Sequence[str], at: float) -> None:
+        """The hub wrote the ``ready`` of *session_ids* at *at* (this process's
+        monotonic clock): their first audio may follow after the margin."""
+        delay = self.timing.audio_delay(True) or 0.0
+        for session_id in session_ids:
+            session = self._unconfirmed.pop(session_id, None)
+            if session is not None and not session.ended:
+                session.audio_at = at + delay
 
     def _empty_ring(self, session: Session, now: float) -> bytes | None:
         """An empty ring: the end of the track, a failure to report, a stall, or
@@ -544,6 +651,10 @@ class SessionManager:
         session.ended = True
         session.paused = False
         self._playing.pop(session.id, None)
+        self._unconfirmed.pop(session.id, None)
+        self._announcing.pop(session.id, None)
+        if session.headers_sent:
+            self._hub.forget(session.id)
         if session.producer is not None and session.producer is not asyncio.current_task():
             session.producer.cancel()
         session.ring.clear()
@@ -649,12 +760,7 @@ class SessionManager:
 
     def _encoder_factory(self, output: OutputFormat) -> Callable[[], OpusFrameEncoder]:
         name: EncoderName = "pyav" if self._limits.opus_encoder == "pyav" else "opuslib"
-        complexity = self._limits.opus_complexity
-
-        def make() -> OpusFrameEncoder:
-            return create_encoder(name, output.bitrate, complexity)
-
-        return make
+        return EncoderFactory(name, output.bitrate, self._complexity)
 
     def _source_options(self, session: Session) -> SourceOptions:
         return SourceOptions(

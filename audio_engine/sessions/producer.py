@@ -238,6 +238,9 @@ def _start_program(session: Session, context: ProducerContext, source: MediaSour
     track = Track(None, source, filters, lookahead=program.lookahead,
                   passthrough_ok=output.is_ogg)
     program.start(track)
+    if session.resume is not None and program.writer is not None:
+        # Moved from a dead worker: the listener's Ogg stream goes on.
+        program.writer.rewind(session.resume.granule, session.resume.sequence)
     return program, track
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "NextState",
     "NextTrack",
     "PlayRequest",
+    "Resume",
     "Session",
     "SessionState",
     "effective_filters",
@@ -83,6 +84,19 @@ class PlayRequest:
     loudness_default: bool = True
     #: Crossfade into the next track, seconds (0: gapless).
     crossfade: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a session moved from a dead worker picks up its stream: the same Ogg
+    logical stream continues (serial, next granule and page sequence), and a stream
+    that had sent ``ready`` sends neither ``ready`` nor header pages again."""
+
+    serial: int
+    granule: int
+    sequence: int
+    ready_sent: bool
+    paused: bool = False
 
 
 class NextState(StrEnum):
@@ -172,8 +186,11 @@ class Session:
         self.ready_pending = False
         self.ready_sent = False
         self.headers_sent = False
-        #: Number of the last frame sent (-1: none yet).
+        #: Number of the last frame sent (-1: none yet), and its Ogg page's granule and
+        #: sequence numbers (where a moved session's stream goes on).
         self.emitted = -1
+        self.granule = 0
+        self.sequence = 1
         #: Earliest time (the manager's clock) of the first audio packet; set
         #: when ``ready`` is written.
         self.audio_at = math.inf
@@ -213,6 +230,8 @@ class Session:
         self.requested_at = now
         self.first_audio_at: float | None = None
         self.last_touched = now
+        #: Set when the session continues a stream moved from a dead worker.
+        self.resume: Resume | None = None
         self.log: SessionLogger = session_logger(log, session_id)
 
     @property

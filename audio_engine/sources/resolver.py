@@ -24,14 +24,15 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from audio_engine.sources.egress import EgressProxy, Grant
-from audio_engine.sources.resolve_pool import JobFailed, ResolvePool
+from audio_engine.sources.resolve_pool import JobFailed, WorkerLimits
 from audio_engine.sources.url_policy import PolicyError, UrlPolicy
 
 __all__ = [
     "MEDIA_EXTENSIONS",
+    "JobRunner",
     "MediaTarget",
     "ResolveError",
     "Resolver",
@@ -48,6 +49,25 @@ MEDIA_EXTENSIONS = frozenset(
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"<>:]+/)+[^\s/'\"<>:]*")
+
+
+class JobRunner(Protocol):
+    """Runs resolution jobs in killable worker processes: the ``ResolvePool``, or an
+    engine worker's way to the front's pool."""
+
+    @property
+    def limits(self) -> WorkerLimits:
+        """The pool's bounds (the job deadline is given to yt-dlp too)."""
+        ...
+
+    async def run(self, job: dict[str, Any], *, caller: str) -> dict[str, Any]:
+        """Run *job* for *caller*; the worker's answer.
+
+        Raises:
+            JobFailed: it did not produce an answer (``JobTimedOut`` past the deadline).
+        Cancelling is safe: the job's worker is killed.
+        """
+        ...
 
 
 class ResolveError(Exception):
@@ -98,7 +118,7 @@ class Resolver:
         index_bytes: FFmpeg's ``indexmem`` for probes.
     """
 
-    def __init__(self, pool: ResolvePool, egress: EgressProxy, *, policy: UrlPolicy,
+    def __init__(self, pool: JobRunner, egress: EgressProxy, *, policy: UrlPolicy,
                  job_bytes: int = 16 * 1024 * 1024, probe_timeout: float = 10.0,
                  index_bytes: int = 32 * 1024) -> None:
         self.pool = pool

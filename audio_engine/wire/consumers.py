@@ -19,7 +19,9 @@ policy instead of ``drain()`` (the clock must never wait on anyone):
   (counted, logged): it is not reading at all.
 
 A consumer that connects while sessions are streaming is first sent those
-sessions' Ogg header pages, so its demuxers start cleanly mid-stream.
+sessions' Ogg header pages, so its demuxers start cleanly mid-stream (the hub keeps
+each streaming session's header packet as the workers' batches carry it, until the
+session ends: ``remember_headers``, ``forget``).
 
 A consumer may write one hello line when it connects (``protocol.Hello``); one
 that says ``"order":"any"`` needs none of the Node-safe timing margins. Until a
@@ -128,6 +130,8 @@ class Consumer(asyncio.Protocol):
                  hello.order.value)
         if not self.admitted:
             self._admit()
+        else:
+            self.hub.said_hello(self)
 
     @property
     def any_order(self) -> bool:
@@ -190,7 +194,8 @@ class ConsumerHub:
         queue_limit: bytes a consumer may have queued before its audio is dropped.
         stall_seconds: how long a consumer may stay over the limit before it is
             disconnected.
-        prefix: returns the header packets a newly connected consumer needs.
+        on_change: called when ``go_style_connected`` may have changed (a consumer
+            came, went, or said hello).
         clock: monotonic time source.
     """
 
@@ -200,14 +205,17 @@ class ConsumerHub:
         *,
         queue_limit: int,
         stall_seconds: float,
-        prefix: Callable[[], bytes] = lambda: b"",
+        on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = metrics
         self.queue_limit = queue_limit
         self.stall_seconds = stall_seconds
-        self._prefix = prefix
+        self._on_change = on_change
         self._clock = clock
+        #: The header packet of every session streaming Ogg pages, for consumers that
+        #: connect later (one per session: two pages, about 100 bytes).
+        self._headers: dict[str, bytes] = {}
         self._consumers: dict[str, Consumer] = {}
         self._names = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
@@ -225,18 +233,23 @@ class ConsumerHub:
         """True while a consumer that needs the Node-safe timing is connected."""
         return any(not consumer.any_order for consumer in self._consumers.values())
 
-    def set_prefix(self, prefix: Callable[[], bytes]) -> None:
-        """Set the function that builds a new consumer's header packets."""
-        self._prefix = prefix
+    def remember_headers(self, session_id: str, packet: bytes) -> None:
+        """*session_id*'s header packet went out: later consumers get it first."""
+        self._headers[session_id] = packet
+
+    def forget(self, session_id: str) -> None:
+        """*session_id* sends no more audio: later consumers need not its headers."""
+        self._headers.pop(session_id, None)
 
     def prefix_for_new_consumer(self) -> bytes:
         """Header packets for a consumer that just connected."""
-        return self._prefix()
+        return b"".join(self._headers.values())
 
     def attach(self, consumer: Consumer) -> None:
         """Register a connected consumer."""
         self._consumers[consumer.name] = consumer
         log.info("consumer %s connected (%d connected)", consumer.name, len(self._consumers))
+        self._on_change()
 
     def detach(self, consumer: Consumer, exc: Exception | None) -> None:
         """Forget a consumer whose connection closed."""
@@ -245,6 +258,11 @@ class ConsumerHub:
                 "consumer %s disconnected%s (%d connected)", consumer.name,
                 f": {exc}" if exc else "", len(self._consumers),
             )
+            self._on_change()
+
+    def said_hello(self, consumer: Consumer) -> None:
+        """An attached consumer said what it is (its timing needs may have changed)."""
+        self._on_change()
 
     async def start(self, listener: socket.socket, path: Path) -> None:
         """Accept consumers on *listener*, a Unix socket already bound to *path*
@@ -286,15 +304,14 @@ class ConsumerHub:
         """True while consumers can connect (on every socket started)."""
         return bool(self._servers) and all(s.is_serving() for s in self._servers)
 
-    def broadcast(self, parts: list[bytes], events: list[bytes], audio_packets: int) -> None:
-        """Send one tick's messages (already in order) to every consumer."""
-        if not self._consumers or not parts:
+    def broadcast(self, batch: bytes, events: bytes, audio_packets: int) -> None:
+        """Send one tick's messages (*batch*, in order; *events*: its event lines
+        alone) to every consumer."""
+        if not self._consumers or not batch:
             return
-        batch = b"".join(parts)
-        event_bytes = b"".join(events)
         now = self._clock()
         for consumer in tuple(self._consumers.values()):
-            consumer.send(batch, event_bytes, audio_packets, now)
+            consumer.send(batch, events, audio_packets, now)
 
     def send_event(self, line: bytes) -> None:
         """Send an event line outside a tick (stop, replace, early error)."""

@@ -57,6 +57,13 @@ class ReplyGate:
         """The reply was confirmed."""
         return self.open_at != math.inf
 
+    def allows_ready(self, now: float) -> bool:
+        """A play's ``ready`` may go out: its reply was written (no margin: the
+        Node front subscribes to a session's events before it sends the play, so
+        an early ``ready`` is kept; only its audio must wait for its stream), or
+        nobody confirmed the reply in time."""
+        return self.released or now >= self.deadline
+
     def is_open(self, now: float) -> bool:
         """Lines behind this gate may be written at *now*."""
         return now >= self.open_at or now >= self.deadline

@@ -1,0 +1,141 @@
+"""An engine worker process (started by the engine's front, never by hand).
+
+The front starts ``python -m audiogate.engine_worker`` with one end of a
+``socketpair`` (its number in ``AUDIOGATE_ENGINE_WORKER_FD``). The first message on
+it is ``configure(settings, index, complexity, go_style)``; the worker then builds
+its ``Engine`` with the channel as its hub, reports every half second, and runs
+until the front asks it to ``shutdown`` or the channel closes (the front stopped or
+died: a worker never outlives its front, and ``PR_SET_PDEATHSIG`` kills it if the
+front is killed).
+
+The worker runs in its own session (a terminal's Ctrl-C goes to the front, which
+stops the workers in order); SIGTERM sent to it directly stops it at once, as a
+crash would (the front moves its sessions).
+
+Its codec, read and open threads run at a lower priority than its event loop (the
+20 ms clock): a worker's own decoding must never delay its ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from audio_engine.audio.opus_encoder import ComplexityDial
+from audio_engine.cluster.channel import ChannelReader, Kind
+from audio_engine.cluster.worker import RemoteJobs, WorkerLink, WorkerService
+from audio_engine.cluster.workers import WORKER_FD_ENV
+from audio_engine.engine import Engine
+from audio_engine.metrics import EngineMetrics
+from audio_engine.settings import EngineSettings
+from audio_engine.sources.resolve_pool import WorkerLimits
+from audiogate.config import start_logging
+from audiogate.errors import EXIT_CONFIG
+from audiogate.process import raise_open_file_limit, run_process
+from protocol import NEED_DATA
+
+__all__ = ["WORKER_THREAD_NICENESS", "main", "serve_worker"]
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+#: Niceness of a worker's pool threads over its event loop thread: the CPU scheduler
+#: gives the clock about three times their share when both want it.
+WORKER_THREAD_NICENESS = 5
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the channel's end stops us
+        pass
+
+
+def _read_configure(sock: socket.socket) -> tuple[Any, ...]:
+    """Block until the front's ``configure`` notice arrives; its arguments."""
+    reader = ChannelReader()
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise SystemExit(1)  # the front went away before configuring us
+        reader.receive_data(data)
+        message = reader.next_message()
+        if message is not NEED_DATA:
+            assert isinstance(message, tuple)
+            kind, (method, args) = message
+            if kind is not Kind.CAST or method != "configure":
+                raise SystemExit(f"engine worker: expected configure, got {method}")
+            if reader.buffered:
+                raise SystemExit("engine worker: data after configure")
+            return tuple(args)
+
+
+async def serve_worker(settings: EngineSettings, index: int, complexity: int,
+                       go_style: bool, codec_threads: int, channel: socket.socket,
+                       stop: asyncio.Event) -> None:
+    """Run one worker on *channel* until the front stops it (``shutdown``: every
+    session ends with ``finished``), the channel closes (the front is gone), or
+    *stop* is set (a signal: the worker leaves its sessions as a crash would, and the
+    front moves them)."""
+    link = WorkerLink(EngineMetrics())
+    link.handlers["consumers"](go_style)
+    loop = asyncio.get_running_loop()
+    await loop.connect_accepted_socket(lambda: link, channel)
+    engine = Engine(settings, hub=link,
+                    jobs=RemoteJobs(link, WorkerLimits(deadline=settings.resolve_timeout)),
+                    complexity=ComplexityDial(complexity),
+                    thread_niceness=WORKER_THREAD_NICENESS, codec_threads=codec_threads,
+                    debug_loop_stall=(settings.debug_loop_stall_ms,
+                                      settings.debug_loop_stall_every))
+    link.use_metrics(engine.metrics)
+    service = WorkerService(engine, link)
+    await engine.start()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            running = tasks.create_task(engine.run(service.report), name="worker-engine")
+            lost = tasks.create_task(link.lost(), name="worker-channel")
+            halted = tasks.create_task(stop.wait(), name="worker-stop")
+            done, _ = await asyncio.wait({running, lost, halted},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if halted not in done:
+                await engine.stop()
+            running.cancel()
+            lost.cancel()
+            halted.cancel()
+    finally:
+        await engine.close_now()
+        await link.aclose()
+    log.info("engine worker %d stopped", index)
+
+
+def main() -> int:
+    """The worker process; returns its exit code."""
+    _die_with_parent()
+    fd = os.environ.get(WORKER_FD_ENV, "")
+    if not fd.isdigit():
+        print(f"error: {WORKER_FD_ENV} is not set: engine workers are started by the "
+              "engine (python -m audio_engine)", file=sys.stderr)
+        return EXIT_CONFIG
+    channel = socket.socket(fileno=int(fd))
+    settings, index, complexity, go_style, codec_threads = _read_configure(channel)
+    assert isinstance(settings, EngineSettings)
+    start_logging(EngineSettings, settings.log_level, settings.log_json)
+    raise_open_file_limit()
+    sys.setswitchinterval(0.001)
+
+    async def run(stop: asyncio.Event) -> None:
+        await serve_worker(settings, index, complexity, go_style, codec_threads, channel,
+                           stop)
+
+    return run_process(run, name=f"engine worker {index}", exit_deadline=1.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
