@@ -78,13 +78,6 @@ def _open_fds() -> int:
         return -1
 
 
-def _busy(seconds: float) -> None:
-    """Hold the thread (and the GIL, as real work would) for *seconds*."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
 @dataclass(frozen=True, slots=True)
 class SessionSnapshot:
     """What the front keeps of a live session, to move it if its worker dies and to
@@ -143,16 +136,13 @@ class Engine:
             event loop (the clock) wins the CPU against the engine's own codec work.
         codec_threads: codec threads when the settings leave it to the engine
             (``ENGINE_CODEC_WORKERS`` 0): the worker's share of the cores.
-        debug_loop_stall: test aid, (milliseconds, every Nth tick): keep the event
-            loop busy after ticks, as a loaded engine would.
     """
 
     version = VERSION
 
     def __init__(self, settings: EngineSettings, *, hub: Hub, jobs: JobRunner,
                  complexity: ComplexityDial | None = None, thread_niceness: int = 0,
-                 codec_threads: int = 1,
-                 debug_loop_stall: tuple[float, int] = (0.0, 1)) -> None:
+                 codec_threads: int = 1) -> None:
         self.settings = settings
         self.hub = hub
         #: Loudness normalization every session gets unless its filters say otherwise.
@@ -210,7 +200,6 @@ class Engine:
             ),
             complexity=self.complexity,
         )
-        self._stall_ms, self._stall_every = debug_loop_stall
         #: Worst tick lateness since the last report.
         self._worst_lateness = 0.0
         self.metrics.watch(self._snapshot)
@@ -256,8 +245,6 @@ class Engine:
         self.manager.tick(index, lateness)
         if self._schedule is not None and self._schedule.slipped != slipped:
             self.metrics.clock_slips.inc(self._schedule.slipped - slipped)
-        if self._stall_ms and index % self._stall_every == 0:
-            _busy(self._stall_ms / 1000)
 
     async def _report(self, report: Callable[[WorkerReport], None] | None) -> None:
         while True:

@@ -282,28 +282,6 @@ class EngineSettings(BaseSettings):
         "caused (ready, error, a stop's finished) while such a consumer is connected "
         "[env ENGINE_EVENT_MARGIN_MS]",
     )
-    debug_loop_stall_ms: float = Field(
-        0.0,
-        ge=0,
-        le=1000,
-        description="test aid: keep the event loop busy this many milliseconds after "
-        "a tick, to reproduce a loaded engine; 0 (the default) in production "
-        "[env ENGINE_DEBUG_LOOP_STALL_MS]",
-    )
-    debug_session_cpu: float = Field(
-        0.0,
-        ge=0,
-        le=4,
-        description="test aid: take each active session as costing this many cores "
-        "instead of measuring the process's CPU, so admission by load is deterministic; "
-        "0 (the default) in production [env ENGINE_DEBUG_SESSION_CPU]",
-    )
-    debug_loop_stall_every: int = Field(
-        1,
-        ge=1,
-        description="test aid: stall after every Nth tick only "
-        "[env ENGINE_DEBUG_LOOP_STALL_EVERY]",
-    )
     shutdown_timeout: float = Field(
         5.0,
         gt=0,

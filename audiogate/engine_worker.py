@@ -91,11 +91,9 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
     engine = Engine(settings, hub=link,
                     jobs=RemoteJobs(link, WorkerLimits(deadline=settings.resolve_timeout)),
                     complexity=ComplexityDial(complexity),
-                    thread_niceness=WORKER_THREAD_NICENESS, codec_threads=codec_threads,
-                    debug_loop_stall=(settings.debug_loop_stall_ms,
-                                      settings.debug_loop_stall_every))
+                    thread_niceness=WORKER_THREAD_NICENESS, codec_threads=codec_threads)
     link.use_metrics(engine.metrics)
-    service = WorkerService(engine, link)
+    service = WorkerService(engine, link, index=index)
     await engine.start()
     try:
         async with asyncio.TaskGroup() as tasks:

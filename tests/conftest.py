@@ -13,7 +13,7 @@ from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 
 from .support.media import write_tone
-from .support.starvation import RunQueueWatch, watch_writers
+from .support.starvation import HostCanary
 
 #: Distinct tones, so a spectrum proves whose audio reached which sink.
 TONES = {"a": 440.0, "b": 660.0, "c": 880.0, "d": 550.0, "e": 330.0}
@@ -69,16 +69,8 @@ def engine_factory(media_dir: Path
 
 
 @pytest.fixture
-def run_queue() -> Iterator[Callable[[int], RunQueueWatch]]:
-    """Starts a :class:`RunQueueWatch` on an engine process and on the test's loop
-    thread (call it from the test); every watch stops when the test ends."""
-    watches: list[RunQueueWatch] = []
-
-    def start(engine_pid: int) -> RunQueueWatch:
-        watch = watch_writers(engine_pid).__enter__()
-        watches.append(watch)
-        return watch
-
-    yield start
-    for watch in watches:
-        watch.__exit__(None, None, None)
+def canary() -> Iterator[HostCanary]:
+    """How much the host starves an ordinary process while the test runs (the only
+    excuse an isolation test accepts for a gap between pages)."""
+    with HostCanary() as watch:
+        yield watch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ from loadtest.processes import EngineProcess, GatewayProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer
-from .support.starvation import RunQueueWatch, assert_no_gap_of_its_own
+from .support.starvation import HostCanary, assert_no_gap_of_its_own
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -84,8 +84,7 @@ def _synchsafe(value: int) -> bytes:
 
 def test_malformed_media_fails_alone(engine: EngineProcess, media_server: MediaServer,
                                      media_dir: Path,
-                                     run_queue: Callable[[int], RunQueueWatch]) -> None:
-    watch = run_queue(engine.pid)
+                                     canary: HostCanary) -> None:
     (media_dir / "text.mp3").write_text("this is not audio\n" * 1000)
     webm = media_dir / "d.webm"
     (media_dir / "webm_named.mp3").write_bytes(webm.read_bytes())
@@ -115,7 +114,7 @@ def test_malformed_media_fails_alone(engine: EngineProcess, media_server: MediaS
                 if outcome == "error":
                     assert first.message, sid
             times = [t for t in consumer.audio_page_times("mm-ok") if t > started]
-            assert_no_gap_of_its_own(times, watch)
+            assert_no_gap_of_its_own(times, canary)
             for sid in [*expectations, "mm-ok"]:
                 await api.post(f"/session/{sid}/stop")
 

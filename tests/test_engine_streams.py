@@ -23,7 +23,7 @@ from protocol import FLAG_BOS, PCM_FRAME_BYTES, EventType
 from .conftest import TONES
 from .support.consumer import SocketConsumer
 from .support.media import decode_opus_packets, dominant_frequency
-from .support.starvation import RunQueueWatch, assert_no_gap_of_its_own
+from .support.starvation import HostCanary, assert_no_gap_of_its_own
 from .support.waiting import poll_until_async
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,14 +95,13 @@ async def test_ready_goes_out_a_margin_before_the_first_audio(engine: EngineProc
 
 async def test_stopping_one_session_leaves_the_other_without_gaps(
     engine: EngineProcess, api: httpx.AsyncClient, media_server: MediaServer,
-    run_queue: Callable[[int], RunQueueWatch],
+    canary: HostCanary,
 ) -> None:
     async with SocketConsumer(engine.socket_path) as consumer:
         await play(api, "stop-a", media_server.url("long_a.mp3"))
         await play(api, "stop-b", media_server.url("long_b.mp3"))
         await consumer.wait_packets("stop-b", 60)
         await consumer.wait_packets("stop-a", 20)
-        watch = run_queue(engine.pid)
         stopped_at = time.monotonic()
         await api.post("/session/stop-a/stop")
         finished = await consumer.wait_event("stop-a", EventType.FINISHED)
@@ -111,7 +110,7 @@ async def test_stopping_one_session_leaves_the_other_without_gaps(
         await consumer.wait_packets("stop-b", count + 60)
         window = [t for t in consumer.audio_page_times("stop-b") if abs(t - stopped_at) < 1.2]
         assert len(window) > 80
-        assert_no_gap_of_its_own(window, watch)
+        assert_no_gap_of_its_own(window, canary)
         finished_at = consumer.event_arrivals("stop-a")[-1]
         assert not [a for a in consumer.packet_arrivals("stop-a") if a.at > finished_at.at]
         assert abs(tone(consumer, "stop-b") - TONES["b"]) < 3
@@ -120,9 +119,8 @@ async def test_stopping_one_session_leaves_the_other_without_gaps(
 
 async def test_replacing_a_session_sends_finished_then_ready(
     engine: EngineProcess, api: httpx.AsyncClient, media_server: MediaServer,
-    run_queue: Callable[[int], RunQueueWatch],
+    canary: HostCanary,
 ) -> None:
-    watch = run_queue(engine.pid)
     async with SocketConsumer(engine.socket_path) as consumer:
         await play(api, "rep-a", media_server.url("long_a.mp3"))
         await play(api, "rep-b", media_server.url("long_b.mp3"))
@@ -143,7 +141,7 @@ async def test_replacing_a_session_sends_finished_then_ready(
         assert abs(dominant_frequency(decode_opus_packets(reader_packets[-40:])[0])
                    - TONES["c"]) < 3
         window = [t for t in consumer.audio_page_times("rep-b") if abs(t - replaced_at) < 1.0]
-        assert_no_gap_of_its_own(window, watch)
+        assert_no_gap_of_its_own(window, canary)
         assert abs(tone(consumer, "rep-b") - TONES["b"]) < 3
         for sid in ("rep-a", "rep-b"):
             await api.post(f"/session/{sid}/stop")
@@ -177,9 +175,8 @@ async def test_pause_and_resume_continue_one_ogg_stream_without_a_burst(
 
 async def test_broken_media_fails_only_its_own_session(
     engine: EngineProcess, api: httpx.AsyncClient, media_server: MediaServer, media_dir,
-    run_queue: Callable[[int], RunQueueWatch],
+    canary: HostCanary,
 ) -> None:
-    watch = run_queue(engine.pid)
     broken = {
         "bad-corrupt": (media_server.url("corrupt.mp3"), "not a playable media file"),
         "bad-empty": (str(media_dir / "empty.mp3"), "not a playable media file"),
@@ -203,7 +200,7 @@ async def test_broken_media_fails_only_its_own_session(
             assert status == "error"
         window = [t for t in consumer.audio_page_times("bad-ok") if t > started]
         assert len(window) > 100
-        assert_no_gap_of_its_own(window, watch)
+        assert_no_gap_of_its_own(window, canary)
         assert abs(tone(consumer, "bad-ok") - TONES["b"]) < 3
         for sid in [*broken, "bad-ok"]:
             await api.post(f"/session/{sid}/stop")
@@ -334,11 +331,10 @@ async def test_a_consumer_that_reconnects_gets_headers_then_the_live_stream(
 
 async def test_a_consumer_that_stops_reading_does_not_stall_another(
     engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
-    media_server: MediaServer, run_queue: Callable[[int], RunQueueWatch],
+    media_server: MediaServer, canary: HostCanary,
 ) -> None:
     settings = {"ENGINE_CONSUMER_QUEUE_BYTES": "65536", "ENGINE_CONSUMER_STALL_SECONDS": "1.5"}
     with engine_factory(**settings) as engine:
-        watch = run_queue(engine.pid)
         async with httpx.AsyncClient(base_url=engine.url) as client:
             _, stuck = await asyncio.open_unix_connection(str(engine.socket_path))
             try:
@@ -351,7 +347,7 @@ async def test_a_consumer_that_stops_reading_does_not_stall_another(
                     count = len(healthy.packets("slow-3"))
                     await healthy.wait_packets("slow-3", count + 50)
                     window = [t for t in healthy.audio_page_times("slow-3") if t > started]
-                    assert_no_gap_of_its_own(window, watch)
+                    assert_no_gap_of_its_own(window, canary)
                     metrics = (await client.get("/metrics")).text
                     dropped = 'audiogate_engine_frames_dropped_total{reason="consumer_queue_full"}'
                     assert dropped in metrics

@@ -20,7 +20,7 @@ from loadtest.processes import EngineProcess, GatewayProcess
 from protocol import EventType
 
 from .support.consumer import SocketConsumer
-from .support.starvation import RunQueueWatch, assert_no_gap_of_its_own
+from .support.starvation import HostCanary, assert_no_gap_of_its_own
 from .support.waiting import poll_until_async
 
 pytestmark = pytest.mark.timeout(240)
@@ -28,9 +28,8 @@ pytestmark = pytest.mark.timeout(240)
 
 async def test_a_consumer_killed_mid_packet_harms_nobody(
     engine: EngineProcess, media_server: MediaServer,
-    run_queue: Callable[[int], RunQueueWatch],
+    canary: HostCanary,
 ) -> None:
-    watch = run_queue(engine.pid)
     async with httpx.AsyncClient(base_url=engine.url) as api, \
             SocketConsumer(engine.socket_path) as steady:
         await api.post("/session/fault-a/play", json={"url": media_server.url("long_a.mp3"),
@@ -47,7 +46,7 @@ async def test_a_consumer_killed_mid_packet_harms_nobody(
         count = len(steady.packets("fault-a"))
         await steady.wait_packets("fault-a", count + 50)
         times = steady.audio_page_times("fault-a")[-100:]
-        assert_no_gap_of_its_own(times, watch)
+        assert_no_gap_of_its_own(times, canary)
         # A new consumer gets a clean stream: headers first, then pages.
         async with SocketConsumer(engine.socket_path) as fresh:
             await fresh.wait_packets("fault-a", 10)

@@ -23,7 +23,7 @@ from .capture import EXPECTED_ERROR_MESSAGE, EXPECTED_EVENTS, capture_bytes
 from .conftest import TONES
 from .support.gateway_harness import RecordingSink, running_gateway, settings_for
 from .support.media import decode_opus_packets, dominant_frequency
-from .support.starvation import RunQueueWatch, assert_no_gap_of_its_own
+from .support.starvation import HostCanary, assert_no_gap_of_its_own
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,9 +154,8 @@ async def test_a_connection_cut_mid_packet_reconnects_with_a_fresh_parser() -> N
 
 async def test_two_keys_play_at_once_and_each_sink_hears_only_its_own_tone(
     engine: EngineProcess, media_server: MediaServer,
-    run_queue: Callable[[int], RunQueueWatch],
+    canary: HostCanary,
 ) -> None:
-    watch = run_queue(engine.pid)
     async with running_gateway(settings_for(engine)) as gateway:
         sinks = {key: RecordingSink() for key in ("gw-a", "gw-b")}
         for key, sink in sinks.items():
@@ -177,7 +176,7 @@ async def test_two_keys_play_at_once_and_each_sink_hears_only_its_own_tone(
         count = len(sinks["gw-b"].frames)
         await wait_until(lambda: len(sinks["gw-b"].frames) > count + 60)
         times = [t for t in sinks["gw-b"].times if abs(t - stopped_at) < 1.2]
-        assert_no_gap_of_its_own(times, watch)
+        assert_no_gap_of_its_own(times, canary)
         assert a.view().status is PlayerStatus.IDLE
         status = await gateway.engine.status("gw-a")
         assert status is None  # stopped sessions are gone from the engine

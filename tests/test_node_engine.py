@@ -1,10 +1,11 @@
 """An engine as a node: the socket framing on loopback TCP behind a token in the
-hello (optionally TLS), and admission by load (503 with Retry-After).
+hello (optionally TLS), and admission by projected cost (the complexity steps
+down first, then 503 with Retry-After and an ``error`` event after the reply).
 
-Real engine processes; the load is made deterministic with the test aid
-``ENGINE_DEBUG_SESSION_CPU`` (each active session counts as a fixed share of
-the CPU budget), so the refusal happens at a known session count whatever else
-the machine is doing.
+Real engine processes; the cost is made deterministic with the test aid
+``session_cpu`` (``tests/support/engine_hooks``: a plain transcoding session costs a
+fixed share of a core), so the steps and the refusal happen at known session counts
+whatever else the machine is doing.
 """
 
 from __future__ import annotations
@@ -19,18 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audio_engine.sessions.admission import (
-    DEGRADED_MIN_LOAD,
-    LOAD_INTERVAL,
-    SESSION_COST_CEILING,
-    LoadModel,
-    LoadSample,
-)
 from loadtest.processes import EngineProcess, free_port
 from protocol import ConsumerOrder, EventType, Hello
 
 from .conftest import TONES
 from .support.consumer import SocketConsumer
+from .support.hooks import hook_env
 from .support.media import decode_opus_packets, dominant_frequency
 from .support.tls import make_certificates
 from .support.waiting import poll_until_async
@@ -189,37 +184,65 @@ def test_unusable_tcp_settings_are_one_line_and_78(env: dict[str, str], line: st
 # -- admission by load ---------------------------------------------------------------
 
 
-async def test_admission_refuses_the_play_that_would_overload_the_node(
+async def test_admission_steps_the_complexity_down_then_refuses(
         media_dir: Path) -> None:
-    """Budget 1 core, 0.1 core per session, at most 75 %: seven sessions are
-    taken (70 %), the eighth would make 80 %: 503 with Retry-After, nothing
-    started; once one stops, a play is taken again. Replacing a live session adds
-    no load and is taken."""
-    env = {"ENGINE_CPU_BUDGET": "1", "ENGINE_DEBUG_SESSION_CPU": "0.1",
-           "ENGINE_MAX_LOAD": "0.75"}
+    """Budget 1 core, 0.1 core per transcoding session at complexity 10 (0.0925 at 8,
+    0.081 at 5), at most 75 %: seven sessions at 10; the eighth steps it to 8 (74 %),
+    the ninth to 5 (73 %); the tenth would make 81 %: 503 with Retry-After, nothing
+    started, and an ``error`` event for it after the reply. Replacing a live session
+    adds no load; once sessions stop, a play is taken again and the complexity goes
+    back up."""
+    env = {"ENGINE_CPU_BUDGET": "1", "ENGINE_MAX_LOAD": "0.75",
+           **hook_env(session_cpu=0.1, restore_after=1.0)}
     with EngineProcess(env, media_dir=media_dir, allow_private=True, log_level="INFO") as node:
-        async with httpx.AsyncClient(base_url=node.url, timeout=30.0) as api:
+        async with httpx.AsyncClient(base_url=node.url, timeout=30.0) as api, \
+                SocketConsumer(node.socket_path) as listener:
             body = {"url": str(media_dir / "long_a.mp3"), "format": "opus"}
+
+            async def complexity() -> int:
+                return int((await api.get("/stats")).json()["headroom"]["opusComplexity"])
+
             for index in range(7):
                 reply = await api.post(f"/session/load-{index}/play", json=body)
                 assert reply.status_code == 200, reply.text
+            assert await complexity() == 10
+            assert (await api.post("/session/load-7/play", json=body)).status_code == 200
+            assert await complexity() == 8
+            assert (await api.post("/session/load-8/play", json=body)).status_code == 200
+            assert await complexity() == 5
             stats = (await api.get("/stats")).json()
             assert stats["headroom"]["admitting"] is False
-            assert stats["headroom"]["load"] == pytest.approx(0.7)
-            refused = await api.post("/session/load-7/play", json=body)
+            refused = await api.post("/session/load-9/play", json=body)
             assert refused.status_code == 503
             assert refused.headers["Retry-After"] == "10"
-            assert refused.json()["message"].startswith("the engine is at capacity")
-            assert (await api.get("/session/load-7/status")).status_code == 404
+            message = refused.json()["message"]
+            assert message.startswith("the engine is at capacity")
+            # The Node front reads no status: the event tells it, after the reply.
+            error = await listener.wait_event("load-9", EventType.ERROR)
+            assert error.message == message and error.extra["reason"] == "refused"
+            assert error.extra["play"] == int(refused.headers["X-Play-Id"])
+            assert (await api.get("/session/load-9/status")).status_code == 404
             replaced = await api.post("/session/load-0/play", json=body)
             assert replaced.status_code == 200
             await api.post("/session/load-1/stop")
-            again = await api.post("/session/load-7/play", json=body)
+            again = await api.post("/session/load-9/play", json=body)
             assert again.status_code == 200
             metrics = (await api.get("/metrics")).text
             assert 'audiogate_engine_plays_refused_total{reason="load"} 1.0' in metrics
-            for index in range(8):
+            assert 'audiogate_engine_complexity_steps_total{direction="down"} 2.0' in metrics
+            for index in range(2, 10):
                 await api.post(f"/session/load-{index}/stop")
+
+            # Room again (one session left): back to 8, then 10, each after the
+            # load stayed low for a while (1 s here).
+            async def restored() -> bool:
+                return await complexity() == 10
+
+            await poll_until_async(restored, timeout=15)
+            metrics = (await api.get("/metrics")).text
+            assert 'audiogate_engine_complexity_steps_total{direction="up"} 2.0' in metrics
+            assert "audiogate_engine_opus_complexity 10.0" in metrics
+            await api.post("/session/load-0/stop")
 
 
 async def test_stats_carry_the_penalty_inputs(api: httpx.AsyncClient) -> None:
@@ -229,61 +252,3 @@ async def test_stats_carry_the_penalty_inputs(api: httpx.AsyncClient) -> None:
     assert {"load", "sessionCost", "admitting", "tickLatenessMs", "poolLagMs", "nulled",
             "deficit", "cpuBudget", "maxLoad"} <= room.keys()
     assert room["admitting"] is True
-
-
-# -- the load model, pure --------------------------------------------------------------
-
-
-def _samples(model: LoadModel, cpu_per_second: float, playing: int, *, seconds: float = 3.0,
-             nulled_per_sample: int = 0, lateness: float = 0.001) -> None:
-    steps = int(seconds / LOAD_INTERVAL) + 1
-    for step in range(steps):
-        model.add(LoadSample(at=step * LOAD_INTERVAL, cpu_seconds=step * LOAD_INTERVAL
-                             * cpu_per_second, playing=playing, ticks=step * 25, slipped=0,
-                             nulled=step * nulled_per_sample, lateness=lateness, pool_lag=0.0))
-
-
-def test_cpu_rule_predicts_the_next_session() -> None:
-    model = LoadModel(budget=2.0, max_load=0.75)
-    _samples(model, cpu_per_second=1.4, playing=100)  # 70 % of 2 cores, 0.7 % each
-    room = model.headroom()
-    assert room.load == pytest.approx(0.7)
-    assert room.session_cost == pytest.approx(0.007)
-    assert model.refusal() is None  # 70.7 %
-    model = LoadModel(budget=2.0, max_load=0.75)
-    _samples(model, cpu_per_second=1.49, playing=100)  # 74.5 % + 0.745 % > 75 %
-    refusal = model.refusal()
-    assert refusal is not None and refusal.retry_after == 10
-
-
-def test_a_nearly_idle_engine_does_not_charge_its_own_work_to_one_session() -> None:
-    # Plays and stops in quick succession: 42 % of 2 cores spent opening and closing
-    # sources while one session plays. That is not what the next session will cost.
-    model = LoadModel(budget=2.0, max_load=0.75)
-    _samples(model, cpu_per_second=0.84, playing=1)
-    room = model.headroom()
-    assert room.session_cost == pytest.approx(SESSION_COST_CEILING / 2.0)
-    assert model.refusal() is None
-    # Past the limit on its own, it still refuses.
-    model = LoadModel(budget=2.0, max_load=0.75)
-    _samples(model, cpu_per_second=1.5, playing=1)
-    assert model.refusal() is not None
-
-
-def test_degradation_refuses_only_when_the_engine_is_the_cause() -> None:
-    busy = LoadModel(budget=1.0, max_load=0.9)
-    _samples(busy, cpu_per_second=0.6, playing=50, nulled_per_sample=20)  # 1.6 % nulled
-    assert busy.headroom().degraded and busy.headroom().load >= DEGRADED_MIN_LOAD
-    refusal = busy.refusal()
-    assert refusal is not None and refusal.retry_after == 5
-    # Same degradation with the engine nearly idle: the host is busy with others.
-    idle = LoadModel(budget=1.0, max_load=0.9)
-    _samples(idle, cpu_per_second=0.1, playing=5, lateness=0.2)
-    assert idle.headroom().degraded
-    assert idle.refusal() is None
-
-
-def test_max_load_one_turns_admission_by_load_off() -> None:
-    model = LoadModel(budget=1.0, max_load=1.0)
-    _samples(model, cpu_per_second=1.0, playing=100, nulled_per_sample=500)
-    assert model.refusal() is None

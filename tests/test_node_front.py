@@ -18,6 +18,7 @@ import pytest
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 
+from .support.hooks import hook_env
 from .support.media import decode_opus_packets, dominant_frequency, write_opus_tone
 from .support.node_consumer import LoopLoad, NodeConsumer, PlayFailed, SessionRecord
 
@@ -47,7 +48,7 @@ def tracks(media_dir: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def stalling_engine(media_dir: Path) -> Iterator[EngineProcess]:
     """An engine whose event loop is kept busy 50 ms after every 10th tick."""
-    settings = {"ENGINE_DEBUG_LOOP_STALL_MS": "50", "ENGINE_DEBUG_LOOP_STALL_EVERY": "10"}
+    settings = hook_env(loop_stall_ms=50, loop_stall_every=10)
     with EngineProcess(settings, media_dir=media_dir, allow_private=True,
                        log_level="INFO") as process:
         yield process

@@ -27,6 +27,7 @@ from gateway.settings import GatewaySettings
 from loadtest.processes import EngineProcess
 
 from .support.gateway_harness import RecordingSink
+from .support.hooks import hook_env
 from .support.media import decode_opus_packets, dominant_frequency, write_opus_tone
 from .support.waiting import wait_until
 
@@ -287,12 +288,12 @@ async def test_plays_a_node_refuses_go_to_another_node(
 
 async def test_a_node_that_admits_no_more_load_is_left_alone(
         engines: list[EngineProcess], tones: list[Path]) -> None:
-    """Node x is full after two sessions by load (a faked per-session cost of
-    0.3 of its one core, at most 75 %): it never gets more than it admits, and
-    what it plays, it plays."""
+    """Node x is full after two sessions by load (a faked cost of 0.35 of its one core
+    per transcoding session, at most 75 %: a third would be 0.85 even at complexity
+    5): it never gets more than it admits, and what it plays, it plays."""
     media = tones[0].parent
-    full_env = {"ENGINE_CPU_BUDGET": "1", "ENGINE_DEBUG_SESSION_CPU": "0.3",
-                "ENGINE_MAX_LOAD": "0.75"}
+    full_env = {"ENGINE_CPU_BUDGET": "1", "ENGINE_MAX_LOAD": "0.75",
+                **hook_env(session_cpu=0.35)}
     with EngineProcess(full_env, media_dir=media, node_token=TOKEN,
                        log_level="INFO") as small:
         async with pool_gateway([small, engines[0]]) as gateway:

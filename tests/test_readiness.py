@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,9 +20,6 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from audio_engine.engine import Engine
-from audio_engine.settings import EngineSettings
-from audiogate.listeners import bind_unix
 from bot import BotService, BotState
 from gateway.app import readiness
 from loadtest.processes import EngineProcess, GatewayProcess, free_port
@@ -90,27 +88,34 @@ def test_the_gateway_is_ready_only_with_its_engine(media_dir: Path) -> None:
             engine.terminate()
 
 
-async def test_the_engine_is_not_ready_while_its_clock_stalls() -> None:
-    settings = EngineSettings(go_api_port=0, socket_path=Path(tempfile.mkdtemp(prefix="ag-"))
-                              / "e.sock")
-    listener = bind_unix(settings.socket_path, 0o600, setting="SOCKET_PATH")
-    engine = Engine(settings)
-    await engine.start(listener.sock, listener.path)
-    assert "the clock has not started" in engine.readiness()
-    clock = asyncio.create_task(engine.run())
-    try:
-        await poll_until_async(lambda: _async_true(engine.readiness() == []), timeout=10)
-        # A stall of the event loop, on purpose: nothing ticks while it lasts.
-        time.sleep(1.3)  # noqa: ASYNC251
-        reasons = engine.readiness()
-        assert len(reasons) == 1 and reasons[0].startswith("the clock has not ticked for")
-        await poll_until_async(lambda: _async_true(engine.readiness() == []), timeout=10)
-    finally:
-        await engine.stop()
-        await clock
-    assert engine.readiness()[:2] == ["shutting down", "the audio socket is not listening"]
-    assert not settings.socket_path.exists()
-    listener.close()
+def test_the_engine_is_not_ready_while_every_worker_clock_stalls(
+    engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
+) -> None:
+    with engine_factory(ENGINE_WORKERS="2") as engine, \
+            httpx.Client(base_url=engine.url) as api:
+        pids = api.get("/health").json()["worker_pids"]
+        assert len(pids) == 2
+
+        def ready() -> httpx.Response:
+            return api.get("/ready")
+
+        # One stalled worker: the other one ticks, so the engine takes work.
+        os.kill(pids[0], signal.SIGSTOP)
+        try:
+            time.sleep(2.0 + 0.5)  # past the stall threshold, on purpose
+            assert ready().status_code == 200
+            os.kill(pids[1], signal.SIGSTOP)
+            try:
+                poll_until(lambda: ready().status_code == 503, timeout=10, interval=0.1)
+                reasons = ready().json()["reasons"]
+                assert len(reasons) == 1 and reasons[0].startswith(
+                    "the clock has not ticked for"), reasons
+            finally:
+                os.kill(pids[1], signal.SIGCONT)
+        finally:
+            os.kill(pids[0], signal.SIGCONT)
+        poll_until(lambda: ready().status_code == 200, timeout=10, interval=0.1)
+        assert api.get("/health").json()["worker_pids"] == pids  # nobody restarted
 
 
 async def _async_true(value: bool) -> bool:

@@ -47,14 +47,26 @@ from audio_engine.cluster.channel import Batch, Failure
 from audio_engine.cluster.cost import Admission, CostModel, Load, play_units
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
 from audio_engine.cluster.workers import WorkerProcess
-from audio_engine.engine import FEATURES, VERSION, WorkerReport, rss_megabytes
+from audio_engine.engine import (
+    CLOCK_STALL_SECONDS,
+    FEATURES,
+    VERSION,
+    WorkerReport,
+    rss_megabytes,
+)
 from audio_engine.metrics import EngineMetrics, merged_exposition
-from audio_engine.sessions.admission import LOAD_INTERVAL, LoadModel, LoadSample
+from audio_engine.sessions.admission import (
+    DEGRADED_MIN_LOAD,
+    LOAD_INTERVAL,
+    Headroom,
+    LoadModel,
+    LoadSample,
+)
 from audio_engine.sessions.session import PlayRequest, Resume, effective_filters
 from audio_engine.settings import EngineSettings
 from audio_engine.sources.egress import EgressProxy
 from audio_engine.sources.resolve_pool import JobFailed, JobTimedOut, ResolvePool, WorkerLimits
-from audio_engine.sources.resolver import Resolver
+from audio_engine.sources.resolver import MEDIA_EXTENSIONS, Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.consumers import ConsumerHub
 from audio_engine.wire.ordering import TimingPolicy
@@ -85,8 +97,10 @@ _MOVE_WAIT: Final = 15.0
 #: Seconds the front waits for a worker's answer to an API call.
 _CALL_TIMEOUT: Final = 5.0
 #: File extensions whose media is usually 48 kHz Opus: charged as passthrough until
-#: the worker says what they are (within half a second).
-_OPUS_SUFFIXES: Final = frozenset({".opus", ".webm", ".weba"})
+#: the worker says what they are (within half a second). A page URL (no media
+#: extension, resolved by yt-dlp) is too: the best audio of the sites people play
+#: from is Opus in WebM.
+_OPUS_SUFFIXES: Final = frozenset({".opus", ".webm", ".weba", ".ogg", ".oga", ".mka"})
 
 
 class SessionNotFound(Exception):
@@ -116,8 +130,10 @@ class PlayStarted:
 @dataclass(frozen=True, slots=True)
 class PlayRefused:
     """A play that was not taken: *status* 503 (load, with *retry_after*) or 429
-    (count); *reply* carries the ``error`` event sent after the reply."""
+    (count); *reply* carries the ``error`` event (for *play_id*) sent after the
+    reply."""
 
+    play_id: int
     status: int
     message: str
     retry_after: int
@@ -131,14 +147,16 @@ class _Record:
     worker: WorkerProcess
     request: PlayRequest
     play_id: int
-    created_at: float
     #: Projected units until the worker reports what it is, then the reported ones.
     load: Load
     live: bool = True
     #: From the worker's latest report (None before the first that has it).
     snapshot: Any = None
     snapshot_at: float = 0.0
-    #: Where a move continues the stream (set while the session is being moved).
+    #: The worker answered the play: its reports from now on know the session (a
+    #: report sampled before the play arrives on the channel before the answer).
+    confirmed: bool = False
+    #: Set while the session is being moved from a dead worker.
     moving: bool = False
     paused: bool = False
     volume: float = 1.0
@@ -215,7 +233,7 @@ class Front:
                                    top=settings.opus_complexity)
         self._cost_prior = cost_prior
         self.cost = CostModel(cost_prior or 0.02)
-        self.load = LoadModel(budget=self.budget, max_load=settings.max_load)
+        self.load = LoadModel(budget=self.budget)
         self._records: dict[str, _Record] = {}
         self._plays = itertools.count(1)
         self._go_style = True
@@ -295,9 +313,13 @@ class Front:
             reasons.append("shutting down")
         if not self.hub.listening:
             reasons.append("the audio socket is not listening")
-        ticking = [w for w in self._live_workers() if _ticking(w)]
-        if not ticking:
+        workers = self._live_workers()
+        if not workers:
             reasons.append("no engine worker is running")
+        elif not any(_ticking(w) for w in workers):
+            silent = min(_silent_for(w) for w in workers)
+            reasons.append("the clock has not started" if silent == math.inf
+                           else f"the clock has not ticked for {silent:.1f} s")
         return reasons
 
     async def stop(self) -> None:
@@ -378,12 +400,10 @@ class Front:
         if report.last_tick_at is not None and not self._workers_changed.is_set():
             self._workers_changed.set()
         for session_id, record in list(self._records.items()):
-            if record.worker is not worker or record.moving:
+            if record.worker is not worker or record.moving or not record.confirmed:
                 continue
             snapshot = report.sessions.get(session_id)
             if snapshot is not None:
-                if snapshot.play_id != record.play_id and record.created_at > report.at:
-                    continue  # a newer play than the report knows
                 record.snapshot = snapshot
                 record.snapshot_at = report.at
                 record.play_id = snapshot.play_id  # a gapless join moves it on
@@ -392,12 +412,11 @@ class Front:
                 encoding, fixed = play_units(transcoding=not snapshot.passthrough,
                                              filters=snapshot.filters)
                 record.load = Load(encoding, fixed)
-            elif record.created_at <= report.at:
-                if session_id in report.ended:
-                    record.live = False
-                    record.load = Load()
-                else:
-                    del self._records[session_id]  # stopped, replaced away or reaped
+            elif session_id in report.ended:
+                record.live = False
+                record.load = Load()
+            else:
+                del self._records[session_id]  # stopped or reaped
 
     async def run_job(self, job: dict[str, Any], caller: str) -> dict[str, Any]:
         """A worker's resolution job, on the front's pool."""
@@ -466,10 +485,11 @@ class Front:
             request, resume = self._moved_play(record, died_at)
             record.worker = target
             record.moving = False
-            record.created_at = time.monotonic()
+            record.confirmed = False
             try:
                 await target.call("play", session_id, request, record.play_id, resume,
                                   within=_CALL_TIMEOUT)
+                record.confirmed = True
                 self.metrics.sessions_moved.inc()
                 log.info("session %s moved to worker %d at %.2f s", session_id, target.index,
                          request.start_at)
@@ -511,15 +531,20 @@ class Front:
         return total
 
     def _place(self, workers: list[WorkerProcess]) -> WorkerProcess:
+        """The worker a new session goes to: the least loaded of those whose clock
+        ticks (a stalled one only if none does)."""
         level = self.admission.complexity
-        return min(workers, key=lambda w: (self._carried(w).at(level), w.index))
+        ticking = [w for w in workers if _ticking(w)] or workers
+        return min(ticking, key=lambda w: (self._carried(w).at(level), w.index))
 
     def _projected(self, request: PlayRequest) -> Load:
         filters = effective_filters(request.filters, volume=request.volume,
                                     loudness_default=request.loudness_default,
                                     default_loudness=self.default_loudness).active()
         suffix = PurePosixPath(urllib.parse.urlsplit(request.url).path).suffix.lower()
-        passthrough = request.output.is_ogg and not filters and suffix in _OPUS_SUFFIXES
+        page = suffix not in MEDIA_EXTENSIONS and not request.url.startswith("/")
+        passthrough = request.output.is_ogg and not filters and (
+            suffix in _OPUS_SUFFIXES or page)
         encoding, fixed = play_units(transcoding=not passthrough, filters=filters)
         return Load(encoding, fixed)
 
@@ -554,11 +579,17 @@ class Front:
             carried = self._carried()
             if room.seconds > 0:
                 self.cost.observe(room.load * self.budget, carried.at(level_before))
-            degraded = room.degraded and room.load >= 0.5
+            degraded = self._degraded(room)
             level = self.admission.settle(self.cost, carried, time.monotonic(),
                                           degraded=degraded)
             self._set_complexity(level, level_before)
             level_before = level
+
+    @staticmethod
+    def _degraded(room: Headroom) -> bool:
+        """The sessions are failing (frames missing, ticks late) while the engine is
+        busy: below half its budget, the cause is another process on the host."""
+        return room.degraded and room.load >= DEGRADED_MIN_LOAD
 
     def _set_complexity(self, level: int, before: int) -> None:
         if level == before:
@@ -599,8 +630,9 @@ class Front:
             raise WorkerUnavailable("the engine worker of this session is not answering; "
                                     "try again shortly") from exc
 
-    def replied(self, reply: Reply) -> None:
-        """The reply of a request was written: its events may follow."""
+    async def replied(self, reply: Reply) -> None:
+        """The reply of a request was written: its events may follow. (A coroutine:
+        Starlette runs a plain function given as a background task in a thread.)"""
         if reply.worker is not None:
             reply.worker.cast("replied", reply.gate)
         if reply.line:
@@ -627,7 +659,7 @@ class Front:
             room = self.load.headroom()
             before = self.admission.complexity
             decision = self.admission.decide(self.cost, self._carried(), projected,
-                                             degraded=room.degraded and room.load >= 0.5)
+                                             degraded=self._degraded(room))
             self._set_complexity(decision.complexity, before)
             if not decision.accept:
                 self.metrics.plays_refused.labels("load").inc()
@@ -641,7 +673,7 @@ class Front:
             if not workers:
                 raise WorkerUnavailable("the engine is starting its workers; try again shortly")
             worker = self._place(workers)
-        record = _Record(worker, request, play_id, time.monotonic(), projected,
+        record = _Record(worker, request, play_id, projected,
                          volume=request.volume, filters=request.filters,
                          loudness_default=request.loudness_default,
                          crossfade=request.crossfade)
@@ -660,6 +692,7 @@ class Front:
                 self._records.pop(session_id, None)
             raise WorkerUnavailable("the engine worker did not take the play; try again "
                                     "shortly") from exc
+        record.confirmed = True
         self.metrics.plays.labels(request.output.value).inc()
         return PlayStarted(play_id, Reply(worker, gate))
 
@@ -667,7 +700,7 @@ class Front:
                  message: str) -> PlayRefused:
         line = encode_event_line(Event(EventType.ERROR, session_id, message,
                                        {"play": play_id, "reason": "refused"}))
-        return PlayRefused(status, message, retry_after, Reply(line=line))
+        return PlayRefused(play_id, status, message, retry_after, Reply(line=line))
 
     async def stop_session(self, session_id: str) -> Reply:
         """Stop and forget *session_id* (unknown ids are fine)."""
@@ -809,6 +842,7 @@ class Front:
             "version": self.version,
             "features": list(FEATURES),
             "workers": len(self._live_workers()),
+            "worker_pids": [w.pid for w in self._live_workers()],
             "sessions_total": total.get("sessions_total", 0),
             "sessions_by_state": total.get("sessions_by_state", {}),
             "passthrough_sessions": total.get("passthrough_sessions", 0),
@@ -917,10 +951,17 @@ def _open_fds() -> int:
         return -1
 
 
-def _ticking(worker: WorkerProcess) -> bool:
+def _silent_for(worker: WorkerProcess) -> float:
+    """Seconds since *worker*'s clock last ticked, as far as the front knows (a
+    worker whose loop stalls stops reporting too)."""
     report = worker.report
-    return (report is not None and report.last_tick_at is not None
-            and time.monotonic() - report.last_tick_at < 2.0)
+    if report is None or report.last_tick_at is None:
+        return math.inf
+    return time.monotonic() - report.last_tick_at
+
+
+def _ticking(worker: WorkerProcess) -> bool:
+    return _silent_for(worker) <= CLOCK_STALL_SECONDS + LOAD_INTERVAL
 
 
 async def _started(worker: WorkerProcess) -> None:

@@ -137,9 +137,10 @@ def _not_found() -> CallFailed:
 class WorkerService:
     """The calls a worker answers (registered on its ``WorkerLink``)."""
 
-    def __init__(self, engine: Engine, link: WorkerLink) -> None:
+    def __init__(self, engine: Engine, link: WorkerLink, *, index: int = 0) -> None:
         self.engine = engine
         self.link = link
+        self.index = index
         self.manager = engine.manager
         self._gates: dict[int, Any] = {}
         self._gate_ids = 0
@@ -230,10 +231,10 @@ class WorkerService:
 
     def view(self, session_id: str) -> dict[str, Any] | None:
         session = self.manager.get(session_id)
-        return session_view(session) if session is not None else None
+        return {**session_view(session), "worker": self.index} if session is not None else None
 
     def views(self) -> list[dict[str, Any]]:
-        return [session_view(s) for s in self.manager.sessions]
+        return [{**session_view(s), "worker": self.index} for s in self.manager.sessions]
 
     def volume(self, session_id: str, volume: float) -> float:
         session = self.manager.set_volume(session_id, volume)

@@ -53,9 +53,10 @@ CALLER_HEADER = "X-Caller"
 MAX_NAME_BYTES = 255
 
 
-def _valid_session_id(
+async def _valid_session_id(
     session_id: Annotated[str, Path(description="1-24 printable ASCII characters, no spaces")],
 ) -> str:
+    # A coroutine: FastAPI runs a plain function dependency in a thread.
     try:
         validate_session_id(session_id)
     except InvalidSessionId as exc:

@@ -67,7 +67,9 @@ def sessions_router(front: Front) -> APIRouter:
         if isinstance(outcome, PlayRefused):
             # Refused before anything started: the HTTP status says so, and so does an
             # error event after the reply (the Node front reads only the events).
-            headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else {}
+            headers = {PLAY_ID_HEADER: str(outcome.play_id)}
+            if outcome.retry_after:
+                headers["Retry-After"] = str(outcome.retry_after)
             response = go_error(session_id, outcome.message, outcome.status, headers)
             response.background = BackgroundTask(front.replied, outcome.reply)
             return response

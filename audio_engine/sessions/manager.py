@@ -243,7 +243,6 @@ class SessionManager:
             session.headers_sent = resume.ready_sent
         self._sessions[session_id] = session
         session.producer = self._spawn(run_producer(session, self._context))
-        self._metrics.plays.labels(request.output.value).inc()
         session.log.info(
             "play %s (%s%s)", request.url, request.output.value,
             f", from {request.start_at:g} s" if request.start_at else "",

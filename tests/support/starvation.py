@@ -1,98 +1,111 @@
-"""Tells a gap our code made from a gap the kernel made.
+"""Tells a gap our code made from a gap the host made, measured outside the engine.
 
 The isolation tests assert that no inter-page gap of a healthy session exceeds 60 ms
 while another session fails, stops or is replaced. On a shared 2-core machine the
-kernel sometimes keeps a process off the CPU for longer than that, whatever it does; a
-gap made that way says nothing about isolation. Linux counts, per thread, the time it
-spent runnable but waiting for a CPU (``/proc/<pid>/task/<tid>/schedstat``, second
-field, nanoseconds). :class:`RunQueueWatch` samples that counter for the threads that
-write the audio (the engine's event loop, and the test's own loop where the gateway runs
-in-process) every few milliseconds, so a test can ask how long they were kept waiting
-*during one particular gap* and judge only the rest of it.
+kernel sometimes keeps every process off the CPU for longer than that, whatever it
+does; a gap made that way says nothing about isolation. But a gap made by the engine's
+own work (its codec threads, its reads, its resolvers starving its clock) is exactly
+what these tests must catch, so nothing measured *inside* the engine may excuse a gap.
+
+:class:`HostCanary` is a tiny process of its own at ordinary priority that sleeps 2 ms
+at a time and records how late each wake-up came: the host's starvation of a process
+that asks for almost nothing. A gap is judged net of the canary's lateness inside it;
+the engine, whose pool threads run at a lower priority than its clock
+(``audiogate.engine_worker``), must keep its clock on time against its own work.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
-import os
+import struct
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 
-__all__ = ["RunQueueWatch", "assert_no_gap_of_its_own", "watch_writers"]
+__all__ = ["HostCanary", "assert_no_gap_of_its_own"]
 
+#: The canary's sleep: short enough to see a 20 ms stall, long enough to cost little
+#: (500 wake-ups a second, a few per cent of a core).
 _PERIOD = 0.002
+#: A wake-up this late is reported (below it, the host served the canary in time).
+_REPORTED = 0.003
+_RECORD = struct.Struct("<dd")
+
+#: The canary's program: report (when it went to sleep, how late it woke) as binary
+#: records on stdout, for wake-ups later than _REPORTED.
+_CANARY = f"""
+import struct, sys, time
+out = sys.stdout.buffer
+record = struct.Struct("<dd")
+while True:
+    went = time.monotonic()
+    time.sleep({_PERIOD})
+    late = time.monotonic() - went - {_PERIOD}
+    if late > {_REPORTED}:
+        out.write(record.pack(went, late))
+        out.flush()
+"""
 
 
-def _run_delay(path: Path) -> float:
-    try:
-        return int(path.read_text().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
+class HostCanary:
+    """Measures the host's starvation of an ordinary process (module docstring).
 
-
-class RunQueueWatch:
-    """Samples how long each watched thread has waited for a CPU, on
-    ``time.monotonic()``'s clock (the clock of ``SocketConsumer`` arrival times).
-
-    Args:
-        threads: ``(pid, tid)`` pairs; a process's main thread has ``tid == pid``.
+    Use it as a context manager around the window a test judges; it stops with it.
+    Times are ``time.monotonic()`` (the clock of ``SocketConsumer`` arrival times:
+    ``CLOCK_MONOTONIC`` is the same in every process).
     """
 
-    def __init__(self, threads: Sequence[tuple[int, int]]) -> None:
-        self._paths = [Path(f"/proc/{pid}/task/{tid}/schedstat") for pid, tid in threads]
-        self._times: list[float] = []
-        self._delays: list[list[float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="run-queue-watch", daemon=True)
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._late: list[tuple[float, float]] = []
+        self._reader: threading.Thread | None = None
 
-    def __enter__(self) -> RunQueueWatch:
-        self._thread.start()
+    def __enter__(self) -> HostCanary:
+        self._process = subprocess.Popen([sys.executable, "-c", _CANARY],
+                                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self._reader = threading.Thread(target=self._read, name="host-canary", daemon=True)
+        self._reader.start()
         return self
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        stream = self._process.stdout
+        while record := stream.read(_RECORD.size):
+            if len(record) == _RECORD.size:
+                self._late.append(_RECORD.unpack(record))
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(5)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
 
-    def _run(self) -> None:
-        # Bounded: a test's window is seconds; this stops with the context.
-        while not self._stop.wait(_PERIOD):
-            self._times.append(time.monotonic())
-            self._delays.append([_run_delay(path) for path in self._paths])
-
-    def waited(self, start: float, end: float) -> float:
-        """The longest time any watched thread waited for a CPU between the last
-        sample at or before *start* and the first at or after *end*."""
-        times = list(self._times)
-        if len(times) < 2:
-            return 0.0
-        first = max(0, bisect.bisect_right(times, start) - 1)
-        last = min(len(times) - 1, bisect.bisect_left(times, end))
-        before, after = self._delays[first], self._delays[last]
-        return max((b - a for a, b in zip(before, after, strict=True)), default=0.0)
+    def starved(self, start: float, end: float) -> float:
+        """Seconds the host kept the canary from running between *start* and *end*
+        (its late wake-ups that overlap the window, each counted for the overlap)."""
+        total = 0.0
+        for went, late in list(self._late):
+            woke_due = went + _PERIOD
+            lost_from, lost_to = woke_due, woke_due + late
+            overlap = min(end, lost_to) - max(start, lost_from)
+            if overlap > 0:
+                total += overlap
+        return min(total, end - start)
 
 
-def assert_no_gap_of_its_own(times: Sequence[float], watch: RunQueueWatch,
+def assert_no_gap_of_its_own(times: Sequence[float], canary: HostCanary,
                              bound: float = 0.060) -> None:
     """No gap between consecutive arrival *times* exceeds *bound*, once the time the
-    kernel kept the audio's writers waiting for a CPU inside that very gap is taken
-    out of it."""
+    host kept an ordinary process from running inside that very gap is taken out."""
     for start, end in itertools.pairwise(times):
         gap = end - start
         if gap < bound:
             continue
-        waited = watch.waited(start, end)
-        assert gap - waited < bound, (
-            f"a {gap * 1000:.0f} ms gap between pages, of which the kernel kept the "
-            f"writers waiting for a CPU only {waited * 1000:.0f} ms")
-
-
-def watch_writers(engine_pid: int) -> RunQueueWatch:
-    """A watch on the engine's event loop and on the calling thread (the test's event
-    loop: the socket consumer, and the gateway when it runs in the test's process).
-    Call it from that loop's thread."""
-    return RunQueueWatch([(engine_pid, engine_pid), (os.getpid(), threading.get_native_id())])
+        starved = canary.starved(start, end)
+        assert gap - starved < bound, (
+            f"a {gap * 1000:.0f} ms gap between pages, of which the host kept an ordinary "
+            f"process from running only {starved * 1000:.0f} ms")

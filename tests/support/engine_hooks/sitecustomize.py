@@ -1,0 +1,58 @@
+"""Test aids for the engine processes the tests start: never part of the product.
+
+Python imports ``sitecustomize`` at start-up from the first directory on its path that
+has one; ``tests.support.hooks.hook_env`` puts this directory on ``PYTHONPATH`` with the
+knobs below, so the engine's front and its worker processes (which inherit the
+environment) apply them. Without a knob set, nothing is imported or changed.
+
+- ``AUDIOGATE_TEST_LOOP_STALL_MS`` (and ``AUDIOGATE_TEST_LOOP_STALL_EVERY``, default 1):
+  a worker keeps its event loop busy this long after every Nth tick, as a loaded
+  engine's loop would be;
+- ``AUDIOGATE_TEST_SESSION_CPU``: one unit of work (a plain transcoding session at
+  complexity 10) costs this many cores, fixed: admission becomes deterministic (no
+  measurement, no degradation rule);
+- ``AUDIOGATE_TEST_RESTORE_AFTER``: seconds the load must stay low before the libopus
+  complexity steps back up (instead of ``cost.RESTORE_AFTER``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def _stall_ticks(milliseconds: float, every: int) -> None:
+    from audio_engine.engine import Engine
+
+    original = Engine._tick
+
+    def tick(self: Any, index: int, lateness: float) -> None:
+        original(self, index, lateness)
+        if index % every == 0:
+            end = time.perf_counter() + milliseconds / 1000
+            while time.perf_counter() < end:  # holds the GIL, as real work would
+                pass
+
+    Engine._tick = tick  # type: ignore[method-assign]
+
+
+def _fixed_cost(cores: float) -> None:
+    from audio_engine.cluster import cost, front
+
+    front._calibrated_prior = lambda: cores  # type: ignore[attr-defined]
+    cost.CostModel.observe = lambda self, cores, units: None  # type: ignore[method-assign]
+    front.Front._degraded = lambda self, room: False  # type: ignore[method-assign]
+
+
+_stall = float(os.environ.get("AUDIOGATE_TEST_LOOP_STALL_MS", "0") or 0)
+if _stall > 0:
+    _stall_ticks(_stall, int(os.environ.get("AUDIOGATE_TEST_LOOP_STALL_EVERY", "1") or 1))
+_cost = float(os.environ.get("AUDIOGATE_TEST_SESSION_CPU", "0") or 0)
+if _cost > 0:
+    _fixed_cost(_cost)
+_restore = float(os.environ.get("AUDIOGATE_TEST_RESTORE_AFTER", "0") or 0)
+if _restore > 0:
+    from audio_engine.cluster import cost as _cost_module
+
+    _cost_module.RESTORE_AFTER = _restore  # type: ignore[misc]

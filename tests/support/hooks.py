@@ -1,0 +1,24 @@
+"""The environment that turns on the test aids of ``engine_hooks/sitecustomize.py`` in
+an engine process (and its workers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["hook_env"]
+
+_HOOKS = Path(__file__).parent / "engine_hooks"
+
+
+def hook_env(*, loop_stall_ms: float = 0.0, loop_stall_every: int = 1,
+             session_cpu: float = 0.0, restore_after: float = 0.0) -> dict[str, str]:
+    """Environment for an engine process with these aids (see the hooks module)."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        "PYTHONPATH": f"{_HOOKS}{os.pathsep}{path}" if path else str(_HOOKS),
+        "AUDIOGATE_TEST_LOOP_STALL_MS": str(loop_stall_ms),
+        "AUDIOGATE_TEST_LOOP_STALL_EVERY": str(loop_stall_every),
+        "AUDIOGATE_TEST_SESSION_CPU": str(session_cpu),
+        "AUDIOGATE_TEST_RESTORE_AFTER": str(restore_after),
+    }
