@@ -1,9 +1,9 @@
 """The bare codec pipeline, timed: what one transcoding session costs at the least.
 
 PyAV decodes an MP3 (44.1 kHz stereo, 128 kb/s: the common case of a transcoded
-source), FFmpeg's resampler makes 48 kHz s16 stereo, libopus (opuslib, complexity 10,
-128 kb/s) encodes 20 ms frames, in one tight loop with nothing else: no filters, no
-Ogg pages, no pools. Its CPU time per frame is the physical limit of a transcoding
+source), FFmpeg's resampler (in a one-thread graph) makes 48 kHz s16 stereo, libopus
+(opuslib, complexity 10, 128 kb/s) encodes 20 ms frames, in one tight loop with
+nothing else: no filters, no Ogg pages, no pools. Its CPU time per frame is the physical limit of a transcoding
 session on this machine. ``bench/engine_capacity.py`` reports the engine's figures
 against it; the engine times a short run at start-up as the prior of its cost model
 (``audio_engine.cluster.cost``).
@@ -19,7 +19,8 @@ import av
 import numpy as np
 
 from audio_engine.audio.opus_encoder import OpuslibEncoder
-from protocol import PCM_FRAME_BYTES, SAMPLE_RATE
+from audio_engine.audio.resampler import Resampler
+from protocol import PCM_FRAME_BYTES
 
 __all__ = ["bare_pipeline_cost", "mp3_tone"]
 
@@ -54,7 +55,7 @@ def bare_pipeline_cost(mp3: bytes, *, complexity: int = 10) -> float:
     """Decode, resample and encode all of *mp3*; CPU µs of this thread per 20 ms
     frame."""
     encoder = OpuslibEncoder(_BITRATE, complexity)
-    resampler = av.AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
+    resampler = Resampler()
     pending = bytearray()
     frames = 0
     started = time.thread_time()

@@ -12,6 +12,7 @@ Two implementations of the same contract, both backed by libopus:
 
 from __future__ import annotations
 
+import ctypes
 from typing import Final, Literal, Protocol
 
 import av
@@ -38,6 +39,11 @@ EncoderName = Literal["opuslib", "pyav"]
 #: does not name.
 _SET_PREDICTION_DISABLED: Final = 4042
 _set_prediction_disabled = opuslib.api.ctl.ctl_set(_SET_PREDICTION_DISABLED)
+#: libopus's own encode call (opuslib declares its argument types).
+_opus_encode = opuslib.api.encoder.libopus_encode
+_INT16_POINTER = opuslib.api.c_int16_pointer
+#: Room for one packet: RFC 6716 caps a 20 ms frame at 1275 bytes.
+_MAX_PACKET: Final = 1500
 
 
 #: The libopus complexities the engine steps through under load, best first: 8 costs
@@ -94,6 +100,8 @@ class OpuslibEncoder:
         self._encoder.bitrate = bitrate
         self._encoder.complexity = complexity
         self._encoder.vbr = 1
+        self._state = self._encoder.encoder_state
+        self._out = ctypes.create_string_buffer(_MAX_PACKET)
         self.lookahead = int(self._encoder.lookahead)
         self.controls_prediction = True
         self.complexity = complexity
@@ -105,7 +113,14 @@ class OpuslibEncoder:
 
     def encode(self, pcm: bytes) -> bytes:
         """See ``OpusFrameEncoder.encode``."""
-        return bytes(self._encoder.encode(pcm, SAMPLES_PER_FRAME))
+        # libopus directly, into a buffer kept per encoder: opuslib's own call
+        # allocates a buffer and copies the packet twice, per frame.
+        length = _opus_encode(self._state, ctypes.cast(ctypes.c_char_p(pcm), _INT16_POINTER),
+                              SAMPLES_PER_FRAME,
+                              self._out, _MAX_PACKET)
+        if length < 0:
+            raise opuslib.OpusError(f"libopus failed to encode (error {length})")
+        return ctypes.string_at(self._out, length)
 
     def set_prediction(self, enabled: bool) -> None:
         """See ``OpusFrameEncoder.set_prediction``."""

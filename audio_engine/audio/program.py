@@ -287,6 +287,8 @@ class Program:
         had it off, our last two frames are encoded without prediction first."""
         n = self.next_index
         track = self.tracks[0]
+        if not track.opus and self._return_at is None:
+            return  # not an Opus source: it never passes through
         if self._windows or len(self.tracks) != 1 or track.first_frame > self.emitted:
             self._cancel_return()
             return

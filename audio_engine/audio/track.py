@@ -240,8 +240,13 @@ class Track:
             self._out_start += dropped
             if self._out.size == 0:
                 self._out_start = max(self._out_start, start)
-        block = np.zeros((count, CHANNELS), dtype=np.int16)
         lead = self._out_start - start
+        if lead == 0 and (self.end is None or self.end >= start + count):
+            # The steady state: the samples are queued from *start* on.
+            available = self._out.peek(count)
+            if len(available) == count:
+                return available
+        block = np.zeros((count, CHANNELS), dtype=np.int16)
         if lead >= count:
             return block
         available = self._out.peek(count - max(lead, 0))

@@ -27,11 +27,11 @@ import av
 import av.error
 
 from audio_engine.audio.formats import OutputFormat
+from audio_engine.audio.resampler import Resampler
 from audio_engine.sources.options import media_options
 from audio_engine.sources.resolver import MediaTarget, user_text
 from protocol import (
     SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
     OpusHead,
     RemoteProtocolError,
     opus_packet_samples,
@@ -154,7 +154,7 @@ class MediaSource:
         self._stream: av.AudioStream | None = None
         self._demux: object = None
         self._decoder: av.AudioCodecContext | None = None
-        self._resampler: av.AudioResampler | None = None
+        self._resampler: Resampler | None = None
         #: (sample format, layout, rate) the resampler was built for.
         self._resampler_input: tuple[str, str, int] | None = None
         self._skip_until = start_at
@@ -448,7 +448,5 @@ class MediaSource:
         return PcmChunk(pcm, position)
 
 
-def _new_resampler() -> av.AudioResampler:
-    return av.AudioResampler(
-        format="s16", layout="stereo", rate=SAMPLE_RATE, frame_size=SAMPLES_PER_FRAME
-    )
+def _new_resampler() -> Resampler:
+    return Resampler()
