@@ -3,10 +3,10 @@
 PyAV decodes an MP3 (44.1 kHz stereo, 128 kb/s: the common case of a transcoded
 source), FFmpeg's resampler (in a one-thread graph) makes 48 kHz s16 stereo, libopus
 (opuslib, complexity 10, 128 kb/s) encodes 20 ms frames, in one tight loop with
-nothing else: no filters, no Ogg pages, no pools. Its CPU time per frame is the physical limit of a transcoding
-session on this machine. ``bench/engine_capacity.py`` reports the engine's figures
-against it; the engine times a short run at start-up as the prior of its cost model
-(``audio_engine.cluster.cost``).
+nothing else: no filters, no Ogg pages, no pools. Its CPU time per frame is the
+physical limit of a transcoding session on this machine. ``bench/engine_capacity.py``
+reports the engine's figures against it; the engine times a short run at start-up
+as the prior of its cost model (``audio_engine.cluster.cost``).
 """
 
 from __future__ import annotations
