@@ -8,9 +8,10 @@ Per session it records the arrival of the first audio packet and the gap between
 consecutive audio packets (arrival = the time of the ``recv`` that completed it;
 ``time.monotonic``, which is one clock for every process of the machine).
 
-It says in a hello that it takes any order of replies, events and audio, as our
-gateway does, so our engine's figures are those our gateway sees (a Go-style
-consumer's first audio waits the engine's margins; bench/first_audio_margin.py).
+By default it says in a hello that it takes any order of replies, events and audio,
+as our gateway does, so our engine's figures are those our gateway sees; without the
+hello it is a Go-style consumer like the Node front, whose first audio waits the
+engine's margins (bench/first_audio_margin.py).
 """
 
 from __future__ import annotations
@@ -52,11 +53,13 @@ class SessionTiming:
     events: list[tuple[float, str, str]] = field(default_factory=list)
 
 
-def _probe_main(path: str, conn: multiprocessing.connection.Connection) -> None:
+def _probe_main(path: str, conn: multiprocessing.connection.Connection,
+                hello: bool = True) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.connect(path)
-    sock.sendall(bytes(Hello("audiogate-loadtest-probe", ConsumerOrder.ANY)))
+    if hello:
+        sock.sendall(bytes(Hello("audiogate-loadtest-probe", ConsumerOrder.ANY)))
     sock.setblocking(False)
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ, "socket")
@@ -177,15 +180,18 @@ class ProbeHandle:
             self.process.kill()
 
 
-def start_probe(socket_path: str | os.PathLike[str], timeout: float = 10.0) -> ProbeHandle:
-    """Start a probe process connected to *socket_path*.
+def start_probe(socket_path: str | os.PathLike[str], timeout: float = 10.0, *,
+                hello: bool = True) -> ProbeHandle:
+    """Start a probe process connected to *socket_path* (a Go-style one without
+    *hello*).
 
     Raises:
         TimeoutError: if it could not connect within *timeout*.
     """
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=_probe_main, args=(str(socket_path), child), daemon=True)
+    process = context.Process(target=_probe_main, args=(str(socket_path), child, hello),
+                              daemon=True)
     process.start()
     if not parent.poll(timeout):
         process.kill()

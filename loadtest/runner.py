@@ -174,24 +174,38 @@ class _Workers:
 
 
 class _Sampler:
-    """Samples the engine's CPU use and RSS every *interval* seconds."""
+    """Samples the engine's CPU use and RSS: its process and every child of it (an
+    engine's worker processes, and their resolution workers), so a front over workers
+    counts whole. A child that ended (a restarted worker) keeps what it used."""
 
     def __init__(self, pid: int | None) -> None:
         self._process = psutil.Process(pid) if pid else None
         self.cpu: list[float] = []
         self.rss: list[float] = []
+        #: CPU seconds by process seen so far (an ended one's last reading stays).
+        self._busy: dict[int, float] = {}
         self._last: tuple[float, float] | None = None
+
+    def _tree(self) -> list[psutil.Process]:
+        assert self._process is not None
+        try:
+            return [self._process, *self._process.children(recursive=True)]
+        except psutil.Error:
+            return [self._process]
 
     def sample(self) -> None:
         if self._process is None:
             return
-        try:
-            times = self._process.cpu_times()
-            rss = self._process.memory_info().rss / (1024 * 1024)
-        except psutil.Error:
-            return
+        rss = 0.0
+        for process in self._tree():
+            try:
+                times = process.cpu_times()
+                rss += process.memory_info().rss / (1024 * 1024)
+            except psutil.Error:
+                continue
+            self._busy[process.pid] = times.user + times.system
         now = time.monotonic()
-        busy = times.user + times.system
+        busy = sum(self._busy.values())
         if self._last is not None:
             self.cpu.append(100 * (busy - self._last[1]) / max(1e-6, now - self._last[0]))
         self._last = (now, busy)
@@ -200,10 +214,13 @@ class _Sampler:
     def rss_now(self) -> float | None:
         if self._process is None:
             return None
-        try:
-            return float(self._process.memory_info().rss / (1024 * 1024))
-        except psutil.Error:
-            return None
+        total = 0.0
+        for process in self._tree():
+            try:
+                total += process.memory_info().rss / (1024 * 1024)
+            except psutil.Error:
+                continue
+        return total
 
 
 def _underruns(api_url: str) -> int | None:
@@ -404,9 +421,10 @@ def run_capacity(target: Target, config: LoadConfig, *, step: int, start: int = 
 
 
 def run_sequential(target: Target, config: LoadConfig, plays: int, spacing: float = 0.3,
-                   progress: Progress = _quiet) -> Summary:
-    """Time to first audio of *plays* plays made one at a time (an idle engine)."""
-    probe = start_probe(target.socket_path)
+                   progress: Progress = _quiet, *, hello: bool = True) -> Summary:
+    """Time to first audio of *plays* plays made one at a time (an idle engine), at a
+    probe that sends the hello (our gateway's timing) or not (the Node front's)."""
+    probe = start_probe(target.socket_path, hello=hello)
     ids: list[str] = []
     sent: dict[str, float] = {}
     try:
