@@ -15,11 +15,12 @@ TEST_STAMP := $(VENV)/.installed-test
 PACKAGES := protocol applog audio_engine gateway bot playground_ws audiogate loadtest
 # libopus0: the Opus encoder opuslib loads. chromium: the real browser of the
 # playground tests (driven by playwright's Python package, never downloaded).
-# prometheus: its promtool checks deploy/prometheus/alerts.yaml in the tests. It
-# is the server's package (about 100 MB with its web assets; Debian ships promtool
-# in no smaller one), installed without its recommendations (the node exporter and
-# its collectors). Where systemd runs, the package enables a prometheus.service;
-# the tests use promtool alone.
+# prometheus: its promtool checks the rules in deploy/prometheus/ in the tests.
+# Debian ships promtool in no smaller package than the server's: about 95 MB, and
+# 220 MB more of JavaScript libraries its web interface depends on (moment-timezone
+# alone is 214 MB); installed without its recommendations (the node exporter and
+# its collectors, 35 packages). Where systemd runs, the package enables and starts a
+# prometheus.service (on :9090); the tests use promtool alone.
 RUN_SYSTEM_PACKAGES := libopus0
 TEST_SYSTEM_PACKAGES := libopus0 chromium
 TEST_SYSTEM_PACKAGES_NO_RECOMMENDS := prometheus
