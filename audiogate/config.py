@@ -37,13 +37,17 @@ def setting_name(model: type[BaseSettings], field: str) -> str:
         return field
     alias = info.validation_alias
     env = f"{model.model_config.get('env_prefix', '')}{name}".upper()
+    flag = name
     if isinstance(alias, AliasChoices):
-        # Our convention: (python_name, ENV_NAME); the upper-case choice is the variable.
+        # Our convention: (python_name, ENV_NAME); the upper-case choice is the
+        # variable, the first choice the flag (engine_token: --engine-api-token).
         uppers = [c for c in alias.choices if isinstance(c, str) and c.isupper()]
         env = uppers[0] if uppers else env
+        first = alias.choices[0]
+        flag = first.lower() if isinstance(first, str) else flag
     elif isinstance(alias, str):
         env = alias.upper()
-    return f"{env} (--{name.replace('_', '-')})"
+    return f"{env} (--{flag.replace('_', '-')})"
 
 
 def _field_name(model: type[BaseSettings], field: str) -> str:

@@ -93,6 +93,9 @@ def _help_epilog() -> str:
         return "\n".join(f"    {variable:<{width}} = {setting_name(StackSettings, field)}"
                          for variable, field in table.items())
 
+    def flag_of(field: str) -> str:
+        return setting_name(StackSettings, field).split(" ", 1)[1].strip("()")
+
     fixed = set(_ENGINE_FROM_STACK) | set(_ENGINE_DEFAULTS)
     passed = [field for field in EngineSettings.model_fields
               if env_name(EngineSettings, field) not in fixed]
@@ -102,7 +105,7 @@ def _help_epilog() -> str:
         "  environment: every engine setting listed below that is set there reaches\n"
         "  the engine unchanged. Set them as variables; the flags above are the\n"
         "  gateway's. ENGINE_API_TOKEN is read by both (the engine requires it, the\n"
-        "  gateway sends it); --engine-token reaches the gateway only.\n"
+        f"  gateway sends it); {flag_of('engine_token')} reaches the gateway only.\n"
         "  set by audiogate run from its own settings:\n"
         f"{pairs(_ENGINE_FROM_STACK)}\n"
         "  defaulted from its own settings when the environment does not set them:\n"

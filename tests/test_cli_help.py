@@ -16,7 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audio_engine.settings import EngineSettings
-from audiogate.config import load_settings
+from audiogate.config import load_settings, setting_name
 from audiogate.settings_help import env_name, help_source, plain_kind, settings_table
 from audiogate.stack import StackSettings, _engine_environment, _help_epilog
 from gateway.settings import GatewaySettings
@@ -83,6 +83,16 @@ def test_the_gateways_help_says_what_each_value_is() -> None:
     assert "(default: empty)" in text
 
 
+@pytest.mark.parametrize(("command", "model"), [("python -m audio_engine", EngineSettings),
+                                              ("audiogate run", StackSettings)])
+def test_error_lines_name_the_real_flags(command: str, model: type[BaseSettings]) -> None:
+    """``setting_name`` (in every ``error:`` line) names a flag the command has."""
+    text = _help(command)
+    for field in model.model_fields:
+        flag = re.search(r"\((--[a-z0-9-]+)\)$", setting_name(model, field))
+        assert flag is not None and f"[{flag.group(1)}" in text, setting_name(model, field)
+
+
 def test_audiogate_run_help_lists_the_engine_settings_it_passes_on() -> None:
     text = _help("audiogate run")
     assert "--engine-max-restarts" in text  # its own flags first
@@ -94,6 +104,7 @@ def test_audiogate_run_help_lists_the_engine_settings_it_passes_on() -> None:
                      flags=re.M)
     assert re.search(r"^    ENGINE_MEDIA_DIR += GATEWAY_DATA_DIR \(--data-dir\)$", epilog,
                      flags=re.M)
+    assert "--engine-api-token reaches the gateway only" in epilog
 
 
 def test_the_list_in_run_help_is_what_the_child_gets(monkeypatch: pytest.MonkeyPatch,
