@@ -1,20 +1,32 @@
 # Two entry points (see README.md):
-#   make run   set everything up, then start engine + gateway on a bundled demo track
-#   make test  set everything up, run ruff and mypy --strict, then the whole test suite
+#   make run   install what running needs, then start engine + gateway on a bundled demo track
+#   make test  install that and the test tools, run ruff and mypy --strict, then the whole
+#              test suite
 # Everything else here is a step of those two (make check: the static checks alone).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What is installed in $(VENV): the project with its run-time dependencies, then
+# (make test) its test extras too. Each stamp is redone when the pins change.
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 # Our packages, all under ruff and mypy --strict.
 PACKAGES := protocol applog audio_engine gateway bot playground_ws audiogate loadtest
 # libopus0: the Opus encoder opuslib loads. chromium: the real browser of the
 # playground tests (driven by playwright's Python package, never downloaded).
+# prometheus: its promtool checks the rules in deploy/prometheus/ in the tests.
+# Debian ships promtool in no smaller package than the server's: about 95 MB, and
+# 220 MB more of JavaScript libraries its web interface depends on (moment-timezone
+# alone is 214 MB); installed without its recommendations (the node exporter and
+# its collectors, 35 packages). Where systemd runs, the package enables and starts a
+# prometheus.service (on :9090); the tests use promtool alone.
 RUN_SYSTEM_PACKAGES := libopus0
 TEST_SYSTEM_PACKAGES := libopus0 chromium
+TEST_SYSTEM_PACKAGES_NO_RECOMMENDS := prometheus
 
-# Install the Debian packages in $(1) that are missing (root, or sudo when present).
+# Install the Debian packages in $(1) that are missing (root, or sudo when present),
+# with the extra apt-get options $(2).
 define ensure_debian_packages
 missing=""; \
 for p in $(1); do \
@@ -24,7 +36,7 @@ if [ -n "$$missing" ]; then \
     echo "installing Debian packages:$$missing"; \
     if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
     $$sudo apt-get update -qq && \
-    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(2) $$missing >/dev/null; \
 fi
 endef
 
@@ -40,21 +52,28 @@ test: setup-test
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: system-packages-run $(STAMP)
+setup: system-packages-run $(RUN_STAMP)
 
-setup-test: system-packages-test $(STAMP)
+setup-test: system-packages-test $(TEST_STAMP)
 
 system-packages-run:
 	@$(call ensure_debian_packages,$(RUN_SYSTEM_PACKAGES))
 
 system-packages-test:
 	@$(call ensure_debian_packages,$(TEST_SYSTEM_PACKAGES))
+	@$(call ensure_debian_packages,$(TEST_SYSTEM_PACKAGES_NO_RECOMMENDS),--no-install-recommends)
 
-$(STAMP): pyproject.toml constraints.txt
+# The project and what it needs to run: no test tools.
+$(RUN_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+# The test extras on top (pytest, hypothesis, playwright, schemathesis, ruff, mypy...).
+$(TEST_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, CliApp, SettingsError
 
 from applog import configure_logging
 from audiogate.errors import StartupError
+from audiogate.settings_help import help_source
 
 __all__ = ["load_settings", "setting_name", "start_logging"]
 
@@ -36,13 +37,17 @@ def setting_name(model: type[BaseSettings], field: str) -> str:
         return field
     alias = info.validation_alias
     env = f"{model.model_config.get('env_prefix', '')}{name}".upper()
+    flag = name
     if isinstance(alias, AliasChoices):
-        # Our convention: (python_name, ENV_NAME); the upper-case choice is the variable.
+        # Our convention: (python_name, ENV_NAME); the upper-case choice is the
+        # variable, the first choice the flag (engine_token: --engine-api-token).
         uppers = [c for c in alias.choices if isinstance(c, str) and c.isupper()]
         env = uppers[0] if uppers else env
+        first = alias.choices[0]
+        flag = first.lower() if isinstance(first, str) else flag
     elif isinstance(alias, str):
         env = alias.upper()
-    return f"{env} (--{name.replace('_', '-')})"
+    return f"{env} (--{flag.replace('_', '-')})"
 
 
 def _field_name(model: type[BaseSettings], field: str) -> str:
@@ -82,14 +87,16 @@ def _annotation_args(annotation: object) -> tuple[object, ...]:
     return (annotation, *getattr(annotation, "__args__", ()))
 
 
-def load_settings(model: type[S], argv: Sequence[str]) -> S:
-    """Settings from the environment, then *argv* flags (``--help`` exits 0).
+def load_settings(model: type[S], argv: Sequence[str], *, epilog: str | None = None) -> S:
+    """Settings from the environment, then *argv* flags (``--help`` prints every
+    setting in plain words, then *epilog*, and exits 0).
 
     Raises:
         StartupError: a value is invalid; the message names the variable and flag.
     """
     try:
-        return CliApp.run(model, cli_args=list(argv))
+        return CliApp.run(model, cli_args=list(argv),
+                          cli_settings_source=help_source(model, epilog))
     except ValidationError as exc:
         raise StartupError(_describe(model, exc)) from exc
     except SettingsError as exc:

@@ -30,7 +30,12 @@ from audio_engine.settings import EngineSettings
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import UnixListener, bind_tcp, bind_unix
-from audiogate.process import SUPERVISOR_PID_ENV, raise_open_file_limit, run_process
+from audiogate.process import (
+    SUPERVISOR_PID_ENV,
+    add_runtime_metrics,
+    raise_open_file_limit,
+    run_process,
+)
 from audiogate.serving import HttpService
 
 __all__ = ["WORKER_COMMAND", "main", "serve_engine", "tls_context"]
@@ -112,6 +117,7 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
                            request_timeout=settings.http_request_timeout,
                            graceful_timeout=settings.shutdown_timeout / 2)
         http.register_metrics(front.metrics.registry, "audiogate_engine")
+        add_runtime_metrics(front.metrics.registry)
         try:
             try:
                 await front.start(unix.sock, unix.path, tcp=tcp, tls=tls)

@@ -37,7 +37,7 @@ from audio_engine.settings import EngineSettings
 from audio_engine.sources.resolve_pool import WorkerLimits
 from audiogate.config import start_logging
 from audiogate.errors import EXIT_CONFIG
-from audiogate.process import raise_open_file_limit, run_process
+from audiogate.process import add_runtime_metrics, raise_open_file_limit, run_process
 from protocol import NEED_DATA
 
 __all__ = ["WORKER_THREAD_NICENESS", "main", "serve_worker"]
@@ -93,6 +93,8 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
                     complexity=ComplexityDial(complexity),
                     thread_niceness=WORKER_THREAD_NICENESS, codec_threads=codec_threads)
     link.use_metrics(engine.metrics)
+    # Added up with the front's (CPU, memory): /metrics describes the whole engine.
+    add_runtime_metrics(engine.metrics.registry)
     service = WorkerService(engine, link, index=index)
     await engine.start()
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import bind_tcp
-from audiogate.process import raise_open_file_limit, run_process
+from audiogate.process import add_runtime_metrics, raise_open_file_limit, run_process
 from audiogate.serving import HttpService
 from bot import BotService
 from gateway.app import create_app
@@ -96,6 +96,7 @@ async def serve_gateway(
                                request_timeout=settings.http_request_timeout,
                                graceful_timeout=settings.shutdown_timeout / 3, lifespan=True)
             http.register_metrics(gateway.metrics.registry, "audiogate_gateway")
+            add_runtime_metrics(gateway.metrics.registry)
             await _run(settings, stop, gateway, http, bot, on_ready)
         finally:
             await gateway.stop()  # idempotent: after a failed start, a crash or an overrun

@@ -21,11 +21,19 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
+
 from audiogate.errors import EXIT_CRASHED, EXIT_OK, ProcessExit
 
 __all__ = [
     "SUPERVISOR_PID_ENV",
-    "ProcessMain", "first_process_exit", "raise_open_file_limit", "run_process",
+    "ProcessMain", "add_runtime_metrics", "first_process_exit", "raise_open_file_limit",
+    "run_process",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,21 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError) as exc:
         log.debug("open-file limit unchanged: %s", exc)
+
+
+def add_runtime_metrics(registry: CollectorRegistry) -> None:
+    """Add the process's own figures to *registry*, as prometheus_client's
+    default registry has them: ``process_*`` (CPU seconds, resident and virtual
+    memory, open descriptors, start time; read from ``/proc`` at scrape time),
+    ``python_info`` and ``python_gc_*``. Our processes serve their own registry,
+    not the default one, so without this they would have none of them.
+
+    Call it once per registry (a second call raises ``ValueError``: duplicate
+    names).
+    """
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 async def _main_with_signals(main: ProcessMain, name: str) -> None:

@@ -21,11 +21,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from audiogate.config import load_settings, start_logging
+from audio_engine.settings import EngineSettings
+from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.demo import ensure_demo_tracks
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.gateway_process import bind_gateway_port, serve_gateway
 from audiogate.process import raise_open_file_limit, run_process
+from audiogate.settings_help import env_name, settings_table
 from audiogate.supervisor import EngineChild
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
@@ -55,16 +57,63 @@ class StackSettings(GatewaySettings):
     )
 
 
+#: Engine variables audiogate run sets from its own settings (the flag or the
+#: variable the stack read), whatever its environment says.
+_ENGINE_FROM_STACK = {
+    "GO_API_PORT": "go_api_port",
+    "SOCKET_PATH": "socket_path",
+    "ENGINE_API_HOST": "engine_host",
+}
+#: Engine variables defaulted from the stack's settings when its environment
+#: does not set them.
+_ENGINE_DEFAULTS = {
+    "ENGINE_LOG_LEVEL": "log_level",
+    "ENGINE_MEDIA_DIR": "data_dir",
+}
+
+
 def _engine_environment(settings: StackSettings, data_dir: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "GO_API_PORT": str(settings.go_api_port),
-        "SOCKET_PATH": str(settings.socket_path),
-        "ENGINE_API_HOST": settings.engine_host,
-    }
-    env.setdefault("ENGINE_LOG_LEVEL", settings.log_level)
-    env.setdefault("ENGINE_MEDIA_DIR", str(data_dir))
+    """The engine child's environment: this process's own (so every engine
+    variable set there reaches the child), with ``_ENGINE_FROM_STACK`` set and
+    ``_ENGINE_DEFAULTS`` filled in. *data_dir* is ``settings.data_dir`` resolved."""
+    values = {**settings.model_dump(), "data_dir": data_dir}
+    env = {**os.environ}
+    for variable, field in _ENGINE_FROM_STACK.items():
+        env[variable] = str(values[field])
+    for variable, field in _ENGINE_DEFAULTS.items():
+        env.setdefault(variable, str(values[field]))
     return env
+
+
+def _help_epilog() -> str:
+    """What ``audiogate run --help`` says after the gateway's flags: what the
+    engine child gets, and every engine setting it passes on."""
+    def pairs(table: dict[str, str]) -> str:
+        width = max(len(variable) for variable in table)
+        return "\n".join(f"    {variable:<{width}} = {setting_name(StackSettings, field)}"
+                         for variable, field in table.items())
+
+    def flag_of(field: str) -> str:
+        return setting_name(StackSettings, field).split(" ", 1)[1].strip("()")
+
+    fixed = set(_ENGINE_FROM_STACK) | set(_ENGINE_DEFAULTS)
+    passed = [field for field in EngineSettings.model_fields
+              if env_name(EngineSettings, field) not in fixed]
+    return (
+        "the engine child:\n"
+        "  audiogate run starts the engine (python -m audio_engine) with its own\n"
+        "  environment: every engine setting listed below that is set there reaches\n"
+        "  the engine unchanged. Set them as variables; the flags above are the\n"
+        "  gateway's. ENGINE_API_TOKEN is read by both (the engine requires it, the\n"
+        f"  gateway sends it); {flag_of('engine_token')} reaches the gateway only.\n"
+        "  set by audiogate run from its own settings:\n"
+        f"{pairs(_ENGINE_FROM_STACK)}\n"
+        "  defaulted from its own settings when the environment does not set them:\n"
+        f"{pairs(_ENGINE_DEFAULTS)}\n\n"
+        "engine settings passed on to the child (python -m audio_engine --help\n"
+        "says what each does):\n"
+        f"{settings_table(EngineSettings, passed)}"
+    )
 
 
 def _banner(settings: StackSettings, port: int, tracks: dict[str, Path]) -> str:
@@ -136,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run engine + gateway until interrupted; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        settings = load_settings(StackSettings, args)
+        settings = load_settings(StackSettings, args, epilog=_help_epilog())
         start_logging(StackSettings, settings.log_level, settings.log_json)
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -44,39 +44,51 @@ _GENERATED = {"mp3": ("load.mp3", 440.0), "webm": ("load.webm", 550.0)}
 
 
 def _parser() -> argparse.ArgumentParser:
+    # The module's docstring, without its reStructuredText quoting.
+    text = __doc__.replace("``", "").replace("::", ":")
     parser = argparse.ArgumentParser(
-        prog="audiogate loadtest", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1],
+        prog="audiogate loadtest", description=text.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=text.split("\n\n", 1)[1],
     )
     target = parser.add_argument_group("target (default: start our engine)")
-    target.add_argument("--api", help="engine base URL, e.g. http://127.0.0.1:8180")
-    target.add_argument("--socket", help="engine Unix socket path (with --api)")
-    target.add_argument("--pid", type=int, help="engine PID, to sample its CPU and RSS")
+    target.add_argument("--api", metavar="URL",
+                        help="engine base URL, e.g. http://127.0.0.1:8180")
+    target.add_argument("--socket", metavar="PATH",
+                        help="engine Unix socket path (with --api)")
+    target.add_argument("--pid", type=int, metavar="PID",
+                        help="engine process id, to sample its CPU and RSS")
     target.add_argument("--playground", metavar="URL",
                         help="go through a gateway's playground WebSockets instead")
     media = parser.add_argument_group("media")
-    media.add_argument("--media", default="mp3",
+    media.add_argument("--media", default="mp3", metavar="mp3|webm|URL",
                        help="mp3 (generated, transcoded), webm (generated, passthrough) "
                        "or a URL (default: mp3)")
-    media.add_argument("--minutes", type=float, default=10.0,
+    media.add_argument("--minutes", type=float, default=10.0, metavar="MINUTES",
                        help="length of generated media (default: 10)")
-    media.add_argument("--format", default="opus", choices=["opus", "web", "pcm"])
+    media.add_argument("--format", default="opus", choices=["opus", "web", "pcm"],
+                       help="what the sessions ask the engine for (default: opus)")
     scenario = parser.add_argument_group("scenario")
-    scenario.add_argument("--sessions", type=int, default=20)
-    scenario.add_argument("--workers", type=int, default=4,
+    scenario.add_argument("--sessions", type=int, default=20, metavar="COUNT",
+                          help="sessions played at once (default: 20)")
+    scenario.add_argument("--workers", type=int, default=4, metavar="COUNT",
                           help="processes starting sessions (default: 4)")
-    scenario.add_argument("--settle", type=float, default=5.0,
-                          help="seconds between the plays and the measurement")
-    scenario.add_argument("--window", type=float, default=10.0, help="seconds measured")
-    scenario.add_argument("--late", type=float, default=60.0,
-                          help="a frame later than this many ms counts as late (default: 60)")
+    scenario.add_argument("--settle", type=float, default=5.0, metavar="SECONDS",
+                          help="time between the plays and the measurement (default: 5)")
+    scenario.add_argument("--window", type=float, default=10.0, metavar="SECONDS",
+                          help="time measured (default: 10)")
+    scenario.add_argument("--late", type=float, default=60.0, metavar="MILLISECONDS",
+                          help="a frame later than this counts as late (default: 60)")
     capacity = parser.add_argument_group("capacity mode (Lavamark's method)")
     capacity.add_argument("--capacity", action="store_true",
                           help="add sessions in steps until more than --late-limit are late")
-    capacity.add_argument("--step", type=int, default=20)
-    capacity.add_argument("--start", type=int, default=0, help="first step (default: --step)")
-    capacity.add_argument("--max", type=int, default=5000)
-    capacity.add_argument("--late-limit", type=float, default=0.01)
+    capacity.add_argument("--step", type=int, default=20, metavar="COUNT",
+                          help="sessions added per step (default: 20)")
+    capacity.add_argument("--start", type=int, default=0, metavar="COUNT",
+                          help="sessions of the first step (default: --step)")
+    capacity.add_argument("--max", type=int, default=5000, metavar="COUNT",
+                          help="most sessions tried (default: 5000)")
+    capacity.add_argument("--late-limit", type=float, default=0.01, metavar="FRACTION",
+                          help="share of late frames past which the search ends (default: 0.01)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 
