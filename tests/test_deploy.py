@@ -28,11 +28,11 @@ import httpx
 import psutil
 import pytest
 import yaml
+from audio_engine.admission import MAX_NULLED_SHARE, MAX_TICK_LATENESS
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from audio_engine.admission import MAX_NULLED_SHARE, MAX_TICK_LATENESS
 from audio_engine.metrics import TICK_LATENESS_BUCKETS
 from audio_engine.settings import EngineSettings
 from audiogate.cli import _COMMANDS
@@ -181,15 +181,6 @@ def test_units_start_real_modules_and_pass_systemd_analyze(unit: str, tmp_path: 
 
 # -- metrics: the processes' own /metrics ----------------------------------------------
 
-#: Metrics the lead engineer is adding with the multi-process engine (issue 24): the
-#: dashboard and the rules already use them, so they are allowed here by name until
-#: the engine serves them (then this set can go: the test finds them in /metrics).
-LEAD_ADDING = {
-    "audiogate_engine_opus_complexity",  # gauge, label worker
-    "audiogate_engine_complexity_steps_total",  # counter, label direction="down|up"
-    "audiogate_engine_workers",  # gauge: live worker processes
-    "audiogate_engine_worker_restarts_total",  # counter
-}
 #: Series Prometheus makes itself for every target.
 PROMETHEUS_OWN = {"up"}
 #: The runtime metrics prometheus_client's default registry would have.
@@ -367,7 +358,7 @@ def test_every_metric_queried_is_served(live_stack: LiveStack) -> None:
               | exported_names(live_stack.gateway_metrics))
     for source, names in _names_used().items():
         assert names, source
-        unknown = names - served - LEAD_ADDING - PROMETHEUS_OWN
+        unknown = names - served - PROMETHEUS_OWN
         assert not unknown, f"{source} queries {sorted(unknown)}, which no process serves"
 
 
