@@ -574,12 +574,12 @@ class Track:
         try:
             data = self._decoder.decode(item.data)
             self._decode_errors = 0
-        except opuslib.OpusError:
+        except opuslib.OpusError as exc:
             self._decode_errors += 1
             if self._decode_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
                 raise SourceFailed(
                     f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
-                ) from None
+                ) from exc
             data = bytes(item.samples * 4)
         if item.keep < item.samples:
             data = data[: item.keep * 4]  # the stream's end: the rest is padding

@@ -274,8 +274,8 @@ class Front:
                 for slot in self._slots:
                     assert slot.worker is not None
                     await _started(slot.worker)
-        except TimeoutError:
-            raise RuntimeError("an engine worker did not start in time") from None
+        except TimeoutError as exc:
+            raise RuntimeError("an engine worker did not start in time") from exc
         await self.hub.start(listener, path)
         if tcp is not None:
             token = self.settings.consumer_token

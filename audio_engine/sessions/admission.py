@@ -140,10 +140,10 @@ class OpenGate:
                         await self._pause()
                     self.opening += 1
                     return Admission(self)
-        except TimeoutError:
+        except TimeoutError as exc:
             raise AdmissionRefused(
                 "the engine is too busy to start another stream; try again shortly"
-            ) from None
+            ) from exc
         finally:
             self.waiting -= 1
 

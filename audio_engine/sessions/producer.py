@@ -641,7 +641,7 @@ class _Production:
                 detail = "" if last is cause else f"; last attempt: {last}"
                 raise SourceFailed(
                     f"{cause} (gave up after {limit} reopen attempts{detail})"
-                ) from None
+                ) from last
             self.session.log.warning(
                 "source broke at %.2f s (%s); reopening, attempt %d", position, last,
                 retry.attempts)

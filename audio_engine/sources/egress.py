@@ -175,9 +175,9 @@ class EgressProxy:
             # complete to the client.
             writer.transport.abort()
         except asyncio.CancelledError:
-            # Revoked or shutting down: the connection's owner asked for its
-            # end, and nobody awaits this task but ``close``.
+            # Revoked or shutting down: the connection's owner asked for its end.
             writer.transport.abort()
+            raise
         finally:
             self._tasks.discard(task)
             writer.close()

@@ -157,7 +157,7 @@ class FairSlots:
                     self._queue.cancel(caller, future)
                     future.cancel()
                 if isinstance(exc, TimeoutError):
-                    raise SlotsBusy("every slot stayed busy") from None
+                    raise SlotsBusy("every slot stayed busy") from exc
                 raise
         try:
             yield

@@ -210,12 +210,12 @@ class MediaSource:
                     return packets, True
                 except av.error.EOFError:
                     return packets, True
-                except (av.error.ExitError, TimeoutError):
+                except (av.error.ExitError, TimeoutError) as exc:
                     raise SourceBroken(
                         f"no data from the source for {self.options.read_timeout:g} s"
-                    ) from None
+                    ) from exc
                 except (av.error.FFmpegError, OSError) as exc:
-                    raise SourceBroken(f"source read failed ({_describe(exc)})") from None
+                    raise SourceBroken(f"source read failed ({_describe(exc)})") from exc
                 if packet.size == 0:
                     continue
                 packets.append(packet)
@@ -253,7 +253,7 @@ class MediaSource:
             try:
                 self._container.seek(int(max(0.0, position) * 1_000_000))
             except (av.error.FFmpegError, OSError, OverflowError) as exc:
-                raise SourceBroken(f"seek failed ({_describe(exc)})") from None
+                raise SourceBroken(f"seek failed ({_describe(exc)})") from exc
             assert self._stream is not None
             self._demux = self._container.demux(self._stream)
             self._skip_until = position
@@ -324,7 +324,7 @@ class MediaSource:
         try:
             container = av.open(self.target.location, mode="r", options=options)
         except Exception as exc:
-            raise _open_failure(exc, self.target.title or "the source") from None
+            raise _open_failure(exc, self.target.title or "the source") from exc
         if not container.streams.audio:
             container.close()
             raise SourceFailed("the source has no audio stream")
@@ -339,7 +339,7 @@ class MediaSource:
             except (av.error.FFmpegError, OSError, OverflowError) as exc:
                 container.close()
                 self._container = None
-                raise SourceFailed(f"cannot seek to {position:g} s ({_describe(exc)})") from None
+                raise SourceFailed(f"cannot seek to {position:g} s ({_describe(exc)})") from exc
         self._demux = container.demux(self._stream)
 
     @property
@@ -390,12 +390,12 @@ class MediaSource:
         try:
             decoded = self._decoder.decode(packet)
             self._decode_errors = 0
-        except (av.error.InvalidDataError, av.error.FFmpegError, ValueError):
+        except (av.error.InvalidDataError, av.error.FFmpegError, ValueError) as exc:
             self._decode_errors += 1
             if self._decode_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
                 raise SourceFailed(
                     f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
-                ) from None
+                ) from exc
             return
         for audio in decoded:
             if self._skip_until > 0 and audio.pts is not None and audio.time_base is not None:
@@ -424,7 +424,7 @@ class MediaSource:
         except ValueError as exc:
             raise SourceFailed(
                 f"the audio changed format mid-file in a way that cannot be followed ({exc})"
-            ) from None
+            ) from exc
         for chunk in resampled:
             chunks.append(self._chunk(chunk))
 

@@ -117,8 +117,8 @@ class ProxyRequest:
             raise HeadError("only http:// URLs are forwarded; use CONNECT for others")
         try:
             port = parsed.port or 80
-        except ValueError:
-            raise HeadError("invalid port") from None
+        except ValueError as exc:
+            raise HeadError("invalid port") from exc
         if not parsed.hostname:
             raise HeadError("the URL has no host")
         path = parsed.path or "/"
@@ -132,8 +132,8 @@ def _split_head(data: bytes) -> list[str]:
         raise HeadError("head too large")
     try:
         text = data.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
-        raise HeadError("head is not text") from None
+    except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
+        raise HeadError("head is not text") from exc
     lines = text.split("\r\n")
     while lines and lines[-1] == "":
         lines.pop()

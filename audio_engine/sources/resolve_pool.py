@@ -142,9 +142,9 @@ class ResolvePool:
         try:
             async with self._slots.hold(caller, wait=self.limits.queue_wait):
                 return await self._on_worker(job)
-        except SlotsBusy:
+        except SlotsBusy as exc:
             self._on_outcome("busy")
-            raise JobFailed("the engine is busy resolving other URLs; try again") from None
+            raise JobFailed("the engine is busy resolving other URLs; try again") from exc
 
     async def _on_worker(self, job: dict[str, Any]) -> dict[str, Any]:
         worker = self._idle.pop() if self._idle else await self._spawn()
@@ -175,12 +175,12 @@ class ResolvePool:
                 process.stdin.write(json.dumps(job).encode() + b"\n")
                 await process.stdin.drain()
                 line = await process.stdout.readline()
-        except TimeoutError:
+        except TimeoutError as exc:
             self._on_outcome("timeout")
-            raise JobTimedOut(f"timed out after {self.limits.deadline:g} s") from None
-        except (ValueError, asyncio.LimitOverrunError):
+            raise JobTimedOut(f"timed out after {self.limits.deadline:g} s") from exc
+        except (ValueError, asyncio.LimitOverrunError) as exc:
             self._on_outcome("crashed")
-            raise JobFailed("the answer was too large") from None
+            raise JobFailed("the answer was too large") from exc
         except (ConnectionError, BrokenPipeError):
             line = b""
         if not line:

@@ -114,11 +114,11 @@ def _extract(url: str, job: Mapping[str, Any], *, formats: bool) -> dict[str, An
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=False, process=True)
     except yt_dlp.utils.DownloadError as exc:
-        raise JobError(str(exc).removeprefix("ERROR: ").strip()) from None
+        raise JobError(str(exc).removeprefix("ERROR: ").strip()) from exc
     except MemoryError:
         raise
     except Exception as exc:  # yt-dlp raises many things on odd pages
-        raise JobError(str(exc) or type(exc).__name__) from None
+        raise JobError(str(exc) or type(exc).__name__) from exc
     if not isinstance(info, dict):
         raise JobError("nothing found")
     return info
@@ -216,13 +216,13 @@ def _probe(job: Mapping[str, Any]) -> dict[str, Any]:
         with av.open(job["url"], options=options) as container:
             duration = (container.duration or 0) / 1_000_000
             return {"duration": round(duration, 3), "title": _tag(container, "title")}
-    except av.error.InvalidDataError:
-        raise JobError("not a playable media file") from None
+    except av.error.InvalidDataError as exc:
+        raise JobError("not a playable media file") from exc
     except av.error.HTTPError as exc:
-        raise JobError(f"the media server refused the request ({exc.strerror})") from None
+        raise JobError(f"the media server refused the request ({exc.strerror})") from exc
     except (av.FFmpegError, OSError) as exc:
         raise JobError(f"could not read media ({getattr(exc, 'strerror', None) or exc})"
-                       ) from None
+                       ) from exc
 
 
 _OPS = {"play": _play, "metadata": _metadata, "playlist": _playlist, "search": _search,

@@ -144,13 +144,13 @@ class Resolver:
             try:
                 path = self.policy.local_path(url)
             except PolicyError as exc:
-                raise ResolveError(str(exc)) from None
+                raise ResolveError(str(exc)) from exc
             name = self.policy.display_name(path)
             try:
                 if not path.is_file():
                     raise ResolveError(f"file not found: {name}")
-            except OSError:
-                raise ResolveError(f"file not found: {name}") from None
+            except OSError as exc:
+                raise ResolveError(f"file not found: {name}") from exc
             if not os.access(path, os.R_OK):
                 raise ResolveError(f"file not readable: {name}")
             return MediaTarget(str(path), title=path.stem, is_local=True)
@@ -251,7 +251,7 @@ class Resolver:
             try:
                 await self.policy.check_url(url)
             except PolicyError as exc:
-                raise ResolveError(str(exc)) from None
+                raise ResolveError(str(exc)) from exc
         return direct
 
     async def _probe(self, target: MediaTarget, url: str, caller: str) -> tuple[float, str]:
@@ -274,7 +274,7 @@ class Resolver:
         try:
             answer = await self.pool.run(job, caller=caller)
         except JobFailed as exc:
-            raise ResolveError(f"{prefix}: {self._why(grant, str(exc))}") from None
+            raise ResolveError(f"{prefix}: {self._why(grant, str(exc))}") from exc
         finally:
             if grant is not None:
                 self.egress.revoke(grant)

@@ -104,8 +104,8 @@ def parse_endpoints(text: str) -> frozenset[tuple[IPAddress, int]]:
             raise ValueError(f"{entry!r} is not ADDRESS:PORT")
         try:
             address = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
-        except ValueError:
-            raise ValueError(f"{entry!r}: {host!r} is not an IP address") from None
+        except ValueError as exc:
+            raise ValueError(f"{entry!r}: {host!r} is not an IP address") from exc
         endpoints.add((address, int(port_text)))
     return frozenset(endpoints)
 
@@ -135,8 +135,8 @@ class UrlPolicy:
         root = self.media_dir.resolve()
         try:
             resolved = path.resolve()
-        except (OSError, RuntimeError, ValueError):
-            raise PolicyError("the file path is not valid") from None
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise PolicyError("the file path is not valid") from exc
         if resolved != root and root not in resolved.parents:
             raise PolicyError("local files can only be played from the media directory")
         return resolved
@@ -182,18 +182,18 @@ class UrlPolicy:
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT):
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError, UnicodeError):
-            raise PolicyError(f"cannot resolve the host name {host}") from None
+        except (OSError, TimeoutError, UnicodeError) as exc:
+            raise PolicyError(f"cannot resolve the host name {host}") from exc
         addresses = _unique(ipaddress.ip_address(info[4][0]) for info in infos)
         if not addresses:
             raise PolicyError(f"cannot resolve the host name {host}")
         for address in addresses:
             try:
                 self.check_address(address, port)
-            except PolicyError:
+            except PolicyError as exc:
                 raise PolicyError(
                     f"{host} resolves to a private or local address, which is not allowed"
-                ) from None
+                ) from exc
         return addresses
 
     async def check_url(self, url: str) -> None:
@@ -212,8 +212,8 @@ class UrlPolicy:
             return  # nothing to refuse: the name is resolved when connecting
         try:
             port = parsed.port or (443 if parsed.scheme.lower() == "https" else 80)
-        except ValueError:
-            raise PolicyError("the URL has an invalid port") from None
+        except ValueError as exc:
+            raise PolicyError("the URL has an invalid port") from exc
         await self.resolve(host, port)
 
 

@@ -27,6 +27,6 @@ def preset(name: str | Preset) -> Filters:
     """
     try:
         return PRESETS[Preset(name)]
-    except ValueError:
+    except ValueError as exc:
         known = ", ".join(p.value for p in Preset)
-        raise ValueError(f"unknown preset {name!r} (presets: {known})") from None
+        raise ValueError(f"unknown preset {name!r} (presets: {known})") from exc
