@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
+from audio_engine.audio.calibrate import bare_pipeline_cost, mp3_tone
 from audio_engine.audio.opus_encoder import ComplexityDial
+from audio_engine.cluster.reports import (
+    CLOCK_STALL_SECONDS,
+    VERSION,
+    SessionSnapshot,
+    WorkerReport,
+    open_fds,
+    rss_megabytes,
+)
 from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import LOAD_INTERVAL
 from audio_engine.sessions.manager import Hub, ManagerLimits, SessionManager
@@ -36,92 +42,9 @@ from audio_engine.wire.clock import TickSchedule, run_clock
 from audio_engine.wire.ordering import TimingPolicy
 from protocol.filters import Loudness
 
-__all__ = ["CLOCK_STALL_SECONDS", "FEATURES", "VERSION", "Engine", "SessionSnapshot",
-           "WorkerReport", "rss_megabytes"]
+__all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
-
-#: A clock whose last tick is older than this is stalled: the engine is not ready.
-#: 50 ticks; a loop that cannot tick for a second is sending nobody audio.
-CLOCK_STALL_SECONDS = 1.0
-
-try:
-    VERSION = version("audiogate")
-except PackageNotFoundError:  # running from a source tree without installing
-    VERSION = "0.0.0"
-
-#: What this engine does beyond the Go engine's API, listed in ``/health`` as
-#: ``features`` (an engine whose ``/health`` has none is a Go engine): play ids on
-#: events and ``X-Play-Id``, live volume and seek, the consumer hello, ``finished``
-#: events with a ``reason``, Lavalink's filters (``/session/{id}/filters``), the next
-#: track of a gapless queue (``/session/{id}/next``) and crossfades between tracks.
-FEATURES = ("play_id", "volume", "seek", "hello", "finish_reason", "filters", "next_track",
-            "crossfade")
-
-
-def rss_megabytes() -> float:
-    """This process's resident memory, MB."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            pages = int(statm.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-    except (OSError, ValueError, IndexError):
-        import resource  # a fallback off Linux only
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return -1
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSnapshot:
-    """What the front keeps of a live session, to move it if its worker dies and to
-    charge its cost (``WorkerReport``)."""
-
-    play_id: int
-    position: float
-    paused: bool
-    ready_sent: bool
-    serial: int
-    granule: int
-    sequence: int
-    passthrough: bool
-    #: Filters it plays with now (Lavalink's names, volume and loudness included).
-    filters: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerReport:
-    """A worker's state, sent to the front every ``LOAD_INTERVAL``."""
-
-    at: float
-    #: This process's CPU seconds (all threads), cumulative.
-    cpu_seconds: float
-    ticks: int
-    slipped: int
-    #: Empty-ring ticks of playing sessions, cumulative.
-    nulled: int
-    frames_sent: int
-    #: Worst tick lateness since the last report, seconds.
-    lateness: float
-    pool_lag: float
-    #: Monotonic time of the last tick (None: the clock has not started).
-    last_tick_at: float | None
-    rss_mb: float
-    #: Live sessions by id.
-    sessions: dict[str, SessionSnapshot] = field(default_factory=dict)
-    #: Sessions that ended but are still held (queryable until stopped or reaped).
-    ended: frozenset[str] = frozenset()
-
-    @property
-    def playing(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.ready_sent and not s.paused)
-
 
 class Engine:
     """Everything of one worker: see the module docstring.
@@ -206,14 +129,21 @@ class Engine:
         self.started_at = time.monotonic()
         self._schedule: TickSchedule | None = None
         self.last_tick_at: float | None = None
+        #: The bare pipeline's cost here, µs per frame, once timed (``start``).
+        self.bare_micros: float | None = None
         self._stopping = asyncio.Event()
         self._run_done = asyncio.Event()
         self._running = False
         self._stopped = False
 
-    async def start(self) -> None:
-        """Start the egress proxy (loopback, a free port)."""
+    async def start(self, *, calibrate: bool = False) -> None:
+        """Start the egress proxy (loopback, a free port); with *calibrate*, time the
+        bare codec pipeline first (``audio.calibrate``, about 50 ms of CPU, in a
+        thread), for the front's cost model."""
         await self.egress.start()
+        if calibrate:
+            self.bare_micros = await asyncio.to_thread(
+                lambda: bare_pipeline_cost(mp3_tone(1.0)))
 
     async def run(self, report: Callable[[WorkerReport], None] | None = None) -> None:
         """Run the 20 ms clock, the idle reaper and the load reporter (calling
@@ -269,6 +199,7 @@ class Engine:
             pool_lag=max(pool.overdue(now) for pool in (self.read_pool, self.codec_pool)),
             last_tick_at=self.last_tick_at,
             rss_mb=rss_megabytes(),
+            bare_micros=self.bare_micros,
             sessions={s.id: self.snapshot(s) for s in manager.sessions if s.live},
             ended=frozenset(s.id for s in manager.sessions if not s.live),
         )
@@ -348,7 +279,7 @@ class Engine:
             "rss_mb": round(rss_megabytes(), 2),
             "tasks": len(asyncio.all_tasks()),
             "threads": threading.active_count(),
-            "open_fds": _open_fds(),
+            "open_fds": open_fds(),
             "egress": {"connections": self.egress.connections, "grants": self.egress.grants},
             "opus_complexity": self.complexity.level,
             "pools": {

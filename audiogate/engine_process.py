@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
 import sys
@@ -31,10 +30,10 @@ from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import UnixListener, bind_tcp, bind_unix
 from audiogate.process import (
-    SUPERVISOR_PID_ENV,
     add_runtime_metrics,
     raise_open_file_limit,
     run_process,
+    watching_supervisor,
 )
 from audiogate.serving import HttpService
 
@@ -157,29 +156,6 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
     log.info("engine stopped")
 
 
-async def _watch_supervisor(pid: int, stop: asyncio.Event) -> None:
-    """Stop when the supervising process (``audiogate run``) is gone: the engine
-    is then an orphan that nobody would stop or restart. A pidfd becomes
-    readable when its process exits, so this costs nothing while waiting."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError) as exc:  # not Linux >= 5.3, or already gone
-        log.warning("cannot watch the supervising process %d (%s)", pid, exc)
-        if isinstance(exc, ProcessLookupError):
-            stop.set()
-        return
-    gone = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_reader(pidfd, gone.set)
-    try:
-        await gone.wait()
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    log.warning("the supervising process %d is gone; stopping", pid)
-    stop.set()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse settings (environment, then flags) and run until SIGTERM/SIGINT;
     returns the exit code (``audiogate.errors``)."""
@@ -196,13 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
 
     async def run(stop: asyncio.Event) -> None:
-        supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
-        if not supervisor.isdigit():
+        async with watching_supervisor(stop):
             await serve_engine(settings, stop)
-            return
-        async with asyncio.TaskGroup() as tasks:
-            watch = tasks.create_task(_watch_supervisor(int(supervisor), stop))
-            await serve_engine(settings, stop)
-            watch.cancel()
 
     return run_process(run, name="engine", exit_deadline=_THREAD_GRACE)

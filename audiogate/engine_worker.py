@@ -2,8 +2,9 @@
 
 The front starts ``python -m audiogate.engine_worker`` with one end of a
 ``socketpair`` (its number in ``AUDIOGATE_ENGINE_WORKER_FD``). The first message on
-it is ``configure(settings, index, complexity, go_style)``; the worker then builds
-its ``Engine`` with the channel as its hub, reports every half second, and runs
+it is ``configure(settings, index, complexity, go_style, codec_threads, calibrate)``;
+the worker then builds its ``Engine`` with the channel as its hub (timing the bare
+codec pipeline first when asked to), reports every half second, and runs
 until the front asks it to ``shutdown`` or the channel closes (the front stopped or
 died: a worker never outlives its front, and ``PR_SET_PDEATHSIG`` kills it if the
 front is killed).
@@ -78,8 +79,8 @@ def _read_configure(sock: socket.socket) -> tuple[Any, ...]:
 
 
 async def serve_worker(settings: EngineSettings, index: int, complexity: int,
-                       go_style: bool, codec_threads: int, channel: socket.socket,
-                       stop: asyncio.Event) -> None:
+                       go_style: bool, codec_threads: int, calibrate: bool,
+                       channel: socket.socket, stop: asyncio.Event) -> None:
     """Run one worker on *channel* until the front stops it (``shutdown``: every
     session ends with ``finished``), the channel closes (the front is gone), or
     *stop* is set (a signal: the worker leaves its sessions as a crash would, and the
@@ -96,7 +97,7 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
     # Added up with the front's (CPU, memory): /metrics describes the whole engine.
     add_runtime_metrics(engine.metrics.registry)
     service = WorkerService(engine, link, index=index)
-    await engine.start()
+    await engine.start(calibrate=calibrate)
     try:
         async with asyncio.TaskGroup() as tasks:
             running = tasks.create_task(engine.run(service.report), name="worker-engine")
@@ -124,15 +125,15 @@ def main() -> int:
               "engine (python -m audio_engine)", file=sys.stderr)
         return EXIT_CONFIG
     channel = socket.socket(fileno=int(fd))
-    settings, index, complexity, go_style, codec_threads = _read_configure(channel)
+    settings, index, complexity, go_style, codec_threads, calibrate = _read_configure(channel)
     assert isinstance(settings, EngineSettings)
     start_logging(EngineSettings, settings.log_level, settings.log_json)
     raise_open_file_limit()
     sys.setswitchinterval(0.001)
 
     async def run(stop: asyncio.Event) -> None:
-        await serve_worker(settings, index, complexity, go_style, codec_threads, channel,
-                           stop)
+        await serve_worker(settings, index, complexity, go_style, codec_threads, calibrate,
+                           channel, stop)
 
     return run_process(run, name=f"engine worker {index}", exit_deadline=1.0)
 

@@ -24,7 +24,12 @@ from pathlib import Path
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import bind_tcp
-from audiogate.process import add_runtime_metrics, raise_open_file_limit, run_process
+from audiogate.process import (
+    add_runtime_metrics,
+    raise_open_file_limit,
+    run_process,
+    watching_supervisor,
+)
 from audiogate.serving import HttpService
 from bot import BotService
 from gateway.app import create_app
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_file_limit()
 
     async def run(stop: asyncio.Event) -> None:
-        await serve_gateway(settings, stop)
+        async with watching_supervisor(stop):
+            await serve_gateway(settings, stop)
 
     return run_process(run, name="gateway", exit_deadline=1.0)

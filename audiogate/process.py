@@ -11,6 +11,7 @@ would otherwise keep the process alive forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -18,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from prometheus_client import (
@@ -85,6 +86,47 @@ def add_runtime_metrics(registry: CollectorRegistry) -> None:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+
+
+async def _watch_supervisor(pid: int, stop: asyncio.Event) -> None:
+    """Stop when the supervising process (``audiogate run``) is gone: the engine
+    is then an orphan that nobody would stop or restart. A pidfd becomes
+    readable when its process exits, so this costs nothing while waiting."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError) as exc:  # not Linux >= 5.3, or already gone
+        log.warning("cannot watch the supervising process %d (%s)", pid, exc)
+        if isinstance(exc, ProcessLookupError):
+            stop.set()
+        return
+    gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(pidfd, gone.set)
+    try:
+        await gone.wait()
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    log.warning("the supervising process %d is gone; stopping", pid)
+    stop.set()
+
+
+@contextlib.asynccontextmanager
+async def watching_supervisor(stop: asyncio.Event) -> AsyncIterator[None]:
+    """While the body runs, set *stop* if the process named by ``SUPERVISOR_PID_ENV``
+    (an ``audiogate run`` stack, or a test run) disappears without stopping us first:
+    nobody would stop or restart an orphan."""
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+    if not supervisor.isdigit():
+        yield
+        return
+    watch = asyncio.get_running_loop().create_task(
+        _watch_supervisor(int(supervisor), stop), name="supervisor-watch")
+    try:
+        yield
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
 
 
 async def _main_with_signals(main: ProcessMain, name: str) -> None:

@@ -18,6 +18,12 @@ import httpx
 __all__ = ["EngineProcess", "GatewayProcess", "ServiceProcess", "free_port"]
 
 
+#: The variable our processes watch: they stop by themselves when the process it
+#: names is gone (``audiogate.process.watching_supervisor``), so a test run or
+#: benchmark that is killed leaves no engine or gateway behind.
+_SUPERVISOR_PID_ENV = "AUDIOGATE_SUPERVISOR_PID"
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as probe:
@@ -39,7 +45,7 @@ class ServiceProcess:
         self.log_path = self.directory / f"{self.module}.log"
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, **env}
+        self.env = {**os.environ, _SUPERVISOR_PID_ENV: str(os.getpid()), **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:

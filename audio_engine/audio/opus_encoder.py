@@ -23,7 +23,6 @@ import opuslib.api.encoder  # type: ignore[import-untyped]
 from protocol import CHANNELS, ENCODER_PRE_SKIP, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 __all__ = [
-    "COMPLEXITY_STEPS",
     "ComplexityDial",
     "EncoderFactory",
     "EncoderName",
@@ -44,12 +43,6 @@ _opus_encode = opuslib.api.encoder.libopus_encode
 _INT16_POINTER = opuslib.api.c_int16_pointer
 #: Room for one packet: RFC 6716 caps a 20 ms frame at 1275 bytes.
 _MAX_PACKET: Final = 1500
-
-
-#: The libopus complexities the engine steps through under load, best first: 8 costs
-#: about 10 % less than 10 per encoded frame and is hard to tell apart from it; 5 about
-#: 40 % less (bench/opus_encode.py), still far above the quality of a 64 kb/s stream.
-COMPLEXITY_STEPS: Final = (10, 8, 5)
 
 
 class ComplexityDial:

@@ -46,14 +46,15 @@ from audio_engine.audio.formats import OutputFormat
 from audio_engine.cluster.channel import Batch, Failure
 from audio_engine.cluster.cost import Admission, CostModel, Load, play_units
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
-from audio_engine.cluster.workers import WorkerProcess
-from audio_engine.engine import (
+from audio_engine.cluster.reports import (
     CLOCK_STALL_SECONDS,
     FEATURES,
     VERSION,
     WorkerReport,
+    open_fds,
     rss_megabytes,
 )
+from audio_engine.cluster.workers import WorkerProcess
 from audio_engine.metrics import EngineMetrics, merged_exposition
 from audio_engine.sessions.admission import (
     DEGRADED_MIN_LOAD,
@@ -232,7 +233,10 @@ class Front:
         self.admission = Admission(budget=self.budget, max_load=settings.max_load,
                                    top=settings.opus_complexity)
         self._cost_prior = cost_prior
+        #: Until the first worker has timed the bare pipeline: 0.02 cores (a session
+        #: of about 350 µs per frame, this development machine's).
         self.cost = CostModel(cost_prior or 0.02)
+        self._calibrated = cost_prior is not None
         self.load = LoadModel(budget=self.budget)
         self._records: dict[str, _Record] = {}
         self._plays = itertools.count(1)
@@ -265,8 +269,6 @@ class Front:
         Raises:
             RuntimeError: a worker did not start (its log says why).
         """
-        if self._cost_prior is None:
-            self.cost = CostModel(await asyncio.to_thread(_calibrated_prior))
         await self.egress.start()
         await asyncio.gather(*(self._spawn(slot) for slot in self._slots))
         try:
@@ -290,8 +292,11 @@ class Front:
         slot.worker = worker
         slot.started_at = time.monotonic()
         codec_threads = max(1, round(_usable_cores() / len(self._slots)))
+        # The first worker times the bare codec pipeline for the cost model's prior.
+        calibrate = slot.index == 0 and slot.generation == 1 and self._cost_prior is None
         await worker.spawn(self._command, (self.settings, slot.index, self.admission.complexity,
-                                           self._go_style, codec_threads), env=self._worker_env)
+                                           self._go_style, codec_threads, calibrate),
+                           env=self._worker_env)
         log.info("engine worker %d started (pid %s)", slot.index, worker.pid)
 
     async def run(self) -> None:
@@ -399,6 +404,11 @@ class Front:
     def worker_report(self, worker: WorkerProcess, report: WorkerReport) -> None:
         if report.last_tick_at is not None and not self._workers_changed.is_set():
             self._workers_changed.set()
+        if report.bare_micros is not None and not self._calibrated:
+            self._calibrated = True
+            self.cost = CostModel(_prior_from(report.bare_micros))
+            log.info("bare codec pipeline: %.0f µs per frame; one transcoding session "
+                     "costs about %.3f cores", report.bare_micros, self.cost.prior)
         for session_id, record in list(self._records.items()):
             if record.worker is not worker or record.moving or not record.confirmed:
                 continue
@@ -858,7 +868,7 @@ class Front:
             "frameStats": self._frame_stats(parts),
             "tasks": len(asyncio.all_tasks()) + total.get("tasks", 0),
             "threads": total.get("threads", 0),
-            "open_fds": _open_fds(),
+            "open_fds": open_fds(),
             "resolution": {
                 "workers": self.resolve_pool.workers,
                 "running": self.resolve_pool.running,
@@ -944,13 +954,6 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return -1
-
-
 def _silent_for(worker: WorkerProcess) -> float:
     """Seconds since *worker*'s clock last ticked, as far as the front knows (a
     worker whose loop stalls stops reporting too)."""
@@ -981,14 +984,11 @@ async def _started(worker: WorkerProcess) -> None:
         raise RuntimeError(f"engine worker {worker.index} exited at start-up")
 
 
-def _calibrated_prior() -> float:
-    """Cores one plain transcoding session costs, from the bare pipeline timed now
-    plus the engine's own work on top (Ogg pages, the program, the clock, the front):
-    measured at about 15 % (docs/performance.md)."""
-    from audio_engine.audio.calibrate import bare_pipeline_cost, mp3_tone
-
-    micros = bare_pipeline_cost(mp3_tone(1.0))
-    return micros * 1.15 / 1e6 / FRAME_DURATION
+def _prior_from(bare_micros: float) -> float:
+    """Cores one plain transcoding session costs, from the bare pipeline's µs per
+    frame plus the engine's own work on top (Ogg pages, the program, the clock, the
+    front): measured at about 15 % (docs/performance.md)."""
+    return bare_micros * 1.15 / 1e6 / FRAME_DURATION
 
 
 def _sum_dicts(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from typing import Any
 
 from audio_engine.cluster.channel import Batch, Failure, encode_batch, encode_events
 from audio_engine.cluster.peer import CallFailed, Peer
-from audio_engine.engine import Engine, WorkerReport
+from audio_engine.cluster.reports import WorkerReport
+from audio_engine.engine import Engine
 from audio_engine.metrics import EngineMetrics, families_of
 from audio_engine.sessions.manager import NotPlayable, TooManySessions
 from audio_engine.sessions.session import PlayRequest, Resume

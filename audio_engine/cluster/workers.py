@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from audio_engine.cluster.channel import Batch, encode_cast
 from audio_engine.cluster.peer import Peer
-from audio_engine.engine import WorkerReport
+from audio_engine.cluster.reports import WorkerReport
 
 __all__ = ["WORKER_FD_ENV", "FrontSide", "WorkerProcess"]
 

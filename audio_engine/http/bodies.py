@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.http.errors import GoError
-from audio_engine.sessions.session import MAX_CROSSFADE, PlayRequest
-from audio_engine.sources.media import MAX_POSITION
+from audio_engine.sessions.session import MAX_CROSSFADE, MAX_POSITION, PlayRequest
 from protocol import InvalidSessionId, validate_session_id
 from protocol.filters import FilterError, Filters, parse_filters
 

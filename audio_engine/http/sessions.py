@@ -34,7 +34,7 @@ from audio_engine.http.bodies import (
 )
 from audio_engine.http.errors import GoError, go_error
 from audio_engine.http.gojson import GoJSONResponse
-from audio_engine.sources.media import MAX_POSITION
+from audio_engine.sessions.session import MAX_POSITION
 from protocol import InvalidSessionId, validate_session_id
 
 __all__ = ["PLAY_ID_HEADER", "sessions_router"]

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from applog import SessionLogger, session_logger
-from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.wire.ordering import ReplyGate
 from audio_engine.wire.ring import FrameRing
-from protocol.filters import Loudness
+from protocol.filters import Filters, Loudness
 
 __all__ = [
     "MAX_CROSSFADE",
+    "MAX_POSITION",
     "FinishReason",
     "NextState",
     "NextTrack",
@@ -33,6 +33,9 @@ __all__ = [
 
 #: Longest crossfade between two tracks, seconds.
 MAX_CROSSFADE = 12.0
+#: Furthest media position (seconds) a source is asked to seek to: FFmpeg counts
+#: in int64 microseconds, and no track is 100 days long.
+MAX_POSITION = 1e7
 
 log = logging.getLogger("audio_engine.sessions.session")
 

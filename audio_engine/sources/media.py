@@ -28,6 +28,7 @@ import av.error
 
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.audio.resampler import Resampler
+from audio_engine.sessions.session import MAX_POSITION
 from audio_engine.sources.options import media_options
 from audio_engine.sources.resolver import MediaTarget, user_text
 from protocol import (
@@ -53,9 +54,6 @@ log = logging.getLogger(__name__)
 
 #: Consecutive undecodable packets tolerated before the source counts as corrupt.
 MAX_CONSECUTIVE_DECODE_ERRORS = 50
-#: Furthest media position (seconds) a source is asked to seek to: FFmpeg counts
-#: in int64 microseconds, and no track is 100 days long.
-MAX_POSITION = 1e7
 #: Default ``indexmem``: FFmpeg keeps one 24-byte seek-index entry per packet
 #: read (about 1.2 KB/s per session, 1 MB by its own default cap); 32 KB is
 #: about 1 300 entries, thinned evenly over the whole track, enough for seeking.
