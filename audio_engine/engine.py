@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from audio_engine.audio.calibrate import bare_pipeline_cost, mp3_tone
-from audio_engine.audio.opus_encoder import ComplexityDial
+from audio_engine.audio.codec import ComplexityDial
 from audio_engine.cluster.reports import (
     CLOCK_STALL_SECONDS,
     VERSION,
@@ -31,7 +31,7 @@ from audio_engine.cluster.reports import (
 )
 from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import LOAD_INTERVAL
-from audio_engine.sessions.manager import Hub, ManagerLimits, SessionManager
+from audio_engine.sessions.manager import Hub, SessionManager
 from audio_engine.sessions.pools import ElasticPool
 from audio_engine.sessions.session import Session, SessionState, effective_filters
 from audio_engine.settings import EngineSettings
@@ -104,24 +104,13 @@ class Engine:
             open_pool=self.open_pool,
             codec_pool=self.codec_pool,
             metrics=self.metrics,
-            limits=ManagerLimits(
-                max_sessions=settings.max_sessions,
-                idle_timeout=settings.idle_timeout,
-                stuck_threshold=settings.stuck_threshold,
-                source_retries=settings.source_retries,
-                opus_complexity=settings.opus_complexity,
-                opus_encoder=settings.opus_encoder,
-                open_timeout=settings.open_timeout,
-                read_timeout=settings.read_timeout,
-                index_bytes=settings.index_memory,
-                default_loudness=self.default_loudness,
-                first_audio_wait=settings.first_audio_wait,
-            ),
+            settings=settings,
             timing=TimingPolicy(
                 event_margin=settings.event_margin_ms / 1000,
                 first_audio_margin=settings.first_audio_margin_ms / 1000,
             ),
             complexity=self.complexity,
+            default_loudness=self.default_loudness,
         )
         #: Worst tick lateness since the last report.
         self._worst_lateness = 0.0

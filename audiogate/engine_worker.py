@@ -28,7 +28,7 @@ import socket
 import sys
 from typing import Any
 
-from audio_engine.audio.opus_encoder import ComplexityDial
+from audio_engine.audio.codec import ComplexityDial
 from audio_engine.cluster.channel import ChannelReader, Kind
 from audio_engine.cluster.worker import RemoteJobs, WorkerLink, WorkerService
 from audio_engine.cluster.workers import WORKER_FD_ENV

@@ -66,7 +66,7 @@ class _Sink(OpusSink):
 def _tone(path: Path, frequency: float, seconds: float, serial: int) -> Path:
     """A 48 kHz Ogg Opus tone (passthrough for the engines: the bench measures
     failover, not transcoding)."""
-    from audio_engine.audio.opus_encoder import OpuslibEncoder
+    from audio_engine.audio.codec import OpuslibEncoder
     from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME
 
     if path.exists():

@@ -40,9 +40,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from audio_engine.audio.codec import EncoderFactory, OpusFrameEncoder
 from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import EncoderFactory, OpusFrameEncoder
 from audio_engine.audio.splice import (
     DECODER_PREROLL,
     PREDICTION_OFF_FRAMES,

@@ -30,10 +30,9 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import opuslib  # type: ignore[import-untyped]
 
+from audio_engine.audio.codec import OpusDecodeError, RawOpusDecoder
 from audio_engine.audio.filters import FilterChain, FilteredFrame, Filters, RewindError
-from audio_engine.audio.splice import RawOpusDecoder
 from audio_engine.sources.media import (
     MAX_CONSECUTIVE_DECODE_ERRORS,
     MediaSource,
@@ -574,7 +573,7 @@ class Track:
         try:
             data = self._decoder.decode(item.data)
             self._decode_errors = 0
-        except opuslib.OpusError as exc:
+        except OpusDecodeError as exc:
             self._decode_errors += 1
             if self._decode_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
                 raise SourceFailed(

@@ -23,17 +23,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from typing import Protocol
 
-from audio_engine.audio.filters import Filters
-from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import (
+from audio_engine.audio.codec import (
     ComplexityDial,
     EncoderFactory,
     EncoderName,
     OpusFrameEncoder,
 )
+from audio_engine.audio.filters import Filters
+from audio_engine.audio.formats import OutputFormat
 from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import OpenGate
 from audio_engine.sessions.framestats import FrameStats
@@ -48,7 +47,8 @@ from audio_engine.sessions.session import (
     Session,
     SessionState,
 )
-from audio_engine.sources.media import DEFAULT_INDEX_BYTES, MediaSource, SourceOptions
+from audio_engine.settings import EngineSettings
+from audio_engine.sources.media import MediaSource, SourceOptions
 from audio_engine.sources.resolver import Resolver
 from audio_engine.wire.ordering import HeldLines, ReplyGate, TimingPolicy
 from audio_engine.wire.ring import Frame
@@ -58,7 +58,6 @@ from protocol.filters import Loudness
 __all__ = [
     "REDO_LEAD",
     "Hub",
-    "ManagerLimits",
     "NotPlayable",
     "Resume",
     "SessionManager",
@@ -116,26 +115,6 @@ class NotPlayable(Exception):
     """The operation needs a live session (seek on an ended one, ...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ManagerLimits:
-    """The manager's knobs, from the engine settings."""
-
-    max_sessions: int = 1000
-    idle_timeout: float = 1800.0
-    stuck_threshold: float = 10.0
-    source_retries: int = 3
-    opus_complexity: int = 10
-    opus_encoder: str = "opuslib"
-    open_timeout: float = 10.0
-    read_timeout: float = 5.0
-    index_bytes: int = DEFAULT_INDEX_BYTES
-    #: The engine's default loudness normalization (None: off).
-    default_loudness: Loudness | None = None
-    #: Seconds an accepted play's source may wait to be opened before the play fails
-    #: with "the engine is too busy" (an accepted play is never silent for long).
-    first_audio_wait: float = 1.0
-
-
 class SessionManager:
     """Owns every session, its producer task, and the per-tick emission."""
 
@@ -148,18 +127,19 @@ class SessionManager:
         open_pool: Executor,
         codec_pool: Executor,
         metrics: EngineMetrics,
-        limits: ManagerLimits,
+        settings: EngineSettings,
         timing: TimingPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         complexity: ComplexityDial | None = None,
+        default_loudness: Loudness | None = None,
     ) -> None:
         self._hub = hub
         self.timing = timing or TimingPolicy()
         self._open_pool = open_pool
         self._metrics = metrics
-        self._limits = limits
+        self._settings = settings
         self._clock = clock
-        self._complexity = complexity or ComplexityDial(limits.opus_complexity)
+        self._complexity = complexity or ComplexityDial(settings.opus_complexity)
         self._sessions: dict[str, Session] = {}
         #: Sessions the tick visits: live ones whose ``ready`` is due or sent.
         self._playing: dict[str, Session] = {}
@@ -180,10 +160,10 @@ class SessionManager:
             codec_pool=codec_pool,
             events=self,
             options=self._source_options,
-            retries=limits.source_retries,
+            retries=settings.source_retries,
             encoder=self._encoder_factory,
-            default_loudness=limits.default_loudness,
-            gate=OpenGate(max_wait=limits.first_audio_wait,
+            default_loudness=default_loudness,
+            gate=OpenGate(max_wait=settings.first_audio_wait,
                           pool_lag=lambda: _pool_lag(read_pool, codec_pool)),
         )
         self._plays = itertools.count(1)
@@ -223,9 +203,9 @@ class SessionManager:
         now = self._clock()
         old = self._sessions.get(session_id)
         live = sum(1 for s in self._sessions.values() if s.live and s is not old)
-        if live >= self._limits.max_sessions:
+        if live >= self._settings.max_sessions:
             raise TooManySessions(
-                f"too many sessions: the limit of {self._limits.max_sessions} is reached"
+                f"too many sessions: the limit of {self._settings.max_sessions} is reached"
             )
         gate = ReplyGate(now)
         if old is not None:
@@ -593,8 +573,8 @@ class SessionManager:
             return None
         if session.underrun_since is None:
             session.underrun_since = now
-        elif now - session.underrun_since > self._limits.stuck_threshold:
-            message = f"source stalled: no audio for {self._limits.stuck_threshold:g} s"
+        elif now - session.underrun_since > self._settings.stuck_threshold:
+            message = f"source stalled: no audio for {self._settings.stuck_threshold:g} s"
             self._metrics.session_errors.labels("stuck").inc()
             session.log.warning("%s; ending the session", message)
             return self._fail(session, message, "stuck")
@@ -727,7 +707,7 @@ class SessionManager:
         now = self._clock()
         idle = [
             s for s in self._sessions.values()
-            if (s.ended or s.paused) and now - s.last_touched > self._limits.idle_timeout
+            if (s.ended or s.paused) and now - s.last_touched > self._settings.idle_timeout
         ]
         for session in idle:
             session.log.info("idle for %.0f s; removing", now - session.last_touched)
@@ -758,13 +738,13 @@ class SessionManager:
         return task
 
     def _encoder_factory(self, output: OutputFormat) -> Callable[[], OpusFrameEncoder]:
-        name: EncoderName = "pyav" if self._limits.opus_encoder == "pyav" else "opuslib"
+        name: EncoderName = "pyav" if self._settings.opus_encoder == "pyav" else "opuslib"
         return EncoderFactory(name, output.bitrate, self._complexity)
 
     def _source_options(self, session: Session) -> SourceOptions:
         return SourceOptions(
             output=session.request.output,
-            open_timeout=self._limits.open_timeout,
-            read_timeout=self._limits.read_timeout,
-            index_bytes=self._limits.index_bytes,
+            open_timeout=self._settings.open_timeout,
+            read_timeout=self._settings.read_timeout,
+            index_bytes=self._settings.index_memory,
         )

@@ -28,9 +28,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from audio_engine.audio.codec import OpusFrameEncoder
 from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import OpusFrameEncoder
 from audio_engine.audio.program import Program
 from audio_engine.audio.track import Track
 from audio_engine.sessions.admission import Admission, AdmissionRefused, OpenGate

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from audio_engine.audio.opus_encoder import OpuslibEncoder
+from audio_engine.audio.codec import OpuslibEncoder
 from loadtest.media import encode_blocks, write_tone
 from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME, OggOpusWriter
 
