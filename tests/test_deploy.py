@@ -28,7 +28,7 @@ import httpx
 import psutil
 import pytest
 import yaml
-from audio_engine.admission import MAX_NULLED_SHARE, MAX_TICK_LATENESS
+from audio_engine.sessions.admission import MAX_NULLED_SHARE, MAX_TICK_LATENESS
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
