@@ -39,7 +39,6 @@ from audio_engine.sources.egress import EgressProxy
 from audio_engine.sources.resolver import JobRunner, Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.clock import TickSchedule, run_clock
-from audio_engine.wire.ordering import TimingPolicy
 from protocol.filters import Loudness
 
 __all__ = ["Engine"]
@@ -105,10 +104,7 @@ class Engine:
             codec_pool=self.codec_pool,
             metrics=self.metrics,
             settings=settings,
-            timing=TimingPolicy(
-                event_margin=settings.event_margin_ms / 1000,
-                first_audio_margin=settings.first_audio_margin_ms / 1000,
-            ),
+            timing=settings.timing,
             complexity=self.complexity,
             default_loudness=self.default_loudness,
         )

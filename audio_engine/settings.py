@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audio_engine.sources.url_policy import IPAddress, parse_endpoints
+from audio_engine.wire.ordering import TimingPolicy
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
 __all__ = ["EngineSettings"]
@@ -334,6 +335,12 @@ class EngineSettings(BaseSettings):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("ENGINE_TLS_CERT and ENGINE_TLS_KEY go together: set both")
         return self
+
+    @property
+    def timing(self) -> TimingPolicy:
+        """The two wall-clock margins of the timing contract, in seconds."""
+        return TimingPolicy(event_margin=self.event_margin_ms / 1000,
+                            first_audio_margin=self.first_audio_margin_ms / 1000)
 
     @property
     def consumer_token(self) -> str | None:
