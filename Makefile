@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Our packages, all under ruff and mypy --strict.
-PACKAGES := protocol applog audio_engine gateway bot playground_ws audiogate loadtest
+PACKAGES := protocol applog lifecycle audio_engine gateway bot playground_ws audiogate loadtest
 # libopus0: the Opus encoder opuslib loads. chromium: the real browser of the
 # playground tests (driven by playwright's Python package, never downloaded).
 RUN_SYSTEM_PACKAGES := libopus0
