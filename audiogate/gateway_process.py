@@ -28,8 +28,8 @@ from audiogate.process import raise_open_file_limit, run_process
 from audiogate.serving import HttpService
 from bot import BotService
 from gateway.app import create_app
+from gateway.database import DatabaseError
 from gateway.health import ReadinessCheck
-from gateway.player import QueueStoreError
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from playground_ws import mount_playground
@@ -107,15 +107,15 @@ async def serve_gateway(
 def _open_gateway(settings: GatewaySettings) -> Gateway:
     try:
         return Gateway(settings)
-    except QueueStoreError as exc:
+    except DatabaseError as exc:
         raise StartupError(
             f"{exc}; set {setting_name(GatewaySettings, 'queue_db')} or "
-            f"{setting_name(GatewaySettings, 'data_dir')}") from None
+            f"{setting_name(GatewaySettings, 'data_dir')}") from exc
     except (OSError, sqlite3.Error) as exc:
         raise StartupError(
             f"cannot open the queue database {settings.queue_path} ({exc}); set "
             f"{setting_name(GatewaySettings, 'queue_db')} or "
-            f"{setting_name(GatewaySettings, 'data_dir')}") from None
+            f"{setting_name(GatewaySettings, 'data_dir')}") from exc
 
 
 async def _run(settings: GatewaySettings, stop: asyncio.Event, gateway: Gateway,

@@ -68,7 +68,7 @@ class MusicBot(discord.AutoShardedClient):
         else:
             self.voice_bridge = (VoiceBridge(gateway) if connect is None
                                  else VoiceBridge(gateway, connect=connect))
-        self.guild_settings = GuildSettingsStore(settings.queue_path)
+        self.guild_settings = GuildSettingsStore(gateway.database)
         self.handlers = MusicCommands(
             gateway, self.voice_bridge, settings=self.guild_settings,
             search=search if search is not None else Search(
@@ -111,7 +111,7 @@ class MusicBot(discord.AutoShardedClient):
         await self.handlers.close()
         await self.voice_bridge.close()
         await super().close()
-        self.guild_settings.close()
+        await self.guild_settings.aclose()
 
 
 def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> None:

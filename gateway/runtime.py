@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from gateway.database import Database
 from gateway.engine_client import EngineClient
 from gateway.health import EngineWatch
 from gateway.metrics import GatewayMetrics, counter, gauge
@@ -47,11 +48,13 @@ class Gateway:
 
     def __init__(self, settings: GatewaySettings,
                  *, clock: Callable[[], float] = time.monotonic) -> None:
-        """Raises ``QueueStoreError`` when the queue database cannot be opened."""
+        """Raises ``DatabaseError`` when the database file cannot be opened."""
         self.settings = settings
         self.router = Router()
         nodes = settings.node_configs
-        self.store = QueueStore(settings.queue_path, lock_timeout=settings.queue_lock_timeout)
+        #: The gateway's SQLite file (queues, sound settings, the bot's guild settings).
+        self.database = Database(settings.queue_path, lock_timeout=settings.queue_lock_timeout)
+        self.store = QueueStore(self.database)
         self.link = EngineLink()
         #: The engine nodes, with ``GATEWAY_NODES``; None: the one engine of
         #: ``GO_API_PORT``/``SOCKET_PATH``, as a single socket and link.
@@ -153,7 +156,7 @@ class Gateway:
         await self.engine.aclose()
         if self.pool is not None:
             await self.pool.aclose()
-        self.store.close()
+        await self.database.aclose()
 
     def readiness(self) -> list[str]:
         """Why the gateway cannot serve now (empty: ready)."""
@@ -245,9 +248,9 @@ class Gateway:
         yield counter("audiogate_gateway_queue_saves_failed",
                       "Queue saves that did not land (each is retried)", stats.failed_saves)
         yield counter("audiogate_gateway_queue_db_recoveries",
-                      "Damaged queue databases moved aside", self.store.corrupt_recoveries)
+                      "Damaged queue databases moved aside", self.database.corrupt_recoveries)
         yield counter("audiogate_gateway_queue_db_lock_retries",
-                      "Retries of a locked queue database", self.store.lock_retries)
+                      "Retries of a locked queue database", self.database.lock_retries)
         yield counter("audiogate_gateway_engine_socket_silent_reconnects",
                       "Reconnections because the socket carried no audio for sessions "
                       "the engine said were streaming",

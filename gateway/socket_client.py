@@ -30,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from lifecycle import Backoff
 from protocol import ConsumerOrder, DecodedMessage, Hello, RemoteProtocolError, StreamDecoder
 
 __all__ = [
@@ -182,8 +183,9 @@ class SocketClient:
         token: sent in the hello (an engine node's TCP socket requires it).
         tls: the client context for a ``tls://`` address (default: the system's
             certificate authorities).
-        backoff_initial: first reconnect delay (seconds).
-        backoff_max: longest reconnect delay.
+        backoff_initial: first reconnect delay (seconds); it doubles, jittered
+            by ±50 % so many gateways restarted together do not reconnect in lockstep.
+        backoff_max: longest reconnect delay (``backoff.cap``).
         on_state: called with True on connect and False on disconnect.
     """
 
@@ -207,10 +209,9 @@ class SocketClient:
         self._tls = tls
         if self.address.kind is AddressKind.TLS and tls is None:
             self._tls = ssl.create_default_context()
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        #: Delays between connection attempts (reset on every connect).
+        self.backoff = Backoff(backoff_initial, cap=backoff_max, jitter=0.5, rng=rng)
         self._listeners: list[Callable[[bool], None]] = [on_state] if on_state else []
-        self._rng = rng or random.Random()
         self.connected = asyncio.Event()
         self.connections = 0
         self.reconnects = 0
@@ -225,7 +226,7 @@ class SocketClient:
     async def run(self) -> None:
         """Connect and reconnect until cancelled. Cancelling is safe."""
         loop = asyncio.get_running_loop()
-        delay = self.backoff_initial
+        backoff = self.backoff
         while True:
             try:
                 transport, reader = await self._connect(loop)
@@ -237,8 +238,7 @@ class SocketClient:
                     self.refusals += 1
                     log.error("the engine node %s closed the connection right after the "
                               "hello: is the token right?", self.address)
-                    await asyncio.sleep(delay * (0.5 + self._rng.random()))
-                    delay = min(self.backoff_max, delay * 2)
+                    await asyncio.sleep(backoff.next())
                     continue
                 self._transport = transport
                 self.connections += 1
@@ -248,7 +248,7 @@ class SocketClient:
                 log.info("connected to the engine socket %s", self.address)
                 self.connected.set()
                 self._notify(True)
-                delay = self.backoff_initial
+                backoff.reset()
                 try:
                     reason = await reader.lost
                 finally:
@@ -258,10 +258,7 @@ class SocketClient:
                 log.warning("engine socket closed%s; reconnecting",
                             f" ({reason})" if reason else "")
                 self._notify(False)
-            # Jittered exponential backoff: many gateways restarting together do
-            # not reconnect in lockstep.
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(self.backoff_max, delay * 2)
+            await asyncio.sleep(backoff.next())
 
     @staticmethod
     async def _refused(reader: _Reader) -> bool:

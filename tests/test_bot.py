@@ -846,12 +846,12 @@ async def test_guild_settings_survive_a_restart(tmp_path: Path) -> None:
         with pytest.raises(TypeError):
             await store.update(1, volume=3)
     finally:
-        store.close()
+        await store.aclose()
     again = GuildSettingsStore(path)
     try:
         assert await again.get(1) == GuildSettings(dj_role_id=77, stay=True)
     finally:
-        again.close()
+        await again.aclose()
 
 
 def test_time_parsing() -> None:

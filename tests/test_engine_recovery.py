@@ -66,7 +66,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
         EngineProcess(media_dir=media_dir, allow_private=True, log_level="INFO").start)
     try:
         async with running_gateway(settings_for(engine)) as gateway:
-            gateway.socket.backoff_max = 0.3
+            gateway.socket.backoff.cap = 0.3
             await gateway.socket.connected.wait()
             # Filters are refused until the engine's features are known.
             await wait_until(lambda: gateway.link.discovered)

@@ -248,7 +248,7 @@ async def test_the_gateway_reconnects_after_an_engine_restart(
     engine = EngineProcess(allow_private=True).start()
     try:
         async with running_gateway(settings_for(engine, )) as gateway:
-            gateway.socket.backoff_max = 0.5
+            gateway.socket.backoff.cap = 0.5
             sink = RecordingSink()
             gateway.router.register_sink("gw-restart", sink)
             await gateway.socket.connected.wait()
@@ -283,11 +283,11 @@ async def test_queues_survive_a_gateway_restart(tmp_path: Path) -> None:
     core.set_volume(0.4)
     await store.save("guild-1", core.snapshot(1.0))
     await store.save("user-2", PlayerCore("user-2").snapshot(0.0))
-    store.close()
+    await store.aclose()
 
     reopened = QueueStore(database)
     saved = await reopened.load_all()
-    reopened.close()
+    await reopened.aclose()
     assert set(saved) == {"guild-1", "user-2"}
     restored = PlayerCore.restore("guild-1", saved["guild-1"])
     assert restored.current is not None and restored.current.title == "b"

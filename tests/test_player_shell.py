@@ -371,7 +371,7 @@ async def test_idle_unheld_players_are_unloaded_and_come_back_from_the_store(
             with pytest.raises(CommandError, match="unloaded"):
                 await player.command(lambda core, now: core.resume(now))
     finally:
-        store.close()
+        await store.aclose()
 
 
 async def test_the_notice_clears_when_the_socket_comes_back_after_the_api() -> None:

@@ -17,7 +17,7 @@ from gateway.player.core import (
 )
 from gateway.player.link import EngineLink
 from gateway.player.registry import PlayerRegistry
-from gateway.player.store import QueueStore, QueueStoreError
+from gateway.player.store import QueueStore
 
 __all__ = [
     "CommandError",
@@ -32,7 +32,6 @@ __all__ = [
     "PlayerStatus",
     "PlayerView",
     "QueueStore",
-    "QueueStoreError",
     "Track",
     "run_command",
 ]

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from applog import SessionLogger, session_logger
+from gateway.database import DatabaseError
 from gateway.engine_client import (
     EngineError,
     EngineFault,
@@ -65,8 +66,9 @@ from gateway.player.core import (
     PlayerView,
 )
 from gateway.player.link import EngineApi, EngineLink, LinkView
-from gateway.player.store import QueueStore, QueueStoreError
+from gateway.player.store import QueueStore
 from gateway.router import Router
+from lifecycle import Backoff
 from protocol import Event, EventType
 
 __all__ = ["Player", "PlayerStats", "run_command"]
@@ -140,23 +142,6 @@ class PlayerStats:
     missed_joins: int = 0
 
 
-class _Backoff:
-    """Doubling delays from *first* to *longest*."""
-
-    def __init__(self, first: float, longest: float) -> None:
-        self.first = first
-        self.longest = longest
-        self.delay = first
-
-    def next(self) -> float:
-        delay = self.delay
-        self.delay = min(self.longest, self.delay * 2)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = self.first
-
-
 class Player:
     """One key's player: the core, its supervised task, its listeners.
 
@@ -211,7 +196,7 @@ class Player:
         self._dirty = False
         self._verify = False
         self._notice = ""
-        self._retry = _Backoff(RETRY_FIRST, RETRY_MAX)
+        self._retry = Backoff(RETRY_FIRST, cap=RETRY_MAX)
         self._play_faults = 0
         #: The nonce whose play may have reached the engine without our hearing back.
         self._unknown_play: int | None = None
@@ -278,7 +263,7 @@ class Player:
                 else:
                     await self._store.delete(self.key)
                     await self._store.save_settings(self.key, self.core.settings())
-        except (QueueStoreError, TimeoutError) as exc:
+        except (DatabaseError, TimeoutError) as exc:
             self.stats.failed_saves += 1
             self.log.error("the queue could not be saved (%s); it is lost",
                            exc or "timed out")
@@ -528,12 +513,12 @@ class Player:
 
     async def _save_loop(self) -> None:
         assert self._store is not None
-        backoff = _Backoff(RETRY_FIRST, RETRY_MAX)
+        backoff = Backoff(RETRY_FIRST, cap=RETRY_MAX)
         while self._dirty:
             self._dirty = False
             try:
                 await self._store.save(self.key, self.snapshot())
-            except QueueStoreError as exc:
+            except DatabaseError as exc:
                 # Never dropped: keep it dirty and try again (a newer change
                 # saves the newer state).
                 self._dirty = True
@@ -548,7 +533,7 @@ class Player:
         assert self._store is not None
         try:
             saved = await self._store.load(self.key)
-        except QueueStoreError as exc:
+        except DatabaseError as exc:
             self.log.error("the saved queue could not be read (%s); starting empty", exc)
             saved = None
         if saved:
@@ -643,7 +628,7 @@ class Player:
     # -- internals: the supervised task ---------------------------------------------------
 
     async def _supervise(self) -> None:
-        backoff = _Backoff(RESTART_FIRST, RESTART_MAX)
+        backoff = Backoff(RESTART_FIRST, cap=RESTART_MAX)
         while True:
             started = self._clock()
             try:

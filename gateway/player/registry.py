@@ -84,7 +84,7 @@ class PlayerRegistry:
         """How many queues the store holds (each is loaded when its key is used).
 
         Raises:
-            QueueStoreError: the store cannot be read.
+            DatabaseError: the store cannot be read.
         """
         return await self._store.count() if self._store is not None else 0
 
