@@ -76,18 +76,18 @@ def tls_context(settings: EngineSettings) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except ssl.SSLError:
+    except ssl.SSLError as exc:
         raise StartupError(
             "the TLS files are not a PEM certificate (chain) and its matching private key; "
             f"check {setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
-        ) from None
+        ) from exc
     except OSError as exc:
         raise StartupError(
             f"cannot read the TLS files ({exc.strerror or exc}); check "
             f"{setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
-        ) from None
+        ) from exc
     return context
 
 

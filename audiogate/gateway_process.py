@@ -91,7 +91,7 @@ async def serve_gateway(
                 raise StartupError(
                     f"cannot keep the playground's cookie secret in {settings.data_dir} "
                     f"({exc.strerror or exc}); set {setting_name(GatewaySettings, 'data_dir')} "
-                    f"or {setting_name(GatewaySettings, 'cookie_secret')}") from None
+                    f"or {setting_name(GatewaySettings, 'cookie_secret')}") from exc
             http = HttpService(app, http_listener, name="gateway",
                                request_timeout=settings.http_request_timeout,
                                graceful_timeout=settings.shutdown_timeout / 3, lifespan=True)

@@ -99,7 +99,7 @@ async def run_stack(settings: StackSettings, stop: asyncio.Event) -> None:
             tracks = await asyncio.to_thread(ensure_demo_tracks, data_dir / "demo")
         except OSError as exc:
             raise StartupError(f"cannot write the demo track under {data_dir} "
-                               f"({exc.strerror or exc}); set GATEWAY_DATA_DIR") from None
+                               f"({exc.strerror or exc}); set GATEWAY_DATA_DIR") from exc
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(engine.run(), name="engine-supervisor")
             if await _first_ready(engine, stop):

@@ -12,14 +12,16 @@ the engine's address (the user may see them), ``detail`` keeps that for logs.
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lifecycle import Backoff
 
 __all__ = [
     "GO_ENGINE",
@@ -46,6 +48,7 @@ __all__ = [
     "SearchResultItem",
     "SessionInfo",
     "SessionStatus",
+    "map_exceptions",
 ]
 
 Format = Literal["opus", "web", "pcm"]
@@ -98,6 +101,61 @@ class EngineNotFound(EngineError):
 
 class EngineBusy(EngineError):
     """429: the engine's session limit is reached."""
+
+
+#: What turns one exception into another at a boundary: the first entry whose key
+#: matches (``isinstance``) builds the new exception from the old.
+ExceptionMapping = Mapping[type[Exception] | tuple[type[Exception], ...],
+                           Callable[[Exception], Exception]]
+
+
+@contextlib.contextmanager
+def map_exceptions(mapping: ExceptionMapping) -> Iterator[None]:
+    """Translate exceptions raised inside the block once, keeping the cause
+    (``raise new from exc``), as httpcore does at its boundaries. Exceptions no entry
+    matches pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        for kind, build in mapping.items():
+            if isinstance(exc, kind):
+                raise build(exc) from exc
+        raise
+
+
+#: The request never reached the engine: safe to send again, whatever it is.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+#: The connection was cut after the request went out: the engine may have acted on it.
+_CUT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def _transport_errors(request: str, *, idempotent: bool) -> ExceptionMapping:
+    """httpx's errors of one request as ours; *request* (method and URL) goes to
+    ``detail`` only, never to the message a user may see."""
+    unsure = EngineUnavailable if idempotent else EngineOutcomeUnknown
+
+    def build(kind: type[EngineUnavailable], message: str) -> Callable[[Exception],
+                                                                      Exception]:
+        return lambda exc: kind(message, detail=f"{request}: {exc!r}")
+
+    return {
+        _NEVER_SENT: build(EngineUnavailable, "the audio engine is unreachable"),
+        _CUT: build(unsure, "the connection to the audio engine broke"),
+        httpx.TimeoutException: build(unsure, "the audio engine did not answer in time"),
+        httpx.HTTPError: build(EngineUnavailable, "talking to the audio engine failed"),
+    }
+
+
+def _unexpected(exc: Exception) -> EngineError:
+    return EngineError(f"unexpected answer from the engine: {exc}")
+
+
+#: An answer that is not the JSON the call expects: not JSON, a missing key, a value
+#: of the wrong type, a body the model refuses.
+_DECODING: ExceptionMapping = {
+    ValidationError: _unexpected, ValueError: _unexpected, KeyError: _unexpected,
+    TypeError: _unexpected, AttributeError: _unexpected,
+}
 
 
 class _Model(BaseModel):
@@ -437,10 +495,8 @@ class EngineClient:
         """
         response = await self._request("POST", f"/session/{session_id}/crossfade",
                                        json={"crossfade": seconds})
-        try:
+        with map_exceptions(_DECODING):
             return float(response.json()["crossfade"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
 
     async def set_next(
         self,
@@ -491,10 +547,8 @@ class EngineClient:
             EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
         """
         response = await self._request("POST", f"/session/{session_id}/next/cancel")
-        try:
+        with map_exceptions(_DECODING):
             cancelled = response.json().get("cancelled")
-        except (ValueError, AttributeError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
         return int(cancelled) if isinstance(cancelled, int) else None
 
     async def session_info(self, session_id: str) -> SessionInfo | None:
@@ -514,19 +568,15 @@ class EngineClient:
     async def sessions(self) -> list[SessionInfo]:
         """Every session (our engine only)."""
         response = await self._request("GET", "/sessions")
-        try:
+        with map_exceptions(_DECODING):
             return [SessionInfo.model_validate(s) for s in response.json()["sessions"]]
-        except (ValueError, KeyError, ValidationError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc}") from None
 
     async def stats(self) -> dict[str, Any]:
         """``/stats``: our engine's load figures in Lavalink's shape (a node
         pool's placement reads them; ``gateway.nodes.penalty``)."""
         response = await self._request("GET", "/stats")
-        try:
+        with map_exceptions(_DECODING):
             document = response.json()
-        except ValueError:
-            raise EngineError("unexpected answer from the engine: not JSON") from None
         if not isinstance(document, dict):
             raise EngineError("unexpected answer from the engine: not an object")
         return document
@@ -560,38 +610,23 @@ class EngineClient:
 
     async def _request(self, method: str, path: str, *, seconds: float | None = None,
                        idempotent: bool = True, **kwargs: Any) -> httpx.Response:
-        delay = self._backoff
+        backoff = Backoff(self._backoff, jitter=0.5)
         limit = seconds if seconds is not None else httpx.USE_CLIENT_DEFAULT
+        errors = _transport_errors(f"{method} {self.base_url}{path}", idempotent=idempotent)
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.request(method, path, timeout=limit, **kwargs)
+                with map_exceptions(errors):
+                    response = await self._client.request(method, path, timeout=limit,
+                                                          **kwargs)
                 break
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # Never reached the engine: safe to try again, whatever the request.
-                if attempt == self._retries:
-                    raise EngineUnavailable(
-                        "the audio engine is unreachable",
-                        detail=f"{method} {self.base_url}{path}: {exc!r}",
-                    ) from exc
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                # Cut after the request went out: the engine may have acted on it.
-                if not idempotent or attempt == self._retries:
-                    raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
-                        "the connection to the audio engine broke",
-                        detail=f"{method} {self.base_url}{path}: {exc!r}",
-                    ) from exc
-            except httpx.TimeoutException as exc:
-                raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
-                    "the audio engine did not answer in time",
-                    detail=f"{method} {self.base_url}{path}: {exc!r}",
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise EngineUnavailable(
-                    "talking to the audio engine failed",
-                    detail=f"{method} {self.base_url}{path}: {exc!r}",
-                ) from exc
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay *= 2
+            except EngineUnavailable as exc:
+                # Retried: a request that never reached the engine, and one cut after it
+                # went out when repeating it is harmless.
+                cause = exc.__cause__
+                retry = isinstance(cause, _NEVER_SENT) or (idempotent and isinstance(cause, _CUT))
+                if not retry or attempt == self._retries:
+                    raise
+            await asyncio.sleep(backoff.next())
         if response.status_code >= 400:
             raise self._error(response)
         return response
@@ -622,7 +657,5 @@ class EngineClient:
 
     @staticmethod
     def _parse(model: type[M], response: httpx.Response) -> M:
-        try:
+        with map_exceptions(_DECODING):
             return model.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc}") from None

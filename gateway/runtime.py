@@ -225,7 +225,8 @@ class Gateway:
         yield counter("audiogate_gateway_engine_socket_reconnects",
                       "Reconnections to the engine socket", self.socket.reconnects)
         yield counter("audiogate_gateway_engine_socket_protocol_errors",
-                      "Connections dropped for malformed bytes", self.socket.protocol_errors)
+                      "Connections dropped for malformed bytes, or closed in the middle of a "
+                      "message", self.socket.protocol_errors)
         yield gauge("audiogate_gateway_players", "Players (guilds and users) loaded",
                     len(self.players.players))
         stats = self.players.stats

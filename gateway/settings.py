@@ -257,7 +257,7 @@ class GatewaySettings(BaseSettings):
         except ValueError as exc:
             text = str(exc)
             raise ValueError(text if "GATEWAY_NODES" in text else f"GATEWAY_NODES: {text}") \
-                from None
+                from exc
         names = {node.name for node in nodes}
         unknown = sorted(set(self.drained_nodes) - names)
         if unknown and nodes:

@@ -2,7 +2,9 @@
 
 A thin loop around ``protocol.StreamDecoder``: bytes from ``data_received`` go
 straight through the decoder to the router, so the reader never waits on a sink.
-After any close (or a framing error) the client waits an exponentially growing,
+A connection that closes in the middle of a message (``StreamDecoder.receive_eof``)
+is counted as a protocol error, like malformed bytes. After any close (or a framing
+error) the client waits an exponentially growing,
 jittered delay and reconnects with a fresh decoder; every sink is told to forget
 its partial pages.
 
@@ -31,7 +33,14 @@ from pathlib import Path
 from typing import Protocol
 
 from lifecycle import Backoff
-from protocol import ConsumerOrder, DecodedMessage, Hello, RemoteProtocolError, StreamDecoder
+from protocol import (
+    ConsumerOrder,
+    DecodedMessage,
+    Hello,
+    RemoteProtocolError,
+    StreamDecoder,
+    TruncatedStream,
+)
 
 __all__ = [
     "HELLO",
@@ -100,9 +109,9 @@ class SocketAddress:
             return cls(AddressKind.UNIX, path=Path(text))
         try:
             kind = AddressKind(scheme.lower())
-        except ValueError:
+        except ValueError as exc:
             raise ValueError(f"unknown socket scheme {scheme!r} (use unix, tcp or tls)") \
-                from None
+                from exc
         if kind is AddressKind.UNIX:
             return cls.parse(rest if rest.startswith("/") else "/" + rest)
         host, colon, port = rest.rpartition(":")
@@ -140,6 +149,8 @@ class _Reader(asyncio.BufferedProtocol):
         self._view = memoryview(self._buffer)
         self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.BaseTransport | None = None
+        #: The decoder refused the stream (it is unusable now).
+        self._failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -158,6 +169,8 @@ class _Reader(asyncio.BufferedProtocol):
         client.last_read_at = time.perf_counter()
         client.bytes_received += len(data)
         decoder = self._decoder
+        if self._failed:
+            return
         try:
             decoder.receive_data(data)
             dispatch = client.router.dispatch
@@ -165,13 +178,30 @@ class _Reader(asyncio.BufferedProtocol):
                 dispatch(message)
         except RemoteProtocolError as exc:
             log.error("engine stream is malformed (%s); reconnecting", exc)
+            self._failed = True
             client.protocol_errors += 1
             assert self.transport is not None
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._end_of_stream()
         if not self.lost.done():
             self.lost.set_result(exc)
+
+    def _end_of_stream(self) -> None:
+        """The connection closed: what was complete is delivered; a message cut off
+        half-way is a protocol error, counted like malformed bytes."""
+        decoder = self._decoder
+        if decoder.eof or self._failed:
+            return
+        try:
+            decoder.receive_eof()
+            while messages := decoder.events():
+                for message in messages:
+                    self._client.router.dispatch(message)
+        except TruncatedStream as exc:
+            log.warning("the engine socket closed in the middle of a message (%s)", exc)
+            self._client.protocol_errors += 1
 
 
 class SocketClient:

@@ -26,6 +26,7 @@ from protocol.errors import (
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
+    TruncatedStream,
 )
 from protocol.hello import (
     MAX_HELLO_LINE_SIZE,
@@ -133,6 +134,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "StreamDecoder",
+    "TruncatedStream",
     "build_page",
     "encode_event_line",
     "encode_hello",

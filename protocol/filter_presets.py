@@ -87,6 +87,6 @@ def preset_filters(name: str | Preset) -> dict[str, Any]:
     """
     try:
         return copy.deepcopy(PRESET_FILTERS[Preset(name)])
-    except ValueError:
+    except ValueError as exc:
         known = ", ".join(p.value for p in Preset)
-        raise ValueError(f"unknown preset {name!r} (presets: {known})") from None
+        raise ValueError(f"unknown preset {name!r} (presets: {known})") from exc
