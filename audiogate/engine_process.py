@@ -30,10 +30,25 @@ from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import UnixListener, bind_tcp, bind_unix
 from audiogate.process import SUPERVISOR_PID_ENV, raise_open_file_limit, run_process
 from audiogate.serving import HttpService
+from lifecycle import Process, declare
 
 __all__ = ["main", "serve_engine", "tls_context"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "`engine_process` task group"
+ENGINE_HTTP = declare(
+    "engine-http", owner=_GROUP, process=Process.ENGINE,
+    what="the engine's HTTP server",
+    ends="first at shutdown (`HttpService.stop`; requests in flight get half the deadline)")
+ENGINE_CLOCK = declare(
+    "engine-clock", owner=_GROUP, process=Process.ENGINE,
+    what="the engine's clock, idle reaper and load sampler (`Engine.run`'s own group)",
+    ends="`Engine.stop`, after every session ended")
+SUPERVISOR_WATCH = declare(
+    "supervisor-watch", owner=_GROUP, process=Process.ENGINE,
+    what="under `audiogate run`: stopping the engine if the stack disappears",
+    ends="the engine stops")
 
 #: Seconds worker threads get to end after the engine stopped (see run_process).
 _THREAD_GRACE = 1.0
@@ -109,8 +124,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 await engine.start(unix.sock, unix.path, tcp=tcp, tls=tls)
-                clock = tasks.create_task(engine.run(), name="engine-clock")
-                server = tasks.create_task(http.serve(), name="engine-http")
+                clock = tasks.create_task(engine.run(), name=ENGINE_CLOCK.name)
+                server = tasks.create_task(http.serve(), name=ENGINE_HTTP.name)
                 await http.started.wait()
                 log.info("engine %s ready: http://%s:%d, socket %s, %d codec workers",
                          engine.version, settings.api_host, http.port, unix.path,
@@ -186,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             await serve_engine(settings, stop)
             return
         async with asyncio.TaskGroup() as tasks:
-            watch = tasks.create_task(_watch_supervisor(int(supervisor), stop))
+            watch = tasks.create_task(_watch_supervisor(int(supervisor), stop),
+                                      name=SUPERVISOR_WATCH.name)
             await serve_engine(settings, stop)
             watch.cancel()
 

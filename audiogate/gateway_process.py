@@ -32,11 +32,26 @@ from gateway.database import DatabaseError
 from gateway.health import ReadinessCheck
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
+from lifecycle import declare
 from playground_ws import mount_playground
 
 __all__ = ["bind_gateway_port", "main", "serve_gateway"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "`gateway_process` task group"
+GATEWAY_HTTP = declare(
+    "gateway-http", owner=_GROUP,
+    what="the gateway's HTTP server (health, metrics, the playground and its WebSockets)",
+    ends="first at shutdown (tabs closed)")
+GATEWAY_RUNTIME = declare(
+    "gateway-runtime", owner=_GROUP,
+    what="`Gateway.run`: the engine socket(s), watch, watchdog, housekeeping, positions",
+    ends="`Gateway.stop`, after the players")
+DISCORD_BOT = declare(
+    "discord-bot", owner=_GROUP,
+    what="the Discord bot (`BotService.run`: logs in, retries with the back-off)",
+    ends="`BotService.close`: voice left, logged out")
 
 
 def bind_gateway_port(settings: GatewaySettings) -> socket.socket:
@@ -123,11 +138,11 @@ async def _run(settings: GatewaySettings, stop: asyncio.Event, gateway: Gateway,
                on_ready: Callable[[Gateway, int], None] | None) -> None:
     async with asyncio.TaskGroup() as tasks:
         await gateway.prepare()
-        runtime = tasks.create_task(gateway.run(), name="gateway-runtime")
-        server = tasks.create_task(http.serve(), name="gateway-http")
+        runtime = tasks.create_task(gateway.run(), name=GATEWAY_RUNTIME.name)
+        server = tasks.create_task(http.serve(), name=GATEWAY_HTTP.name)
         discord_task = None
         if bot is not None:
-            discord_task = tasks.create_task(bot.run(), name="discord-bot")
+            discord_task = tasks.create_task(bot.run(), name=DISCORD_BOT.name)
             log.info("Discord bot starting")
         await http.started.wait()
         url = f"http://{settings.host}:{http.port}/"

@@ -34,11 +34,16 @@ from prometheus_client.core import Metric
 from audiogate.errors import EXIT_CONFIG, GaveUp, StartupError
 from audiogate.process import SUPERVISOR_PID_ENV
 from gateway.metrics import counter, gauge
-from lifecycle import Backoff
+from lifecycle import Backoff, Process, TaskOwner, declare
 
 __all__ = ["EngineChild", "describe_exit"]
 
 log = logging.getLogger(__name__)
+
+READY_WATCH = declare(
+    "engine-ready-watch", owner="EngineChild", process=Process.STACK,
+    what="polling a new engine child's `/ready` (killed if not ready in time)",
+    ends="ready, killed, or the child exits (cancelled and awaited)")
 
 #: Seconds between ``/ready`` probes while a child starts.
 _READY_POLL = 0.1
@@ -142,13 +147,13 @@ class EngineChild:
         process = self.process = await asyncio.create_subprocess_exec(
             *self.command, env=self.env, start_new_session=True)
         log.info("engine started (pid %d)", process.pid)
-        watcher = asyncio.get_running_loop().create_task(self._watch_start(process))
+        watch = TaskOwner(READY_WATCH.owner, logger=log)
+        watch.spawn(READY_WATCH, self._watch_start(process))
         try:
             return await process.wait()
         finally:
             self.ready.clear()
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            await watch.aclose()
             if process.returncode is None:  # cancelled: never leave it behind
                 await self._terminate(process)
 

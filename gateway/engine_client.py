@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lifecycle import Backoff
+from protocol.filters import Filters
 
 __all__ = [
     "GO_ENGINE",
@@ -144,6 +145,12 @@ def _transport_errors(request: str, *, idempotent: bool) -> ExceptionMapping:
         httpx.TimeoutException: build(unsure, "the audio engine did not answer in time"),
         httpx.HTTPError: build(EngineUnavailable, "talking to the audio engine failed"),
     }
+
+
+def _filters_json(filters: Filters | Mapping[str, Any]) -> dict[str, Any]:
+    """The body of a filters object: a checked ``Filters`` as Lavalink's JSON, or a
+    mapping passed on as it is (the engine checks it; tests of its refusals)."""
+    return filters.to_lavalink() if isinstance(filters, Filters) else dict(filters)
 
 
 def _unexpected(exc: Exception) -> EngineError:
@@ -386,7 +393,7 @@ class EngineClient:
         start_at: float = 0.0,
         duration: float = 0.0,
         volume: float | None = None,
-        filters: Mapping[str, Any] | None = None,
+        filters: Filters | Mapping[str, Any] | None = None,
         crossfade: float | None = None,
     ) -> PlayResult:
         """Start or replace *session_id*'s stream. *filters* (Lavalink's object) and
@@ -408,7 +415,7 @@ class EngineClient:
         if volume is not None and volume != 1.0:
             body["volume"] = volume
         if filters is not None:
-            body["filters"] = dict(filters)
+            body["filters"] = _filters_json(filters)
         if crossfade:
             body["crossfade"] = crossfade
         response = await self._request("POST", f"/session/{session_id}/play", json=body,
@@ -447,7 +454,8 @@ class EngineClient:
         """Seek a live session (our engine only)."""
         await self._request("POST", f"/session/{session_id}/seek", json={"position": position})
 
-    async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
+    async def set_filters(self, session_id: str,
+                          filters: Filters | Mapping[str, Any]) -> FiltersResult:
         """Replace a live session's filters (our engine, feature ``filters``).
 
         ``POST /session/{id}/filters`` with Lavalink v4's filters object as the body
@@ -467,7 +475,7 @@ class EngineClient:
             EngineUnavailable, EngineFault, EngineError.
         """
         response = await self._request("POST", f"/session/{session_id}/filters",
-                                       json=dict(filters))
+                                       json=_filters_json(filters))
         return self._parse(FiltersResult, response)
 
     async def filters(self, session_id: str) -> FiltersResult:
@@ -505,7 +513,7 @@ class EngineClient:
         *,
         start_at: float = 0.0,
         duration: float = 0.0,
-        filters: Mapping[str, Any] | None = None,
+        filters: Filters | Mapping[str, Any] | None = None,
     ) -> NextResult:
         """Tell the engine the track after the current one (our engine, feature
         ``next_track``).
@@ -533,7 +541,7 @@ class EngineClient:
         if duration > 0:
             body["duration"] = duration
         if filters is not None:
-            body["filters"] = dict(filters)
+            body["filters"] = _filters_json(filters)
         response = await self._request("POST", f"/session/{session_id}/next", json=body,
                                        idempotent=False)
         return self._parse(NextResult, response)

@@ -185,11 +185,8 @@ class TaskOwner:
 
 
 def _rows(specs: Iterable[TaskSpec]) -> list[str]:
-    rows = []
-    for spec in specs:
-        kind = "thread" if spec.thread else "task"
-        rows.append(f"| {spec.what} (`{spec.name}`, {kind}) | {spec.owner} | {spec.ends} |")
-    return rows
+    return [f"| `{spec.name}`{' (thread)' if spec.thread else ''} | {spec.what} | "
+            f"{spec.owner} | {spec.ends} |" for spec in specs]
 
 
 def ownership_table(specs: Iterable[TaskSpec] | None = None) -> str:
@@ -204,6 +201,6 @@ def ownership_table(specs: Iterable[TaskSpec] | None = None) -> str:
             continue
         if lines:
             lines.append("")
-        lines += [f"**{process.value}**", "", "| task or thread | owner | ends |",
-                  "|---|---|---|", *_rows(section)]
+        lines += [f"**{process.value}**", "", "| task | what it does | owner | ends |",
+                  "|---|---|---|---|", *_rows(section)]
     return "\n".join(lines) + "\n"

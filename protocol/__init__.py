@@ -42,6 +42,7 @@ from protocol.messages import (
     Event,
     EventType,
     ExtraValue,
+    FinishReason,
     encode_event_line,
     encode_packet,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "Event",
     "EventType",
     "ExtraValue",
+    "FinishReason",
     "Hello",
     "HelloReader",
     "InvalidSessionId",

@@ -175,10 +175,10 @@ def test_declarations_must_agree_and_render_as_a_table() -> None:
         TaskSpec("pool", "Alpha", "threads", "stop", Process.ENGINE, thread=True),
     ]
     assert ownership_table(specs) == (
-        "**gateway**\n\n| task or thread | owner | ends |\n|---|---|---|\n"
-        "| first (`a`, task) | Alpha | soon |\n"
-        "| second (`b-{key}`, task) | Zed | later |\n\n"
-        "**engine**\n\n| task or thread | owner | ends |\n|---|---|---|\n"
-        "| threads (`pool`, thread) | Alpha | stop |\n")
+        "**gateway**\n\n| task | what it does | owner | ends |\n|---|---|---|---|\n"
+        "| `a` | first | Alpha | soon |\n"
+        "| `b-{key}` | second | Zed | later |\n\n"
+        "**engine**\n\n| task | what it does | owner | ends |\n|---|---|---|---|\n"
+        "| `pool` (thread) | threads | Alpha | stop |\n")
     assert TaskSpec("unload-{key}", "R", "", "").task_name("7") == "unload-7"
     assert TaskSpec("unload-{key}", "R", "", "").task_name() == "unload"

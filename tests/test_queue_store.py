@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from gateway.database import DatabaseError
-from gateway.player import PlayerRegistry, QueueStore, Track
+from gateway.player import Enqueue, PlayerRegistry, QueueStore, SetCrossfade, SetFilters, Track
 from gateway.router import Router
+from protocol.filters import parse_filters
 
 from .support.scripted_engine import ScriptedEngine
 from .support.waiting import poll_until_async, wait_until
@@ -110,8 +111,7 @@ async def test_a_player_keeps_a_save_that_failed_and_saves_it_later(
         player = registry.get("k-save")
         holder.execute("BEGIN EXCLUSIVE")
         with caplog.at_level(logging.ERROR, logger="gateway.player.controller"):
-            await player.command(lambda core, now: core.enqueue(
-                Track("http://media.test/a.mp3", title="a"), now))
+            await player.apply(Enqueue(Track("http://media.test/a.mp3", title="a")))
             await wait_until(lambda: registry.stats.failed_saves >= 2, 10)
         assert any("saving the queue failed" in r.getMessage() for r in caplog.records)
         holder.rollback()
@@ -175,15 +175,15 @@ async def test_sound_settings_outlive_an_emptied_queue(tmp_path: Path) -> None:
         registry.engine_connected()
         await wait_until(lambda: registry.link.discovered)
         player = registry.get("u1")
-        await player.command(lambda core, now: core.set_crossfade(4.0))
-        await player.command(lambda core, now: core.set_filters(
-            {"lowPass": {"smoothing": 20.0}}, "soft"))
+        await player.apply(SetCrossfade(4.0))
+        await player.apply(SetFilters(parse_filters({"lowPass": {"smoothing": 20.0}}), "soft"))
         await registry.close(release=False)
         registry = PlayerRegistry(engine=engine.client(), router=Router(), store=store)
         player = registry.get("u1")
         await player.loaded()
-        assert player.core.crossfade == 4.0 and player.core.filter_name == "soft"
-        assert player.core.current is None
+        view = player.view()
+        assert view.crossfade == 4.0 and view.filter_name == "soft"
+        assert view.current is None
         await registry.close(release=False)
     finally:
         await store.aclose()

@@ -141,22 +141,34 @@ class QueueStore:
         Raises:
             DatabaseError: it was not stored (counted in ``failed_saves``).
         """
-        state = dict(state)
-        settings = state.pop(SETTINGS_KEY, None)
-        text = json.dumps(state)
+        await self.save_many([(key, state)])
+
+    async def save_many(self, states: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store several keys' snapshots in one transaction (the background saves of
+        playing positions): all of them, or none.
+
+        Raises:
+            DatabaseError: none was stored (counted once in ``failed_saves``).
+        """
+        rows = []
+        for key, state in states:
+            state = dict(state)
+            settings = state.pop(SETTINGS_KEY, None)
+            rows.append((key, json.dumps(state), settings))
 
         def write(connection: sqlite3.Connection) -> None:
             with connection:
-                connection.execute(
-                    "INSERT INTO players (key, state, updated) VALUES (?, ?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
-                    "updated = excluded.updated",
-                    (key, text, time.time()),
-                )
-                if settings is not None:
-                    _write_settings(connection, key, settings)
+                for key, text, settings in rows:
+                    connection.execute(
+                        "INSERT INTO players (key, state, updated) VALUES (?, ?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
+                        "updated = excluded.updated",
+                        (key, text, time.time()),
+                    )
+                    if settings is not None:
+                        _write_settings(connection, key, settings)
 
-        await self._counted(write, "saving a queue")
+        await self._counted(write, "saving a queue" if len(rows) == 1 else "saving queues")
 
     async def save_settings(self, key: str, settings: dict[str, Any]) -> None:
         """Store *key*'s sound settings alone (the defaults delete its row).
