@@ -67,6 +67,7 @@ from gateway.player import (
     Track,
 )
 from gateway.runtime import Gateway
+from gateway.settings import setting_default
 from protocol.filter_presets import Preset, preset_choices, preset_words
 
 __all__ = ["HELP", "MusicCommands", "progress_bar"]
@@ -135,7 +136,8 @@ class MusicCommands:
 
     def __init__(self, gateway: Gateway, voice: VoiceBridge, *, settings: GuildSettingsStore,
                  search: Search, announcer: Announcer | None = None,
-                 playlist_limit: int = 100, leave_after: float = 120.0,
+                 playlist_limit: int = setting_default("bot_playlist_limit"),
+                 leave_after: float = setting_default("bot_leave_after"),
                  rng: random.Random | None = None) -> None:
         self.gateway = gateway
         self.voice = voice

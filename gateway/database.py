@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.settings import setting_default
 from lifecycle import Backoff, declare
 
 __all__ = ["Database", "DatabaseError", "Setup"]
@@ -94,7 +95,8 @@ class Database:
             *lock_timeout*, or its directory is not writable).
     """
 
-    def __init__(self, path: Path | str, *, lock_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path | str, *,
+                 lock_timeout: float = setting_default("queue_lock_timeout")) -> None:
         self.path = str(path)
         self.lock_timeout = lock_timeout
         self._memory = self.path == ":memory:"

@@ -30,6 +30,7 @@ from applog import session_logger
 from gateway.metrics import counter, gauge
 from gateway.player import CommandError, Pause, Player, PlayerStatus, PlayerView
 from gateway.runtime import Gateway
+from gateway.settings import setting_default
 from gateway.sinks import PacedOpusSink
 from lifecycle import TaskOwner, declare
 from protocol import Event, OpusStreamStart
@@ -50,9 +51,6 @@ AUDIO_QUEUE_FRAMES = 50
 TEXT_QUEUE_MESSAGES = 64
 #: Seconds between progress messages while playing.
 PROGRESS_INTERVAL = 1.0
-#: Seconds after the last tab closes before the player is paused and the room
-#: released (the default of ``GATEWAY_ROOM_LINGER``).
-EMPTY_ROOM_PAUSE = 60.0
 
 
 class Connection:
@@ -148,7 +146,7 @@ class Room:
     """
 
     def __init__(self, user_id: str, player: Player, gateway: Gateway, *,
-                 linger: float = EMPTY_ROOM_PAUSE,
+                 linger: float = setting_default("room_linger"),
                  on_release: Callable[[Room], None] | None = None,
                  wording: Callable[[str], str] = str) -> None:
         self.user_id = user_id
@@ -308,7 +306,7 @@ class Rooms:
     """Every user's room, created on first connection and released *linger*
     seconds after its last tab closed (with its player, see ``_released``)."""
 
-    def __init__(self, gateway: Gateway, *, linger: float = EMPTY_ROOM_PAUSE,
+    def __init__(self, gateway: Gateway, *, linger: float = setting_default("room_linger"),
                  wording: Callable[[str], str] = str) -> None:
         self.gateway = gateway
         self.linger = linger

@@ -80,6 +80,7 @@ from playground_ws.origins import default_origins, normalize_origin, parse_origi
 from playground_ws.ratelimit import RateLimiter
 from playground_ws.rooms import Connection, Room, Rooms
 from playground_ws.wording import Wording
+from protocol.filter_presets import EQUALIZER_BANDS, preset_catalogue
 
 __all__ = ["HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "mount_playground"]
 
@@ -214,7 +215,8 @@ class _Playground:
             log.debug("new identity %s for client %s", user, client)
         html = (STATIC_DIR / "index.html").read_text()
         demo = self.demo_tracks.get("opus")
-        response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else ""))
+        response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else "")
+                                .replace("{{SOUND_CATALOGUE}}", _SOUND_CATALOGUE))
         if fresh_cookie is not None:
             response.set_cookie(COOKIE_NAME, fresh_cookie, max_age=COOKIE_MAX_AGE,
                                 httponly=True, samesite="strict")
@@ -442,6 +444,12 @@ class _Playground:
                 return _SIMPLE[kind]
         raise AssertionError(f"no player command for {message!r}")
 
+
+#: What the page's filters panel offers, written into the page (a JSON script element):
+#: the presets and the equalizer's bands, from their one place in ``protocol``. Its
+#: ``<`` are escaped, so no text in it can end the script element.
+_SOUND_CATALOGUE = json.dumps({"presets": preset_catalogue(),
+                               "bands": list(EQUALIZER_BANDS)}).replace("<", "\\u003c")
 
 #: Page messages without arguments, and the player command each is.
 _SIMPLE: dict[str, Command] = {

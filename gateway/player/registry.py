@@ -23,6 +23,7 @@ from gateway.player.stats import PlayerStats
 from gateway.player.store import QueueStore
 from gateway.player.view import PlayerStatus
 from gateway.router import Router
+from gateway.settings import setting_default
 from lifecycle import TaskOwner, declare
 
 __all__ = ["Binder", "PlayerRegistry"]
@@ -83,7 +84,7 @@ class PlayerRegistry:
         output: str = "opus",
         clock: Callable[[], float] = time.monotonic,
         link: EngineLink | None = None,
-        idle_timeout: float = 600.0,
+        idle_timeout: float = setting_default("player_idle_timeout"),
         binder: Binder | None = None,
     ) -> None:
         self._engine = engine

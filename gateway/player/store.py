@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.database import Database, DatabaseError
+from gateway.settings import setting_default
 
 __all__ = ["SCHEMA_VERSION", "QueueStore"]
 
@@ -116,7 +117,8 @@ class QueueStore:
         DatabaseError: the database cannot be opened.
     """
 
-    def __init__(self, database: Database | Path | str, *, lock_timeout: float = 5.0) -> None:
+    def __init__(self, database: Database | Path | str, *,
+                 lock_timeout: float = setting_default("queue_lock_timeout")) -> None:
         self._owned = not isinstance(database, Database)
         self.database = (database if isinstance(database, Database)
                          else Database(database, lock_timeout=lock_timeout))
