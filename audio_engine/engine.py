@@ -39,11 +39,37 @@ from audio_engine.sources.egress import EgressProxy
 from audio_engine.sources.resolver import JobRunner, Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.clock import TickSchedule, run_clock
+from lifecycle import Process, declare
 from protocol.filters import Loudness
 
-__all__ = ["Engine"]
+__all__ = ["CLOCK", "IDLE_REAPER", "LOAD_REPORTER", "Engine"]
 
 log = logging.getLogger(__name__)
+
+_RUN = "`Engine.run`'s task group"
+CLOCK = declare(
+    "clock", owner=_RUN, process=Process.WORKER,
+    what="the worker's 20 ms clock: one frame of every playing session per tick",
+    ends="`Engine.stop`, after every session ended")
+IDLE_REAPER = declare(
+    "idle-reaper", owner=_RUN, process=Process.WORKER,
+    what="removing sessions nobody touched for `ENGINE_IDLE_TIMEOUT`",
+    ends="`Engine.stop`")
+LOAD_REPORTER = declare(
+    "load-reporter", owner=_RUN, process=Process.WORKER,
+    what="the worker's report to the front every 0.5 s (CPU, clock, sessions)",
+    ends="`Engine.stop`")
+_POOLS = "Engine (its pools)"
+for _pool, _work in (("engine-read", "steady reads of playing sources"),
+                     ("engine-open", "opening, seeking and closing sources"),
+                     ("engine-codec", "decoding, filters, resampling, encoding")):
+    declare(f"{_pool}_{{key}}", owner=_POOLS, process=Process.WORKER, thread=True,
+            what=f"{_work}, earliest deadline first, at niceness +5 over the clock",
+            ends="`Engine.stop` (queued jobs cancelled; an extra thread leaves when idle)")
+declare("{key}-monitor", owner=_POOLS, process=Process.WORKER, thread=True,
+        what="a pool's watch for threads stuck in the kernel (it then adds one)",
+        ends="the pool's shutdown")
+
 
 class Engine:
     """Everything of one worker: see the module docstring.
@@ -143,9 +169,9 @@ class Engine:
             self._schedule = TickSchedule(loop.time())
             async with asyncio.TaskGroup() as tasks:
                 clock = tasks.create_task(
-                    run_clock(self._tick, schedule=self._schedule), name="clock")
-                reaper = tasks.create_task(self._reap_idle(), name="idle-reaper")
-                sampler = tasks.create_task(self._report(report), name="load-reporter")
+                    run_clock(self._tick, schedule=self._schedule), name=CLOCK.name)
+                reaper = tasks.create_task(self._reap_idle(), name=IDLE_REAPER.name)
+                sampler = tasks.create_task(self._report(report), name=LOAD_REPORTER.name)
                 await self._stopping.wait()
                 clock.cancel()
                 reaper.cancel()

@@ -36,10 +36,21 @@ from audiogate.process import (
     watching_supervisor,
 )
 from audiogate.serving import HttpService
+from lifecycle import Process, declare
 
 __all__ = ["WORKER_COMMAND", "main", "serve_engine", "tls_context"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "`engine_process` task group"
+ENGINE_HTTP = declare(
+    "engine-http", owner=_GROUP, process=Process.ENGINE,
+    what="the engine's HTTP server",
+    ends="first at shutdown (`HttpService.stop`; requests in flight get half the deadline)")
+ENGINE_FRONT = declare(
+    "engine-front", owner=_GROUP, process=Process.ENGINE,
+    what="the front's load sampler and libopus complexity steps (`Front.run`)",
+    ends="`Front.stop`, after every worker stopped")
 
 #: Seconds worker threads get to end after the engine stopped (see run_process).
 _THREAD_GRACE = 1.0
@@ -84,18 +95,18 @@ def tls_context(settings: EngineSettings) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except ssl.SSLError:
+    except ssl.SSLError as exc:
         raise StartupError(
             "the TLS files are not a PEM certificate (chain) and its matching private key; "
             f"check {setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
-        ) from None
+        ) from exc
     except OSError as exc:
         raise StartupError(
             f"cannot read the TLS files ({exc.strerror or exc}); check "
             f"{setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
-        ) from None
+        ) from exc
     return context
 
 
@@ -123,8 +134,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
             except RuntimeError as exc:
                 raise StartupError(f"{exc}; see the log above") from exc
             async with asyncio.TaskGroup() as tasks:
-                running = tasks.create_task(front.run(), name="engine-front")
-                server = tasks.create_task(http.serve(), name="engine-http")
+                running = tasks.create_task(front.run(), name=ENGINE_FRONT.name)
+                server = tasks.create_task(http.serve(), name=ENGINE_HTTP.name)
                 await http.started.wait()
                 log.info("engine %s ready: http://%s:%d, socket %s, %d workers",
                          front.version, settings.api_host, http.port, unix.path,

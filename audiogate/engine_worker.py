@@ -39,11 +39,27 @@ from audio_engine.sources.resolve_pool import WorkerLimits
 from audiogate.config import start_logging
 from audiogate.errors import EXIT_CONFIG
 from audiogate.process import add_runtime_metrics, raise_open_file_limit, run_process
+from lifecycle import Process, declare
 from protocol import NEED_DATA
 
 __all__ = ["WORKER_THREAD_NICENESS", "main", "serve_worker"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "`engine_worker` task group"
+WORKER_ENGINE = declare(
+    "worker-engine", owner=_GROUP, process=Process.WORKER,
+    what="the worker's engine: its clock, idle reaper and reports (`Engine.run`)",
+    ends="the front's `shutdown` call (sessions end first), or the channel closes")
+WORKER_CHANNEL = declare(
+    "worker-channel", owner=_GROUP, process=Process.WORKER,
+    what="waiting for the front to close the channel (it stopped, or died)",
+    ends="the channel closes: the engine stops")
+WORKER_STOP = declare(
+    "worker-stop", owner=_GROUP, process=Process.WORKER,
+    what="waiting for a signal to the worker itself (it then exits as a crash would: "
+         "the front moves its sessions)",
+    ends="SIGTERM/SIGINT, or the worker stops")
 
 _PR_SET_PDEATHSIG = 1
 #: Niceness of a worker's pool threads over its event loop thread: the CPU scheduler
@@ -100,9 +116,9 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
     await engine.start(calibrate=calibrate)
     try:
         async with asyncio.TaskGroup() as tasks:
-            running = tasks.create_task(engine.run(service.report), name="worker-engine")
-            lost = tasks.create_task(link.lost(), name="worker-channel")
-            halted = tasks.create_task(stop.wait(), name="worker-stop")
+            running = tasks.create_task(engine.run(service.report), name=WORKER_ENGINE.name)
+            lost = tasks.create_task(link.lost(), name=WORKER_CHANNEL.name)
+            halted = tasks.create_task(stop.wait(), name=WORKER_STOP.name)
             done, _ = await asyncio.wait({running, lost, halted},
                                          return_when=asyncio.FIRST_COMPLETED)
             if halted not in done:

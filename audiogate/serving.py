@@ -168,8 +168,8 @@ class HttpService:
         server.lifespan = config.lifespan_class(config)
         try:
             await server.startup(sockets=[self.listener])
-        except SystemExit:  # uvicorn's way to say the lifespan startup failed
-            raise StartupError(f"the {self.name} HTTP app failed to start") from None
+        except SystemExit as exc:  # uvicorn's way to say the lifespan startup failed
+            raise StartupError(f"the {self.name} HTTP app failed to start") from exc
         try:
             if not server.should_exit:
                 self.started.set()

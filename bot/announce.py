@@ -30,10 +30,17 @@ from applog import SessionLogger, session_logger
 from bot.controls import controls_view
 from bot.nowplaying import Card, Timeline, render
 from gateway.player import PlayerRegistry, PlayerStatus, PlayerView
+from lifecycle import TaskOwner, declare
 
 __all__ = ["Announcer"]
 
 log = logging.getLogger(__name__)
+
+ANNOUNCEMENT = declare(
+    "announce-{key}", owner="Announcer",
+    what="one guild's now-playing message: posted, then edited at a bounded rate",
+    ends="its last words (the queue ended, stop, leaving voice), or the bot closes "
+         "(`MusicCommands.close`)")
 
 
 @dataclass(eq=False)
@@ -68,7 +75,7 @@ class Announcer:
         self._clock = clock
         self._guilds: dict[int, _Announcement] = {}
         # Every running task, including announcements saying their last words.
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(ANNOUNCEMENT.owner, logger=log)
         #: Messages posted and edits made (all guilds), failed sends.
         self.posts = 0
         self.edits = 0
@@ -102,11 +109,11 @@ class Announcer:
             announcement.timeline.observe(view)
             announcement.wake.set()
 
+        if self._tasks.closed:
+            return
         announcement.unsubscribe = player.subscribe(listener)
-        announcement.task = asyncio.get_running_loop().create_task(
-            self._run(announcement), name=f"announce-{guild_id}")
-        self._tasks.add(announcement.task)
-        announcement.task.add_done_callback(self._tasks.discard)
+        announcement.task = self._tasks.spawn(ANNOUNCEMENT, self._run(announcement),
+                                              key=str(guild_id))
         self._guilds[guild_id] = announcement
         announcement.wake.set()
 
@@ -126,10 +133,7 @@ class Announcer:
 
     async def close(self) -> None:
         """End every announcement without further edits. Idempotent."""
-        tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
         self._guilds.clear()
 
     # -- the task -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from bot.search import Search, Searcher, engine_searcher
 from bot.voice import VoiceBridge, VoiceClientLike
 from gateway.player import LoopMode
 from gateway.runtime import Gateway
-from protocol.filter_presets import Preset
+from protocol.filter_presets import Preset, preset_choices
 
 __all__ = ["MusicBot"]
 
@@ -68,7 +68,7 @@ class MusicBot(discord.AutoShardedClient):
         else:
             self.voice_bridge = (VoiceBridge(gateway) if connect is None
                                  else VoiceBridge(gateway, connect=connect))
-        self.guild_settings = GuildSettingsStore(settings.queue_path)
+        self.guild_settings = GuildSettingsStore(gateway.database)
         self.handlers = MusicCommands(
             gateway, self.voice_bridge, settings=self.guild_settings,
             search=search if search is not None else Search(
@@ -111,7 +111,7 @@ class MusicBot(discord.AutoShardedClient):
         await self.handlers.close()
         await self.voice_bridge.close()
         await super().close()
-        self.guild_settings.close()
+        await self.guild_settings.aclose()
 
 
 def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> None:
@@ -190,10 +190,10 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
         await handlers.volume(interaction, percent)
 
     @tree.command(name="filter", description="Change how the music sounds (reset: as it was)")
-    @app_commands.describe(preset="bassboost, nightcore, vaporwave, 8d, karaoke, soft or reset")
-    async def filter_(interaction: discord.Interaction,
-                      preset: Literal["bassboost", "nightcore", "vaporwave", "8d", "karaoke",
-                                      "soft", "reset"]) -> None:
+    @app_commands.describe(preset=preset_choices(serial_comma=False))
+    @app_commands.choices(preset=[app_commands.Choice(name=p.value, value=p.value)
+                                  for p in Preset])
+    async def filter_(interaction: discord.Interaction, preset: str) -> None:
         await handlers.filter(interaction, Preset(preset))
 
     @tree.command(name="crossfade", description="Fade each next track in over the last one")

@@ -16,8 +16,7 @@ import discord
 
 from bot.errors import Problem, classify, describe
 from bot.timeparse import format_time
-from gateway.player import PlayerStatus, PlayerView, Track
-from gateway.player.core import LoopMode
+from gateway.player import LoopMode, PlayerStatus, PlayerView, Track
 
 __all__ = ["Card", "Timeline", "progress_bar", "render"]
 

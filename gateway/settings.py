@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.nodes.config import NodeConfig, parse_nodes
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
-__all__ = ["GatewaySettings", "parse_shard_ids"]
+__all__ = ["GatewaySettings", "parse_shard_ids", "setting_default"]
 
 
 def parse_shard_ids(text: str) -> list[int]:
@@ -257,7 +258,7 @@ class GatewaySettings(BaseSettings):
         except ValueError as exc:
             text = str(exc)
             raise ValueError(text if "GATEWAY_NODES" in text else f"GATEWAY_NODES: {text}") \
-                from None
+                from exc
         names = {node.name for node in nodes}
         unknown = sorted(set(self.drained_nodes) - names)
         if unknown and nodes:
@@ -316,3 +317,10 @@ class GatewaySettings(BaseSettings):
     def queue_path(self) -> str:
         """Where queues are stored (a path, or ``:memory:``)."""
         return self.queue_db or str(self.data_dir / "queues.sqlite3")
+
+
+def setting_default(name: str) -> Any:
+    """The default of the gateway setting *name* (a field of ``GatewaySettings``): the
+    one place it is written, which the parts' own defaults (used when they are built
+    without settings, as the tests do) read rather than repeat."""
+    return GatewaySettings.model_fields[name].default

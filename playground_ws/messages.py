@@ -227,8 +227,8 @@ def parse_client_message(text: str) -> ClientMessage:
                          "send one flat JSON object")
     try:
         document = json.loads(text)
-    except ValueError:
-        raise ValueError("message is not valid JSON") from None
+    except ValueError as exc:
+        raise ValueError("message is not valid JSON") from exc
     if not isinstance(document, dict):
         raise ValueError("message must be a JSON object")
     kind = document.get("type")
@@ -240,10 +240,10 @@ def parse_client_message(text: str) -> ClientMessage:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"][1:]) or "message"
         if error["type"] == "missing":
-            raise ValueError(f"{kind} needs '{field}'") from None
+            raise ValueError(f"{kind} needs '{field}'") from exc
         if error["type"] == "extra_forbidden":
-            raise ValueError(f"{kind} does not take '{field}'") from None
+            raise ValueError(f"{kind} does not take '{field}'") from exc
         if error["type"] == "value_error":
             message = str(error["msg"]).removeprefix("Value error, ")
-            raise ValueError(f"{kind}: {message}") from None
-        raise ValueError(f"{kind}: {field}: {error['msg']}") from None
+            raise ValueError(f"{kind}: {message}") from exc
+        raise ValueError(f"{kind}: {field}: {error['msg']}") from exc

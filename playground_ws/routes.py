@@ -16,7 +16,6 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, Response
@@ -26,8 +25,28 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.engine_client import EngineError
 from gateway.metrics import counter, gauge
-from gateway.player import CommandError, Track
+from gateway.player import (
+    Clear,
+    Command,
+    CommandError,
+    Enqueue,
+    Pause,
+    PlayNow,
+    Previous,
+    Resume,
+    SetCrossfade,
+    SetFilters,
+    SetVolume,
+    Skip,
+    Stop,
+    Track,
+)
+from gateway.player import Jump as JumpTo
+from gateway.player import Move as MoveTo
+from gateway.player import Remove as RemoveAt
+from gateway.player import Seek as SeekTo
 from gateway.runtime import Gateway
+from lifecycle import TaskOwner, declare
 from playground_ws.admission import (
     Holder,
     IdentityIssuer,
@@ -61,11 +80,16 @@ from playground_ws.origins import default_origins, normalize_origin, parse_origi
 from playground_ws.ratelimit import RateLimiter
 from playground_ws.rooms import Connection, Room, Rooms
 from playground_ws.wording import Wording
-from protocol.filter_presets import preset_filters
+from protocol.filter_presets import EQUALIZER_BANDS, preset_catalogue
 
 __all__ = ["HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "mount_playground"]
 
 log = logging.getLogger(__name__)
+
+TAB_WRITER = declare(
+    "tab-writer-{key}", owner="the tab's WebSocket handler",
+    what="a tab's writer: its bounded audio and text queues into the WebSocket",
+    ends="the tab closes (cancelled and awaited by its handler)")
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: Seconds between the server's pings, and of silence after which a tab is gone.
@@ -191,7 +215,8 @@ class _Playground:
             log.debug("new identity %s for client %s", user, client)
         html = (STATIC_DIR / "index.html").read_text()
         demo = self.demo_tracks.get("opus")
-        response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else ""))
+        response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else "")
+                                .replace("{{SOUND_CATALOGUE}}", _SOUND_CATALOGUE))
         if fresh_cookie is not None:
             response.set_cookie(COOKIE_NAME, fresh_cookie, max_age=COOKIE_MAX_AGE,
                                 httponly=True, samesite="strict")
@@ -286,14 +311,14 @@ class _Playground:
         connection.send_json({**room.state_message(), "type": "hello",
                               "engine_connected": self.gateway.socket.connected.is_set()})
         room.join(connection)
-        writer = asyncio.get_running_loop().create_task(connection.writer())
+        writer = TaskOwner(TAB_WRITER.owner, logger=room.log)
+        writer.spawn(TAB_WRITER, connection.writer(), key=user)
         try:
             await self._receive(websocket, room, connection)
         finally:
             room.leave(connection)
             self.rooms.connection_closed(connection)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            await writer.aclose()
             if websocket.application_state is WebSocketState.CONNECTED:
                 with contextlib.suppress(RuntimeError, OSError):
                     await websocket.close()
@@ -363,38 +388,12 @@ class _Playground:
 
     async def _dispatch(self, message: ClientMessage, room: Room, connection: Connection) -> None:
         player = room.player
-
-        async def run(apply: Any) -> Any:
-            return await player.command(apply)
-
         match message:
-            case Play(url=url):
-                track = await self._track(url)
-                await run(lambda core, now: core.play_now(track, now))
             case Add(url=url):
                 track = await self._track(url)
-                position = await run(lambda core, now: core.enqueue(track, now))
-                connection.send_json({"type": "queued", "position": position,
+                outcome = await player.apply(Enqueue(track))
+                connection.send_json({"type": "queued", "position": outcome.position,
                                       "title": track.label})
-            case Seek(seconds=seconds):
-                await run(lambda core, now: core.seek(seconds, now))
-            case Volume(volume=volume):
-                await run(lambda core, now: core.set_volume(volume))
-            case Filters(preset=preset, filters=filters):
-                if preset is not None:
-                    chosen, name = preset_filters(preset), preset.value
-                else:
-                    assert filters is not None
-                    chosen, name = filters.lavalink(), "custom"
-                await run(lambda core, now: core.set_filters(chosen, name))
-            case Crossfade(seconds=seconds):
-                await run(lambda core, now: core.set_crossfade(seconds))
-            case Remove(position=position):
-                await run(lambda core, now: core.remove(position))
-            case Jump(position=position):
-                await run(lambda core, now: core.jump(position, now))
-            case Move(position=position, to=to):
-                await run(lambda core, now: core.move(position, to))
             case Search(query=query):
                 try:
                     result = await self.gateway.engine.search(query)
@@ -411,17 +410,51 @@ class _Playground:
                 room.focus(connection)
             case Simple(type="state"):
                 connection.send_json(room.state_message())
-            case Simple(type=kind):
-                await run(_SIMPLE[kind])
+            case _:
+                await player.apply(await self._command(message))
+
+    async def _command(self, message: ClientMessage) -> Command:
+        """The player command a page message asks for.
+
+        Raises:
+            CommandError: what the page sent cannot be a command (a bad URL, filters
+                the model refuses).
+        """
+        match message:
+            case Play(url=url):
+                return PlayNow(await self._track(url))
+            case Seek(seconds=seconds):
+                return SeekTo(seconds)
+            case Volume(volume=volume):
+                return SetVolume(volume)
+            case Filters(preset=preset, filters=filters):
+                if preset is not None:
+                    return SetFilters.preset(preset)
+                assert filters is not None
+                return SetFilters.from_json(filters.lavalink())
+            case Crossfade(seconds=seconds):
+                return SetCrossfade(seconds)
+            case Remove(position=position):
+                return RemoveAt(position)
+            case Jump(position=position):
+                return JumpTo(position)
+            case Move(position=position, to=to):
+                return MoveTo(position, to)
+            case Simple(type=kind) if kind in _SIMPLE:
+                return _SIMPLE[kind]
+        raise AssertionError(f"no player command for {message!r}")
 
 
-_SIMPLE: dict[str, Any] = {
-    "stop": lambda core, now: core.stop(),
-    "pause": lambda core, now: core.pause(now),
-    "resume": lambda core, now: core.resume(now),
-    "skip": lambda core, now: core.skip(now),
-    "previous": lambda core, now: core.previous(now),
-    "clear": lambda core, now: core.clear(),
+#: What the page's filters panel offers, written into the page (a JSON script element):
+#: the presets and the equalizer's bands, from their one place in ``protocol``. Its
+#: ``<`` are escaped, so no text in it can end the script element.
+_SOUND_CATALOGUE = json.dumps({"presets": preset_catalogue(),
+                               "bands": list(EQUALIZER_BANDS)}).replace("<", "\\u003c")
+
+#: Page messages without arguments, and the player command each is.
+_SIMPLE: dict[str, Command] = {
+    "stop": Stop(), "pause": Pause(), "resume": Resume(), "skip": Skip(),
+    "previous": Previous(), "clear": Clear(),
 }
 
 

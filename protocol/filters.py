@@ -404,8 +404,8 @@ def parse_filters(data: object) -> Filters:
     if isinstance(data, str | bytes | bytearray):
         try:
             data = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise FilterError("filters must be a JSON object") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FilterError("filters must be a JSON object") from exc
     if not isinstance(data, Mapping):
         raise FilterError("filters must be a JSON object")
     try:

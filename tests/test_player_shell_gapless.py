@@ -10,16 +10,30 @@ engine process is in test_gateway_gapless.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
-from gateway.player import CommandError, PlayerRegistry, PlayerStatus, Track, controller
+from gateway.player import (
+    Clear,
+    CommandError,
+    Enqueue,
+    LoopMode,
+    Move,
+    PlayerRegistry,
+    PlayerStatus,
+    SetCrossfade,
+    SetFilters,
+    SetLoop,
+    Track,
+    controller,
+)
 from gateway.player.link import EngineLink
 from gateway.router import Router
 from protocol import Event, EventType
 from protocol.filter_presets import Preset, preset_filters
+from protocol.filters import Filters, parse_filters
 
 from .support.scripted_engine import ScriptedEngine
 from .support.waiting import wait_until
@@ -52,11 +66,9 @@ def track(name: str) -> Track:
     return Track(url=f"http://media.test/{name}.mp3", title=name, duration=100.0)
 
 
-def add(*names: str) -> Callable[..., object]:
-    def apply(core: object, now: float) -> None:
-        for name in names:
-            core.enqueue(track(name), now)  # type: ignore[attr-defined]
-    return apply
+def add(*names: str) -> Enqueue:
+    first, *rest = (track(name) for name in names)
+    return Enqueue(first, tuple(rest))
 
 
 def event(kind: EventType, key: str, play: int, **extra: str) -> Event:
@@ -76,14 +88,14 @@ async def test_the_next_track_joins_without_a_play_and_follows_queue_changes() -
     engine = ScriptedEngine(features=OURS)
     async with shell(engine) as (registry, router):
         player = registry.get("g")
-        await player.command(add("a", "b", "c"))
+        await player.apply(add("a", "b", "c"))
         await settled(player)
         assert engine.calls("next") == []  # not before the play streams
         router.dispatch(event(EventType.READY, "g", 1))
         await settled(player)
         assert urls(engine.calls("next")) == ["b.mp3"]
         # A move changes what follows: the engine is told again.
-        await player.command(lambda core, now: core.move(2, 1))
+        await player.apply(Move(2, 1))
         await settled(player)
         assert urls(engine.calls("next")) == ["b.mp3", "c.mp3"]
         # The join: finished (end) of play 1, ready of the next play, no play sent.
@@ -98,7 +110,7 @@ async def test_the_next_track_joins_without_a_play_and_follows_queue_changes() -
         assert player.stats.gapless_joins == 1
         # The track after c is b; clearing the queue cancels it at the engine.
         assert urls(engine.calls("next"))[-1] == "b.mp3"
-        await player.command(lambda core, now: core.clear())
+        await player.apply(Clear())
         await settled(player)
         assert len(engine.calls("next/cancel")) == 1
         assert engine.sessions["g"].next is None
@@ -113,8 +125,8 @@ async def test_loop_track_rejoins_the_same_track() -> None:
     engine = ScriptedEngine(features=OURS)
     async with shell(engine) as (registry, router):
         player = registry.get("g")
-        await player.command(lambda core, now: core.set_loop(core.loop.TRACK))
-        await player.command(add("a"))
+        await player.apply(SetLoop(LoopMode.TRACK))
+        await player.apply(add("a"))
         await settled(player)
         for round_ in range(3):
             router.dispatch(event(EventType.READY, "g", engine.sessions["g"].play_id))
@@ -132,7 +144,7 @@ async def test_a_failed_next_track_is_reported_and_the_queue_moves_on() -> None:
     engine = ScriptedEngine(features=OURS)
     async with shell(engine) as (registry, router):
         player = registry.get("g")
-        await player.command(add("a", "broken", "c"))
+        await player.apply(add("a", "broken", "c"))
         await settled(player)
         router.dispatch(event(EventType.READY, "g", 1))
         await settled(player)
@@ -153,7 +165,7 @@ async def test_a_join_that_did_not_happen_is_played_plainly() -> None:
     engine = ScriptedEngine(features=OURS)
     async with shell(engine) as (registry, router):
         player = registry.get("g")
-        await player.command(add("a", "b"))
+        await player.apply(add("a", "b"))
         await settled(player)
         router.dispatch(event(EventType.READY, "g", 1))
         await settled(player)
@@ -171,7 +183,7 @@ async def test_a_join_whose_ready_was_lost_is_taken_from_the_engine() -> None:
     engine = ScriptedEngine(features=OURS)
     async with shell(engine) as (registry, router):
         player = registry.get("g")
-        await player.command(add("a", "b"))
+        await player.apply(add("a", "b"))
         await settled(player)
         router.dispatch(event(EventType.READY, "g", 1))
         await settled(player)
@@ -186,12 +198,12 @@ async def test_filters_and_crossfade_apply_live_and_ride_every_play() -> None:
     engine = ScriptedEngine(features=OURS)
     async with shell(engine) as (registry, router):
         player = registry.get("g")
-        await player.command(add("a", "b"))
+        await player.apply(add("a", "b"))
         await settled(player)
         router.dispatch(event(EventType.READY, "g", 1))
         bass = preset_filters(Preset.BASSBOOST)
-        await player.command(lambda core, now: core.set_filters(bass, "bassboost"))
-        await player.command(lambda core, now: core.set_crossfade(3.0))
+        await player.apply(SetFilters(parse_filters(bass), "bassboost"))
+        await player.apply(SetCrossfade(3.0))
         await settled(player)
         assert engine.calls("filters") == [bass]
         assert engine.calls("crossfade") == [{"crossfade": 3.0}]
@@ -208,15 +220,14 @@ async def test_a_go_engine_refuses_filters_in_words_and_gets_plain_plays() -> No
     engine = ScriptedEngine(features=[])
     async with shell(engine) as (registry, router):
         player = registry.get("g")
-        await player.command(add("a", "b"))
+        await player.apply(add("a", "b"))
         await settled(player)
         router.dispatch(Event(EventType.READY, "g"))
         with pytest.raises(CommandError, match="does not support filters"):
-            await player.command(lambda core, now: core.set_filters(
-                preset_filters(Preset.NIGHTCORE), "nightcore"))
+            await player.apply(SetFilters.preset(Preset.NIGHTCORE))
         with pytest.raises(CommandError, match="does not support crossfade"):
-            await player.command(lambda core, now: core.set_crossfade(2.0))
-        assert player.core.filters == {} and player.core.crossfade == 0.0
+            await player.apply(SetCrossfade(2.0))
+        assert player.view().filters == Filters() and player.view().crossfade == 0.0
         await settled(player)
         router.dispatch(Event(EventType.FINISHED, "g"))
         await wait_until(lambda: len(engine.calls("play")) == 2)
@@ -224,8 +235,8 @@ async def test_a_go_engine_refuses_filters_in_words_and_gets_plain_plays() -> No
         assert engine.calls("next") == [] and engine.calls("filters") == []
         assert "filters" not in engine.calls("play")[-1]
         # Settings kept from our engine (a stored queue) are not shown as heard here.
-        player.core.set_filters(preset_filters(Preset.SOFT), "soft")
-        player.core.set_crossfade(5.0)
+        player.core.apply(SetFilters.preset(Preset.SOFT), 0.0)
+        player.core.apply(SetCrossfade(5.0), 0.0)
         view = player.view()
-        assert view.filter_name == "" and view.filters == {} and view.crossfade == 0.0
+        assert view.filter_name == "" and view.filters == Filters() and view.crossfade == 0.0
         assert player.core.filter_name == "soft"  # kept for an engine that has filters

@@ -63,6 +63,7 @@ from audio_engine.sources.resolve_pool import JobFailed, JobTimedOut, ResolvePoo
 from audio_engine.sources.resolver import Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.consumers import ConsumerHub
+from lifecycle import Process, TaskOwner, declare
 from protocol import FRAME_DURATION, Event, EventType, encode_event_line
 from protocol.filters import Filters, Loudness
 
@@ -83,6 +84,24 @@ _START_TIMEOUT: Final = 30.0
 _MOVE_WAIT: Final = 15.0
 #: Seconds the front waits for a worker's answer to an API call.
 _CALL_TIMEOUT: Final = 5.0
+
+_OWNER = "Front"
+RESTART = declare(
+    "engine-worker-{key}-restart", owner=_OWNER, process=Process.ENGINE,
+    what="starting a dead worker's slot again, after 0.5 s doubling to 10 s while it "
+         "keeps dying",
+    ends="the new worker started, or `Front.close_now` (cancelled, awaited)")
+MOVE = declare(
+    "engine-worker-{key}-move", owner=_OWNER, process=Process.ENGINE,
+    what="playing a dead worker's sessions again on live workers, from where their "
+         "listeners were",
+    ends="every session moved (or given up after 15 s without a live worker), or "
+         "`Front.close_now`")
+SAMPLER = declare(
+    "engine-load", owner="`Front.run`'s task group", process=Process.ENGINE,
+    what="summing the engine's load every 0.5 s, learning the cost per unit, stepping "
+         "the libopus complexity",
+    ends="`Front.stop`")
 
 #: A session record of the front: on a worker process.
 Record = SessionRecord[WorkerProcess]
@@ -183,7 +202,7 @@ class Front:
         self.load = LoadModel(budget=self.budget)
         self._plays = itertools.count(1)
         self._go_style = True
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(_OWNER, logger=log)
         self.started_at = time.monotonic()
         self._stopping = asyncio.Event()
         self._run_done = asyncio.Event()
@@ -232,7 +251,7 @@ class Front:
         self._running = True
         try:
             async with asyncio.TaskGroup() as tasks:
-                sampler = tasks.create_task(self._sample(), name="engine-load")
+                sampler = tasks.create_task(self._sample(), name=SAMPLER.name)
                 await self._stopping.wait()
                 sampler.cancel()
         finally:
@@ -275,23 +294,11 @@ class Front:
         self._stopping.set()
         await self.resolve_pool.close()
         self.pool.stopping = True
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.aclose()
         await self.egress.close()
         await self.hub.close()
         await self.pool.close()
 
-    def _spawn_task(self, coroutine: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     # -- what the workers send (workers.FrontSide) ------------------------------------------
 
@@ -336,10 +343,11 @@ class Front:
         moving = self.sessions.orphaned(worker)
         log.error("engine worker %d died (%s); moving its %d sessions", worker.index,
                   worker.lost_reason or "channel closed", moving)
-        self._spawn_task(self.pool.restart(worker), f"engine-worker-{worker.index}-restart")
-        if moving:
-            self._spawn_task(self._move(worker, time.monotonic()),
-                             f"engine-worker-{worker.index}-move")
+        if not self._tasks.closed:
+            self._tasks.spawn(RESTART, self.pool.restart(worker), key=str(worker.index))
+            if moving:
+                self._tasks.spawn(MOVE, self._move(worker, time.monotonic()),
+                                  key=str(worker.index))
 
     async def _move(self, dead: WorkerProcess, died_at: float) -> None:
         """Play the dead worker's live sessions again on live workers, from where

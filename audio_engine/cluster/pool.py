@@ -242,12 +242,6 @@ async def _started(worker: WorkerProcess) -> None:
     Raises:
         RuntimeError: the worker died first.
     """
-    started = asyncio.ensure_future(worker.started.wait())
-    closed = asyncio.ensure_future(worker.closed.wait())
-    try:
-        await asyncio.wait({started, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        started.cancel()
-        closed.cancel()
+    await worker.settled.wait()
     if not worker.started.is_set():
         raise RuntimeError(f"engine worker {worker.index} exited at start-up")

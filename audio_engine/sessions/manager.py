@@ -44,6 +44,7 @@ from audio_engine.settings import EngineSettings
 from audio_engine.sources.media import MediaSource, SourceOptions
 from audio_engine.sources.resolver import Resolver
 from audio_engine.wire.ordering import ReplyGate, TimingPolicy
+from lifecycle import Process, TaskOwner, declare
 from protocol.filters import Loudness
 
 __all__ = [
@@ -78,6 +79,13 @@ class NotPlayable(Exception):
     """The operation needs a live session (seek on an ended one, ...)."""
 
 
+_OWNER = "SessionManager"
+PRODUCER = declare(
+    "producer-{key}", owner=_OWNER, process=Process.WORKER,
+    what="one session's producer: resolve, open, keep its ring a few hundred ms ahead",
+    ends="stop, replace, idle reap, a failure, or `manager.close()` (cancelled, awaited)")
+
+
 class SessionManager:
     """Owns every session and its producer task; the emission is its ``emission``."""
 
@@ -107,7 +115,7 @@ class SessionManager:
         #: The 20 ms emission and the ending of sessions (their event lines).
         self.emission = Emission(hub, metrics, timing=self.timing, clock=clock,
                                  stuck_threshold=settings.stuck_threshold)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(_OWNER, logger=log)
         self._closing: set[Future[None]] = set()
         self._context = ProducerContext(
             resolver=resolver,
@@ -202,7 +210,8 @@ class SessionManager:
             session.paused = resume.paused
             session.headers_sent = resume.ready_sent
         self._sessions[session_id] = session
-        session.producer = self._spawn(run_producer(session, self._context))
+        session.producer = self._tasks.spawn(PRODUCER, run_producer(session, self._context),
+                                             key=session_id)
         session.log.info(
             "play %s (%s%s)", request.url, request.output.value,
             f", from {request.start_at:g} s" if request.start_at else "",
@@ -425,20 +434,11 @@ class SessionManager:
         self.emission.drain()
         for session_id in list(self._sessions):
             self.stop(session_id, reason=FinishReason.SHUTDOWN)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
         closing = [asyncio.wrap_future(f) for f in list(self._closing)]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
 
-    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     def _encoder_factory(self, output: OutputFormat) -> Callable[[], OpusFrameEncoder]:
         name: EncoderName = "pyav" if self._settings.opus_encoder == "pyav" else "opuslib"

@@ -46,6 +46,7 @@ from audio_engine.sources.media import (
 )
 from audio_engine.sources.resolver import ResolveError, Resolver
 from audio_engine.wire.ring import Frame, RingSize
+from lifecycle import Process, TaskOwner, declare
 from protocol import FRAME_DURATION, SAMPLE_RATE
 from protocol.filters import Loudness
 
@@ -298,6 +299,14 @@ class _Opened:
     grant: Grant | None
 
 
+_PRODUCTION = "a session's production (`_Production`)"
+NEXT_OPENER = declare(
+    "next-opener-{key}", owner=_PRODUCTION, process=Process.WORKER,
+    what="resolving and opening the next track of a gapless queue ahead of time",
+    ends="opened or failed, or cancelled when the next track changes or the production "
+         "closes (awaited)")
+
+
 @dataclass(eq=False)
 class _Production:
     """The fill loop of one session (see the module docstring)."""
@@ -321,6 +330,7 @@ class _Production:
     cut_off: dict[Track, SourceBroken] = field(default_factory=dict)
     opener: asyncio.Task[None] | None = None
     opener_for: NextTrack | None = None
+    tasks: TaskOwner = field(default_factory=lambda: TaskOwner(_PRODUCTION, logger=log))
     opened: _Opened | None = None
     #: Number of the frame that ended the stream, once produced.
     eos: int | None = None
@@ -412,7 +422,8 @@ class _Production:
         if (nxt is not None and not placed and nxt.state is NextState.WAITING
                 and self.opener is None and program.pending is None and self._open_due()):
             self.opener_for = nxt
-            self.opener = asyncio.get_running_loop().create_task(self._open_next(nxt))
+            self.opener = self.tasks.spawn(NEXT_OPENER, self._open_next(nxt),
+                                           key=session.id)
             self.opener.add_done_callback(self._opener_done)
         program.expect_next = nxt is not None and not placed and nxt.state is not NextState.FAILED
         if program.finished and program.expect_next and self.eos is not None \
@@ -515,10 +526,8 @@ class _Production:
 
     async def close(self) -> None:
         """Stop the opener, release every track. Idempotent."""
-        if self.opener is not None:
-            self.opener.cancel()
-            await asyncio.gather(self.opener, return_exceptions=True)
-            self.opener = None
+        await self.tasks.aclose()
+        self.opener = None
         program = self.program
         tracks = [*program.tracks, *program.retired]
         if program.pending is not None:

@@ -17,6 +17,7 @@ from audio_engine.audio.formats import OutputFormat
 from audio_engine.wire.ordering import ReplyGate
 from audio_engine.wire.ring import FrameRing
 from protocol.filters import Filters, Loudness
+from protocol.messages import FinishReason
 
 __all__ = [
     "MAX_CROSSFADE",
@@ -50,22 +51,6 @@ class SessionState(StrEnum):
     #: Ended: the track finished (stopped or replaced sessions are removed).
     STOPPED = "stopped"
     ERROR = "error"
-
-
-class FinishReason(StrEnum):
-    """Why a session ended without an error: the ``reason`` of its ``finished``
-    event (a ``finished`` without one comes from a Go engine)."""
-
-    #: The track played to its end.
-    END = "end"
-    #: Stopped through the API.
-    STOPPED = "stopped"
-    #: A new play on the same id replaced it.
-    REPLACED = "replaced"
-    #: The engine is shutting down: not the end of the track.
-    SHUTDOWN = "shutdown"
-    #: Removed after the idle timeout.
-    IDLE = "idle"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_engine.sources.fair import FairSlots, SlotsBusy
+from lifecycle import Process, TaskOwner, declare
 
 __all__ = ["JobFailed", "JobTimedOut", "ResolvePool", "WorkerLimits"]
 
@@ -87,6 +88,21 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+_OWNER = "ResolvePool (the front's)"
+REAPER = declare(
+    "resolve-pool-reaper", owner=_OWNER, process=Process.ENGINE,
+    what="stopping resolution worker processes idle for 60 s",
+    ends="`ResolvePool.close`, first at shutdown (every worker killed)")
+COLLECT = declare(
+    "resolve-collect-{key}", owner=_OWNER, process=Process.ENGINE,
+    what="collecting a killed resolution worker process (its exit status)",
+    ends="the process is gone; awaited (2 s at most) by `ResolvePool.close`")
+
+
+async def _collect(process: asyncio.subprocess.Process) -> None:
+    await process.wait()
+
+
 class ResolvePool:
     """Runs jobs on worker processes (see the module docstring).
 
@@ -105,7 +121,7 @@ class ResolvePool:
         self._slots = FairSlots(limits.slots, limits.per_caller, limits.max_waiting)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
-        self._reaping: set[asyncio.Task[int]] = set()
+        self._tasks = TaskOwner(_OWNER, logger=log)
         self._reaper: asyncio.Task[None] | None = None
         self._on_outcome = on_outcome or (lambda outcome: None)
         self._closed = False
@@ -202,8 +218,7 @@ class ResolvePool:
         )
         self.started += 1
         if self._reaper is None:
-            self._reaper = asyncio.get_running_loop().create_task(
-                self._reap_idle(), name="resolve-pool-reaper")
+            self._reaper = self._tasks.spawn(REAPER, self._reap_idle())
         return _Worker(process)
 
     def _kill(self, worker: _Worker) -> None:
@@ -216,9 +231,8 @@ class ResolvePool:
             self.killed += 1
         if process.stdin is not None:
             process.stdin.close()
-        task = asyncio.get_running_loop().create_task(process.wait(), name="resolve-reap")
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
+        if not self._tasks.closed:
+            self._tasks.spawn(COLLECT, _collect(process), key=str(process.pid))
 
     async def _reap_idle(self) -> None:
         interval = max(0.5, self.limits.idle_exit / 4)
@@ -235,9 +249,12 @@ class ResolvePool:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
         for worker in [*self._idle, *self._busy]:
             self._kill(worker)
         self._idle.clear()
-        if self._reaping:
-            await asyncio.wait(self._reaping, timeout=2.0)
+        # Killed processes are collected within milliseconds; a wedged one is left
+        # to the kernel after 2 s rather than holding the shutdown.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._tasks.join()
+        await self._tasks.aclose()
