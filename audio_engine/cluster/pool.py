@@ -14,13 +14,14 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
 from audio_engine.cluster.reports import CLOCK_STALL_SECONDS
 from audio_engine.cluster.workers import FrontSide, WorkerProcess
 from audio_engine.sessions.admission import LOAD_INTERVAL, LoadSample
+from lifecycle import Backoff
 
 __all__ = ["WorkerPool", "silent_for", "ticking", "usable_cores"]
 
@@ -58,12 +59,15 @@ def ticking(worker: WorkerProcess) -> bool:
 
 @dataclass(slots=True)
 class _Slot:
-    """One worker number: its current process, and how often it died in a row."""
+    """One worker number: its current process, and its restart delay."""
 
     index: int
     worker: WorkerProcess | None = None
     generation: int = 0
-    deaths_in_a_row: int = 0
+    #: The delay before the next restart: 0.5 s doubling to 10 s while the slot keeps
+    #: dying (a worker that dies at start-up must not spin); reset by a long life.
+    backoff: Backoff = field(
+        default_factory=lambda: Backoff(_RESTART_DELAY, cap=_RESTART_MAX, jitter=0.1))
     started_at: float = 0.0
     #: What this slot's earlier processes counted (each new one starts from zero).
     cpu_before: float = 0.0
@@ -161,15 +165,15 @@ class WorkerPool:
         worker.report = None
         if worker.retiring or self.stopping:
             return False
-        lived = time.monotonic() - slot.started_at
-        slot.deaths_in_a_row = 1 if lived > _STABLE_AFTER else slot.deaths_in_a_row + 1
+        if time.monotonic() - slot.started_at > _STABLE_AFTER:
+            slot.backoff.reset()
         return True
 
     async def restart(self, dead: WorkerProcess) -> None:
         """Replace *dead* after its slot's delay (growing while it keeps dying)."""
         slot = self._slots[dead.index]
         await dead.wait(within=2.0)
-        await asyncio.sleep(min(_RESTART_MAX, _RESTART_DELAY * 2 ** (slot.deaths_in_a_row - 1)))
+        await asyncio.sleep(slot.backoff.next())
         if not self.stopping:
             await self.spawn(slot.index)
 

@@ -46,7 +46,7 @@ from audio_engine.sources.media import (
 )
 from audio_engine.sources.resolver import ResolveError, Resolver
 from audio_engine.wire.ring import Frame, RingSize
-from lifecycle import Process, TaskOwner, declare
+from lifecycle import Backoff, Process, TaskOwner, declare
 from protocol import FRAME_DURATION, SAMPLE_RATE
 from protocol.filters import Loudness
 
@@ -283,11 +283,13 @@ def _read_and_produce(program: Program, track: Track, seconds: float
 
 @dataclass(slots=True)
 class _Retries:
-    """A track's reopen budget."""
+    """A track's reopen budget, and the delay before its next reopen (0.25 s
+    doubling)."""
 
     attempts: int = 0
     #: Media position of the last reopen (the budget resets past it).
     reopened_at: float | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(RETRY_BACKOFF))
 
 
 @dataclass(slots=True)
@@ -635,6 +637,7 @@ class _Production:
         if (retries is not None and packets and retries.reopened_at is not None
                 and track.source.position - retries.reopened_at >= RETRY_BUDGET_RESET):
             retries.attempts = 0
+            retries.backoff.reset()
             retries.reopened_at = None
         if cut_off is not None:
             self.cut_off[track] = SourceBroken(cut_off)
@@ -654,7 +657,7 @@ class _Production:
             self.session.log.warning(
                 "source broke at %.2f s (%s); reopening, attempt %d", position, last,
                 retry.attempts)
-            await asyncio.sleep(RETRY_BACKOFF * 2 ** (retry.attempts - 1))
+            await asyncio.sleep(retry.backoff.next())
             self.session.retries += 1
             try:
                 await _run_in(self.context.open_pool, track.source.reopen, position)
