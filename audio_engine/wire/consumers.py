@@ -36,6 +36,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import math
 import socket
 import ssl
 import time
@@ -48,6 +49,10 @@ from protocol import Hello, HelloReader, RemoteProtocolError
 __all__ = ["Consumer", "ConsumerHub"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two warnings about the same slow consumer (a consumer at the edge
+#: of its limit crosses it many times a second).
+_WARN_EVERY = 10.0
 
 
 class Consumer(asyncio.Protocol):
@@ -68,6 +73,7 @@ class Consumer(asyncio.Protocol):
         #: Header packets still owed to this consumer, sent before its next batch.
         self.pending_prefix = b""
         self.over_since: float | None = None
+        self._warned_at = -math.inf
         self.dropped_batches = 0
         self.bytes_written = 0
         #: What the consumer said it is; None until (unless) it sends a hello.
@@ -166,7 +172,10 @@ class Consumer(asyncio.Protocol):
             return
         if self.over_since is None:
             self.over_since = now
-            log.warning("consumer %s is not keeping up; dropping its audio", self.name)
+            if now - self._warned_at >= _WARN_EVERY:
+                self._warned_at = now
+                log.warning("consumer %s is not keeping up; dropping its audio (counted in "
+                            "audiogate_engine_frames_dropped_total)", self.name)
         self.dropped_batches += 1
         self.hub.metrics.frames_dropped.labels("consumer_queue_full").inc(audio_packets)
         if events:
