@@ -32,6 +32,7 @@ import logging
 import math
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -658,8 +659,8 @@ class Front:
             "opus_complexity": self.admission.complexity,
             "frameStats": frame_stats(parts),
             "tasks": len(asyncio.all_tasks()) + total.get("tasks", 0),
-            "threads": total.get("threads", 0),
-            "open_fds": open_fds(),
+            "threads": threading.active_count() + total.get("threads", 0),
+            "open_fds": open_fds() + total.get("open_fds", 0),
             "resolution": {
                 "workers": self.resolve_pool.workers,
                 "running": self.resolve_pool.running,
