@@ -25,6 +25,7 @@ import sys
 from audio_engine.engine import Engine
 from audio_engine.http.api import create_app
 from audio_engine.settings import EngineSettings
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import UnixListener, bind_tcp, bind_unix
@@ -176,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     raise_open_file_limit()
+    ignored = scrub_proxy_environment()  # before any thread: FFmpeg reads them at each open
+    if ignored:
+        log.warning("ignoring %s: every connection the engine makes goes through its "
+                    "egress proxy, which connects directly", ", ".join(ignored))
     # A short GIL switch interval lets the clock thread take the GIL back from
     # busy codec threads within ~1 ms instead of 5 ms.
     sys.setswitchinterval(0.001)

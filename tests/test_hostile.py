@@ -24,7 +24,7 @@ from audio_engine.audio.formats import OutputFormat
 from audio_engine.sources.media import MediaSource, SourceOptions
 from audio_engine.sources.resolver import MediaTarget
 from loadtest.media_server import MediaServer
-from loadtest.processes import EngineProcess
+from loadtest.processes import EngineProcess, GatewayProcess, free_port
 from protocol import EventType
 
 from .support.consumer import SocketConsumer
@@ -243,6 +243,94 @@ async def test_local_file_errors_never_show_the_media_directory(
             assert "/etc" not in event.message, (sid, event.message)
         metadata = await api.get("/metadata", params={"url": str(media_dir / "nope.mp3")})
         assert str(media_dir) not in metadata.json()["error"]
+
+
+# -- 2b. proxy variables in the engine's environment change nothing ---------------------------
+
+#: Every spelling of the proxy variables a library reads. ``no_proxy`` covers the
+#: loopback address (or everything): FFmpeg and Python's ``urllib`` then connect
+#: directly, around any proxy they were given. The proxies named point at a
+#: closed port: a client that used one would fail, not reach anything.
+_PROXY_ENVIRONMENTS = {
+    "loopback": "127.0.0.1,localhost",
+    "everything": "*",
+}
+
+
+def _proxy_env(no_proxy: str, closed: int) -> dict[str, str]:
+    env = {}
+    for name in ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy"):
+        env[name] = env[name.upper()] = f"http://127.0.0.1:{closed}"
+    env["no_proxy"] = env["NO_PROXY"] = env["No_Proxy"] = no_proxy
+    return env
+
+
+@pytest.mark.parametrize("no_proxy", _PROXY_ENVIRONMENTS.values(), ids=_PROXY_ENVIRONMENTS)
+async def test_proxy_variables_in_the_engines_environment_do_not_bypass_the_policy(
+        media_dir: Path, media_server: MediaServer, inside: MediaServer, no_proxy: str) -> None:
+    env = {"ENGINE_ALLOWED_ENDPOINTS": f"127.0.0.1:{media_server.port}",
+           **_proxy_env(no_proxy, free_port())}
+    internal = inside.url("a.mp3")
+    hop = media_server.url("hop.mp3", redirect=internal)
+    before = len(inside.requests)
+    with EngineProcess(env, media_dir=media_dir) as engine:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api, \
+                SocketConsumer(engine.socket_path) as consumer:
+            plays = {"px-hop": hop, "px-direct": internal, "px-ok": media_server.url("a.mp3")}
+            for sid, url in plays.items():
+                answer = await api.post(f"/session/{sid}/play", json={"url": url, "format": "opus"})
+                assert answer.status_code == 200, answer.text
+            await consumer.wait_event("px-ok", EventType.READY, timeout=30)
+            for sid in ("px-hop", "px-direct"):
+                await consumer.wait_for(
+                    lambda sid=sid: bool(consumer.events(sid, EventType.READY)
+                                         or consumer.events(sid, EventType.ERROR)), timeout=30)
+                assert not consumer.events(sid, EventType.READY), f"{sid} played"
+                message = consumer.events(sid, EventType.ERROR)[0].message
+                assert "not allowed" in message, (sid, message)
+            # The resolution workers (probes and yt-dlp) too.
+            for endpoint in ("/metadata", "/playlist"):
+                for url in (media_server.url("page", redirect=internal),
+                            media_server.url("probe.mp3", redirect=internal)):
+                    answer = await api.get(endpoint, params={"url": url})
+                    assert answer.status_code == 400, (endpoint, url, answer.text)
+                    assert "not allowed" in answer.json()["error"], answer.json()
+            fine = await api.get("/metadata", params={"url": media_server.url("a.mp3")})
+            assert fine.status_code == 200, fine.text
+            for sid in plays:
+                await api.post(f"/session/{sid}/stop")
+    assert len(inside.requests) == before, inside.requests[before:]
+
+
+async def test_proxy_variables_in_the_gateways_environment_are_not_used_for_the_engine(
+        engine: EngineProcess) -> None:
+    """The gateway's calls to the engine API (with its token) never go to a proxy
+    named in its environment: it connects where its settings say."""
+    connections: list[str] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append((await reader.readline()).decode(errors="replace"))
+        writer.close()
+
+    trap = await asyncio.start_server(record, "127.0.0.1", 0)
+    port = trap.sockets[0].getsockname()[1]
+    env = _proxy_env("", port)
+    del env["no_proxy"], env["NO_PROXY"], env["No_Proxy"]
+    try:
+        with GatewayProcess(engine, env) as gateway:
+            async with httpx.AsyncClient(timeout=10) as web:
+                async def ready() -> bool:
+                    return (await web.get(gateway.url + "/ready")).status_code == 200
+
+                try:
+                    await poll_until_async(ready, 20, interval=0.1)
+                except TimeoutError:
+                    pytest.fail(f"the gateway never reached the engine; the proxy saw "
+                                f"{connections}")
+    finally:
+        trap.close()
+        await trap.wait_closed()
+    assert connections == []
 
 
 # -- 4. sources that misbehave ---------------------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_engine.sources.fair import FairSlots, SlotsBusy
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 
 __all__ = ["JobFailed", "JobTimedOut", "ResolvePool", "WorkerLimits"]
 
@@ -81,9 +82,7 @@ class _Worker:
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("no_proxy", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        env.pop(name, None)
+    scrub_proxy_environment(env)  # every spelling: the egress proxy is the only way out
     return env
 
 
