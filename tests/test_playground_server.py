@@ -390,3 +390,47 @@ async def test_huge_and_half_sent_messages_cost_the_gateway_no_memory(
                      '32.0'):
             assert line in metrics, line
 
+
+async def test_a_session_stays_charged_to_its_address_after_its_tabs_close(
+    engine: EngineProcess, media_server: MediaServer
+) -> None:
+    """Closing tabs and minting new identities does not escape the per-address cap:
+    a session is charged to the address that started it until it is released."""
+    env = {"GATEWAY_PLAYGROUND_MAX_SESSIONS": "8", "GATEWAY_ROOM_LINGER": "120"}
+    with GatewayProcess(engine, env) as gateway:
+        cookies = [(await identity(gateway, ATTACKER)).cookies["ag_user"] for _ in range(10)]
+        async with open_tabs(gateway, cookies[:4], ATTACKER) as first:
+            for t in first:
+                assert await play_outcome(t.ws, media_server.url("long_a.mp3")) == "playing"
+            playing = [t.user for t in first]
+        # Their tabs are closed; their sessions play on (the room lingers).
+        await _only_tabs(gateway, 0)
+        async with open_tabs(gateway, cookies[4:], ATTACKER) as fresh:
+            outcomes = [await play_outcome(t.ws, media_server.url("long_a.mp3"))
+                        for t in fresh]
+            assert outcomes.count("playing") == 0, outcomes
+            assert all("4 players are already in use from your network" in o
+                       for o in outcomes), outcomes
+            # Reopening a tab of a playing user changes nothing either.
+            async with open_tabs(gateway, cookies[:1], ATTACKER):
+                assert "4 players are already in use" in await play_outcome(
+                    fresh[0].ws, media_server.url("long_a.mp3"))
+            # Someone elsewhere is not told the playground is full.
+            other = (await identity(gateway, "127.0.0.3")).cookies["ag_user"]
+            async with open_tabs(gateway, [other], None) as tabs:
+                assert await play_outcome(tabs[0].ws, media_server.url("long_b.mp3")) == \
+                    "playing"
+                await tabs[0].ws.send('{"type": "stop"}')
+            # Stopping one of the four releases its charge: one more may play.
+            async with open_tabs(gateway, cookies[:1], ATTACKER) as back:
+                await back[0].ws.send('{"type": "stop"}')
+                async with httpx.AsyncClient(base_url=engine.url) as api:
+                    async def released() -> bool:
+                        return (await api.get(f"/sessions/{playing[0]}")).status_code == 404
+                    await poll_until_async(released, timeout=20, interval=0.1)
+            assert await play_outcome(fresh[0].ws, media_server.url("long_a.mp3")) == "playing"
+            for t in fresh:
+                await t.ws.send('{"type": "stop"}')
+        async with open_tabs(gateway, cookies[1:4], ATTACKER) as back:
+            for t in back:
+                await t.ws.send('{"type": "stop"}')
