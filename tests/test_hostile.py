@@ -407,6 +407,63 @@ async def test_a_source_that_keeps_breaking_fails_after_the_retry_limit(
             await api.post("/session/flaky/stop")
 
 
+def _write_video_only(path: Path) -> Path:
+    """A short MP4 with one video stream and no audio."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for _ in range(20):
+            picture = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+async def test_a_source_with_no_audio_frame_is_an_error_never_ready(
+        engine: EngineProcess, media_server: MediaServer, media_dir: Path) -> None:
+    """Text served under an audio name (a 404 page, a 100 KB article) and a file
+    without an audio stream: one ``error`` event, no ``ready`` (the Node front
+    would show "now playing" and skip silently). A play that starts just before
+    the end of a real file still plays out (ready, finished)."""
+    words = "the page you asked for is not here; try another link. " * 2000
+    (media_dir / "article.mp3").write_text(words)  # 110 KB: FFmpeg takes it for mp3
+    (media_dir / "page.flac").write_text("<html>" + "x" * 5000)
+    _write_video_only(media_dir / "video-only.mp4")
+    plays = {
+        "na-http": {"url": media_server.url("article.mp3"), "format": "opus"},
+        "na-file": {"url": str(media_dir / "article.mp3"), "format": "web"},
+        "na-pcm": {"url": media_server.url("article.mp3"), "format": "pcm"},
+        "na-flac": {"url": media_server.url("page.flac"), "format": "opus"},
+        "na-video": {"url": media_server.url("video-only.mp4"), "format": "opus"},
+    }
+    async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
+            SocketConsumer(engine.socket_path) as consumer:
+        for sid, body in plays.items():
+            assert (await api.post(f"/session/{sid}/play", json=body)).status_code == 200
+        near_end = {"url": str(media_dir / "a.mp3"), "format": "opus", "start_at": 11.9}
+        await api.post("/session/na-end/play", json=near_end)
+        for sid in plays:
+            await consumer.wait_for(
+                lambda sid=sid: bool(consumer.events(sid, EventType.ERROR)
+                                     or consumer.events(sid, EventType.FINISHED)), timeout=30)
+            assert [e.type for e in consumer.events(sid)] == [EventType.ERROR], \
+                (sid, consumer.events(sid))
+            message = consumer.events(sid, EventType.ERROR)[0].message
+            assert "audio" in message, (sid, message)
+            assert (await api.get(f"/session/{sid}/status")).json()["status"] == "error"
+        await consumer.wait_event("na-end", EventType.FINISHED, timeout=30)
+        assert [e.type for e in consumer.events("na-end")] == [EventType.READY,
+                                                                EventType.FINISHED]
+        for sid in (*plays, "na-end"):
+            await api.post(f"/session/{sid}/stop")
+
+
 # -- 3. flat memory: FFmpeg's seek index is capped ------------------------------------------
 
 @pytest.mark.parametrize("suffix", ["mp3", "webm", "ogg"])
