@@ -33,6 +33,7 @@ from audio_engine.sessions.admission import (
     PlayRefusal,
 )
 from audio_engine.sessions.manager import ManagerLimits, SessionManager
+from audio_engine.sessions.memory import MemoryReleaser
 from audio_engine.sessions.pools import ElasticPool
 from audio_engine.sessions.session import Session, SessionState, effective_filters
 from audio_engine.settings import EngineSettings
@@ -152,7 +153,9 @@ class Engine:
             probe_timeout=settings.open_timeout,
             index_bytes=settings.index_memory,
         )
+        self.memory = MemoryReleaser(self.open_pool)
         self.manager = SessionManager(
+            on_session_end=self.memory.session_ended,
             hub=self.hub,
             resolver=self.resolver,
             read_pool=self.read_pool,
@@ -318,6 +321,7 @@ class Engine:
         # Resolution workers first: they are killed, never waited for.
         await self.resolve_pool.close()
         await self.manager.close()
+        await self.memory.close()
         if self._running:
             await self._run_done.wait()
         await self.close_now()
@@ -384,6 +388,8 @@ class Engine:
                 "workers_killed": self.resolve_pool.killed,
             },
             "egress": {"connections": self.egress.connections, "grants": self.egress.grants},
+            "memory": {"releases": self.memory.releases,
+                       "released_mb": round(self.memory.released_bytes / 2**20, 1)},
             "pools": {
                 pool.name: {
                     "threads": pool.size,

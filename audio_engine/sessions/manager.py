@@ -97,8 +97,10 @@ class SessionManager:
         limits: ManagerLimits,
         timing: TimingPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_session_end: Callable[[], None] = lambda: None,
     ) -> None:
         self._hub = hub
+        self._on_session_end = on_session_end  # after its producer (and its memory) is gone
         self.timing = timing or TimingPolicy()
         self._open_pool = open_pool
         self._metrics = metrics
@@ -645,6 +647,7 @@ class SessionManager:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._on_session_end())
         return task
 
     def _encoder_factory(self, output: OutputFormat) -> Callable[[], OpusFrameEncoder]:
