@@ -24,7 +24,6 @@ releases the request's ``ReplyGate`` (``audio_engine.wire.ordering``).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import math
 import urllib.parse
@@ -48,6 +47,7 @@ from audio_engine.sessions.session import MAX_CROSSFADE, PlayRequest, Session
 from audio_engine.sources.media import MAX_POSITION
 from audio_engine.sources.resolver import ResolveError
 from protocol import InvalidSessionId, validate_session_id
+from protocol.bearer import bearer_matches
 
 __all__ = ["CALLER_HEADER", "MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
 
@@ -709,14 +709,14 @@ class _BearerToken:
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._token = token
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        presented = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(presented, self._expected):
+        presented = dict(scope.get("headers") or []).get(b"authorization")
+        if bearer_matches(presented, self._token):  # any case of "Bearer"
             await self.app(scope, receive, send)
             return
         response = GoJSONResponse(
