@@ -125,6 +125,9 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event) -> None:
                 try:
                     async with asyncio.timeout(settings.shutdown_timeout):
                         http.stop()
+                        # Catalogue calls in flight get their answer now (503, the Go
+                        # error body) instead of being cut off at the HTTP deadline.
+                        await engine.resolve_pool.close()
                         await server
                         await engine.stop()
                 except TimeoutError:

@@ -157,6 +157,37 @@ def test_sigterm_mid_resolution_exits_within_the_shutdown_deadline(
         engine.kill()
 
 
+async def test_catalogue_calls_in_flight_at_sigterm_get_the_go_error_body(
+        media_dir: Path, media_server: MediaServer) -> None:
+    """A /metadata or /playlist still resolving when SIGTERM comes is answered at
+    once with the Go engine's error body (503: the engine is shutting down), not
+    cut off at the HTTP deadline with a plain-text 500 and a traceback in the log."""
+    engine = EngineProcess({"ENGINE_RESOLVE_TIMEOUT": "60", "ENGINE_SHUTDOWN_TIMEOUT": "4"},
+                           media_dir=media_dir, allow_private=True, log_level="INFO").start()
+    assert engine.process is not None
+    try:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api:
+            calls = {path: asyncio.create_task(api.get(
+                path, params={"url": media_server.url(f"drip-{path[1:]}", drip=20)}))
+                for path in ("/metadata", "/playlist")}
+            await _until_running(api, lambda running: running == 2)
+            started = time.monotonic()
+            engine.process.send_signal(signal.SIGTERM)
+            answers = {path: await call for path, call in calls.items()}
+            elapsed = time.monotonic() - started
+        for path, answer in answers.items():
+            assert answer.status_code == 503, (path, answer.status_code, answer.text)
+            assert answer.headers["content-type"] == "application/json; charset=utf-8"
+            body = answer.json()
+            assert body["error"] == "extraction failed: the engine is shutting down", body
+            assert body["url"] == media_server.url(f"drip-{path[1:]}", drip=20)
+        assert elapsed < 2, f"answered {elapsed:.1f} s after SIGTERM"
+        assert engine.process.wait(30) == 0
+        assert "Traceback" not in engine.log() and "Exception in ASGI" not in engine.log()
+    finally:
+        engine.kill()
+
+
 # -- 2. the URL policy on every hop ---------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -480,7 +480,8 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             return GoJSONResponse(await _unless_client_leaves(
                 request, engine.resolver.metadata(url, caller=caller)))
         except ResolveError as exc:
-            return failed(str(exc), 400)  # as the Go engine: a URL it cannot handle
+            # As the Go engine: 400 for a URL it cannot handle; 503 at shutdown.
+            return failed(str(exc), 503 if exc.unavailable else 400)
         except _ClientGone:
             return failed("the client went away", 499)
 
@@ -498,7 +499,8 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             entries = await _unless_client_leaves(
                 request, engine.resolver.playlist(url, caller=caller))
         except ResolveError as exc:
-            return failed(str(exc), 400)  # as the Go engine: a URL it cannot handle
+            # As the Go engine: 400 for a URL it cannot handle; 503 at shutdown.
+            return failed(str(exc), 503 if exc.unavailable else 400)
         except _ClientGone:
             return failed("the client went away", 499)
         return GoJSONResponse({"url": url, "count": len(entries), "entries": entries})
@@ -519,7 +521,7 @@ def create_app(engine: Engine) -> GoCORSMiddleware:
             results = await _unless_client_leaves(
                 request, engine.resolver.search(q.strip(), caller=caller))
         except ResolveError as exc:
-            return failed(str(exc), 500)
+            return failed(str(exc), 503 if exc.unavailable else 500)
         except _ClientGone:
             return failed("the client went away", 499)
         return GoJSONResponse({"query": q, "count": len(results), "results": results})

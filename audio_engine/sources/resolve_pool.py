@@ -47,6 +47,11 @@ class JobTimedOut(JobFailed):
     """The job passed its deadline and its worker was killed."""
 
 
+class PoolClosed(JobFailed):
+    """The pool was closed (the engine is shutting down): the job's worker was
+    killed, or the job came too late to start."""
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerLimits:
     """Bounds of the worker processes."""
@@ -137,7 +142,7 @@ class ResolvePool:
         Cancelling is safe: the worker running the job is killed.
         """
         if self._closed:
-            raise JobFailed("the engine is shutting down")
+            raise PoolClosed("the engine is shutting down")
         try:
             async with self._slots.hold(caller, wait=self.limits.queue_wait):
                 return await self._on_worker(job)
@@ -182,6 +187,9 @@ class ResolvePool:
             raise JobFailed("the answer was too large") from None
         except (ConnectionError, BrokenPipeError):
             line = b""
+        if not line and self._closed:  # killed by close(): not the page's doing
+            self._on_outcome("cancelled")
+            raise PoolClosed("the engine is shutting down")
         if not line:
             self._on_outcome("crashed")
             raise JobFailed("the resolver stopped (the page may need too much memory)")

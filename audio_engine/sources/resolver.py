@@ -27,7 +27,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from audio_engine.sources.egress import EgressProxy, Grant
-from audio_engine.sources.resolve_pool import JobFailed, ResolvePool
+from audio_engine.sources.resolve_pool import JobFailed, PoolClosed, ResolvePool
 from audio_engine.sources.url_policy import PolicyError, UrlPolicy
 
 __all__ = [
@@ -51,7 +51,12 @@ _PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"<>:]+/)+[^\s/'\"<>:]*")
 
 
 class ResolveError(Exception):
-    """The URL cannot be played; ``str()`` says why, in words for the user."""
+    """The URL cannot be played; ``str()`` says why, in words for the user.
+    ``unavailable``: not the URL's fault, the engine is shutting down (503)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +259,8 @@ class Resolver:
         try:
             answer = await self.pool.run(job, caller=caller)
         except JobFailed as exc:
-            raise ResolveError(f"{prefix}: {self._why(grant, str(exc))}") from None
+            raise ResolveError(f"{prefix}: {self._why(grant, str(exc))}",
+                               unavailable=isinstance(exc, PoolClosed)) from None
         finally:
             if grant is not None:
                 self.egress.revoke(grant)
