@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -362,6 +363,82 @@ async def test_proxy_variables_in_the_gateways_environment_are_not_used_for_the_
         trap.close()
         await trap.wait_closed()
     assert connections == []
+
+
+# -- 2c. what the network's errors say to users ------------------------------------------
+
+_YTDLP_WRONG_VERSION = (
+    "[generic] page: Unable to download webpage: [SSL: WRONG_VERSION_NUMBER] wrong version "
+    "number (_ssl.c:1006) (caused by SSLError('[SSL: WRONG_VERSION_NUMBER] wrong version "
+    "number (_ssl.c:1006)')); please report this issue on  https://github.com/yt-dlp/yt-dlp/"
+    "issues?q= , filling out the appropriate issue template. Confirm you are on the latest "
+    "version using  yt-dlp -U")
+
+
+@pytest.mark.parametrize(("said", "shown"), [
+    (_YTDLP_WRONG_VERSION, "[generic] page: Unable to download webpage: the server does not "
+                           "speak HTTPS at that address"),
+    ("[generic] x: Unable to download webpage: [SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+     "verify failed: certificate has expired (_ssl.c:1006) (caused by CertificateVerifyFailed"
+     "('[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired "
+     "(_ssl.c:1006)'))",
+     "[generic] x: Unable to download webpage: the site's certificate could not be verified "
+     "(certificate has expired)"),
+    ("Unable to download webpage: EOF occurred in violation of protocol (_ssl.c:2427)",
+     "Unable to download webpage: the secure connection (HTTPS) to the site failed"),
+    ("[SSL] record layer failure (_ssl.c:1000)", "the secure connection (HTTPS) to the site "
+                                                 "failed"),
+    ("Unsupported URL: https://example.com/x; please report this issue on  https://github.com/"
+     "yt-dlp/yt-dlp/issues , filling out the appropriate issue template.",
+     "Unsupported URL: https://example.com/x"),
+    ("[youtube] abc: Video unavailable", "[youtube] abc: Video unavailable"),
+])
+def test_ssl_internals_and_bug_report_text_are_said_in_words(said: str, shown: str) -> None:
+    from audio_engine.sources.resolver import user_text
+
+    assert user_text(said, "https://example.com/x") == shown
+
+
+async def test_https_failures_reach_users_in_words(
+        engine: EngineProcess, media_server: MediaServer, tmp_path: Path) -> None:
+    """An https link to a server that does not speak TLS, and one whose certificate is
+    not trusted: the answer and the play's error say so, with none of Python's ssl
+    text (``_ssl.c:1006``, ``[SSL: ...]``) or yt-dlp's bug-report request."""
+    from .support.tls import make_certificates
+
+    certificates = make_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert, certificates.key)
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    untrusted = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=context)
+    untrusted_page = f"https://127.0.0.1:{untrusted.sockets[0].getsockname()[1]}/page"
+    plain_page = media_server.url("page").replace("http://", "https://")
+    try:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api, \
+                SocketConsumer(engine.socket_path) as consumer:
+            said: dict[str, str] = {}
+            for name, url in (("plain", plain_page), ("untrusted", untrusted_page)):
+                answer = await api.get("/metadata", params={"url": url})
+                assert answer.status_code == 400, answer.text
+                said[f"metadata-{name}"] = answer.json()["error"]
+                await api.post(f"/session/tls-{name}/play", json={"url": url})
+                event = await consumer.wait_event(f"tls-{name}", EventType.ERROR, timeout=30)
+                said[f"play-{name}"] = event.message
+                await api.post(f"/session/tls-{name}/stop")
+        for key, text in said.items():
+            for internal in ("_ssl.c", "[SSL", "SSLError", "caused by", "yt-dlp -U",
+                             "report this issue"):
+                assert internal not in text, (key, text)
+        assert said["metadata-plain"].endswith("the server does not speak HTTPS at that "
+                                               "address"), said
+        assert said["play-untrusted"].endswith("the site's certificate could not be verified "
+                                               "(unable to get local issuer certificate)"), said
+    finally:
+        untrusted.close()
+        await untrusted.wait_closed()
 
 
 # -- 4. sources that misbehave ---------------------------------------------------------------

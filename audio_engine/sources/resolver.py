@@ -28,6 +28,7 @@ from typing import Any
 
 from audio_engine.sources.egress import EgressProxy, Grant
 from audio_engine.sources.resolve_pool import JobFailed, PoolClosed, ResolvePool
+from audio_engine.sources.tls_words import plain_words
 from audio_engine.sources.url_policy import PolicyError, UrlPolicy
 
 __all__ = [
@@ -77,13 +78,16 @@ class MediaTarget:
 def user_text(message: str, url: str = "") -> str:
     """*message* with every URL but the user's own *url*, and every absolute
     path, replaced by a placeholder: what yt-dlp and FFmpeg say may name
-    redirect targets, the egress proxy (with its credential) or server paths."""
+    redirect targets, the egress proxy (with its credential) or server paths.
+    Python's ssl internals and yt-dlp's bug-report text are said in words
+    (``tls_words``)."""
 
     def url_or_placeholder(match: re.Match[str]) -> str:
         found = match.group(0).rstrip(".,;)")
         tail = match.group(0)[len(found):]
         return (found if url and found == url else "(a URL)") + tail
 
+    message = plain_words(message)
     return _PATH.sub("(a path)", _URL.sub(url_or_placeholder, message))
 
 
