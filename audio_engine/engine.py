@@ -32,6 +32,7 @@ from audio_engine.cluster.reports import (
 from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import LOAD_INTERVAL
 from audio_engine.sessions.manager import Hub, SessionManager
+from audio_engine.sessions.memory import MemoryReleaser
 from audio_engine.sessions.pools import ElasticPool
 from audio_engine.sessions.session import Session, SessionState, effective_filters
 from audio_engine.settings import EngineSettings
@@ -122,7 +123,9 @@ class Engine:
             probe_timeout=settings.open_timeout,
             index_bytes=settings.index_memory,
         )
+        self.memory = MemoryReleaser(self.open_pool)
         self.manager = SessionManager(
+            on_session_end=self.memory.session_ended,
             hub=hub,
             resolver=self.resolver,
             read_pool=self.read_pool,
@@ -251,6 +254,7 @@ class Engine:
         self._stopped = True
         self._stopping.set()
         await self.manager.close()
+        await self.memory.close()
         if self._running:
             await self._run_done.wait()
         await self.close_now()
@@ -293,6 +297,8 @@ class Engine:
             "open_fds": open_fds(),
             "egress": {"connections": self.egress.connections, "grants": self.egress.grants},
             "opus_complexity": self.complexity.level,
+            "memory": {"releases": self.memory.releases,
+                       "released_mb": round(self.memory.released_bytes / 2**20, 1)},
             "pools": {
                 pool.name: {
                     "threads": pool.size,

@@ -26,6 +26,7 @@ import sys
 from audio_engine.cluster.front import Front
 from audio_engine.http.api import create_app
 from audio_engine.settings import EngineSettings
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import UnixListener, bind_tcp, bind_unix
@@ -149,6 +150,9 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
                 try:
                     async with asyncio.timeout(settings.shutdown_timeout):
                         http.stop()
+                        # Catalogue calls in flight get their answer now (503, the Go
+                        # error body) instead of being cut off at the HTTP deadline.
+                        await front.resolve_pool.close()
                         await server
                         await front.stop()
                 except TimeoutError:
@@ -178,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     raise_open_file_limit()
+    ignored = scrub_proxy_environment()  # before any thread: FFmpeg reads them at each open
+    if ignored:
+        log.warning("ignoring %s: every connection the engine makes goes through its "
+                    "egress proxy, which connects directly", ", ".join(ignored))
     # A short GIL switch interval lets the clock thread take the GIL back from
     # busy codec threads within ~1 ms instead of 5 ms.
     sys.setswitchinterval(0.001)

@@ -35,6 +35,7 @@ from audio_engine.cluster.workers import WORKER_FD_ENV
 from audio_engine.engine import Engine
 from audio_engine.metrics import EngineMetrics
 from audio_engine.settings import EngineSettings
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 from audio_engine.sources.resolve_pool import WorkerLimits
 from audiogate.config import start_logging
 from audiogate.errors import EXIT_CONFIG
@@ -135,6 +136,9 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
 def main() -> int:
     """The worker process; returns its exit code."""
     _die_with_parent()
+    # The front started us without proxy variables; scrub again in case someone else
+    # did not (FFmpeg would follow them around the egress proxy).
+    scrub_proxy_environment()
     fd = os.environ.get(WORKER_FD_ENV, "")
     if not fd.isdigit():
         print(f"error: {WORKER_FD_ENV} is not set: engine workers are started by the "

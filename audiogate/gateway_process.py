@@ -114,7 +114,9 @@ async def serve_gateway(
                     f"or {setting_name(GatewaySettings, 'cookie_secret')}") from exc
             http = HttpService(app, http_listener, name="gateway",
                                request_timeout=settings.http_request_timeout,
-                               graceful_timeout=settings.shutdown_timeout / 3, lifespan=True)
+                               graceful_timeout=settings.shutdown_timeout / 3, lifespan=True,
+                               ws_max_message_bytes=settings.ws_max_message_bytes,
+                               ws_message_timeout=settings.ws_message_timeout)
             http.register_metrics(gateway.metrics.registry, "audiogate_gateway")
             add_runtime_metrics(gateway.metrics.registry)
             await _run(settings, stop, gateway, http, bot, on_ready)

@@ -158,7 +158,8 @@ class EngineChild:
                 await self._terminate(process)
 
     async def _watch_start(self, process: asyncio.subprocess.Process) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=1.0,
+                                     trust_env=False) as client:
             try:
                 async with asyncio.timeout(self.start_timeout):
                     while True:

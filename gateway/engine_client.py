@@ -364,8 +364,12 @@ class EngineClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # trust_env=False: a proxy named in the environment (``http_proxy``,
+        # ``all_proxy``) would see every call and the bearer token; the engine is
+        # where the settings say, reached directly.
         self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+            base_url=base_url, timeout=timeout, headers=headers, transport=transport,
+            trust_env=False,
         )
         self._catalogue_timeout = catalogue_timeout
         self._retries = retries

@@ -120,6 +120,20 @@ class GatewaySettings(BaseSettings):
         "default: the page's own loopback and listening addresses "
         "[env GATEWAY_ALLOWED_ORIGINS]",
     )
+    ws_max_message_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="largest WebSocket message the gateway reads (the playground parses "
+        "at most 8 KiB of it and answers larger ones in words); a tab that announces more "
+        "is closed (1009) before any of it is read [env GATEWAY_WS_MAX_MESSAGE_BYTES]",
+    )
+    ws_message_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a WebSocket message has to arrive whole from its first byte; "
+        "a tab that stops mid-message is closed (1008) [env GATEWAY_WS_MESSAGE_TIMEOUT]",
+    )
     playground_max_sessions: int = Field(
         0,
         ge=0,

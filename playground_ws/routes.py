@@ -163,6 +163,11 @@ class _Playground:
         self.issuer = IdentityIssuer(settings.playground_new_identities,
                                      settings.playground_new_identity_interval)
         self._names = itertools.count(1)
+        #: The client address each user's engine session is charged to: the address
+        #: of the tab whose command started it, until the player holds no session
+        #: any more. Closing every tab does not move the session off that address
+        #: (``_charged_client``); entries go when their player is unloaded.
+        self.charges: dict[str, str] = {}
         self._origins_logged: set[str] = set()
         self.identities_issued = 0
         #: Admission refusals by reason: identity, address, full, tabs, origin.
@@ -171,6 +176,7 @@ class _Playground:
         gateway.socket.add_state_listener(self._engine_state)
         gateway.add_housekeeping(self.limits.sweep)
         gateway.add_housekeeping(self.issuer.sweep)
+        gateway.add_housekeeping(self._sweep_charges)
         log.info("playground WebSocket accepts pages from %s",
                  ", ".join(sorted(allowed_origins)) if allowed_origins
                  else "its own addresses (set GATEWAY_ALLOWED_ORIGINS for a public name)")
@@ -255,20 +261,42 @@ class _Playground:
             return max(1, health.max_sessions // 2)
         return _FALLBACK_SESSION_CAP
 
-    def _refuse_start(self, room: Room) -> str | None:
-        """Why *room*'s user may not start an engine session now (None: it may)."""
-        holders = []
-        for player in self.gateway.players.players:
-            if is_user_id(player.key) and player.holds_engine_session:
-                other = self.rooms.existing(player.key)
-                holders.append(Holder(player.key, other.client if other else ""))
+    def _charged_client(self, user: str) -> str:
+        """The client *user*'s engine session counts for. A session with no
+        charge yet (one resumed by a reconnecting tab after a gateway restart) is
+        charged to its open tab's client the first time it is seen, and stays so."""
+        charged = self.charges.get(user)
+        if charged is None:
+            room = self.rooms.existing(user)
+            charged = room.client if room is not None else ""
+            if charged:
+                self.charges[user] = charged
+        return charged
+
+    def _sweep_charges(self, now: float) -> int:
+        """Forget the charges of players no longer loaded (their sessions are
+        stopped). Returns how many."""
+        loaded = {player.key for player in self.gateway.players.players}
+        gone = [user for user in self.charges if user not in loaded]
+        for user in gone:
+            del self.charges[user]
+        return len(gone)
+
+    def _refuse_start(self, room: Room, client: str) -> str | None:
+        """Why *room*'s user, from a tab of *client*, may not start an engine
+        session now (None: it may, and the session is charged to *client*)."""
+        holders = [Holder(player.key, self._charged_client(player.key))
+                   for player in self.gateway.players.players
+                   if is_user_id(player.key) and player.holds_engine_session]
         refusal = refuse_start(
-            room.user_id, room.client, holders,
+            room.user_id, client, holders,
             per_client=self.gateway.settings.playground_sessions_per_address,
             total=self._session_cap())
         if refusal is not None:
             self.refused["full" if refusal.startswith("the playground is full") else
                          "address"] += 1
+        else:
+            self.charges[room.user_id] = client
         return refusal
 
     def _tabs_of(self, client: str) -> int:
@@ -354,7 +382,7 @@ class _Playground:
                     connection.send_json({"type": "error", "message": refusal})
                     continue
             if parsed.type not in _NEVER_STARTS and not room.player.holds_engine_session:
-                refusal = self._refuse_start(room)
+                refusal = self._refuse_start(room, connection.client)
                 if refusal is not None:
                     room.log.info("not admitted: %s", refusal)
                     connection.send_json({"type": "error", "message": refusal})

@@ -176,6 +176,25 @@ async def test_a_next_track_that_cannot_open_ends_the_session_after_the_first(
     one_stream(consumer, "gap-bad")
 
 
+@pytest.mark.parametrize("first", ["a", "c"], ids=["passthrough", "transcoded"])
+async def test_a_next_track_with_no_audio_ends_the_session_with_its_error(
+        engine: EngineProcess, api: httpx.AsyncClient, queue_media: dict[str, Path],
+        media_dir: Path, first: str) -> None:
+    """A next track that opens but holds no audio frame (text under an audio name) is
+    never joined: the first play ends, then the next play's error; no ``ready``."""
+    text = media_dir / "q_article.mp3"
+    text.write_text("this page has moved; follow the link on our home page. " * 2000)
+    sid = f"gap-text-{first}"
+    async with SocketConsumer(engine.socket_path, hello=ANY_ORDER) as consumer:
+        play = await start(api, sid, queue_media[first])
+        second = await queue(api, sid, text)
+        error = await consumer.wait_event(sid, EventType.ERROR, timeout=20)
+    assert kinds(consumer.events(sid)) == [("ready", play), ("finished", play),
+                                           ("error", second)]
+    assert error.message == "no audio could be decoded from the source"
+    one_stream(consumer, sid)
+
+
 async def test_next_track_api_refuses_what_cannot_join(
         engine: EngineProcess, api: httpx.AsyncClient, queue_media: dict[str, Path]) -> None:
     assert (await api.post("/session/nobody/next",

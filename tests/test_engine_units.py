@@ -233,3 +233,39 @@ def test_pool_sizes_are_checked() -> None:
     for core, most in ((0, 1), (3, 2)):
         with pytest.raises(ValueError, match="core_workers"):
             ElasticPool(core, most)
+
+
+async def test_a_burst_of_session_ends_costs_one_memory_release() -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audio_engine.sessions.memory import MemoryReleaser, release_free_memory
+
+    calls: list[float] = []
+    gate = threading.Event()
+
+    def release() -> int:
+        calls.append(time.monotonic())
+        gate.wait(5)
+        return 1024
+
+    with ThreadPoolExecutor(1) as pool:
+        releaser = MemoryReleaser(pool, delay=0.05, release=release)
+        for _ in range(5):
+            releaser.session_ended()
+        async with asyncio.timeout(5):
+            while not calls:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert len(calls) == 1  # one release for the burst, still running
+        releaser.session_ended()  # an end during the release: one more after it
+        gate.set()
+        async with asyncio.timeout(5):
+            while releaser.releases < 2:
+                await asyncio.sleep(0.01)
+        assert len(calls) == 2 and releaser.released_bytes == 2048
+        releaser.session_ended()
+        await releaser.close()  # a pending release is dropped
+        await asyncio.sleep(0.1)
+        assert len(calls) == 2
+    assert release_free_memory() >= 0  # glibc here: a real trim, nothing to assert on size

@@ -164,6 +164,23 @@ class Program:
         return (len(self.tracks) == 1 and not self._windows
                 and self.tracks[0].mode is Mode.PASSTHROUGH)
 
+    @property
+    def _pending_unread(self) -> bool:
+        """The next track has given no input yet: it is read before it is joined,
+        so that one without audio is never placed (see ``pending_is_empty``)."""
+        pending = self.pending
+        return (pending is not None and not pending.source_ended and pending.chain is None
+                and pending.pending_input <= 0)
+
+    @property
+    def pending_is_empty(self) -> bool:
+        """The next track's source ended without a single audio frame (a text page
+        under an audio name): it is never joined; the producer drops it and the
+        session ends after the current track with that play's error."""
+        pending = self.pending
+        return (pending is not None and pending.source_ended and pending.chain is None
+                and not pending.source.audio_frames)
+
     def wants(self) -> list[Track]:
         """Tracks whose source should be read for the next frames."""
         wanted = [t for t in self._contributors(self.next_index * FRAME)
@@ -258,7 +275,9 @@ class Program:
         current = self.tracks[-1]
         following = self.expect_next or self.pending is not None
         if current.end is not None:
-            if self.pending is not None:
+            if self.pending is not None and not self.pending_is_empty:
+                if self._pending_unread:
+                    return None
                 self._join(current, self.pending, None)
                 return self._mix_step(n)
             if following and stop > current.end - FRAME:
@@ -319,7 +338,9 @@ class Program:
     def _at_end(self, n: int) -> Frame | None:
         """The current track's audio is all out (passthrough): join, wait, or end."""
         current = self.tracks[-1]
-        if self.pending is not None:
+        if self.pending is not None and not self.pending_is_empty:
+            if self._pending_unread:
+                return None
             self._join(current, self.pending, None)
             return self._step()
         if self.expect_next:
@@ -366,6 +387,8 @@ class Program:
         if self._windows and self._windows[-1].stop > n * FRAME:
             return  # the current track is still fading in
         if not (pending.pending_input > 0 or pending.source_ended or pending.chain):
+            return
+        if self.pending_is_empty:
             return
         current = self.tracks[-1]
         planned = self._planned_end(current, n)

@@ -20,7 +20,6 @@ with the wrong method, is gin's plain-text ``404 page not found``.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import FastAPI
@@ -32,6 +31,7 @@ from audio_engine.http.catalogue import catalogue_router
 from audio_engine.http.gojson import GoCORSMiddleware, GoJSONResponse
 from audio_engine.http.node import node_router
 from audio_engine.http.sessions import PLAY_ID_HEADER, sessions_router
+from protocol.bearer import bearer_matches
 
 __all__ = ["CALLER_HEADER", "MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
 
@@ -64,14 +64,14 @@ class _BearerToken:
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._token = token
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        presented = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(presented, self._expected):
+        presented = dict(scope.get("headers") or []).get(b"authorization")
+        if bearer_matches(presented, self._token):  # any case of "Bearer"
             await self.app(scope, receive, send)
             return
         response = GoJSONResponse(

@@ -87,7 +87,10 @@ def catalogue_router(resolver: Resolver, *, max_url_length: int) -> APIRouter:
         try:
             return GoJSONResponse(await _unless_client_leaves(request, work))
         except ResolveError as exc:
-            return failed(str(exc), error_status)  # type: ignore[no-any-return]
+            # As the Go engine: 400 (500 for a search) for what it cannot handle; 503
+            # when the engine is shutting down.
+            status = 503 if exc.unavailable else error_status
+            return failed(str(exc), status)  # type: ignore[no-any-return]
         except _ClientGone:
             return failed("the client went away", 499)  # type: ignore[no-any-return]
 

@@ -103,8 +103,10 @@ class SessionManager:
         clock: Callable[[], float] = time.monotonic,
         complexity: ComplexityDial | None = None,
         default_loudness: Loudness | None = None,
+        on_session_end: Callable[[], None] = lambda: None,
     ) -> None:
         self._hub = hub
+        self._on_session_end = on_session_end  # after its producer (and its memory) is gone
         self.timing = timing or TimingPolicy()
         self._open_pool = open_pool
         self._metrics = metrics
@@ -212,6 +214,7 @@ class SessionManager:
         self._sessions[session_id] = session
         session.producer = self._tasks.spawn(PRODUCER, run_producer(session, self._context),
                                              key=session_id)
+        session.producer.add_done_callback(lambda _: self._on_session_end())
         session.log.info(
             "play %s (%s%s)", request.url, request.output.value,
             f", from {request.start_at:g} s" if request.start_at else "",

@@ -378,6 +378,10 @@ class _Production:
             if frames:
                 self.spill = session.ring.extend(frames)
             if not self.announced:
+                if program.finished and not self._current_track().source.audio_frames:
+                    # Only the stream's end page was made (a text page named .mp3, a
+                    # FLAC header with no frames): an error, never ready then finished.
+                    raise SourceFailed("no audio could be decoded from the source")
                 if not len(session.ring) and not self.spill:
                     if program.finished:
                         raise SourceFailed("no audio could be decoded from the source")
@@ -403,10 +407,12 @@ class _Production:
             if nxt is not None and not placed and nxt.state is NextState.READY:
                 nxt.state = NextState.WAITING  # it lost its head: open it again
         pending = program.pending
-        if pending is not None and pending.play is not nxt:
+        if pending is not None and (pending.play is not nxt or program.pending_is_empty):
             program.pending = None
             pending.close()
             self._retire(pending)
+            if pending.play is nxt and nxt is not None:
+                self._next_failed(nxt, "no audio could be decoded from the source", "source")
         if self.opener is not None and self.opener_for is not nxt:
             self.opener.cancel()
             self.opener = None

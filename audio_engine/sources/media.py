@@ -162,6 +162,10 @@ class MediaSource:
         self._closed = False
         #: Media duration in seconds, if the container knows it.
         self.duration: float | None = None
+        #: Audio frames decoded (or valid Opus packets taken) so far, those before
+        #: the start position included: 0 at the end means the source held no
+        #: audio at all (a text page named .mp3), not that it was sought past.
+        self.audio_frames = 0
         #: The source's own OpusHead when its packets can go out as they are (48 kHz
         #: stereo Opus, mapping family 0, and an Ogg output); None otherwise.
         self.opus_head: OpusHead | None = None
@@ -280,6 +284,7 @@ class MediaSource:
                     samples = opus_packet_samples(data)
                 except RemoteProtocolError:
                     continue
+                self.audio_frames += 1
                 if self._skip_until > 0 and packet.pts is not None:
                     end = packet.pts * self._time_base + samples / SAMPLE_RATE
                     if end <= self._skip_until:
@@ -395,6 +400,7 @@ class MediaSource:
                     f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
                 ) from exc
             return
+        self.audio_frames += len(decoded)
         for audio in decoded:
             if self._skip_until > 0 and audio.pts is not None and audio.time_base is not None:
                 end = audio.pts * float(audio.time_base) + audio.samples / audio.sample_rate
@@ -433,6 +439,7 @@ class MediaSource:
             tail = list(self._decoder.decode(None))
         except (av.error.FFmpegError, ValueError):
             tail = []
+        self.audio_frames += len(tail)
         for audio in tail:
             self._resample(audio, chunks)
         for chunk in self._resampler.resample(None):

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_engine.sources.fair import FairSlots, SlotsBusy
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 from lifecycle import Process, TaskOwner, declare
 
 __all__ = ["JobFailed", "JobTimedOut", "ResolvePool", "WorkerLimits"]
@@ -45,6 +46,11 @@ class JobFailed(Exception):
 
 class JobTimedOut(JobFailed):
     """The job passed its deadline and its worker was killed."""
+
+
+class PoolClosed(JobFailed):
+    """The pool was closed (the engine is shutting down): the job's worker was
+    killed, or the job came too late to start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +88,7 @@ class _Worker:
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("no_proxy", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        env.pop(name, None)
+    scrub_proxy_environment(env)  # every spelling: the egress proxy is the only way out
     return env
 
 
@@ -154,7 +158,7 @@ class ResolvePool:
         Cancelling is safe: the worker running the job is killed.
         """
         if self._closed:
-            raise JobFailed("the engine is shutting down")
+            raise PoolClosed("the engine is shutting down")
         try:
             async with self._slots.hold(caller, wait=self.limits.queue_wait):
                 return await self._on_worker(job)
@@ -199,6 +203,9 @@ class ResolvePool:
             raise JobFailed("the answer was too large") from exc
         except (ConnectionError, BrokenPipeError):
             line = b""
+        if not line and self._closed:  # killed by close(): not the page's doing
+            self._on_outcome("cancelled")
+            raise PoolClosed("the engine is shutting down")
         if not line:
             self._on_outcome("crashed")
             raise JobFailed("the resolver stopped (the page may need too much memory)")

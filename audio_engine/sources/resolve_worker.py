@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from audio_engine.sources.options import media_options
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 
 __all__ = ["MAX_ENTRIES", "main"]
 
@@ -254,8 +255,7 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, default=512)
     args = parser.parse_args()
     _limit_self(args.memory_mb)
-    for name in ("no_proxy", "NO_PROXY"):
-        os.environ.pop(name, None)
+    scrub_proxy_environment()  # again: whoever started us may have set some
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when we stop
     for line in sys.stdin:
         try:
