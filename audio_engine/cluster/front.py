@@ -669,6 +669,7 @@ class Front:
                 "workers_killed": self.resolve_pool.killed,
             },
             "egress": total.get("egress", {"connections": 0, "grants": 0}),
+            "memory": total.get("memory", {"releases": 0, "released_mb": 0.0}),
             "pools": pools_view(total.get("pools", {})),
         }
 
