@@ -218,6 +218,22 @@ class Track:
     def queued_packets(self) -> int:
         return len(self._packets)
 
+    def whole_frames(self) -> list[OpusInput]:
+        """Remove and return the queued packets that are whole 20 ms frames to send as
+        they are, stopping before one that is not, and keeping the last packet of an
+        ended source (its end is the program's to decide)."""
+        packets = self._packets
+        keep = 1 if self.source_ended else 0
+        run: list[OpusInput] = []
+        while len(packets) > keep:
+            packet = packets[0]
+            if packet.samples != FRAME or packet.keep != FRAME:
+                break
+            run.append(packets.popleft())
+        if run:
+            self._trimmed = 0
+        return run
+
     def requeue(self, packets: list[OpusInput]) -> None:
         """Put packets that were sent as they are, then dropped, back in front."""
         self._packets.extendleft(reversed(packets))
