@@ -181,6 +181,10 @@ class EngineMetrics:
         self.worker_restarts = Counter(
             "audiogate_engine_worker_restarts",
             "Engine worker processes that died and were started again", registry=r)
+        self.workers_killed = Counter(
+            "audiogate_engine_workers_killed",
+            "Engine workers killed by the front because their clock stopped ticking",
+            registry=r)
         self.sessions_moved = Counter(
             "audiogate_engine_sessions_moved",
             "Sessions played again on another worker after theirs died", registry=r)

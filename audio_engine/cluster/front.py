@@ -85,6 +85,10 @@ _START_TIMEOUT: Final = 30.0
 _MOVE_WAIT: Final = 15.0
 #: Seconds the front waits for a worker's answer to an API call.
 _CALL_TIMEOUT: Final = 5.0
+#: Seconds without a tick after which a worker counts as stuck and is killed: far
+#: beyond any stall a loaded host causes (a clock that stalls a second is already
+#: "not ready"), short enough that its listeners lose seconds, not minutes.
+WORKER_HUNG_AFTER: Final = 15.0
 
 _OWNER = "Front"
 RESTART = declare(
@@ -386,6 +390,7 @@ class Front:
         level_before = self.admission.complexity
         while True:
             await asyncio.sleep(LOAD_INTERVAL)
+            self._kill_hung()
             self.load.add(self.pool.sample())
             room = self.load.headroom()
             carried = self.sessions.carried()
@@ -395,6 +400,18 @@ class Front:
                                           degraded=self._degraded(room))
             self._set_complexity(level, level_before)
             level_before = level
+
+    def _kill_hung(self) -> None:
+        """A worker whose clock has not ticked for ``WORKER_HUNG_AFTER`` while its
+        channel is open is stuck (a deadlock, a call that never returns): its sessions
+        are silent. It is killed, so they move and it restarts."""
+        for worker in self.pool.live(started=True):
+            silent = silent_for(worker)
+            if silent > WORKER_HUNG_AFTER:
+                log.error("engine worker %d has not ticked for %.0f s; killing it",
+                          worker.index, silent)
+                self.metrics.workers_killed.inc()
+                worker.kill()
 
     @staticmethod
     def _degraded(room: Headroom) -> bool:

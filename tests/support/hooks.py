@@ -12,7 +12,8 @@ _HOOKS = Path(__file__).parent / "engine_hooks"
 
 
 def hook_env(*, loop_stall_ms: float = 0.0, loop_stall_every: int = 1,
-             session_cpu: float = 0.0, restore_after: float = 0.0) -> dict[str, str]:
+             session_cpu: float = 0.0, restore_after: float = 0.0,
+             hung_after: float = 0.0) -> dict[str, str]:
     """Environment for an engine process with these aids (see the hooks module)."""
     path = os.environ.get("PYTHONPATH", "")
     return {
@@ -21,4 +22,5 @@ def hook_env(*, loop_stall_ms: float = 0.0, loop_stall_every: int = 1,
         "AUDIOGATE_TEST_LOOP_STALL_EVERY": str(loop_stall_every),
         "AUDIOGATE_TEST_SESSION_CPU": str(session_cpu),
         "AUDIOGATE_TEST_RESTORE_AFTER": str(restore_after),
+        "AUDIOGATE_TEST_HUNG_AFTER": str(hung_after),
     }

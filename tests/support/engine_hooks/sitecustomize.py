@@ -12,7 +12,9 @@ environment) apply them. Without a knob set, nothing is imported or changed.
   complexity 10) costs this many cores, fixed: admission becomes deterministic (no
   measurement, no degradation rule);
 - ``AUDIOGATE_TEST_RESTORE_AFTER``: seconds the load must stay low before the libopus
-  complexity steps back up (instead of ``cost.RESTORE_AFTER``).
+  complexity steps back up (instead of ``cost.RESTORE_AFTER``);
+- ``AUDIOGATE_TEST_HUNG_AFTER``: seconds without a tick after which the front kills a
+  worker (instead of ``front.WORKER_HUNG_AFTER``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ if _stall > 0:
 _cost = float(os.environ.get("AUDIOGATE_TEST_SESSION_CPU", "0") or 0)
 if _cost > 0:
     _fixed_cost(_cost)
+_hung = float(os.environ.get("AUDIOGATE_TEST_HUNG_AFTER", "0") or 0)
+if _hung > 0:
+    from audio_engine.cluster import front as _front_module
+
+    _front_module.WORKER_HUNG_AFTER = _hung  # type: ignore[misc]
 _restore = float(os.environ.get("AUDIOGATE_TEST_RESTORE_AFTER", "0") or 0)
 if _restore > 0:
     from audio_engine.cluster import cost as _cost_module
