@@ -172,7 +172,8 @@ class EngineMetrics:
         )
         self.track_joins = Counter(
             "audiogate_engine_track_joins",
-            "Next tracks that continued a session's stream, by kind: gapless, crossfade",
+            "Next tracks that continued a session's stream, by kind: gapless, crossfade, "
+            "now (a play now that replaced the current track)",
             ["kind"], registry=r,
         )
         self.sessions_gauge = Gauge(

@@ -25,6 +25,11 @@ the boundary frames are transcoded, and the next track is placed up to 19.98 ms 
 (a short equal-power overlap) so that its own packets line up with the stream's frames
 again and it can return to passthrough once the boundary has played.
 
+"Play now": a pending track that ``replaces`` the current one is read at once; when it
+has audio the producer drops what is queued after a short lead (``replace_from``) and
+the program joins it there with a ``REPLACE_FADE`` fade, in the same stream. Until
+then the current track plays on, so a "play now" that fails takes nothing away.
+
 Synchronous and not thread-safe: the producer calls it from one worker job at a time.
 """
 
@@ -56,13 +61,16 @@ from audio_engine.sources.media import OpusInput
 from audio_engine.wire.ring import Frame
 from protocol import CHANNELS, SAMPLE_RATE, OggOpusWriter, OpusHead, encode_packet
 
-__all__ = ["HOLD_FRAMES", "Program"]
+__all__ = ["HOLD_FRAMES", "REPLACE_FADE", "Program"]
 
 log = logging.getLogger(__name__)
 
 #: Passthrough frames held back at the end of a track that another one follows: they are
 #: transcoded to join the next track (which may start up to a frame before the end).
 HOLD_FRAMES: Final = 2
+#: Samples over which a "play now" track fades in and the track it replaces fades out
+#: (40 ms: heard as a cut, without the click of one).
+REPLACE_FADE: Final = 2 * 960
 
 Pcm = npt.NDArray[np.int16]
 
@@ -141,6 +149,8 @@ class Program:
         #: Frame at which the single track returns to passthrough (planned two frames
         #: ahead, to end our packets the way the source's next one expects).
         self._return_at: int | None = None
+        #: Frame at which a pending track that ``replaces`` the current one joins.
+        self._cut_at: int | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -181,13 +191,25 @@ class Program:
         return (pending is not None and pending.source_ended and pending.chain is None
                 and not pending.source.audio_frames)
 
+    @property
+    def replacing(self) -> bool:
+        """A pending track replaces the current one and has not joined yet."""
+        return self.pending is not None and self.pending.replaces
+
+    @property
+    def replace_due(self) -> bool:
+        """The pending track that replaces the current one has audio: the producer
+        drops the frames queued after a short lead and calls ``replace_from``."""
+        return (self.replacing and self._cut_at is None and not self._pending_unread
+                and not self.pending_is_empty)
+
     def wants(self) -> list[Track]:
         """Tracks whose source should be read for the next frames."""
         wanted = [t for t in self._contributors(self.next_index * FRAME)
                   if not t.source_ended]
         pending = self.pending
         if pending is not None and not pending.source_ended and pending.pending_input < 1.0:
-            if self._join_soon():
+            if pending.replaces or self._join_soon():
                 wanted.append(pending)
         return wanted
 
@@ -272,6 +294,8 @@ class Program:
             return None
         n = self.next_index
         self._retire(n)
+        if self._cut_at is not None and n >= self._cut_at and not self._replace(n):
+            return None
         self._plan_crossfade(n)
         if self.passthrough:
             return self._pass_step(self.tracks[0], n)
@@ -431,6 +455,39 @@ class Program:
             self._to_transcoding(current, n)
         start = n * FRAME + self._alignment(pending, n * FRAME)
         self._join(current, pending, (start, max(0, planned - start)))
+
+    def _replace(self, n: int) -> bool:
+        """Join the pending track that replaces the current one at frame *n*, with a
+        short fade (``REPLACE_FADE``). False: wait for input first."""
+        pending = self.pending
+        current = self.tracks[-1]
+        if (pending is None or not pending.replaces or self.pending_is_empty
+                or (current.end is not None and current.end <= n * FRAME)):
+            self._cut_at = None  # gone, or the current track is over: it joins at the end
+            return True
+        if self._pending_unread:
+            return False
+        if self.passthrough:
+            if current.next_packet() is None:
+                if current.source_ended:
+                    self._cut_at = None
+                    return True
+                return False
+            self._to_transcoding(current, n)
+        start = n * FRAME + self._alignment(pending, n * FRAME)
+        length = REPLACE_FADE
+        if current.end is not None:
+            length = min(length, max(0, current.end - start))
+        self._cut_at = None
+        self._join(current, pending, (start, length))
+        return True
+
+    def replace_from(self, index: int) -> None:
+        """The pending track replaces the current one from frame *index* (frames from
+        there were dropped, unless none were made yet)."""
+        if index < self.next_index:
+            self.restart(index)
+        self._cut_at = self.next_index
 
     def _alignment(self, track: Track, sample: int) -> int:
         """Samples after *sample* where *track* must start so that its packets fall on

@@ -128,11 +128,15 @@ class Track:
         filters: the filters to play it with (volume and default loudness included).
         lookahead: the encoder's look-ahead ``L`` (0 for PCM output).
         passthrough_ok: whether this output can take Opus packets as they are.
+        replaces: see the attribute.
     """
 
     def __init__(self, play: Any, source: MediaSource, filters: Filters, *, lookahead: int,
-                 passthrough_ok: bool) -> None:
+                 passthrough_ok: bool, replaces: bool = False) -> None:
         self.play = play
+        #: A next track that replaces the current one as soon as it has audio ("play
+        #: now"), instead of following it.
+        self.replaces = replaces
         self.source = source
         self.filters = filters
         self.lookahead = lookahead

@@ -612,11 +612,14 @@ class Front:
         return record.request.output
 
     async def set_next(self, session_id: str, request: PlayRequest, filters: Filters | None,
-                       loudness_default: bool) -> int:
+                       loudness_default: bool, *, now: bool = False) -> PlayStarted:
+        """Set *session_id*'s next track, or with *now* the track that replaces the
+        current one once it has audio; its play id, and what to do after the reply."""
         record = self._record(session_id)
         play_id = next(self._plays)
-        return int(await self._call(record, "set_next", session_id, request, filters,
-                                    loudness_default, play_id))
+        gate = int(await self._call(record, "set_next", session_id, request, filters,
+                                    loudness_default, play_id, now))
+        return PlayStarted(play_id, Reply(worker=record.worker if gate else None, gate=gate))
 
     async def cancel_next(self, session_id: str) -> int | None:
         record = self._record(session_id)

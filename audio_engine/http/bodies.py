@@ -98,6 +98,10 @@ class NextBody(BaseModel):
     duration: float = Field(0.0, description="track length hint, seconds")
     filters: dict[str, Any] | None = Field(
         None, description="filters for this track (default: keep the session's)")
+    now: bool = Field(
+        False, description="play now: replace the current track as soon as this one has "
+        "audio; the current one plays on until then, and on if this one fails (its error "
+        "event carries its play id)")
 
 
 class CrossfadeBody(BaseModel):

@@ -276,13 +276,15 @@ class Emission:
     # -- ending and event lines ---------------------------------------------------
 
     def _next_begins(self, session: Session, frame: Frame) -> list[bytes]:
-        """The next track's first frame goes out: ``finished`` for the play that ends,
-        then ``ready`` for the next one (its play id, title, duration)."""
+        """The next track's first frame goes out: ``finished`` for the play that ends
+        (reason ``end``, or ``replaced`` by a "play now"), then ``ready`` for the next
+        one (its play id, title, duration)."""
         nxt = frame.start
         assert isinstance(nxt, NextTrack)
+        reason = FinishReason.REPLACED if nxt.now else FinishReason.END
         lines = [encode_event_line(Event(
             EventType.FINISHED, session.id,
-            extra={"play": session.play_id, "reason": FinishReason.END.value}))]
+            extra={"play": session.play_id, "reason": reason.value}))]
         session.log.info("finished at %.2f s; next track: play %d", session.position,
                          nxt.play_id)
         session.play_id = nxt.play_id
@@ -295,7 +297,7 @@ class Emission:
         if session.next is nxt:
             session.next = None
         self._metrics.track_joins.labels(
-            "crossfade" if session.crossfade > 0 else "gapless").inc()
+            "now" if nxt.now else "crossfade" if session.crossfade > 0 else "gapless").inc()
         lines.append(encode_event_line(self._ready_event(session)))
         return lines
 
@@ -315,6 +317,15 @@ class Emission:
                 EventType.ERROR, session.id, nxt.error,
                 {"play": nxt.play_id, "reason": nxt.error_stage or "source"})))
         return lines
+
+    def play_failed(self, session: Session, nxt: NextTrack) -> None:
+        """A "play now" track could not be opened: its ``error`` (with its play id)
+        goes out after its request's reply; the session plays on."""
+        self._metrics.session_errors.labels(nxt.error_stage or "source").inc()
+        line = encode_event_line(Event(
+            EventType.ERROR, session.id, nxt.error,
+            {"play": nxt.play_id, "reason": nxt.error_stage or "source"}))
+        self.post(session.id, line, nxt.gate)
 
     def close_session(self, session: Session) -> bool:
         """Mark *session* ended and cancel its producer; False if it already was."""

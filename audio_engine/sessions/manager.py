@@ -34,7 +34,9 @@ from audio_engine.sessions.framestats import FrameStats
 from audio_engine.sessions.pools import ElasticPool
 from audio_engine.sessions.producer import ProducerContext, run_producer
 from audio_engine.sessions.session import (
+    REDO_LEAD,
     FinishReason,
+    NextState,
     NextTrack,
     PlayRequest,
     Resume,
@@ -55,11 +57,6 @@ __all__ = [
     "SessionManager",
     "TooManySessions",
 ]
-
-#: Frames a live change leaves queued before the frames it redoes (160 ms): time for
-#: the codec job that redoes them (a new filter graph, a primed encoder), even on a
-#: loaded machine, and the change is still heard within 300 ms.
-REDO_LEAD = 8
 
 log = logging.getLogger(__name__)
 
@@ -302,13 +299,20 @@ class SessionManager:
         return session
 
     def set_next(self, session_id: str, request: PlayRequest, *, filters: Filters | None,
-                 loudness_default: bool, play_id: int | None = None) -> NextTrack | None:
+                 loudness_default: bool, play_id: int | None = None,
+                 now: bool = False) -> NextTrack | None:
         """The track to play after the current one, in the same stream. Replaces a
         next track set before (unless that one already joined the stream). Returns None
         for unknown ids.
 
+        *now* ("play now"): it replaces the current track as soon as it has audio;
+        until then the current track plays on, and if it cannot be opened its
+        ``error`` goes out at once (held behind the track's ``gate`` until the reply),
+        the current track keeps playing and the next track it displaced is set again.
+
         Raises:
-            NotPlayable: the session has ended.
+            NotPlayable: the session has ended (or, for *now*, has not started
+                playing yet: a plain play replaces it).
         """
         session = self._sessions.get(session_id)
         if session is None:
@@ -316,12 +320,35 @@ class SessionManager:
         session.touch(self._clock())
         if not session.live:
             raise NotPlayable(f"session has ended ({session.state.value}); start a new play")
+        if now and not session.ready_sent:
+            raise NotPlayable("session has not started playing yet; start a new play")
         nxt = NextTrack(request, play_id if play_id is not None else next(self._plays),
                         filters, loudness_default)
+        if now:
+            nxt.now = True
+            nxt.gate = self.reply_gate()
+            displaced = session.next
+            nxt.displaced = displaced.displaced if displaced is not None and displaced.now \
+                else displaced
         session.next = nxt
         session.wake.set()
-        session.log.info("next: play %d %s", nxt.play_id, request.url)
+        session.log.info("%s: play %d %s", "play now" if now else "next", nxt.play_id,
+                         request.url)
         return nxt
+
+    def next_failed(self, session: Session, nxt: NextTrack) -> None:
+        """A "play now" track could not be opened: its ``error`` goes out, the
+        current track plays on with the next track it displaced."""
+        if session.next is nxt:
+            displaced = nxt.displaced
+            if displaced is not None and (displaced.state is NextState.FAILED
+                                          or displaced.play_id == session.play_id):
+                displaced = None
+            if displaced is not None:
+                displaced.state = NextState.WAITING
+            session.next = displaced
+            session.wake.set()
+        self.emission.play_failed(session, nxt)
 
     def cancel_next(self, session_id: str) -> Session | None:
         """Forget the next track (one that already joined the stream plays on)."""
@@ -367,11 +394,8 @@ class SessionManager:
         the same Ogg stream goes on."""
         if not session.live:
             return
-        ring = session.ring
-        first = ring.first_index
-        cut = session.emitted + 1 if first is None else min(first + REDO_LEAD, ring.end_index
-                                                            or first)
-        ring.truncate(cut)
+        cut = session.redo_point()
+        session.ring.truncate(cut)
         session.redo_from = cut if session.redo_from is None else min(session.redo_from, cut)
         session.generation += 1
         session.source_done = False

@@ -109,6 +109,11 @@ class SessionEvents(Protocol):
         """A broken source was reopened."""
         ...
 
+    def next_failed(self, session: Session, nxt: NextTrack) -> None:
+        """A "play now" track could not be opened: report it; the current track
+        plays on."""
+        ...
+
     def source_opened(self, session: Session, seconds: float) -> None:
         """Resolution and opening took *seconds*."""
         ...
@@ -352,7 +357,11 @@ class _Production:
             if self.spill:
                 self.spill = session.ring.extend(self.spill)
             program = self.program
-            idle = self.announced and not session.ring.needs_refill
+            if program.replace_due:
+                await self._replace()
+                continue
+            idle = (self.announced and not session.ring.needs_refill
+                    and not program.replacing)
             if program.finished or self.stalled or idle:
                 if program.finished and not self.spill:
                     session.source_done = True
@@ -428,7 +437,8 @@ class _Production:
                 if opened.grant is not None:
                     self.context.resolver.egress.revoke(opened.grant)
         if (nxt is not None and not placed and nxt.state is NextState.WAITING
-                and self.opener is None and program.pending is None and self._open_due()):
+                and self.opener is None and program.pending is None
+                and (nxt.now or self._open_due())):
             self.opener_for = nxt
             self.opener = self.tasks.spawn(NEXT_OPENER, self._open_next(nxt),
                                            key=session.id)
@@ -490,7 +500,7 @@ class _Production:
             nxt.duration = source.duration or nxt.request.duration
             track = Track(nxt, source, self._filters_for(nxt),
                           lookahead=self.program.lookahead,
-                          passthrough_ok=session.request.output.is_ogg)
+                          passthrough_ok=session.request.output.is_ogg, replaces=nxt.now)
             self.opened = _Opened(nxt, track, grant)
             session.log.info("next track opened: play %d (%s)", nxt.play_id,
                              target.title or "untitled")
@@ -516,6 +526,8 @@ class _Production:
         nxt.error_stage = stage
         self.session.log.warning("next track (play %d) failed (%s): %s", nxt.play_id, stage,
                                  message)
+        if nxt.now:
+            self.context.events.next_failed(self.session, nxt)
 
     def _retire(self, track: Track) -> None:
         self.context.events.retire(track.source)
@@ -582,6 +594,19 @@ class _Production:
             if (track.play.play_id if track.play is not None else self.first_play) == playing:
                 return track
         return self.program.current
+
+    async def _replace(self) -> None:
+        """A "play now" track has audio: the frames queued after ``REDO_LEAD`` are
+        dropped and it joins the stream there (``Program.replace_from``)."""
+        session, program = self.session, self.program
+        cut = session.redo_point()
+        session.ring.truncate(cut)
+        self.spill = [f for f in self.spill if f.number < cut]
+        self.eos = None
+        session.source_done = False
+        due = time.monotonic() + len(session.ring) * FRAME_DURATION
+        await _run_by(self.context.codec_pool, due, program.replace_from, cut)
+        self.hurry = True
 
     async def _redo(self, index: int) -> None:
         session, program = self.session, self.program

@@ -22,6 +22,7 @@ from protocol.messages import FinishReason
 __all__ = [
     "MAX_CROSSFADE",
     "MAX_POSITION",
+    "REDO_LEAD",
     "FinishReason",
     "NextState",
     "NextTrack",
@@ -37,6 +38,10 @@ MAX_CROSSFADE = 12.0
 #: Furthest media position (seconds) a source is asked to seek to: FFmpeg counts
 #: in int64 microseconds, and no track is 100 days long.
 MAX_POSITION = 1e7
+#: Frames a live change (or a "play now") leaves queued before the frames it redoes
+#: (160 ms): time for the codec job that redoes them (a new filter graph, a primed
+#: encoder), even on a loaded machine, and the change is still heard within 300 ms.
+REDO_LEAD = 8
 
 log = logging.getLogger("audio_engine.sessions.session")
 
@@ -97,7 +102,8 @@ class NextState(StrEnum):
     #: Opened: it joins the stream when the current track ends (or fades out).
     READY = "ready"
     #: It could not be opened: when the current track ends, the session ends with an
-    #: ``error`` for this play.
+    #: ``error`` for this play (a "play now" track reports its error at once instead,
+    #: and the current track plays on).
     FAILED = "failed"
 
 
@@ -116,6 +122,13 @@ class NextTrack:
     error_stage: str = ""
     title: str = ""
     duration: float | None = None
+    #: Replace the current track as soon as this one has audio ("play now"), rather
+    #: than after it; if it cannot be opened, the current track plays on.
+    now: bool = False
+    #: A "play now" track: the next track it displaced, set again if it fails.
+    displaced: NextTrack | None = None
+    #: A "play now" track: holds its ``error`` line until the request's reply is out.
+    gate: ReplyGate | None = None
 
 
 def effective_filters(filters: Filters, *, volume: float, loudness_default: bool,
@@ -233,6 +246,15 @@ class Session:
     def live(self) -> bool:
         """Still producing or playing (not finished, not failed)."""
         return not self.ended
+
+    def redo_point(self) -> int:
+        """The first queued frame a live change may drop and make again: ``REDO_LEAD``
+        frames after the oldest one queued (the next to send if none is)."""
+        ring = self.ring
+        first = ring.first_index
+        if first is None:
+            return self.emitted + 1
+        return min(first + REDO_LEAD, ring.end_index or first)
 
     def touch(self, now: float) -> None:
         """Record API activity (for the idle timeout)."""
