@@ -216,6 +216,9 @@ class Feature(StrEnum):
     NEXT_TRACK = "next_track"
     #: ``POST /session/{id}/crossfade``: a crossfade into the next track.
     CROSSFADE = "crossfade"
+    #: ``POST /session/{id}/next`` with ``now``: a track that replaces the current one
+    #: once it has audio (the current one plays on if it fails).
+    PLAY_NOW = "play_now"
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,9 +521,11 @@ class EngineClient:
         start_at: float = 0.0,
         duration: float = 0.0,
         filters: Filters | Mapping[str, Any] | None = None,
+        now: bool = False,
     ) -> NextResult:
         """Tell the engine the track after the current one (our engine, feature
-        ``next_track``).
+        ``next_track``), or with *now* the track that replaces it (feature
+        ``play_now``).
 
         ``POST /session/{id}/next`` ``{"url", "start_at"?, "duration"?, "filters"?}``,
         answered ``{"status": "queued", "session_id": ID, "play_id": N}`` (and
@@ -531,6 +536,12 @@ class EngineClient:
         ``finished`` then ``error`` with play id N end the session. A later call
         replaces a next track not yet joining. *filters* (Lavalink's object) apply from
         its first frame; without them the session's stay. Never sent twice.
+
+        With *now* (answered ``"status": "replacing"``) the engine opens the track at
+        once and switches to it when it has audio: ``finished`` (reason ``replaced``)
+        of the current play, then ``ready`` with play id N. If it cannot open, an
+        ``error`` with play id N comes instead and the current play goes on (409 also
+        when the session has not sent ``ready`` yet).
 
         Raises:
             EngineInvalidRequest: 400, a bad URL, numbers or filters (the engine's
@@ -546,6 +557,8 @@ class EngineClient:
             body["duration"] = duration
         if filters is not None:
             body["filters"] = _filters_json(filters)
+        if now:
+            body["now"] = True
         response = await self._request("POST", f"/session/{session_id}/next", json=body,
                                        idempotent=False)
         return self._parse(NextResult, response)

@@ -23,6 +23,7 @@ from gateway.player import (
     Move,
     PlayerRegistry,
     PlayerStatus,
+    PlayNow,
     SetCrossfade,
     SetFilters,
     SetLoop,
@@ -240,3 +241,84 @@ async def test_a_go_engine_refuses_filters_in_words_and_gets_plain_plays() -> No
         view = player.view()
         assert view.filter_name == "" and view.filters == Filters() and view.crossfade == 0.0
         assert player.core.filter_name == "soft"  # kept for an engine that has filters
+
+
+# -- play now that keeps the current track until the new one has audio ---------------------
+
+
+async def test_play_now_replaces_the_stream_once_the_new_track_has_audio() -> None:
+    engine = ScriptedEngine(features=[*OURS, "play_now"])
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.apply(add("a", "b"))
+        await settled(player)
+        router.dispatch(event(EventType.READY, "g", 1))
+        await settled(player)
+        await player.apply(PlayNow(track("x")))
+        await settled(player)
+        now = [b for b in engine.calls("next") if b.get("now")]
+        assert urls(now) == ["x.mp3"] and len(engine.calls("play")) == 1
+        assert player.view().status is PlayerStatus.LOADING
+        replaced, new = engine.replace("g")
+        router.dispatch(event(EventType.FINISHED, "g", replaced, reason="replaced"))
+        router.dispatch(event(EventType.READY, "g", new))
+        await settled(player)
+        view = player.view()
+        assert view.current is not None and view.current.title == "x"
+        assert view.status is PlayerStatus.PLAYING and view.error == ""
+        assert [t.title for t in view.upcoming] == ["b"]
+        # The engine is told the track after x, and x's end plays b (a join).
+        assert urls(engine.calls("next"))[-1] == "b.mp3"
+        assert len(engine.calls("play")) == 1
+
+
+async def test_a_play_now_that_fails_keeps_the_current_track_playing() -> None:
+    engine = ScriptedEngine(features=[*OURS, "play_now"])
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.apply(add("a", "b"))
+        await settled(player)
+        router.dispatch(event(EventType.READY, "g", 1))
+        await settled(player)
+        await player.apply(PlayNow(track("x")))
+        await settled(player)
+        failed = engine.replacement_failed("g")
+        router.dispatch(Event(EventType.ERROR, "g",
+                              "cannot resolve the host name radio.example",
+                              {"play": failed, "reason": "resolve"}))
+        await settled(player)
+        view = player.view()
+        assert view.current is not None and view.current.title == "a"
+        assert view.status is PlayerStatus.PLAYING
+        assert view.error == "could not play x: cannot resolve the host name radio.example"
+        assert view.failure is not None and view.failure.track.title == "x"
+        # Nothing was sent to take a back: no play, no seek; the engine never left it.
+        assert len(engine.calls("play")) == 1 and engine.calls("seek") == []
+        assert [t.title for t in view.upcoming] == ["b"]
+        # Play 1's own end still advances the queue.
+        router.dispatch(event(EventType.FINISHED, "g", 1, reason="end"))
+        await settled(player)
+        assert player.view().current is not None and player.view().current.title == "b"
+
+
+async def test_play_now_is_a_plain_play_where_the_engine_cannot_keep_the_stream() -> None:
+    # Without play_now, and before the current play streams, the play replaces at once.
+    engine = ScriptedEngine(features=OURS)
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.apply(add("a"))
+        await settled(player)
+        router.dispatch(event(EventType.READY, "g", 1))
+        await settled(player)
+        await player.apply(PlayNow(track("x")))
+        await settled(player)
+        assert urls(engine.calls("play")) == ["a.mp3", "x.mp3"]
+    engine = ScriptedEngine(features=[*OURS, "play_now"])
+    async with shell(engine) as (registry, router):
+        player = registry.get("g")
+        await player.apply(add("a"))
+        await settled(player)
+        await player.apply(PlayNow(track("x")))  # a has not sent ready
+        await settled(player)
+        assert urls(engine.calls("play")) == ["a.mp3", "x.mp3"]
+        assert not [b for b in engine.calls("next") if b.get("now")]

@@ -371,12 +371,13 @@ class NodeBinding:
         return await self._bound().client.set_crossfade(session_id, seconds)
 
     async def set_next(self, session_id: str, url: str, *, start_at: float = 0.0,
-                       duration: float = 0.0,
-                       filters: Filters | None = None) -> NextResult:
+                       duration: float = 0.0, filters: Filters | None = None,
+                       now: bool = False) -> NextResult:
         """The next track joins the current stream, so it goes to the session's
         node (a session without one has no stream to join: 404)."""
         return await self._bound().client.set_next(session_id, url, start_at=start_at,
-                                                   duration=duration, filters=filters)
+                                                   duration=duration, filters=filters,
+                                                   now=now)
 
     async def cancel_next(self, session_id: str) -> int | None:
         return await self._bound().client.cancel_next(session_id)

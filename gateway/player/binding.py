@@ -230,6 +230,10 @@ class PlayBinding:
         self.unconfirmed_replaced = 0
         #: Events of plays whose answer has not come (by play id).
         self._kept: dict[int, list[EngineEvent]] = {}
+        #: The play id of a stream the engine keeps playing until the current play has
+        #: audio (a "play now" sent as a replacement): its events are kept, for when
+        #: the replacement fails and that stream is taken back (``reinstate``).
+        self.live_play: int | None = None
         #: Without play ids: events that came while the play was on its way.
         self._early: list[EngineEvent] = []
 
@@ -273,6 +277,7 @@ class PlayBinding:
         self.forget_streams()
 
     def _leave(self, trigger: Trigger) -> None:
+        self.live_play = None
         if self.phase is Phase.STREAMING:
             self._replacing = Phase.STREAMING
         elif self.phase in BOUND:
@@ -297,6 +302,18 @@ class PlayBinding:
         self._kept.clear()
         self._early.clear()
         self.next = None
+        self.live_play = None
+
+    def keep_live(self, play_id: int) -> None:
+        """The current play is sent as a replacement that the engine makes only once
+        it has audio: play *play_id* streams on until then, and on if it fails."""
+        self.live_play = play_id
+
+    def replaced_live(self) -> None:
+        """The replacement has audio: the stream it replaced is over."""
+        if self.live_play is not None:
+            self._kept.pop(self.live_play, None)
+            self.live_play = None
 
     # -- the shell's calls ----------------------------------------------------------------
 
@@ -330,7 +347,8 @@ class PlayBinding:
         self.play_id = play_id
         if play_id is not None:
             early = self._kept.pop(play_id, [])
-            self._kept.clear()
+            # Only the events of a stream the engine keeps playing stay kept.
+            self._kept = {k: v for k, v in self._kept.items() if k == self.live_play}
         else:
             early = list(self._early)
         self._early.clear()
@@ -372,6 +390,9 @@ class PlayBinding:
         ``Trigger.UNREADY`` says the ``ready`` taken was a replaced stream's (the
         binding no longer counts that stream; the core stops its clock)."""
         if event.play_id is not None:
+            if event.play_id == self.live_play:
+                self._keep(event)  # the stream a replacement may give back
+                return None
             if self.play_id is None or not self.bound:
                 self._keep(event)
                 return None
@@ -429,6 +450,7 @@ class PlayBinding:
         self._early.clear()
         self.phase = saved.phase
         self.play_id = saved.play_id
+        self.live_play = None
         self.expected_terminals = saved.expected_terminals
         self.unconfirmed_replaced = saved.unconfirmed_replaced
         self._replacing = None

@@ -130,6 +130,9 @@ class _Interrupted:
     start_at: float
     binding: BindingState
     clock: ClockState
+    #: The new track went to the engine as a replacement made once it has audio: the
+    #: engine plays the interrupted stream until then, and on if the new one fails.
+    kept_live: bool = False
 
 
 class PlayerCore:
@@ -390,6 +393,35 @@ class PlayerCore:
             self._record_failure(current, message)
         self._advance(now, failed=True)
 
+    def replaces_live(self, nonce: int) -> bool:
+        """*nonce*'s play is a "play now" that interrupts a stream the engine plays
+        (with a play id): an engine with ``play_now`` can keep that stream until the
+        new track has audio, and on if it fails."""
+        saved = self._interrupted
+        return (saved is not None and saved.nonce == nonce == self.nonce
+                and saved.binding.phase is Phase.STREAMING
+                and saved.binding.play_id is not None)
+
+    def replacing_live(self, nonce: int) -> None:
+        """The shell sends *nonce*'s play as such a replacement (``replaces_live``)."""
+        saved = self._interrupted
+        if saved is not None and saved.nonce == nonce and saved.binding.play_id is not None:
+            self._interrupted = dataclasses.replace(saved, kept_live=True)
+            self.binding.keep_live(saved.binding.play_id)
+
+    def sent_as_replacement(self, nonce: int) -> bool:
+        """*nonce*'s play went to the engine as such a replacement."""
+        saved = self._interrupted
+        return saved is not None and saved.nonce == nonce and saved.kept_live
+
+    def not_replacing_live(self, nonce: int) -> None:
+        """The replacement could not be sent as such (the engine's stream had ended):
+        a plain play follows."""
+        saved = self._interrupted
+        if saved is not None and saved.nonce == nonce:
+            self._interrupted = dataclasses.replace(saved, kept_live=False)
+            self.binding.live_play = None
+
     def on_event(self, event: EngineEvent, now: float) -> bool:
         """Apply an engine event. Returns True if it was taken as this player's
         current play's."""
@@ -501,6 +533,7 @@ class PlayerCore:
         match event.trigger:
             case Trigger.READY:
                 binding.fire(Trigger.READY)
+                binding.replaced_live()
                 self._interrupted = None
                 self.clock.run(now, paused=self.paused)
                 self.error = ""
@@ -532,7 +565,10 @@ class PlayerCore:
         if current is not None:
             self._record_failure(current, message,
                                  kept=interrupted.track if interrupted is not None else None)
-        if interrupted is not None:
+        if interrupted is not None and interrupted.kept_live:
+            # The engine never left the interrupted stream: take it back as it is.
+            self._reinstate(interrupted, now)
+        elif interrupted is not None:
             # The engine replaced the interrupted stream before this one
             # failed: play it again from where it was cut off.
             self._give_back(interrupted, now)

@@ -326,13 +326,14 @@ class Reconciler:
             player.changed()
             return
         play_id: int | None = None
-        played = False
+        played = replacing = False
         # At most two sends: a second only after the engine said the first did
         # not arrive.
         for _ in range(2):
             if self._unknown_play == desired.nonce:
                 played, play_id = await self._play_outcome(desired)
                 if played:
+                    replacing = player.core.sent_as_replacement(desired.nonce)
                     break
             try:
                 # Until an answer arrives, whether the engine acted is unknown
@@ -359,22 +360,52 @@ class Reconciler:
                 self._unknown_play = None
                 self._play_refused(desired, exc)
                 return
-            play_id = result
+            play_id, replacing = result
             played = True
             break
         if not played:
             raise EngineOutcomeUnknown("the connection to the audio engine broke")
         self._unknown_play = None
         self._engine_play_id = play_id
+        previous = self.applied
         player.core.bind_play(desired.nonce, play_id, self._clock())
-        # The play is applied (with the filters and crossfade it carried); a pause
-        # it needs is a separate step, so an engine failure there is retried
-        # rather than lost. A new session holds no next track.
-        self.applied = _Applied.of(desired, paused=False)
+        if replacing:
+            # The session goes on with its pause, volume, filters and crossfade: what
+            # differs from the desired state is changed live next.
+            self.applied = dataclasses.replace(previous, nonce=desired.nonce)
+        else:
+            # The play is applied (with the filters and crossfade it carried); a pause
+            # it needs is a separate step, so an engine failure there is retried
+            # rather than lost.
+            self.applied = _Applied.of(desired, paused=False)
+        # A new session holds no next track; a replacement used up or gave back the
+        # one it displaced (set again when wanted).
         self.next_applied = None
         player.changed()
 
-    async def _send_play(self, desired: Desired) -> int | None:
+    async def _send_play(self, desired: Desired) -> tuple[int | None, bool]:
+        """Send *desired*'s play: its play id, and whether it went as a replacement
+        of the live stream ("play now" on an engine with ``play_now``: the stream plays
+        on until the new track has audio, and on if it fails)."""
+        assert desired.track is not None
+        core = self._player.core
+        if self.supports(Feature.PLAY_NOW) and core.replaces_live(desired.nonce):
+            core.replacing_live(desired.nonce)
+            try:
+                result = await self._engine.set_next(
+                    self._player.key, desired.track.url, start_at=desired.start_at,
+                    duration=desired.track.duration or 0.0, now=True)
+            except EngineNotFound:
+                core.not_replacing_live(desired.nonce)  # the stream is gone: a plain play
+            except EngineError as exc:
+                if exc.status != 409:  # 409: the stream ended meanwhile
+                    raise
+                core.not_replacing_live(desired.nonce)
+            else:
+                return result.play_id, True
+        return await self._send_plain_play(desired), False
+
+    async def _send_plain_play(self, desired: Desired) -> int | None:
         assert desired.track is not None
         filters = desired.filters
         result = await self._engine.play(
