@@ -18,6 +18,7 @@ from gateway.player import (
     CommandError,
     Enqueue,
     PlayerStatus,
+    PlayNow,
     SetCrossfade,
     SetFilters,
     Stop,
@@ -25,6 +26,7 @@ from gateway.player import (
 )
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
+from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 from protocol.filter_presets import Preset, preset_filters
 
@@ -44,6 +46,8 @@ def tones(media_dir: Path) -> dict[str, Path]:
                              flush=True),
         "b": write_opus_tone(media_dir / "gw_gap_b660.ogg", 660.0, 3.0, complexity=10,
                              flush=True),
+        "long": write_opus_tone(media_dir / "gw_gap_long440.ogg", 440.0, 8.0, complexity=10,
+                                flush=True),
     }
 
 
@@ -160,3 +164,42 @@ async def test_a_go_engine_gets_plain_plays_and_filters_are_refused_in_words(
         view = player.view().as_dict()
         assert view["filter"] == "" and view["crossfade"] == 0.0
         await player.apply(Stop())
+
+
+async def test_play_now_keeps_the_current_stream_until_the_new_track_plays(
+        engine: EngineProcess, tones: dict[str, Path], media_server: MediaServer) -> None:
+    """A "play now" that cannot open leaves the current stream untouched (no gap, no
+    replay, the new track's own error); one that opens replaces it in the same stream."""
+    async with running_gateway(settings_for(engine)) as gateway:
+        await asyncio.wait_for(gateway.socket.connected.wait(), 10)
+        await wait_until(lambda: gateway.link.discovered)
+        sink = RecordingSink()
+        gateway.router.register_sink("gw-now", sink)
+        plays = count_plays(gateway)
+        player = gateway.players.get("gw-now")
+        await player.apply(Enqueue(Track(media_server.url("gw_gap_long440.ogg"),
+                                         title="radio", duration=None)))
+        await wait_until(lambda: player.view().status is PlayerStatus.PLAYING
+                         and len(sink.frames) > 25, 20)
+        await player.apply(PlayNow(Track(media_server.url("absent.ogg"), title="broken")))
+        await wait_until(lambda: player.view().failure is not None, 20)
+        view = player.view()
+        assert view.current is not None and view.current.title == "radio"
+        assert view.status is PlayerStatus.PLAYING
+        assert view.error.startswith("could not play broken: ") and "seek" not in view.error
+        assert "refused the request" in view.error
+        before = len(sink.frames)
+        await asyncio.sleep(0.5)
+        assert len(sink.frames) >= before + 15  # the radio plays on
+        await player.apply(PlayNow(Track(str(tones["b"]), title="b", duration=3.0)))
+        await wait_until(lambda: player.view().current is not None
+                         and player.view().current.title == "b"  # type: ignore[union-attr]
+                         and player.view().status is PlayerStatus.PLAYING, 20)
+        await wait_until(lambda: player.view().status is PlayerStatus.IDLE, 20)
+        frames = list(sink.frames)
+    assert plays == [media_server.url("gw_gap_long440.ogg")]  # the rest went as play now
+    assert len(sink.stream_starts) == 1
+    signal = await asyncio.to_thread(decode_opus_packets, frames)
+    count = signal.shape[1] // 960
+    rms = np.sqrt((signal[0, : count * 960].reshape(count, 960) ** 2).mean(axis=1))
+    assert rms[2:-2].min() > 0.3 * 0.5 * 32768 / np.sqrt(2), rms.min()
