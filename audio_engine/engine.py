@@ -149,6 +149,9 @@ class Engine:
         self._run_done = asyncio.Event()
         self._running = False
         self._stopped = False
+        #: How the clock's thread is scheduled, in words (set by the process that runs
+        #: the engine: ``audiogate.scheduling``).
+        self.clock_scheduling = "normal"
 
     async def start(self, *, calibrate: bool = False) -> None:
         """Start the egress proxy (loopback, a free port); with *calibrate*, time the
@@ -287,6 +290,7 @@ class Engine:
             "sessions_by_state": dict(self.manager.counts()),
             "passthrough_sessions": sum(1 for s in live if s.passthrough),
             "ticks": self.manager.ticks,
+            "clock_scheduling": self.clock_scheduling,
             "clock_slipped_ticks": self._schedule.slipped if self._schedule else 0,
             "frames_sent": self.manager.total_frames_sent,
             "underruns": self.manager.total_underruns,

@@ -283,6 +283,16 @@ class EngineSettings(BaseSettings):
         "caused (ready, error, a stop's finished) while such a consumer is connected "
         "[env ENGINE_EVENT_MARGIN_MS]",
     )
+    clock_priority: int = Field(
+        10,
+        ge=0,
+        le=99,
+        description="real-time (round-robin) priority of the thread that runs the 20 ms "
+        "clock in each engine process, so a busy machine cannot delay a tick; 0: normal "
+        "scheduling. Needs CAP_SYS_NICE (root, --cap-add SYS_NICE, or LimitRTPRIO= in "
+        "systemd); without it the engine runs normally and /health says why "
+        "[env ENGINE_CLOCK_PRIORITY]",
+    )
     shutdown_timeout: float = Field(
         5.0,
         gt=0,

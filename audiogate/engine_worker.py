@@ -40,6 +40,7 @@ from audio_engine.sources.resolve_pool import WorkerLimits
 from audiogate.config import start_logging
 from audiogate.errors import EXIT_CONFIG
 from audiogate.process import add_runtime_metrics, raise_open_file_limit, run_process
+from audiogate.scheduling import RealtimeClock
 from lifecycle import Process, declare
 from protocol import NEED_DATA
 
@@ -110,6 +111,8 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
                     jobs=RemoteJobs(link, WorkerLimits(deadline=settings.resolve_timeout)),
                     complexity=ComplexityDial(complexity),
                     thread_niceness=WORKER_THREAD_NICENESS, codec_threads=codec_threads)
+    engine.clock_scheduling = RealtimeClock(settings.clock_priority).start()
+    log.info("engine worker %d clock thread: %s", index, engine.clock_scheduling)
     link.use_metrics(engine.metrics)
     # Added up with the front's (CPU, memory): /metrics describes the whole engine.
     add_runtime_metrics(engine.metrics.registry)

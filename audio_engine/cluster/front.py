@@ -171,6 +171,9 @@ class Front:
         self.settings = settings
         self.metrics = EngineMetrics()
         self.metrics.sessions_gauge.set(settings.max_sessions)
+        #: How the front's event loop thread is scheduled, in words (set by the
+        #: process: ``audiogate.scheduling``).
+        self.clock_scheduling = "normal"
         self.timing = settings.timing
         self.hub = ConsumerHub(self.metrics, queue_limit=settings.consumer_queue_bytes,
                                stall_seconds=settings.consumer_stall_seconds,
@@ -671,6 +674,8 @@ class Front:
             "consumers": len(consumers),
             "consumers_any_order": sum(1 for c in consumers if c.any_order),
             "ticks": max((p.get("ticks", 0) for p in parts), default=0),
+            "clock_scheduling": {"front": self.clock_scheduling,
+                                 "workers": [p.get("clock_scheduling", "") for p in parts]},
             "clock_slipped_ticks": total.get("clock_slipped_ticks", 0),
             "frames_sent": total.get("frames_sent", 0),
             "underruns": total.get("underruns", 0),
