@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_engine.metrics import EngineMetrics
+from lifecycle import OwnerClosed, Process, TaskOwner, declare
 from protocol import Hello, HelloReader, RemoteProtocolError
 
 __all__ = ["Consumer", "ConsumerHub"]
@@ -58,6 +59,13 @@ log = logging.getLogger(__name__)
 #: Seconds between two warnings about the same slow consumer (a consumer at the edge
 #: of its limit crosses it many times a second).
 _WARN_EVERY = 10.0
+
+_OWNER = "ConsumerHub"
+_TLS_HANDSHAKE = declare(
+    "consumer-tls-handshake", owner=_OWNER, process=Process.ENGINE,
+    what="upgrades one socket consumer's TCP connection to TLS before its hello",
+    ends="when the handshake succeeds or fails (its own timeout is the hello deadline "
+         "plus a second); cancelled when the hub closes")
 
 
 class Consumer(asyncio.Protocol):
@@ -260,7 +268,7 @@ class ConsumerHub:
         self._names = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
         #: TLS handshakes in progress (``own``).
-        self._handshakes: set[asyncio.Task[None]] = set()
+        self._handshakes = TaskOwner(_OWNER, logger=log)
         self._path: Path | None = None
         #: Where the TCP socket listens ("host:port"), when it does.
         self.tcp_address: str | None = None
@@ -359,18 +367,17 @@ class ConsumerHub:
 
     def own(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a consumer's TLS handshake as a task of the hub (cancelled by ``close``)."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._handshakes.add(task)
-        task.add_done_callback(self._handshakes.discard)
+        try:
+            self._handshakes.spawn(_TLS_HANDSHAKE, coroutine)
+        except OwnerClosed:
+            log.debug("socket consumer connected while the engine closes")
 
     async def close(self) -> None:
         """Stop accepting, flush what each consumer can take, close, unlink. Idempotent."""
         for server in self._servers:
             server.close()
         self._servers.clear()
-        for task in tuple(self._handshakes):
-            task.cancel()
-        await asyncio.gather(*self._handshakes, return_exceptions=True)
+        await self._handshakes.aclose()
         for consumer in tuple(self._consumers.values()):
             if consumer.transport is not None:
                 consumer.transport.close()
