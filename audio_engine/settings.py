@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audio_engine.sources.url_policy import IPAddress, parse_endpoints
 from audio_engine.wire.ordering import TimingPolicy
+from audio_engine.wire.pressure import CpuPressure
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
 __all__ = ["EngineSettings"]
@@ -348,9 +349,11 @@ class EngineSettings(BaseSettings):
 
     @property
     def timing(self) -> TimingPolicy:
-        """The two wall-clock margins of the timing contract, in seconds."""
+        """The two wall-clock margins of the timing contract, in seconds, stretched
+        by the host's CPU pressure (one reader of it per call: call once per process)."""
         return TimingPolicy(event_margin=self.event_margin_ms / 1000,
-                            first_audio_margin=self.first_audio_margin_ms / 1000)
+                            first_audio_margin=self.first_audio_margin_ms / 1000,
+                            pressure=CpuPressure().share)
 
     @property
     def consumer_token(self) -> str | None:

@@ -677,6 +677,10 @@ class Front:
             "clock_scheduling": {"front": self.clock_scheduling,
                                  "workers": [p.get("clock_scheduling", "") for p in parts]},
             "clock_slipped_ticks": total.get("clock_slipped_ticks", 0),
+            # The Node-safe margins now (stretched by the host's CPU pressure).
+            "margins_ms": {"event": round(self.timing.event_delay(True) * 1000, 1),
+                           "first_audio": round((self.timing.audio_delay(True) or 0.0)
+                                                * 1000, 1)},
             "frames_sent": total.get("frames_sent", 0),
             "underruns": total.get("underruns", 0),
             "max_sessions": self.settings.max_sessions,
