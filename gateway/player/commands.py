@@ -142,13 +142,17 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """Resume (a restored queue starts playing from its position). Refused:
-    nothing is playing, or not paused."""
+    """Resume (a restored queue starts playing from its position; a stopped one
+    plays its first track). Refused: nothing is playing or waiting, or not paused."""
 
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop playing and forget the whole queue."""
+    """Stop playing and forget the whole queue; with *keep_queue*, forget nothing:
+    the current track waits at the head of the upcoming ones, from its start, and
+    ``Resume`` plays on from there."""
+
+    keep_queue: bool = False
 
 
 @dataclass(frozen=True, slots=True)

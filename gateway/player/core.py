@@ -283,8 +283,8 @@ class PlayerCore:
                 self._pause(now)
             case Resume():
                 self._resume(now)
-            case Stop():
-                self._stop()
+            case Stop(keep_queue=keep):
+                self._stop(keep_queue=keep)
             case SetVolume(volume=volume):
                 if not 0.0 <= volume <= 2.0:
                     raise CommandError("the volume must be between 0 and 200 %")
@@ -333,6 +333,10 @@ class PlayerCore:
         self.clock.pause(now)
 
     def _resume(self, now: float) -> None:
+        if self.queue.start() is not None:
+            # A stopped queue: its first track plays from the start.
+            self._start(0.0, now)
+            return
         self._need_track()
         if not self.paused:
             raise CommandError("not paused")
@@ -343,8 +347,11 @@ class PlayerCore:
         self.paused = False
         self.clock.resume(now)
 
-    def _stop(self) -> None:
-        self.queue.forget()
+    def _stop(self, *, keep_queue: bool) -> None:
+        if keep_queue:
+            self.queue.stop()
+        else:
+            self.queue.forget()
         self.paused = False
         self.error = ""
         self._interrupted = None
