@@ -23,7 +23,9 @@ from gateway.player import (
     Skip,
     Stop,
     Track,
+    UndoClear,
 )
+from gateway.player.core import UNDO_CLEAR_SECONDS
 from protocol import EventType
 
 
@@ -137,3 +139,74 @@ def test_a_stopped_queue_survives_a_restart() -> None:
     assert restored.current is not None and restored.current.title == "a"
     # An older snapshot (no "stopped") is not stopped.
     assert not Queue.restore({"tracks": [track("a").as_dict()], "index": 0}).stopped
+
+
+# -- clear, and its undo -------------------------------------------------------------------
+
+
+def test_a_clear_can_be_undone_for_a_while() -> None:
+    core = playing("a", "b", "c")
+    assert core.view(1.0).undo_clear == 0
+    assert core.apply(Clear(), 10.0).count == 2
+    view = core.view(15.0)
+    assert not view.upcoming and view.undo_clear == 2
+    assert view.undo_seconds == pytest.approx(UNDO_CLEAR_SECONDS - 5.0)
+    assert view.as_dict()["undo_clear"] == 2
+    core.apply(Enqueue(track("d")), 16.0)  # added after the clear: stays behind
+    outcome = core.apply(UndoClear(), 20.0)
+    assert outcome.count == 2 and outcome.view.undo_clear == 0
+    assert titles(core.queue.upcoming) == ["b", "c", "d"]
+    assert core.current is not None and core.current.title == "a"  # never interrupted
+    with pytest.raises(CommandError, match="no cleared queue"):
+        core.apply(UndoClear(), 21.0)  # once
+
+
+def test_an_undo_comes_too_late_after_the_window() -> None:
+    core = playing("a", "b")
+    core.apply(Clear(), 10.0)
+    later = 10.0 + UNDO_CLEAR_SECONDS
+    assert core.view(later).undo_clear == 0 and core.view(later).undo_seconds == 0.0
+    with pytest.raises(CommandError, match="too late: a clear can be undone for 30 seconds"):
+        core.apply(UndoClear(), later)
+    assert not core.queue.upcoming
+
+
+def test_only_the_latest_clear_is_kept_and_an_empty_one_keeps_it() -> None:
+    core = playing("a", "b", "c")
+    core.apply(Clear(), 1.0)
+    assert core.apply(Clear(), 2.0).count == 0  # nothing removed: the undo stays
+    assert core.view(3.0).undo_clear == 2
+    core.apply(Enqueue(track("x")), 4.0)
+    core.apply(Clear(), 5.0)  # a new clear replaces the first one
+    core.apply(UndoClear(), 6.0)
+    assert titles(core.queue.upcoming) == ["x"]
+    core.apply(Clear(), 7.0)
+    core.apply(Stop(), 8.0)  # forgetting the queue forgets its undo too
+    with pytest.raises(CommandError, match="no cleared queue"):
+        core.apply(UndoClear(), 9.0)
+
+
+def test_an_undo_on_an_idle_player_brings_the_tracks_back_waiting() -> None:
+    core = playing("a", "b", "c")
+    core.apply(Clear(), 1.0)
+    core.on_event(EngineEvent(EventType.FINISHED, 1), 5.0)  # "a" ends: idle
+    assert core.status is PlayerStatus.IDLE
+    core.apply(UndoClear(), 6.0)
+    assert core.status is PlayerStatus.IDLE and core.queue.stopped  # no sound by surprise
+    assert titles(core.queue.upcoming) == ["b", "c"]
+    core.apply(Resume(), 7.0)
+    assert core.current is not None and core.current.title == "b"
+
+
+def test_an_undo_puts_back_what_fits() -> None:
+    core = playing("a", *(f"t{i}" for i in range(10)))
+    core.apply(Clear(), 1.0)
+    room = Queue.MAX_TRACKS - 1  # upcoming tracks a queue holds beside the current one
+    more = tuple(track(f"n{i}") for i in range(room))
+    core.apply(Enqueue(more[0], more[1 : room - 2]), 2.0)
+    assert core.apply(UndoClear(), 3.0).count == 2
+    assert titles(core.queue.upcoming)[:3] == ["t0", "t1", "n0"]
+    core.apply(Clear(), 4.0)
+    core.apply(Enqueue(more[0], more[1:]), 5.0)
+    with pytest.raises(CommandError, match="the queue is full"):
+        core.apply(UndoClear(), 6.0)

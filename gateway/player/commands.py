@@ -41,6 +41,7 @@ __all__ = [
     "Shuffle",
     "Skip",
     "Stop",
+    "UndoClear",
 ]
 
 
@@ -109,6 +110,14 @@ class Move:
 class Clear:
     """Remove every upcoming track (the current one plays on). Outcome: ``count``
     removed."""
+
+
+@dataclass(frozen=True, slots=True)
+class UndoClear:
+    """Put back the upcoming tracks the latest ``Clear`` removed, at the head of the
+    upcoming ones (with nothing playing they wait, as after a stop), within
+    ``core.UNDO_CLEAR_SECONDS`` of it. Outcome: ``count`` put back. Refused: no
+    clear to undo, too late, or the queue is full."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +212,7 @@ class SetCrossfade:
 #: Every command a player takes.
 Command: TypeAlias = (Enqueue | PlayNow | Skip | Previous | Jump | Remove | Move | Clear
                       | Shuffle | SetLoop | Seek | Pause | Resume | Stop | SetVolume
-                      | SetFilters | SetCrossfade)
+                      | SetFilters | SetCrossfade | UndoClear)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +226,7 @@ class Outcome:
             gone back to), if any.
         position: for ``Enqueue``: the first added track's position among the
             upcoming tracks (0: it plays now).
-        count: tracks added, removed or shuffled.
+        count: tracks added, removed, shuffled or put back.
     """
 
     command: Command

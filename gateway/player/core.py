@@ -69,6 +69,7 @@ from gateway.player.commands import (
     Shuffle,
     Skip,
     Stop,
+    UndoClear,
 )
 from gateway.player.errors import CommandError
 from gateway.player.queue import LoopMode, Queue
@@ -77,10 +78,13 @@ from gateway.player.view import PlayerStatus, PlayerView
 from protocol import EventType, FinishReason
 from protocol.filters import FilterError, Filters, parse_filters
 
-__all__ = ["MAX_CROSSFADE", "Desired", "NextPlan", "PlayerCore"]
+__all__ = ["MAX_CROSSFADE", "UNDO_CLEAR_SECONDS", "Desired", "NextPlan", "PlayerCore"]
 
 #: Longest crossfade between two tracks (seconds).
 MAX_CROSSFADE = 12.0
+#: How long a clear can be undone (seconds). One clear per player is kept: a
+#: new clear replaces it, so what a player keeps for it is at most one queue.
+UNDO_CLEAR_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,14 @@ class NextPlan:
 
     nonce: int
     track: Track
+
+
+@dataclass(frozen=True, slots=True)
+class _Cleared:
+    """The upcoming tracks a clear removed at *at*, for ``UndoClear``."""
+
+    tracks: tuple[Track, ...]
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +162,7 @@ class PlayerCore:
         self.failure: Failure | None = None
         self._failures = 0
         self._interrupted: _Interrupted | None = None
+        self._cleared: _Cleared | None = None
         # Sound settings (kept across tracks).
         self.filters = Filters()
         self.filter_name = ""
@@ -220,6 +233,7 @@ class PlayerCore:
     def view(self, now: float) -> PlayerView:
         """A snapshot for fronts."""
         current = self.current
+        cleared = self._undoable(now)
         return PlayerView(
             key=self.key,
             status=self.status,
@@ -236,6 +250,8 @@ class PlayerCore:
             filter_name=self.filter_name,
             filters=self.filters,
             crossfade=self.crossfade,
+            undo_clear=len(cleared.tracks) if cleared else 0,
+            undo_seconds=cleared.at + UNDO_CLEAR_SECONDS - now if cleared else 0.0,
         )
 
     # -- commands ---------------------------------------------------------------------
@@ -272,7 +288,12 @@ class PlayerCore:
             case Move(position=at, to=to):
                 track = queue.move(at, to)
             case Clear():
+                removed = tuple(queue.upcoming)
                 count = queue.clear()
+                if count:
+                    self._cleared = _Cleared(removed, now)
+            case UndoClear():
+                count = self._undo_clear(now)
             case Shuffle(seed=seed):
                 count = queue.shuffle(random.Random(seed))
             case SetLoop(mode=mode):
@@ -298,6 +319,23 @@ class PlayerCore:
                         f"the crossfade must be between 0 and {MAX_CROSSFADE:g} seconds")
                 self.crossfade = float(seconds)
         return Outcome(command, self.view(now), track, position, count)
+
+    def _undoable(self, now: float) -> _Cleared | None:
+        """The latest clear, while it can still be undone."""
+        cleared = self._cleared
+        if cleared is None or now - cleared.at >= UNDO_CLEAR_SECONDS:
+            return None
+        return cleared
+
+    def _undo_clear(self, now: float) -> int:
+        cleared = self._undoable(now)
+        if cleared is None:
+            raise CommandError(
+                "there is no cleared queue to bring back" if self._cleared is None
+                else f"too late: a clear can be undone for {UNDO_CLEAR_SECONDS:g} seconds")
+        count = self.queue.put_back(cleared.tracks)
+        self._cleared = None
+        return count
 
     def _need_track(self) -> Track:
         current = self.current
@@ -352,6 +390,7 @@ class PlayerCore:
             self.queue.stop()
         else:
             self.queue.forget()
+            self._cleared = None
         self.paused = False
         self.error = ""
         self._interrupted = None

@@ -186,6 +186,21 @@ class Queue:
         self._settle()
         return count
 
+    def put_back(self, tracks: Sequence[Track]) -> int:
+        """Put *tracks* back at the head of the upcoming ones (an undone clear), as
+        many as there is room for; with nothing current they wait, as after a stop.
+        Returns how many.
+
+        Raises:
+            CommandError: when the queue is full.
+        """
+        self._check_room()
+        back = list(tracks[: self.MAX_TRACKS - 1 - len(self.upcoming)])
+        if back and self.current is None:
+            self._stopped = True
+        self._tracks[self._head : self._head] = back
+        return len(back)
+
     def shuffle(self, rng: random.Random) -> int:
         """Put the upcoming tracks in a random order (once; tracks added later go
         to the end). Returns how many moved.
