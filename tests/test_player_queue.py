@@ -210,3 +210,37 @@ def test_an_undo_puts_back_what_fits() -> None:
     core.apply(Enqueue(more[0], more[1:]), 5.0)
     with pytest.raises(CommandError, match="the queue is full"):
         core.apply(UndoClear(), 6.0)
+
+
+# -- what failed is not history, and every failure reads the same -------------------------
+
+
+def test_a_track_that_fails_leaves_the_queue_and_is_not_history() -> None:
+    core = playing("a", "broken", "c")
+    core.on_event(EngineEvent(EventType.FINISHED, 1), 5.0)  # "a" played: history
+    started(core, 2, 5.0)
+    core.on_event(EngineEvent(EventType.ERROR, 2, "not a playable media file"), 6.0)
+    assert core.current is not None and core.current.title == "c"
+    assert titles(core.queue.history) == ["a"]
+    assert core.error == "could not play broken: not a playable media file"
+    assert core.failure is not None and core.failure.track.title == "broken"
+    # Going back skips what never played.
+    assert core.apply(Previous(), 7.0).track.title == "a"  # type: ignore[union-attr]
+
+
+def test_a_refused_play_is_worded_as_any_failure_and_is_not_history() -> None:
+    core = PlayerCore("u")
+    core.apply(Enqueue(track("bad")), 0.0)
+    core.apply(Enqueue(track("b")), 0.0)
+    core.sending(core.nonce)
+    core.play_failed(core.nonce, "the engine is too busy", 0.1)
+    assert core.error == "could not play bad: the engine is too busy"
+    assert not core.queue.history and core.current is not None and core.current.title == "b"
+    # A failed "play now" keeps the interrupted track, and is no history either.
+    core = playing("a")
+    core.apply(PlayNow(track("bad")), 3.0)
+    core.sending(core.nonce)
+    core.play_failed(core.nonce, "url is longer than 4096 characters", 3.1)
+    assert core.current is not None and core.current.title == "a"
+    assert not core.queue.history
+    assert core.error == "could not play bad: url is longer than 4096 characters"

@@ -425,8 +425,8 @@ class PlayerCore:
         track)."""
         if not self.binding.refuse(nonce):
             return
-        self.error = message
         current = self.current
+        self.error = _could_not_play(current, message)
         interrupted = self._interrupted
         if current is not None and interrupted is not None and interrupted.nonce == nonce:
             self._record_failure(current, message, kept=interrupted.track)
@@ -569,9 +569,7 @@ class PlayerCore:
 
     def _failed(self, message: str, now: float) -> None:
         current = self.current
-        label = current.label if current else "the track"
-        self.error = f"could not play {label}: {message}" if message else (
-            f"could not play {label}")
+        self.error = _could_not_play(current, message)
         interrupted = self._interrupted
         if interrupted is not None and interrupted.nonce != self.nonce:
             interrupted = None
@@ -613,8 +611,10 @@ class PlayerCore:
     def _advance(self, now: float, *, requeue: bool = False, failed: bool = False) -> None:
         """Move the cursor on. *requeue* puts a copy of the track that ends at the
         end of the queue (loop queue); a *failed* track is never put back, so a
-        queue of broken links ends instead of looping on errors."""
-        if self.queue.advance(requeue=requeue and not failed) is not None:
+        queue of broken links ends instead of looping on errors, and it leaves the
+        queue (what could not be played is not in the history)."""
+        moved = self.queue.discard() if failed else self.queue.advance(requeue=requeue)
+        if moved is not None:
             self._start(0.0, now)
             return
         self._interrupted = None
@@ -720,6 +720,13 @@ class PlayerCore:
             core.paused = True
             core.binding.park()
         return core
+
+
+def _could_not_play(track: Track | None, message: str) -> str:
+    """A failed track, in the one wording every failure gets (a refused play, an
+    error while it played): its name, then the engine's reason."""
+    label = track.label if track else "the track"
+    return f"could not play {label}: {message}" if message else f"could not play {label}"
 
 
 def _clock(seconds: float) -> str:

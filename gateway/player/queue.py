@@ -140,6 +140,14 @@ class Queue:
             self._trim_history()
         return self.current
 
+    def discard(self) -> Track | None:
+        """The current track could not be played: it leaves the queue (it never
+        played, so it is no history) and the next one becomes current; returns
+        it."""
+        if self.current is not None:
+            del self._tracks[self._index]
+        return self.current
+
     def back(self) -> Track:
         """Go back one track; returns it.
 
