@@ -409,8 +409,10 @@ function renderVolume(volume) {
 }
 
 const LOOP_NEXT = { off: "queue", queue: "track", track: "off" };
-const LOOP_WORDS = {
-  off: "loop: off", queue: "loop: queue", track: "loop: track",
+const LOOP_WORDS = { off: "loop: off", queue: "loop: queue", track: "loop: track" };
+const LOOP_HINTS = {
+  off: "click to loop the queue", queue: "click to loop this track",
+  track: "click to stop looping",
 };
 
 // Shuffle, loop, clear and its undo: what the queue card offers besides the tracks.
@@ -421,7 +423,7 @@ function renderQueueControls(state) {
   const loop = state.loop || "off";
   $("loop-text").textContent = LOOP_WORDS[loop] || loop;
   $("loop").setAttribute("aria-pressed", String(loop !== "off"));
-  $("loop").title = `${LOOP_WORDS[loop]}: click for ${LOOP_WORDS[LOOP_NEXT[loop]] || "off"}`;
+  $("loop").title = LOOP_HINTS[loop] || "";
   renderUndo(state.undo_clear || 0, state.undo_seconds || 0);
 }
 
