@@ -29,6 +29,7 @@ __all__ = [
     "FilterSet",
     "Filters",
     "Jump",
+    "Loop",
     "Move",
     "Play",
     "Remove",
@@ -68,8 +69,16 @@ class Add(_Message):
 class Simple(_Message):
     """Commands without arguments (``pong`` answers a heartbeat)."""
 
-    type: Literal["stop", "pause", "resume", "skip", "previous", "clear", "pong", "state",
-                  "focus"]
+    type: Literal["stop", "pause", "resume", "skip", "previous", "clear", "undo_clear",
+                  "shuffle", "pong", "state", "focus"]
+
+
+class Loop(_Message):
+    """What happens when a track ends: ``off`` (on to the next), ``track`` (the same
+    again), ``queue`` (every ended track back to the end of the queue)."""
+
+    type: Literal["loop"]
+    mode: Literal["off", "track", "queue"]
 
 
 class Seek(_Message):
@@ -181,13 +190,14 @@ class Search(_Message):
 
 
 ClientMessage: TypeAlias = Annotated[
-    Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade,
+    Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade
+    | Loop,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-_TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear", "pong",
-          "state", "focus", "seek", "volume", "remove", "jump", "move", "search", "filters",
-          "crossfade")
+_TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear",
+          "undo_clear", "shuffle", "loop", "pong", "state", "focus", "seek", "volume", "remove",
+          "jump", "move", "search", "filters", "crossfade")
 
 
 def _too_deep(text: str, limit: int) -> bool:

@@ -261,6 +261,8 @@ class Room:
         state = view.as_dict()
         if state["error"]:
             state["error"] = self.wording(state["error"])
+        # Failures so far: a new one is told even when its words repeat the last.
+        state["failures"] = view.failure.serial if view.failure else 0
         return {"type": "state", "user_id": self.user_id, "state": state}
 
     def _on_view(self, view: PlayerView) -> None:

@@ -12,13 +12,14 @@ import contextlib
 import itertools
 import json
 import logging
+import secrets
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -30,16 +31,20 @@ from gateway.player import (
     Command,
     CommandError,
     Enqueue,
+    LoopMode,
     Pause,
     PlayNow,
     Previous,
     Resume,
     SetCrossfade,
     SetFilters,
+    SetLoop,
     SetVolume,
+    Shuffle,
     Skip,
     Stop,
     Track,
+    UndoClear,
 )
 from gateway.player import Jump as JumpTo
 from gateway.player import Move as MoveTo
@@ -67,6 +72,7 @@ from playground_ws.messages import (
     Crossfade,
     Filters,
     Jump,
+    Loop,
     Move,
     Play,
     Remove,
@@ -101,8 +107,12 @@ CLOSE_BAD_ORIGIN = 4403
 CLOSE_SILENT = 4408
 CLOSE_TOO_MANY = 4429
 #: Commands that never start an engine session (the rest are admitted first).
-_NEVER_STARTS = frozenset({"stop", "pause", "clear", "remove", "move", "volume", "state",
-                           "pong", "focus", "search"})
+_NEVER_STARTS = frozenset({"stop", "pause", "clear", "undo_clear", "shuffle", "loop",
+                           "remove", "move", "volume", "state", "pong", "focus", "search"})
+#: Where the page offers the bundled demo tracks (``audiogate run``): a link of the
+#: page's own server, never a path on it.
+DEMO_PATH = "/demo/"
+_DEMO_TYPES = {".opus": "audio/ogg", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 #: Engine sessions the playground may hold when neither the setting nor the
 #: engine says (a Go engine reports no limit).
 _FALLBACK_SESSION_CAP = 50
@@ -221,12 +231,32 @@ class _Playground:
             log.debug("new identity %s for client %s", user, client)
         html = (STATIC_DIR / "index.html").read_text()
         demo = self.demo_tracks.get("opus")
-        response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else "")
+        response = HTMLResponse(html.replace("{{DEMO_PATH}}", DEMO_PATH + demo.name if demo else "")
                                 .replace("{{SOUND_CATALOGUE}}", _SOUND_CATALOGUE))
         if fresh_cookie is not None:
             response.set_cookie(COOKIE_NAME, fresh_cookie, max_age=COOKIE_MAX_AGE,
                                 httponly=True, samesite="strict")
         return response
+
+    def demo_file(self, name: str) -> Response:
+        """A bundled demo track by its file name (404 for anything else)."""
+        for path in self.demo_tracks.values():
+            if path.name == name:
+                return FileResponse(path, media_type=_DEMO_TYPES.get(path.suffix,
+                                                                     "application/octet-stream"))
+        return Response("404 page not found", status_code=404, media_type="text/plain")
+
+    def _demo_location(self, url: str, own_hosts: frozenset[str]) -> str | None:
+        """The file a link to this server's own demo track names (the page shows the
+        link; the engine plays the file), or None for any other URL."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or parts.netloc.lower() not in own_hosts:
+            return None
+        if not parts.path.startswith(DEMO_PATH) or parts.query or parts.fragment:
+            return None
+        name = parts.path.removeprefix(DEMO_PATH)
+        return next((str(path) for path in self.demo_tracks.values() if path.name == name),
+                    None)
 
     # -- admission ------------------------------------------------------------------
 
@@ -315,7 +345,8 @@ class _Playground:
         if user is None:
             await websocket.send_text(json.dumps({
                 "type": "error",
-                "message": "your identity cookie is missing or invalid; reload the page",
+                "message": self.wording("your identity cookie is missing or invalid; "
+                                        "reload the page"),
             }))
             await websocket.close(code=CLOSE_BAD_IDENTITY, reason="invalid identity")
             return
@@ -324,7 +355,8 @@ class _Playground:
         if refusal is not None:
             self.refused["tabs"] += 1
             log.info("tab of %s from client %s refused: %s", user, client, refusal)
-            await websocket.send_text(json.dumps({"type": "error", "message": refusal}))
+            await websocket.send_text(json.dumps({"type": "error",
+                                                  "message": self.wording(refusal)}))
             # A close reason is at most 123 bytes; the words are ASCII and shorter.
             await websocket.close(code=CLOSE_TOO_MANY, reason=refusal[:120])
             return
@@ -342,7 +374,7 @@ class _Playground:
         writer = TaskOwner(TAB_WRITER.owner, logger=room.log)
         writer.spawn(TAB_WRITER, connection.writer(), key=user)
         try:
-            await self._receive(websocket, room, connection)
+            await self._receive(websocket, room, connection, _own_hosts(websocket))
         finally:
             room.leave(connection)
             self.rooms.connection_closed(connection)
@@ -351,7 +383,12 @@ class _Playground:
                 with contextlib.suppress(RuntimeError, OSError):
                     await websocket.close()
 
-    async def _receive(self, websocket: WebSocket, room: Room, connection: Connection) -> None:
+    def _error(self, connection: Connection, message: str) -> None:
+        """Send *message* as an ``error``, in the page's one wording (``Wording``)."""
+        connection.send_json({"type": "error", "message": self.wording(message)})
+
+    async def _receive(self, websocket: WebSocket, room: Room, connection: Connection,
+                       own_hosts: frozenset[str]) -> None:
         while True:
             try:
                 async with asyncio.timeout(HEARTBEAT_INTERVAL):
@@ -367,36 +404,36 @@ class _Playground:
                 return
             text = message.get("text")
             if text is None:
-                connection.send_json({"type": "error", "message": "binary messages are not "
-                                      "accepted; send JSON text"})
+                self._error(connection, "binary messages are not accepted; send JSON text")
                 continue
             try:
                 parsed = parse_client_message(text)
             except ValueError as exc:
-                connection.send_json({"type": "error", "message": str(exc)})
+                self._error(connection, str(exc))
                 continue
             if parsed.type != "pong":
                 refusal = self.limits.allow(room.user_id, parsed.type,
                                             asyncio.get_running_loop().time())
                 if refusal is not None:
-                    connection.send_json({"type": "error", "message": refusal})
+                    self._error(connection, refusal)
                     continue
             if parsed.type not in _NEVER_STARTS and not room.player.holds_engine_session:
                 refusal = self._refuse_start(room, connection.client)
                 if refusal is not None:
                     room.log.info("not admitted: %s", refusal)
-                    connection.send_json({"type": "error", "message": refusal})
+                    self._error(connection, refusal)
                     continue
             try:
-                await self._dispatch(parsed, room, connection)
+                await self._dispatch(parsed, room, connection, own_hosts)
             except CommandError as exc:
-                connection.send_json({"type": "error", "message": self.wording(str(exc))})
+                self._error(connection, str(exc))
             except EngineError as exc:
                 room.log.info("%s failed at the engine: %s", parsed.type, exc.detail)
-                connection.send_json({"type": "error", "message": self.wording(str(exc))})
+                self._error(connection, str(exc))
 
-    async def _track(self, url: str) -> Track:
+    async def _track(self, url: str, own_hosts: frozenset[str]) -> Track:
         url = url.strip()
+        url = self._demo_location(url, own_hosts) or url
         problem = _check_url(url)
         if problem is not None:
             raise CommandError(problem)
@@ -414,11 +451,12 @@ class _Playground:
             pass  # the play itself will say what is wrong, if anything
         return Track(url=url, title=title, duration=duration, thumbnail=thumbnail)
 
-    async def _dispatch(self, message: ClientMessage, room: Room, connection: Connection) -> None:
+    async def _dispatch(self, message: ClientMessage, room: Room, connection: Connection,
+                        own_hosts: frozenset[str]) -> None:
         player = room.player
         match message:
             case Add(url=url):
-                track = await self._track(url)
+                track = await self._track(url, own_hosts)
                 outcome = await player.apply(Enqueue(track))
                 connection.send_json({"type": "queued", "position": outcome.position,
                                       "title": track.label})
@@ -439,9 +477,9 @@ class _Playground:
             case Simple(type="state"):
                 connection.send_json(room.state_message())
             case _:
-                await player.apply(await self._command(message))
+                await player.apply(await self._command(message, own_hosts))
 
-    async def _command(self, message: ClientMessage) -> Command:
+    async def _command(self, message: ClientMessage, own_hosts: frozenset[str]) -> Command:
         """The player command a page message asks for.
 
         Raises:
@@ -450,7 +488,7 @@ class _Playground:
         """
         match message:
             case Play(url=url):
-                return PlayNow(await self._track(url))
+                return PlayNow(await self._track(url, own_hosts))
             case Seek(seconds=seconds):
                 return SeekTo(seconds)
             case Volume(volume=volume):
@@ -468,6 +506,10 @@ class _Playground:
                 return JumpTo(position)
             case Move(position=position, to=to):
                 return MoveTo(position, to)
+            case Loop(mode=mode):
+                return SetLoop(LoopMode(mode))
+            case Simple(type="shuffle"):
+                return Shuffle(seed=secrets.randbits(32))
             case Simple(type=kind) if kind in _SIMPLE:
                 return _SIMPLE[kind]
         raise AssertionError(f"no player command for {message!r}")
@@ -479,11 +521,22 @@ class _Playground:
 _SOUND_CATALOGUE = json.dumps({"presets": preset_catalogue(),
                                "bands": list(EQUALIZER_BANDS)}).replace("<", "\\u003c")
 
-#: Page messages without arguments, and the player command each is.
+#: Page messages without arguments, and the player command each is. The page's stop
+#: keeps the queue: clearing it is the separate ``clear`` (which can be undone).
 _SIMPLE: dict[str, Command] = {
-    "stop": Stop(), "pause": Pause(), "resume": Resume(), "skip": Skip(),
-    "previous": Previous(), "clear": Clear(),
+    "stop": Stop(keep_queue=True), "pause": Pause(), "resume": Resume(), "skip": Skip(),
+    "previous": Previous(), "clear": Clear(), "undo_clear": UndoClear(),
 }
+
+
+def _own_hosts(websocket: WebSocket) -> frozenset[str]:
+    """The names this connection's page reached the server by (its ``Host``, and
+    its ``Origin``'s host), as ``host:port`` in lower case."""
+    hosts = {websocket.headers.get("host", "")}
+    origin = normalize_origin(websocket.headers.get("origin", "") or "")
+    if origin is not None:
+        hosts.add(urllib.parse.urlsplit(origin).netloc)
+    return frozenset(host.lower() for host in hosts if host)
 
 
 def mount_playground(
@@ -519,6 +572,10 @@ def mount_playground(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(request: Request) -> Response:
         return playground.page(request)
+
+    @app.get(DEMO_PATH + "{name}", include_in_schema=False)
+    async def demo(name: str) -> Response:
+        return playground.demo_file(name)
 
     @app.websocket("/ws")
     async def websocket(websocket: WebSocket) -> None:

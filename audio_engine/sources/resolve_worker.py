@@ -32,6 +32,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from audio_engine.sources.length import length_is_a_guess
 from audio_engine.sources.options import media_options
 from audio_engine.sources.proxy_env import scrub_proxy_environment
 
@@ -216,6 +217,8 @@ def _probe(job: Mapping[str, Any]) -> dict[str, Any]:
     try:
         with av.open(job["url"], options=options) as container:
             duration = (container.duration or 0) / 1_000_000
+            if length_is_a_guess(container, is_local=bool(job.get("local"))):
+                duration = 0.0  # unknown: an Ogg source that cannot seek
             return {"duration": round(duration, 3), "title": _tag(container, "title")}
     except av.error.InvalidDataError as exc:
         raise JobError("not a playable media file") from exc

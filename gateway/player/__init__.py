@@ -34,6 +34,7 @@ from gateway.player.commands import (
     Shuffle,
     Skip,
     Stop,
+    UndoClear,
 )
 from gateway.player.controller import Player
 from gateway.player.core import Desired, PlayerCore
@@ -85,4 +86,5 @@ __all__ = [
     "Stop",
     "Track",
     "Trigger",
+    "UndoClear",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "Shuffle",
     "Skip",
     "Stop",
+    "UndoClear",
 ]
 
 
@@ -112,6 +113,14 @@ class Clear:
 
 
 @dataclass(frozen=True, slots=True)
+class UndoClear:
+    """Put back the upcoming tracks the latest ``Clear`` removed, at the head of the
+    upcoming ones (with nothing playing they wait, as after a stop), within
+    ``core.UNDO_CLEAR_SECONDS`` of it. Outcome: ``count`` put back. Refused: no
+    clear to undo, too late, or the queue is full."""
+
+
+@dataclass(frozen=True, slots=True)
 class Shuffle:
     """Put the upcoming tracks in a random order, once, drawn from *seed* (so the
     command is a value: the same seed gives the same order). Outcome: ``count``
@@ -142,13 +151,17 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """Resume (a restored queue starts playing from its position). Refused:
-    nothing is playing, or not paused."""
+    """Resume (a restored queue starts playing from its position; a stopped one
+    plays its first track). Refused: nothing is playing or waiting, or not paused."""
 
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop playing and forget the whole queue."""
+    """Stop playing and forget the whole queue; with *keep_queue*, forget nothing:
+    the current track waits at the head of the upcoming ones, from its start, and
+    ``Resume`` plays on from there."""
+
+    keep_queue: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +212,7 @@ class SetCrossfade:
 #: Every command a player takes.
 Command: TypeAlias = (Enqueue | PlayNow | Skip | Previous | Jump | Remove | Move | Clear
                       | Shuffle | SetLoop | Seek | Pause | Resume | Stop | SetVolume
-                      | SetFilters | SetCrossfade)
+                      | SetFilters | SetCrossfade | UndoClear)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +226,7 @@ class Outcome:
             gone back to), if any.
         position: for ``Enqueue``: the first added track's position among the
             upcoming tracks (0: it plays now).
-        count: tracks added, removed or shuffled.
+        count: tracks added, removed, shuffled or put back.
     """
 
     command: Command

@@ -69,6 +69,7 @@ from gateway.player.commands import (
     Shuffle,
     Skip,
     Stop,
+    UndoClear,
 )
 from gateway.player.errors import CommandError
 from gateway.player.queue import LoopMode, Queue
@@ -77,10 +78,13 @@ from gateway.player.view import PlayerStatus, PlayerView
 from protocol import EventType, FinishReason
 from protocol.filters import FilterError, Filters, parse_filters
 
-__all__ = ["MAX_CROSSFADE", "Desired", "NextPlan", "PlayerCore"]
+__all__ = ["MAX_CROSSFADE", "UNDO_CLEAR_SECONDS", "Desired", "NextPlan", "PlayerCore"]
 
 #: Longest crossfade between two tracks (seconds).
 MAX_CROSSFADE = 12.0
+#: How long a clear can be undone (seconds). One clear per player is kept: a
+#: new clear replaces it, so what a player keeps for it is at most one queue.
+UNDO_CLEAR_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,14 @@ class NextPlan:
 
     nonce: int
     track: Track
+
+
+@dataclass(frozen=True, slots=True)
+class _Cleared:
+    """The upcoming tracks a clear removed at *at*, for ``UndoClear``."""
+
+    tracks: tuple[Track, ...]
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +165,7 @@ class PlayerCore:
         self.failure: Failure | None = None
         self._failures = 0
         self._interrupted: _Interrupted | None = None
+        self._cleared: _Cleared | None = None
         # Sound settings (kept across tracks).
         self.filters = Filters()
         self.filter_name = ""
@@ -223,6 +236,7 @@ class PlayerCore:
     def view(self, now: float) -> PlayerView:
         """A snapshot for fronts."""
         current = self.current
+        cleared = self._undoable(now)
         return PlayerView(
             key=self.key,
             status=self.status,
@@ -239,6 +253,8 @@ class PlayerCore:
             filter_name=self.filter_name,
             filters=self.filters,
             crossfade=self.crossfade,
+            undo_clear=len(cleared.tracks) if cleared else 0,
+            undo_seconds=cleared.at + UNDO_CLEAR_SECONDS - now if cleared else 0.0,
         )
 
     # -- commands ---------------------------------------------------------------------
@@ -275,7 +291,12 @@ class PlayerCore:
             case Move(position=at, to=to):
                 track = queue.move(at, to)
             case Clear():
+                removed = tuple(queue.upcoming)
                 count = queue.clear()
+                if count:
+                    self._cleared = _Cleared(removed, now)
+            case UndoClear():
+                count = self._undo_clear(now)
             case Shuffle(seed=seed):
                 count = queue.shuffle(random.Random(seed))
             case SetLoop(mode=mode):
@@ -286,8 +307,8 @@ class PlayerCore:
                 self._pause(now)
             case Resume():
                 self._resume(now)
-            case Stop():
-                self._stop()
+            case Stop(keep_queue=keep):
+                self._stop(keep_queue=keep)
             case SetVolume(volume=volume):
                 if not 0.0 <= volume <= 2.0:
                     raise CommandError("the volume must be between 0 and 200 %")
@@ -301,6 +322,23 @@ class PlayerCore:
                         f"the crossfade must be between 0 and {MAX_CROSSFADE:g} seconds")
                 self.crossfade = float(seconds)
         return Outcome(command, self.view(now), track, position, count)
+
+    def _undoable(self, now: float) -> _Cleared | None:
+        """The latest clear, while it can still be undone."""
+        cleared = self._cleared
+        if cleared is None or now - cleared.at >= UNDO_CLEAR_SECONDS:
+            return None
+        return cleared
+
+    def _undo_clear(self, now: float) -> int:
+        cleared = self._undoable(now)
+        if cleared is None:
+            raise CommandError(
+                "there is no cleared queue to bring back" if self._cleared is None
+                else f"too late: a clear can be undone for {UNDO_CLEAR_SECONDS:g} seconds")
+        count = self.queue.put_back(cleared.tracks)
+        self._cleared = None
+        return count
 
     def _need_track(self) -> Track:
         current = self.current
@@ -336,6 +374,10 @@ class PlayerCore:
         self.clock.pause(now)
 
     def _resume(self, now: float) -> None:
+        if self.queue.start() is not None:
+            # A stopped queue: its first track plays from the start.
+            self._start(0.0, now)
+            return
         self._need_track()
         if not self.paused:
             raise CommandError("not paused")
@@ -346,8 +388,12 @@ class PlayerCore:
         self.paused = False
         self.clock.resume(now)
 
-    def _stop(self) -> None:
-        self.queue.forget()
+    def _stop(self, *, keep_queue: bool) -> None:
+        if keep_queue:
+            self.queue.stop()
+        else:
+            self.queue.forget()
+            self._cleared = None
         self.paused = False
         self.error = ""
         self._interrupted = None
@@ -382,8 +428,8 @@ class PlayerCore:
         track)."""
         if not self.binding.refuse(nonce):
             return
-        self.error = message
         current = self.current
+        self.error = _could_not_play(current, message)
         interrupted = self._interrupted
         if current is not None and interrupted is not None and interrupted.nonce == nonce:
             self._record_failure(current, message, kept=interrupted.track)
@@ -556,9 +602,7 @@ class PlayerCore:
 
     def _failed(self, message: str, now: float) -> None:
         current = self.current
-        label = current.label if current else "the track"
-        self.error = f"could not play {label}: {message}" if message else (
-            f"could not play {label}")
+        self.error = _could_not_play(current, message)
         interrupted = self._interrupted
         if interrupted is not None and interrupted.nonce != self.nonce:
             interrupted = None
@@ -603,8 +647,10 @@ class PlayerCore:
     def _advance(self, now: float, *, requeue: bool = False, failed: bool = False) -> None:
         """Move the cursor on. *requeue* puts a copy of the track that ends at the
         end of the queue (loop queue); a *failed* track is never put back, so a
-        queue of broken links ends instead of looping on errors."""
-        if self.queue.advance(requeue=requeue and not failed) is not None:
+        queue of broken links ends instead of looping on errors, and it leaves the
+        queue (what could not be played is not in the history)."""
+        moved = self.queue.discard() if failed else self.queue.advance(requeue=requeue)
+        if moved is not None:
             self._start(0.0, now)
             return
         self._interrupted = None
@@ -710,6 +756,13 @@ class PlayerCore:
             core.paused = True
             core.binding.park()
         return core
+
+
+def _could_not_play(track: Track | None, message: str) -> str:
+    """A failed track, in the one wording every failure gets (a refused play, an
+    error while it played): its name, then the engine's reason."""
+    label = track.label if track else "the track"
+    return f"could not play {label}: {message}" if message else f"could not play {label}"
 
 
 def _clock(seconds: float) -> str:

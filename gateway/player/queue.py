@@ -3,6 +3,10 @@ shuffles and moves. Pure: no engine, no clock, no play state.
 
 Positions given to the methods count the upcoming tracks from 1 (1 = the next
 track), as ``/queue`` shows them.
+
+A queue can also be *stopped* (``stop``): nothing is current, and the track that was
+waits at the head of the upcoming ones, until ``start`` makes it current again (or
+a jump, a "play now" or going back picks another).
 """
 
 from __future__ import annotations
@@ -38,24 +42,31 @@ class Queue:
     MAX_HISTORY = 50
 
     def __init__(self, tracks: Iterable[Track] = (), index: int = 0,
-                 loop: LoopMode = LoopMode.OFF) -> None:
+                 loop: LoopMode = LoopMode.OFF, *, stopped: bool = False) -> None:
         self._tracks = list(tracks)
         #: Index of the current track (== len(tracks) when past the end).
         self._index = min(max(0, index), len(self._tracks))
         self.loop = loop
+        #: Stopped: the cursor's track is not current but the first upcoming one.
+        self._stopped = stopped and self._index < len(self._tracks)
 
     # -- reading ---------------------------------------------------------------------
 
     @property
     def current(self) -> Track | None:
-        """The track at the cursor, if any."""
+        """The track at the cursor, if any (none while stopped)."""
         tracks, index = self._tracks, self._index
-        return tracks[index] if index < len(tracks) else None
+        return tracks[index] if index < len(tracks) and not self._stopped else None
 
     @property
     def upcoming(self) -> list[Track]:
-        """Tracks after the current one."""
-        return self._tracks[self._index + 1 :]
+        """Tracks after the current one (while stopped: from the cursor's on)."""
+        return self._tracks[self._head :]
+
+    @property
+    def stopped(self) -> bool:
+        """Nothing is current, and the upcoming tracks wait for ``start``."""
+        return self._stopped
 
     @property
     def history(self) -> list[Track]:
@@ -94,7 +105,7 @@ class Queue:
         added = tracks[:room]
         first_index = len(self._tracks)
         self._tracks.extend(added)
-        return first_index - self._index, len(added)
+        return first_index - self._head + 1, len(added)
 
     def insert_now(self, track: Track) -> None:
         """Make *track* the current track, the current one going to the history.
@@ -103,7 +114,10 @@ class Queue:
             CommandError: when the queue is full.
         """
         self._check_room()
-        if self.current is None:
+        if self._stopped:
+            self._tracks.insert(self._index, track)
+            self._stopped = False
+        elif self.current is None:
             self._tracks.append(track)
             self._index = len(self._tracks) - 1
         else:
@@ -113,7 +127,10 @@ class Queue:
 
     def advance(self, *, requeue: bool = False) -> Track | None:
         """Move the cursor on; returns the new current track. *requeue* puts a copy of
-        the track that ends at the end of the queue first (loop queue)."""
+        the track that ends at the end of the queue first (loop queue). A stopped
+        queue does not move (``start`` does)."""
+        if self._stopped:
+            return None
         current = self.current
         if requeue and current is not None:
             self._tracks.append(current.again())
@@ -121,6 +138,14 @@ class Queue:
             self._index += 1
         if self.current is not None:
             self._trim_history()
+        return self.current
+
+    def discard(self) -> Track | None:
+        """The current track could not be played: it leaves the queue (it never
+        played, so it is no history) and the next one becomes current; returns
+        it."""
+        if self.current is not None:
+            del self._tracks[self._index]
         return self.current
 
     def back(self) -> Track:
@@ -131,6 +156,7 @@ class Queue:
         """
         if self._index <= 0 or not self._tracks:
             raise CommandError("there is no previous track")
+        self._stopped = False
         self._index = min(self._index, len(self._tracks)) - 1
         track = self.current
         assert track is not None
@@ -143,7 +169,8 @@ class Queue:
             CommandError: when the position is out of range.
         """
         self._check_position(position)
-        self._index += position
+        self._index = self._slot(position)
+        self._stopped = False
         self._trim_history()
         track = self.current
         assert track is not None
@@ -156,13 +183,31 @@ class Queue:
             CommandError: when the position is out of range.
         """
         self._check_position(position)
-        return self._tracks.pop(self._index + position)
+        track = self._tracks.pop(self._slot(position))
+        self._settle()
+        return track
 
     def clear(self) -> int:
         """Remove every upcoming track; returns how many."""
         count = len(self.upcoming)
-        del self._tracks[self._index + 1 :]
+        del self._tracks[self._head :]
+        self._settle()
         return count
+
+    def put_back(self, tracks: Sequence[Track]) -> int:
+        """Put *tracks* back at the head of the upcoming ones (an undone clear), as
+        many as there is room for; with nothing current they wait, as after a stop.
+        Returns how many.
+
+        Raises:
+            CommandError: when the queue is full.
+        """
+        self._check_room()
+        back = list(tracks[: self.MAX_TRACKS - 1 - len(self.upcoming)])
+        if back and self.current is None:
+            self._stopped = True
+        self._tracks[self._head : self._head] = back
+        return len(back)
 
     def shuffle(self, rng: random.Random) -> int:
         """Put the upcoming tracks in a random order (once; tracks added later go
@@ -175,7 +220,7 @@ class Queue:
         if len(upcoming) < 2:
             raise CommandError("there is nothing to shuffle: add at least two tracks first")
         rng.shuffle(upcoming)
-        self._tracks[self._index + 1 :] = upcoming
+        self._tracks[self._head :] = upcoming
         return len(upcoming)
 
     def move(self, position: int, to: int) -> Track:
@@ -186,8 +231,8 @@ class Queue:
         """
         self._check_position(position)
         self._check_position(to)
-        track = self._tracks.pop(self._index + position)
-        self._tracks.insert(self._index + to, track)
+        track = self._tracks.pop(self._slot(position))
+        self._tracks.insert(self._slot(to), track)
         return track
 
     def take_back(self, interrupted: Track) -> bool:
@@ -204,13 +249,28 @@ class Queue:
         """Empty the queue (the loop mode stays)."""
         self._tracks.clear()
         self._index = 0
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Nothing plays any more, and nothing is forgotten: the current track waits
+        at the head of the upcoming ones (``start`` plays it again from there)."""
+        if self.current is not None:
+            self._stopped = True
+
+    def start(self) -> Track | None:
+        """A stopped queue goes on: its first upcoming track becomes current and is
+        returned (None when the queue is not stopped)."""
+        if not self._stopped:
+            return None
+        self._stopped = False
+        return self.current
 
     # -- persistence -------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """Plain values for the store."""
         return {"tracks": [t.as_dict() for t in self._tracks], "index": self._index,
-                "loop": self.loop.value}
+                "loop": self.loop.value, "stopped": self._stopped}
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> Queue:
@@ -218,9 +278,24 @@ class Queue:
         loop = data.get("loop")
         return cls((Track.from_dict(t) for t in data.get("tracks", [])),
                    int(data.get("index", 0)),
-                   LoopMode(loop) if loop in set(LoopMode) else LoopMode.OFF)
+                   LoopMode(loop) if loop in set(LoopMode) else LoopMode.OFF,
+                   stopped=data.get("stopped") is True)
 
     # -- rules -------------------------------------------------------------------------
+
+    @property
+    def _head(self) -> int:
+        """Index of the first upcoming track."""
+        return self._index if self._stopped else self._index + 1
+
+    def _slot(self, position: int) -> int:
+        """Index of the upcoming track at *position* (1 = the next one)."""
+        return self._head + position - 1
+
+    def _settle(self) -> None:
+        # A stopped queue whose waiting tracks are all gone is simply idle.
+        if self._index >= len(self._tracks):
+            self._stopped = False
 
     def _trim_history(self) -> None:
         extra = self._index - self.MAX_HISTORY

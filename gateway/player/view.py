@@ -50,6 +50,10 @@ class PlayerView:
     filters: Filters = field(default_factory=Filters)
     #: Crossfade into the next track (seconds; 0 = gapless).
     crossfade: float = 0.0
+    #: Tracks the latest clear removed that ``UndoClear`` would put back (0: none),
+    #: and the seconds left to do it.
+    undo_clear: int = 0
+    undo_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (WebSocket state messages)."""
@@ -69,4 +73,6 @@ class PlayerView:
             "filter": self.filter_name,
             "filters": self.filters.to_lavalink(),
             "crossfade": self.crossfade,
+            "undo_clear": self.undo_clear,
+            "undo_seconds": round(self.undo_seconds, 1),
         }
