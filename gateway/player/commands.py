@@ -29,6 +29,7 @@ __all__ = [
     "Move",
     "Outcome",
     "Pause",
+    "PlayNext",
     "PlayNow",
     "Previous",
     "Remove",
@@ -61,6 +62,18 @@ class PlayNow:
     """Play *track* at once (the current one goes to the history); *more* go to the
     end of the queue, as many as fit. If *track* fails before it starts, the
     interrupted track comes back where it was cut off. Outcome: ``count`` added.
+
+    Refused: the queue is full."""
+
+    track: Track
+    more: tuple[Track, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlayNext:
+    """Put *track* (and *more* after it) right after the current track, as many as
+    fit; the first starts at once if nothing plays. Outcome: its ``position`` (1, or
+    0 = playing now) and ``count`` added.
 
     Refused: the queue is full."""
 
@@ -199,7 +212,7 @@ class SetCrossfade:
 #: Every command a player takes.
 Command: TypeAlias = (Enqueue | PlayNow | Skip | Previous | Jump | Remove | Move | Clear
                       | Shuffle | SetLoop | Seek | Pause | Resume | Stop | SetVolume
-                      | SetFilters | SetCrossfade)
+                      | SetFilters | SetCrossfade | PlayNext)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +224,8 @@ class Outcome:
         view: the player right after it.
         track: the track it acted on (added first, skipped, jumped to, removed, moved,
             gone back to), if any.
-        position: for ``Enqueue``: the first added track's position among the
-            upcoming tracks (0: it plays now).
+        position: for ``Enqueue`` and ``PlayNext``: the first added track's position
+            among the upcoming tracks (0: it plays now).
         count: tracks added, removed or shuffled.
     """
 

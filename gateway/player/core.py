@@ -57,6 +57,7 @@ from gateway.player.commands import (
     Move,
     Outcome,
     Pause,
+    PlayNext,
     PlayNow,
     Previous,
     Remove,
@@ -275,6 +276,11 @@ class PlayerCore:
                 count = queue.clear()
             case Shuffle(seed=seed):
                 count = queue.shuffle(random.Random(seed))
+            case PlayNext(track=first, more=more):
+                position, count = queue.insert_next((first, *more))
+                if position == 0:
+                    self._start(0.0, now)
+                track = first
             case SetLoop(mode=mode):
                 queue.loop = mode
             case Seek(seconds=seconds):

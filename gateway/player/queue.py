@@ -96,6 +96,23 @@ class Queue:
         self._tracks.extend(added)
         return first_index - self._index, len(added)
 
+    def insert_next(self, tracks: Sequence[Track]) -> tuple[int, int]:
+        """Put *tracks* right after the current track, in their order, as many as
+        there is room for (with no current track they are added as by ``add``).
+        Returns the first one's position among the upcoming tracks (0 when it becomes
+        the current track) and how many were inserted.
+
+        Raises:
+            CommandError: when the queue is full.
+        """
+        if self.current is None:
+            return self.add(tracks)
+        self._check_room()
+        room = self.MAX_TRACKS - 1 - len(self.upcoming)
+        inserted = list(tracks[:room])
+        self._tracks[self._index + 1 : self._index + 1] = inserted
+        return 1, len(inserted)
+
     def insert_now(self, track: Track) -> None:
         """Make *track* the current track, the current one going to the history.
 

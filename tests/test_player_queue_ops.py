@@ -1,0 +1,91 @@
+"""Play-next insertion, relative seeks and duplicate removal: the pure queue operations
+and the core's commands, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.player import (
+    CommandError,
+    EngineEvent,
+    Enqueue,
+    PlayerCore,
+    PlayerStatus,
+    PlayNext,
+    Queue,
+    Skip,
+    Track,
+)
+from protocol import EventType
+
+
+def track(name: str, duration: float | None = 100.0, url: str | None = None) -> Track:
+    return Track(url=url or f"http://media/{name}.mp3", title=name, duration=duration)
+
+
+def started(core: PlayerCore, play_id: int, now: float = 0.0) -> None:
+    core.sending(core.nonce)
+    core.bind_play(core.nonce, play_id, now)
+    core.on_event(EngineEvent(EventType.READY, play_id), now)
+
+
+def titles(tracks: object) -> list[str]:
+    return [t.title for t in tracks]  # type: ignore[attr-defined]
+
+
+# -- play next ---------------------------------------------------------------------------
+
+
+def test_insert_next_goes_right_after_the_current_track_in_order() -> None:
+    queue = Queue([track("a"), track("b"), track("c")])
+    assert queue.insert_next([track("x"), track("y")]) == (1, 2)
+    assert titles(queue.upcoming) == ["x", "y", "b", "c"]
+    assert queue.current is not None and queue.current.title == "a"
+
+
+def test_insert_next_on_an_empty_or_ended_queue_makes_the_first_current() -> None:
+    empty = Queue()
+    assert empty.insert_next([track("x")]) == (0, 1)
+    assert empty.current is not None and empty.current.title == "x"
+    ended = Queue([track("a")])
+    ended.advance()
+    assert ended.current is None
+    assert ended.insert_next([track("x"), track("y")]) == (0, 2)
+    assert ended.current is not None and ended.current.title == "x"
+    assert titles(ended.history) == ["a"] and titles(ended.upcoming) == ["y"]
+
+
+def test_insert_next_adds_what_fits_and_refuses_a_full_queue() -> None:
+    queue = Queue([track(str(i)) for i in range(Queue.MAX_TRACKS - 2)])
+    # The current track and MAX_TRACKS - 3 upcoming ones: room for two more.
+    assert queue.insert_next([track("x"), track("y"), track("z")]) == (1, 2)
+    assert titles(queue.upcoming)[:3] == ["x", "y", "1"]
+    with pytest.raises(CommandError, match="the queue is full"):
+        queue.insert_next([track("w")])
+
+
+def test_play_next_keeps_the_current_play_and_changes_what_follows() -> None:
+    core = PlayerCore("g")
+    core.apply(Enqueue(track("a")), 0.0)
+    core.apply(Enqueue(track("b")), 0.0)
+    started(core, 1)
+    nonce = core.nonce
+    outcome = core.apply(PlayNext(track("x"), (track("y"),)), 1.0)
+    assert (outcome.position, outcome.count) == (1, 2)
+    assert outcome.track is not None and outcome.track.title == "x"
+    assert core.nonce == nonce and core.status is PlayerStatus.PLAYING
+    assert titles(outcome.view.upcoming) == ["x", "y", "b"]
+    # The engine is told the new next track for a gapless join.
+    plan = core.next_plan()
+    assert plan is not None and plan.track.title == "x"
+    core.apply(Skip(), 2.0)
+    assert core.current is not None and core.current.title == "x"
+
+
+def test_play_next_on_an_idle_player_starts_playing() -> None:
+    core = PlayerCore("g")
+    outcome = core.apply(PlayNext(track("x")), 0.0)
+    assert outcome.position == 0
+    assert core.desired().track is not None and core.status is PlayerStatus.LOADING
+
+
