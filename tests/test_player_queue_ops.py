@@ -9,10 +9,12 @@ from gateway.player import (
     CommandError,
     EngineEvent,
     Enqueue,
+    Pause,
     PlayerCore,
     PlayerStatus,
     PlayNext,
     Queue,
+    SeekBy,
     Skip,
     Track,
 )
@@ -87,5 +89,60 @@ def test_play_next_on_an_idle_player_starts_playing() -> None:
     outcome = core.apply(PlayNext(track("x")), 0.0)
     assert outcome.position == 0
     assert core.desired().track is not None and core.status is PlayerStatus.LOADING
+
+
+# -- relative seeks ----------------------------------------------------------------------
+
+
+def test_seek_by_moves_from_the_position_reached() -> None:
+    core = PlayerCore("g")
+    core.apply(Enqueue(track("a", duration=100.0)), 0.0)
+    started(core, 1, now=0.0)
+    nonce = core.nonce
+    outcome = core.apply(SeekBy(30), 10.0)  # 10 s played, 30 s forward
+    assert core.nonce == nonce + 1  # a new play from there
+    assert core.desired().start_at == pytest.approx(40.0)
+    assert outcome.view.position == pytest.approx(40.0)
+    started(core, 2, now=10.0)
+    core.apply(SeekBy(-15), 20.0)  # at 50 s, 15 s back
+    assert core.desired().start_at == pytest.approx(35.0)
+
+
+def test_rewinding_past_the_start_plays_from_the_start() -> None:
+    core = PlayerCore("g")
+    core.apply(Enqueue(track("a")), 0.0)
+    started(core, 1)
+    core.apply(SeekBy(-90), 5.0)
+    assert core.desired().start_at == 0.0
+
+
+def test_forwarding_past_the_end_is_refused_and_changes_nothing() -> None:
+    core = PlayerCore("g")
+    core.apply(Enqueue(track("a", duration=60.0)), 0.0)
+    started(core, 1)
+    nonce = core.nonce
+    with pytest.raises(CommandError, match="only 0:10 of the track is left"):
+        core.apply(SeekBy(15), 50.0)
+    assert core.nonce == nonce
+    # A live stream (no duration) has no end to pass.
+    live = PlayerCore("l")
+    live.apply(Enqueue(track("radio", duration=None)), 0.0)
+    started(live, 1)
+    live.apply(SeekBy(600), 1.0)
+    assert live.desired().start_at == pytest.approx(601.0)
+
+
+def test_seek_by_keeps_a_pause_and_needs_a_track() -> None:
+    core = PlayerCore("g")
+    with pytest.raises(CommandError, match="nothing is playing"):
+        core.apply(SeekBy(10), 0.0)
+    core.apply(Enqueue(track("a")), 0.0)
+    started(core, 1)
+    core.apply(Pause(), 4.0)
+    core.apply(SeekBy(10), 30.0)  # paused at 4 s: the clock did not run
+    desired = core.desired()
+    assert desired.paused and desired.start_at == pytest.approx(14.0)
+    with pytest.raises(CommandError, match="seconds"):
+        core.apply(SeekBy(float("nan")), 31.0)
 
 

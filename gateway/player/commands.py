@@ -35,6 +35,7 @@ __all__ = [
     "Remove",
     "Resume",
     "Seek",
+    "SeekBy",
     "SetCrossfade",
     "SetFilters",
     "SetLoop",
@@ -149,6 +150,16 @@ class Seek:
 
 
 @dataclass(frozen=True, slots=True)
+class SeekBy:
+    """Play the current track again from *seconds* after (or, negative, before) the
+    position reached; rewinding past the start plays it from the start (pause state
+    kept). Outcome: the ``view``'s position is where it plays from. Refused: nothing
+    is playing, or past the track's end."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Pause:
     """Pause. Refused: nothing is playing, or already paused."""
 
@@ -212,7 +223,7 @@ class SetCrossfade:
 #: Every command a player takes.
 Command: TypeAlias = (Enqueue | PlayNow | Skip | Previous | Jump | Remove | Move | Clear
                       | Shuffle | SetLoop | Seek | Pause | Resume | Stop | SetVolume
-                      | SetFilters | SetCrossfade | PlayNext)
+                      | SetFilters | SetCrossfade | PlayNext | SeekBy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ from gateway.player.commands import (
     Remove,
     Resume,
     Seek,
+    SeekBy,
     SetCrossfade,
     SetFilters,
     SetLoop,
@@ -281,6 +282,8 @@ class PlayerCore:
                 if position == 0:
                     self._start(0.0, now)
                 track = first
+            case SeekBy(seconds=seconds):
+                self._seek_by(seconds, now)
             case SetLoop(mode=mode):
                 queue.loop = mode
             case Seek(seconds=seconds):
@@ -330,6 +333,17 @@ class PlayerCore:
         if current.duration and seconds >= current.duration:
             raise CommandError(f"the track is only {_clock(current.duration)} long")
         self._start(seconds, now, keep_pause=True)
+
+    def _seek_by(self, seconds: float, now: float) -> None:
+        current = self._need_track()
+        if not math.isfinite(seconds):
+            raise CommandError("give a number of seconds")
+        position = self.position(now)
+        target = max(0.0, position + seconds)
+        if current.duration and target >= current.duration:
+            left = max(0.0, current.duration - position)
+            raise CommandError(f"only {_clock(left)} of the track is left")
+        self._start(target, now, keep_pause=True)
 
     def _pause(self, now: float) -> None:
         self._need_track()
