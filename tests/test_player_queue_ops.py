@@ -14,6 +14,7 @@ from gateway.player import (
     PlayerStatus,
     PlayNext,
     Queue,
+    RemoveDuplicates,
     SeekBy,
     Skip,
     Track,
@@ -146,3 +147,33 @@ def test_seek_by_keeps_a_pause_and_needs_a_track() -> None:
         core.apply(SeekBy(float("nan")), 31.0)
 
 
+# -- duplicates --------------------------------------------------------------------------
+
+
+def test_remove_duplicates_keeps_the_first_of_each_link() -> None:
+    queue = Queue([track("a"), track("b"), track("a again", url="http://media/a.mp3"),
+                   track("c"), track("b again", url=" http://media/b.mp3 "), track("c")])
+    assert queue.remove_duplicates() == 3
+    assert titles(queue.upcoming) == ["b", "c"]
+    assert queue.current is not None and queue.current.title == "a"
+    assert queue.remove_duplicates() == 0
+
+
+def test_remove_duplicates_leaves_the_history_alone() -> None:
+    queue = Queue([track("a"), track("b"), track("a2", url="http://media/a.mp3")], index=1)
+    assert queue.remove_duplicates() == 0  # a is behind, not coming up twice
+    assert titles(queue.upcoming) == ["a2"]
+
+
+def test_remove_duplicates_command_counts_and_keeps_the_play() -> None:
+    core = PlayerCore("g")
+    core.apply(Enqueue(track("a")), 0.0)
+    for name in ("b", "a", "b", "c"):
+        core.apply(Enqueue(track(name)), 0.0)
+    started(core, 1)
+    nonce = core.nonce
+    outcome = core.apply(RemoveDuplicates(), 1.0)
+    assert outcome.count == 2
+    assert titles(outcome.view.upcoming) == ["b", "c"]
+    assert core.nonce == nonce
+    assert core.apply(RemoveDuplicates(), 2.0).count == 0

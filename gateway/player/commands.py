@@ -33,6 +33,7 @@ __all__ = [
     "PlayNow",
     "Previous",
     "Remove",
+    "RemoveDuplicates",
     "Resume",
     "Seek",
     "SeekBy",
@@ -117,6 +118,12 @@ class Move:
 
     position: int
     to: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDuplicates:
+    """Remove every upcoming track whose link is already the current track's or an
+    earlier upcoming track's. Outcome: ``count`` removed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +230,7 @@ class SetCrossfade:
 #: Every command a player takes.
 Command: TypeAlias = (Enqueue | PlayNow | Skip | Previous | Jump | Remove | Move | Clear
                       | Shuffle | SetLoop | Seek | Pause | Resume | Stop | SetVolume
-                      | SetFilters | SetCrossfade | PlayNext | SeekBy)
+                      | SetFilters | SetCrossfade | PlayNext | SeekBy | RemoveDuplicates)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from gateway.player.commands import (
     PlayNow,
     Previous,
     Remove,
+    RemoveDuplicates,
     Resume,
     Seek,
     SeekBy,
@@ -284,6 +285,8 @@ class PlayerCore:
                 track = first
             case SeekBy(seconds=seconds):
                 self._seek_by(seconds, now)
+            case RemoveDuplicates():
+                count = queue.remove_duplicates()
             case SetLoop(mode=mode):
                 queue.loop = mode
             case Seek(seconds=seconds):

@@ -181,6 +181,21 @@ class Queue:
         del self._tracks[self._index + 1 :]
         return count
 
+    def remove_duplicates(self) -> int:
+        """Remove every upcoming track whose link is already the current track's or
+        an earlier upcoming track's (the first one stays where it is). Returns how
+        many were removed."""
+        seen = {self.current.url.strip()} if self.current is not None else set()
+        kept: list[Track] = []
+        for track in self.upcoming:
+            url = track.url.strip()
+            if url not in seen:
+                seen.add(url)
+                kept.append(track)
+        removed = len(self.upcoming) - len(kept)
+        self._tracks[self._index + 1 :] = kept
+        return removed
+
     def shuffle(self, rng: random.Random) -> int:
         """Put the upcoming tracks in a random order (once; tracks added later go
         to the end). Returns how many moved.
