@@ -446,17 +446,32 @@ class LyricsService:
         if known:
             self.cache_hits += 1
         else:
-            task = self._lookups.get(query.key)
-            if task is None:
-                if self._tasks.closed:
-                    raise LyricsUnavailable("the gateway is stopping")
-                digest = hashlib.sha1(query.key.encode()).hexdigest()[:10]
-                task = self._tasks.spawn(LOOKUP, self._lookup(query), key=digest)
-                self._lookups[query.key] = task
-            answer = await asyncio.shield(task)
+            if self._tasks.closed:
+                raise LyricsUnavailable("the gateway is stopping")
+            answer = await asyncio.shield(self._start(query))
         if isinstance(answer, LyricsUnavailable):
             raise LyricsUnavailable(str(answer))
         return answer
+
+    def prefetch(self, track: Track
+                 ) -> asyncio.Task[Lyrics | LyricsUnavailable | None] | None:
+        """Start looking *track*'s lyrics up, if they are not known (``cached``);
+        returns the lookup, which a caller may watch (never cancel: it is shared), or
+        None when there is nothing to wait for."""
+        query = query_for(track.title, track.duration)
+        if query is None or self.client is None or self._tasks.closed:
+            return None
+        known, _answer = self.cache.get(query.key, self._clock())
+        # Known, or failed lately (not asked again before ``FAILURE_TTL``).
+        return None if known else self._start(query)
+
+    def _start(self, query: LyricsQuery) -> asyncio.Task[Lyrics | LyricsUnavailable | None]:
+        task = self._lookups.get(query.key)
+        if task is None:
+            digest = hashlib.sha1(query.key.encode()).hexdigest()[:10]
+            task = self._tasks.spawn(LOOKUP, self._lookup(query), key=digest)
+            self._lookups[query.key] = task
+        return task
 
     async def aclose(self) -> None:
         """Cancel the lookups under way and close the client. Idempotent."""

@@ -207,6 +207,14 @@ class GatewaySettings(BaseSettings):
         description="most tracks the Discord bot queues from one playlist link "
         "[env GATEWAY_BOT_PLAYLIST_LIMIT]",
     )
+    bot_max_upload_mb: int = Field(
+        25,
+        ge=1,
+        le=500,
+        description="largest uploaded audio file the Discord bot plays with /play file:, "
+        "in MB (Discord's own limit for a server's uploads is 10 to 500 MB) "
+        "[env GATEWAY_BOT_MAX_UPLOAD_MB]",
+    )
     lyrics_url: str = Field(
         "https://lrclib.net",
         description="LRCLIB's address, where /lyrics and the now-playing message find a "
