@@ -17,6 +17,7 @@ plays resets the count.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class _Guild:
     fruitless: int = 0
     busy: bool = False
     gave_up: bool = False
+    #: A look at the player is scheduled (see ``_seen``).
+    scheduled: bool = False
 
 
 class Autoplay:
@@ -105,7 +108,7 @@ class Autoplay:
         if known is not None:
             known.unsubscribe()
         state = _Guild(player, lambda: None)
-        state.unsubscribe = player.subscribe(lambda view: self._seen(guild_id, view))
+        state.unsubscribe = player.subscribe(lambda _view: self._seen(guild_id))
         self._guilds[guild_id] = state
 
     def check(self, guild_id: int) -> None:
@@ -114,7 +117,7 @@ class Autoplay:
         if state is not None:
             state.gave_up = False
             state.fruitless = 0
-            self._seen(guild_id, state.player.view())
+            self._seen(guild_id)
 
     def forget(self, guild_id: int) -> None:
         """Stop following *guild_id* (the bot left voice)."""
@@ -134,9 +137,24 @@ class Autoplay:
         settings = self._settings.cached(guild_id)
         return settings is not None and settings.autoplay
 
-    def _seen(self, guild_id: int, view: PlayerView) -> None:
+    def _seen(self, guild_id: int) -> None:
+        """The player changed: look at it once the change is complete. (A listener is
+        called inside the command that changed it; the command's front still has to
+        attach the announcement where autoplay's notices go.)"""
         state = self._guilds.get(guild_id)
-        if state is None or state.busy or not self._on(guild_id):
+        if state is None or state.scheduled:
+            return
+        state.scheduled = True
+
+        def look() -> None:
+            state.scheduled = False
+            if self._guilds.get(guild_id) is state:
+                self._consider(guild_id, state, state.player.view())
+
+        asyncio.get_running_loop().call_soon(look)
+
+    def _consider(self, guild_id: int, state: _Guild, view: PlayerView) -> None:
+        if state.busy or not self._on(guild_id):
             return
         if self._voice.channel(guild_id) is None:
             return

@@ -312,7 +312,7 @@ async def test_custom_filters_reach_the_engine(
         await wait_until(lambda: player.view().status is PlayerStatus.PLAYING)
 
         done = await world.command(alice, "filter", equalizer="63hz:0.2 4k:-3db", speed=1.25)
-        assert done.content == ("Filters set: equalizer 63 Hz +0.2, 4 kHz -0.0732 · "
+        assert done.content == ("Filters set: equalizer 63 Hz +0.2, 4 kHz -0.073 · "
                                 "speed x1.25."), done.content
         assert player.view().filter_name == "custom"
         pitched = await world.command(alice, "filter", pitch=0.8)
@@ -532,8 +532,8 @@ async def test_autoplay_continues_with_the_mix_of_the_last_track(
         world.move(alice, world.voice_a)
         await world.command(alice, "play", query="https://www.youtube.com/watch?v=loneVideo01")
         await wait_until(lambda: "Autoplay found nothing new related to **Lone - Tone C**."
-                         in the_announcement(api, world).text, within=60)
-        await wait_until(lambda: "The queue has ended." in the_announcement(api, world).text,
+                         in announcements(api, world)[-1].text, within=60)
+        await wait_until(lambda: "The queue has ended." in announcements(api, world)[-1].text,
                          within=30)
         # A track of another site: autoplay says it cannot help.
         await world.command(alice, "play", query=media_server.url("short_c.mp3"))

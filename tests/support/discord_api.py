@@ -406,7 +406,7 @@ class DiscordWorld:
             "attachment_size_limit": 8 * 1024 * 1024, **extra,
         }
 
-    async def command(self, member: Member, name: str, *, within: float = 30.0,
+    async def command(self, member: Member, name: str, /, *, within: float = 30.0,
                       **options: Any) -> Reply:
         """Run ``/name option=value ...`` as *member*; returns the bot's answer.
         A subcommand is given as ``name="settings dj"``; a role as ``("role", id)``, a
@@ -415,7 +415,7 @@ class DiscordWorld:
         token = self.send_command(member, name, **options)
         return await self.api.reply_to(token, within)
 
-    def send_command(self, member: Member, name: str, *, focused: str | None = None,
+    def send_command(self, member: Member, name: str, /, *, focused: str | None = None,
                      **options: Any) -> str:
         """Deliver the interaction without waiting; returns its token."""
         words = name.split()
