@@ -29,6 +29,7 @@ __all__ = [
     "FilterSet",
     "Filters",
     "Jump",
+    "LyricsRequest",
     "Move",
     "Play",
     "Remove",
@@ -180,14 +181,21 @@ class Search(_Message):
     query: str = Field(min_length=1, max_length=200)
 
 
+class LyricsRequest(_Message):
+    """The current track's lyrics (LRCLIB, through the gateway); answered by ``lyrics``."""
+
+    type: Literal["lyrics"]
+
+
 ClientMessage: TypeAlias = Annotated[
-    Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade,
+    Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade
+    | LyricsRequest,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 _TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear", "pong",
           "state", "focus", "seek", "volume", "remove", "jump", "move", "search", "filters",
-          "crossfade")
+          "crossfade", "lyrics")
 
 
 def _too_deep(text: str, limit: int) -> bool:
