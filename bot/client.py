@@ -267,29 +267,29 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     @app_commands.describe(page="page number")
     async def queue(interaction: discord.Interaction,
                     page: app_commands.Range[int, 1, 1000] = 1) -> None:
-        await handlers.queue(interaction, page)
+        await handlers.info.queue(interaction, page)
 
     @tree.command(name="history", description="What played here, the latest first")
     @app_commands.describe(page="page number")
     async def history(interaction: discord.Interaction,
                       page: app_commands.Range[int, 1, 1000] = 1) -> None:
-        await handlers.history(interaction, page)
+        await handlers.info.history(interaction, page)
 
     @tree.command(name="nowplaying", description="The current track and its progress")
     async def nowplaying(interaction: discord.Interaction) -> None:
-        await handlers.nowplaying(interaction)
+        await handlers.info.nowplaying(interaction)
 
     @tree.command(name="lyrics", description="The words of the current track")
     async def lyrics(interaction: discord.Interaction) -> None:
-        await handlers.lyrics(interaction)
+        await handlers.info.lyrics(interaction)
 
     @tree.command(name="status", description="The audio engine's health")
     async def status(interaction: discord.Interaction) -> None:
-        await handlers.status(interaction)
+        await handlers.info.status(interaction)
 
     @tree.command(name="help", description="What the bot can do")
     async def help_(interaction: discord.Interaction) -> None:
-        await handlers.help(interaction)
+        await handlers.info.help(interaction)
 
     settings = app_commands.Group(
         name="settings", description="The bot's settings for this server",
