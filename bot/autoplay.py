@@ -199,8 +199,7 @@ class Autoplay:
                 self.failures += 1
                 logger.warning("autoplay: related tracks of %s: %s", seed.url, exc)
                 self._announcer.note(guild_id, f"Autoplay could not reach {provider.name} "
-                                               "for related tracks; it tries again with the "
-                                               "next track.")
+                                               "for related tracks just now.")
                 return
             if not found:
                 self.empty += 1

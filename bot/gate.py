@@ -22,6 +22,7 @@ from bot.guild_settings import GuildSettings, GuildSettingsStore
 from bot.presence import listeners
 from bot.replies import refuse, reply
 from bot.voice import VoiceBridge
+from gateway.database import DatabaseError
 from gateway.player import Command, CommandError, Outcome, Player, SetVolume
 from gateway.runtime import Gateway
 
@@ -150,8 +151,12 @@ class Gate:
 
     async def _default_volume(self, guild_id: int) -> None:
         """A session that starts with nothing queued starts at the guild's volume."""
-        settings = self.settings.cached(guild_id)
-        if settings is None or settings.volume is None:
+        try:
+            settings = await self.settings.get(guild_id)
+        except DatabaseError as exc:
+            session_logger(log, str(guild_id)).warning("default volume unknown: %s", exc)
+            return
+        if settings.volume is None:
             return
         player = await self.player(guild_id)
         view = player.view()

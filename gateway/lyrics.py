@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
+import importlib.metadata
 import json
 import logging
 import math
@@ -278,8 +279,9 @@ class LrclibClient:
     """
 
     def __init__(self, base_url: str, *, timeout: float = 5.0, max_bytes: int = 512 * 1024,
-                 user_agent: str = "audiogate (Discord bot and web player)",
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 user_agent: str = "", transport: httpx.AsyncBaseTransport | None = None
+                 ) -> None:
+        user_agent = user_agent or _user_agent()
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -342,6 +344,15 @@ class LrclibClient:
             return json.loads(body)
         except ValueError as exc:
             raise LyricsUnavailable(f"{path}: the answer is not JSON") from exc
+
+
+def _user_agent() -> str:
+    """``audiogate/<version> (...)``: LRCLIB asks clients to name themselves."""
+    try:
+        version = importlib.metadata.version("audiogate")
+    except importlib.metadata.PackageNotFoundError:
+        version = "dev"
+    return f"audiogate/{version} (Discord music bot and web player)"
 
 
 def _text(value: object) -> str:

@@ -132,6 +132,7 @@ async def test_an_exact_match_with_synced_lines() -> None:
             assert lrclib.requests == [("/api/get", {"track_name": "Song",
                                                      "artist_name": "Someone",
                                                      "duration": "201"})]
+            assert lrclib.agents[0].startswith("audiogate/")  # LRCLIB asks clients to say
             # Cached: the same track again costs nothing, and is known synchronously.
             again = await lyrics.for_track(Track("http://y", "someone - song", 200.6))
             assert again == found and len(lrclib.requests) == 1

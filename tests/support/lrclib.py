@@ -33,6 +33,8 @@ class LrclibStandIn:
     delay: float = 0.0
     body: bytes | None = None
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    #: The ``User-Agent`` of every request.
+    agents: list[str] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
     #: Set at close: slow answers stop waiting, so the server stops at once.
@@ -71,6 +73,7 @@ class LrclibStandIn:
 
     async def _prelude(self, request: web.Request) -> web.Response | None:
         self.requests.append((request.path, dict(request.query)))
+        self.agents.append(request.headers.get("User-Agent", ""))
         if self.delay:
             try:
                 async with asyncio.timeout(self.delay):
