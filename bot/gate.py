@@ -18,11 +18,12 @@ from typing import Any
 from applog import session_logger
 from bot.access import Caller, Room, refusal
 from bot.announce import Announcer
-from bot.guild_settings import GuildSettingsStore
+from bot.guild_settings import GuildSettings, GuildSettingsStore
 from bot.presence import listeners
 from bot.replies import refuse, reply
 from bot.voice import VoiceBridge
-from gateway.player import Command, CommandError, Outcome, Player
+from gateway.database import DatabaseError
+from gateway.player import Command, CommandError, Outcome, Player, SetVolume
 from gateway.runtime import Gateway
 
 __all__ = ["JOIN_TIMEOUT", "Gate", "Refused"]
@@ -90,10 +91,7 @@ class Gate:
         member = interaction.user
         caller_channel = self.caller_channel(interaction)
         settings = await self.settings.get(guild_id)
-        permissions = getattr(interaction, "permissions", None)
-        role_ids = {role.id for role in getattr(member, "roles", [])}
-        privileged = bool(permissions is not None and permissions.manage_guild) or (
-            settings.dj_role_id is not None and settings.dj_role_id in role_ids)
+        privileged = self.privileged(interaction, settings)
         bot_channel = self.voice.channel(guild_id)
         room_channel = bot_channel if bot_channel is not None else caller_channel
         others = len(listeners(room_channel, besides=member.id)) if room_channel else 0
@@ -106,6 +104,26 @@ class Gate:
         if why is not None:
             raise Refused(why)
         return guild_id, await self.player(guild_id)
+
+    @staticmethod
+    def privileged(interaction: Any, settings: GuildSettings) -> bool:
+        """The caller has the guild's DJ role or the Manage Server permission."""
+        permissions = getattr(interaction, "permissions", None)
+        role_ids = {role.id for role in getattr(interaction.user, "roles", [])}
+        return bool(permissions is not None and permissions.manage_guild) or (
+            settings.dj_role_id is not None and settings.dj_role_id in role_ids)
+
+    def announce(self, interaction: Any, guild_id: int) -> None:
+        """Announce *guild_id*'s playback: in its announcement channel when it set one
+        the bot can see, else where *interaction* came from."""
+        channel = interaction.channel
+        settings = self.settings.cached(guild_id)
+        chosen = settings.announce_channel_id if settings is not None else None
+        if chosen is not None:
+            guild = getattr(interaction, "guild", None)
+            found = guild.get_channel(chosen) if guild is not None else None
+            channel = found if found is not None else channel
+        self.announcer.attach(guild_id, channel)
 
     async def join(self, interaction: Any, guild_id: int) -> bool:
         """Join the caller's channel if the bot is in none; True if it joined now.
@@ -128,7 +146,30 @@ class Gate:
             raise Refused(f"I couldn't join **{getattr(channel, 'name', 'your channel')}**. "
                           "Check that I may connect and speak there, then try again.") from exc
         self._on_joined(guild_id)
+        await self._default_volume(guild_id)
         return True
+
+    async def _default_volume(self, guild_id: int) -> None:
+        """A session that starts with nothing queued starts at the guild's volume."""
+        try:
+            settings = await self.settings.get(guild_id)
+        except DatabaseError as exc:
+            session_logger(log, str(guild_id)).warning("default volume unknown: %s", exc)
+            return
+        if settings.volume is None:
+            return
+        player = await self.player(guild_id)
+        view = player.view()
+        if view.current is not None or round(view.volume * 100) == settings.volume:
+            return
+        try:
+            await player.apply(SetVolume(settings.volume / 100))
+        except CommandError as exc:  # an engine without live volume
+            session_logger(log, str(guild_id)).info("default volume not set: %s", exc)
+
+    def joined(self, guild_id: int) -> None:
+        """The bot joined or moved in *guild_id* other than through ``join``."""
+        self._on_joined(guild_id)
 
     async def leave(self, guild_id: int) -> None:
         """Leave voice in *guild_id* (and stop watching its channel)."""
@@ -163,7 +204,7 @@ class Gate:
                 exc, CommandError) else str(exc))
             return None
         if joins:
-            self.announcer.attach(guild_id, interaction.channel)
+            self.announce(interaction, guild_id)
         else:
             self.announcer.refresh(guild_id)
         if quiet and not interaction.response.is_done():

@@ -1,4 +1,5 @@
-"""Per-guild bot settings (DJ role, 24/7) in the gateway's SQLite file.
+"""Per-guild bot settings (DJ role, 24/7, default volume, announcement channel,
+autoplay) in the gateway's SQLite file.
 
 A table of its own (``guild_settings``) in the gateway's database file, through the
 gateway's one ``Database`` (one thread, one connection, one corruption policy for every
@@ -14,11 +15,14 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from gateway.database import Database
 
-__all__ = ["GuildSettings", "GuildSettingsStore"]
+__all__ = ["MAX_VOLUME", "GuildSettings", "GuildSettingsStore"]
+
+#: Highest volume, percent (the player's gain of 2).
+MAX_VOLUME = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS guild_settings (
@@ -37,10 +41,18 @@ class GuildSettings:
         dj_role_id: members with this role may change what everyone hears; None
             lets every listener do it.
         stay: 24/7: stay in the voice channel when nobody is listening.
+        volume: the volume (percent, 0-200) a session starts at when the bot joins
+            with nothing queued; None: as the guild's player was left.
+        announce_channel_id: the text channel of the now-playing messages; None:
+            where the command that started playback came from.
+        autoplay: when the queue runs out, related tracks follow.
     """
 
     dj_role_id: int | None = None
     stay: bool = False
+    volume: int | None = None
+    announce_channel_id: int | None = None
+    autoplay: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (the stored JSON)."""
@@ -49,11 +61,19 @@ class GuildSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GuildSettings:
         """Inverse of ``as_dict``; unknown or malformed keys fall back to defaults."""
-        role = data.get("dj_role_id")
+        role, volume, channel = (data.get("dj_role_id"), data.get("volume"),
+                                 data.get("announce_channel_id"))
         return cls(
-            dj_role_id=role if isinstance(role, int) and not isinstance(role, bool) else None,
+            dj_role_id=role if _whole(role) else None,
             stay=data.get("stay") is True,
+            volume=volume if _whole(volume) and 0 <= volume <= MAX_VOLUME else None,
+            announce_channel_id=channel if _whole(channel) else None,
+            autoplay=data.get("autoplay") is True,
         )
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class GuildSettingsStore:

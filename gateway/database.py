@@ -231,8 +231,10 @@ class Database:
 
     def add_setup(self, setup: Setup) -> None:
         """Have *setup* run on the database thread before the next operation (and on
-        every fresh file after a damaged one). It must be idempotent."""
-        self._setups.append(setup)
+        every fresh file after a damaged one). It must be idempotent; one added again
+        (two stores of the same tables) runs once."""
+        if setup not in self._setups:
+            self._setups.append(setup)
 
     async def run(self, operation: Callable[[sqlite3.Connection], T], what: str) -> T:
         """Run ``operation(connection)`` on the database thread (inside ``with

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from gateway.database import Database
 from gateway.engine_client import EngineClient
 from gateway.health import EngineWatch
+from gateway.lyrics import LrclibClient, LyricsService
 from gateway.metrics import GatewayMetrics, counter, gauge
 from gateway.nodes.catalogue import PoolCatalogue
 from gateway.nodes.metrics import node_metric_families
@@ -120,6 +121,10 @@ class Gateway:
                                             interval=min(1.0, settings.silence_timeout / 3),
                                             clock=clock)
             socket.add_state_listener(self._socket_state)
+        #: Lyrics from LRCLIB (``GATEWAY_LYRICS_URL``; empty: none), for every front.
+        self.lyrics = LyricsService(
+            LrclibClient(settings.lyrics_url, timeout=settings.lyrics_timeout)
+            if settings.lyrics_url else None, clock=clock)
         self.metrics = GatewayMetrics()
         self.metrics.add_source(self._metric_families)
         self._housekeeping: list[Callable[[float], object]] = []
@@ -184,6 +189,7 @@ class Gateway:
         await self.players.close(release=True)
         self._stopping.set()
         await self._tasks.join()
+        await self.lyrics.aclose()
         await self.engine.aclose()
         if self.pool is not None:
             await self.pool.aclose()
@@ -277,6 +283,13 @@ class Gateway:
         yield counter("audiogate_gateway_player_missed_joins",
                       "Next tracks that did not join the stream and were played plainly",
                       stats.missed_joins)
+        yield counter("audiogate_gateway_lyrics_lookups",
+                      "Lyrics lookups sent to LRCLIB", self.lyrics.lookups)
+        yield counter("audiogate_gateway_lyrics_cache_hits",
+                      "Lyrics answered from the cache", self.lyrics.cache_hits)
+        yield counter("audiogate_gateway_lyrics_failures",
+                      "Lyrics lookups that could not reach LRCLIB (or got nonsense)",
+                      self.lyrics.failures)
         yield counter("audiogate_gateway_queue_saves_failed",
                       "Queue saves that did not land (each is retried)", stats.failed_saves)
         yield counter("audiogate_gateway_queue_db_recoveries",

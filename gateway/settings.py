@@ -221,6 +221,26 @@ class GatewaySettings(BaseSettings):
         description="most tracks the Discord bot queues from one playlist link "
         "[env GATEWAY_BOT_PLAYLIST_LIMIT]",
     )
+    bot_max_upload_mb: int = Field(
+        25,
+        ge=1,
+        le=500,
+        description="largest uploaded audio file the Discord bot plays with /play file:, "
+        "in MB (Discord's own limit for a server's uploads is 10 to 500 MB) "
+        "[env GATEWAY_BOT_MAX_UPLOAD_MB]",
+    )
+    lyrics_url: str = Field(
+        "https://lrclib.net",
+        description="LRCLIB's address, where /lyrics and the now-playing message find a "
+        "track's words (its /api/get and /api/search); empty: no lyrics "
+        "[env GATEWAY_LYRICS_URL]",
+    )
+    lyrics_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="seconds each request to LRCLIB may take [env GATEWAY_LYRICS_TIMEOUT]",
+    )
     nodes: str = Field(
         "",
         description="the engine nodes, a JSON list of {name, api, socket, token?, ca?}; "
@@ -321,6 +341,15 @@ class GatewaySettings(BaseSettings):
                     or parts.path not in ("", "/") or parts.query or parts.fragment):
                 raise ValueError(f"{entry!r} is not an origin like https://music.example.com")
         return value
+
+    @field_validator("lyrics_url")
+    @classmethod
+    def _lyrics_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value.strip())
+        if value.strip() and (parts.scheme not in ("http", "https") or not parts.hostname
+                              or parts.query or parts.fragment):
+            raise ValueError(f"{value!r} is not an http(s) address like https://lrclib.net")
+        return value.strip()
 
     @property
     def engine_url(self) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "Filters",
     "Jump",
     "Loop",
+    "LyricsRequest",
     "Move",
     "Play",
     "Remove",
@@ -189,15 +190,21 @@ class Search(_Message):
     query: str = Field(min_length=1, max_length=200)
 
 
+class LyricsRequest(_Message):
+    """The current track's lyrics (LRCLIB, through the gateway); answered by ``lyrics``."""
+
+    type: Literal["lyrics"]
+
+
 ClientMessage: TypeAlias = Annotated[
     Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade
-    | Loop,
+    | Loop | LyricsRequest,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 _TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear",
           "undo_clear", "shuffle", "loop", "pong", "state", "focus", "seek", "volume", "remove",
-          "jump", "move", "search", "filters", "crossfade")
+          "jump", "move", "search", "filters", "crossfade", "lyrics")
 
 
 def _too_deep(text: str, limit: int) -> bool:

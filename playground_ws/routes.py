@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.engine_client import EngineError
+from gateway.lyrics import LyricsUnavailable
 from gateway.metrics import counter, gauge
 from gateway.player import (
     Clear,
@@ -73,6 +74,7 @@ from playground_ws.messages import (
     Filters,
     Jump,
     Loop,
+    LyricsRequest,
     Move,
     Play,
     Remove,
@@ -108,7 +110,8 @@ CLOSE_SILENT = 4408
 CLOSE_TOO_MANY = 4429
 #: Commands that never start an engine session (the rest are admitted first).
 _NEVER_STARTS = frozenset({"stop", "pause", "clear", "undo_clear", "shuffle", "loop",
-                           "remove", "move", "volume", "state", "pong", "focus", "search"})
+                           "remove", "move", "volume", "state", "pong", "focus", "search",
+                           "lyrics"})
 #: Where the page offers the bundled demo tracks (``audiogate run``): a link of the
 #: page's own server, never a path on it.
 DEMO_PATH = "/demo/"
@@ -470,6 +473,8 @@ class _Playground:
                     "type": "search_results", "query": query,
                     "results": [r.model_dump() for r in result.results],
                 })
+            case LyricsRequest():
+                connection.send_json(await self._lyrics(room))
             case Simple(type="pong"):
                 pass
             case Simple(type="focus"):
@@ -478,6 +483,25 @@ class _Playground:
                 connection.send_json(room.state_message())
             case _:
                 await player.apply(await self._command(message, own_hosts))
+
+    async def _lyrics(self, room: Room) -> dict[str, object]:
+        """The ``lyrics`` answer for *room*'s current track: ``found`` with ``lyrics``
+        (``gateway.lyrics.Lyrics.as_dict``), or a ``message`` saying why not."""
+        track = room.player.view().current
+        answer: dict[str, object] = {"type": "lyrics", "track_id": track.id if track else None,
+                                     "found": False, "lyrics": None, "message": ""}
+        if track is None:
+            return {**answer, "message": "nothing is playing"}
+        if not self.gateway.lyrics.enabled:
+            return {**answer, "message": "lyrics are turned off on this server"}
+        try:
+            found = await self.gateway.lyrics.for_track(track)
+        except LyricsUnavailable as exc:
+            room.log.info("lyrics: %s", exc)
+            return {**answer, "message": "the lyrics service cannot be reached right now"}
+        if found is None:
+            return {**answer, "message": "no lyrics were found for this track"}
+        return {**answer, "found": True, "lyrics": found.as_dict()}
 
     async def _command(self, message: ClientMessage, own_hosts: frozenset[str]) -> Command:
         """The player command a page message asks for.

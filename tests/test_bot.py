@@ -220,14 +220,25 @@ async def test_the_commands_discord_receives(engine: EngineProcess) -> None:
         commands = {c["name"]: c for c in api.commands}
         assert {"play", "pause", "resume", "skip", "previous", "jump", "seek", "remove", "move",
                 "clear", "shuffle", "loop", "volume", "queue", "nowplaying", "stop", "status",
-                "help", "settings"} <= set(commands)
+                "help", "settings", "join", "leave", "voteskip", "playnext", "history",
+                "forward", "rewind", "removedupes", "playlist", "autoplay", "lyrics",
+                "filter"} <= set(commands)
         query = commands["play"]["options"][0]
         assert query["name"] == "query" and query["autocomplete"] is True
+        assert [(o["name"], o["type"]) for o in commands["play"]["options"]] == [
+            ("query", 3), ("now", 5), ("file", 11)]  # 11: an attachment
         loop = commands["loop"]["options"][0]
         assert [c["value"] for c in loop["choices"]] == ["off", "track", "queue"]
         settings = commands["settings"]
-        assert {o["name"] for o in settings["options"]} == {"dj", "stay", "show"}
+        assert {o["name"] for o in settings["options"]} == {"dj", "stay", "volume", "announce",
+                                                            "show"}
         assert int(settings["default_member_permissions"]) == MANAGE_GUILD
+        assert {o["name"] for o in commands["playlist"]["options"]} == {
+            "save", "load", "list", "delete"}
+        assert [o["name"] for o in commands["filter"]["options"]] == [
+            "preset", "equalizer", "speed", "pitch"]
+        assert not any(o.get("required") for o in commands["filter"]["options"])
+        assert not commands["volume"]["options"][0].get("required")
 
 
 async def test_play_enqueue_skip_stop(engine: EngineProcess, media_server: MediaServer,
@@ -410,7 +421,7 @@ async def test_announcements_of_start_advance_failure_and_end_are_one_edited_mes
         message = the_announcement(api, world)
         assert "Now playing" in message.text or "Starting" in message.text
         assert {b["custom_id"].split(":")[1] for b in message.buttons} == {
-            "pause", "skip", "stop"}
+            "previous", "pause", "skip", "stop", "loop", "shuffle", "queue"}
 
         # announce_c ends (2 s), missing_track fails, announce_d plays, the queue ends.
         await wait_until(lambda: "The queue has ended." in the_announcement(api, world).text)
@@ -843,7 +854,7 @@ async def test_guild_settings_survive_a_restart(tmp_path: Path) -> None:
         assert store.cached(1) is None  # evicted from memory, still on disk
         assert await store.get(1) == GuildSettings(dj_role_id=77, stay=True)
         with pytest.raises(TypeError):
-            await store.update(1, volume=3)
+            await store.update(1, loudness=3)
     finally:
         await store.aclose()
     again = GuildSettingsStore(path)

@@ -160,7 +160,7 @@ async def test_an_old_database_is_migrated_and_keeps_its_queues(tmp_path: Path) 
     check = sqlite3.connect(path)
     try:
         (version,) = check.execute("PRAGMA user_version").fetchone()
-        assert version == 1
+        assert version == 2  # schema 2 added the playlists
     finally:
         check.close()
     await QueueStore(path).aclose()  # a migrated file opens again as it is

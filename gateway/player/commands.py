@@ -29,11 +29,14 @@ __all__ = [
     "Move",
     "Outcome",
     "Pause",
+    "PlayNext",
     "PlayNow",
     "Previous",
     "Remove",
+    "RemoveDuplicates",
     "Resume",
     "Seek",
+    "SeekBy",
     "SetCrossfade",
     "SetFilters",
     "SetLoop",
@@ -62,6 +65,18 @@ class PlayNow:
     """Play *track* at once (the current one goes to the history); *more* go to the
     end of the queue, as many as fit. If *track* fails before it starts, the
     interrupted track comes back where it was cut off. Outcome: ``count`` added.
+
+    Refused: the queue is full."""
+
+    track: Track
+    more: tuple[Track, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlayNext:
+    """Put *track* (and *more* after it) right after the current track, as many as
+    fit; the first starts at once if nothing plays. Outcome: its ``position`` (1, or
+    0 = playing now) and ``count`` added.
 
     Refused: the queue is full."""
 
@@ -107,6 +122,12 @@ class Move:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveDuplicates:
+    """Remove every upcoming track whose link is already the current track's or an
+    earlier upcoming track's. Outcome: ``count`` removed."""
+
+
+@dataclass(frozen=True, slots=True)
 class Clear:
     """Remove every upcoming track (the current one plays on). Outcome: ``count``
     removed."""
@@ -140,6 +161,16 @@ class SetLoop:
 class Seek:
     """Play the current track again from *seconds* (pause state kept).
     Refused: nothing is playing, a negative time, or past the track's end."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SeekBy:
+    """Play the current track again from *seconds* after (or, negative, before) the
+    position reached; rewinding past the start plays it from the start (pause state
+    kept). Outcome: the ``view``'s position is where it plays from. Refused: nothing
+    is playing, or past the track's end."""
 
     seconds: float
 
@@ -212,7 +243,8 @@ class SetCrossfade:
 #: Every command a player takes.
 Command: TypeAlias = (Enqueue | PlayNow | Skip | Previous | Jump | Remove | Move | Clear
                       | Shuffle | SetLoop | Seek | Pause | Resume | Stop | SetVolume
-                      | SetFilters | SetCrossfade | UndoClear)
+                      | SetFilters | SetCrossfade | UndoClear | PlayNext | SeekBy
+                      | RemoveDuplicates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +256,8 @@ class Outcome:
         view: the player right after it.
         track: the track it acted on (added first, skipped, jumped to, removed, moved,
             gone back to), if any.
-        position: for ``Enqueue``: the first added track's position among the
-            upcoming tracks (0: it plays now).
+        position: for ``Enqueue`` and ``PlayNext``: the first added track's position
+            among the upcoming tracks (0: it plays now).
         count: tracks added, removed, shuffled or put back.
     """
 

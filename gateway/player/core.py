@@ -57,11 +57,14 @@ from gateway.player.commands import (
     Move,
     Outcome,
     Pause,
+    PlayNext,
     PlayNow,
     Previous,
     Remove,
+    RemoveDuplicates,
     Resume,
     Seek,
+    SeekBy,
     SetCrossfade,
     SetFilters,
     SetLoop,
@@ -299,6 +302,15 @@ class PlayerCore:
                 count = self._undo_clear(now)
             case Shuffle(seed=seed):
                 count = queue.shuffle(random.Random(seed))
+            case PlayNext(track=first, more=more):
+                position, count = queue.insert_next((first, *more))
+                if position == 0:
+                    self._start(0.0, now)
+                track = first
+            case SeekBy(seconds=seconds):
+                self._seek_by(seconds, now)
+            case RemoveDuplicates():
+                count = queue.remove_duplicates()
             case SetLoop(mode=mode):
                 queue.loop = mode
             case Seek(seconds=seconds):
@@ -365,6 +377,17 @@ class PlayerCore:
         if current.duration and seconds >= current.duration:
             raise CommandError(f"the track is only {_clock(current.duration)} long")
         self._start(seconds, now, keep_pause=True)
+
+    def _seek_by(self, seconds: float, now: float) -> None:
+        current = self._need_track()
+        if not math.isfinite(seconds):
+            raise CommandError("give a number of seconds")
+        position = self.position(now)
+        target = max(0.0, position + seconds)
+        if current.duration and target >= current.duration:
+            left = max(0.0, current.duration - position)
+            raise CommandError(f"only {_clock(left)} of the track is left")
+        self._start(target, now, keep_pause=True)
 
     def _pause(self, now: float) -> None:
         self._need_track()

@@ -107,6 +107,24 @@ class Queue:
         self._tracks.extend(added)
         return first_index - self._head + 1, len(added)
 
+    def insert_next(self, tracks: Sequence[Track]) -> tuple[int, int]:
+        """Put *tracks* right after the current track (at the head of a stopped
+        queue's waiting tracks), in their order, as many as there is room for (with
+        no track at all they are added as by ``add``).
+        Returns the first one's position among the upcoming tracks (0 when it becomes
+        the current track) and how many were inserted.
+
+        Raises:
+            CommandError: when the queue is full.
+        """
+        if self.current is None and not self._stopped:
+            return self.add(tracks)
+        self._check_room()
+        room = self.MAX_TRACKS - 1 - len(self.upcoming)
+        inserted = list(tracks[:room])
+        self._tracks[self._head : self._head] = inserted
+        return 1, len(inserted)
+
     def insert_now(self, track: Track) -> None:
         """Make *track* the current track, the current one going to the history.
 
@@ -208,6 +226,22 @@ class Queue:
             self._stopped = True
         self._tracks[self._head : self._head] = back
         return len(back)
+
+    def remove_duplicates(self) -> int:
+        """Remove every upcoming track whose link is already the current track's or
+        an earlier upcoming track's (the first one stays where it is). Returns how
+        many were removed."""
+        seen = {self.current.url.strip()} if self.current is not None else set()
+        kept: list[Track] = []
+        for track in self.upcoming:
+            url = track.url.strip()
+            if url not in seen:
+                seen.add(url)
+                kept.append(track)
+        removed = len(self.upcoming) - len(kept)
+        self._tracks[self._head :] = kept
+        self._settle()
+        return removed
 
     def shuffle(self, rng: random.Random) -> int:
         """Put the upcoming tracks in a random order (once; tracks added later go

@@ -4,13 +4,10 @@ The rows live in the gateway's database file (``gateway.database.Database``: one
 one connection, one corruption and lock policy for every table). ``":memory:"`` keeps
 everything in memory (tests).
 
-Schema versions (``PRAGMA user_version``), migrated in place before the first operation
-so older files keep working:
-
-* 0: ``players`` (one JSON snapshot of a queue per key);
-* 1: adds ``player_settings``: each key's sound settings (filters, crossfade), kept
-  apart from the queue so they outlive it (a queue that empties is deleted; its
-  key's settings stay). Only keys with settings other than the defaults have a row.
+Its tables (``players``, and ``player_settings`` for each key's sound settings, kept
+apart from the queue so they outlive it) and their schema versions are the file's
+(``gateway.schema``), migrated in place before the first operation so older files keep
+working.
 
 Callers of ``save`` get ``DatabaseError`` and are expected to keep the state and save it
 again later; ``failed_saves`` counts every save that did not land.
@@ -27,49 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.database import Database, DatabaseError
+from gateway.schema import SCHEMA_VERSION, set_up
 from gateway.settings import setting_default
 
 __all__ = ["SCHEMA_VERSION", "QueueStore"]
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS players (
-    key TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    updated REAL NOT NULL
-)
-"""
-
-#: Steps from each schema version to the next (index = the version they start from).
-_MIGRATIONS = (
-    """
-    CREATE TABLE IF NOT EXISTS player_settings (
-        key TEXT PRIMARY KEY,
-        settings TEXT NOT NULL,
-        updated REAL NOT NULL
-    )
-    """,
-)
-#: The schema version this code writes.
-SCHEMA_VERSION = len(_MIGRATIONS)
 #: The snapshot key whose value goes to ``player_settings``.
 SETTINGS_KEY = "settings"
-
-
-def _set_up(connection: sqlite3.Connection) -> None:
-    """The tables, migrated to ``SCHEMA_VERSION`` (on the database thread)."""
-    with connection:
-        connection.execute(_SCHEMA)
-    (version,) = connection.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        log.warning("the queue database was written by a newer version (schema %d, "
-                    "ours %d); using what this version knows", version, SCHEMA_VERSION)
-        return
-    for step in range(int(version), SCHEMA_VERSION):
-        with connection:
-            connection.execute(_MIGRATIONS[step])
-            connection.execute(f"PRAGMA user_version = {step + 1}")
 
 
 def _is_default(settings: object) -> bool:
@@ -122,7 +85,7 @@ class QueueStore:
         self._owned = not isinstance(database, Database)
         self.database = (database if isinstance(database, Database)
                          else Database(database, lock_timeout=lock_timeout))
-        self.database.add_setup(_set_up)
+        self.database.add_setup(set_up)
         #: Saves that did not land.
         self.failed_saves = 0
 

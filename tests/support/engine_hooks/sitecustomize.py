@@ -14,7 +14,13 @@ environment) apply them. Without a knob set, nothing is imported or changed.
 - ``AUDIOGATE_TEST_RESTORE_AFTER``: seconds the load must stay low before the libopus
   complexity steps back up (instead of ``cost.RESTORE_AFTER``);
 - ``AUDIOGATE_TEST_HUNG_AFTER``: seconds without a tick after which the front kills a
-  worker (instead of ``front.WORKER_HUNG_AFTER``).
+  worker (instead of ``front.WORKER_HUNG_AFTER``);
+- ``AUDIOGATE_TEST_YOUTUBE``: a JSON file of videos and mixes (``hooks.youtube_catalogue``):
+  yt-dlp, in the resolution workers, answers YouTube links from it (a video plays the
+  media URL it names; ``watch?v=ID&list=RDID`` is the video's "Mix" playlist; an unknown
+  video is unavailable), as YouTube would through yt-dlp; every other link is yt-dlp's
+  own business. YouTube is the edge the tests cannot reach: the engine, its workers, its
+  catalogue endpoints and yt-dlp's API around the answer are the real ones.
 """
 
 from __future__ import annotations
@@ -70,3 +76,57 @@ if _restore > 0:
     from audio_engine.cluster import cost as _cost_module
 
     _cost_module.RESTORE_AFTER = _restore  # type: ignore[misc]
+
+
+def _stand_in_youtube(catalogue_path: str) -> None:
+    import json
+    import urllib.parse
+    from pathlib import Path
+
+    import yt_dlp  # type: ignore[import-untyped]
+
+    catalogue = json.loads(Path(catalogue_path).read_text(encoding="utf-8"))
+    videos: dict[str, dict[str, Any]] = catalogue["videos"]
+    mixes: dict[str, list[str]] = catalogue["mixes"]
+    hosts = {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com",
+             "youtu.be"}
+
+    def video_id(parts: urllib.parse.SplitResult) -> str:
+        if parts.hostname == "youtu.be":
+            return parts.path.strip("/")
+        return urllib.parse.parse_qs(parts.query).get("v", [""])[0]
+
+    def entry(vid: str) -> dict[str, Any]:
+        known = videos[vid]
+        return {"_type": "url", "ie_key": "Youtube", "id": vid,
+                "url": f"https://www.youtube.com/watch?v={vid}", "title": known["title"],
+                "duration": known["duration"]}
+
+    original = yt_dlp.YoutubeDL
+
+    class StandInYoutubeDL(original):  # type: ignore[misc,valid-type]
+        def extract_info(self, url: str, *args: Any, **kwargs: Any) -> Any:
+            parts = urllib.parse.urlsplit(url)
+            if parts.hostname not in hosts:
+                return super().extract_info(url, *args, **kwargs)
+            vid = video_id(parts)
+            if vid not in videos:
+                raise yt_dlp.utils.DownloadError(f"ERROR: [youtube] {vid}: Video unavailable")
+            listed = urllib.parse.parse_qs(parts.query).get("list", [""])[0]
+            if listed == f"RD{vid}" and not self.params.get("noplaylist"):
+                return {"_type": "playlist", "id": listed, "title": f"Mix - {videos[vid]['title']}",
+                        "entries": [entry(v) for v in [vid, *mixes.get(vid, [])]
+                                    if v in videos]}
+            known = videos[vid]
+            info = {"id": vid, "title": known["title"], "duration": known["duration"],
+                    "webpage_url": f"https://www.youtube.com/watch?v={vid}"}
+            if self.params.get("format"):
+                info.update(url=known["url"], http_headers={})
+            return info
+
+    yt_dlp.YoutubeDL = StandInYoutubeDL
+
+
+_youtube = os.environ.get("AUDIOGATE_TEST_YOUTUBE", "")
+if _youtube:
+    _stand_in_youtube(_youtube)
