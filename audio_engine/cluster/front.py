@@ -9,10 +9,10 @@ front:
 - **places** a new session on the worker with the least load and keeps it there for
   the session's life (a replacing play stays on the same worker, so a replaced
   stream's ``finished`` still precedes the new ``ready``; ``directory``);
-- **admits** a play by its projected cost before anything starts
-  (``audio_engine.cluster.cost``): 503 with ``Retry-After`` and, after the reply, an
+- **admits** a play by its projected cost before anything starts (its
+  ``LoadGovernor``, ``governor``): 503 with ``Retry-After`` and, after the reply, an
   ``error`` event for the session (the Node front ignores HTTP statuses), or 429 at
-  the session limit; under load it first steps the libopus complexity down;
+  the session limit; under load the governor first steps the libopus complexity down;
 - **writes** every worker's batches to every socket consumer (``ConsumerHub``), tells
   the workers when a Go-style consumer is connected, and when it wrote a ``ready``
   (the first audio is timed from that write);
@@ -43,20 +43,15 @@ import psutil
 
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.cluster.channel import Batch, Failure
-from audio_engine.cluster.cost import Admission, CostModel
 from audio_engine.cluster.directory import SessionDirectory, SessionRecord
+from audio_engine.cluster.governor import LoadGovernor
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
 from audio_engine.cluster.pool import WorkerPool, silent_for, ticking, usable_cores
 from audio_engine.cluster.reports import FEATURES, VERSION, WorkerReport, open_fds, rss_megabytes
 from audio_engine.cluster.stats import frame_stats, pools_view, sum_parts
 from audio_engine.cluster.workers import WorkerProcess
 from audio_engine.metrics import EngineMetrics, merged_exposition
-from audio_engine.sessions.admission import (
-    DEGRADED_MIN_LOAD,
-    LOAD_INTERVAL,
-    Headroom,
-    LoadModel,
-)
+from audio_engine.sessions.admission import LOAD_INTERVAL
 from audio_engine.sessions.session import PlayRequest
 from audio_engine.settings import EngineSettings
 from audio_engine.sources.egress import EgressProxy
@@ -65,7 +60,7 @@ from audio_engine.sources.resolver import Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.consumers import ConsumerHub
 from lifecycle import Process, TaskOwner, declare
-from protocol import FRAME_DURATION, Event, EventType, encode_event_line
+from protocol import Event, EventType, encode_event_line
 from protocol.filters import Filters, Loudness
 
 __all__ = [
@@ -196,15 +191,9 @@ class Front:
         self.sessions: SessionDirectory[WorkerProcess] = SessionDirectory(default_loudness)
         count = workers or usable_cores()
         self.pool = WorkerPool(count, worker_command, self, self._configure, env=worker_env)
-        self.budget = settings.cpu_budget or float(usable_cores())
-        self.admission = Admission(budget=self.budget, max_load=settings.max_load,
-                                   top=settings.opus_complexity)
-        self._cost_prior = cost_prior
-        #: Until the first worker has timed the bare pipeline: 0.02 cores (a session
-        #: of about 350 µs per frame, this development machine's).
-        self.cost = CostModel(cost_prior or 0.02)
-        self._calibrated = cost_prior is not None
-        self.load = LoadModel(budget=self.budget)
+        #: Admission, cost per unit, measured load and the libopus complexity.
+        self.governor = LoadGovernor(settings, self.sessions, self.pool, self.metrics,
+                                     cost_prior=cost_prior)
         self._plays = itertools.count(1)
         self._go_style = True
         self._tasks = TaskOwner(_OWNER, logger=log)
@@ -214,14 +203,13 @@ class Front:
         self._running = False
         self._stopped = False
         self.metrics.watch(self._snapshot)
-        self.metrics.opus_complexity.set(self.admission.complexity)
 
     def _configure(self, index: int, generation: int) -> tuple[Any, ...]:
         """A worker's ``configure`` arguments (``audiogate.engine_worker``)."""
         codec_threads = max(1, round(usable_cores() / len(self.pool)))
         # The first worker times the bare codec pipeline for the cost model's prior.
-        calibrate = index == 0 and generation == 1 and self._cost_prior is None
-        return (self.settings, index, self.admission.complexity, self._go_style,
+        calibrate = index == 0 and generation == 1 and self.governor.wants_calibration
+        return (self.settings, index, self.governor.complexity, self._go_style,
                 codec_threads, calibrate)
 
     @property
@@ -325,11 +313,8 @@ class Front:
 
     def worker_report(self, worker: WorkerProcess, report: WorkerReport) -> None:
         self.pool.noticed(worker)
-        if report.bare_micros is not None and not self._calibrated:
-            self._calibrated = True
-            self.cost = CostModel(_prior_from(report.bare_micros))
-            log.info("bare codec pipeline: %.0f µs per frame; one transcoding session "
-                     "costs about %.3f cores", report.bare_micros, self.cost.prior)
+        if report.bare_micros is not None:
+            self.governor.calibrate(report.bare_micros)
         self.sessions.apply(worker, report)
 
     async def run_job(self, job: dict[str, Any], caller: str) -> dict[str, Any]:
@@ -383,23 +368,16 @@ class Front:
     # -- load --------------------------------------------------------------------------------
 
     def _place(self, workers: list[WorkerProcess]) -> WorkerProcess:
-        return self.sessions.place(workers, self.admission.complexity, ticking,
+        return self.sessions.place(workers, self.governor.complexity, ticking,
                                    lambda w: w.index)
 
     async def _sample(self) -> None:
-        level_before = self.admission.complexity
+        """Every ``LOAD_INTERVAL``: kill a hung worker, then hand the governor the
+        workers' load."""
         while True:
             await asyncio.sleep(LOAD_INTERVAL)
             self._kill_hung()
-            self.load.add(self.pool.sample())
-            room = self.load.headroom()
-            carried = self.sessions.carried()
-            if room.seconds > 0:
-                self.cost.observe(room.load * self.budget, carried.at(level_before))
-            level = self.admission.settle(self.cost, carried, time.monotonic(),
-                                          degraded=self._degraded(room))
-            self._set_complexity(level, level_before)
-            level_before = level
+            self.governor.sample(self.pool.sample())
 
     def _kill_hung(self) -> None:
         """A worker whose clock has not ticked for ``WORKER_HUNG_AFTER`` while its
@@ -412,22 +390,6 @@ class Front:
                           worker.index, silent)
                 self.metrics.workers_killed.inc()
                 worker.kill()
-
-    @staticmethod
-    def _degraded(room: Headroom) -> bool:
-        """The sessions are failing (frames missing, ticks late) while the engine is
-        busy: below half its budget, the cause is another process on the host."""
-        return room.degraded and room.load >= DEGRADED_MIN_LOAD
-
-    def _set_complexity(self, level: int, before: int) -> None:
-        if level == before:
-            return
-        log.info("libopus complexity %d -> %d (load %.0f%% of %.1f cores)", before, level,
-                 100 * self.cost.cores(self.sessions.carried().at(level)) / self.budget,
-                 self.budget)
-        self.metrics.opus_complexity.set(level)
-        self.metrics.complexity_steps.labels("down" if level < before else "up").inc()
-        self.pool.cast("complexity", level)
 
     def _consumers_changed(self) -> None:
         go_style = self.hub.go_style_connected
@@ -482,10 +444,7 @@ class Front:
                                  f"too many sessions: the limit of {self.settings.max_sessions} "
                                  "is reached")
         if not replacing:
-            before = self.admission.complexity
-            decision = self.admission.decide(self.cost, self.sessions.carried(), projected,
-                                             degraded=self._degraded(self.load.headroom()))
-            self._set_complexity(decision.complexity, before)
+            decision = self.governor.admit(projected)
             if not decision.accept:
                 self.metrics.plays_refused.labels("load").inc()
                 return self._refused(session_id, play_id, 503, decision.retry_after,
@@ -676,7 +635,7 @@ class Front:
             "underruns": total.get("underruns", 0),
             "max_sessions": self.settings.max_sessions,
             "cpu_seconds": round(time.process_time() + total.get("cpu_seconds", 0.0), 3),
-            "opus_complexity": self.admission.complexity,
+            "opus_complexity": self.governor.complexity,
             "frameStats": frame_stats(parts),
             "tasks": len(asyncio.all_tasks()) + total.get("tasks", 0),
             "threads": threading.active_count() + total.get("threads", 0),
@@ -700,7 +659,8 @@ class Front:
         memory = psutil.virtual_memory()
         rss = int((rss_megabytes() + sum(p.get("rss_mb", 0.0) for p in parts)) * 1024 * 1024)
         cores = psutil.cpu_count() or 1
-        room = self.load.headroom()
+        governor = self.governor
+        room = governor.load.headroom()
         return {
             "players": total.get("sessions_active", 0),
             "playingPlayers": total.get("sessions_playing", 0),
@@ -710,38 +670,8 @@ class Front:
             "cpu": {
                 "cores": cores,
                 "systemLoad": round(psutil.cpu_percent(interval=None) / 100, 4),
-                "lavalinkLoad": round(room.load * self.budget / cores, 4),
+                "lavalinkLoad": round(room.load * governor.budget / cores, 4),
             },
             "frameStats": frame_stats(parts),
-            "headroom": self.headroom(),
+            "headroom": governor.headroom(),
         }
-
-    def headroom(self) -> dict[str, Any]:
-        """Ours, beside Lavalink's keys: the admission's inputs now."""
-        room = self.load.headroom()
-        level = self.admission.complexity
-        carried = self.sessions.carried()
-        projected = self.cost.cores(carried.at(self.admission.levels[-1]) + 1.0) / self.budget
-        return {
-            "load": round(room.load, 4),
-            "projectedLoad": round(self.cost.cores(carried.at(level)) / self.budget, 4),
-            "sessionCost": round(self.cost.per_unit / self.budget, 5),
-            "maxLoad": self.admission.max_load,
-            "cpuBudget": self.budget,
-            "admitting": projected <= self.admission.max_load or self.admission.max_load >= 1,
-            "opusComplexity": level,
-            "workers": len(self.pool.live()),
-            "tickLatenessMs": round(room.tick_lateness * 1000, 2),
-            "poolLagMs": round(room.pool_lag * 1000, 2),
-            "nulled": room.nulled,
-            "deficit": room.deficit,
-            "expectedFrames": room.expected_frames,
-            "windowSeconds": round(room.seconds, 2),
-        }
-
-
-def _prior_from(bare_micros: float) -> float:
-    """Cores one plain transcoding session costs, from the bare pipeline's µs per
-    frame plus the engine's own work on top (Ogg pages, the program, the clock, the
-    front): measured at about 15 % (docs/performance.md)."""
-    return bare_micros * 1.15 / 1e6 / FRAME_DURATION
