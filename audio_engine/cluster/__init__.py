@@ -9,7 +9,9 @@
 - ``cost``: what a session costs, admission and the libopus complexity (pure);
 - ``governor``: the front's load governor (budget, cost per unit, measured load,
   complexity steps) around those rules;
-- ``stats``: ``/health`` and ``/stats`` from the workers' parts;
+- ``stats``: ``/health`` and ``/stats`` from the workers' parts (pure);
+- ``overview``: the front's ``/health``, ``/stats``, ``/metrics`` and session list,
+  gathered from every live worker;
 - ``front``: the front (placement, plays, the socket hub, failover).
 """
 

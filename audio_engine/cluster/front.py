@@ -22,6 +22,9 @@ front:
   the position their listeners reached, continuing the same Ogg stream (serial,
   granules, page numbers) without a new ``ready``; the worker is restarted (``pool``).
   The other sessions never notice.
+
+Its ``overview`` answers ``/health``, ``/stats``, ``/metrics`` and the session list from
+every live worker.
 """
 
 from __future__ import annotations
@@ -32,25 +35,22 @@ import logging
 import math
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import psutil
-
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.cluster.channel import Batch, Failure
 from audio_engine.cluster.directory import SessionDirectory, SessionRecord
 from audio_engine.cluster.governor import LoadGovernor
+from audio_engine.cluster.overview import Overview
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
 from audio_engine.cluster.pool import WorkerPool, silent_for, ticking, usable_cores
-from audio_engine.cluster.reports import FEATURES, VERSION, WorkerReport, open_fds, rss_megabytes
-from audio_engine.cluster.stats import frame_stats, pools_view, sum_parts
+from audio_engine.cluster.reports import VERSION, WorkerReport
 from audio_engine.cluster.workers import WorkerProcess
-from audio_engine.metrics import EngineMetrics, merged_exposition
+from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import LOAD_INTERVAL
 from audio_engine.sessions.session import PlayRequest
 from audio_engine.settings import EngineSettings
@@ -197,12 +197,14 @@ class Front:
         self._plays = itertools.count(1)
         self._go_style = True
         self._tasks = TaskOwner(_OWNER, logger=log)
-        self.started_at = time.monotonic()
+        #: ``/health``, ``/stats``, ``/metrics`` and the sessions' views, from every worker.
+        self.overview = Overview(settings, self.metrics, self.hub, self.pool,
+                                 self.resolve_pool, self.governor, within=_CALL_TIMEOUT)
         self._stopping = asyncio.Event()
         self._run_done = asyncio.Event()
         self._running = False
         self._stopped = False
-        self.metrics.watch(self._snapshot)
+        self.metrics.watch(self.overview.snapshot)
 
     def _configure(self, index: int, generation: int) -> tuple[Any, ...]:
         """A worker's ``configure`` arguments (``audiogate.engine_worker``)."""
@@ -529,12 +531,6 @@ class Front:
             raise WorkerUnavailable("the engine is moving this session; try again shortly")
         return await self._call(record, "view", session_id)  # type: ignore[no-any-return]
 
-    async def views(self) -> list[dict[str, Any]]:
-        views: list[dict[str, Any]] = []
-        for part in await self._gather("views"):
-            views.extend(part)
-        return views
-
     async def set_volume(self, session_id: str, volume: float) -> float:
         record = self._record(session_id)
         value = float(await self._call(record, "volume", session_id, volume))
@@ -584,94 +580,3 @@ class Front:
         record = self._record(session_id)
         value = await self._call(record, "cancel_next", session_id)
         return int(value) if value is not None else None
-
-    # -- statistics ----------------------------------------------------------------------------
-
-    def _snapshot(self) -> dict[str, object]:
-        return {
-            "consumers": len(self.hub.consumers),
-            "consumers_any_order": sum(1 for c in self.hub.consumers if c.any_order),
-            "consumer_queues": {c.name: c.queued_bytes for c in self.hub.consumers},
-            "workers": len(self.pool.live()),
-        }
-
-    async def _gather(self, method: str) -> list[Any]:
-        """Every live worker's answer to *method* (a worker that fails is left out)."""
-        results = await asyncio.gather(
-            *(w.call(method, within=_CALL_TIMEOUT) for w in self.pool.live()),
-            return_exceptions=True)
-        return [r for r in results if not isinstance(r, BaseException)]
-
-    async def metrics_text(self) -> bytes:
-        """``/metrics``: the front's metrics and every worker's, added up."""
-        return merged_exposition(self.metrics.registry, await self._gather("metrics"))
-
-    async def health(self) -> dict[str, Any]:
-        """``/health``: the Go engine's fields first, then ours."""
-        parts = await self._gather("health")
-        total = sum_parts(parts)
-        live = self.pool.live()
-        rss = rss_megabytes() + sum(w.report.rss_mb for w in live if w.report is not None)
-        consumers = self.hub.consumers
-        return {
-            "status": "ok",
-            "uptime_seconds": int(time.monotonic() - self.started_at),
-            "ram_mb": f"{rss:.2f}",
-            "sessions_active": total.get("sessions_active", 0),
-            "sessions_playing": total.get("sessions_playing", 0),
-            "engine": "audiogate",
-            "version": self.version,
-            "features": list(FEATURES),
-            "workers": len(live),
-            "worker_pids": [w.pid for w in live],
-            "sessions_total": total.get("sessions_total", 0),
-            "sessions_by_state": total.get("sessions_by_state", {}),
-            "passthrough_sessions": total.get("passthrough_sessions", 0),
-            "consumers": len(consumers),
-            "consumers_any_order": sum(1 for c in consumers if c.any_order),
-            "ticks": max((p.get("ticks", 0) for p in parts), default=0),
-            "clock_slipped_ticks": total.get("clock_slipped_ticks", 0),
-            "frames_sent": total.get("frames_sent", 0),
-            "underruns": total.get("underruns", 0),
-            "max_sessions": self.settings.max_sessions,
-            "cpu_seconds": round(time.process_time() + total.get("cpu_seconds", 0.0), 3),
-            "opus_complexity": self.governor.complexity,
-            "frameStats": frame_stats(parts),
-            "tasks": len(asyncio.all_tasks()) + total.get("tasks", 0),
-            "threads": threading.active_count() + total.get("threads", 0),
-            "open_fds": open_fds() + total.get("open_fds", 0),
-            "resolution": {
-                "workers": self.resolve_pool.workers,
-                "running": self.resolve_pool.running,
-                "waiting": self.resolve_pool.waiting,
-                "workers_started": self.resolve_pool.started,
-                "workers_killed": self.resolve_pool.killed,
-            },
-            "egress": total.get("egress", {"connections": 0, "grants": 0}),
-            "memory": total.get("memory", {"releases": 0, "released_mb": 0.0}),
-            "pools": pools_view(total.get("pools", {})),
-        }
-
-    async def stats(self) -> dict[str, Any]:
-        """``/stats`` in Lavalink's shape, for node balancers written for it."""
-        parts = await self._gather("health")
-        total = sum_parts(parts)
-        memory = psutil.virtual_memory()
-        rss = int((rss_megabytes() + sum(p.get("rss_mb", 0.0) for p in parts)) * 1024 * 1024)
-        cores = psutil.cpu_count() or 1
-        governor = self.governor
-        room = governor.load.headroom()
-        return {
-            "players": total.get("sessions_active", 0),
-            "playingPlayers": total.get("sessions_playing", 0),
-            "uptime": int((time.monotonic() - self.started_at) * 1000),
-            "memory": {"free": memory.available, "used": rss, "allocated": rss,
-                       "reservable": memory.total},
-            "cpu": {
-                "cores": cores,
-                "systemLoad": round(psutil.cpu_percent(interval=None) / 100, 4),
-                "lavalinkLoad": round(room.load * governor.budget / cores, 4),
-            },
-            "frameStats": frame_stats(parts),
-            "headroom": governor.headroom(),
-        }
