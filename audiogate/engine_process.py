@@ -125,8 +125,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
     http_listener, unix, tcp = _bind(settings)
     try:
         front = Front(settings, worker_command=worker_command, workers=settings.workers)
-        front.clock_scheduling = RealtimeClock(settings.clock_priority).start()
-        log.info("event loop thread: %s", front.clock_scheduling)
+        front.overview.clock_scheduling = RealtimeClock(settings.clock_priority).start()
+        log.info("event loop thread: %s", front.overview.clock_scheduling)
         http = HttpService(create_app(front), http_listener, name="engine",
                            request_timeout=settings.http_request_timeout,
                            graceful_timeout=settings.shutdown_timeout / 2)

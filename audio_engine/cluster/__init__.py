@@ -7,8 +7,12 @@
 - ``reports``: what a worker tells its front, and the engine's identity;
 - ``directory``: which worker holds each session and what it costs (pure);
 - ``cost``: what a session costs, admission and the libopus complexity (pure);
-- ``stats``: ``/health`` and ``/stats`` from the workers' parts;
-- ``front``: the front (placement, admission, the socket hub, failover).
+- ``governor``: the front's load governor (budget, cost per unit, measured load,
+  complexity steps) around those rules;
+- ``stats``: ``/health`` and ``/stats`` from the workers' parts (pure);
+- ``overview``: the front's ``/health``, ``/stats``, ``/metrics`` and session list,
+  gathered from every live worker;
+- ``front``: the front (placement, plays, the socket hub, failover).
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ front:
 - **places** a new session on the worker with the least load and keeps it there for
   the session's life (a replacing play stays on the same worker, so a replaced
   stream's ``finished`` still precedes the new ``ready``; ``directory``);
-- **admits** a play by its projected cost before anything starts
-  (``audio_engine.cluster.cost``): 503 with ``Retry-After`` and, after the reply, an
+- **admits** a play by its projected cost before anything starts (its
+  ``LoadGovernor``, ``governor``): 503 with ``Retry-After`` and, after the reply, an
   ``error`` event for the session (the Node front ignores HTTP statuses), or 429 at
-  the session limit; under load it first steps the libopus complexity down;
+  the session limit; under load the governor first steps the libopus complexity down;
 - **writes** every worker's batches to every socket consumer (``ConsumerHub``), tells
   the workers when a Go-style consumer is connected, and when it wrote a ``ready``
   (the first audio is timed from that write);
@@ -22,6 +22,9 @@ front:
   the position their listeners reached, continuing the same Ogg stream (serial,
   granules, page numbers) without a new ``ready``; the worker is restarted (``pool``).
   The other sessions never notice.
+
+Its ``overview`` answers ``/health``, ``/stats``, ``/metrics`` and the session list from
+every live worker.
 """
 
 from __future__ import annotations
@@ -32,31 +35,23 @@ import logging
 import math
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import psutil
-
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.cluster.channel import Batch, Failure
-from audio_engine.cluster.cost import Admission, CostModel
 from audio_engine.cluster.directory import SessionDirectory, SessionRecord
+from audio_engine.cluster.governor import LoadGovernor
+from audio_engine.cluster.overview import Overview
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
 from audio_engine.cluster.pool import WorkerPool, silent_for, ticking, usable_cores
-from audio_engine.cluster.reports import FEATURES, VERSION, WorkerReport, open_fds, rss_megabytes
-from audio_engine.cluster.stats import frame_stats, pools_view, sum_parts
+from audio_engine.cluster.reports import VERSION, WorkerReport
 from audio_engine.cluster.workers import WorkerProcess
-from audio_engine.metrics import EngineMetrics, merged_exposition
-from audio_engine.sessions.admission import (
-    DEGRADED_MIN_LOAD,
-    LOAD_INTERVAL,
-    Headroom,
-    LoadModel,
-)
+from audio_engine.metrics import EngineMetrics
+from audio_engine.sessions.admission import LOAD_INTERVAL
 from audio_engine.sessions.session import PlayRequest
 from audio_engine.settings import EngineSettings
 from audio_engine.sources.egress import EgressProxy
@@ -65,7 +60,7 @@ from audio_engine.sources.resolver import Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.consumers import ConsumerHub
 from lifecycle import Process, TaskOwner, declare
-from protocol import FRAME_DURATION, Event, EventType, encode_event_line
+from protocol import Event, EventType, encode_event_line
 from protocol.filters import Filters, Loudness
 
 __all__ = [
@@ -171,9 +166,6 @@ class Front:
         self.settings = settings
         self.metrics = EngineMetrics()
         self.metrics.sessions_gauge.set(settings.max_sessions)
-        #: How the front's event loop thread is scheduled, in words (set by the
-        #: process: ``audiogate.scheduling``).
-        self.clock_scheduling = "normal"
         self.timing = settings.timing
         self.hub = ConsumerHub(self.metrics, queue_limit=settings.consumer_queue_bytes,
                                stall_seconds=settings.consumer_stall_seconds,
@@ -199,32 +191,28 @@ class Front:
         self.sessions: SessionDirectory[WorkerProcess] = SessionDirectory(default_loudness)
         count = workers or usable_cores()
         self.pool = WorkerPool(count, worker_command, self, self._configure, env=worker_env)
-        self.budget = settings.cpu_budget or float(usable_cores())
-        self.admission = Admission(budget=self.budget, max_load=settings.max_load,
-                                   top=settings.opus_complexity)
-        self._cost_prior = cost_prior
-        #: Until the first worker has timed the bare pipeline: 0.02 cores (a session
-        #: of about 350 µs per frame, this development machine's).
-        self.cost = CostModel(cost_prior or 0.02)
-        self._calibrated = cost_prior is not None
-        self.load = LoadModel(budget=self.budget)
+        #: Admission, cost per unit, measured load and the libopus complexity.
+        self.governor = LoadGovernor(settings, self.sessions, self.pool, self.metrics,
+                                     cost_prior=cost_prior)
         self._plays = itertools.count(1)
         self._go_style = True
         self._tasks = TaskOwner(_OWNER, logger=log)
-        self.started_at = time.monotonic()
+        #: ``/health``, ``/stats``, ``/metrics`` and the sessions' views, from every worker.
+        self.overview = Overview(settings, self.metrics, self.hub, self.pool,
+                                 self.resolve_pool, self.governor, self.timing,
+                                 within=_CALL_TIMEOUT)
         self._stopping = asyncio.Event()
         self._run_done = asyncio.Event()
         self._running = False
         self._stopped = False
-        self.metrics.watch(self._snapshot)
-        self.metrics.opus_complexity.set(self.admission.complexity)
+        self.metrics.watch(self.overview.snapshot)
 
     def _configure(self, index: int, generation: int) -> tuple[Any, ...]:
         """A worker's ``configure`` arguments (``audiogate.engine_worker``)."""
         codec_threads = max(1, round(usable_cores() / len(self.pool)))
         # The first worker times the bare codec pipeline for the cost model's prior.
-        calibrate = index == 0 and generation == 1 and self._cost_prior is None
-        return (self.settings, index, self.admission.complexity, self._go_style,
+        calibrate = index == 0 and generation == 1 and self.governor.wants_calibration
+        return (self.settings, index, self.governor.complexity, self._go_style,
                 codec_threads, calibrate)
 
     @property
@@ -328,11 +316,8 @@ class Front:
 
     def worker_report(self, worker: WorkerProcess, report: WorkerReport) -> None:
         self.pool.noticed(worker)
-        if report.bare_micros is not None and not self._calibrated:
-            self._calibrated = True
-            self.cost = CostModel(_prior_from(report.bare_micros))
-            log.info("bare codec pipeline: %.0f µs per frame; one transcoding session "
-                     "costs about %.3f cores", report.bare_micros, self.cost.prior)
+        if report.bare_micros is not None:
+            self.governor.calibrate(report.bare_micros)
         self.sessions.apply(worker, report)
 
     async def run_job(self, job: dict[str, Any], caller: str) -> dict[str, Any]:
@@ -386,23 +371,16 @@ class Front:
     # -- load --------------------------------------------------------------------------------
 
     def _place(self, workers: list[WorkerProcess]) -> WorkerProcess:
-        return self.sessions.place(workers, self.admission.complexity, ticking,
+        return self.sessions.place(workers, self.governor.complexity, ticking,
                                    lambda w: w.index)
 
     async def _sample(self) -> None:
-        level_before = self.admission.complexity
+        """Every ``LOAD_INTERVAL``: kill a hung worker, then hand the governor the
+        workers' load."""
         while True:
             await asyncio.sleep(LOAD_INTERVAL)
             self._kill_hung()
-            self.load.add(self.pool.sample())
-            room = self.load.headroom()
-            carried = self.sessions.carried()
-            if room.seconds > 0:
-                self.cost.observe(room.load * self.budget, carried.at(level_before))
-            level = self.admission.settle(self.cost, carried, time.monotonic(),
-                                          degraded=self._degraded(room))
-            self._set_complexity(level, level_before)
-            level_before = level
+            self.governor.sample(self.pool.sample())
 
     def _kill_hung(self) -> None:
         """A worker whose clock has not ticked for ``WORKER_HUNG_AFTER`` while its
@@ -415,22 +393,6 @@ class Front:
                           worker.index, silent)
                 self.metrics.workers_killed.inc()
                 worker.kill()
-
-    @staticmethod
-    def _degraded(room: Headroom) -> bool:
-        """The sessions are failing (frames missing, ticks late) while the engine is
-        busy: below half its budget, the cause is another process on the host."""
-        return room.degraded and room.load >= DEGRADED_MIN_LOAD
-
-    def _set_complexity(self, level: int, before: int) -> None:
-        if level == before:
-            return
-        log.info("libopus complexity %d -> %d (load %.0f%% of %.1f cores)", before, level,
-                 100 * self.cost.cores(self.sessions.carried().at(level)) / self.budget,
-                 self.budget)
-        self.metrics.opus_complexity.set(level)
-        self.metrics.complexity_steps.labels("down" if level < before else "up").inc()
-        self.pool.cast("complexity", level)
 
     def _consumers_changed(self) -> None:
         go_style = self.hub.go_style_connected
@@ -485,10 +447,7 @@ class Front:
                                  f"too many sessions: the limit of {self.settings.max_sessions} "
                                  "is reached")
         if not replacing:
-            before = self.admission.complexity
-            decision = self.admission.decide(self.cost, self.sessions.carried(), projected,
-                                             degraded=self._degraded(self.load.headroom()))
-            self._set_complexity(decision.complexity, before)
+            decision = self.governor.admit(projected)
             if not decision.accept:
                 self.metrics.plays_refused.labels("load").inc()
                 return self._refused(session_id, play_id, 503, decision.retry_after,
@@ -573,12 +532,6 @@ class Front:
             raise WorkerUnavailable("the engine is moving this session; try again shortly")
         return await self._call(record, "view", session_id)  # type: ignore[no-any-return]
 
-    async def views(self) -> list[dict[str, Any]]:
-        views: list[dict[str, Any]] = []
-        for part in await self._gather("views"):
-            views.extend(part)
-        return views
-
     async def set_volume(self, session_id: str, volume: float) -> float:
         record = self._record(session_id)
         value = float(await self._call(record, "volume", session_id, volume))
@@ -628,129 +581,3 @@ class Front:
         record = self._record(session_id)
         value = await self._call(record, "cancel_next", session_id)
         return int(value) if value is not None else None
-
-    # -- statistics ----------------------------------------------------------------------------
-
-    def _snapshot(self) -> dict[str, object]:
-        return {
-            "consumers": len(self.hub.consumers),
-            "consumers_any_order": sum(1 for c in self.hub.consumers if c.any_order),
-            "consumer_queues": {c.name: c.queued_bytes for c in self.hub.consumers},
-            "workers": len(self.pool.live()),
-        }
-
-    async def _gather(self, method: str) -> list[Any]:
-        """Every live worker's answer to *method* (a worker that fails is left out)."""
-        results = await asyncio.gather(
-            *(w.call(method, within=_CALL_TIMEOUT) for w in self.pool.live()),
-            return_exceptions=True)
-        return [r for r in results if not isinstance(r, BaseException)]
-
-    async def metrics_text(self) -> bytes:
-        """``/metrics``: the front's metrics and every worker's, added up."""
-        return merged_exposition(self.metrics.registry, await self._gather("metrics"))
-
-    async def health(self) -> dict[str, Any]:
-        """``/health``: the Go engine's fields first, then ours."""
-        parts = await self._gather("health")
-        total = sum_parts(parts)
-        live = self.pool.live()
-        rss = rss_megabytes() + sum(w.report.rss_mb for w in live if w.report is not None)
-        consumers = self.hub.consumers
-        return {
-            "status": "ok",
-            "uptime_seconds": int(time.monotonic() - self.started_at),
-            "ram_mb": f"{rss:.2f}",
-            "sessions_active": total.get("sessions_active", 0),
-            "sessions_playing": total.get("sessions_playing", 0),
-            "engine": "audiogate",
-            "version": self.version,
-            "features": list(FEATURES),
-            "workers": len(live),
-            "worker_pids": [w.pid for w in live],
-            "sessions_total": total.get("sessions_total", 0),
-            "sessions_by_state": total.get("sessions_by_state", {}),
-            "passthrough_sessions": total.get("passthrough_sessions", 0),
-            "consumers": len(consumers),
-            "consumers_any_order": sum(1 for c in consumers if c.any_order),
-            "ticks": max((p.get("ticks", 0) for p in parts), default=0),
-            "clock_scheduling": {"front": self.clock_scheduling,
-                                 "workers": [p.get("clock_scheduling", "") for p in parts]},
-            "clock_slipped_ticks": total.get("clock_slipped_ticks", 0),
-            # The Node-safe margins now (stretched by the host's CPU pressure).
-            "margins_ms": {"event": round(self.timing.event_delay(True) * 1000, 1),
-                           "first_audio": round((self.timing.audio_delay(True) or 0.0)
-                                                * 1000, 1)},
-            "frames_sent": total.get("frames_sent", 0),
-            "underruns": total.get("underruns", 0),
-            "max_sessions": self.settings.max_sessions,
-            "cpu_seconds": round(time.process_time() + total.get("cpu_seconds", 0.0), 3),
-            "opus_complexity": self.admission.complexity,
-            "frameStats": frame_stats(parts),
-            "tasks": len(asyncio.all_tasks()) + total.get("tasks", 0),
-            "threads": threading.active_count() + total.get("threads", 0),
-            "open_fds": open_fds() + total.get("open_fds", 0),
-            "resolution": {
-                "workers": self.resolve_pool.workers,
-                "running": self.resolve_pool.running,
-                "waiting": self.resolve_pool.waiting,
-                "workers_started": self.resolve_pool.started,
-                "workers_killed": self.resolve_pool.killed,
-            },
-            "egress": total.get("egress", {"connections": 0, "grants": 0}),
-            "memory": total.get("memory", {"releases": 0, "released_mb": 0.0}),
-            "pools": pools_view(total.get("pools", {})),
-        }
-
-    async def stats(self) -> dict[str, Any]:
-        """``/stats`` in Lavalink's shape, for node balancers written for it."""
-        parts = await self._gather("health")
-        total = sum_parts(parts)
-        memory = psutil.virtual_memory()
-        rss = int((rss_megabytes() + sum(p.get("rss_mb", 0.0) for p in parts)) * 1024 * 1024)
-        cores = psutil.cpu_count() or 1
-        room = self.load.headroom()
-        return {
-            "players": total.get("sessions_active", 0),
-            "playingPlayers": total.get("sessions_playing", 0),
-            "uptime": int((time.monotonic() - self.started_at) * 1000),
-            "memory": {"free": memory.available, "used": rss, "allocated": rss,
-                       "reservable": memory.total},
-            "cpu": {
-                "cores": cores,
-                "systemLoad": round(psutil.cpu_percent(interval=None) / 100, 4),
-                "lavalinkLoad": round(room.load * self.budget / cores, 4),
-            },
-            "frameStats": frame_stats(parts),
-            "headroom": self.headroom(),
-        }
-
-    def headroom(self) -> dict[str, Any]:
-        """Ours, beside Lavalink's keys: the admission's inputs now."""
-        room = self.load.headroom()
-        level = self.admission.complexity
-        carried = self.sessions.carried()
-        projected = self.cost.cores(carried.at(self.admission.levels[-1]) + 1.0) / self.budget
-        return {
-            "load": round(room.load, 4),
-            "projectedLoad": round(self.cost.cores(carried.at(level)) / self.budget, 4),
-            "sessionCost": round(self.cost.per_unit / self.budget, 5),
-            "maxLoad": self.admission.max_load,
-            "cpuBudget": self.budget,
-            "admitting": projected <= self.admission.max_load or self.admission.max_load >= 1,
-            "opusComplexity": level,
-            "workers": len(self.pool.live()),
-            "tickLatenessMs": round(room.tick_lateness * 1000, 2),
-            "poolLagMs": round(room.pool_lag * 1000, 2),
-            "nulled": room.nulled,
-            "deficit": room.deficit,
-            "expectedFrames": room.expected_frames,
-            "windowSeconds": round(room.seconds, 2),
-        }
-
-
-def _prior_from(bare_micros: float) -> float:
-    """Cores one plain transcoding session costs, from the bare pipeline's µs per
-    frame plus the engine's own work on top (Ogg pages, the program, the clock, the
-    front): measured at about 15 % (docs/performance.md)."""
-    return bare_micros * 1.15 / 1e6 / FRAME_DURATION

@@ -207,7 +207,7 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
             # Encoders and filter graphs are built on the codec pool, not the loop.
             program, track = await _run_by(context.codec_pool, time.monotonic() + OPEN_SLACK,
                                            _start_program, session, context, source, filters)
-            session.header_pages = program.header_pages
+            session.header_pages = program.stream.header_pages
             production = _Production(session, program, context, admission,
                                      first_play=session.play_id)
             production.grants[track] = grant
@@ -244,9 +244,9 @@ def _start_program(session: Session, context: ProducerContext, source: MediaSour
     track = Track(None, source, filters, lookahead=program.lookahead,
                   passthrough_ok=output.is_ogg)
     program.start(track)
-    if session.resume is not None and program.writer is not None:
+    if session.resume is not None:
         # Moved from a dead worker: the listener's Ogg stream goes on.
-        program.writer.rewind(session.resume.granule, session.resume.sequence)
+        program.stream.resume(session.resume.granule, session.resume.sequence)
     return program, track
 
 

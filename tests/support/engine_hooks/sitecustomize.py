@@ -46,18 +46,18 @@ def _stall_ticks(milliseconds: float, every: int) -> None:
 
 
 def _fixed_cost(cores: float) -> None:
-    from audio_engine.cluster import cost, front
+    from audio_engine.cluster import cost, governor
 
-    front._prior_from = lambda micros: cores  # type: ignore[attr-defined]
-    original_init = front.Front.__init__
+    governor._prior_from = lambda bare_micros: cores
+    original_init = governor.LoadGovernor.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self.cost = cost.CostModel(cores)
 
-    front.Front.__init__ = init  # type: ignore[method-assign]
+    governor.LoadGovernor.__init__ = init  # type: ignore[method-assign]
     cost.CostModel.observe = lambda self, cores, units: None  # type: ignore[method-assign]
-    front.Front._degraded = lambda self, room: False  # type: ignore[method-assign]
+    governor._degraded = lambda room: False
 
 
 _stall = float(os.environ.get("AUDIOGATE_TEST_LOOP_STALL_MS", "0") or 0)
