@@ -68,14 +68,22 @@ def is_error(message: Any) -> bool:
 
 
 async def play_outcome(ws: websockets.ClientConnection, url: str) -> str:
-    """Play *url*: "playing" once audio frames arrive, else the error's words."""
+    """Play *url*: "playing" once it is the playing track and its audio frames arrive
+    (a track that replaces another keeps the old stream going until it has audio: the
+    frames before then are the old track's), else the error's words."""
     await ws.send(json.dumps({"type": "play", "url": url}))
     frames = 0
+    current = False
 
     def audio_or_error(message: Any) -> bool:
-        nonlocal frames
+        nonlocal frames, current
+        if isinstance(message, dict) and message.get("type") == "state":
+            state = message["state"]
+            current = (state["status"] == "playing" and state["current"] is not None
+                       and state["current"]["url"] == url)
+            return False
         if isinstance(message, bytes):
-            frames += 1
+            frames += current
             return frames >= 10
         return is_error(message)
 
