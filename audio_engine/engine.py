@@ -65,7 +65,7 @@ for _pool, _work in (("engine-read", "steady reads of playing sources"),
                      ("engine-open", "opening, seeking and closing sources"),
                      ("engine-codec", "decoding, filters, resampling, encoding")):
     declare(f"{_pool}_{{key}}", owner=_POOLS, process=Process.WORKER, thread=True,
-            what=f"{_work}, earliest deadline first, at niceness +5 over the clock",
+            what=f"{_work}, earliest deadline first (normal scheduling, below the clock)",
             ends="`Engine.stop` (queued jobs cancelled; an extra thread leaves when idle)")
 declare("{key}-monitor", owner=_POOLS, process=Process.WORKER, thread=True,
         what="a pool's watch for threads stuck in the kernel (it then adds one)",
@@ -81,8 +81,6 @@ class Engine:
         jobs: where yt-dlp jobs run (the front's resolution pool).
         complexity: the libopus complexity transcoding sessions encode with now
             (the front steps it down under load).
-        thread_niceness: added to the niceness of the pools' threads, so that the
-            event loop (the clock) wins the CPU against the engine's own codec work.
         codec_threads: codec threads when the settings leave it to the engine
             (``ENGINE_CODEC_WORKERS`` 0): the worker's share of the cores.
     """
@@ -90,7 +88,7 @@ class Engine:
     version = VERSION
 
     def __init__(self, settings: EngineSettings, *, hub: Hub, jobs: JobRunner,
-                 complexity: ComplexityDial | None = None, thread_niceness: int = 0,
+                 complexity: ComplexityDial | None = None,
                  codec_threads: int = 1) -> None:
         self.settings = settings
         self.hub = hub
@@ -101,15 +99,14 @@ class Engine:
         self.metrics = EngineMetrics()
         self.read_pool = ElasticPool(
             settings.read_workers, max(settings.read_workers, settings.io_workers_max),
-            name="engine-read", niceness=thread_niceness,
+            name="engine-read",
         )
         self.open_pool = ElasticPool(
             settings.open_workers, max(settings.open_workers, settings.io_workers_max),
-            name="engine-open", niceness=thread_niceness,
+            name="engine-open",
         )
         codec = settings.codec_workers or codec_threads
-        self.codec_pool = ElasticPool(codec, codec, name="engine-codec",
-                                      niceness=thread_niceness)
+        self.codec_pool = ElasticPool(codec, codec, name="engine-codec")
         policy = UrlPolicy(settings.media_dir, settings.allow_private_networks,
                            settings.endpoints)
         self.egress = EgressProxy(

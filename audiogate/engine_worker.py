@@ -44,7 +44,7 @@ from audiogate.scheduling import RealtimeClock
 from lifecycle import Process, declare
 from protocol import NEED_DATA
 
-__all__ = ["WORKER_THREAD_NICENESS", "main", "serve_worker"]
+__all__ = ["main", "serve_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,6 @@ WORKER_STOP = declare(
     ends="SIGTERM/SIGINT, or the worker stops")
 
 _PR_SET_PDEATHSIG = 1
-#: Niceness of a worker's pool threads over its event loop thread: the CPU scheduler
-#: gives the clock about three times their share when both want it.
-WORKER_THREAD_NICENESS = 5
 
 
 def _die_with_parent() -> None:
@@ -110,7 +107,7 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
     engine = Engine(settings, hub=link,
                     jobs=RemoteJobs(link, WorkerLimits(deadline=settings.resolve_timeout)),
                     complexity=ComplexityDial(complexity),
-                    thread_niceness=WORKER_THREAD_NICENESS, codec_threads=codec_threads)
+                    codec_threads=codec_threads)
     engine.clock_scheduling = RealtimeClock(settings.clock_priority).start()
     log.info("engine worker %d clock thread: %s", index, engine.clock_scheduling)
     link.use_metrics(engine.metrics)

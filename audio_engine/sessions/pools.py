@@ -25,7 +25,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -68,7 +67,6 @@ class ElasticPool(Executor):
         stuck_after: float = 0.1,
         idle_exit: float = 5.0,
         name: str = "pool",
-        niceness: int = 0,
     ) -> None:
         if not 1 <= core_workers <= max_workers:
             raise ValueError("need 1 <= core_workers <= max_workers")
@@ -77,9 +75,6 @@ class ElasticPool(Executor):
         self.stuck_after = stuck_after
         self.idle_exit = idle_exit
         self.name = name
-        #: Added to each thread's niceness when it starts: the event loop thread (the
-        #: 20 ms clock) then wins the CPU against this pool's work.
-        self.niceness = niceness
         self._jobs: list[_Job] = []
         self._order = itertools.count()
         self._queued_at: dict[int, float] = {}
@@ -225,13 +220,6 @@ class ElasticPool(Executor):
     def _run(self, ident: int) -> None:
         """Worker thread body (takes the lock itself)."""
         core = ident < self.core_workers
-        if self.niceness:
-            try:  # per thread on Linux: a thread is a scheduling entity of its own
-                tid = threading.get_native_id()
-                os.setpriority(os.PRIO_PROCESS, tid,
-                               os.getpriority(os.PRIO_PROCESS, tid) + self.niceness)
-            except (AttributeError, OSError) as exc:
-                log.debug("%s: niceness unchanged: %s", self.name, exc)
         try:
             clock = time.pthread_getcpuclockid(threading.get_ident())
         except (AttributeError, OSError):  # not on this platform

@@ -10,9 +10,8 @@ what these tests must catch, so nothing measured *inside* the engine may excuse 
 :class:`HostCanary` is a tiny process of its own at ordinary priority that sleeps 2 ms
 at a time and records how late each wake-up came: the host's starvation of a process
 that asks for almost nothing. A gap is judged net of the canary's lateness inside it;
-the engine, whose clock threads run real time (``audiogate.scheduling``) and whose pool
-threads run at niceness +5 (``audiogate.engine_worker``), must keep its clock on time
-against its own work.
+the engine, whose clock threads run real time (``audiogate.scheduling``) above its own
+codec, read and open threads, must keep its clock on time against its own work.
 """
 
 from __future__ import annotations
