@@ -2,8 +2,12 @@
 
 Each model is one object of Lavalink's documentation (docs/api/rest.md of
 lavalink-devs/Lavalink) with its keys spelled and ordered as Lavalink's own protocol
-module (``dev.arbjerg.lavalink.protocol.v4``) writes them. ``pluginInfo`` and
-``userData`` are always written (``{}`` when empty), as Lavalink does.
+module (``dev.arbjerg.lavalink.protocol.v4``) writes them. Where the documentation and
+the node differ, we write what the node writes: its JSON settings leave out a field
+that still has its default (``encodeDefaults = false``) unless the field says otherwise,
+so ``pluginInfo`` and ``userData`` are always there (``{}`` when empty), an error's
+``trace`` and the REST stats' ``frameStats`` only when set, and a nullable field
+without a default (``uri``, a player's ``track``) as ``null``.
 
 ``PlayerUpdate`` is a request body whose keys may be absent, ``null`` or set, and the
 three mean different things (an absent ``track`` leaves the track alone, a ``null``
@@ -175,10 +179,11 @@ class SearchResult(LavalinkModel):
 
 
 class EmptyResult(LavalinkModel):
-    """Nothing matched: ``data`` is ``{}``."""
+    """Nothing matched. Lavalink writes ``"data": null`` (its documentation said ``{}``
+    until lavalink-devs/Lavalink#1210 corrected it); both are read."""
 
     load_type: Literal[LoadType.EMPTY] = LoadType.EMPTY
-    data: JsonObject = Field(default_factory=dict)
+    data: JsonObject | None = None
 
 
 class ErrorResult(LavalinkModel):
@@ -303,7 +308,8 @@ class Version(LavalinkModel):
     minor: StrictInt
     patch: StrictInt
     pre_release: StrictStr | None = None
-    build: StrictStr | None = None
+    #: Documented, but absent from Lavalink's own model: written only when set.
+    build: StrictStr | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Git(LavalinkModel):
@@ -360,14 +366,15 @@ class Cpu(LavalinkModel):
 
 
 class Stats(LavalinkModel):
-    """``GET /v4/stats`` (``frame_stats`` is always null there)."""
+    """``GET /v4/stats``. Lavalink leaves ``frameStats`` out there (its model's default,
+    which its JSON settings do not write), so it is written only when set."""
 
     players: StrictInt
     playing_players: StrictInt
     uptime: StrictInt
     memory: Memory
     cpu: Cpu
-    frame_stats: FrameStats | None = None
+    frame_stats: FrameStats | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ErrorResponse(LavalinkModel):
