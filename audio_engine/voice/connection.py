@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, NoReturn
+from typing import Final, NoReturn, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -188,8 +188,9 @@ class _UdpLink(asyncio.DatagramProtocol):
         self.errors = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # What create_datagram_endpoint hands over (CPython's UDP transport does not
+        # inherit from DatagramTransport, so this is a cast, not a check).
+        self.transport = cast(asyncio.DatagramTransport, transport)
         # asyncio's UDP transports buffer what the kernel refuses and call
         # pause_writing() past the high-water mark; the mark is ours (the method is
         # not part of DatagramTransport's declared interface, hence getattr).
