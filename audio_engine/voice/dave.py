@@ -116,7 +116,10 @@ class DaveDriver:
             return []  # not an E2EE call (yet): nothing to apply the message to
         match op:
             case VoiceOp.DAVE_MLS_EXTERNAL_SENDER:
-                session.set_external_sender(payload)
+                try:
+                    session.set_external_sender(payload)
+                except Exception as exc:  # davey's errors are untyped (pyo3)
+                    raise ValueError(f"external sender package refused: {exc}") from exc
                 return []
             case VoiceOp.DAVE_MLS_PROPOSALS:
                 if not payload:
