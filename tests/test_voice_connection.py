@@ -196,6 +196,15 @@ async def test_a_disconnect_4014_is_final_reported_once_and_nothing_keeps_runnin
     assert closes == [closed] and standin.connections == 1
 
 
+async def test_a_connection_closed_before_it_started_never_connects() -> None:
+    async with asyncio.timeout(TEST_DEADLINE), DiscordVoiceStandIn() as standin:
+        voice = VoiceConnection(credentials(standin))
+        await voice.close()
+        with pytest.raises(VoiceConnectError):
+            await voice.connect()
+    assert standin.connections == 0 and voice.state is VoiceConnectionState.CLOSED
+
+
 async def test_a_wrong_token_fails_connect_with_discords_code() -> None:
     closes: list[VoiceClosed] = []
     async with asyncio.timeout(TEST_DEADLINE), DiscordVoiceStandIn() as standin:

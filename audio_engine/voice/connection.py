@@ -278,7 +278,8 @@ class VoiceConnection:
         self._log: SessionLogger = session_logger(_log, str(credentials.guild_id))
         self._state = VoiceConnectionState.NEW
         self._runner: asyncio.Task[None] | None = None
-        self._usable = asyncio.Event()
+        # Set on every change of ``_state``; waiters clear it and look again.
+        self._state_changed = asyncio.Event()
         self._finished = asyncio.Event()
         self._closed_with: VoiceClosed | None = None
         self._outbox: asyncio.Queue[str | bytes] | None = None
@@ -339,19 +340,17 @@ class VoiceConnection:
         connection trying; ``close()`` stops it.
 
         Raises:
-            VoiceConnectError: if it closed for good before being usable.
+            VoiceConnectError: if it closed for good before being usable (or was
+                closed before it started).
         """
-        if self._runner is None:
-            self._state = VoiceConnectionState.CONNECTING
+        if self._runner is None and self._state is VoiceConnectionState.NEW:
+            self._set_state(VoiceConnectionState.CONNECTING)
             self._runner = asyncio.create_task(self._run(), name=f"voice {self.url}")
-        usable = asyncio.ensure_future(self._usable.wait())
-        finished = asyncio.ensure_future(self._finished.wait())
-        try:
-            await asyncio.wait({usable, finished}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            usable.cancel()
-            finished.cancel()
-        if not self._usable.is_set():
+        settled = (VoiceConnectionState.CONNECTED, VoiceConnectionState.CLOSED)
+        while self._state not in settled:
+            self._state_changed.clear()
+            await self._state_changed.wait()
+        if self._state is VoiceConnectionState.CLOSED:
             raise VoiceConnectError(self._closed_with or VoiceClosed(
                 VoiceCloseCode.NORMAL, "closed", by_remote=False))
 
@@ -421,7 +420,7 @@ class VoiceConnection:
                     break
                 self._log.info("voice closed (%s, %s): %s", decision.code, decision.reason,
                                decision.action.value)
-                self._state = VoiceConnectionState.RECONNECTING
+                self._set_state(VoiceConnectionState.RECONNECTING)
                 if decision.action is CloseAction.REIDENTIFY:
                     self._packetizer = None  # a new session brings a new SSRC and key
                 await asyncio.sleep(reconnect_delay(self._core.failed_attempts))
@@ -440,7 +439,6 @@ class VoiceConnection:
 
     async def _attempt(self) -> CloseDecision:
         """One WebSocket: handshake, then run until it closes."""
-        self._usable.clear()
         try:
             async with connect(self.url, open_timeout=_HANDSHAKE_TIMEOUT, close_timeout=2,
                                ping_interval=None, proxy=None, max_size=_MAX_MESSAGE_SIZE,
@@ -466,7 +464,7 @@ class VoiceConnection:
         finally:
             self._group, self._outbox, self._heartbeat = None, None, None
             if self._state is VoiceConnectionState.CONNECTED:
-                self._state = VoiceConnectionState.RECONNECTING
+                self._set_state(VoiceConnectionState.RECONNECTING)
         assert ended is not None, "a voice session ends only with _AttemptEnded"
         return ended
 
@@ -529,9 +527,10 @@ class VoiceConnection:
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             match action:
-                case SendJson() | SendBinary():
-                    self._enqueue(action.to_text() if isinstance(action, SendJson)
-                                  else action.to_bytes())
+                case SendJson():
+                    self._enqueue(action.to_text())
+                case SendBinary():
+                    self._enqueue(action.to_bytes())
                 case StartHeartbeat(interval=interval):
                     if self._group is not None:
                         if self._heartbeat is not None:
@@ -562,8 +561,11 @@ class VoiceConnection:
             self._log.warning("voice gateway outbox full: a message was dropped")
 
     def _became_usable(self) -> None:
-        self._state = VoiceConnectionState.CONNECTED
-        self._usable.set()
+        self._set_state(VoiceConnectionState.CONNECTED)
+
+    def _set_state(self, state: VoiceConnectionState) -> None:
+        self._state = state
+        self._state_changed.set()
 
     def _ended(self, exc: ConnectionClosed) -> _AttemptEnded:
         code = exc.rcvd.code if exc.rcvd is not None else None
@@ -580,7 +582,7 @@ class VoiceConnection:
                 self._log.exception("on_close callback failed")
 
     def _shutdown(self) -> None:
-        self._state = VoiceConnectionState.CLOSED
+        self._set_state(VoiceConnectionState.CLOSED)
         self._packetizer = None
         if self._udp is not None:
             self._udp.close()

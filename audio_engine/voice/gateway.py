@@ -57,6 +57,7 @@ __all__ = [
     "VoiceGateway",
     "VoiceGatewayError",
     "VoiceUsageError",
+    "reconnect_delay",
 ]
 
 #: Attempts in a row that may fail before a connection gives up: enough to ride out a
