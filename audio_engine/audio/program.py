@@ -2,7 +2,10 @@
 
 The ``Program`` turns what its tracks deliver into the session's numbered 20 ms frames
 (complete socket packets): one Ogg logical stream for the whole session (one serial,
-granules +960 per page, one OpusHead), or PCM. It decides, frame by frame:
+granules +960 per page, one OpusHead), or PCM; or, for a voice session (``VOICE``),
+the bare Opus packets a Discord voice connection sends. Whether the audio is Opus and
+whether it is wrapped in Ogg pages are two separate questions of the output format
+(``is_opus``, ``is_ogg``). It decides, frame by frame:
 
 - **passthrough** while a single track plays whose packets may go out as they are (no
   filter, volume 1): no decode, no encode;
@@ -94,7 +97,7 @@ class Program:
         session_id: the session's id (packets carry it).
         output: the session's output format.
         serial: the Ogg stream's serial (Ogg formats).
-        encoder_factory: makes a fresh Opus encoder (Ogg formats; None for PCM).
+        encoder_factory: makes a fresh Opus encoder (Opus formats; None for PCM).
     """
 
     def __init__(self, session_id: str, output: OutputFormat, serial: int,
@@ -102,7 +105,7 @@ class Program:
         self.session_id = session_id
         self.output = output
         self.serial = serial
-        self._factory = encoder_factory if output.is_ogg else None
+        self._factory = encoder_factory if output.is_opus else None
         #: The engine's complexity dial, when the factory follows one.
         self._dial = encoder_factory.dial if isinstance(encoder_factory, EncoderFactory) \
             else None
@@ -113,7 +116,7 @@ class Program:
         #: input this much later); 0 for PCM.
         self.lookahead = self._factory().lookahead if self._factory is not None else 0
         self.writer: OggOpusWriter | None = None
-        self.log: PacketLog | None = PacketLog() if output.is_ogg else None
+        self.log: PacketLog | None = PacketLog() if output.is_opus else None
         self.next_index = 0
         #: Tracks placed on the timeline, oldest first (two while one fades into the next).
         self.tracks: list[Track] = []
@@ -185,7 +188,7 @@ class Program:
             head = (track.source.opus_head if track.opus and track.source.opus_head
                     else OpusHead(pre_skip=self.lookahead))
             self.writer = OggOpusWriter(self.serial, head=head)
-        passthrough = track.opus and track.filters.neutral and self.output.is_ogg
+        passthrough = track.opus and track.filters.neutral and self.output.is_opus
         track.place(0, passthrough=passthrough)
         track.first_frame = 0
         self.tracks = [track]
@@ -485,12 +488,14 @@ class Program:
         self.next_index += 1
         if last:
             self.finished = True
-        writer = self.writer
-        if writer is None:
-            return Frame(encode_packet(self.session_id, data), len(data), position, 0, 0, last,
-                         n, start)
         if self.log is not None:
             self.log.add(n, data, position)
+        writer = self.writer
+        if writer is None:
+            # PCM in a socket packet; a voice session's Opus packet as it is.
+            packet = data if self.output is OutputFormat.VOICE else encode_packet(
+                self.session_id, data)
+            return Frame(packet, len(data), position, 0, 0, last, n, start)
         page = writer.audio_page(data, samples if last else FRAME, eos=last)
         return Frame(encode_packet(self.session_id, page), len(page), position,
                      writer.granule_position, writer.next_sequence - 1, last, n, start)
@@ -501,7 +506,7 @@ class Program:
         writer = self.writer
         position = self.tracks[-1].source.position if self.tracks else 0.0
         if writer is None:
-            return None  # PCM: the session ends when its last frame has been sent
+            return None  # PCM, voice: the session ends when its last frame has been sent
         page = writer.end_page()
         return Frame(encode_packet(self.session_id, page), len(page), position,
                      writer.granule_position, writer.next_sequence - 1, True, self.next_index)
@@ -619,7 +624,7 @@ class Program:
         self.tracks = [track]
         self._windows = []
         self.next_index = index
-        passthrough = track.opus and track.filters.neutral and self.output.is_ogg
+        passthrough = track.opus and track.filters.neutral and self.output.is_opus
         track.restart(index * FRAME, passthrough=passthrough)
         if not passthrough and self._factory is not None and self.encoder is None:
             self._prime(index, None)

@@ -47,6 +47,7 @@ from audio_engine.sessions.session import (
     Resume,
     Session,
     SessionState,
+    VoiceSink,
 )
 from audio_engine.sources.media import DEFAULT_INDEX_BYTES, MediaSource, SourceOptions
 from audio_engine.sources.resolver import Resolver
@@ -211,15 +212,18 @@ class SessionManager:
     # -- API operations ------------------------------------------------------------
 
     def play(self, session_id: str, request: PlayRequest, *, play_id: int | None = None,
-             resume: Resume | None = None) -> Session:
+             resume: Resume | None = None, voice: VoiceSink | None = None) -> Session:
         """Start (or replace) *session_id*'s stream. Returns at once; resolution
         runs in the session's producer. *play_id* is given by the front (play ids
         are engine-wide); *resume* continues the stream of a session that was moved
-        from a dead worker.
+        from a dead worker; *voice* is where a ``voice`` session's frames go.
 
         Raises:
             TooManySessions: when the live session limit is reached.
+            ValueError: a ``voice`` play without *voice*.
         """
+        if request.output is OutputFormat.VOICE and voice is None:
+            raise ValueError("a voice session needs its voice connection")
         now = self._clock()
         old = self._sessions.get(session_id)
         live = sum(1 for s in self._sessions.values() if s.live and s is not old)
@@ -241,6 +245,7 @@ class SessionManager:
             session.resume = resume
             session.paused = resume.paused
             session.headers_sent = resume.ready_sent
+        session.voice = voice
         self._sessions[session_id] = session
         session.producer = self._spawn(run_producer(session, self._context))
         session.log.info(
@@ -323,6 +328,15 @@ class SessionManager:
                 self._redo(session)
                 self._metrics.live_changes.labels("filters").inc()
                 session.log.info("filters: %s", ", ".join(filters.active()) or "none")
+        return session
+
+    def set_end(self, session_id: str, end_at: float | None) -> Session | None:
+        """The track position (seconds) at which the current play ends (None: at its
+        end), checked on every frame sent. Returns None for unknown ids."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            session.end_at = end_at
         return session
 
     def set_crossfade(self, session_id: str, seconds: float) -> Session | None:
@@ -512,6 +526,9 @@ class SessionManager:
                 session.audio_at = now  # every consumer takes audio in ready's write
             if session.paused or now < session.audio_at:
                 continue
+            voice = session.voice
+            if voice is not None and not voice.ready and session.failure is None:
+                continue  # its voice connection is not up: the track waits, as paused
             session.playing_ticks += 1
             frame = session.ring.pop()
             if frame is None:
@@ -521,6 +538,12 @@ class SessionManager:
                 elif not session.ended and not session.between_tracks:
                     underruns[session.request.output] += 1
                     session.underruns += 1
+                continue
+            if session.end_at is not None and frame.position >= session.end_at:
+                # The play's end time (Lavalink's endTime): it ends here, as at its end.
+                ending = self._finish(session, FinishReason.END)
+                if ending is not None:
+                    self._tick_line(session.id, ending, parts, events)
                 continue
             if session.ring.needs_refill:
                 session.wake.set()
@@ -535,7 +558,10 @@ class SessionManager:
             if frame.start is not None:
                 for line in self._next_begins(session, frame):
                     self._tick_line(session.id, line, parts, events)
-            parts.append(frame.packet)
+            if voice is not None:
+                voice.send_opus(frame.packet)  # its own connection, on this tick
+            else:
+                parts.append(frame.packet)
             session.bytes_sent += frame.payload_size
             session.frames_sent += 1
             session.position = frame.position + FRAME_DURATION
@@ -551,7 +577,7 @@ class SessionManager:
             if frame.last:
                 for line in self._track_ends(session):
                     self._tick_line(session.id, line, parts, events)
-        audio_packets = sum(sent.values())
+        audio_packets = sum(sent.values()) - sent[OutputFormat.VOICE]
         if parts:
             written = self._hub.broadcast(parts, events, audio_packets,
                                           announced=[s.id for s in announced],
@@ -570,7 +596,7 @@ class SessionManager:
             self._metrics.frames_sent.labels(output.value).inc(count)
         for output, count in underruns.items():
             self._metrics.underruns.labels(output.value).inc(count)
-        self.total_frames_sent += audio_packets
+        self.total_frames_sent += sum(sent.values())
         self.total_underruns += sum(underruns.values())
 
     def ready_written(self, session_ids: Sequence[str], at: float) -> None:
