@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 from typing import Any, Final
 
 from audio_engine.lavalink.errors import LavalinkError
-from audio_engine.sources.resolver import ResolveError, Resolver
+from audio_engine.sources.resolver import MEDIA_EXTENSIONS, ResolveError, Resolver
 from protocol.lavalink import (
     STREAM_LENGTH,
     DecodedTrack,
@@ -85,8 +85,14 @@ def _source_of(entry: dict[str, Any], url: str) -> str:
 
 
 def _page_track(entry: dict[str, Any], *, source: str | None = None) -> DecodedTrack:
-    """A track yt-dlp found (a page, a playlist entry, a search result)."""
+    """A track yt-dlp found (a page, a playlist entry, a search result); a link to a
+    media file (a podcast feed's enclosure) is an ``http`` track."""
     url = str(entry.get("url") or "")
+    suffix = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).suffix
+    if source is None and suffix.lower() in MEDIA_EXTENSIONS:
+        info = {"title": entry.get("title"), "author": entry.get("uploader"),
+                "duration": entry.get("duration")}
+        return _direct_track(url, info, local=False)
     source = source or _source_of(entry, url)
     video_id = str(entry.get("id") or "")
     if source == "youtube" and video_id and not url.startswith("http"):
