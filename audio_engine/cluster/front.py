@@ -159,6 +159,9 @@ class _Voice:
 
     worker: WorkerProcess | None = None
     server: VoiceServer | None = None
+    #: Its connection closed for good (said at once by the worker's notice; its
+    #: reports say it only later).
+    closed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -959,6 +962,7 @@ class Front:
                 raise WorkerUnavailable("the engine is starting its workers; try again shortly")
             voice.worker = self._place(workers)
         voice.server = server
+        voice.closed = False
         try:
             answer = await voice.worker.call("voice", session_id, server,
                                              within=_VOICE_CALL_TIMEOUT)
@@ -975,6 +979,8 @@ class Front:
         worker = voice.worker if voice is not None else None
         report = worker.report if worker is not None else None
         snapshot = report.voices.get(session_id) if report is not None else None
+        if voice is not None and voice.closed:
+            snapshot = None
         connected = snapshot is not None and snapshot.connected
         ping = snapshot.ping_ms if snapshot is not None else -1
         record = self._records.get(session_id)
@@ -1001,9 +1007,11 @@ class Front:
     def worker_voice_closed(self, worker: WorkerProcess, session_id: str, code: int,
                             reason: str, by_remote: bool) -> None:
         voice = self._voices.get(session_id)
-        if voice is None or voice.worker is not worker or self.voice_listener is None:
+        if voice is None or voice.worker is not worker:
             return
-        self.voice_listener.voice_closed(session_id, code, reason, by_remote)
+        voice.closed = True
+        if self.voice_listener is not None:
+            self.voice_listener.voice_closed(session_id, code, reason, by_remote)
 
     async def _move_voices(self, dead: WorkerProcess, moving: list[tuple[str, _Voice]]
                            ) -> None:

@@ -1,0 +1,370 @@
+"""Real Lavalink client libraries against the real engine process, driven as a bot drives
+them, with the audio checked where Discord would hear it: a Discord voice stand-in per
+guild (tests/support/discord_voice.py) that decrypts the RTP, takes part in DAVE with
+its own davey listener, decodes the Opus and tells which tone it hears.
+
+- lavalink.py: add a node, load tracks (local file, http link), create players, send
+  the voice updates Discord would, play, filters, volume, seek, pause, end time, stop,
+  a voice connection Discord closes for good, a worker killed mid-track;
+- wavelink, on a real discord.py client logged in to a Discord stand-in whose gateway
+  answers a voice join with the voice server: join a channel, search, play with DAVE,
+  filters, a client that loses its WebSocket and resumes its session, disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import discord
+import httpx
+import lavalink
+import numpy as np
+import pytest
+import wavelink
+
+from loadtest.media_server import MediaServer
+from loadtest.processes import EngineProcess
+
+from .conftest import TONES
+from .support.discord_api import DiscordWorld, FakeDiscord, Member, discord_gateway
+from .support.discord_voice import XCHACHA, DiscordVoiceStandIn
+from .support.lavalink import PASSWORD, USER_ID
+from .support.waiting import poll_until_async
+
+pytestmark = pytest.mark.timeout(180)
+
+ENGINE_ENV = {"LAVALINK_SERVER_PASSWORD": PASSWORD, "ENGINE_WORKERS": "2",
+              "LAVALINK_SERVER_PLAYERUPDATEINTERVAL": "1"}
+
+
+@pytest.fixture(scope="module")
+def node(media_dir: Path) -> Iterator[EngineProcess]:
+    with EngineProcess(ENGINE_ENV, media_dir=media_dir, allow_private=True) as process:
+        yield process
+
+
+class Events:
+    """lavalink.py's events, as a bot's hooks see them."""
+
+    def __init__(self, client: lavalink.Client[Any]) -> None:
+        self.seen: list[Any] = []
+        self._changed = asyncio.Event()
+        client.add_event_hook(self._hook)
+
+    async def _hook(self, event: Any) -> None:
+        self.seen.append(event)
+        self._changed.set()
+
+    def of(self, kind: type, guild: int | None = None) -> list[Any]:
+        return [e for e in self.seen if isinstance(e, kind) and (
+            guild is None or getattr(getattr(e, "player", None), "guild_id", None) == guild)]
+
+    async def first(self, kind: type, guild: int, match: Any, *, timeout: float = 15.0
+                    ) -> Any:
+        """The first event of *kind* for *guild* that *match* accepts."""
+        async with asyncio.timeout(timeout):
+            while not (found := [e for e in self.of(kind, guild) if match(e)]):
+                self._changed.clear()
+                await self._changed.wait()
+        return found[0]
+
+    async def wait(self, kind: type, guild: int | None = None, *, count: int = 1,
+                   timeout: float = 15.0) -> list[Any]:
+        async with asyncio.timeout(timeout):
+            while len(self.of(kind, guild)) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.of(kind, guild)[:count]
+
+
+@asynccontextmanager
+async def lavalink_py(engine: EngineProcess) -> AsyncIterator[tuple[lavalink.Client[Any], Events]]:
+    """A lavalink.py client with the engine as its node, once the node is ready."""
+    client: lavalink.Client[Any] = lavalink.Client(USER_ID)
+    events = Events(client)
+    node = client.add_node("127.0.0.1", engine.port, PASSWORD, "eu", "engine")
+    try:
+        await events.wait(lavalink.NodeReadyEvent)
+        assert node.available
+        yield client, events
+    finally:
+        await client.close()
+
+
+async def join(client: lavalink.Client[Any], standin: DiscordVoiceStandIn) -> Any:
+    """Create the guild's player and hand it the two voice events Discord sends a bot
+    that joins a channel (the stand-in is that guild's voice server)."""
+    guild = standin.server_id
+    player = client.player_manager.create(guild)
+    await client.voice_update_handler({"t": "VOICE_STATE_UPDATE", "d": {
+        "guild_id": str(guild), "user_id": str(USER_ID), "session_id": standin.session_id,
+        "channel_id": str(standin.channel_id)}})
+    await client.voice_update_handler({"t": "VOICE_SERVER_UPDATE", "d": {
+        "guild_id": str(guild), "token": standin.token, "endpoint": standin.endpoint}})
+    return player
+
+
+async def heard(standin: DiscordVoiceStandIn, packets: int = 30) -> float:
+    """The tone of the next *packets* packets the stand-in decrypts."""
+    standin.packets.clear()
+    await asyncio.wait_for(standin.wait_for_packets(packets), 10)
+    return standin.dominant_frequency(last=packets - 5)
+
+
+def level(standin: DiscordVoiceStandIn, last: int = 20) -> float:
+    pcm = np.concatenate([p.pcm for p in list(standin.packets)[-last:]]).astype(np.float64)
+    return float(np.sqrt(np.mean(pcm ** 2)))
+
+
+async def silent_for(standin: DiscordVoiceStandIn, seconds: float) -> bool:
+    before = len(standin.packets)
+    await asyncio.sleep(seconds)
+    return len(standin.packets) == before
+
+
+async def test_lavalink_py_plays_each_guild_its_own_tone_on_its_own_connection(
+        node: EngineProcess, media_dir: Path, media_server: MediaServer) -> None:
+    async with lavalink_py(node) as (client, events), \
+            DiscordVoiceStandIn(server_id=71000000000000001, dave=True) as first, \
+            DiscordVoiceStandIn(server_id=71000000000000002, modes=(XCHACHA,)) as second:
+        local = await client.get_tracks(str(media_dir / "a.mp3"))
+        remote = await client.get_tracks(media_server.url("c.mp3"))
+        assert (local.load_type, remote.load_type) == (lavalink.LoadType.TRACK,) * 2
+        assert (local.tracks[0].source_name, remote.tracks[0].source_name) == ("local", "http")
+        players = [await join(client, first), await join(client, second)]
+        for player, result in zip(players, (local, remote), strict=True):
+            player.add(result.tracks[0], requester=USER_ID)
+            await player.play()
+        assert abs(await heard(first) - TONES["a"]) < 5
+        assert abs(await heard(second) - TONES["c"]) < 5
+        for standin in (first, second):
+            await standin.wait_for_packets(25)
+            assert 45 <= standin.packets_per_second() <= 55, standin.packets_per_second()
+            assert standin.undecryptable == 0
+        # DAVE on both sides where the call has it: every frame end-to-end encrypted.
+        assert first.e2ee_packets == len(first.packets) and second.e2ee_packets == 0
+        assert first.selected[-1]["data"]["mode"] == "aead_aes256_gcm_rtpsize"
+        assert second.selected[-1]["data"]["mode"] == XCHACHA
+        starts = await events.wait(lavalink.TrackStartEvent, count=2)
+        assert {e.player.guild_id for e in starts} == {first.server_id, second.server_id}
+        # Once a heartbeat came back, its round trip is the ping.
+        update = await events.first(lavalink.PlayerUpdateEvent, first.server_id,
+                                    lambda e: e.position > 0 and e.ping >= 0)
+        assert update.connected
+        before = players[0].position
+        await asyncio.sleep(1.2)
+        assert 900 <= players[0].position - before <= 1500
+        # Stopping one guild stops its connection's audio only.
+        await players[0].stop()
+        end, = await events.wait(lavalink.TrackEndEvent, first.server_id)
+        assert end.reason is lavalink.EndReason.STOPPED
+        assert await silent_for(first, 0.5)
+        assert abs(await heard(second) - TONES["c"]) < 5
+        for player in players:
+            await client.player_manager.destroy(player.guild_id)
+        assert await silent_for(second, 0.5)
+
+
+async def test_lavalink_py_filters_volume_seek_pause_and_end_time(
+        node: EngineProcess, media_dir: Path) -> None:
+    async with lavalink_py(node) as (client, events), \
+            DiscordVoiceStandIn(server_id=71000000000000003) as standin:
+        guild = standin.server_id
+        player = await join(client, standin)
+        steps = (await client.get_tracks(str(media_dir / "two_tones.mp3"))).tracks[0]
+        await player.play(steps)
+        assert abs(await heard(standin) - 440) < 5
+        # Lavalink's timescale: pitch 1.5 is heard within a few frames.
+        timescale = lavalink.Timescale()
+        timescale.update(pitch=1.5)
+        await player.set_filter(timescale)
+        assert abs(await heard(standin) - 660) < 8
+        await player.clear_filters()
+        assert abs(await heard(standin) - 440) < 5
+        loud = level(standin)
+        await player.set_volume(20)
+        await heard(standin)
+        assert level(standin) < 0.3 * loud
+        await player.set_volume(100)
+        # The second tone starts at 6 s.
+        await player.seek(7000)
+        assert abs(await heard(standin) - 880) < 5
+        assert 7000 <= player.position < 9000
+        await player.set_pause(True)
+        await asyncio.sleep(0.1)
+        assert await silent_for(standin, 0.5)
+        await player.set_pause(False)
+        assert abs(await heard(standin) - 880) < 5
+        # A track with an end time ends there, as finished (the queue moves on); the
+        # one it replaced ended as replaced.
+        earlier = len(events.of(lavalink.TrackEndEvent, guild))
+        started = asyncio.get_running_loop().time()
+        await player.play(steps, start_time=1000, end_time=2500)
+        ends = await events.wait(lavalink.TrackEndEvent, guild, count=earlier + 2, timeout=10)
+        assert [e.reason for e in ends[earlier:]] == [lavalink.EndReason.REPLACED,
+                                                     lavalink.EndReason.FINISHED]
+        assert 1.3 < asyncio.get_running_loop().time() - started < 3.0
+        assert await silent_for(standin, 0.5)
+        await client.player_manager.destroy(guild)
+
+
+async def test_a_voice_connection_discord_closes_is_a_websocket_closed_event(
+        node: EngineProcess, media_dir: Path) -> None:
+    async with lavalink_py(node) as (client, events), \
+            DiscordVoiceStandIn(server_id=71000000000000004) as standin:
+        player = await join(client, standin)
+        await player.play((await client.get_tracks(str(media_dir / "b.mp3"))).tracks[0])
+        await heard(standin)
+        await standin.close_connection(4014, "Disconnected")  # kicked: final
+        closed, = await events.wait(lavalink.WebSocketClosedEvent)
+        assert (closed.code, closed.reason, closed.by_remote) == (4014, "Disconnected", True)
+        update = await _next_update(events, standin.server_id)
+        assert update.connected is False and update.ping == -1
+        await client.player_manager.destroy(standin.server_id)
+
+
+async def _next_update(events: Events, guild: int) -> Any:
+    count = len(events.of(lavalink.PlayerUpdateEvent, guild))
+    return (await events.wait(lavalink.PlayerUpdateEvent, guild, count=count + 1))[-1]
+
+
+async def test_a_killed_worker_moves_the_player_and_connects_its_voice_again(
+        media_dir: Path) -> None:
+    with EngineProcess(ENGINE_ENV, media_dir=media_dir, allow_private=True) as engine:
+        async with lavalink_py(engine) as (client, events), \
+                DiscordVoiceStandIn(server_id=71000000000000005, dave=True) as standin, \
+                httpx.AsyncClient(base_url=engine.url) as api:
+            player = await join(client, standin)
+            await player.play((await client.get_tracks(str(media_dir / "long_b.mp3"))).tracks[0])
+            assert abs(await heard(standin) - TONES["b"]) < 5
+            view = (await api.get(f"/sessions/{standin.server_id}")).json()
+            pids = (await api.get("/health")).json()["worker_pids"]
+            before = player.position
+            os.kill(pids[view["worker"]], signal.SIGKILL)
+            # The session is played again on the other worker, which connects to the
+            # voice server again (a new identify) and goes on with the same tone.
+            await asyncio.wait_for(standin.wait_until(lambda: len(standin.identifies) == 2),
+                                   20)
+            assert standin.connections == 2
+            assert abs(await heard(standin, 50) - TONES["b"]) < 5
+            assert standin.e2ee_packets == len(standin.packets)
+            assert events.of(lavalink.TrackEndEvent) == []
+            await _next_update(events, standin.server_id)
+            assert player.position > before
+            moved = (await api.get(f"/sessions/{standin.server_id}")).json()
+            assert moved["worker"] != view["worker"]
+            await client.player_manager.destroy(standin.server_id)
+
+
+# -- wavelink on a discord.py client ---------------------------------------------------------
+
+
+class WavelinkBot(discord.Client):
+    """A bot's discord.py client, keeping wavelink's events (dispatched to it)."""
+
+    def __init__(self) -> None:
+        super().__init__(intents=discord.Intents.default())
+        self.ready_nodes: list[wavelink.NodeReadyEventPayload] = []
+        self.track_ends: list[wavelink.TrackEndEventPayload] = []
+
+    async def on_wavelink_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
+        self.ready_nodes.append(payload)
+
+    async def on_wavelink_track_end(self, payload: wavelink.TrackEndEventPayload) -> None:
+        self.track_ends.append(payload)
+
+
+@asynccontextmanager
+async def discord_client(fake: FakeDiscord) -> AsyncIterator[WavelinkBot]:
+    """A real discord.py client logged in to the Discord stand-in's gateway."""
+    with discord_gateway(fake.port):
+        client = WavelinkBot()
+        await client.login("token")
+        runner = asyncio.create_task(client.connect(reconnect=False))
+        try:
+            await asyncio.wait_for(client.wait_until_ready(), 20)
+            yield client
+        finally:
+            await client.close()
+            await runner
+
+
+async def test_wavelink_bot_joins_plays_with_dave_filters_and_resumes(
+        node: EngineProcess, media_server: MediaServer) -> None:
+    fake = FakeDiscord()
+    await fake.start()
+    try:
+        async with discord_client(fake) as client:
+            guild_id = 71000000000000006
+            world = DiscordWorld(client, fake, guild_id)
+            world.create_guild([Member(11, "alice")])
+            async with DiscordVoiceStandIn(server_id=guild_id, dave=True,
+                                           channel_id=world.voice_a) as standin:
+                fake.voice_servers[guild_id] = (standin.session_id, standin.token,
+                                                standin.endpoint)
+                await _wavelink_session(client, world, standin, node, media_server)
+    finally:
+        await fake.close()
+
+
+async def _wavelink_session(client: WavelinkBot, world: DiscordWorld,
+                            standin: DiscordVoiceStandIn, engine: EngineProcess,
+                            media_server: MediaServer) -> None:
+    ready, ends = client.ready_nodes, client.track_ends
+    node = wavelink.Node(uri=engine.url, password=PASSWORD, resume_timeout=30)
+    await wavelink.Pool.connect(nodes=[node], client=client)
+    try:
+        await poll_until_async(lambda: _is(node.status, wavelink.NodeStatus.CONNECTED),
+                               timeout=20, interval=0.05)
+        player = await world.voice_channel(world.voice_a).connect(cls=wavelink.Player)
+        assert fake_joined(world, standin)
+        tracks = await wavelink.Playable.search(media_server.url("d.mp3"))
+        assert isinstance(tracks, list) and tracks[0].source == "http"
+        await player.play(tracks[0])
+        assert abs(await heard(standin) - TONES["d"]) < 5
+        await standin.dave_ready.wait()
+        assert standin.e2ee_packets == len(standin.packets) > 0  # DAVE, both sides
+        filters = wavelink.Filters()
+        filters.timescale.set(pitch=2.0)
+        await player.set_filters(filters)
+        assert abs(await heard(standin) - 2 * TONES["d"]) < 10
+        # The bot's WebSocket to the node drops; wavelink reconnects with its session
+        # id and the node resumes it: the track never stopped.
+        session = node.session_id
+        assert node._websocket is not None and node._websocket.socket is not None
+        await node._websocket.socket.close()
+        await poll_until_async(lambda: _true(len(ready) >= 2), timeout=20, interval=0.05)
+        assert ready[-1].resumed is True and ready[-1].session_id == session
+        arrivals = [p.arrival for p in standin.packets]
+        assert max(np.diff(arrivals)) < 0.25  # no gap in the audio meanwhile
+        assert abs(await heard(standin) - 2 * TONES["d"]) < 10
+        await player.pause(True)
+        assert await silent_for(standin, 0.5)
+        await player.pause(False)
+        await heard(standin)
+        await player.disconnect()
+        assert await silent_for(standin, 0.5)
+        assert [p.reason for p in ends] in ([], ["cleanup"])
+    finally:
+        await wavelink.Pool.close()
+
+
+def fake_joined(world: DiscordWorld, standin: DiscordVoiceStandIn) -> bool:
+    """The bot asked Discord to join the channel, and joined the stand-in's session."""
+    return bool(standin.identifies) and standin.identifies[-1]["session_id"] == \
+        standin.session_id and str(world.api.voice_state_updates[-1]["channel_id"]) == \
+        str(world.voice_a)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _is(value: object, expected: object) -> bool:
+    return value is expected
