@@ -749,11 +749,13 @@ class SessionManager:
 
     def reap_idle(self) -> int:
         """Remove sessions that are not playing and that nobody touched for the idle
-        timeout. Returns how many were removed."""
+        timeout (a paused voice session stays: a Lavalink player keeps its paused
+        track as long as its client wants). Returns how many were removed."""
         now = self._clock()
         idle = [
             s for s in self._sessions.values()
-            if (s.ended or s.paused) and now - s.last_touched > self._limits.idle_timeout
+            if (s.ended or (s.paused and s.voice is None))
+            and now - s.last_touched > self._limits.idle_timeout
         ]
         for session in idle:
             session.log.info("idle for %.0f s; removing", now - session.last_touched)
