@@ -13,7 +13,8 @@ player's previous one) or players fall silent. Per step:
 - packets per second per player (50 is real time), late packets;
 - the engine's CPU (front, workers and their children) per player, against the bare
   codec pipeline of the same run (PyAV decode + resample + libopus, one session);
-- the engine's resident memory; the memory per player is the slope over the steps.
+- the resident memory of the front and its workers; the memory per player is the
+  slope over the steps.
 
 Media: the transcoding file of bench/engine_capacity.py (mp3 44.1 kHz -> Opus 128 kb/s),
 or with --passthrough 48 kHz Opus in WebM (the frames pass as they are). Admission by
@@ -90,8 +91,15 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _rss_mb(pid: int) -> float:
+    """The front's and its engine workers' resident memory (its resolution workers
+    come and go with the loads: they are left out)."""
     total = 0
     for process in _tree(pid):
+        try:
+            if process.pid != pid and "engine_worker" not in " ".join(process.cmdline()):
+                continue
+        except psutil.Error:
+            continue
         try:
             total += process.memory_info().rss
         except psutil.Error:

@@ -11,9 +11,11 @@ only the timing matters): for each player it counts packets and the gaps between
 consecutive ones longer than ``LATE_GAP`` (a packet later than Discord's jitter
 buffer would wait for).
 
-It runs in a child process of its own (``VoiceFarm``), so its CPU is not the
-engine's and not the driver's; the parent asks it for a fresh window and for the
-counts over a pipe.
+Arrival times are the kernel's (``SO_TIMESTAMPNS``), read by a thread that does
+nothing else: a farm that is itself descheduled on a busy machine does not make the
+engine's packets look late. It runs in a child process of its own (``VoiceFarm``), so
+its CPU is not the engine's and not the driver's; the parent asks it for a fresh window
+and for the counts over a pipe.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import secrets
+import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -48,12 +52,25 @@ class PlayerCounts:
     last: float | None = field(default=None, repr=False)
 
 
+#: ``struct timespec`` in the ancillary data of ``SO_TIMESTAMPNS`` (Linux's 35; the
+#: socket module does not name it).
+_TIMESPEC = struct.Struct("@qq")
+_SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
 class _Farm:
     def __init__(self) -> None:
         self.by_ssrc: dict[int, PlayerCounts] = {}
         self.connections = 0
-        self.udp: asyncio.DatagramTransport | None = None
-        self.udp_port = 0
+        #: The UDP thread and the event loop both touch the counts.
+        self.lock = threading.Lock()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        self.udp.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self.udp.settimeout(0.2)  # the thread looks at ``stopping`` this often
+        self.udp.bind(("127.0.0.1", 0))
+        self.stopping = threading.Event()
+        self.udp_port = self.udp.getsockname()[1]
 
     # -- WebSocket side (one coroutine per connection) -------------------------------------
 
@@ -76,7 +93,8 @@ class _Farm:
                 op, data = payload.get("op"), payload.get("d") or {}
                 if op == 0:  # identify
                     ssrc = secrets.randbits(31) + 1
-                    self.by_ssrc[ssrc] = PlayerCounts(str(data.get("server_id", "")))
+                    with self.lock:
+                        self.by_ssrc[ssrc] = PlayerCounts(str(data.get("server_id", "")))
                     await send(2, {"ssrc": ssrc, "ip": "127.0.0.1", "port": self.udp_port,
                                    "modes": [_MODE], "heartbeat_interval": 1})
                 elif op == 1:  # select protocol
@@ -89,23 +107,42 @@ class _Farm:
         except Exception:  # a closed connection ends its coroutine, nothing more
             pass
         finally:
-            self.by_ssrc.pop(ssrc, None)
+            with self.lock:
+                self.by_ssrc.pop(ssrc, None)
 
-    # -- UDP side -------------------------------------------------------------------------
+    # -- UDP side (a thread of its own) ---------------------------------------------------
 
-    def datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def receive(self) -> None:
+        """Count packets until the socket is closed (kernel arrival times)."""
+        while not self.stopping.is_set():
+            try:
+                data, ancillary, _, addr = self.udp.recvmsg(2048, 64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            arrival = time.time()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    arrival = seconds + nanoseconds / 1e9
+            self.datagram(data, addr, arrival)
+
+    def datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if len(data) == 74 and data[:4] == b"\x00\x01\x00\x46":  # IP discovery
             answer = (struct.pack(">HHI", 2, 70, struct.unpack_from(">I", data, 4)[0])
                       + addr[0].encode().ljust(64, b"\x00") + struct.pack(">H", addr[1]))
-            assert self.udp is not None
             self.udp.sendto(answer, addr)
             return
         if len(data) < 12:
             return
-        counts = self.by_ssrc.get(struct.unpack_from(">I", data, 8)[0])
-        if counts is None:
-            return
-        now = time.monotonic()
+        with self.lock:
+            counts = self.by_ssrc.get(struct.unpack_from(">I", data, 8)[0])
+            if counts is not None:
+                self._count(counts, now)
+
+    @staticmethod
+    def _count(counts: PlayerCounts, now: float) -> None:
         if counts.last is not None:
             gap = now - counts.last
             counts.longest_gap = max(counts.longest_gap, gap)
@@ -115,20 +152,15 @@ class _Farm:
         counts.packets += 1
 
     def window(self) -> None:
-        for counts in self.by_ssrc.values():
-            counts.packets = counts.late = 0
-            counts.longest_gap = 0.0
+        with self.lock:
+            for counts in self.by_ssrc.values():
+                counts.packets = counts.late = 0
+                counts.longest_gap = 0.0
 
     def report(self) -> dict[str, tuple[int, int, float]]:
-        return {c.guild_id: (c.packets, c.late, c.longest_gap) for c in self.by_ssrc.values()}
-
-
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, farm: _Farm) -> None:
-        self.farm = farm
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.farm.datagram(data, addr)
+        with self.lock:
+            return {c.guild_id: (c.packets, c.late, c.longest_gap)
+                    for c in self.by_ssrc.values()}
 
 
 async def _serve(conn: multiprocessing.connection.Connection) -> None:
@@ -136,10 +168,8 @@ async def _serve(conn: multiprocessing.connection.Connection) -> None:
 
     farm = _Farm()
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(farm),
-                                                       local_addr=("127.0.0.1", 0))
-    farm.udp = transport
-    farm.udp_port = transport.get_extra_info("sockname")[1]
+    receiver = threading.Thread(target=farm.receive, name="voice-farm-udp", daemon=True)
+    receiver.start()
     server = await serve(farm.handle, "127.0.0.1", 0, ping_interval=None, max_size=1 << 20)
     ws_port = server.sockets[0].getsockname()[1] if server.sockets else 0
     conn.send(("ready", ws_port))
@@ -162,7 +192,9 @@ async def _serve(conn: multiprocessing.connection.Connection) -> None:
     finally:
         loop.remove_reader(conn.fileno())
         server.close()
-        transport.close()
+        farm.stopping.set()
+        receiver.join(2)
+        farm.udp.close()
 
 
 def _main(conn: multiprocessing.connection.Connection) -> None:

@@ -32,6 +32,7 @@ from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 
 from .conftest import TONES
+from .support.consumer import SocketConsumer
 from .support.discord_api import DiscordWorld, FakeDiscord, Member, discord_gateway
 from .support.discord_voice import XCHACHA, DiscordVoiceStandIn
 from .support.lavalink import PASSWORD, USER_ID
@@ -132,7 +133,8 @@ async def test_lavalink_py_plays_each_guild_its_own_tone_on_its_own_connection(
         node: EngineProcess, media_dir: Path, media_server: MediaServer) -> None:
     async with lavalink_py(node) as (client, events), \
             DiscordVoiceStandIn(server_id=71000000000000001, dave=True) as first, \
-            DiscordVoiceStandIn(server_id=71000000000000002, modes=(XCHACHA,)) as second:
+            DiscordVoiceStandIn(server_id=71000000000000002, modes=(XCHACHA,)) as second, \
+            SocketConsumer(node.socket_path) as consumer:
         local = await client.get_tracks(str(media_dir / "a.mp3"))
         remote = await client.get_tracks(media_server.url("c.mp3"))
         assert (local.load_type, remote.load_type) == (lavalink.LoadType.TRACK,) * 2
@@ -169,6 +171,10 @@ async def test_lavalink_py_plays_each_guild_its_own_tone_on_its_own_connection(
         for player in players:
             await client.player_manager.destroy(player.guild_id)
         assert await silent_for(second, 0.5)
+        # Nothing of the players ever reached the Go API's socket consumers.
+        guilds = {str(first.server_id), str(second.server_id)}
+        assert not [e for e in consumer.events() if e.session_id in guilds]
+        assert not [p for g in guilds for p in consumer.packets(g)]
 
 
 async def test_lavalink_py_filters_volume_seek_pause_and_end_time(
