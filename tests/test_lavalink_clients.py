@@ -8,13 +8,17 @@ its own davey listener, decodes the Opus and tells which tone it hears.
   a voice connection Discord closes for good, a worker killed mid-track;
 - wavelink, on a real discord.py client logged in to a Discord stand-in whose gateway
   answers a voice join with the voice server: join a channel, search, play with DAVE,
-  filters, a client that loses its WebSocket and resumes its session, disconnect.
+  filters, a client that loses its WebSocket and resumes its session, disconnect;
+- lavalink-client (JavaScript, from npm, tests/js/ installed by ``make setup-test``) in a
+  Node.js bot script: join, search, play, filters, pause, resume, stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -374,3 +378,99 @@ async def _true(value: bool) -> bool:
 
 async def _is(value: object, expected: object) -> bool:
     return value is expected
+
+
+# -- a JavaScript bot: lavalink-client on Node.js -------------------------------------------
+
+JS_BOT = Path(__file__).parent / "js" / "bot.mjs"
+
+
+class JsBot:
+    """The Node.js bot script: commands in on stdin, events out on stdout."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.messages: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.messages.append(json.loads(line))
+            self._changed.set()
+        self._changed.set()
+
+    async def wait(self, match: Any, timeout: float = 20.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while not (found := [m for m in self.messages if match(m)]):
+                if self.process.returncode is not None and self._reader.done():
+                    raise AssertionError(f"the bot exited: {self.messages}")
+                self._changed.clear()
+                await self._changed.wait()
+        return found[0]
+
+    async def event(self, name: str, **fields: Any) -> dict[str, Any]:
+        return await self.wait(lambda m: m.get("event") == name and all(
+            m.get(k) == v for k, v in fields.items()))
+
+    async def command(self, command: str) -> None:
+        assert self.process.stdin is not None
+        done = sum(1 for m in self.messages if m.get("done") == command)
+        self.process.stdin.write(f"{command}\n".encode())
+        await self.process.stdin.drain()
+        await self.wait(lambda m: sum(1 for x in self.messages
+                                      if x.get("done") == command) > done)
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def test_a_javascript_bot_with_lavalink_client(node: EngineProcess,
+                                                     media_server: MediaServer) -> None:
+    node_js = shutil.which("node")
+    assert node_js is not None, "Node.js is needed (Node 18 or newer)"
+    assert (JS_BOT.parent / "node_modules" / "lavalink-client").is_dir(), \
+        "run make setup-test (npm ci --prefix tests/js)"
+    async with DiscordVoiceStandIn(server_id=71000000000000007, dave=True) as standin:
+        env = {**os.environ, "ENGINE_HOST": "127.0.0.1", "ENGINE_PORT": str(node.port),
+               "PASSWORD": PASSWORD, "USER_ID": str(USER_ID),
+               "GUILD": str(standin.server_id), "CHANNEL": str(standin.channel_id),
+               "VOICE_SESSION": standin.session_id, "VOICE_TOKEN": standin.token,
+               "VOICE_ENDPOINT": standin.endpoint, "TRACK": media_server.url("e.mp3")}
+        process = await asyncio.create_subprocess_exec(
+            node_js, str(JS_BOT), cwd=JS_BOT.parent, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        bot = JsBot(process)
+        try:
+            await bot.event("nodeConnect")
+            await asyncio.wait_for(standin.wait_until(lambda: bool(standin.selected)), 20)
+            await bot.command("play")
+            loaded = await bot.event("loaded")
+            assert (loaded["loadType"], loaded["source"]) == ("track", "http")
+            await bot.event("trackStart", title="e")
+            assert abs(await heard(standin) - TONES["e"]) < 5
+            await standin.dave_ready.wait()
+            assert standin.e2ee_packets == len(standin.packets)
+            await bot.command("pitch")
+            assert abs(await heard(standin) - 1.5 * TONES["e"]) < 8
+            await bot.command("pause")
+            await asyncio.sleep(0.1)
+            assert await silent_for(standin, 0.5)
+            await bot.command("resume")
+            await heard(standin)
+            await bot.command("stop")
+            # Its queue is empty: lavalink-client reports Lavalink's TrackEndEvent as
+            # the end of the queue.
+            end = await bot.event("queueEnd")
+            assert end["reason"] == "stopped"
+            assert await silent_for(standin, 0.5)
+            await bot.command("exit")
+            assert await process.wait() == 0
+            assert not [m for m in bot.messages if m.get("event") in ("nodeError",
+                                                                       "trackError")]
+        finally:
+            await bot.close()
