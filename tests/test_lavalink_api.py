@@ -28,6 +28,7 @@ from protocol.lavalink import (
 )
 
 from .support.lavalink import PASSWORD, USER_ID, LavalinkSocket
+from .support.waiting import poll_until_async
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -312,7 +313,12 @@ async def test_a_resumed_session_keeps_its_players(
         await api.patch(f"/v4/sessions/{session}/players/777001",
                         json={"volume": 70, "track": {"encoded": short["data"]["encoded"]}})
         await first.event("TrackStartEvent")
-    # Away: Lavalink answers 404 for the session until it is resumed.
+    # Away (once the node saw the socket close): Lavalink answers 404 for the session
+    # until it is resumed.
+    async def away() -> bool:
+        return (await api.get(f"/v4/sessions/{session}/players")).status_code == 404
+
+    await poll_until_async(away, timeout=10)
     _error(await api.get(f"/v4/sessions/{session}/players"), 404, "Session not found")
     async with LavalinkSocket(node.url, session_id=session) as second:
         ready = await second.ready()
@@ -333,6 +339,25 @@ async def test_a_resumed_session_keeps_its_players(
         played = await go.post("/session/777001/play", json={"url": str(media_dir / "a.mp3")})
         assert played.status_code == 200
         await go.post("/session/777001/stop")
+
+
+async def test_a_resume_takes_the_session_from_a_socket_not_yet_closed(
+        node: EngineProcess, api: httpx.AsyncClient) -> None:
+    # A client whose connection dropped reconnects before its old socket's close
+    # reached the node: the new socket takes the session, the old one is closed.
+    async with LavalinkSocket(node.url) as first:
+        session = (await first.ready())["sessionId"]
+        await api.patch(f"/v4/sessions/{session}", json={"resuming": True, "timeout": 20})
+        await api.patch(f"/v4/sessions/{session}/players/777004", json={"volume": 30})
+        async with LavalinkSocket(node.url, session_id=session) as second:
+            assert (await second.ready())["resumed"] is True
+            await asyncio.wait_for(first.closed_by_node.wait(), 10)
+            players = (await api.get(f"/v4/sessions/{session}/players")).json()
+            assert [p["guildId"] for p in players] == ["777004"]
+            await api.delete(f"/v4/sessions/{session}/players/777004")
+        # Another client (another bot user) cannot take a session over.
+    async with LavalinkSocket(node.url, session_id=session, user_id=USER_ID + 1) as other:
+        assert (await other.ready())["resumed"] is False
 
 
 async def test_a_session_not_resumed_in_time_ends_with_its_players(

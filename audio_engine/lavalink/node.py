@@ -118,11 +118,17 @@ class LavalinkNode:
         True), else a new one."""
         if resume_id:
             session = self.sessions.get(resume_id)
-            if session is not None and session.resuming and not session.connected \
-                    and not session.closed:
+            if session is not None and session.resuming and not session.closed \
+                    and session.user_id == user_id:
                 handle = self._expiry.pop(session.id, None)
                 if handle is not None:
                     handle.cancel()
+                if session.connected:
+                    # The client reconnected before its old WebSocket's close reached
+                    # us (a dropped connection is noticed late): the new one takes
+                    # the session, the old one is closed.
+                    session.outbox = None
+                    session.taken_over.set()
                 log.info("Lavalink session %s resumed by %s", session.id, client_name)
                 return session, True
         session_id = new_session_id()
@@ -139,6 +145,7 @@ class LavalinkNode:
         """The WebSocket with *outbox* serves *session* from now on: ``ready`` first,
         then (resumed) the events kept meanwhile and every player's position."""
         session.outbox = outbox
+        session.taken_over = asyncio.Event()
         session.send(ReadyMessage(resumed=resumed, session_id=session.id).dump())
         if resumed:
             held, session.held = list(session.held), type(session.held)(

@@ -117,6 +117,9 @@ class ClientSession:
         self.players: dict[str, Player] = {}
         #: The connected WebSocket's outbox (None while disconnected).
         self.outbox: asyncio.Queue[str] | None = None
+        #: Set when a resuming client took the session over from the WebSocket that
+        #: still held it (that one is then closed).
+        self.taken_over = asyncio.Event()
         #: Events kept while a resumable session waits for its client.
         self.held: deque[str] = deque(maxlen=EVENT_QUEUE)
         #: Set once the session ended for good (its players were destroyed).

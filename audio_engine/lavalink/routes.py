@@ -318,8 +318,13 @@ async def _serve(ws: WebSocket, node: LavalinkNode, session: ClientSession,
                 next_update += node.player_update_interval
             await asyncio.sleep(max(0.0, min(next_stats, next_update) - loop.time()))
 
+    taken_over = session.taken_over
+
+    async def handed_over() -> None:
+        await taken_over.wait()
+
     tasks = [asyncio.create_task(job(), name=f"lavalink-{session.id}-{job.__name__}")
-             for job in (read, write, tick)]
+             for job in (read, write, tick, handed_over)]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

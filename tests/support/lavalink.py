@@ -44,6 +44,9 @@ class LavalinkSocket:
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        #: Set when the node closed the connection (not we).
+        self.closed_by_node = asyncio.Event()
+        self._closing = False
 
     async def __aenter__(self) -> LavalinkSocket:
         self._ws = await connect(self.url, additional_headers=self.headers, open_timeout=10)
@@ -57,6 +60,7 @@ class LavalinkSocket:
 
     async def close(self) -> None:
         """Close the WebSocket (the node sees the client leave)."""
+        self._closing = True
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -73,6 +77,8 @@ class LavalinkSocket:
         except ConnectionClosed:
             pass
         finally:
+            if not self._closing:
+                self.closed_by_node.set()
             self._changed.set()
 
     async def wait_for(self, match: Callable[[dict[str, Any]], bool], *, count: int = 1,
