@@ -276,6 +276,38 @@ async def test_a_load_failure_is_an_exception_then_load_failed(
                                json={"identifier": str(media_dir / "gone.mp3")}), 500)
 
 
+async def test_stop_no_replace_and_destroy_end_tracks_as_lavalink_says(
+        node: EngineProcess, api: httpx.AsyncClient, media_dir: Path) -> None:
+    tracks = {name: (await api.get("/v4/loadtracks", params={
+        "identifier": str(media_dir / f"{name}.mp3")})).json()["data"]["encoded"]
+        for name in ("a", "b")}
+    async with LavalinkSocket(node.url) as socket:
+        session = (await socket.ready())["sessionId"]
+        player = f"/v4/sessions/{session}/players/777005"
+        # No voice connection: the tracks wait for one, so they never end by themselves.
+        await api.patch(player, json={"track": {"encoded": tracks["a"]}})
+        kept = await api.patch(player, params={"noReplace": "true"},
+                               json={"track": {"encoded": tracks["b"]}})
+        assert kept.json()["track"]["info"]["title"] == "a"
+        replaced = await api.patch(player, json={"track": {"encoded": tracks["b"]}})
+        assert replaced.json()["track"]["info"]["title"] == "b"
+        stopped = await api.patch(player, json={"track": {"encoded": None}})
+        assert stopped.json()["track"] is None
+        await api.patch(player, json={"encodedTrack": tracks["a"], "position": 3000,
+                                      "endTime": 9000})
+        state = (await api.get(player)).json()
+        assert state["track"]["info"]["position"] == 3000
+        deleted = await api.delete(player)
+        assert deleted.status_code == 204
+        ends = await socket.event("TrackEndEvent", count=3)
+        assert [(e["track"]["info"]["title"], e["reason"]) for e in ends] == [
+            ("a", "replaced"), ("b", "stopped"), ("a", "cleanup")]
+        starts = socket.events("TrackStartEvent")
+        assert [e["track"]["info"]["title"] for e in starts] == ["a", "b", "a"]
+        await asyncio.sleep(0.3)  # the engine's own word on these plays is not repeated
+        assert len(socket.events("TrackEndEvent")) == 3
+
+
 async def test_a_guild_is_a_lavalink_player_or_a_go_session(
         node: EngineProcess, api: httpx.AsyncClient, media_dir: Path) -> None:
     async with httpx.AsyncClient(base_url=node.url) as go, LavalinkSocket(node.url) as socket:
