@@ -166,9 +166,11 @@ async def test_lavalink_py_plays_each_guild_its_own_tone_on_its_own_connection(
         update = await events.first(lavalink.PlayerUpdateEvent, first.server_id,
                                     lambda e: e.position > 0 and e.ping >= 0)
         assert update.connected
+        # The position lavalink.py shows (ours, carried forward between updates) moves
+        # at real time: within 30 % over 2 s (a shared test machine stalls now and then).
         before = players[0].position
-        await asyncio.sleep(1.2)
-        assert 900 <= players[0].position - before <= 1500
+        await asyncio.sleep(2.0)
+        assert 1400 <= players[0].position - before <= 2600
         # Stopping one guild stops its connection's audio only.
         await players[0].stop()
         end, = await events.wait(lavalink.TrackEndEvent, first.server_id)

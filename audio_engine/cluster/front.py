@@ -868,6 +868,7 @@ class Front:
         """The track position (seconds) at which the current play ends (None: its end)."""
         record = self._record(session_id)
         await self._call(record, "end_at", session_id, end_at)
+        record.request = replace(record.request, end_at=end_at)  # a move keeps it
 
     async def filters(self, session_id: str) -> dict[str, Any]:
         record = self._record(session_id)
