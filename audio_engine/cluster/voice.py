@@ -21,16 +21,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from audio_engine.cluster.reports import VoiceServer, VoiceSnapshot
-from audio_engine.voice import (
-    VoiceClosed,
-    VoiceConnectError,
-    VoiceConnection,
-    VoiceConnectionState,
-    VoiceCredentials,
-)
+
+if TYPE_CHECKING:
+    from audio_engine.voice import VoiceClosed, VoiceConnection
 
 __all__ = ["MAX_VOICE_IDS", "VoicePlayer", "VoicePlayers", "VoiceRouting"]
 
@@ -58,7 +54,7 @@ class VoicePlayer:
     @property
     def ready(self) -> bool:
         connection = self.connection
-        return connection is not None and connection.state is VoiceConnectionState.CONNECTED
+        return connection is not None and connection.usable
 
     def send_opus(self, frame: bytes) -> bool:
         connection = self.connection
@@ -68,8 +64,7 @@ class VoicePlayer:
         connection = self.connection
         if connection is None:
             return VoiceSnapshot(connected=False, ping_ms=-1)
-        return VoiceSnapshot(connected=connection.state is VoiceConnectionState.CONNECTED,
-                             ping_ms=connection.ping_ms)
+        return VoiceSnapshot(connected=connection.usable, ping_ms=connection.ping_ms)
 
 
 class VoicePlayers:
@@ -131,6 +126,15 @@ class VoicePlayers:
         of the close when it failed for good. Cancelling is safe (the connection goes
         on trying; ``close`` stops it).
         """
+        # Here, not at the top: a worker that never plays a Lavalink player does not
+        # load the voice stack (websockets' client, davey, the AEAD ciphers: ~9 MB).
+        from audio_engine.voice import (
+            VoiceConnectError,
+            VoiceConnection,
+            VoiceConnectionState,
+            VoiceCredentials,
+        )
+
         player = self.sink(session_id)
         current = player.connection
         if current is not None and player.server == server and \

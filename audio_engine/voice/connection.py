@@ -297,6 +297,11 @@ class VoiceConnection:
         return self._state
 
     @property
+    def usable(self) -> bool:
+        """Frames sent with ``send_opus`` go out now (``state`` is CONNECTED)."""
+        return self._state is VoiceConnectionState.CONNECTED
+
+    @property
     def closed_with(self) -> VoiceClosed | None:
         """The final close Discord (or a failure) caused; None while open or after our
         own ``close()``."""
