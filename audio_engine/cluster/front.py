@@ -159,9 +159,11 @@ class _Voice:
 
     worker: WorkerProcess | None = None
     server: VoiceServer | None = None
-    #: Its connection closed for good (said at once by the worker's notice; its
-    #: reports say it only later).
-    closed: bool = False
+    #: What the worker said of its connection outside its reports (the answer to
+    #: ``voice``, a ``voice_closed`` notice), and when: newer than its latest report,
+    #: it is the connection's state (reports come every 0.5 s).
+    connected: bool = False
+    said_at: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -963,13 +965,13 @@ class Front:
                 raise WorkerUnavailable("the engine is starting its workers; try again shortly")
             voice.worker = self._place(workers)
         voice.server = server
-        voice.closed = False
         try:
             answer = await voice.worker.call("voice", session_id, server,
                                              within=_VOICE_CALL_TIMEOUT)
         except (PeerGone, CallTimedOut) as exc:
             raise WorkerUnavailable("the engine worker of this player is not answering; "
                                     "try again shortly") from exc
+        voice.connected, voice.said_at = bool(answer.get("connected")), time.monotonic()
         return dict(answer)
 
     def player_state(self, session_id: str, tempo: float = 1.0) -> PlayerState:
@@ -980,10 +982,11 @@ class Front:
         worker = voice.worker if voice is not None else None
         report = worker.report if worker is not None else None
         snapshot = report.voices.get(session_id) if report is not None else None
-        if voice is not None and voice.closed:
-            snapshot = None
         connected = snapshot is not None and snapshot.connected
         ping = snapshot.ping_ms if snapshot is not None else -1
+        if voice is not None and (report is None or voice.said_at > report.at):
+            connected = voice.connected
+            ping = ping if connected else -1
         record = self._records.get(session_id)
         if record is None or not record.live:
             return PlayerState(None, connected, ping)
@@ -1010,7 +1013,7 @@ class Front:
         voice = self._voices.get(session_id)
         if voice is None or voice.worker is not worker:
             return
-        voice.closed = True
+        voice.connected, voice.said_at = False, time.monotonic()
         if self.voice_listener is not None:
             self.voice_listener.voice_closed(session_id, code, reason, by_remote)
 
