@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 # Our packages, all under ruff and mypy --strict.
-PACKAGES := protocol applog audio_engine gateway bot playground_ws audiogate loadtest
+PACKAGES := protocol applog lifecycle audio_engine gateway bot playground_ws audiogate loadtest
 # libopus0: the Opus encoder opuslib loads. chromium: the real browser of the
 # playground tests (driven by playwright's Python package, never downloaded).
 # prometheus: its promtool checks the rules in deploy/prometheus/ in the tests.

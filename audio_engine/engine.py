@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from audio_engine.audio.calibrate import bare_pipeline_cost, mp3_tone
-from audio_engine.audio.opus_encoder import ComplexityDial
+from audio_engine.audio.codec import ComplexityDial
 from audio_engine.cluster.reports import (
     CLOCK_STALL_SECONDS,
     VERSION,
@@ -31,7 +31,8 @@ from audio_engine.cluster.reports import (
 )
 from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import LOAD_INTERVAL
-from audio_engine.sessions.manager import Hub, ManagerLimits, SessionManager
+from audio_engine.sessions.manager import Hub, SessionManager
+from audio_engine.sessions.memory import MemoryReleaser
 from audio_engine.sessions.pools import ElasticPool
 from audio_engine.sessions.session import Session, SessionState, effective_filters
 from audio_engine.settings import EngineSettings
@@ -39,12 +40,37 @@ from audio_engine.sources.egress import EgressProxy
 from audio_engine.sources.resolver import JobRunner, Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.clock import TickSchedule, run_clock
-from audio_engine.wire.ordering import TimingPolicy
+from lifecycle import Process, declare
 from protocol.filters import Loudness
 
-__all__ = ["Engine"]
+__all__ = ["CLOCK", "IDLE_REAPER", "LOAD_REPORTER", "Engine"]
 
 log = logging.getLogger(__name__)
+
+_RUN = "`Engine.run`'s task group"
+CLOCK = declare(
+    "clock", owner=_RUN, process=Process.WORKER,
+    what="the worker's 20 ms clock: one frame of every playing session per tick",
+    ends="`Engine.stop`, after every session ended")
+IDLE_REAPER = declare(
+    "idle-reaper", owner=_RUN, process=Process.WORKER,
+    what="removing sessions nobody touched for `ENGINE_IDLE_TIMEOUT`",
+    ends="`Engine.stop`")
+LOAD_REPORTER = declare(
+    "load-reporter", owner=_RUN, process=Process.WORKER,
+    what="the worker's report to the front every 0.5 s (CPU, clock, sessions)",
+    ends="`Engine.stop`")
+_POOLS = "Engine (its pools)"
+for _pool, _work in (("engine-read", "steady reads of playing sources"),
+                     ("engine-open", "opening, seeking and closing sources"),
+                     ("engine-codec", "decoding, filters, resampling, encoding")):
+    declare(f"{_pool}_{{key}}", owner=_POOLS, process=Process.WORKER, thread=True,
+            what=f"{_work}, earliest deadline first, at niceness +5 over the clock",
+            ends="`Engine.stop` (queued jobs cancelled; an extra thread leaves when idle)")
+declare("{key}-monitor", owner=_POOLS, process=Process.WORKER, thread=True,
+        what="a pool's watch for threads stuck in the kernel (it then adds one)",
+        ends="the pool's shutdown")
+
 
 class Engine:
     """Everything of one worker: see the module docstring.
@@ -97,31 +123,19 @@ class Engine:
             probe_timeout=settings.open_timeout,
             index_bytes=settings.index_memory,
         )
+        self.memory = MemoryReleaser(self.open_pool)
         self.manager = SessionManager(
+            on_session_end=self.memory.session_ended,
             hub=hub,
             resolver=self.resolver,
             read_pool=self.read_pool,
             open_pool=self.open_pool,
             codec_pool=self.codec_pool,
             metrics=self.metrics,
-            limits=ManagerLimits(
-                max_sessions=settings.max_sessions,
-                idle_timeout=settings.idle_timeout,
-                stuck_threshold=settings.stuck_threshold,
-                source_retries=settings.source_retries,
-                opus_complexity=settings.opus_complexity,
-                opus_encoder=settings.opus_encoder,
-                open_timeout=settings.open_timeout,
-                read_timeout=settings.read_timeout,
-                index_bytes=settings.index_memory,
-                default_loudness=self.default_loudness,
-                first_audio_wait=settings.first_audio_wait,
-            ),
-            timing=TimingPolicy(
-                event_margin=settings.event_margin_ms / 1000,
-                first_audio_margin=settings.first_audio_margin_ms / 1000,
-            ),
+            settings=settings,
+            timing=settings.timing,
             complexity=self.complexity,
+            default_loudness=self.default_loudness,
         )
         #: Worst tick lateness since the last report.
         self._worst_lateness = 0.0
@@ -135,6 +149,9 @@ class Engine:
         self._run_done = asyncio.Event()
         self._running = False
         self._stopped = False
+        #: How the clock's thread is scheduled, in words (set by the process that runs
+        #: the engine: ``audiogate.scheduling``).
+        self.clock_scheduling = "normal"
 
     async def start(self, *, calibrate: bool = False) -> None:
         """Start the egress proxy (loopback, a free port); with *calibrate*, time the
@@ -158,9 +175,9 @@ class Engine:
             self._schedule = TickSchedule(loop.time())
             async with asyncio.TaskGroup() as tasks:
                 clock = tasks.create_task(
-                    run_clock(self._tick, schedule=self._schedule), name="clock")
-                reaper = tasks.create_task(self._reap_idle(), name="idle-reaper")
-                sampler = tasks.create_task(self._report(report), name="load-reporter")
+                    run_clock(self._tick, schedule=self._schedule), name=CLOCK.name)
+                reaper = tasks.create_task(self._reap_idle(), name=IDLE_REAPER.name)
+                sampler = tasks.create_task(self._report(report), name=LOAD_REPORTER.name)
                 await self._stopping.wait()
                 clock.cancel()
                 reaper.cancel()
@@ -240,6 +257,7 @@ class Engine:
         self._stopped = True
         self._stopping.set()
         await self.manager.close()
+        await self.memory.close()
         if self._running:
             await self._run_done.wait()
         await self.close_now()
@@ -272,6 +290,7 @@ class Engine:
             "sessions_by_state": dict(self.manager.counts()),
             "passthrough_sessions": sum(1 for s in live if s.passthrough),
             "ticks": self.manager.ticks,
+            "clock_scheduling": self.clock_scheduling,
             "clock_slipped_ticks": self._schedule.slipped if self._schedule else 0,
             "frames_sent": self.manager.total_frames_sent,
             "underruns": self.manager.total_underruns,
@@ -282,6 +301,8 @@ class Engine:
             "open_fds": open_fds(),
             "egress": {"connections": self.egress.connections, "grants": self.egress.grants},
             "opus_complexity": self.complexity.level,
+            "memory": {"releases": self.memory.releases,
+                       "released_mb": round(self.memory.released_bytes / 2**20, 1)},
             "pools": {
                 pool.name: {
                     "threads": pool.size,

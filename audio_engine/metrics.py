@@ -172,7 +172,8 @@ class EngineMetrics:
         )
         self.track_joins = Counter(
             "audiogate_engine_track_joins",
-            "Next tracks that continued a session's stream, by kind: gapless, crossfade",
+            "Next tracks that continued a session's stream, by kind: gapless, crossfade, "
+            "now (a play now that replaced the current track)",
             ["kind"], registry=r,
         )
         self.sessions_gauge = Gauge(
@@ -181,6 +182,10 @@ class EngineMetrics:
         self.worker_restarts = Counter(
             "audiogate_engine_worker_restarts",
             "Engine worker processes that died and were started again", registry=r)
+        self.workers_killed = Counter(
+            "audiogate_engine_workers_killed",
+            "Engine workers killed by the front because their clock stopped ticking",
+            registry=r)
         self.sessions_moved = Counter(
             "audiogate_engine_sessions_moved",
             "Sessions played again on another worker after theirs died", registry=r)

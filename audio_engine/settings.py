@@ -14,6 +14,8 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audio_engine.sources.url_policy import IPAddress, parse_endpoints
+from audio_engine.wire.ordering import TimingPolicy
+from audio_engine.wire.pressure import CpuPressure
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
 __all__ = ["EngineSettings"]
@@ -282,6 +284,16 @@ class EngineSettings(BaseSettings):
         "caused (ready, error, a stop's finished) while such a consumer is connected "
         "[env ENGINE_EVENT_MARGIN_MS]",
     )
+    clock_priority: int = Field(
+        10,
+        ge=0,
+        le=99,
+        description="real-time (round-robin) priority of the thread that runs the 20 ms "
+        "clock in each engine process, so a busy machine cannot delay a tick; 0: normal "
+        "scheduling. Needs CAP_SYS_NICE (root, --cap-add SYS_NICE, or LimitRTPRIO= in "
+        "systemd); without it the engine runs normally and /health says why "
+        "[env ENGINE_CLOCK_PRIORITY]",
+    )
     shutdown_timeout: float = Field(
         5.0,
         gt=0,
@@ -352,6 +364,14 @@ class EngineSettings(BaseSettings):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("ENGINE_TLS_CERT and ENGINE_TLS_KEY go together: set both")
         return self
+
+    @property
+    def timing(self) -> TimingPolicy:
+        """The two wall-clock margins of the timing contract, in seconds, stretched
+        by the host's CPU pressure (one reader of it per call: call once per process)."""
+        return TimingPolicy(event_margin=self.event_margin_ms / 1000,
+                            first_audio_margin=self.first_audio_margin_ms / 1000,
+                            pressure=CpuPressure().share)
 
     @property
     def consumer_token(self) -> str | None:

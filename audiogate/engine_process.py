@@ -28,6 +28,7 @@ from audio_engine.cluster.front import Front
 from audio_engine.http.api import create_app
 from audio_engine.lavalink import LavalinkNode
 from audio_engine.settings import EngineSettings
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 from audiogate.config import load_settings, setting_name, start_logging
 from audiogate.errors import EXIT_CONFIG, StartupError
 from audiogate.listeners import UnixListener, bind_tcp, bind_unix
@@ -37,11 +38,23 @@ from audiogate.process import (
     run_process,
     watching_supervisor,
 )
+from audiogate.scheduling import RealtimeClock
 from audiogate.serving import HttpService
+from lifecycle import Process, declare
 
 __all__ = ["WORKER_COMMAND", "main", "serve_engine", "tls_context"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "`engine_process` task group"
+ENGINE_HTTP = declare(
+    "engine-http", owner=_GROUP, process=Process.ENGINE,
+    what="the engine's HTTP server",
+    ends="first at shutdown (`HttpService.stop`; requests in flight get half the deadline)")
+ENGINE_FRONT = declare(
+    "engine-front", owner=_GROUP, process=Process.ENGINE,
+    what="the front's load sampler and libopus complexity steps (`Front.run`)",
+    ends="`Front.stop`, after every worker stopped")
 
 #: Seconds worker threads get to end after the engine stopped (see run_process).
 _THREAD_GRACE = 1.0
@@ -86,18 +99,18 @@ def tls_context(settings: EngineSettings) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    except ssl.SSLError:
+    except ssl.SSLError as exc:
         raise StartupError(
             "the TLS files are not a PEM certificate (chain) and its matching private key; "
             f"check {setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
-        ) from None
+        ) from exc
     except OSError as exc:
         raise StartupError(
             f"cannot read the TLS files ({exc.strerror or exc}); check "
             f"{setting_name(EngineSettings, 'tls_cert')} and "
             f"{setting_name(EngineSettings, 'tls_key')}"
-        ) from None
+        ) from exc
     return context
 
 
@@ -114,6 +127,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
     http_listener, unix, tcp = _bind(settings)
     try:
         front = Front(settings, worker_command=worker_command, workers=settings.workers)
+        front.overview.clock_scheduling = RealtimeClock(settings.clock_priority).start()
+        log.info("event loop thread: %s", front.overview.clock_scheduling)
         lavalink = LavalinkNode(
             front, player_update_interval=settings.lavalink_player_update_interval,
         ) if settings.lavalink_password else None
@@ -128,8 +143,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
             except RuntimeError as exc:
                 raise StartupError(f"{exc}; see the log above") from exc
             async with asyncio.TaskGroup() as tasks:
-                running = tasks.create_task(front.run(), name="engine-front")
-                server = tasks.create_task(http.serve(), name="engine-http")
+                running = tasks.create_task(front.run(), name=ENGINE_FRONT.name)
+                server = tasks.create_task(http.serve(), name=ENGINE_HTTP.name)
                 await http.started.wait()
                 log.info("engine %s ready: http://%s:%d, socket %s, %d workers",
                          front.version, settings.api_host, http.port, unix.path,
@@ -143,6 +158,9 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
                 try:
                     async with asyncio.timeout(settings.shutdown_timeout):
                         http.stop()
+                        # Catalogue calls in flight get their answer now (503, the Go
+                        # error body) instead of being cut off at the HTTP deadline.
+                        await front.resolve_pool.close()
                         await server
                         if lavalink is not None:
                             await lavalink.close()
@@ -176,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     raise_open_file_limit()
+    ignored = scrub_proxy_environment()  # before any thread: FFmpeg reads them at each open
+    if ignored:
+        log.warning("ignoring %s: every connection the engine makes goes through its "
+                    "egress proxy, which connects directly", ", ".join(ignored))
     # A short GIL switch interval lets the clock thread take the GIL back from
     # busy codec threads within ~1 ms instead of 5 ms.
     sys.setswitchinterval(0.001)

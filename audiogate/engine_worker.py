@@ -28,7 +28,7 @@ import socket
 import sys
 from typing import Any
 
-from audio_engine.audio.opus_encoder import ComplexityDial
+from audio_engine.audio.codec import ComplexityDial
 from audio_engine.cluster.channel import ChannelReader, Kind
 from audio_engine.cluster.voice import VoicePlayers, VoiceRouting
 from audio_engine.cluster.worker import RemoteJobs, WorkerLink, WorkerService
@@ -36,15 +36,33 @@ from audio_engine.cluster.workers import WORKER_FD_ENV
 from audio_engine.engine import Engine
 from audio_engine.metrics import EngineMetrics
 from audio_engine.settings import EngineSettings
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 from audio_engine.sources.resolve_pool import WorkerLimits
 from audiogate.config import start_logging
 from audiogate.errors import EXIT_CONFIG
 from audiogate.process import add_runtime_metrics, raise_open_file_limit, run_process
+from audiogate.scheduling import RealtimeClock
+from lifecycle import Process, declare
 from protocol import NEED_DATA
 
 __all__ = ["WORKER_THREAD_NICENESS", "main", "serve_worker"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "`engine_worker` task group"
+WORKER_ENGINE = declare(
+    "worker-engine", owner=_GROUP, process=Process.WORKER,
+    what="the worker's engine: its clock, idle reaper and reports (`Engine.run`)",
+    ends="the front's `shutdown` call (sessions end first), or the channel closes")
+WORKER_CHANNEL = declare(
+    "worker-channel", owner=_GROUP, process=Process.WORKER,
+    what="waiting for the front to close the channel (it stopped, or died)",
+    ends="the channel closes: the engine stops")
+WORKER_STOP = declare(
+    "worker-stop", owner=_GROUP, process=Process.WORKER,
+    what="waiting for a signal to the worker itself (it then exits as a crash would: "
+         "the front moves its sessions)",
+    ends="SIGTERM/SIGINT, or the worker stops")
 
 _PR_SET_PDEATHSIG = 1
 #: Niceness of a worker's pool threads over its event loop thread: the CPU scheduler
@@ -97,6 +115,8 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
                     jobs=RemoteJobs(link, WorkerLimits(deadline=settings.resolve_timeout)),
                     complexity=ComplexityDial(complexity),
                     thread_niceness=WORKER_THREAD_NICENESS, codec_threads=codec_threads)
+    engine.clock_scheduling = RealtimeClock(settings.clock_priority).start()
+    log.info("engine worker %d clock thread: %s", index, engine.clock_scheduling)
     link.use_metrics(engine.metrics)
     # Added up with the front's (CPU, memory): /metrics describes the whole engine.
     add_runtime_metrics(engine.metrics.registry)
@@ -104,9 +124,9 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
     await engine.start(calibrate=calibrate)
     try:
         async with asyncio.TaskGroup() as tasks:
-            running = tasks.create_task(engine.run(service.report), name="worker-engine")
-            lost = tasks.create_task(link.lost(), name="worker-channel")
-            halted = tasks.create_task(stop.wait(), name="worker-stop")
+            running = tasks.create_task(engine.run(service.report), name=WORKER_ENGINE.name)
+            lost = tasks.create_task(link.lost(), name=WORKER_CHANNEL.name)
+            halted = tasks.create_task(stop.wait(), name=WORKER_STOP.name)
             done, _ = await asyncio.wait({running, lost, halted},
                                          return_when=asyncio.FIRST_COMPLETED)
             if halted not in done:
@@ -124,6 +144,9 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
 def main() -> int:
     """The worker process; returns its exit code."""
     _die_with_parent()
+    # The front started us without proxy variables; scrub again in case someone else
+    # did not (FFmpeg would follow them around the egress proxy).
+    scrub_proxy_environment()
     fd = os.environ.get(WORKER_FD_ENV, "")
     if not fd.isdigit():
         print(f"error: {WORKER_FD_ENV} is not set: engine workers are started by the "

@@ -33,15 +33,30 @@ from audiogate.process import (
 from audiogate.serving import HttpService
 from bot import BotService
 from gateway.app import create_app
+from gateway.database import DatabaseError
 from gateway.health import ReadinessCheck
-from gateway.player import QueueStoreError
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
+from lifecycle import declare
 from playground_ws import mount_playground
 
 __all__ = ["bind_gateway_port", "main", "serve_gateway"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "`gateway_process` task group"
+GATEWAY_HTTP = declare(
+    "gateway-http", owner=_GROUP,
+    what="the gateway's HTTP server (health, metrics, the playground and its WebSockets)",
+    ends="first at shutdown (tabs closed)")
+GATEWAY_RUNTIME = declare(
+    "gateway-runtime", owner=_GROUP,
+    what="`Gateway.run`: the engine socket(s), watch, watchdog, housekeeping, positions",
+    ends="`Gateway.stop`, after the players")
+DISCORD_BOT = declare(
+    "discord-bot", owner=_GROUP,
+    what="the Discord bot (`BotService.run`: logs in, retries with the back-off)",
+    ends="`BotService.close`: voice left, logged out")
 
 
 def bind_gateway_port(settings: GatewaySettings) -> socket.socket:
@@ -96,10 +111,12 @@ async def serve_gateway(
                 raise StartupError(
                     f"cannot keep the playground's cookie secret in {settings.data_dir} "
                     f"({exc.strerror or exc}); set {setting_name(GatewaySettings, 'data_dir')} "
-                    f"or {setting_name(GatewaySettings, 'cookie_secret')}") from None
+                    f"or {setting_name(GatewaySettings, 'cookie_secret')}") from exc
             http = HttpService(app, http_listener, name="gateway",
                                request_timeout=settings.http_request_timeout,
-                               graceful_timeout=settings.shutdown_timeout / 3, lifespan=True)
+                               graceful_timeout=settings.shutdown_timeout / 3, lifespan=True,
+                               ws_max_message_bytes=settings.ws_max_message_bytes,
+                               ws_message_timeout=settings.ws_message_timeout)
             http.register_metrics(gateway.metrics.registry, "audiogate_gateway")
             add_runtime_metrics(gateway.metrics.registry)
             await _run(settings, stop, gateway, http, bot, on_ready)
@@ -113,15 +130,15 @@ async def serve_gateway(
 def _open_gateway(settings: GatewaySettings) -> Gateway:
     try:
         return Gateway(settings)
-    except QueueStoreError as exc:
+    except DatabaseError as exc:
         raise StartupError(
             f"{exc}; set {setting_name(GatewaySettings, 'queue_db')} or "
-            f"{setting_name(GatewaySettings, 'data_dir')}") from None
+            f"{setting_name(GatewaySettings, 'data_dir')}") from exc
     except (OSError, sqlite3.Error) as exc:
         raise StartupError(
             f"cannot open the queue database {settings.queue_path} ({exc}); set "
             f"{setting_name(GatewaySettings, 'queue_db')} or "
-            f"{setting_name(GatewaySettings, 'data_dir')}") from None
+            f"{setting_name(GatewaySettings, 'data_dir')}") from exc
 
 
 async def _run(settings: GatewaySettings, stop: asyncio.Event, gateway: Gateway,
@@ -129,11 +146,11 @@ async def _run(settings: GatewaySettings, stop: asyncio.Event, gateway: Gateway,
                on_ready: Callable[[Gateway, int], None] | None) -> None:
     async with asyncio.TaskGroup() as tasks:
         await gateway.prepare()
-        runtime = tasks.create_task(gateway.run(), name="gateway-runtime")
-        server = tasks.create_task(http.serve(), name="gateway-http")
+        runtime = tasks.create_task(gateway.run(), name=GATEWAY_RUNTIME.name)
+        server = tasks.create_task(http.serve(), name=GATEWAY_HTTP.name)
         discord_task = None
         if bot is not None:
-            discord_task = tasks.create_task(bot.run(), name="discord-bot")
+            discord_task = tasks.create_task(bot.run(), name=DISCORD_BOT.name)
             log.info("Discord bot starting")
         await http.started.wait()
         url = f"http://{settings.host}:{http.port}/"

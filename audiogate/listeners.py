@@ -40,11 +40,11 @@ def bind_tcp(host: str, port: int, *, host_setting: str, port_setting: str) -> s
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror:
+    except socket.gaierror as exc:
         raise StartupError(
             f"cannot listen on {host!r}: not an address or a known host name; "
             f"set {host_setting}"
-        ) from None
+        ) from exc
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -53,7 +53,7 @@ def bind_tcp(host: str, port: int, *, host_setting: str, port_setting: str) -> s
         sock.listen(HTTP_BACKLOG)
     except OSError as exc:
         sock.close()
-        raise StartupError(_tcp_problem(exc, host, port, host_setting, port_setting)) from None
+        raise StartupError(_tcp_problem(exc, host, port, host_setting, port_setting)) from exc
     return sock
 
 
@@ -111,10 +111,10 @@ def bind_unix(path: Path, mode: int, *, setting: str) -> UnixListener:
         )
     try:
         _clear_stale_socket(path, setting)
-    except PermissionError:
+    except PermissionError as exc:
         raise StartupError(
             f"no permission to replace the stale socket file {path}; remove it or set {setting}"
-        ) from None
+        ) from exc
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(path))
@@ -123,11 +123,11 @@ def bind_unix(path: Path, mode: int, *, setting: str) -> UnixListener:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise StartupError(
                 f"no permission to create the socket {path}; set {setting}"
-            ) from None
+            ) from exc
         if exc.errno == errno.EADDRINUSE:  # created between the check and the bind
-            raise StartupError(f"{path} is already in use; set {setting}") from None
+            raise StartupError(f"{path} is already in use; set {setting}") from exc
         raise StartupError(f"cannot create the socket {path} ({exc.strerror or exc}); "
-                           f"set {setting}") from None
+                           f"set {setting}") from exc
     listener = UnixListener(sock, path)
     try:
         os.chmod(path, mode)
@@ -135,7 +135,7 @@ def bind_unix(path: Path, mode: int, *, setting: str) -> UnixListener:
     except OSError as exc:
         listener.close()
         raise StartupError(f"cannot listen on the socket {path} ({exc.strerror or exc}); "
-                           f"set {setting}") from None
+                           f"set {setting}") from exc
     return listener
 
 

@@ -30,6 +30,7 @@ from prometheus_client import (
 )
 
 from audiogate.errors import EXIT_CRASHED, EXIT_OK, ProcessExit
+from lifecycle import Process, TaskOwner, declare
 
 __all__ = [
     "SUPERVISOR_PID_ENV",
@@ -111,6 +112,14 @@ async def _watch_supervisor(pid: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
+_WATCHER = "`watching_supervisor` (the engine's and the gateway's)"
+SUPERVISOR_WATCH = declare(
+    "supervisor-watch", owner=_WATCHER, process=Process.ENGINE,
+    what="stopping the process when its supervisor (the `audiogate run` stack, or the "
+         "test run or benchmark that started it) disappears without stopping it",
+    ends="the process stops")
+
+
 @contextlib.asynccontextmanager
 async def watching_supervisor(stop: asyncio.Event) -> AsyncIterator[None]:
     """While the body runs, set *stop* if the process named by ``SUPERVISOR_PID_ENV``
@@ -120,13 +129,12 @@ async def watching_supervisor(stop: asyncio.Event) -> AsyncIterator[None]:
     if not supervisor.isdigit():
         yield
         return
-    watch = asyncio.get_running_loop().create_task(
-        _watch_supervisor(int(supervisor), stop), name="supervisor-watch")
+    tasks = TaskOwner(_WATCHER, logger=log)
+    tasks.spawn(SUPERVISOR_WATCH, _watch_supervisor(int(supervisor), stop))
     try:
         yield
     finally:
-        watch.cancel()
-        await asyncio.gather(watch, return_exceptions=True)
+        await tasks.aclose()
 
 
 async def _main_with_signals(main: ProcessMain, name: str) -> None:

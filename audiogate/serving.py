@@ -12,7 +12,8 @@ must deliver each complete request within ``request_timeout`` seconds of the
 moment the server starts waiting for it (the connection opened, or the previous
 response was sent). The deadline is set once per request and never extended by
 further bytes, so dripping one byte a second does not keep it open either. A
-WebSocket is exempt once its upgrade request is complete.
+WebSocket is exempt once its upgrade request is complete; its messages have a
+size limit and a deadline of their own (``websocket_limits``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,6 +32,7 @@ from prometheus_client.registry import Collector
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from audiogate.errors import StartupError
+from audiogate.websocket_limits import INCOMPLETE, TOO_LARGE, BoundedWebSocketProtocol
 
 __all__ = ["HttpService"]
 
@@ -37,13 +40,16 @@ log = logging.getLogger(__name__)
 
 
 class _Config(uvicorn.Config):
-    """uvicorn's configuration plus the request deadline our protocol reads."""
+    """uvicorn's configuration plus the deadlines our protocols read."""
 
     def __init__(self, app: Any, *, request_timeout: float,
-                 on_timeout: Callable[[], None], **kwargs: Any) -> None:
+                 on_timeout: Callable[[], None], ws_message_timeout: float,
+                 on_ws_refused: Callable[[str], None], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.request_timeout = request_timeout
         self.on_timeout = on_timeout
+        self.ws_message_timeout = ws_message_timeout
+        self.on_ws_refused = on_ws_refused
 
 
 class _DeadlineProtocol(H11Protocol):
@@ -116,22 +122,34 @@ class HttpService:
             ``stop()`` before they are cancelled.
         lifespan: run the app's startup/shutdown events (the gateway's app has
             none of its own, but mounted apps may).
+        ws_max_message_bytes: the largest WebSocket message read; a frame whose
+            header announces more closes the connection (1009) before any of
+            it is read (``websocket_limits``).
+        ws_message_timeout: seconds a WebSocket message has to arrive whole
+            from its first byte; then the connection is closed (1008).
     """
 
     def __init__(self, app: Any, listener: socket.socket, *, name: str,
                  request_timeout: float, graceful_timeout: float,
-                 lifespan: bool = False) -> None:
+                 lifespan: bool = False, ws_max_message_bytes: int = 16 * 1024,
+                 ws_message_timeout: float = 10.0) -> None:
         self.name = name
         self.listener = listener
         self.port = int(listener.getsockname()[1])
         #: Connections closed for not delivering a request in time.
         self.timed_out = 0
+        #: WebSockets closed for a message too large or not completed in time.
+        self.ws_refused: Counter[str] = Counter()
         self.started = asyncio.Event()
         self._config = _Config(
             app,
             request_timeout=request_timeout,
             on_timeout=self._count_timeout,
+            ws_message_timeout=ws_message_timeout,
+            on_ws_refused=self._count_ws_refused,
             http=_DeadlineProtocol,
+            ws=BoundedWebSocketProtocol,
+            ws_max_size=ws_max_message_bytes,
             lifespan="on" if lifespan else "off",
             log_config=None,
             access_log=False,
@@ -143,6 +161,9 @@ class HttpService:
 
     def _count_timeout(self) -> None:
         self.timed_out += 1
+
+    def _count_ws_refused(self, reason: str) -> None:
+        self.ws_refused[reason] += 1
 
     @property
     def connections(self) -> int:
@@ -168,8 +189,8 @@ class HttpService:
         server.lifespan = config.lifespan_class(config)
         try:
             await server.startup(sockets=[self.listener])
-        except SystemExit:  # uvicorn's way to say the lifespan startup failed
-            raise StartupError(f"the {self.name} HTTP app failed to start") from None
+        except SystemExit as exc:  # uvicorn's way to say the lifespan startup failed
+            raise StartupError(f"the {self.name} HTTP app failed to start") from exc
         try:
             if not server.should_exit:
                 self.started.set()
@@ -199,3 +220,11 @@ class _HttpCollector(Collector):
             "Connections closed for not delivering a whole request in time")
         closed.add_metric([], self._service.timed_out)
         yield closed
+        refused = CounterMetricFamily(
+            f"{self._prefix}_websocket_messages_refused",
+            "WebSockets closed for a message: too_large (over the size limit, closed "
+            "before it was read) or incomplete (not whole within the message deadline)",
+            labels=["reason"])
+        for reason in (TOO_LARGE, INCOMPLETE):
+            refused.add_metric([reason], self._service.ws_refused[reason])
+        yield refused

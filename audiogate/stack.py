@@ -31,10 +31,20 @@ from audiogate.settings_help import env_name, settings_table
 from audiogate.supervisor import EngineChild
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
+from lifecycle import Process, TaskOwner, declare
 
 __all__ = ["StackSettings", "main", "run_stack"]
 
 log = logging.getLogger(__name__)
+
+ENGINE_SUPERVISOR = declare(
+    "engine-supervisor", owner="`stack` task group", process=Process.STACK,
+    what="the engine child process (`EngineChild.run`), restarted with the back-off",
+    ends="`EngineChild.stop`: SIGTERM, SIGKILL after 10 s, always awaited")
+FIRST_READY = declare(
+    "first-ready-{key}", owner="run_stack", process=Process.STACK,
+    what="waiting for the engine's first readiness or a stop, whichever comes first",
+    ends="either of them (the other is cancelled and awaited)")
 
 
 class StackSettings(GatewaySettings):
@@ -148,9 +158,9 @@ async def run_stack(settings: StackSettings, stop: asyncio.Event) -> None:
             tracks = await asyncio.to_thread(ensure_demo_tracks, data_dir / "demo")
         except OSError as exc:
             raise StartupError(f"cannot write the demo track under {data_dir} "
-                               f"({exc.strerror or exc}); set GATEWAY_DATA_DIR") from None
+                               f"({exc.strerror or exc}); set GATEWAY_DATA_DIR") from exc
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(engine.run(), name="engine-supervisor")
+            tasks.create_task(engine.run(), name=ENGINE_SUPERVISOR.name)
             if await _first_ready(engine, stop):
                 await _serve(settings, stop, listener, tracks, engine)
             await engine.stop()
@@ -161,14 +171,13 @@ async def run_stack(settings: StackSettings, stop: asyncio.Event) -> None:
 
 async def _first_ready(engine: EngineChild, stop: asyncio.Event) -> bool:
     """Wait for the engine's first readiness; False if a stop came first."""
-    ready = asyncio.ensure_future(engine.ready.wait())
-    stopped = asyncio.ensure_future(stop.wait())
+    waits = TaskOwner(FIRST_READY.owner, logger=log)
+    ready = waits.spawn(FIRST_READY, engine.ready.wait(), key="ready")
+    stopped = waits.spawn(FIRST_READY, stop.wait(), key="stop")
     try:
         await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        ready.cancel()
-        stopped.cancel()
-        await asyncio.gather(ready, stopped, return_exceptions=True)
+        await waits.aclose()
     return engine.ready.is_set()
 
 

@@ -34,10 +34,16 @@ from prometheus_client.core import Metric
 from audiogate.errors import EXIT_CONFIG, GaveUp, StartupError
 from audiogate.process import SUPERVISOR_PID_ENV
 from gateway.metrics import counter, gauge
+from lifecycle import Backoff, Process, TaskOwner, declare
 
 __all__ = ["EngineChild", "describe_exit"]
 
 log = logging.getLogger(__name__)
+
+READY_WATCH = declare(
+    "engine-ready-watch", owner="EngineChild", process=Process.STACK,
+    what="polling a new engine child's `/ready` (killed if not ready in time)",
+    ends="ready, killed, or the child exits (cancelled and awaited)")
 
 #: Seconds between ``/ready`` probes while a child starts.
 _READY_POLL = 0.1
@@ -86,8 +92,8 @@ class EngineChild:
         self.max_restarts = max_restarts
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        #: Delays before a restart: doubling, back to the first after a stable run.
+        self.backoff = Backoff(backoff_initial, cap=backoff_max)
         self.stable_after = stable_after
         self.command = list(command)
         #: Set while the current child answers ``/ready``.
@@ -110,7 +116,6 @@ class EngineChild:
             GaveUp: more than ``max_restarts`` deaths in a row.
         """
         loop = asyncio.get_running_loop()
-        delay = self.backoff_initial
         in_a_row = 0
         while not self._stopping.is_set():
             started = loop.time()
@@ -120,20 +125,21 @@ class EngineChild:
             if code == EXIT_CONFIG:
                 raise StartupError("the engine could not start (its error is above)")
             if loop.time() - started > self.stable_after:
-                delay, in_a_row = self.backoff_initial, 0
+                self.backoff.reset()
+                in_a_row = 0
             in_a_row += 1
             if in_a_row > self.max_restarts:
                 times = "once" if in_a_row == 1 else f"{in_a_row} times in a row"
                 raise GaveUp(f"the engine died {times} (last: {describe_exit(code)}) and "
                              f"the restart limit is {self.max_restarts}; giving up")
             self.restarts += 1
+            delay = self.backoff.next()
             log.error("the engine exited with %s after %.1f s; restarting it in %.1f s "
                       "(restart %d)", describe_exit(code), loop.time() - started, delay,
                       self.restarts)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stopping.wait()
-            delay = min(self.backoff_max, delay * 2)
 
     async def _run_once(self) -> int:
         """Start one child, wait for it to become ready and then to exit;
@@ -141,18 +147,19 @@ class EngineChild:
         process = self.process = await asyncio.create_subprocess_exec(
             *self.command, env=self.env, start_new_session=True)
         log.info("engine started (pid %d)", process.pid)
-        watcher = asyncio.get_running_loop().create_task(self._watch_start(process))
+        watch = TaskOwner(READY_WATCH.owner, logger=log)
+        watch.spawn(READY_WATCH, self._watch_start(process))
         try:
             return await process.wait()
         finally:
             self.ready.clear()
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            await watch.aclose()
             if process.returncode is None:  # cancelled: never leave it behind
                 await self._terminate(process)
 
     async def _watch_start(self, process: asyncio.subprocess.Process) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=1.0,
+                                     trust_env=False) as client:
             try:
                 async with asyncio.timeout(self.start_timeout):
                     while True:

@@ -28,6 +28,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.player import Enqueue, Skip, Stop
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.client import MusicBot
@@ -62,16 +64,17 @@ async def timed(world: DiscordWorld, member: Member, name: str, rounds: int,
 def card_costs(rounds: int) -> list[float]:
     core = PlayerCore("g")
     for i in range(200):
-        core.enqueue(Track(f"https://example.invalid/{i}", title=f"track {i}",
-                           duration=200.0, requested_by="someone"), 0.0)
+        core.apply(Enqueue(Track(f"https://example.invalid/{i}", title=f"track {i}",
+                           duration=200.0, requested_by="someone")), 0.0)
     timeline = Timeline(core.view(0.0))
     out = []
     for i in range(rounds):
-        if len(core.upcoming) < 2:
-            core.enqueue_many([Track(f"https://example.invalid/{i}-{n}", title=f"track {n}",
-                                     duration=200.0) for n in range(100)], float(i))
+        if len(core.queue.upcoming) < 2:
+            more = tuple(Track(f"https://example.invalid/{i}-{n}", title=f"track {n}",
+                               duration=200.0) for n in range(100))
+            core.apply(Enqueue(more[0], more[1:]), float(i))
         started = time.perf_counter()
-        core.skip(float(i))
+        core.apply(Skip(), float(i))
         view = core.view(float(i))
         timeline.observe(view)
         render(view, timeline).key()
@@ -91,12 +94,13 @@ async def main(rounds: int) -> None:
         world = DiscordWorld(bot, api, snowflake())
         member = Member(snowflake(), "bench")
         world.create_guild([member])
-        player = gateway.players.get(str(world.guild_id))
-        core = player.core
-        for i in range(500):
-            core.tracks.append(Track(f"https://example.invalid/{i}", title=f"track {i}",
-                                     duration=200.0))
-        core.restored = True  # a queue as it comes back from SQLite: nothing plays
+        # A queue as it comes back from SQLite: 500 tracks, nothing plays.
+        key = str(world.guild_id)
+        await gateway.store.save(key, PlayerCore.restore(key, {"tracks": [
+            {"url": f"https://example.invalid/{i}", "title": f"track {i}", "duration": 200.0}
+            for i in range(500)]}).snapshot(0.0))
+        player = gateway.players.get(key)
+        await player.loaded()
         try:
             await timed(world, member, "queue", 20)  # warm-up
             for label, samples in (
@@ -110,7 +114,7 @@ async def main(rounds: int) -> None:
                 rows.append((label, summarize(samples).scaled(1000)))
         finally:
             await bot.close()
-            await gateway.stop()
+            await gateway.apply(Stop(), 0.0)
     rows.append(("card: observe + render", summarize(card_costs(rounds)).scaled(1000)))
     print(f"bot interaction latency, ms ({rounds} rounds each; loopback Discord)")
     print(format_table(

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.player import PlayerStatus, Track
+from gateway.player import Enqueue, PlayerStatus, Track
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from gateway.sinks import OpusSink
@@ -66,7 +66,7 @@ class _Sink(OpusSink):
 def _tone(path: Path, frequency: float, seconds: float, serial: int) -> Path:
     """A 48 kHz Ogg Opus tone (passthrough for the engines: the bench measures
     failover, not transcoding)."""
-    from audio_engine.audio.opus_encoder import OpuslibEncoder
+    from audio_engine.audio.codec import OpuslibEncoder
     from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME
 
     if path.exists():
@@ -119,8 +119,8 @@ async def run(kills: int, sessions: int, media: Path) -> tuple[list[float], list
                 sinks[key] = _Sink()
                 gateway.router.register_sink(key, sinks[key])
                 player = gateway.players.get(key)
-                await player.command(lambda core, now, p=path: core.enqueue(
-                    Track(str(p), title=p.name, duration=TRACK_SECONDS), now))
+                await player.apply(Enqueue(Track(str(path), title=path.name,
+                                                 duration=TRACK_SECONDS)))
             await _wait(lambda: all(gateway.players.get(k).view().status
                                     is PlayerStatus.PLAYING and s.count > 50
                                     for k, s in sinks.items()), 60)

@@ -37,9 +37,9 @@ import av
 import av.filter
 import numpy as np
 
+from audio_engine.audio.codec import OpuslibEncoder, create_encoder
 from audio_engine.audio.filters import FilterChain, Filters, parse_filters, preset
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import OpuslibEncoder, create_encoder
 from audio_engine.audio.program import Program
 from audio_engine.audio.track import Track
 from audio_engine.sources.media import MediaSource, SourceOptions

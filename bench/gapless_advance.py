@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.engine_client import EngineCapabilities, Feature
-from gateway.player import PlayerCore, PlayerStatus, Track
+from gateway.player import Enqueue, PlayerStatus, Stop, Track
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from gateway.sinks import OpusSink
@@ -64,12 +64,9 @@ async def _round(gateway: Gateway, key: str, tones: tuple[str, str]) -> dict[str
     player = gateway.players.get(key)
     tracks = [Track(url, title=f"t{index}", duration=2.0) for index, url in enumerate(tones)]
 
-    def add(core: PlayerCore, now: float) -> object:
-        return core.enqueue_many(tracks, now)
-
-    await player.command(add)
+    await player.apply(Enqueue(tracks[0], tuple(tracks[1:])))
     async with asyncio.timeout(30):
-        while not (player.core.index >= 1 and player.view().status is PlayerStatus.IDLE):
+        while not (player.view().history and player.view().status is PlayerStatus.IDLE):
             await asyncio.sleep(0.05)
     gateway.engine.play = original  # type: ignore[method-assign]
     times = sink.times
@@ -98,7 +95,7 @@ async def _case(engine: EngineProcess, tones: tuple[str, str], rounds: int,
             results.append(await _round(gateway, f"bench-{int(gapless)}-{n}", tones))
         return results
     finally:
-        await gateway.stop()
+        await gateway.apply(Stop(), 0.0)
 
 
 def main() -> None:

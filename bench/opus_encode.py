@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from audio_engine.audio.opus_encoder import create_encoder
+from audio_engine.audio.codec import create_encoder
 from audiogate.demo import render_demo
 from loadtest.stats import format_table
 from protocol import PCM_FRAME_BYTES

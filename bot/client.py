@@ -17,10 +17,12 @@ from bot.commands import MusicCommands
 from bot.controls import ControlButton
 from bot.guild_settings import GuildSettingsStore
 from bot.search import Search, Searcher, engine_searcher
+from bot.sound import EQUALIZER_HELP
 from bot.voice import VoiceBridge, VoiceClientLike
 from gateway.player import LoopMode
+from gateway.related import RelatedTracks
 from gateway.runtime import Gateway
-from protocol.filter_presets import Preset
+from protocol.filter_presets import Preset, preset_choices
 
 __all__ = ["MusicBot"]
 
@@ -47,12 +49,15 @@ class MusicBot(discord.AutoShardedClient):
         voice_bridge: the voice connections to use; ``BotService`` shares one
             between the clients of successive login attempts. Built from
             *connect* when None.
+        related: where autoplay finds related tracks (YouTube's mixes through the
+            engine's ``/playlist`` when None).
     """
 
     def __init__(self, gateway: Gateway, *, sync_guild: int | None = None,
                  connect: Callable[[Any], Awaitable[VoiceClientLike]] | None = None,
                  searcher: Searcher | None = None, search: Search | None = None,
-                 voice_bridge: VoiceBridge | None = None) -> None:
+                 voice_bridge: VoiceBridge | None = None,
+                 related: RelatedTracks | None = None) -> None:
         intents = discord.Intents.default()
         intents.voice_states = True
         settings = gateway.settings
@@ -68,12 +73,13 @@ class MusicBot(discord.AutoShardedClient):
         else:
             self.voice_bridge = (VoiceBridge(gateway) if connect is None
                                  else VoiceBridge(gateway, connect=connect))
-        self.guild_settings = GuildSettingsStore(settings.queue_path)
+        self.guild_settings = GuildSettingsStore(gateway.database)
         self.handlers = MusicCommands(
             gateway, self.voice_bridge, settings=self.guild_settings,
             search=search if search is not None else Search(
                 searcher if searcher is not None else engine_searcher(gateway.engine)),
             playlist_limit=settings.bot_playlist_limit, leave_after=settings.bot_leave_after,
+            max_upload_mb=settings.bot_max_upload_mb, related=related,
         )
         self.tree = app_commands.CommandTree(self)
         self._sync_guild = sync_guild
@@ -111,20 +117,46 @@ class MusicBot(discord.AutoShardedClient):
         await self.handlers.close()
         await self.voice_bridge.close()
         await super().close()
-        self.guild_settings.close()
+        await self.guild_settings.aclose()
 
 
 def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> None:
-    @tree.command(name="play", description="Play a link, a playlist or the best search result")
+    @tree.command(name="play", description="Play a link, a playlist, the best search result "
+                                            "or an uploaded audio file")
     @app_commands.describe(query="a link, or words to search for (suggestions as you type)",
-                           now="play it at once instead of adding it to the queue")
-    async def play(interaction: discord.Interaction, query: str, now: bool = False) -> None:
-        await handlers.play(interaction, query, now)
+                           now="play it at once instead of adding it to the queue",
+                           file="an audio file to play (mp3, ogg, opus, flac, wav, m4a)")
+    async def play(interaction: discord.Interaction, query: str | None = None,
+                   now: bool = False, file: discord.Attachment | None = None) -> None:
+        await handlers.play(interaction, query, now, file)
 
     @play.autocomplete("query")
     async def play_suggestions(interaction: discord.Interaction, current: str
                                ) -> list[app_commands.Choice[str]]:
         return await handlers.autocomplete_query(interaction, current)
+
+    @tree.command(name="playnext", description="Put a track right after the current one")
+    @app_commands.describe(query="a link, or words to search for (suggestions as you type)")
+    async def playnext(interaction: discord.Interaction, query: str) -> None:
+        await handlers.playnext(interaction, query)
+
+    @playnext.autocomplete("query")
+    async def playnext_suggestions(interaction: discord.Interaction, current: str
+                                   ) -> list[app_commands.Choice[str]]:
+        return await handlers.autocomplete_query(interaction, current)
+
+    @tree.command(name="join", description="Come to your voice channel")
+    async def join(interaction: discord.Interaction) -> None:
+        await handlers.voice_commands.join(interaction)
+
+    @tree.command(name="leave", description="Leave the voice channel, keeping the queue")
+    async def leave(interaction: discord.Interaction) -> None:
+        await handlers.voice_commands.leave(interaction)
+
+    @tree.command(name="voteskip", description="Vote to skip (more than half of the "
+                                                "listeners skip)")
+    async def voteskip(interaction: discord.Interaction) -> None:
+        await handlers.voice_commands.voteskip(interaction)
 
     @tree.command(name="stop", description="Stop, clear the queue and leave the channel")
     async def stop(interaction: discord.Interaction) -> None:
@@ -152,6 +184,18 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
                    position: app_commands.Range[int, 1, 10000]) -> None:
         await handlers.jump(interaction, position)
 
+    @tree.command(name="forward", description="Jump forward within the track")
+    @app_commands.describe(seconds="how many seconds")
+    async def forward(interaction: discord.Interaction,
+                      seconds: app_commands.Range[int, 1, 86400]) -> None:
+        await handlers.forward(interaction, seconds)
+
+    @tree.command(name="rewind", description="Jump back within the track")
+    @app_commands.describe(seconds="how many seconds")
+    async def rewind(interaction: discord.Interaction,
+                     seconds: app_commands.Range[int, 1, 86400]) -> None:
+        await handlers.rewind(interaction, seconds)
+
     @tree.command(name="seek", description="Jump within the track")
     @app_commands.describe(position="90, 1:30 or 1:02:30")
     async def seek(interaction: discord.Interaction, position: str) -> None:
@@ -173,6 +217,11 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     async def clear(interaction: discord.Interaction) -> None:
         await handlers.clear(interaction)
 
+    @tree.command(name="removedupes", description="Remove tracks queued twice (the first "
+                                                   "stays)")
+    async def removedupes(interaction: discord.Interaction) -> None:
+        await handlers.removedupes(interaction)
+
     @tree.command(name="shuffle", description="Mix the tracks coming up")
     async def shuffle(interaction: discord.Interaction) -> None:
         await handlers.shuffle(interaction)
@@ -183,18 +232,30 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
                    mode: Literal["off", "track", "queue"]) -> None:
         await handlers.loop(interaction, LoopMode(mode))
 
-    @tree.command(name="volume", description="Set the volume")
-    @app_commands.describe(percent="0 to 200")
+    @tree.command(name="autoplay", description="When the queue runs out, play related tracks")
+    @app_commands.describe(mode="on or off")
+    async def autoplay(interaction: discord.Interaction, mode: Literal["on", "off"]) -> None:
+        await handlers.autoplay_mode(interaction, mode == "on")
+
+    @tree.command(name="volume", description="Show the volume, or set it")
+    @app_commands.describe(percent="0 to 200 (leave it out to see the volume)")
     async def volume(interaction: discord.Interaction,
-                     percent: app_commands.Range[int, 0, 200]) -> None:
+                     percent: app_commands.Range[int, 0, 200] | None = None) -> None:
         await handlers.volume(interaction, percent)
 
-    @tree.command(name="filter", description="Change how the music sounds (reset: as it was)")
-    @app_commands.describe(preset="bassboost, nightcore, vaporwave, 8d, karaoke, soft or reset")
-    async def filter_(interaction: discord.Interaction,
-                      preset: Literal["bassboost", "nightcore", "vaporwave", "8d", "karaoke",
-                                      "soft", "reset"]) -> None:
-        await handlers.filter(interaction, Preset(preset))
+    @tree.command(name="filter", description="Change how the music sounds: a preset, or your "
+                                              "own equalizer, speed and pitch")
+    @app_commands.describe(preset=preset_choices(serial_comma=False), equalizer=EQUALIZER_HELP,
+                           speed="tempo, 0.25 to 4 (1: as made)",
+                           pitch="pitch, 0.25 to 4 (1: as made)")
+    @app_commands.choices(preset=[app_commands.Choice(name=p.value, value=p.value)
+                                  for p in Preset])
+    async def filter_(interaction: discord.Interaction, preset: str | None = None,
+                      equalizer: app_commands.Range[str, 1, 200] | None = None,
+                      speed: app_commands.Range[float, 0.25, 4.0] | None = None,
+                      pitch: app_commands.Range[float, 0.25, 4.0] | None = None) -> None:
+        await handlers.filter(interaction, Preset(preset) if preset else None, equalizer,
+                              speed, pitch)
 
     @tree.command(name="crossfade", description="Fade each next track in over the last one")
     @app_commands.describe(seconds="0 to 12 (0: no fade, no gap)")
@@ -206,19 +267,29 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     @app_commands.describe(page="page number")
     async def queue(interaction: discord.Interaction,
                     page: app_commands.Range[int, 1, 1000] = 1) -> None:
-        await handlers.queue(interaction, page)
+        await handlers.info.queue(interaction, page)
+
+    @tree.command(name="history", description="What played here, the latest first")
+    @app_commands.describe(page="page number")
+    async def history(interaction: discord.Interaction,
+                      page: app_commands.Range[int, 1, 1000] = 1) -> None:
+        await handlers.info.history(interaction, page)
 
     @tree.command(name="nowplaying", description="The current track and its progress")
     async def nowplaying(interaction: discord.Interaction) -> None:
-        await handlers.nowplaying(interaction)
+        await handlers.info.nowplaying(interaction)
+
+    @tree.command(name="lyrics", description="The words of the current track")
+    async def lyrics(interaction: discord.Interaction) -> None:
+        await handlers.info.lyrics(interaction)
 
     @tree.command(name="status", description="The audio engine's health")
     async def status(interaction: discord.Interaction) -> None:
-        await handlers.status(interaction)
+        await handlers.info.status(interaction)
 
     @tree.command(name="help", description="What the bot can do")
     async def help_(interaction: discord.Interaction) -> None:
-        await handlers.help(interaction)
+        await handlers.info.help(interaction)
 
     settings = app_commands.Group(
         name="settings", description="The bot's settings for this server",
@@ -235,9 +306,54 @@ def _register(tree: app_commands.CommandTree[Any], handlers: MusicCommands) -> N
     async def settings_stay(interaction: discord.Interaction, on: bool) -> None:
         await handlers.settings_commands.stay(interaction, on)
 
+    @settings.command(name="volume", description="The volume playback starts at when I join "
+                                                  "with nothing queued")
+    @app_commands.describe(percent="0 to 200 (leave it out: as the last session left it)")
+    async def settings_volume(interaction: discord.Interaction,
+                              percent: app_commands.Range[int, 0, 200] | None = None) -> None:
+        await handlers.settings_commands.volume(interaction, percent)
+
+    @settings.command(name="announce", description="Where now-playing messages go")
+    @app_commands.describe(channel="a text channel (leave it out: where playback is started)")
+    async def settings_announce(interaction: discord.Interaction,
+                                channel: discord.TextChannel | None = None) -> None:
+        await handlers.settings_commands.announce(interaction, channel)
+
     @settings.command(name="show", description="Show this server's settings")
     async def settings_show(interaction: discord.Interaction) -> None:
         await handlers.settings_commands.show(interaction)
 
     tree.add_command(settings)
+
+    playlists = app_commands.Group(name="playlist", description="Your own saved playlists")
+    names = handlers.playlist_commands.names
+
+    @playlists.command(name="save", description="Save the current track and the queue after it")
+    @app_commands.describe(name="the playlist's name (an existing one is replaced)")
+    async def playlist_save(interaction: discord.Interaction,
+                            name: app_commands.Range[str, 1, 50]) -> None:
+        await handlers.playlist_commands.save(interaction, name)
+
+    @playlists.command(name="load", description="Queue one of your playlists here")
+    @app_commands.describe(name="one of your playlists",
+                           now="play its first track at once")
+    async def playlist_load(interaction: discord.Interaction,
+                            name: app_commands.Range[str, 1, 50], now: bool = False) -> None:
+        await handlers.playlist_commands.load(interaction, name, now)
+
+    @playlists.command(name="list", description="Your playlists")
+    async def playlist_list(interaction: discord.Interaction) -> None:
+        await handlers.playlist_commands.listing(interaction)
+
+    @playlists.command(name="delete", description="Delete one of your playlists")
+    @app_commands.describe(name="one of your playlists")
+    async def playlist_delete(interaction: discord.Interaction,
+                              name: app_commands.Range[str, 1, 50]) -> None:
+        await handlers.playlist_commands.delete(interaction, name)
+
+    playlist_save.autocomplete("name")(names)
+    playlist_load.autocomplete("name")(names)
+    playlist_delete.autocomplete("name")(names)
+
+    tree.add_command(playlists)
 

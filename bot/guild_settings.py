@@ -1,24 +1,28 @@
-"""Per-guild bot settings (DJ role, 24/7) in the gateway's SQLite file.
+"""Per-guild bot settings (DJ role, 24/7, default volume, announcement channel,
+autoplay) in the gateway's SQLite file.
 
-A table of its own (``guild_settings``) in the same database file as the queues,
-read and written the way ``gateway.player.store`` does it: one dedicated thread
-owns the connection, the event loop hands it work. Reads go through a bounded
-in-memory cache, since every command checks the DJ role.
+A table of its own (``guild_settings``) in the gateway's database file, through the
+gateway's one ``Database`` (one thread, one connection, one corruption policy for every
+table). Reads go through a bounded in-memory cache, since every command checks the DJ
+role.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
-__all__ = ["GuildSettings", "GuildSettingsStore"]
+from gateway.database import Database
+
+__all__ = ["MAX_VOLUME", "GuildSettings", "GuildSettingsStore"]
+
+#: Highest volume, percent (the player's gain of 2).
+MAX_VOLUME = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS guild_settings (
@@ -37,10 +41,18 @@ class GuildSettings:
         dj_role_id: members with this role may change what everyone hears; None
             lets every listener do it.
         stay: 24/7: stay in the voice channel when nobody is listening.
+        volume: the volume (percent, 0-200) a session starts at when the bot joins
+            with nothing queued; None: as the guild's player was left.
+        announce_channel_id: the text channel of the now-playing messages; None:
+            where the command that started playback came from.
+        autoplay: when the queue runs out, related tracks follow.
     """
 
     dj_role_id: int | None = None
     stay: bool = False
+    volume: int | None = None
+    announce_channel_id: int | None = None
+    autoplay: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (the stored JSON)."""
@@ -49,72 +61,56 @@ class GuildSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GuildSettings:
         """Inverse of ``as_dict``; unknown or malformed keys fall back to defaults."""
-        role = data.get("dj_role_id")
+        role, volume, channel = (data.get("dj_role_id"), data.get("volume"),
+                                 data.get("announce_channel_id"))
         return cls(
-            dj_role_id=role if isinstance(role, int) and not isinstance(role, bool) else None,
+            dj_role_id=role if _whole(role) else None,
             stay=data.get("stay") is True,
+            volume=volume if _whole(volume) and 0 <= volume <= MAX_VOLUME else None,
+            announce_channel_id=channel if _whole(channel) else None,
+            autoplay=data.get("autoplay") is True,
         )
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class GuildSettingsStore:
     """Loads and saves ``GuildSettings``.
 
     Args:
-        path: database file (the gateway's queue database), or ``":memory:"``.
+        database: the gateway's database (``Gateway.database``), or a path to open
+            one of its own (closed with the store).
         cache_size: guilds kept in memory; the least recently used are read from
             disk again when needed (one row per guild, so disk is the real store).
     """
 
-    def __init__(self, path: Path | str, *, cache_size: int = 10_000) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, database: Database | Path | str, *, cache_size: int = 10_000) -> None:
+        self._owned = not isinstance(database, Database)
+        self.database = database if isinstance(database, Database) else Database(database)
+        self.database.add_setup(_set_up)
         self._cache: OrderedDict[int, GuildSettings] = OrderedDict()
         self._cache_size = cache_size
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="guild-settings")
-        self._connection: sqlite3.Connection | None = None
-        self._thread.submit(self._open).result()
-
-    # -- the database thread ----------------------------------------------------------
-
-    def _open(self) -> None:
-        self._connection = sqlite3.connect(self.path, check_same_thread=True, timeout=10.0)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute(_SCHEMA)
-        self._connection.commit()
-
-    def _read(self, guild_id: int) -> GuildSettings:
-        assert self._connection is not None
-        row = self._connection.execute(
-            "SELECT settings FROM guild_settings WHERE guild_id = ?", (str(guild_id),)
-        ).fetchone()
-        if row is None:
-            return GuildSettings()
-        try:
-            data = json.loads(row[0])
-        except ValueError:
-            return GuildSettings()
-        return GuildSettings.from_dict(data) if isinstance(data, dict) else GuildSettings()
-
-    def _write(self, guild_id: int, settings: GuildSettings) -> None:
-        assert self._connection is not None
-        self._connection.execute(
-            "INSERT INTO guild_settings (guild_id, settings, updated) VALUES (?, ?, ?) "
-            "ON CONFLICT(guild_id) DO UPDATE SET settings = excluded.settings, "
-            "updated = excluded.updated",
-            (str(guild_id), json.dumps(settings.as_dict()), time.time()),
-        )
-        self._connection.commit()
-
-    # -- the loop's side --------------------------------------------------------------------
 
     async def get(self, guild_id: int) -> GuildSettings:
-        """*guild_id*'s settings (defaults when it never chose any)."""
+        """*guild_id*'s settings (defaults when it never chose any).
+
+        Raises:
+            DatabaseError: it could not be read.
+        """
         cached = self._cache.get(guild_id)
         if cached is not None:
             self._cache.move_to_end(guild_id)
             return cached
-        settings = await asyncio.wrap_future(self._thread.submit(self._read, guild_id))
+
+        def read(connection: sqlite3.Connection) -> str | None:
+            row = connection.execute(
+                "SELECT settings FROM guild_settings WHERE guild_id = ?", (str(guild_id),)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        settings = _decode(await self.database.run(read, "reading a guild's settings"))
         self._remember(guild_id, settings)
         return settings
 
@@ -127,9 +123,21 @@ class GuildSettingsStore:
 
         Raises:
             TypeError: for a field that does not exist.
+            DatabaseError: they could not be saved (nothing changed).
         """
         settings = replace(await self.get(guild_id), **changes)
-        await asyncio.wrap_future(self._thread.submit(self._write, guild_id, settings))
+        text = json.dumps(settings.as_dict())
+
+        def write(connection: sqlite3.Connection) -> None:
+            with connection:
+                connection.execute(
+                    "INSERT INTO guild_settings (guild_id, settings, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT(guild_id) DO UPDATE SET settings = excluded.settings, "
+                    "updated = excluded.updated",
+                    (str(guild_id), text, time.time()),
+                )
+
+        await self.database.run(write, "saving a guild's settings")
         self._remember(guild_id, settings)
         return settings
 
@@ -139,16 +147,23 @@ class GuildSettingsStore:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def close(self) -> None:
-        """Close the database (waits for pending writes). Idempotent."""
+    async def aclose(self) -> None:
+        """Close the database if the store opened it (the gateway closes its own).
+        Idempotent."""
+        if self._owned:
+            await self.database.aclose()
 
-        def close_connection() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
 
-        try:
-            self._thread.submit(close_connection).result()
-        except RuntimeError:
-            return
-        self._thread.shutdown(wait=True)
+def _set_up(connection: sqlite3.Connection) -> None:
+    with connection:
+        connection.execute(_SCHEMA)
+
+
+def _decode(text: str | None) -> GuildSettings:
+    if text is None:
+        return GuildSettings()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return GuildSettings()
+    return GuildSettings.from_dict(data) if isinstance(data, dict) else GuildSettings()

@@ -16,8 +16,7 @@ import discord
 
 from bot.errors import Problem, classify, describe
 from bot.timeparse import format_time
-from gateway.player import PlayerStatus, PlayerView, Track
-from gateway.player.core import LoopMode
+from gateway.player import LoopMode, PlayerStatus, PlayerView, Track
 
 __all__ = ["Card", "Timeline", "progress_bar", "render"]
 
@@ -40,6 +39,12 @@ def progress_bar(position: float, duration: float | None, width: int = 20) -> st
 def _label(track: Track) -> str:
     label = track.label.replace("*", "").replace("`", "").strip() or "a track"
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
+
+
+def _lyric(text: str) -> str:
+    """A lyrics line as the card shows it (no markdown of its own, bounded)."""
+    cleaned = " ".join(text.replace("*", "").replace("_", " ").replace("`", "").split())
+    return cleaned if len(cleaned) <= MAX_LABEL else cleaned[: MAX_LABEL - 1] + "…"
 
 
 class Timeline:
@@ -77,6 +82,11 @@ class Timeline:
         elif self.track is not None and view.status is PlayerStatus.IDLE:
             self.ended = True
 
+    def note(self, text: str) -> None:
+        """Add a notice of ours (autoplay found nothing...), shown like a failure's:
+        while the current track plays and the one after it."""
+        self._notices.append((text, self.starts))
+
     @property
     def notices(self) -> list[str]:
         """Failure notices still worth showing (oldest first)."""
@@ -90,21 +100,26 @@ class Card:
     Attributes:
         embed: the message's embed.
         controls: show the buttons (False once the queue ended or playback stopped).
-        paused: the first button offers "Resume" rather than "Pause".
+        paused: the pause button offers "Resume" rather than "Pause".
+        loop: the loop button shows this mode.
     """
 
     embed: discord.Embed
     controls: bool
     paused: bool
+    loop: LoopMode = LoopMode.OFF
 
     def key(self) -> tuple[object, ...]:
         """Equal keys render the same message (no edit needed)."""
-        return (repr(sorted(self.embed.to_dict().items())), self.controls, self.paused)
+        return (repr(sorted(self.embed.to_dict().items())), self.controls, self.paused,
+                self.loop)
 
 
-def render(view: PlayerView, timeline: Timeline, *, headline: str | None = None) -> Card:
+def render(view: PlayerView, timeline: Timeline, *, headline: str | None = None,
+           line: str | None = None) -> Card:
     """The card for *view*. *headline* replaces the title and ends the controls
-    (the announcement's last word: stopped, left the channel)."""
+    (the announcement's last word: stopped, left the channel); *line* is the lyrics
+    line sung now, if known."""
     current = view.current
     notices = timeline.notices
     if headline is not None or current is None:
@@ -126,6 +141,8 @@ def render(view: PlayerView, timeline: Timeline, *, headline: str | None = None)
             title, colour = "Now playing", discord.Colour.green()
     embed = discord.Embed(title=title, colour=colour)
     lines = [f"**{_label(current)}**", progress_bar(view.position, view.duration)]
+    if line:
+        lines.append(f"🎤 *{_lyric(line)}*")
     if current.requested_by:
         lines.append(f"requested by {current.requested_by}")
     lines += [f"⚠️ {text}" for text in notices]
@@ -147,4 +164,4 @@ def render(view: PlayerView, timeline: Timeline, *, headline: str | None = None)
         extras.append(f"crossfade: {view.crossfade:g} s")
     if extras:
         embed.set_footer(text=" · ".join(extras))
-    return Card(embed, controls=True, paused=view.paused)
+    return Card(embed, controls=True, paused=view.paused, loop=view.loop)

@@ -173,9 +173,9 @@ class Search:
         try:
             async with asyncio.timeout(limit):
                 hits = tuple(await self._searcher(query))
-        except TimeoutError:
+        except TimeoutError as exc:
             self.timeouts += 1
-            raise SearchFailed(Problem.TIMEOUT.value) from None
+            raise SearchFailed(Problem.TIMEOUT.value) from exc
         except EngineError as exc:
             self.failures += 1
             self.cache.put(query, (), self._clock())

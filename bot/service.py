@@ -32,6 +32,7 @@ from bot.client import MusicBot
 from bot.voice import VoiceBridge
 from gateway.metrics import counter, gauge
 from gateway.runtime import Gateway
+from lifecycle import Backoff
 
 __all__ = ["FATAL_CLOSE_CODES", "BotService", "BotState"]
 
@@ -85,10 +86,9 @@ class BotService:
         self.gateway = gateway
         self._token = token
         self.sync_guild = sync_guild
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        #: Delays between attempts: doubling, jittered by ±50 %.
+        self.backoff = Backoff(backoff_initial, cap=backoff_max, jitter=0.5, rng=rng)
         self._factory = client_factory or _music_bot
-        self._rng = rng or random.Random()
         self.voice = VoiceBridge(gateway)
         self.state = BotState.LOGGING_IN
         #: Login attempts made, and attempts that failed.
@@ -120,7 +120,6 @@ class BotService:
     async def run(self) -> None:
         """Log in and stay connected until ``close``; retry what may pass.
         Returns after ``close`` or a final refusal. Cancelling is safe."""
-        delay = self.backoff_initial
         try:
             while not self._closing.is_set():
                 client = self.client = self._factory(self.gateway, self.voice, self.sync_guild)
@@ -131,13 +130,12 @@ class BotService:
                         return
                 finally:
                     await client.close()
-                wait = delay * (0.5 + self._rng.random())
+                wait = self.backoff.next()
                 log.warning("Discord bot: %s; trying again in %.1f s (attempt %d)",
                             self.problem, wait, self.attempts + 1)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._closing.wait()
-                delay = min(self.backoff_max, delay * 2)
         finally:
             if self.state is not BotState.REFUSED:
                 self.state = BotState.STOPPED

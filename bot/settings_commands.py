@@ -1,4 +1,5 @@
-"""``/settings``: a guild's DJ role and 24/7, for members with Manage Server."""
+"""``/settings``: a guild's DJ role, 24/7, default volume and announcement channel, for
+members with Manage Server."""
 
 from __future__ import annotations
 
@@ -63,6 +64,35 @@ class SettingsCommands:
             await reply(interaction, "24/7 is off: I pause and leave after "
                                      f"{minutes:g} min with nobody listening.")
 
+    async def volume(self, interaction: Any, percent: int | None) -> None:
+        """``/settings volume [percent]``: the volume a session starts at when I join
+        with nothing queued (without a value: as the last session left it)."""
+        guild_id = await self._allowed(interaction)
+        if guild_id is None:
+            return
+        await self.settings.update(guild_id, volume=percent)
+        if percent is None:
+            await reply(interaction, "No default volume: each session starts at the volume "
+                                     "the last one had.")
+        else:
+            await reply(interaction, f"Default volume set to {percent} %: each time I join "
+                                     "with nothing queued, playback starts there.")
+
+    async def announce(self, interaction: Any, channel: Any | None) -> None:
+        """``/settings announce [channel]``: where now-playing messages go (without a
+        channel: where the command that started playback was sent)."""
+        guild_id = await self._allowed(interaction)
+        if guild_id is None:
+            return
+        await self.settings.update(guild_id,
+                                   announce_channel_id=int(channel.id) if channel else None)
+        if channel is None:
+            await reply(interaction, "Now-playing messages go to the channel where playback "
+                                     "was started.")
+        else:
+            await reply(interaction, f"Now-playing messages go to <#{int(channel.id)}> from "
+                                     "the next playback on.")
+
     async def show(self, interaction: Any) -> None:
         """``/settings show``."""
         if interaction.guild_id is None:
@@ -74,4 +104,9 @@ class SettingsCommands:
                         if settings.dj_role_id else "none (everyone may control playback)")
         embed.add_field(name="24/7", value="on" if settings.stay else
                         f"off (leave after {self.watcher.leave_after:g} s alone)")
+        embed.add_field(name="default volume", value=f"{settings.volume} %"
+                        if settings.volume is not None else "none (as the last session)")
+        embed.add_field(name="announcements", value=f"<#{settings.announce_channel_id}>"
+                        if settings.announce_channel_id else "where playback is started")
+        embed.add_field(name="autoplay", value="on" if settings.autoplay else "off")
         await reply(interaction, embed=embed, ephemeral=True)

@@ -103,8 +103,8 @@ async def resolve(query: str, requester: str, *, engine: EngineClient, search: S
     try:
         async with asyncio.timeout(PLAYLIST_TIMEOUT):
             playlist = await engine.playlist(query)
-    except TimeoutError:
-        raise NotPlayable(f"Couldn't read that playlist: {Problem.TIMEOUT.value}.") from None
+    except TimeoutError as exc:
+        raise NotPlayable(f"Couldn't read that playlist: {Problem.TIMEOUT.value}.") from exc
     except EngineError as exc:
         raise NotPlayable(f"Couldn't read that playlist: {describe_engine_error(exc)}.") from exc
     entries = [e for e in playlist.entries if e.url]

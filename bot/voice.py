@@ -19,7 +19,7 @@ from prometheus_client.core import Metric
 from applog import session_logger
 from bot.audio import GuildAudioSource, GuildSink
 from gateway.metrics import counter, gauge
-from gateway.player import PlayerStatus
+from gateway.player import PlayerStatus, Stop
 from gateway.runtime import Gateway
 
 __all__ = ["VoiceBridge", "VoiceClientLike"]
@@ -152,7 +152,7 @@ class VoiceBridge:
         await self.leave(guild_id)
         player = self._gateway.players.existing(str(guild_id))
         if player is not None:
-            await player.command(lambda core, now: core.stop())
+            await player.apply(Stop())
         return True
 
     async def close(self) -> None:
@@ -162,7 +162,8 @@ class VoiceBridge:
 
     def _expecting(self, key: str) -> bool:
         player = self._gateway.players.existing(key)
-        return player is not None and player.core.status is PlayerStatus.PLAYING
+        # Called on discord.py's player thread: the status alone, not a whole view.
+        return player is not None and player.status is PlayerStatus.PLAYING
 
     def _after(self, guild_id: int) -> Callable[[Exception | None], None]:
         def after(error: Exception | None) -> None:

@@ -12,14 +12,17 @@ the engine's address (the user may see them), ``detail`` keeps that for logs.
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lifecycle import Backoff
+from protocol.filters import Filters
 
 __all__ = [
     "GO_ENGINE",
@@ -46,6 +49,7 @@ __all__ = [
     "SearchResultItem",
     "SessionInfo",
     "SessionStatus",
+    "map_exceptions",
 ]
 
 Format = Literal["opus", "web", "pcm"]
@@ -100,6 +104,67 @@ class EngineBusy(EngineError):
     """429: the engine's session limit is reached."""
 
 
+#: What turns one exception into another at a boundary: the first entry whose key
+#: matches (``isinstance``) builds the new exception from the old.
+ExceptionMapping = Mapping[type[Exception] | tuple[type[Exception], ...],
+                           Callable[[Exception], Exception]]
+
+
+@contextlib.contextmanager
+def map_exceptions(mapping: ExceptionMapping) -> Iterator[None]:
+    """Translate exceptions raised inside the block once, keeping the cause
+    (``raise new from exc``), as httpcore does at its boundaries. Exceptions no entry
+    matches pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        for kind, build in mapping.items():
+            if isinstance(exc, kind):
+                raise build(exc) from exc
+        raise
+
+
+#: The request never reached the engine: safe to send again, whatever it is.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+#: The connection was cut after the request went out: the engine may have acted on it.
+_CUT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def _transport_errors(request: str, *, idempotent: bool) -> ExceptionMapping:
+    """httpx's errors of one request as ours; *request* (method and URL) goes to
+    ``detail`` only, never to the message a user may see."""
+    unsure = EngineUnavailable if idempotent else EngineOutcomeUnknown
+
+    def build(kind: type[EngineUnavailable], message: str) -> Callable[[Exception],
+                                                                      Exception]:
+        return lambda exc: kind(message, detail=f"{request}: {exc!r}")
+
+    return {
+        _NEVER_SENT: build(EngineUnavailable, "the audio engine is unreachable"),
+        _CUT: build(unsure, "the connection to the audio engine broke"),
+        httpx.TimeoutException: build(unsure, "the audio engine did not answer in time"),
+        httpx.HTTPError: build(EngineUnavailable, "talking to the audio engine failed"),
+    }
+
+
+def _filters_json(filters: Filters | Mapping[str, Any]) -> dict[str, Any]:
+    """The body of a filters object: a checked ``Filters`` as Lavalink's JSON, or a
+    mapping passed on as it is (the engine checks it; tests of its refusals)."""
+    return filters.to_lavalink() if isinstance(filters, Filters) else dict(filters)
+
+
+def _unexpected(exc: Exception) -> EngineError:
+    return EngineError(f"unexpected answer from the engine: {exc}")
+
+
+#: An answer that is not the JSON the call expects: not JSON, a missing key, a value
+#: of the wrong type, a body the model refuses.
+_DECODING: ExceptionMapping = {
+    ValidationError: _unexpected, ValueError: _unexpected, KeyError: _unexpected,
+    TypeError: _unexpected, AttributeError: _unexpected,
+}
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -151,6 +216,9 @@ class Feature(StrEnum):
     NEXT_TRACK = "next_track"
     #: ``POST /session/{id}/crossfade``: a crossfade into the next track.
     CROSSFADE = "crossfade"
+    #: ``POST /session/{id}/next`` with ``now``: a track that replaces the current one
+    #: once it has audio (the current one plays on if it fails).
+    PLAY_NOW = "play_now"
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +367,12 @@ class EngineClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # trust_env=False: a proxy named in the environment (``http_proxy``,
+        # ``all_proxy``) would see every call and the bearer token; the engine is
+        # where the settings say, reached directly.
         self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+            base_url=base_url, timeout=timeout, headers=headers, transport=transport,
+            trust_env=False,
         )
         self._catalogue_timeout = catalogue_timeout
         self._retries = retries
@@ -328,7 +400,7 @@ class EngineClient:
         start_at: float = 0.0,
         duration: float = 0.0,
         volume: float | None = None,
-        filters: Mapping[str, Any] | None = None,
+        filters: Filters | Mapping[str, Any] | None = None,
         crossfade: float | None = None,
     ) -> PlayResult:
         """Start or replace *session_id*'s stream. *filters* (Lavalink's object) and
@@ -350,7 +422,7 @@ class EngineClient:
         if volume is not None and volume != 1.0:
             body["volume"] = volume
         if filters is not None:
-            body["filters"] = dict(filters)
+            body["filters"] = _filters_json(filters)
         if crossfade:
             body["crossfade"] = crossfade
         response = await self._request("POST", f"/session/{session_id}/play", json=body,
@@ -389,7 +461,8 @@ class EngineClient:
         """Seek a live session (our engine only)."""
         await self._request("POST", f"/session/{session_id}/seek", json={"position": position})
 
-    async def set_filters(self, session_id: str, filters: Mapping[str, Any]) -> FiltersResult:
+    async def set_filters(self, session_id: str,
+                          filters: Filters | Mapping[str, Any]) -> FiltersResult:
         """Replace a live session's filters (our engine, feature ``filters``).
 
         ``POST /session/{id}/filters`` with Lavalink v4's filters object as the body
@@ -409,7 +482,7 @@ class EngineClient:
             EngineUnavailable, EngineFault, EngineError.
         """
         response = await self._request("POST", f"/session/{session_id}/filters",
-                                       json=dict(filters))
+                                       json=_filters_json(filters))
         return self._parse(FiltersResult, response)
 
     async def filters(self, session_id: str) -> FiltersResult:
@@ -437,10 +510,8 @@ class EngineClient:
         """
         response = await self._request("POST", f"/session/{session_id}/crossfade",
                                        json={"crossfade": seconds})
-        try:
+        with map_exceptions(_DECODING):
             return float(response.json()["crossfade"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
 
     async def set_next(
         self,
@@ -449,10 +520,12 @@ class EngineClient:
         *,
         start_at: float = 0.0,
         duration: float = 0.0,
-        filters: Mapping[str, Any] | None = None,
+        filters: Filters | Mapping[str, Any] | None = None,
+        now: bool = False,
     ) -> NextResult:
         """Tell the engine the track after the current one (our engine, feature
-        ``next_track``).
+        ``next_track``), or with *now* the track that replaces it (feature
+        ``play_now``).
 
         ``POST /session/{id}/next`` ``{"url", "start_at"?, "duration"?, "filters"?}``,
         answered ``{"status": "queued", "session_id": ID, "play_id": N}`` (and
@@ -463,6 +536,12 @@ class EngineClient:
         ``finished`` then ``error`` with play id N end the session. A later call
         replaces a next track not yet joining. *filters* (Lavalink's object) apply from
         its first frame; without them the session's stay. Never sent twice.
+
+        With *now* (answered ``"status": "replacing"``) the engine opens the track at
+        once and switches to it when it has audio: ``finished`` (reason ``replaced``)
+        of the current play, then ``ready`` with play id N. If it cannot open, an
+        ``error`` with play id N comes instead and the current play goes on (409 also
+        when the session has not sent ``ready`` yet).
 
         Raises:
             EngineInvalidRequest: 400, a bad URL, numbers or filters (the engine's
@@ -477,7 +556,9 @@ class EngineClient:
         if duration > 0:
             body["duration"] = duration
         if filters is not None:
-            body["filters"] = dict(filters)
+            body["filters"] = _filters_json(filters)
+        if now:
+            body["now"] = True
         response = await self._request("POST", f"/session/{session_id}/next", json=body,
                                        idempotent=False)
         return self._parse(NextResult, response)
@@ -491,10 +572,8 @@ class EngineClient:
             EngineNotFound (404), EngineUnavailable, EngineFault, EngineError.
         """
         response = await self._request("POST", f"/session/{session_id}/next/cancel")
-        try:
+        with map_exceptions(_DECODING):
             cancelled = response.json().get("cancelled")
-        except (ValueError, AttributeError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc!r}") from None
         return int(cancelled) if isinstance(cancelled, int) else None
 
     async def session_info(self, session_id: str) -> SessionInfo | None:
@@ -514,19 +593,15 @@ class EngineClient:
     async def sessions(self) -> list[SessionInfo]:
         """Every session (our engine only)."""
         response = await self._request("GET", "/sessions")
-        try:
+        with map_exceptions(_DECODING):
             return [SessionInfo.model_validate(s) for s in response.json()["sessions"]]
-        except (ValueError, KeyError, ValidationError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc}") from None
 
     async def stats(self) -> dict[str, Any]:
         """``/stats``: our engine's load figures in Lavalink's shape (a node
         pool's placement reads them; ``gateway.nodes.penalty``)."""
         response = await self._request("GET", "/stats")
-        try:
+        with map_exceptions(_DECODING):
             document = response.json()
-        except ValueError:
-            raise EngineError("unexpected answer from the engine: not JSON") from None
         if not isinstance(document, dict):
             raise EngineError("unexpected answer from the engine: not an object")
         return document
@@ -560,38 +635,23 @@ class EngineClient:
 
     async def _request(self, method: str, path: str, *, seconds: float | None = None,
                        idempotent: bool = True, **kwargs: Any) -> httpx.Response:
-        delay = self._backoff
+        backoff = Backoff(self._backoff, jitter=0.5)
         limit = seconds if seconds is not None else httpx.USE_CLIENT_DEFAULT
+        errors = _transport_errors(f"{method} {self.base_url}{path}", idempotent=idempotent)
         for attempt in range(self._retries + 1):
             try:
-                response = await self._client.request(method, path, timeout=limit, **kwargs)
+                with map_exceptions(errors):
+                    response = await self._client.request(method, path, timeout=limit,
+                                                          **kwargs)
                 break
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # Never reached the engine: safe to try again, whatever the request.
-                if attempt == self._retries:
-                    raise EngineUnavailable(
-                        "the audio engine is unreachable",
-                        detail=f"{method} {self.base_url}{path}: {exc!r}",
-                    ) from exc
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                # Cut after the request went out: the engine may have acted on it.
-                if not idempotent or attempt == self._retries:
-                    raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
-                        "the connection to the audio engine broke",
-                        detail=f"{method} {self.base_url}{path}: {exc!r}",
-                    ) from exc
-            except httpx.TimeoutException as exc:
-                raise (EngineUnavailable if idempotent else EngineOutcomeUnknown)(
-                    "the audio engine did not answer in time",
-                    detail=f"{method} {self.base_url}{path}: {exc!r}",
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise EngineUnavailable(
-                    "talking to the audio engine failed",
-                    detail=f"{method} {self.base_url}{path}: {exc!r}",
-                ) from exc
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay *= 2
+            except EngineUnavailable as exc:
+                # Retried: a request that never reached the engine, and one cut after it
+                # went out when repeating it is harmless.
+                cause = exc.__cause__
+                retry = isinstance(cause, _NEVER_SENT) or (idempotent and isinstance(cause, _CUT))
+                if not retry or attempt == self._retries:
+                    raise
+            await asyncio.sleep(backoff.next())
         if response.status_code >= 400:
             raise self._error(response)
         return response
@@ -622,7 +682,5 @@ class EngineClient:
 
     @staticmethod
     def _parse(model: type[M], response: httpx.Response) -> M:
-        try:
+        with map_exceptions(_DECODING):
             return model.model_validate(response.json())
-        except (ValueError, ValidationError) as exc:
-            raise EngineError(f"unexpected answer from the engine: {exc}") from None

@@ -24,22 +24,53 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from gateway.database import Database
 from gateway.engine_client import EngineClient
 from gateway.health import EngineWatch
+from gateway.lyrics import LrclibClient, LyricsService
 from gateway.metrics import GatewayMetrics, counter, gauge
 from gateway.nodes.catalogue import PoolCatalogue
 from gateway.nodes.metrics import node_metric_families
 from gateway.nodes.pool import NodePool, PoolConnection
 from gateway.player import PlayerRegistry, QueueStore
 from gateway.player.link import EngineLink
+from gateway.player.registry import POSITIONS
 from gateway.router import Router
 from gateway.settings import GatewaySettings
 from gateway.socket_client import SocketClient
 from gateway.watchdog import SilenceWatchdog
+from lifecycle import TaskOwner, declare
 
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
+
+_GROUP = "Gateway (`run`'s task group)"
+HOUSEKEEPING = declare(
+    "housekeeping", owner=_GROUP,
+    what="unloading idle players and the fronts' jobs (every quarter of "
+         "`GATEWAY_PLAYER_IDLE_TIMEOUT`, at most 30 s)",
+    ends="`Gateway.stop`, after the players")
+ENGINE_SOCKET = declare(
+    "engine-socket", owner=_GROUP,
+    what="the engine socket (single engine): connect, read, reconnect with the back-off",
+    ends="`Gateway.stop`, after the players")
+ENGINE_WATCH = declare(
+    "engine-watch", owner=_GROUP,
+    what="the engine API's `/health` (single engine), every `GATEWAY_ENGINE_CHECK_INTERVAL`",
+    ends="`Gateway.stop`, after the players")
+SILENCE_WATCHDOG = declare(
+    "silence-watchdog", owner=_GROUP,
+    what="the silence watchdog (single engine, every 1 s at most)",
+    ends="`Gateway.stop`, after the players")
+ENGINE_NODES = declare(
+    "engine-nodes", owner=_GROUP,
+    what="the node pool, with `GATEWAY_NODES` (`NodePool.run`)",
+    ends="`Gateway.stop`, after the players")
+EMBEDDED = declare(
+    "gateway", owner="Gateway",
+    what="`Gateway.run` when embedded without a root (`Gateway.start`, the tests)",
+    ends="`Gateway.stop`")
 
 
 class Gateway:
@@ -47,11 +78,13 @@ class Gateway:
 
     def __init__(self, settings: GatewaySettings,
                  *, clock: Callable[[], float] = time.monotonic) -> None:
-        """Raises ``QueueStoreError`` when the queue database cannot be opened."""
+        """Raises ``DatabaseError`` when the database file cannot be opened."""
         self.settings = settings
         self.router = Router()
         nodes = settings.node_configs
-        self.store = QueueStore(settings.queue_path, lock_timeout=settings.queue_lock_timeout)
+        #: The gateway's SQLite file (queues, sound settings, the bot's guild settings).
+        self.database = Database(settings.queue_path, lock_timeout=settings.queue_lock_timeout)
+        self.store = QueueStore(self.database)
         self.link = EngineLink()
         #: The engine nodes, with ``GATEWAY_NODES``; None: the one engine of
         #: ``GO_API_PORT``/``SOCKET_PATH``, as a single socket and link.
@@ -88,12 +121,16 @@ class Gateway:
                                             interval=min(1.0, settings.silence_timeout / 3),
                                             clock=clock)
             socket.add_state_listener(self._socket_state)
+        #: Lyrics from LRCLIB (``GATEWAY_LYRICS_URL``; empty: none), for every front.
+        self.lyrics = LyricsService(
+            LrclibClient(settings.lyrics_url, timeout=settings.lyrics_timeout)
+            if settings.lyrics_url else None, clock=clock)
         self.metrics = GatewayMetrics()
         self.metrics.add_source(self._metric_families)
         self._housekeeping: list[Callable[[float], object]] = []
         self._prepared = False
         self._stopping = asyncio.Event()
-        self._run_task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(EMBEDDED.owner, logger=log)
         self._stopped = False
 
     def add_housekeeping(self, job: Callable[[float], object]) -> None:
@@ -119,16 +156,19 @@ class Gateway:
         """
         await self.prepare()
         async with asyncio.TaskGroup() as tasks:
-            running = [tasks.create_task(self._housekeep(), name="housekeeping")]
+            running = [
+                tasks.create_task(self._housekeep(), name=HOUSEKEEPING.name),
+                tasks.create_task(self.players.save_positions(), name=POSITIONS.name),
+            ]
             if self.pool is not None:
-                running.append(tasks.create_task(self.pool.run(), name="engine-nodes"))
+                running.append(tasks.create_task(self.pool.run(), name=ENGINE_NODES.name))
             else:
                 assert isinstance(self.socket, SocketClient)
                 assert self.engine_watch is not None and self.watchdog is not None
                 running += [
-                    tasks.create_task(self.socket.run(), name="engine-socket"),
-                    tasks.create_task(self.engine_watch.run(), name="engine-watch"),
-                    tasks.create_task(self.watchdog.run(), name="silence-watchdog"),
+                    tasks.create_task(self.socket.run(), name=ENGINE_SOCKET.name),
+                    tasks.create_task(self.engine_watch.run(), name=ENGINE_WATCH.name),
+                    tasks.create_task(self.watchdog.run(), name=SILENCE_WATCHDOG.name),
                 ]
             await self._stopping.wait()
             for task in running:
@@ -138,7 +178,7 @@ class Gateway:
         """``prepare``, then ``run`` in a task this object owns (for embedding
         the gateway without a composition root, as the tests do)."""
         await self.prepare()
-        self._run_task = asyncio.get_running_loop().create_task(self.run(), name="gateway")
+        self._tasks.spawn(EMBEDDED, self.run())
 
     async def stop(self) -> None:
         """Save every player (queue, position, pause) and stop its engine session,
@@ -148,12 +188,12 @@ class Gateway:
         self._stopped = True
         await self.players.close(release=True)
         self._stopping.set()
-        if self._run_task is not None:
-            await asyncio.gather(self._run_task, return_exceptions=True)
+        await self._tasks.join()
+        await self.lyrics.aclose()
         await self.engine.aclose()
         if self.pool is not None:
             await self.pool.aclose()
-        self.store.close()
+        await self.database.aclose()
 
     def readiness(self) -> list[str]:
         """Why the gateway cannot serve now (empty: ready)."""
@@ -222,7 +262,8 @@ class Gateway:
         yield counter("audiogate_gateway_engine_socket_reconnects",
                       "Reconnections to the engine socket", self.socket.reconnects)
         yield counter("audiogate_gateway_engine_socket_protocol_errors",
-                      "Connections dropped for malformed bytes", self.socket.protocol_errors)
+                      "Connections dropped for malformed bytes, or closed in the middle of a "
+                      "message", self.socket.protocol_errors)
         yield gauge("audiogate_gateway_players", "Players (guilds and users) loaded",
                     len(self.players.players))
         stats = self.players.stats
@@ -242,12 +283,19 @@ class Gateway:
         yield counter("audiogate_gateway_player_missed_joins",
                       "Next tracks that did not join the stream and were played plainly",
                       stats.missed_joins)
+        yield counter("audiogate_gateway_lyrics_lookups",
+                      "Lyrics lookups sent to LRCLIB", self.lyrics.lookups)
+        yield counter("audiogate_gateway_lyrics_cache_hits",
+                      "Lyrics answered from the cache", self.lyrics.cache_hits)
+        yield counter("audiogate_gateway_lyrics_failures",
+                      "Lyrics lookups that could not reach LRCLIB (or got nonsense)",
+                      self.lyrics.failures)
         yield counter("audiogate_gateway_queue_saves_failed",
                       "Queue saves that did not land (each is retried)", stats.failed_saves)
         yield counter("audiogate_gateway_queue_db_recoveries",
-                      "Damaged queue databases moved aside", self.store.corrupt_recoveries)
+                      "Damaged queue databases moved aside", self.database.corrupt_recoveries)
         yield counter("audiogate_gateway_queue_db_lock_retries",
-                      "Retries of a locked queue database", self.store.lock_retries)
+                      "Retries of a locked queue database", self.database.lock_retries)
         yield counter("audiogate_gateway_engine_socket_silent_reconnects",
                       "Reconnections because the socket carried no audio for sessions "
                       "the engine said were streaming",

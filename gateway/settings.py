@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.nodes.config import NodeConfig, parse_nodes
 from protocol import DEFAULT_API_PORT, DEFAULT_SOCKET_PATH
 
-__all__ = ["GatewaySettings", "parse_shard_ids"]
+__all__ = ["GatewaySettings", "parse_shard_ids", "setting_default"]
 
 
 def parse_shard_ids(text: str) -> list[int]:
@@ -119,6 +120,20 @@ class GatewaySettings(BaseSettings):
         "default: the page's own loopback and listening addresses "
         "[env GATEWAY_ALLOWED_ORIGINS]",
     )
+    ws_max_message_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="largest WebSocket message the gateway reads (the playground parses "
+        "at most 8 KiB of it and answers larger ones in words); a tab that announces more "
+        "is closed (1009) before any of it is read [env GATEWAY_WS_MAX_MESSAGE_BYTES]",
+    )
+    ws_message_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a WebSocket message has to arrive whole from its first byte; "
+        "a tab that stops mid-message is closed (1008) [env GATEWAY_WS_MESSAGE_TIMEOUT]",
+    )
     playground_max_sessions: int = Field(
         0,
         ge=0,
@@ -206,6 +221,26 @@ class GatewaySettings(BaseSettings):
         description="most tracks the Discord bot queues from one playlist link "
         "[env GATEWAY_BOT_PLAYLIST_LIMIT]",
     )
+    bot_max_upload_mb: int = Field(
+        25,
+        ge=1,
+        le=500,
+        description="largest uploaded audio file the Discord bot plays with /play file:, "
+        "in MB (Discord's own limit for a server's uploads is 10 to 500 MB) "
+        "[env GATEWAY_BOT_MAX_UPLOAD_MB]",
+    )
+    lyrics_url: str = Field(
+        "https://lrclib.net",
+        description="LRCLIB's address, where /lyrics and the now-playing message find a "
+        "track's words (its /api/get and /api/search); empty: no lyrics "
+        "[env GATEWAY_LYRICS_URL]",
+    )
+    lyrics_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="seconds each request to LRCLIB may take [env GATEWAY_LYRICS_TIMEOUT]",
+    )
     nodes: str = Field(
         "",
         description="the engine nodes, a JSON list of {name, api, socket, token?, ca?}; "
@@ -257,7 +292,7 @@ class GatewaySettings(BaseSettings):
         except ValueError as exc:
             text = str(exc)
             raise ValueError(text if "GATEWAY_NODES" in text else f"GATEWAY_NODES: {text}") \
-                from None
+                from exc
         names = {node.name for node in nodes}
         unknown = sorted(set(self.drained_nodes) - names)
         if unknown and nodes:
@@ -307,6 +342,15 @@ class GatewaySettings(BaseSettings):
                 raise ValueError(f"{entry!r} is not an origin like https://music.example.com")
         return value
 
+    @field_validator("lyrics_url")
+    @classmethod
+    def _lyrics_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value.strip())
+        if value.strip() and (parts.scheme not in ("http", "https") or not parts.hostname
+                              or parts.query or parts.fragment):
+            raise ValueError(f"{value!r} is not an http(s) address like https://lrclib.net")
+        return value.strip()
+
     @property
     def engine_url(self) -> str:
         """Base URL of the engine's HTTP API."""
@@ -316,3 +360,10 @@ class GatewaySettings(BaseSettings):
     def queue_path(self) -> str:
         """Where queues are stored (a path, or ``:memory:``)."""
         return self.queue_db or str(self.data_dir / "queues.sqlite3")
+
+
+def setting_default(name: str) -> Any:
+    """The default of the gateway setting *name* (a field of ``GatewaySettings``): the
+    one place it is written, which the parts' own defaults (used when they are built
+    without settings, as the tests do) read rather than repeat."""
+    return GatewaySettings.model_fields[name].default

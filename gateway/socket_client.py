@@ -2,7 +2,9 @@
 
 A thin loop around ``protocol.StreamDecoder``: bytes from ``data_received`` go
 straight through the decoder to the router, so the reader never waits on a sink.
-After any close (or a framing error) the client waits an exponentially growing,
+A connection that closes in the middle of a message (``StreamDecoder.receive_eof``)
+is counted as a protocol error, like malformed bytes. After any close (or a framing
+error) the client waits an exponentially growing,
 jittered delay and reconnects with a fresh decoder; every sink is told to forget
 its partial pages.
 
@@ -30,7 +32,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from protocol import ConsumerOrder, DecodedMessage, Hello, RemoteProtocolError, StreamDecoder
+from lifecycle import Backoff
+from protocol import (
+    ConsumerOrder,
+    DecodedMessage,
+    Hello,
+    RemoteProtocolError,
+    StreamDecoder,
+    TruncatedStream,
+)
 
 __all__ = [
     "HELLO",
@@ -99,9 +109,9 @@ class SocketAddress:
             return cls(AddressKind.UNIX, path=Path(text))
         try:
             kind = AddressKind(scheme.lower())
-        except ValueError:
+        except ValueError as exc:
             raise ValueError(f"unknown socket scheme {scheme!r} (use unix, tcp or tls)") \
-                from None
+                from exc
         if kind is AddressKind.UNIX:
             return cls.parse(rest if rest.startswith("/") else "/" + rest)
         host, colon, port = rest.rpartition(":")
@@ -139,6 +149,8 @@ class _Reader(asyncio.BufferedProtocol):
         self._view = memoryview(self._buffer)
         self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.BaseTransport | None = None
+        #: The decoder refused the stream (it is unusable now).
+        self._failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -157,6 +169,8 @@ class _Reader(asyncio.BufferedProtocol):
         client.last_read_at = time.perf_counter()
         client.bytes_received += len(data)
         decoder = self._decoder
+        if self._failed:
+            return
         try:
             decoder.receive_data(data)
             dispatch = client.router.dispatch
@@ -164,13 +178,30 @@ class _Reader(asyncio.BufferedProtocol):
                 dispatch(message)
         except RemoteProtocolError as exc:
             log.error("engine stream is malformed (%s); reconnecting", exc)
+            self._failed = True
             client.protocol_errors += 1
             assert self.transport is not None
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._end_of_stream()
         if not self.lost.done():
             self.lost.set_result(exc)
+
+    def _end_of_stream(self) -> None:
+        """The connection closed: what was complete is delivered; a message cut off
+        half-way is a protocol error, counted like malformed bytes."""
+        decoder = self._decoder
+        if decoder.eof or self._failed:
+            return
+        try:
+            decoder.receive_eof()
+            while messages := decoder.events():
+                for message in messages:
+                    self._client.router.dispatch(message)
+        except TruncatedStream as exc:
+            log.warning("the engine socket closed in the middle of a message (%s)", exc)
+            self._client.protocol_errors += 1
 
 
 class SocketClient:
@@ -182,8 +213,9 @@ class SocketClient:
         token: sent in the hello (an engine node's TCP socket requires it).
         tls: the client context for a ``tls://`` address (default: the system's
             certificate authorities).
-        backoff_initial: first reconnect delay (seconds).
-        backoff_max: longest reconnect delay.
+        backoff_initial: first reconnect delay (seconds); it doubles, jittered
+            by ±50 % so many gateways restarted together do not reconnect in lockstep.
+        backoff_max: longest reconnect delay (``backoff.cap``).
         on_state: called with True on connect and False on disconnect.
     """
 
@@ -207,10 +239,9 @@ class SocketClient:
         self._tls = tls
         if self.address.kind is AddressKind.TLS and tls is None:
             self._tls = ssl.create_default_context()
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        #: Delays between connection attempts (reset on every connect).
+        self.backoff = Backoff(backoff_initial, cap=backoff_max, jitter=0.5, rng=rng)
         self._listeners: list[Callable[[bool], None]] = [on_state] if on_state else []
-        self._rng = rng or random.Random()
         self.connected = asyncio.Event()
         self.connections = 0
         self.reconnects = 0
@@ -225,7 +256,7 @@ class SocketClient:
     async def run(self) -> None:
         """Connect and reconnect until cancelled. Cancelling is safe."""
         loop = asyncio.get_running_loop()
-        delay = self.backoff_initial
+        backoff = self.backoff
         while True:
             try:
                 transport, reader = await self._connect(loop)
@@ -237,8 +268,7 @@ class SocketClient:
                     self.refusals += 1
                     log.error("the engine node %s closed the connection right after the "
                               "hello: is the token right?", self.address)
-                    await asyncio.sleep(delay * (0.5 + self._rng.random()))
-                    delay = min(self.backoff_max, delay * 2)
+                    await asyncio.sleep(backoff.next())
                     continue
                 self._transport = transport
                 self.connections += 1
@@ -248,7 +278,7 @@ class SocketClient:
                 log.info("connected to the engine socket %s", self.address)
                 self.connected.set()
                 self._notify(True)
-                delay = self.backoff_initial
+                backoff.reset()
                 try:
                     reason = await reader.lost
                 finally:
@@ -258,10 +288,7 @@ class SocketClient:
                 log.warning("engine socket closed%s; reconnecting",
                             f" ({reason})" if reason else "")
                 self._notify(False)
-            # Jittered exponential backoff: many gateways restarting together do
-            # not reconnect in lockstep.
-            await asyncio.sleep(delay * (0.5 + self._rng.random()))
-            delay = min(self.backoff_max, delay * 2)
+            await asyncio.sleep(backoff.next())
 
     @staticmethod
     async def _refused(reader: _Reader) -> bool:

@@ -16,6 +16,8 @@ test:
 * ``redirect=URL``: answer ``302 Found`` to *URL* (chains: a redirect to a URL
   that redirects again);
 * ``type=MIME``: send this Content-Type instead of the one the suffix implies;
+* ``ranges=0``: no byte ranges, as plain or streaming servers: a ``Range`` header
+  is ignored (the whole file, ``200``) and no ``Accept-Ranges`` is sent;
 * ``endless=1``: an HTML page that never ends, sent as fast as the client reads;
 * ``drip=N``: an HTML page that never ends, N bytes per second (never idle long
   enough for a read timeout).
@@ -93,7 +95,8 @@ class MediaServer:
                     return
                 size = path.stat().st_size
                 start, end = 0, size - 1
-                match = _RANGE.fullmatch(self.headers.get("Range", ""))
+                ranges = query.get("ranges") != "0"
+                match = _RANGE.fullmatch(self.headers.get("Range", "")) if ranges else None
                 if match:
                     if match[1]:
                         start = int(match[1])
@@ -110,7 +113,8 @@ class MediaServer:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
                 else:
                     self.send_response(HTTPStatus.OK)
-                self.send_header("Accept-Ranges", "bytes")
+                if ranges:
+                    self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Type", query.get("type") or _CONTENT_TYPES.get(
                     path.suffix, "application/octet-stream"))
                 self.send_header("Content-Length", str(end - start + 1))

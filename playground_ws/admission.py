@@ -102,8 +102,8 @@ class IdentityIssuer:
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """A playground user holding an engine session, and the client it came from
-    ("" when no tab of it is open)."""
+    """A playground user holding an engine session, and the client it is charged
+    to: the one whose tab started it, kept after the tabs close ("" if unknown)."""
 
     user: str
     client: str

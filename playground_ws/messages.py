@@ -29,6 +29,8 @@ __all__ = [
     "FilterSet",
     "Filters",
     "Jump",
+    "Loop",
+    "LyricsRequest",
     "Move",
     "Play",
     "Remove",
@@ -68,8 +70,16 @@ class Add(_Message):
 class Simple(_Message):
     """Commands without arguments (``pong`` answers a heartbeat)."""
 
-    type: Literal["stop", "pause", "resume", "skip", "previous", "clear", "pong", "state",
-                  "focus"]
+    type: Literal["stop", "pause", "resume", "skip", "previous", "clear", "undo_clear",
+                  "shuffle", "pong", "state", "focus"]
+
+
+class Loop(_Message):
+    """What happens when a track ends: ``off`` (on to the next), ``track`` (the same
+    again), ``queue`` (every ended track back to the end of the queue)."""
+
+    type: Literal["loop"]
+    mode: Literal["off", "track", "queue"]
 
 
 class Seek(_Message):
@@ -180,14 +190,21 @@ class Search(_Message):
     query: str = Field(min_length=1, max_length=200)
 
 
+class LyricsRequest(_Message):
+    """The current track's lyrics (LRCLIB, through the gateway); answered by ``lyrics``."""
+
+    type: Literal["lyrics"]
+
+
 ClientMessage: TypeAlias = Annotated[
-    Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade,
+    Play | Add | Simple | Seek | Volume | Remove | Jump | Move | Search | Filters | Crossfade
+    | Loop | LyricsRequest,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-_TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear", "pong",
-          "state", "focus", "seek", "volume", "remove", "jump", "move", "search", "filters",
-          "crossfade")
+_TYPES = ("play", "add", "stop", "pause", "resume", "skip", "previous", "clear",
+          "undo_clear", "shuffle", "loop", "pong", "state", "focus", "seek", "volume", "remove",
+          "jump", "move", "search", "filters", "crossfade", "lyrics")
 
 
 def _too_deep(text: str, limit: int) -> bool:
@@ -227,8 +244,8 @@ def parse_client_message(text: str) -> ClientMessage:
                          "send one flat JSON object")
     try:
         document = json.loads(text)
-    except ValueError:
-        raise ValueError("message is not valid JSON") from None
+    except ValueError as exc:
+        raise ValueError("message is not valid JSON") from exc
     if not isinstance(document, dict):
         raise ValueError("message must be a JSON object")
     kind = document.get("type")
@@ -240,10 +257,10 @@ def parse_client_message(text: str) -> ClientMessage:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"][1:]) or "message"
         if error["type"] == "missing":
-            raise ValueError(f"{kind} needs '{field}'") from None
+            raise ValueError(f"{kind} needs '{field}'") from exc
         if error["type"] == "extra_forbidden":
-            raise ValueError(f"{kind} does not take '{field}'") from None
+            raise ValueError(f"{kind} does not take '{field}'") from exc
         if error["type"] == "value_error":
             message = str(error["msg"]).removeprefix("Value error, ")
-            raise ValueError(f"{kind}: {message}") from None
-        raise ValueError(f"{kind}: {field}: {error['msg']}") from None
+            raise ValueError(f"{kind}: {message}") from exc
+        raise ValueError(f"{kind}: {field}: {error['msg']}") from exc

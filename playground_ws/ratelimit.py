@@ -37,7 +37,7 @@ class TokenBucket:
 
 class RateLimiter:
     """Two buckets per user: every action, and the costly ones (play, add,
-    search), which make the engine resolve and open URLs.
+    search, lyrics), which make the engine resolve and open URLs, or ask LRCLIB.
 
     A user whose buckets have filled up again is forgotten by ``sweep``: a full
     bucket and a new one are the same, so memory follows the users active in
@@ -48,7 +48,7 @@ class RateLimiter:
         heavy_rate, heavy_burst: costly actions.
     """
 
-    HEAVY = frozenset({"play", "add", "search"})
+    HEAVY = frozenset({"play", "add", "search", "lyrics"})
 
     def __init__(self, rate: float = 10.0, burst: float = 20.0,
                  heavy_rate: float = 1.0, heavy_burst: float = 5.0) -> None:

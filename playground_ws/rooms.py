@@ -28,14 +28,21 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from applog import session_logger
 from gateway.metrics import counter, gauge
-from gateway.player import CommandError, Player, PlayerStatus, PlayerView
+from gateway.player import CommandError, Pause, Player, PlayerStatus, PlayerView
 from gateway.runtime import Gateway
+from gateway.settings import setting_default
 from gateway.sinks import PacedOpusSink
+from lifecycle import TaskOwner, declare
 from protocol import Event, OpusStreamStart
 
 __all__ = ["BrowserSink", "Connection", "Room", "Rooms"]
 
 log = logging.getLogger(__name__)
+
+PROGRESS = declare(
+    "room-progress-{key}", owner="Room",
+    what="a room's progress messages (every second while its user has a tab open)",
+    ends="the room's last tab leaves, or the room closes")
 
 #: Audio frames a tab may have queued: 50 frames = 1 s. A tab further behind
 #: than that is not keeping up; its oldest frames go.
@@ -44,9 +51,6 @@ AUDIO_QUEUE_FRAMES = 50
 TEXT_QUEUE_MESSAGES = 64
 #: Seconds between progress messages while playing.
 PROGRESS_INTERVAL = 1.0
-#: Seconds after the last tab closes before the player is paused and the room
-#: released (the default of ``GATEWAY_ROOM_LINGER``).
-EMPTY_ROOM_PAUSE = 60.0
 
 
 class Connection:
@@ -142,7 +146,7 @@ class Room:
     """
 
     def __init__(self, user_id: str, player: Player, gateway: Gateway, *,
-                 linger: float = EMPTY_ROOM_PAUSE,
+                 linger: float = setting_default("room_linger"),
                  on_release: Callable[[Room], None] | None = None,
                  wording: Callable[[str], str] = str) -> None:
         self.user_id = user_id
@@ -153,14 +157,15 @@ class Room:
         self.connections: list[Connection] = []
         #: The tab that plays the sound (None without tabs).
         self.audio: Connection | None = None
+        self.log = session_logger(log, user_id)
         self.sink = BrowserSink(self)
         self._unsubscribe = player.subscribe(self._on_view)
         self._release_player = player.hold()
         self._on_release = on_release
         self._progress: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner(PROGRESS.owner, logger=self.log)
         self._pause_later: asyncio.TimerHandle | None = None
         self.closed = False
-        self.log = session_logger(log, user_id)
 
     @property
     def client(self) -> str:
@@ -178,7 +183,9 @@ class Room:
         if len(self.connections) == 1:
             self.gateway.router.register_sink(self.user_id, self.sink)
             self.gateway.router.add_listener(self.user_id, self._on_event)
-            self._progress = asyncio.get_running_loop().create_task(self._tick_progress())
+            if not self._tasks.closed:
+                self._progress = self._tasks.spawn(PROGRESS, self._tick_progress(),
+                                                   key=self.user_id)
         if self.audio is None:
             self.audio = connection
         self.log.info("tab %s joined (%d open)", connection.name, len(self.connections))
@@ -254,6 +261,8 @@ class Room:
         state = view.as_dict()
         if state["error"]:
             state["error"] = self.wording(state["error"])
+        # Failures so far: a new one is told even when its words repeat the last.
+        state["failures"] = view.failure.serial if view.failure else 0
         return {"type": "state", "user_id": self.user_id, "state": state}
 
     def _on_view(self, view: PlayerView) -> None:
@@ -283,13 +292,13 @@ class Room:
         self._pause_later = None
         if self.connections or self.closed:
             return
-        if self.player.core.status in (PlayerStatus.PLAYING, PlayerStatus.LOADING) and (
-                not self.player.core.paused):
+        view = self.player.view()
+        if view.status in (PlayerStatus.PLAYING, PlayerStatus.LOADING) and not view.paused:
             self.log.info("no tab open for %.0f s; pausing", self.linger)
             # Applied to the core at once (the player's own task talks to the
             # engine): nothing of the room outlives it.
             with contextlib.suppress(CommandError):
-                self.player.command_nowait(lambda core, now: core.pause(now))
+                self.player.apply_nowait(Pause())
         self.close()
         if self._on_release is not None:
             self._on_release(self)
@@ -299,7 +308,7 @@ class Rooms:
     """Every user's room, created on first connection and released *linger*
     seconds after its last tab closed (with its player, see ``_released``)."""
 
-    def __init__(self, gateway: Gateway, *, linger: float = EMPTY_ROOM_PAUSE,
+    def __init__(self, gateway: Gateway, *, linger: float = setting_default("room_linger"),
                  wording: Callable[[str], str] = str) -> None:
         self.gateway = gateway
         self.linger = linger

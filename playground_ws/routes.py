@@ -12,22 +12,47 @@ import contextlib
 import itertools
 import json
 import logging
+import secrets
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client.core import CounterMetricFamily, Metric
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.engine_client import EngineError
+from gateway.lyrics import LyricsUnavailable
 from gateway.metrics import counter, gauge
-from gateway.player import CommandError, Track
+from gateway.player import (
+    Clear,
+    Command,
+    CommandError,
+    Enqueue,
+    LoopMode,
+    Pause,
+    PlayNow,
+    Previous,
+    Resume,
+    SetCrossfade,
+    SetFilters,
+    SetLoop,
+    SetVolume,
+    Shuffle,
+    Skip,
+    Stop,
+    Track,
+    UndoClear,
+)
+from gateway.player import Jump as JumpTo
+from gateway.player import Move as MoveTo
+from gateway.player import Remove as RemoveAt
+from gateway.player import Seek as SeekTo
 from gateway.runtime import Gateway
+from lifecycle import TaskOwner, declare
 from playground_ws.admission import (
     Holder,
     IdentityIssuer,
@@ -48,6 +73,8 @@ from playground_ws.messages import (
     Crossfade,
     Filters,
     Jump,
+    Loop,
+    LyricsRequest,
     Move,
     Play,
     Remove,
@@ -61,11 +88,16 @@ from playground_ws.origins import default_origins, normalize_origin, parse_origi
 from playground_ws.ratelimit import RateLimiter
 from playground_ws.rooms import Connection, Room, Rooms
 from playground_ws.wording import Wording
-from protocol.filter_presets import preset_filters
+from protocol.filter_presets import EQUALIZER_BANDS, preset_catalogue
 
 __all__ = ["HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "mount_playground"]
 
 log = logging.getLogger(__name__)
+
+TAB_WRITER = declare(
+    "tab-writer-{key}", owner="the tab's WebSocket handler",
+    what="a tab's writer: its bounded audio and text queues into the WebSocket",
+    ends="the tab closes (cancelled and awaited by its handler)")
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: Seconds between the server's pings, and of silence after which a tab is gone.
@@ -77,8 +109,13 @@ CLOSE_BAD_ORIGIN = 4403
 CLOSE_SILENT = 4408
 CLOSE_TOO_MANY = 4429
 #: Commands that never start an engine session (the rest are admitted first).
-_NEVER_STARTS = frozenset({"stop", "pause", "clear", "remove", "move", "volume", "state",
-                           "pong", "focus", "search"})
+_NEVER_STARTS = frozenset({"stop", "pause", "clear", "undo_clear", "shuffle", "loop",
+                           "remove", "move", "volume", "state", "pong", "focus", "search",
+                           "lyrics"})
+#: Where the page offers the bundled demo tracks (``audiogate run``): a link of the
+#: page's own server, never a path on it.
+DEMO_PATH = "/demo/"
+_DEMO_TYPES = {".opus": "audio/ogg", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 #: Engine sessions the playground may hold when neither the setting nor the
 #: engine says (a Go engine reports no limit).
 _FALLBACK_SESSION_CAP = 50
@@ -139,6 +176,11 @@ class _Playground:
         self.issuer = IdentityIssuer(settings.playground_new_identities,
                                      settings.playground_new_identity_interval)
         self._names = itertools.count(1)
+        #: The client address each user's engine session is charged to: the address
+        #: of the tab whose command started it, until the player holds no session
+        #: any more. Closing every tab does not move the session off that address
+        #: (``_charged_client``); entries go when their player is unloaded.
+        self.charges: dict[str, str] = {}
         self._origins_logged: set[str] = set()
         self.identities_issued = 0
         #: Admission refusals by reason: identity, address, full, tabs, origin.
@@ -147,6 +189,7 @@ class _Playground:
         gateway.socket.add_state_listener(self._engine_state)
         gateway.add_housekeeping(self.limits.sweep)
         gateway.add_housekeeping(self.issuer.sweep)
+        gateway.add_housekeeping(self._sweep_charges)
         log.info("playground WebSocket accepts pages from %s",
                  ", ".join(sorted(allowed_origins)) if allowed_origins
                  else "its own addresses (set GATEWAY_ALLOWED_ORIGINS for a public name)")
@@ -191,11 +234,32 @@ class _Playground:
             log.debug("new identity %s for client %s", user, client)
         html = (STATIC_DIR / "index.html").read_text()
         demo = self.demo_tracks.get("opus")
-        response = HTMLResponse(html.replace("{{DEMO_URL}}", str(demo) if demo else ""))
+        response = HTMLResponse(html.replace("{{DEMO_PATH}}", DEMO_PATH + demo.name if demo else "")
+                                .replace("{{SOUND_CATALOGUE}}", _SOUND_CATALOGUE))
         if fresh_cookie is not None:
             response.set_cookie(COOKIE_NAME, fresh_cookie, max_age=COOKIE_MAX_AGE,
                                 httponly=True, samesite="strict")
         return response
+
+    def demo_file(self, name: str) -> Response:
+        """A bundled demo track by its file name (404 for anything else)."""
+        for path in self.demo_tracks.values():
+            if path.name == name:
+                return FileResponse(path, media_type=_DEMO_TYPES.get(path.suffix,
+                                                                     "application/octet-stream"))
+        return Response("404 page not found", status_code=404, media_type="text/plain")
+
+    def _demo_location(self, url: str, own_hosts: frozenset[str]) -> str | None:
+        """The file a link to this server's own demo track names (the page shows the
+        link; the engine plays the file), or None for any other URL."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or parts.netloc.lower() not in own_hosts:
+            return None
+        if not parts.path.startswith(DEMO_PATH) or parts.query or parts.fragment:
+            return None
+        name = parts.path.removeprefix(DEMO_PATH)
+        return next((str(path) for path in self.demo_tracks.values() if path.name == name),
+                    None)
 
     # -- admission ------------------------------------------------------------------
 
@@ -230,20 +294,42 @@ class _Playground:
             return max(1, health.max_sessions // 2)
         return _FALLBACK_SESSION_CAP
 
-    def _refuse_start(self, room: Room) -> str | None:
-        """Why *room*'s user may not start an engine session now (None: it may)."""
-        holders = []
-        for player in self.gateway.players.players:
-            if is_user_id(player.key) and player.holds_engine_session:
-                other = self.rooms.existing(player.key)
-                holders.append(Holder(player.key, other.client if other else ""))
+    def _charged_client(self, user: str) -> str:
+        """The client *user*'s engine session counts for. A session with no
+        charge yet (one resumed by a reconnecting tab after a gateway restart) is
+        charged to its open tab's client the first time it is seen, and stays so."""
+        charged = self.charges.get(user)
+        if charged is None:
+            room = self.rooms.existing(user)
+            charged = room.client if room is not None else ""
+            if charged:
+                self.charges[user] = charged
+        return charged
+
+    def _sweep_charges(self, now: float) -> int:
+        """Forget the charges of players no longer loaded (their sessions are
+        stopped). Returns how many."""
+        loaded = {player.key for player in self.gateway.players.players}
+        gone = [user for user in self.charges if user not in loaded]
+        for user in gone:
+            del self.charges[user]
+        return len(gone)
+
+    def _refuse_start(self, room: Room, client: str) -> str | None:
+        """Why *room*'s user, from a tab of *client*, may not start an engine
+        session now (None: it may, and the session is charged to *client*)."""
+        holders = [Holder(player.key, self._charged_client(player.key))
+                   for player in self.gateway.players.players
+                   if is_user_id(player.key) and player.holds_engine_session]
         refusal = refuse_start(
-            room.user_id, room.client, holders,
+            room.user_id, client, holders,
             per_client=self.gateway.settings.playground_sessions_per_address,
             total=self._session_cap())
         if refusal is not None:
             self.refused["full" if refusal.startswith("the playground is full") else
                          "address"] += 1
+        else:
+            self.charges[room.user_id] = client
         return refusal
 
     def _tabs_of(self, client: str) -> int:
@@ -262,7 +348,8 @@ class _Playground:
         if user is None:
             await websocket.send_text(json.dumps({
                 "type": "error",
-                "message": "your identity cookie is missing or invalid; reload the page",
+                "message": self.wording("your identity cookie is missing or invalid; "
+                                        "reload the page"),
             }))
             await websocket.close(code=CLOSE_BAD_IDENTITY, reason="invalid identity")
             return
@@ -271,7 +358,8 @@ class _Playground:
         if refusal is not None:
             self.refused["tabs"] += 1
             log.info("tab of %s from client %s refused: %s", user, client, refusal)
-            await websocket.send_text(json.dumps({"type": "error", "message": refusal}))
+            await websocket.send_text(json.dumps({"type": "error",
+                                                  "message": self.wording(refusal)}))
             # A close reason is at most 123 bytes; the words are ASCII and shorter.
             await websocket.close(code=CLOSE_TOO_MANY, reason=refusal[:120])
             return
@@ -286,19 +374,24 @@ class _Playground:
         connection.send_json({**room.state_message(), "type": "hello",
                               "engine_connected": self.gateway.socket.connected.is_set()})
         room.join(connection)
-        writer = asyncio.get_running_loop().create_task(connection.writer())
+        writer = TaskOwner(TAB_WRITER.owner, logger=room.log)
+        writer.spawn(TAB_WRITER, connection.writer(), key=user)
         try:
-            await self._receive(websocket, room, connection)
+            await self._receive(websocket, room, connection, _own_hosts(websocket))
         finally:
             room.leave(connection)
             self.rooms.connection_closed(connection)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            await writer.aclose()
             if websocket.application_state is WebSocketState.CONNECTED:
                 with contextlib.suppress(RuntimeError, OSError):
                     await websocket.close()
 
-    async def _receive(self, websocket: WebSocket, room: Room, connection: Connection) -> None:
+    def _error(self, connection: Connection, message: str) -> None:
+        """Send *message* as an ``error``, in the page's one wording (``Wording``)."""
+        connection.send_json({"type": "error", "message": self.wording(message)})
+
+    async def _receive(self, websocket: WebSocket, room: Room, connection: Connection,
+                       own_hosts: frozenset[str]) -> None:
         while True:
             try:
                 async with asyncio.timeout(HEARTBEAT_INTERVAL):
@@ -314,36 +407,36 @@ class _Playground:
                 return
             text = message.get("text")
             if text is None:
-                connection.send_json({"type": "error", "message": "binary messages are not "
-                                      "accepted; send JSON text"})
+                self._error(connection, "binary messages are not accepted; send JSON text")
                 continue
             try:
                 parsed = parse_client_message(text)
             except ValueError as exc:
-                connection.send_json({"type": "error", "message": str(exc)})
+                self._error(connection, str(exc))
                 continue
             if parsed.type != "pong":
                 refusal = self.limits.allow(room.user_id, parsed.type,
                                             asyncio.get_running_loop().time())
                 if refusal is not None:
-                    connection.send_json({"type": "error", "message": refusal})
+                    self._error(connection, refusal)
                     continue
             if parsed.type not in _NEVER_STARTS and not room.player.holds_engine_session:
-                refusal = self._refuse_start(room)
+                refusal = self._refuse_start(room, connection.client)
                 if refusal is not None:
                     room.log.info("not admitted: %s", refusal)
-                    connection.send_json({"type": "error", "message": refusal})
+                    self._error(connection, refusal)
                     continue
             try:
-                await self._dispatch(parsed, room, connection)
+                await self._dispatch(parsed, room, connection, own_hosts)
             except CommandError as exc:
-                connection.send_json({"type": "error", "message": self.wording(str(exc))})
+                self._error(connection, str(exc))
             except EngineError as exc:
                 room.log.info("%s failed at the engine: %s", parsed.type, exc.detail)
-                connection.send_json({"type": "error", "message": self.wording(str(exc))})
+                self._error(connection, str(exc))
 
-    async def _track(self, url: str) -> Track:
+    async def _track(self, url: str, own_hosts: frozenset[str]) -> Track:
         url = url.strip()
+        url = self._demo_location(url, own_hosts) or url
         problem = _check_url(url)
         if problem is not None:
             raise CommandError(problem)
@@ -361,40 +454,15 @@ class _Playground:
             pass  # the play itself will say what is wrong, if anything
         return Track(url=url, title=title, duration=duration, thumbnail=thumbnail)
 
-    async def _dispatch(self, message: ClientMessage, room: Room, connection: Connection) -> None:
+    async def _dispatch(self, message: ClientMessage, room: Room, connection: Connection,
+                        own_hosts: frozenset[str]) -> None:
         player = room.player
-
-        async def run(apply: Any) -> Any:
-            return await player.command(apply)
-
         match message:
-            case Play(url=url):
-                track = await self._track(url)
-                await run(lambda core, now: core.play_now(track, now))
             case Add(url=url):
-                track = await self._track(url)
-                position = await run(lambda core, now: core.enqueue(track, now))
-                connection.send_json({"type": "queued", "position": position,
+                track = await self._track(url, own_hosts)
+                outcome = await player.apply(Enqueue(track))
+                connection.send_json({"type": "queued", "position": outcome.position,
                                       "title": track.label})
-            case Seek(seconds=seconds):
-                await run(lambda core, now: core.seek(seconds, now))
-            case Volume(volume=volume):
-                await run(lambda core, now: core.set_volume(volume))
-            case Filters(preset=preset, filters=filters):
-                if preset is not None:
-                    chosen, name = preset_filters(preset), preset.value
-                else:
-                    assert filters is not None
-                    chosen, name = filters.lavalink(), "custom"
-                await run(lambda core, now: core.set_filters(chosen, name))
-            case Crossfade(seconds=seconds):
-                await run(lambda core, now: core.set_crossfade(seconds))
-            case Remove(position=position):
-                await run(lambda core, now: core.remove(position))
-            case Jump(position=position):
-                await run(lambda core, now: core.jump(position, now))
-            case Move(position=position, to=to):
-                await run(lambda core, now: core.move(position, to))
             case Search(query=query):
                 try:
                     result = await self.gateway.engine.search(query)
@@ -405,24 +473,94 @@ class _Playground:
                     "type": "search_results", "query": query,
                     "results": [r.model_dump() for r in result.results],
                 })
+            case LyricsRequest():
+                connection.send_json(await self._lyrics(room))
             case Simple(type="pong"):
                 pass
             case Simple(type="focus"):
                 room.focus(connection)
             case Simple(type="state"):
                 connection.send_json(room.state_message())
-            case Simple(type=kind):
-                await run(_SIMPLE[kind])
+            case _:
+                await player.apply(await self._command(message, own_hosts))
+
+    async def _lyrics(self, room: Room) -> dict[str, object]:
+        """The ``lyrics`` answer for *room*'s current track: ``found`` with ``lyrics``
+        (``gateway.lyrics.Lyrics.as_dict``), or a ``message`` saying why not."""
+        track = room.player.view().current
+        answer: dict[str, object] = {"type": "lyrics", "track_id": track.id if track else None,
+                                     "found": False, "lyrics": None, "message": ""}
+        if track is None:
+            return {**answer, "message": "nothing is playing"}
+        if not self.gateway.lyrics.enabled:
+            return {**answer, "message": "lyrics are turned off on this server"}
+        try:
+            found = await self.gateway.lyrics.for_track(track)
+        except LyricsUnavailable as exc:
+            room.log.info("lyrics: %s", exc)
+            return {**answer, "message": "the lyrics service cannot be reached right now"}
+        if found is None:
+            return {**answer, "message": "no lyrics were found for this track"}
+        return {**answer, "found": True, "lyrics": found.as_dict()}
+
+    async def _command(self, message: ClientMessage, own_hosts: frozenset[str]) -> Command:
+        """The player command a page message asks for.
+
+        Raises:
+            CommandError: what the page sent cannot be a command (a bad URL, filters
+                the model refuses).
+        """
+        match message:
+            case Play(url=url):
+                return PlayNow(await self._track(url, own_hosts))
+            case Seek(seconds=seconds):
+                return SeekTo(seconds)
+            case Volume(volume=volume):
+                return SetVolume(volume)
+            case Filters(preset=preset, filters=filters):
+                if preset is not None:
+                    return SetFilters.preset(preset)
+                assert filters is not None
+                return SetFilters.from_json(filters.lavalink())
+            case Crossfade(seconds=seconds):
+                return SetCrossfade(seconds)
+            case Remove(position=position):
+                return RemoveAt(position)
+            case Jump(position=position):
+                return JumpTo(position)
+            case Move(position=position, to=to):
+                return MoveTo(position, to)
+            case Loop(mode=mode):
+                return SetLoop(LoopMode(mode))
+            case Simple(type="shuffle"):
+                return Shuffle(seed=secrets.randbits(32))
+            case Simple(type=kind) if kind in _SIMPLE:
+                return _SIMPLE[kind]
+        raise AssertionError(f"no player command for {message!r}")
 
 
-_SIMPLE: dict[str, Any] = {
-    "stop": lambda core, now: core.stop(),
-    "pause": lambda core, now: core.pause(now),
-    "resume": lambda core, now: core.resume(now),
-    "skip": lambda core, now: core.skip(now),
-    "previous": lambda core, now: core.previous(now),
-    "clear": lambda core, now: core.clear(),
+#: What the page's filters panel offers, written into the page (a JSON script element):
+#: the presets and the equalizer's bands, from their one place in ``protocol``. Its
+#: ``<`` are escaped, so no text in it can end the script element.
+_SOUND_CATALOGUE = json.dumps({"presets": preset_catalogue(),
+                               "bands": list(EQUALIZER_BANDS)}).replace("<", "\\u003c")
+
+#: Page messages without arguments, and the player command each is. The page's stop
+#: keeps the queue: clearing it is the separate ``clear`` (which can be undone).
+_SIMPLE: dict[str, Command] = {
+    "stop": Stop(keep_queue=True), "pause": Pause(), "resume": Resume(), "skip": Skip(),
+    "previous": Previous(), "clear": Clear(), "undo_clear": UndoClear(),
 }
+
+
+def _own_hosts(websocket: WebSocket) -> frozenset[str]:
+    """The names this connection's page reached the server by (its ``Host``, and
+    its ``Origin``'s host), as ``host:port`` in lower case."""
+    hosts = {websocket.headers.get("host", "")}
+    origin = normalize_origin(websocket.headers.get("origin", "") or "")
+    if origin is not None:
+        hosts.add(urllib.parse.urlsplit(origin).netloc)
+    return frozenset(host.lower() for host in hosts if host)
 
 
 def mount_playground(
@@ -458,6 +596,10 @@ def mount_playground(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(request: Request) -> Response:
         return playground.page(request)
+
+    @app.get(DEMO_PATH + "{name}", include_in_schema=False)
+    async def demo(name: str) -> Response:
+        return playground.demo_file(name)
 
     @app.websocket("/ws")
     async def websocket(websocket: WebSocket) -> None:

@@ -26,6 +26,7 @@ from protocol.errors import (
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
+    TruncatedStream,
 )
 from protocol.hello import (
     MAX_HELLO_LINE_SIZE,
@@ -41,6 +42,7 @@ from protocol.messages import (
     Event,
     EventType,
     ExtraValue,
+    FinishReason,
     encode_event_line,
     encode_packet,
 )
@@ -117,6 +119,7 @@ __all__ = [
     "Event",
     "EventType",
     "ExtraValue",
+    "FinishReason",
     "Hello",
     "HelloReader",
     "InvalidSessionId",
@@ -133,6 +136,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "StreamDecoder",
+    "TruncatedStream",
     "build_page",
     "encode_event_line",
     "encode_hello",

@@ -13,6 +13,7 @@ __all__ = [
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
+    "TruncatedStream",
 ]
 
 
@@ -30,6 +31,16 @@ class RemoteProtocolError(ProtocolError):
     A decoder that raised this refuses further input: framing is lost, so the
     connection must be closed and a fresh decoder used for the next one.
     """
+
+
+class TruncatedStream(RemoteProtocolError):
+    """The stream ended (``receive_eof``) in the middle of a message: the peer closed
+    the connection after part of a packet or event line. ``size`` is how many bytes of
+    that message had arrived."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class InvalidSessionId(LocalProtocolError, ValueError):

@@ -1,5 +1,9 @@
 """Named filter sets that every front offers (``/filter bassboost`` in the bot, the
-playground's preset buttons), as plain Lavalink v4 ``filters`` JSON.
+playground's preset buttons), as plain Lavalink v4 ``filters`` JSON, with their words.
+
+This table is the one place a preset is written: the bot's choices, its description and
+``/help`` line, its replies, and the playground page's buttons (the page asks the server
+for ``preset_catalogue()``) all come from it.
 
 Pure data, shared by the engine (which validates each set once with its filter model,
 ``audio_engine.audio.filters.presets``) and the fronts (which send the JSON as it is). Each
@@ -21,16 +25,25 @@ The values are ours, chosen by ear and checked by the engine tests' spectra:
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
+
+from protocol.filters import Filters, parse_filters
 
 __all__ = [
     "EQUALIZER_BANDS",
     "EQUALIZER_GAIN_MAX",
     "EQUALIZER_GAIN_MIN",
     "PRESET_FILTERS",
+    "PRESET_WORDS",
     "Preset",
+    "PresetWords",
+    "preset",
+    "preset_catalogue",
+    "preset_choices",
     "preset_filters",
+    "preset_words",
 ]
 
 #: Lavalink's 15 equalizer band centres (Hz), band 0 first.
@@ -87,6 +100,57 @@ def preset_filters(name: str | Preset) -> dict[str, Any]:
     """
     try:
         return copy.deepcopy(PRESET_FILTERS[Preset(name)])
-    except ValueError:
+    except ValueError as exc:
         known = ", ".join(p.value for p in Preset)
-        raise ValueError(f"unknown preset {name!r} (presets: {known})") from None
+        raise ValueError(f"unknown preset {name!r} (presets: {known})") from exc
+
+
+def preset(name: str | Preset) -> Filters:
+    """The preset called *name*, as a validated filter set.
+
+    Raises:
+        ValueError: no such preset (the message lists the ones there are).
+    """
+    return parse_filters(preset_filters(name))
+
+
+@dataclass(frozen=True, slots=True)
+class PresetWords:
+    """How fronts name a preset: a short *label* ("Bass boost", a button's text) and
+    its *effect* in words ("the lows are louder")."""
+
+    label: str
+    effect: str
+
+
+#: Each preset's words (every preset has an entry).
+PRESET_WORDS: Final[dict[Preset, PresetWords]] = {
+    Preset.BASSBOOST: PresetWords("Bass boost", "the lows are louder"),
+    Preset.NIGHTCORE: PresetWords("Nightcore", "faster and higher"),
+    Preset.VAPORWAVE: PresetWords("Vaporwave", "slower and lower"),
+    Preset.EIGHT_D: PresetWords("8D", "the sound circles around you"),
+    Preset.KARAOKE: PresetWords("Karaoke", "the voice in the middle is turned down"),
+    Preset.SOFT: PresetWords("Soft", "muffled, as through a wall"),
+    Preset.RESET: PresetWords("Reset", "the track sounds as it was made"),
+}
+
+
+def preset_words(name: Preset) -> str:
+    """A sentence saying the preset is now in effect ("Nightcore on: faster and
+    higher.")."""
+    words = PRESET_WORDS[name]
+    if name is Preset.RESET:
+        return f"Filters off: {words.effect}."
+    return f"{words.label} on: {words.effect}."
+
+
+def preset_choices(*, serial_comma: bool = True) -> str:
+    """Every preset's name in a sentence: "bassboost, nightcore, ..., or reset"."""
+    names = [p.value for p in Preset]
+    return f"{', '.join(names[:-1])}{',' if serial_comma else ''} or {names[-1]}"
+
+
+def preset_catalogue() -> list[dict[str, str]]:
+    """The presets as a page shows them: name, label and effect, ``reset`` last."""
+    return [{"name": p.value, "label": PRESET_WORDS[p].label, "effect": PRESET_WORDS[p].effect}
+            for p in Preset]

@@ -22,7 +22,10 @@ previous one (Lavalink's semantics). Inside a filter, omitted keys take Lavalink
 Ranges are Lavalink's documented ones. Where Lavalink sets no bound, we set one that keeps
 the work per frame bounded and says so in the error: timescale factors 0.25-4 (and the
 overall tempo and pitch 0.25-4, so one input second never becomes more than four output
-seconds), rotation up to 100 Hz, karaoke frequencies below the Nyquist frequency.
+seconds), rotation up to 100 Hz, karaoke frequencies below the Nyquist frequency,
+distortion's eight numbers within ±1000 (its formula's products stay exact and finite;
+presets use single digits) and lowPass smoothing 0-10000 (at 10000 nothing above 1 Hz
+is left; a larger one only drives FFmpeg's filter towards denormal numbers).
 Numbers must be finite JSON numbers (``true`` and ``"1.5"`` are refused).
 
 ``parse_filters`` is the entry point: it raises ``FilterError`` with one sentence per
@@ -62,6 +65,13 @@ BAND_COUNT: Final = 15
 
 #: Highest frequency a 48 kHz stream can carry.
 _NYQUIST: Final = 24_000.0
+
+#: Bound of each of distortion's numbers (Lavalink sets none): the formula multiplies
+#: four of them, and 1e308 overflowed to infinity.
+_DISTORTION_LIMIT: Final = 1000.0
+#: Largest lowPass smoothing (Lavalink sets none): 10000 already keeps only what is below
+#: about 1 Hz, and FFmpeg's biquad fed 1/smoothing near 1e-308 works in denormals.
+_SMOOTHING_MAX: Final = 10_000.0
 
 #: Timescale factors and their products stay within [1/4, 4]: beyond that a batch of input
 #: turns into an unbounded amount of output (or almost none), and FFmpeg's atempo needs
@@ -185,18 +195,21 @@ class Rotation(_Strict):
         return self.rotation_hz != 0.0
 
 
+_DistortionNumber = Annotated[float, Field(ge=-_DISTORTION_LIMIT, le=_DISTORTION_LIMIT)]
+
+
 class Distortion(_Strict):
     """Lavalink's waveshaper: ``offset + scale · (sinOffset + sin(x·sinScale)) ·
     (cosOffset + cos(x·cosScale)) · (tanOffset + tan(x·tanScale))``, clipped to ±1."""
 
-    sin_offset: float = 0.0
-    sin_scale: float = 1.0
-    cos_offset: float = 0.0
-    cos_scale: float = 1.0
-    tan_offset: float = 0.0
-    tan_scale: float = 1.0
-    offset: float = 0.0
-    scale: float = 1.0
+    sin_offset: _DistortionNumber = 0.0
+    sin_scale: _DistortionNumber = 1.0
+    cos_offset: _DistortionNumber = 0.0
+    cos_scale: _DistortionNumber = 1.0
+    tan_offset: _DistortionNumber = 0.0
+    tan_scale: _DistortionNumber = 1.0
+    offset: _DistortionNumber = 0.0
+    scale: _DistortionNumber = 1.0
 
     @property
     def enabled(self) -> bool:
@@ -221,7 +234,7 @@ class LowPass(_Strict):
     """Lavalink's one-pole smoothing: each output moves 1/``smoothing`` of the way to the
     input. 1 or less is off; the default 20 cuts above roughly 390 Hz."""
 
-    smoothing: float = 20.0
+    smoothing: Annotated[float, Field(ge=0.0, le=_SMOOTHING_MAX)] = 20.0
 
     @property
     def enabled(self) -> bool:
@@ -404,8 +417,8 @@ def parse_filters(data: object) -> Filters:
     if isinstance(data, str | bytes | bytearray):
         try:
             data = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise FilterError("filters must be a JSON object") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FilterError("filters must be a JSON object") from exc
     if not isinstance(data, Mapping):
         raise FilterError("filters must be a JSON object")
     try:

@@ -132,8 +132,8 @@ def parse_hello(line: bytes) -> Hello:
         raise RemoteProtocolError(f"hello line is longer than {MAX_HELLO_LINE_SIZE} bytes")
     try:
         document = json.loads(line, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise RemoteProtocolError("hello line is not valid JSON") from None
+    except (ValueError, RecursionError) as exc:
+        raise RemoteProtocolError("hello line is not valid JSON") from exc
     if not isinstance(document, dict):
         raise RemoteProtocolError("hello line is not a JSON object")
     if document.get("type") != "hello":

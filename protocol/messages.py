@@ -33,6 +33,7 @@ __all__ = [
     "Event",
     "EventType",
     "ExtraValue",
+    "FinishReason",
     "encode_event_line",
     "encode_packet",
 ]
@@ -59,6 +60,22 @@ class EventType(StrEnum):
     ERROR = "error"
     #: The session ended (end of track, stop, or replacement by a new play).
     FINISHED = "finished"
+
+
+class FinishReason(StrEnum):
+    """Why a session ended without an error: the ``reason`` of a ``finished`` event
+    (our engine's extra key; a ``finished`` without one comes from a Go engine)."""
+
+    #: The track played to its end.
+    END = "end"
+    #: Stopped through the API.
+    STOPPED = "stopped"
+    #: A new play on the same id replaced it.
+    REPLACED = "replaced"
+    #: The engine is shutting down: not the end of the track.
+    SHUTDOWN = "shutdown"
+    #: Removed after the idle timeout.
+    IDLE = "idle"
 
 
 @dataclass(frozen=True, slots=True)

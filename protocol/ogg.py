@@ -14,9 +14,10 @@ initial value and no final xor, computed over the page with the CRC field zeroed
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Final
+
+import anycrc  # type: ignore[import-untyped]  # a C extension without type information
 
 from protocol.errors import LocalProtocolError
 from protocol.need_data import NEED_DATA, NeedData
@@ -44,7 +45,6 @@ FLAG_EOS: Final = 0x04
 
 _CAPTURE = b"OggS"
 _HEADER = struct.Struct("<4sBBqIIIB")
-_HEADER_NO_CRC = struct.Struct("<4sBBqII")
 _CRC_FIELD = struct.Struct("<I")
 _SINGLE_BYTES = tuple(bytes((value,)) for value in range(256))
 _HEADER_SIZE = _HEADER.size  # 27
@@ -56,39 +56,16 @@ MAX_PAGE_BODY_SIZE: Final = _MAX_SEGMENTS * 255
 MAX_PAGE_SIZE: Final = _HEADER_SIZE + _MAX_SEGMENTS + MAX_PAGE_BODY_SIZE
 
 
-def _reverse_bits(value: int, width: int) -> int:
-    result = 0
-    for _ in range(width):
-        result = (result << 1) | (value & 1)
-        value >>= 1
-    return result
-
-
-# Ogg's CRC is the mirror image of zlib's CRC-32 (same polynomial, reflected):
-# reversing the bits of every input byte, running zlib's C implementation with a
-# zero register, and reversing the 32-bit result gives Ogg's CRC at C speed. This
-# matters: every 20 ms page of every session goes through it.
-_BYTE_REVERSE: Final = bytes(_reverse_bits(b, 8) for b in range(256))
-#: The zeroed CRC field and the segment count byte, bit-mirrored, by count.
-_ZERO_CRC_AND_COUNT = tuple(
-    (b"\0\0\0\0" + bytes((count,))).translate(_BYTE_REVERSE) for count in range(256)
-)
+#: Ogg's page checksum: CRC-32 with polynomial 0x04C11DB7, no reflection, zero initial
+#: value, no final xor. anycrc computes any such CRC in C (about 0.5 µs for a page):
+#: every 20 ms page of every session goes through it.
+_OGG_CRC: Final = anycrc.CRC(width=32, poly=0x04C11DB7, init=0, refin=False, refout=False,
+                              xorout=0)
 
 
 def ogg_crc(data: bytes | bytearray | memoryview) -> int:
     """Ogg's page checksum of *data* (computed with the CRC field zeroed)."""
-    # crc32(x, 0xFFFFFFFF) starts from a zero register; the final xor undoes
-    # zlib's output inversion.
-    register = zlib.crc32(bytes(data).translate(_BYTE_REVERSE), 0xFFFFFFFF) ^ 0xFFFFFFFF
-    return _mirror32(register)
-
-
-# Bit-reversal of every 16-bit value: mirroring a 32-bit register is two lookups.
-_REVERSE16: Final = tuple(_reverse_bits(value, 16) for value in range(1 << 16))
-
-
-def _mirror32(register: int) -> int:
-    return (_REVERSE16[register & 0xFFFF] << 16) | _REVERSE16[register >> 16]
+    return int(_OGG_CRC.calc(bytes(data) if isinstance(data, memoryview) else data))
 
 
 def _lacing(packet_sizes: list[int] | tuple[int, ...], continues: bool) -> bytes:
@@ -143,10 +120,8 @@ def build_page(
 def single_packet_page(
     packet: bytes, *, granule_position: int, serial: int, sequence: int, flags: int = 0
 ) -> bytes:
-    """``build_page`` for exactly one packet, on the hot path of every session.
-
-    Same bytes as ``build_page([packet], ...)``; the CRC runs over the pieces
-    without first assembling a zeroed page.
+    """``build_page`` for exactly one packet, on the hot path of every session (same
+    bytes).
 
     Raises:
         LocalProtocolError: if *packet* does not fit in one page.
@@ -154,17 +129,17 @@ def single_packet_page(
     full, rest = divmod(len(packet), 255)
     if full >= _MAX_SEGMENTS:
         raise LocalProtocolError(f"packet of {len(packet)} bytes exceeds one page")
-    lacing = b"\xff" * full + _SINGLE_BYTES[rest]
     try:
-        head = _HEADER_NO_CRC.pack(_CAPTURE, 0, flags, granule_position, serial, sequence)
+        page = bytearray(_HEADER.pack(_CAPTURE, 0, flags, granule_position, serial, sequence,
+                                      0, full + 1))
     except struct.error as exc:
         raise LocalProtocolError(f"page field out of range: {exc}") from exc
-    count = _SINGLE_BYTES[full + 1]
-    register = zlib.crc32(head.translate(_BYTE_REVERSE), 0xFFFFFFFF)
-    register = zlib.crc32(_ZERO_CRC_AND_COUNT[full + 1], register)
-    register = zlib.crc32(lacing.translate(_BYTE_REVERSE), register)
-    register = zlib.crc32(packet.translate(_BYTE_REVERSE), register) ^ 0xFFFFFFFF
-    return b"".join((head, _CRC_FIELD.pack(_mirror32(register)), count, lacing, packet))
+    if full:
+        page += b"\xff" * full
+    page += _SINGLE_BYTES[rest]
+    page += packet
+    _CRC_FIELD.pack_into(page, _CRC_OFFSET, _OGG_CRC.calc(page))
+    return bytes(page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,17 +215,14 @@ class OggPage:
 RawPage = tuple[int, int, int, int, bytes, bytes]
 
 _FIELDS = struct.Struct("<BBqIIIB")
-_ZERO_FIELD_MIRRORED = b"\0\0\0\0"
+_ZERO_FIELD = b"\0\0\0\0"
 
 
 def _page_crc(source: bytes | bytearray, start: int, end: int) -> int:
     """Ogg CRC of ``source[start:end]`` with its CRC field taken as zero."""
-    register = zlib.crc32(source[start : start + _CRC_OFFSET].translate(_BYTE_REVERSE),
-                          0xFFFFFFFF)
-    register = zlib.crc32(_ZERO_FIELD_MIRRORED, register)
-    register = zlib.crc32(source[start + _CRC_OFFSET + 4 : end].translate(_BYTE_REVERSE),
-                          register)
-    return _mirror32(register ^ 0xFFFFFFFF)
+    crc = _OGG_CRC.calc(source[start : start + _CRC_OFFSET])
+    crc = _OGG_CRC.calc(_ZERO_FIELD, crc)
+    return int(_OGG_CRC.calc(source[start + _CRC_OFFSET + 4 : end], crc))
 
 
 class OggPageReader:

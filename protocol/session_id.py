@@ -100,8 +100,8 @@ def unpad_session_id(field: bytes) -> str:
     raw = field.rstrip(b" ")
     try:
         text = raw.decode("ascii")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
         raise InvalidSessionId(
             "session id field holds non-ASCII bytes: " + repr(raw)
-        ) from None
+        ) from exc
     return validate_session_id(text)

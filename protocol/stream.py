@@ -2,6 +2,9 @@
 
 Feed bytes as they arrive with ``receive_data()``, then call ``next_event()``
 until it returns ``NEED_DATA``. Any split of the stream yields the same messages.
+When the connection closes, ``receive_eof()`` says so: the messages complete by then
+are still returned, and a message cut off half-way raises ``TruncatedStream`` (a
+``RemoteProtocolError``) instead of vanishing unnoticed.
 
 How the stream is cut (docs/protocol.md):
 
@@ -32,7 +35,12 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from protocol.constants import LENGTH_PREFIX_SIZE, SESSION_ID_FIELD_SIZE
-from protocol.errors import InvalidSessionId, LocalProtocolError, RemoteProtocolError
+from protocol.errors import (
+    InvalidSessionId,
+    LocalProtocolError,
+    RemoteProtocolError,
+    TruncatedStream,
+)
 from protocol.messages import AudioPacket, Event, EventType, ExtraValue
 from protocol.need_data import NEED_DATA, NeedData
 from protocol.session_id import unpad_session_id
@@ -135,6 +143,7 @@ class StreamDecoder:
         # a line arriving one byte at a time is scanned once, not once per byte.
         self._scan_from = 1
         self._error: RemoteProtocolError | None = None
+        self._eof = False
 
     @property
     def buffered_size(self) -> int:
@@ -142,14 +151,33 @@ class StreamDecoder:
         taken are not counted)."""
         return len(self._buffer)
 
+    @property
+    def eof(self) -> bool:
+        """``receive_eof()`` was called: no more bytes will come."""
+        return self._eof
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes (any bytes-like object; it is copied).
+
+        Raises:
+            LocalProtocolError: if the decoder already raised ``RemoteProtocolError``,
+                or after ``receive_eof()``.
+        """
+        self._check_usable()
+        if self._eof:
+            raise LocalProtocolError("receive_data() after receive_eof()")
+        self._buffer += data
+
+    def receive_eof(self) -> None:
+        """The stream ended (the connection closed). Messages complete by now are
+        still returned; then, if part of a message is left, ``next_event()`` and
+        ``events()`` raise ``TruncatedStream``. Idempotent.
 
         Raises:
             LocalProtocolError: if the decoder already raised ``RemoteProtocolError``.
         """
         self._check_usable()
-        self._buffer += data
+        self._eof = True
 
     def next_event(self) -> DecodedMessage | NeedData:
         """Return the next complete message, or ``NEED_DATA``.
@@ -158,12 +186,15 @@ class StreamDecoder:
             RemoteProtocolError: a length below 24 or above ``max_packet_size``, or
                 an event line longer than ``max_event_line_size`` without an end.
                 The decoder is unusable afterwards.
+            TruncatedStream: after ``receive_eof()``, once the complete messages are
+                taken, when part of a message is left.
             LocalProtocolError: if called after a ``RemoteProtocolError``.
         """
         self._check_usable()
         if not self._ready:
             self._drain()
             if not self._ready:
+                self._check_complete()
                 return NEED_DATA
         return self._ready.popleft()
 
@@ -174,7 +205,19 @@ class StreamDecoder:
         self._drain()
         out = list(self._ready)
         self._ready.clear()
+        if not out:
+            self._check_complete()
         return out
+
+    def _check_complete(self) -> None:
+        """After EOF with nothing left to return: a remainder is a cut message."""
+        if self._eof and self._buffer.strip(b"\n"):
+            left = len(self._buffer.lstrip(b"\n"))
+            what = "an event line" if self._buffer.lstrip(b"\n")[:1] == b"{" else "a packet"
+            self._error = TruncatedStream(
+                f"the stream ended in the middle of {what} ({left} bytes of it arrived)",
+                left)
+            raise self._error
 
     def _check_usable(self) -> None:
         if self._error is not None:

@@ -15,6 +15,12 @@ from loadtest.processes import EngineProcess
 from .support.media import write_tone
 from .support.starvation import HostCanary
 
+#: The engines the tests start run one worker process unless a test asks for more
+#: (tests/test_engine_workers.py does): the same front and worker code, started in
+#: half the time on a two-core machine. The environment is the default every
+#: EngineProcess copies; a test's own env wins.
+os.environ.setdefault("ENGINE_WORKERS", "1")
+
 #: Distinct tones, so a spectrum proves whose audio reached which sink.
 TONES = {"a": 440.0, "b": 660.0, "c": 880.0, "d": 550.0, "e": 330.0}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,10 +42,18 @@ def test_the_api_survives_schema_fuzzing_and_other_sessions_keep_playing(
         for result in schema.get_all_operations():
             _fuzz(result.ok(), engine.url, seen)()
         assert seen["/session/{session_id}/play"] & {400, 413}
-        status = api.get("/session/fuzz-victim/status").json()
-        assert status["status"] == "streaming"
+        # The victim played on: still streaming, or (on a slow machine, where the
+        # fuzzing outlasts its 40 s) ended at its end, never with an error.
+        victim = api.get("/sessions/fuzz-victim").json()
+        assert victim["status"] in ("streaming", "stopped"), victim
+        assert "error" not in victim and victim["position"] > 5.0, victim
         assert api.get("/health").status_code == 200
         api.post("/session/fuzz-victim/stop")
+
+
+#: Examples per operation: 10 in the suite (every operation's shapes are tried; a run
+#: takes seconds), AG_TEST_FUZZ_EXAMPLES=30 or more for a longer search.
+EXAMPLES = int(os.environ.get("AG_TEST_FUZZ_EXAMPLES", "10"))
 
 
 def _fuzz(operation: schemathesis.APIOperation, base_url: str,
@@ -53,7 +62,7 @@ def _fuzz(operation: schemathesis.APIOperation, base_url: str,
     catalogue's documented 500s), JSON, with the CORS header."""
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck),
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
               database=None)
     def exercise(case: schemathesis.Case) -> None:
         if case.path_parameters and case.path_parameters.get("session_id") == "fuzz-victim":

@@ -27,7 +27,7 @@ from bot.client import MusicBot
 from bot.search import Search, SearchCache, SearchHit
 from bot.voice import VoiceBridge
 from gateway.engine_client import EngineError
-from gateway.player import LoopMode, PlayerStatus, Track
+from gateway.player import Enqueue, LoopMode, PlayerStatus, Stop, Track
 from gateway.runtime import Gateway
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
@@ -164,8 +164,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         for guild, channel, name in ((111, 11, "long_a.mp3"), (222, 22, "long_b.mp3")):
             await voice.join(guild, Channel(channel))
             player = gateway.players.get(str(guild), output="opus")
-            await player.command(lambda core, now, name=name: core.enqueue(
-                Track(media_server.url(name)), now))
+            await player.apply(Enqueue(Track(media_server.url(name))))
         await wait_until(lambda: all(len(audio_of(c)) > 150 for c in clients.values()))
         a, b = clients[11], clients[22]
         # Analysis runs off the loop: the gateway in this process must keep routing.
@@ -176,7 +175,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         # Stop guild 111: 222's cadence is intact around it.
         stopped = time.perf_counter()
         player_a = gateway.players.get("111")
-        await player_a.command(lambda core, now: core.stop())
+        await player_a.apply(Stop())
         await voice.leave(111)
         count = len(b.snapshot())
         await wait_until(lambda: len(b.snapshot()) > count + 75)
@@ -184,7 +183,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         assert not a.is_connected()
         source_b = voice.source(222)
         assert source_b is not None and source_b.underruns == 0
-        await gateway.players.get("222").command(lambda core, now: core.stop())
+        await gateway.players.get("222").apply(Stop())
         await voice.close()
 
 
@@ -221,14 +220,25 @@ async def test_the_commands_discord_receives(engine: EngineProcess) -> None:
         commands = {c["name"]: c for c in api.commands}
         assert {"play", "pause", "resume", "skip", "previous", "jump", "seek", "remove", "move",
                 "clear", "shuffle", "loop", "volume", "queue", "nowplaying", "stop", "status",
-                "help", "settings"} <= set(commands)
+                "help", "settings", "join", "leave", "voteskip", "playnext", "history",
+                "forward", "rewind", "removedupes", "playlist", "autoplay", "lyrics",
+                "filter"} <= set(commands)
         query = commands["play"]["options"][0]
         assert query["name"] == "query" and query["autocomplete"] is True
+        assert [(o["name"], o["type"]) for o in commands["play"]["options"]] == [
+            ("query", 3), ("now", 5), ("file", 11)]  # 11: an attachment
         loop = commands["loop"]["options"][0]
         assert [c["value"] for c in loop["choices"]] == ["off", "track", "queue"]
         settings = commands["settings"]
-        assert {o["name"] for o in settings["options"]} == {"dj", "stay", "show"}
+        assert {o["name"] for o in settings["options"]} == {"dj", "stay", "volume", "announce",
+                                                            "show"}
         assert int(settings["default_member_permissions"]) == MANAGE_GUILD
+        assert {o["name"] for o in commands["playlist"]["options"]} == {
+            "save", "load", "list", "delete"}
+        assert [o["name"] for o in commands["filter"]["options"]] == [
+            "preset", "equalizer", "speed", "pitch"]
+        assert not any(o.get("required") for o in commands["filter"]["options"])
+        assert not commands["volume"]["options"][0].get("required")
 
 
 async def test_play_enqueue_skip_stop(engine: EngineProcess, media_server: MediaServer,
@@ -411,7 +421,7 @@ async def test_announcements_of_start_advance_failure_and_end_are_one_edited_mes
         message = the_announcement(api, world)
         assert "Now playing" in message.text or "Starting" in message.text
         assert {b["custom_id"].split(":")[1] for b in message.buttons} == {
-            "pause", "skip", "stop"}
+            "previous", "pause", "skip", "stop", "loop", "shuffle", "queue"}
 
         # announce_c ends (2 s), missing_track fails, announce_d plays, the queue ends.
         await wait_until(lambda: "The queue has ended." in the_announcement(api, world).text)
@@ -844,14 +854,14 @@ async def test_guild_settings_survive_a_restart(tmp_path: Path) -> None:
         assert store.cached(1) is None  # evicted from memory, still on disk
         assert await store.get(1) == GuildSettings(dj_role_id=77, stay=True)
         with pytest.raises(TypeError):
-            await store.update(1, volume=3)
+            await store.update(1, loudness=3)
     finally:
-        store.close()
+        await store.aclose()
     again = GuildSettingsStore(path)
     try:
         assert await again.get(1) == GuildSettings(dj_role_id=77, stay=True)
     finally:
-        again.close()
+        await again.aclose()
 
 
 def test_time_parsing() -> None:

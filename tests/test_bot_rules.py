@@ -11,7 +11,24 @@ from bot.access import Caller, Room, refusal
 from bot.nowplaying import Timeline, render
 from bot.search import Search, SearchCache, SearchFailed, SearchHit
 from gateway.engine_client import EngineError
-from gateway.player import LoopMode, PlayerCore, PlayerStatus, Track
+from gateway.player import (
+    EngineEvent,
+    Enqueue,
+    LoopMode,
+    Pause,
+    PlayerCore,
+    PlayerStatus,
+    PlayNow,
+    Resume,
+    SetCrossfade,
+    SetFilters,
+    SetLoop,
+    SetVolume,
+    Skip,
+    Track,
+)
+from protocol import EventType
+from protocol.filters import parse_filters
 
 
 def track(name: str, duration: float | None = 100.0) -> Track:
@@ -22,7 +39,7 @@ def track(name: str, duration: float | None = 100.0) -> Track:
 def started(core: PlayerCore, play_id: int, now: float = 0.0) -> None:
     core.sending(core.nonce)
     core.bind_play(core.nonce, play_id, now)
-    core.on_event("ready", play_id, "", now)
+    core.on_event(EngineEvent(EventType.READY, play_id), now)
 
 
 # -- access ----------------------------------------------------------------------------
@@ -63,9 +80,9 @@ def test_the_dj_role_guards_changes_while_others_listen() -> None:
 def test_the_card_follows_start_failure_and_end() -> None:
     core = PlayerCore("g")
     timeline = Timeline(core.view(0.0))
-    core.enqueue(track("a"), 0.0)
-    core.enqueue(Track("http://media/x.mp3", title="broken"), 0.0)
-    core.enqueue(track("c", duration=60.0), 0.0)
+    core.apply(Enqueue(track("a")), 0.0)
+    core.apply(Enqueue(Track("http://media/x.mp3", title="broken")), 0.0)
+    core.apply(Enqueue(track("c", duration=60.0)), 0.0)
     timeline.observe(core.view(0.0))
     started(core, 1)
     timeline.observe(core.view(0.0))
@@ -75,12 +92,13 @@ def test_the_card_follows_start_failure_and_end() -> None:
     assert "**a**" in text and "0:30 / 1:40" in text and "requested by alice" in text
     assert card.embed.fields[0].value == "broken (+1 more)"
 
-    core.on_event("finished", 1, "", 100.0)
+    core.on_event(EngineEvent(EventType.FINISHED, 1), 100.0)
     timeline.observe(core.view(100.0))
     core.sending(core.nonce)
     core.bind_play(core.nonce, 2, 100.0)
-    core.on_event("error", 2, "the media server refused the request (server returned 404 "
-                               "not found) for http://10.0.0.5:8180/x", 100.5)
+    core.on_event(EngineEvent(EventType.ERROR, 2, "the media server refused the request "
+                              "(server returned 404 not found) for http://10.0.0.5:8180/x"),
+                  100.5)
     timeline.observe(core.view(100.5))
     started(core, 3, 101.0)
     timeline.observe(core.view(101.0))
@@ -90,13 +108,13 @@ def test_the_card_follows_start_failure_and_end() -> None:
     assert "Couldn't play **broken**: nothing was found at that link." in text
     assert "10.0.0.5" not in text and "8180" not in text
 
-    core.pause(110.0)
+    core.apply(Pause(), 110.0)
     timeline.observe(core.view(110.0))
     card = render(core.view(120.0), timeline)
     assert card.embed.title == "Paused" and card.paused
 
-    core.resume(120.0)
-    core.on_event("finished", 3, "", 200.0)
+    core.apply(Resume(), 120.0)
+    core.on_event(EngineEvent(EventType.FINISHED, 3), 200.0)
     timeline.observe(core.view(200.0))
     card = render(core.view(200.0), timeline)
     assert card.embed.title == "The queue has ended." and not card.controls
@@ -107,27 +125,29 @@ def test_a_failure_notice_goes_after_the_next_track() -> None:
     core = PlayerCore("g")
     timeline = Timeline(core.view(0.0))
     for name in ("bad", "b", "c"):
-        core.enqueue(track(name), 0.0)
+        core.apply(Enqueue(track(name)), 0.0)
     timeline.observe(core.view(0.0))
+    core.sending(core.nonce)
     core.play_failed(core.nonce, "invalid request: unsupported URL scheme 'ftp'", 0.0)
     timeline.observe(core.view(0.0))
     assert timeline.notices == [
         "Couldn't play **bad**: that kind of link is not supported: use an http(s) link."]
     started(core, 1)
-    core.skip(5.0)
+    core.apply(Skip(), 5.0)
     timeline.observe(core.view(5.0))
     assert timeline.notices == []
 
 
 def test_a_failed_play_now_says_what_plays_on() -> None:
     core = PlayerCore("g")
-    core.enqueue(track("a"), 0.0)
+    core.apply(Enqueue(track("a")), 0.0)
     started(core, 1)
     timeline = Timeline(core.view(1.0))
-    core.play_now(track("offline"), 5.0)
+    core.apply(PlayNow(track("offline")), 5.0)
     core.sending(core.nonce)
     core.bind_play(core.nonce, 2, 5.0)
-    core.on_event("error", 2, "extraction failed: [youtube] x: Video unavailable", 6.0)
+    core.on_event(EngineEvent(EventType.ERROR, 2,
+                              "extraction failed: [youtube] x: Video unavailable"), 6.0)
     timeline.observe(core.view(6.0))
     assert timeline.notices == [
         "Couldn't play **offline**: that video is unavailable (removed, private or blocked). "
@@ -136,10 +156,10 @@ def test_a_failed_play_now_says_what_plays_on() -> None:
 
 def test_the_footer_shows_loop_and_volume_and_a_headline_ends_the_controls() -> None:
     core = PlayerCore("g")
-    core.enqueue(track("a"), 0.0)
+    core.apply(Enqueue(track("a")), 0.0)
     started(core, 1)
-    core.set_loop(LoopMode.QUEUE)
-    core.set_volume(0.5)
+    core.apply(SetLoop(LoopMode.QUEUE), 0.0)
+    core.apply(SetVolume(0.5), 0.0)
     timeline = Timeline(core.view(0.0))
     card = render(core.view(1.0), timeline)
     assert card.embed.footer.text == "loop: queue · volume: 50 %"
@@ -147,15 +167,15 @@ def test_the_footer_shows_loop_and_volume_and_a_headline_ends_the_controls() -> 
     assert final.embed.title == "Stopped by bob." and not final.controls
     assert card.key() != final.key()
     assert render(core.view(1.0), timeline).key() == card.key()
-    core.set_filters({"rotation": {"rotationHz": 0.2}}, "8d")
-    core.set_crossfade(2.5)
+    core.apply(SetFilters(parse_filters({"rotation": {"rotationHz": 0.2}}), "8d"), 0.0)
+    core.apply(SetCrossfade(2.5), 0.0)
     footer = render(core.view(1.0), timeline).embed.footer.text
     assert footer == "loop: queue · volume: 50 % · filter: 8d · crossfade: 2.5 s"
 
 
 def test_an_engine_outage_shows_on_the_card() -> None:
     core = PlayerCore("g")
-    core.enqueue(track("a"), 0.0)
+    core.apply(Enqueue(track("a")), 0.0)
     core.error = "the audio engine at http://127.0.0.1:8180 is unreachable (refused)"
     card = render(core.view(0.0), Timeline(core.view(0.0)))
     assert core.status is PlayerStatus.LOADING

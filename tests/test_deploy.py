@@ -28,12 +28,12 @@ import httpx
 import psutil
 import pytest
 import yaml
-from audio_engine.admission import MAX_NULLED_SHARE, MAX_TICK_LATENESS
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from audio_engine.metrics import TICK_LATENESS_BUCKETS
+from audio_engine.sessions.admission import MAX_NULLED_SHARE, MAX_TICK_LATENESS
 from audio_engine.settings import EngineSettings
 from audiogate.cli import _COMMANDS
 from audiogate.healthcheck import ready_urls, role_of

@@ -282,3 +282,13 @@ async def test_a_grant_is_cut_at_its_byte_cap_and_revoking_closes_its_connection
         body = await reader  # the connection was closed: the read ends
     assert body.startswith(b"<html>")
     assert proxy.connections == 0
+
+
+def test_every_spelling_of_a_proxy_variable_is_scrubbed_and_nothing_else() -> None:
+    from audio_engine.sources.proxy_env import scrub_proxy_environment
+
+    environ = {"http_proxy": "x", "HTTPS_PROXY": "x", "No_Proxy": "*", "all_proxy": "x",
+               "ftp_proxy": "x", "PATH": "/bin", "PROXY": "kept", "GIT_PROXY_COMMAND": "kept"}
+    assert scrub_proxy_environment(environ) == ["HTTPS_PROXY", "No_Proxy", "all_proxy",
+                                                "ftp_proxy", "http_proxy"]
+    assert environ == {"PATH": "/bin", "PROXY": "kept", "GIT_PROXY_COMMAND": "kept"}

@@ -232,7 +232,7 @@ def test_health_has_go_fields_first(client: httpx.Client) -> None:
     assert re.fullmatch(r"\d+\.\d\d", body["ram_mb"])
     assert isinstance(body["sessions_active"], int) and isinstance(body["sessions_playing"], int)
     assert body["features"] == ["play_id", "volume", "seek", "hello", "finish_reason", "filters",
-                                "next_track", "crossfade"]
+                                "next_track", "crossfade", "play_now"]
     assert_cors(response)
 
 

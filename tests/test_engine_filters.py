@@ -29,6 +29,7 @@ from .support.media import (
     write_signal,
 )
 from .support.signals import band_level_db, integrated_lufs, noise, scale_to_lufs, tone, tones
+from .support.starvation import HostCanary, assert_no_gap_of_its_own
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -223,30 +224,17 @@ def _frame_levels(signal: np.ndarray, frequency: float) -> list[float]:
             for n in range(len(signal) // 960)]
 
 
-def no_gap_of_its_own(consumer: SocketConsumer, session_id: str, control: str,
-                      around: float, *, span: float = 1.0) -> None:
-    """No page of *session_id* came more than 60 ms after the previous one within *span*
-    seconds of *around*, unless the untouched *control* session (whose pages share the
-    engine's writes) had the same gap: a stalled host is not the session's gap."""
-    def worst(sid: str) -> float:
-        times = [t for t in consumer.audio_page_times(sid) if abs(t - around) < span]
-        return float(max(np.diff(times)))
-
-    assert worst(session_id) < max(0.060, worst(control) + 0.005), (
-        worst(session_id), worst(control))
-
-
 async def _underruns(client: httpx.AsyncClient, session_id: str) -> int:
     return int((await client.get(f"/sessions/{session_id}")).json()["underruns"])
 
 
 async def _change_live(engine: EngineProcess, client: httpx.AsyncClient, session_id: str,
-                       path: Path, frequency: float) -> None:
+                       path: Path, frequency: float, canary: HostCanary) -> None:
     """Play *path*, halve its volume through ``/filters`` while it plays: heard within
-    300 ms, no gap between pages, no click, the same Ogg stream."""
-    control = f"{session_id}-ctl"
+    300 ms, no gap between pages, no click, the same Ogg stream. The only excuse for
+    lateness is the host's starvation of an ordinary process meanwhile (the canary):
+    never the engine's own work of redoing the frames."""
     async with SocketConsumer(engine.socket_path, hello=ANY_ORDER) as consumer:
-        await play(client, control, path)
         await play(client, session_id, path)
         await consumer.wait_packets(session_id, 100)  # 2 s in
         underruns = await _underruns(client, session_id)
@@ -257,26 +245,22 @@ async def _change_live(engine: EngineProcess, client: httpx.AsyncClient, session
         await consumer.wait_packets(session_id, count + 60)
         # The frames redone after the change were ready in time: the ring never ran dry.
         assert await _underruns(client, session_id) == underruns
-        for sid in (session_id, control):
-            await client.post(f"/session/{sid}/stop")
+        await client.post(f"/session/{session_id}/stop")
     pages = [page for _, page in consumer.pages(session_id)]
     assert len({p.serial for p in pages}) == 1 and sum(p.bos for p in pages) == 1
     audio = [p for p in pages if p.granule_position > 0]
     assert [p.granule_position for p in audio] == [960 * (i + 1) for i in range(len(audio))]
     times = consumer.audio_page_times(session_id)
-    no_gap_of_its_own(consumer, session_id, control, sent_at)
+    assert_no_gap_of_its_own([t for t in times if abs(t - sent_at) < 1.0], canary)
     signal = decode_opus_packets(consumer.opus_packets(session_id)).T / 32768.0
     frame_levels = _frame_levels(signal, frequency)
     before = np.median(frame_levels[50:95])
     changed = next(n for n in range(95, len(frame_levels))
                    if frame_levels[n] < before - 5.0)
-    # The first frame at half volume arrived within 300 ms of the request, unless the
-    # host held every session back meanwhile: the untouched control session's pages
-    # (in the same writes) show such a stall as a gap beyond their 20 ms pacing.
-    control_times = [t for t in consumer.audio_page_times(control)
-                     if sent_at - 0.1 < t < times[changed] + 0.1]
-    stall = max(0.0, float(max(np.diff(control_times), default=0.02)) - 0.020)
-    assert times[changed] - sent_at < 0.300 + stall, (times[changed] - sent_at, stall)
+    # The first frame at half volume arrived within 300 ms of the request, net of the
+    # time the host kept an ordinary process from running meanwhile.
+    starved = canary.starved(sent_at, times[changed])
+    assert times[changed] - sent_at < 0.300 + starved, (times[changed] - sent_at, starved)
     assert frame_levels[changed + 5] == pytest.approx(before - 6.02, abs=0.5)
     steps = np.abs(np.diff(signal[:, 0]))
     steady = steps[50 * 960 : 95 * 960].max()
@@ -285,22 +269,24 @@ async def _change_live(engine: EngineProcess, client: httpx.AsyncClient, session
 
 
 async def test_a_live_change_is_heard_within_300_ms_without_a_gap_or_a_click(
-        engine: EngineProcess, api: httpx.AsyncClient, filter_media: dict[str, Path]) -> None:
-    await _change_live(engine, api, "live-tc", filter_media["a440"], 440.0)
+        engine: EngineProcess, api: httpx.AsyncClient, filter_media: dict[str, Path],
+        canary: HostCanary) -> None:
+    await _change_live(engine, api, "live-tc", filter_media["a440"], 440.0, canary)
 
 
 async def test_a_live_change_of_a_passthrough_stream_is_heard_within_300_ms(
-        engine: EngineProcess, api: httpx.AsyncClient, filter_media: dict[str, Path]) -> None:
-    await _change_live(engine, api, "live-pt", filter_media["opus440"], 440.0)
+        engine: EngineProcess, api: httpx.AsyncClient, filter_media: dict[str, Path],
+        canary: HostCanary) -> None:
+    await _change_live(engine, api, "live-pt", filter_media["opus440"], 440.0, canary)
 
 
 async def test_passthrough_and_transcoding_switch_in_one_ogg_stream(
-        engine: EngineProcess, api: httpx.AsyncClient, filter_media: dict[str, Path]) -> None:
+        engine: EngineProcess, api: httpx.AsyncClient, filter_media: dict[str, Path],
+        canary: HostCanary) -> None:
     path = filter_media["opus440"]
     with av.open(str(path)) as container:
         source = [bytes(p) for p in container.demux(audio=0) if p.size]
     async with SocketConsumer(engine.socket_path, hello=ANY_ORDER) as consumer:
-        await play(api, "switch-ctl", path)
         await play(api, "switch-1", path)
         await consumer.wait_packets("switch-1", 40)
         assert (await api.get("/sessions/switch-1")).json()["passthrough"] is True
@@ -322,7 +308,6 @@ async def test_passthrough_and_transcoding_switch_in_one_ogg_stream(
             await consumer.wait_packets("switch-1", len(consumer.packets("switch-1")) + 5)
         await consumer.wait_event("switch-1", EventType.FINISHED, timeout=15)
         assert await _underruns(api, "switch-1") == underruns
-        await api.post("/session/switch-ctl/stop")
     pages = [page for _, page in consumer.pages("switch-1")]
     assert len({p.serial for p in pages}) == 1 and sum(p.bos for p in pages) == 1
     audio = [p for p in pages if p.packets() and p.granule_position > 0]
@@ -333,8 +318,9 @@ async def test_passthrough_and_transcoding_switch_in_one_ogg_stream(
     # Before the change and after the return, the source's own packets, in place.
     assert sent[:30] == source[:30]
     assert sent[back + 40 :] == source[back + 40 : len(sent)]
+    times = consumer.audio_page_times("switch-1")
     for around in (changed_at, cleared_at):
-        no_gap_of_its_own(consumer, "switch-1", "switch-ctl", around)
+        assert_no_gap_of_its_own([t for t in times if abs(t - around) < 1.0], canary)
 
 
 def preset_bassboost() -> dict[str, object]:

@@ -35,6 +35,7 @@ def queue_media(media_dir: Path) -> dict[str, Path]:
         "c": write_signal(media_dir / "q_c550.flac", tone(550, 3.0, 0.5)),
         "long_a": write_opus_tone(media_dir / "q_a440_long.ogg", 440.0, 5.0, complexity=10,
                                   flush=True),
+        "long_c": write_signal(media_dir / "q_c440_long.flac", tone(440, 5.0, 0.5)),
     }
 
 
@@ -176,6 +177,25 @@ async def test_a_next_track_that_cannot_open_ends_the_session_after_the_first(
     one_stream(consumer, "gap-bad")
 
 
+@pytest.mark.parametrize("first", ["a", "c"], ids=["passthrough", "transcoded"])
+async def test_a_next_track_with_no_audio_ends_the_session_with_its_error(
+        engine: EngineProcess, api: httpx.AsyncClient, queue_media: dict[str, Path],
+        media_dir: Path, first: str) -> None:
+    """A next track that opens but holds no audio frame (text under an audio name) is
+    never joined: the first play ends, then the next play's error; no ``ready``."""
+    text = media_dir / "q_article.mp3"
+    text.write_text("this page has moved; follow the link on our home page. " * 2000)
+    sid = f"gap-text-{first}"
+    async with SocketConsumer(engine.socket_path, hello=ANY_ORDER) as consumer:
+        play = await start(api, sid, queue_media[first])
+        second = await queue(api, sid, text)
+        error = await consumer.wait_event(sid, EventType.ERROR, timeout=20)
+    assert kinds(consumer.events(sid)) == [("ready", play), ("finished", play),
+                                           ("error", second)]
+    assert error.message == "no audio could be decoded from the source"
+    one_stream(consumer, sid)
+
+
 async def test_next_track_api_refuses_what_cannot_join(
         engine: EngineProcess, api: httpx.AsyncClient, queue_media: dict[str, Path]) -> None:
     assert (await api.post("/session/nobody/next",
@@ -196,3 +216,95 @@ async def test_next_track_api_refuses_what_cannot_join(
     await api.post("/session/gap-api/stop")
     ended = await api.post("/session/gap-api/next", json={"url": str(queue_media["b"])})
     assert ended.status_code == 404  # a stopped session is gone
+
+
+# -- play now: replace the current track once the new one has audio ----------------------
+
+
+async def play_now(client: httpx.AsyncClient, session_id: str, path: Path | str) -> int:
+    response = await client.post(f"/session/{session_id}/next",
+                                 json={"url": str(path), "now": True})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "replacing"
+    return int(body["play_id"])
+
+
+@pytest.mark.parametrize("current", ["long_a", "long_c"], ids=["passthrough", "transcoded"])
+async def test_play_now_replaces_the_current_track_at_once_in_the_same_stream(
+        engine: EngineProcess, api: httpx.AsyncClient, queue_media: dict[str, Path],
+        current: str) -> None:
+    sid = f"now-{current}"
+    async with SocketConsumer(engine.socket_path, hello=ANY_ORDER) as consumer:
+        first = await start(api, sid, queue_media[current])
+        await consumer.wait_packets(sid, 25)
+        asked = len(consumer.opus_packets(sid))
+        second = await play_now(api, sid, queue_media["b"])
+        await consumer.wait_event(sid, EventType.FINISHED, count=2, timeout=20)
+    events = consumer.events(sid)
+    assert kinds(events) == [("ready", first), ("finished", first), ("ready", second),
+                             ("finished", second)]
+    assert [e.extra.get("reason") for e in events if e.type is EventType.FINISHED] == [
+        "replaced", "end"]
+    one_stream(consumer, sid)
+    signal = decode_opus_packets(consumer.opus_packets(sid))
+    levels = frame_rms(signal)
+    assert levels[2:-2].min() > 0.3 * 0.5 * 32768 / np.sqrt(2)  # no silence at the cut
+    boundary = next(n for n in range(len(levels))
+                    if band_level_db(signal[:, n * 960 : (n + 1) * 960].T / 32768, 660) >
+                    band_level_db(signal[:, n * 960 : (n + 1) * 960].T / 32768, 440))
+    # Heard within a fraction of a second of the request (the ring's lead and the
+    # opening), and the new track whole from there: 3 s.
+    assert asked <= boundary <= asked + 40, (asked, boundary)
+    assert signal.shape[1] == pytest.approx((boundary + 150) * 960, abs=3 * 960)
+    steps = np.abs(np.diff(signal[0]))
+    natural = 0.5 * 32768 * 2 * np.pi * 660 / RATE
+    assert steps[(boundary - 3) * 960 : (boundary + 3) * 960].max() < 1.25 * natural
+    # The new play's ready came with its first audio.
+    ready = consumer.event_arrivals(sid)[2]
+    arrivals = consumer.packet_arrivals(sid)
+    assert ready.at <= arrivals[boundary + 1].at
+
+
+@pytest.mark.parametrize("failure", ["absent", "text"])
+async def test_a_play_now_that_fails_leaves_the_current_track_playing(
+        engine: EngineProcess, api: httpx.AsyncClient, queue_media: dict[str, Path],
+        media_server: MediaServer, media_dir: Path, failure: str) -> None:
+    """The current track is never touched by a "play now" that cannot open: the new
+    play's own error goes out at once (with its play id), the current one plays to its
+    end, and the next track the "play now" displaced follows it as planned."""
+    text = media_dir / "q_now_article.mp3"
+    text.write_text("this page has moved; follow the link on our home page. " * 2000)
+    bad = media_server.url("absent.ogg") if failure == "absent" else str(text)
+    sid = f"now-bad-{failure}"
+    async with SocketConsumer(engine.socket_path, hello=ANY_ORDER) as consumer:
+        first = await start(api, sid, queue_media["long_a"])
+        following = await queue(api, sid, queue_media["b"])
+        await consumer.wait_packets(sid, 25)
+        failed = await play_now(api, sid, bad)
+        error = await consumer.wait_event(sid, EventType.ERROR, timeout=20)
+        status = (await api.get(f"/session/{sid}/status")).json()["status"]
+        view = (await api.get(f"/sessions/{sid}")).json()
+        await consumer.wait_event(sid, EventType.FINISHED, count=2, timeout=20)
+    assert status == "streaming"
+    assert view["play_id"] == first and view["next"]["play_id"] == following
+    assert int(error.extra["play"]) == failed  # type: ignore[arg-type]
+    assert error.extra["reason"] == "source"
+    assert {"absent": "refused the request",
+            "text": "no audio could be decoded from the source"}[failure] in error.message
+    assert kinds(consumer.events(sid)) == [("ready", first), ("error", failed),
+                                           ("finished", first), ("ready", following),
+                                           ("finished", following)]
+    one_stream(consumer, sid)
+    signal = decode_opus_packets(consumer.opus_packets(sid))
+    assert signal.shape[1] == pytest.approx(8 * RATE, abs=3 * 960)  # 5 s + 3 s, whole
+    assert frame_rms(signal)[2:-2].min() > 0.3 * 0.5 * 32768 / np.sqrt(2)
+
+
+async def test_play_now_refuses_a_session_that_is_not_playing(
+        engine: EngineProcess, api: httpx.AsyncClient, queue_media: dict[str, Path]) -> None:
+    assert (await api.post("/session/nobody/next",
+                           json={"url": str(queue_media["a"]), "now": True})).status_code == 404
+    wrong = await api.post("/session/nobody/next", json={"url": str(queue_media["a"]),
+                                                          "now": "yes"})
+    assert wrong.status_code == 400

@@ -13,9 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from gateway.player import Player, PlayerStatus, Track, controller
+from gateway.player import (
+    Enqueue,
+    Pause,
+    Player,
+    PlayerStatus,
+    Resume,
+    SetFilters,
+    Stop,
+    Track,
+    controller,
+)
 from gateway.runtime import Gateway
 from loadtest.processes import EngineProcess
+from protocol.filters import parse_filters
 
 from .support.gateway_harness import RecordingSink, running_gateway, settings_for
 from .support.media import decode_opus_packets, dominant_frequency, step_at, write_steps
@@ -54,10 +65,8 @@ async def start_playing(gateway: Gateway, key: str, steps: Path, media_dir: Path
     sink = StreamSink()
     gateway.router.register_sink(key, sink)
     player = gateway.players.get(key)
-    await player.command(lambda core, now: core.enqueue(
-        Track(str(steps), title="steps", duration=len(STEPS) * 3.0), now))
-    await player.command(lambda core, now: core.enqueue(
-        Track(str(media_dir / "c.mp3"), title="next"), now))
+    await player.apply(Enqueue(Track(str(steps), title="steps", duration=len(STEPS) * 3.0)))
+    await player.apply(Enqueue(Track(str(media_dir / "c.mp3"), title="next")))
     return player, sink
 
 
@@ -66,7 +75,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
         EngineProcess(media_dir=media_dir, allow_private=True, log_level="INFO").start)
     try:
         async with running_gateway(settings_for(engine)) as gateway:
-            gateway.socket.backoff_max = 0.3
+            gateway.socket.backoff.cap = 0.3
             await gateway.socket.connected.wait()
             # Filters are refused until the engine's features are known.
             await wait_until(lambda: gateway.link.discovered)
@@ -75,11 +84,11 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             late, _ = await start_playing(gateway, "rec-late", steps, media_dir)
             # Sound settings ride the replay after the restart (an equalizer far
             # below the steps' tones, so the tone checks below still hold).
-            await playing.command(lambda core, now: core.set_filters(
-                {"equalizer": [{"band": 0, "gain": 0.2}]}, "custom"))
+            await playing.apply(SetFilters(
+                parse_filters({"equalizer": [{"band": 0, "gain": 0.2}]}), "custom"))
             await wait_until(lambda: paused.view().status is PlayerStatus.PLAYING)
             await wait_until(lambda: paused.view().position >= 1.0)
-            await paused.command(lambda core, now: core.pause(now))
+            await paused.apply(Pause())
             # Into the second step (450 Hz, 3 to 6 s).
             await wait_until(lambda: playing.view().position >= 3.8)
             assert abs(await tone(heard.frames[-40:]) - step_at(STEPS, 3.5)) < 5
@@ -93,7 +102,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             await wait_until(lambda: not gateway.socket.connected.is_set())
             lost_at = late.view().position
             # A pause while the engine is away is wanted, not done: the view says so.
-            await late.command(lambda core, now: core.pause(now))
+            await late.apply(Pause())
             await wait_until(lambda: late.view().notice == controller.UNAVAILABLE)
             assert late.view().paused and late.view().pending
             assert playing.view().notice == controller.UNAVAILABLE
@@ -136,13 +145,13 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             # Our /sessions view: the Go-compatible /status says "streaming" while paused.
             info = await gateway.engine.session_info("rec-pause")
             assert info is None or info.status != "streaming", info
-            await paused.command(lambda core, now: core.resume(now))
+            await paused.apply(Resume())
             await wait_until(lambda: len(quiet.stream_frames) >= 2
                              and len(quiet.frames) > quiet.stream_frames[1] + 50, 20)
             resumed = quiet.frames[quiet.stream_frames[1]:quiet.stream_frames[1] + 50]
             assert abs(await tone(resumed) - step_at(STEPS, paused_at)) < 5
             for player in (playing, paused, late):
-                await player.command(lambda core, now: core.stop())
+                await player.apply(Stop())
     finally:
         await asyncio.to_thread(engine.terminate)
 

@@ -1,5 +1,5 @@
 """The engine's pure pieces on their own: the clock's schedule, the frame ring,
-the packager, and the deadline-ordered elastic pool."""
+the output stream's packets, and the deadline-ordered elastic pool."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from concurrent.futures import CancelledError, Future
 import pytest
 
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.program import Program
+from audio_engine.audio.output import OutputStream
 from audio_engine.sessions.pools import ElasticPool
 from audio_engine.wire.clock import TickSchedule
 from audio_engine.wire.ring import Frame, FrameRing, RingSize
@@ -103,7 +103,7 @@ def test_the_ring_resizes_and_clears() -> None:
             ring.resize(bad)
 
 
-# -- Program packets (what the program makes of each encoded frame) ---------------------
+# -- OutputStream packets (what the stream makes of each encoded frame) ------------------
 
 
 def _decoded(frames: list[Frame]) -> list[AudioPacket]:
@@ -115,23 +115,23 @@ def _decoded(frames: list[Frame]) -> list[AudioPacket]:
 
 
 def test_pcm_frames_become_bare_packets() -> None:
-    program = Program("pcm-1", OutputFormat.PCM, 0, None)
+    stream = OutputStream("pcm-1", OutputFormat.PCM, 0, None)
     data = [bytes([n]) * 3840 for n in range(3)]
-    frames = [program._emit(d, n * 0.02, last=n == 2) for n, d in enumerate(data)]
+    frames = [stream.emit(d, n * 0.02, last=n == 2) for n, d in enumerate(data)]
     assert [f.packet for f in frames] == [encode_packet("pcm-1", d) for d in data]
     assert [f.payload_size for f in frames] == [3840] * 3
     assert [f.last for f in frames] == [False, False, True]
     assert [f.number for f in frames] == [0, 1, 2]
     assert [p.payload for p in _decoded(frames)] == data
-    assert program.finished
+    assert stream.finished
 
 
 def test_opus_frames_become_one_ogg_page_each_with_granules_and_eos() -> None:
-    program = Program("ogg-1", OutputFormat.OPUS, 0x1234, None)
-    program.writer = OggOpusWriter(serial=0x1234)
-    frames = [program._emit(b"\xfc" + bytes([n]), n * 0.02, last=False) for n in range(5)]
+    stream = OutputStream("ogg-1", OutputFormat.OPUS, 0x1234, None)
+    stream.writer = OggOpusWriter(serial=0x1234)
+    frames = [stream.emit(b"\xfc" + bytes([n]), n * 0.02, last=False) for n in range(5)]
     # The last page may end before its frame does: its granule trims the padding.
-    frames.append(program._emit(b"\xfc\x10", 0.1, last=True, samples=480))
+    frames.append(stream.emit(b"\xfc\x10", 0.1, last=True, samples=480))
     pages = []
     reader = OggPageReader()
     for packet in _decoded(frames):
@@ -233,3 +233,39 @@ def test_pool_sizes_are_checked() -> None:
     for core, most in ((0, 1), (3, 2)):
         with pytest.raises(ValueError, match="core_workers"):
             ElasticPool(core, most)
+
+
+async def test_a_burst_of_session_ends_costs_one_memory_release() -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audio_engine.sessions.memory import MemoryReleaser, release_free_memory
+
+    calls: list[float] = []
+    gate = threading.Event()
+
+    def release() -> int:
+        calls.append(time.monotonic())
+        gate.wait(5)
+        return 1024
+
+    with ThreadPoolExecutor(1) as pool:
+        releaser = MemoryReleaser(pool, delay=0.05, release=release)
+        for _ in range(5):
+            releaser.session_ended()
+        async with asyncio.timeout(5):
+            while not calls:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert len(calls) == 1  # one release for the burst, still running
+        releaser.session_ended()  # an end during the release: one more after it
+        gate.set()
+        async with asyncio.timeout(5):
+            while releaser.releases < 2:
+                await asyncio.sleep(0.01)
+        assert len(calls) == 2 and releaser.released_bytes == 2048
+        releaser.session_ended()
+        await releaser.close()  # a pending release is dropped
+        await asyncio.sleep(0.1)
+        assert len(calls) == 2
+    assert release_free_memory() >= 0  # glibc here: a real trim, nothing to assert on size

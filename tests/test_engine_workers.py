@@ -21,6 +21,7 @@ from protocol import EventType
 
 from .conftest import TONES
 from .support.consumer import SocketConsumer
+from .support.hooks import hook_env
 from .support.media import decode_opus_packets, dominant_frequency
 from .support.starvation import HostCanary, assert_no_gap_of_its_own
 from .support.waiting import poll_until_async
@@ -139,3 +140,32 @@ async def test_a_killed_worker_sessions_play_on_and_the_others_never_notice(
             for sid in sessions:
                 await api.post(f"/session/{sid}/stop")
                 await consumer.wait_event(sid, EventType.FINISHED)
+
+
+async def test_a_worker_whose_clock_stops_is_killed_and_its_sessions_move(
+        engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
+        media_dir: Path) -> None:
+    # A stuck worker (here: stopped by a signal) is killed after the front saw no
+    # tick for 2 s (15 s by default), so its listeners lose seconds, not the track.
+    with engine_factory(ENGINE_WORKERS="2", **hook_env(hung_after=2.0)) as engine:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
+                SocketConsumer(engine.socket_path) as consumer:
+            for sid, name in (("h-a", "long_a.mp3"), ("h-b", "long_b.mp3")):
+                reply = await api.post(f"/session/{sid}/play",
+                                       json={"url": str(media_dir / name), "format": "opus"})
+                assert reply.status_code == 200
+            for sid in ("h-a", "h-b"):
+                await consumer.wait_packets(sid, 50, timeout=20)
+            views = await _views(api)
+            pids = (await api.get("/health")).json()["worker_pids"]
+            stuck = next(sid for sid, v in views.items() if v["worker"] == 0)
+            before = len(consumer.audio_page_times(stuck))
+            os.kill(pids[0], signal.SIGSTOP)
+            await consumer.wait_packets(stuck, before + 100, timeout=30)
+            metrics = (await api.get("/metrics")).text
+            assert "audiogate_engine_workers_killed_total 1.0" in metrics
+            assert "audiogate_engine_sessions_moved_total 1.0" in metrics
+            assert [e.type for e in consumer.events(stuck)] == [EventType.READY]
+            assert abs(await _tone(consumer, stuck) - TONES[stuck[-1]]) < 10
+            for sid in ("h-a", "h-b"):
+                await api.post(f"/session/{sid}/stop")

@@ -1,5 +1,5 @@
 """Faults survived: consumers dying mid-packet, the engine restarting under a live
-gateway, and a thousand start/stop cycles leaking nothing."""
+gateway, and four hundred start/stop cycles leaking nothing."""
 
 from __future__ import annotations
 
@@ -96,13 +96,13 @@ async def test_the_engine_restarts_under_a_live_gateway(media_server: MediaServe
         engine.terminate()
 
 
-async def test_a_thousand_start_stop_cycles_leak_nothing(
+async def test_four_hundred_start_stop_cycles_leak_nothing(
     engine_factory: Callable[..., AbstractContextManager[EngineProcess]], media_dir: Path
 ) -> None:
     url = str(media_dir / "short_c.mp3")
     # Admission by load is off: ten clients playing and stopping as fast as they can
     # keep the engine busy enough to refuse plays (its own tests are elsewhere), and
-    # this test is about what a thousand cycles leave behind.
+    # this test is about what those cycles leave behind.
     with engine_factory(ENGINE_LOG_LEVEL="WARNING", ENGINE_MAX_LOAD="1") as engine:
         async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
                 SocketConsumer(engine.socket_path) as consumer:
@@ -121,7 +121,9 @@ async def test_a_thousand_start_stop_cycles_leak_nothing(
             await asyncio.gather(*(cycles(w, 10) for w in range(10)))  # warm up
             await asyncio.sleep(1.0)
             baseline = (await api.get("/health")).json()
-            await asyncio.gather(*(cycles(w, 100) for w in range(10)))
+            # 400 cycles: one task, descriptor or 40 kB leaked per cycle would pass
+            # every bound below (bench/soak.py runs for minutes).
+            await asyncio.gather(*(cycles(w, 40) for w in range(10)))
             await asyncio.sleep(2.0)  # let closing sources finish
             after = (await api.get("/health")).json()
             assert after["sessions_total"] == 0
@@ -136,5 +138,5 @@ async def test_a_thousand_start_stop_cycles_leak_nothing(
 
             await poll_until_async(threads_back, timeout=20, interval=0.5)
             growth = float(after["ram_mb"]) - float(baseline["ram_mb"])
-            assert growth < 40, f"RSS grew {growth:.1f} MB over 1000 cycles"
-            assert len(consumer.events(kind=EventType.FINISHED)) >= 250
+            assert growth < 16, f"RSS grew {growth:.1f} MB over 400 cycles"
+            assert len(consumer.events(kind=EventType.FINISHED)) >= 100

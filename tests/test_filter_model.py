@@ -92,6 +92,10 @@ REFUSED: list[tuple[object, str]] = [
     ),
     ({"pluginFilters": {"echo": {}}}, "plugin filters are not supported by this engine (echo)"),
     ({"loudness": {"target": 0}}, "loudness.target must be at most -5.0 (got 0)"),
+    ({"distortion": {"scale": 1e308}}, "distortion.scale must be at most 1000.0 (got 1e+308)"),
+    ({"distortion": {"sinOffset": -5e3}}, "distortion.sinOffset must be at least -1000.0"),
+    ({"lowPass": {"smoothing": 1e308}}, "lowPass.smoothing must be at most 10000.0"),
+    ({"lowPass": {"smoothing": -5}}, "lowPass.smoothing must be at least 0.0 (got -5)"),
     ([1, 2], "filters must be a JSON object"),
     (b"{not json", "filters must be a JSON object"),
 ]

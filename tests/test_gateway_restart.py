@@ -158,3 +158,35 @@ async def test_a_damaged_queue_database_is_moved_aside_at_start(
             assert (await web.get("/health")).status_code == 200
     finally:
         await asyncio.to_thread(gateway.terminate)
+
+
+async def test_a_killed_gateway_brings_a_listener_back_near_where_they_were(
+        engine: EngineProcess, media_server: MediaServer, tmp_path: Path) -> None:
+    """SIGKILL after 20 s of play with no user action: the position saved in the
+    background (every 4 s) brings the user back at most 5 s before the kill, not at 0."""
+    data = tmp_path / "data"
+    env = {"GATEWAY_DATA_DIR": str(data), "GATEWAY_QUEUE_DB": str(data / "queues.sqlite3")}
+    gateway = await asyncio.to_thread(GatewayProcess(engine, env).start)
+    try:
+        alice = await cookie_of(gateway)
+        async with Tab(gateway, alice) as a:
+            await a.send(type="play", url=media_server.url("long_a.mp3"))
+            await a.wait(lambda: a.position()[0] >= 20.0, 40.0)
+            position, at = a.position()
+            killed_at = time.time()
+            await asyncio.to_thread(gateway.kill)
+        reached = position + (killed_at - at)
+
+        gateway = await asyncio.to_thread(GatewayProcess(engine, env).start)
+        async with Tab(gateway, alice) as a:
+            state = a.messages[0]["state"]
+            assert state["current"]["title"] == "long_a"
+            assert reached - 5.0 <= state["position"] <= reached + 0.5, (state, reached)
+            # And it plays on from there.
+            await a.wait(lambda: a.state()["status"] == "playing" and len(a.frames) > 25)
+            await a.wait(lambda: a.position()[0] > state["position"])
+            assert abs(await tone(a.frames[-20:]) - TONES["a"]) < 3
+            await a.send(type="stop")
+            await a.wait(lambda: a.state()["status"] == "idle")
+    finally:
+        await asyncio.to_thread(gateway.terminate)

@@ -15,7 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.player import CommandError, PlayerStatus, Track
+from gateway.player import (
+    CommandError,
+    Enqueue,
+    Pause,
+    PlayerStatus,
+    PlayNow,
+    Resume,
+    SetVolume,
+    Stop,
+    Track,
+)
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from gateway.sinks import PacedOpusSink
@@ -132,10 +142,8 @@ async def test_the_gateway_plays_on_a_go_engine_and_refuses_volume_in_words(
         sink = RecordingSink()
         gateway.router.register_sink("go-play", sink)
         player = gateway.players.get("go-play")
-        await player.command(lambda core, now: core.enqueue(
-            Track(str(media_dir / "short_c.mp3"), title="short"), now))
-        await player.command(lambda core, now: core.enqueue(
-            Track(str(media_dir / "a.mp3"), title="next"), now))
+        await player.apply(Enqueue(Track(str(media_dir / "short_c.mp3"), title="short")))
+        await player.apply(Enqueue(Track(str(media_dir / "a.mp3"), title="next")))
         # The short track ends, the next one plays (Go: events counted, not named).
         await wait_until(lambda: player.view().current is not None
                          and player.view().current.title == "next"  # type: ignore[union-attr]
@@ -144,12 +152,11 @@ async def test_the_gateway_plays_on_a_go_engine_and_refuses_volume_in_words(
         await wait_until(lambda: len(sink.frames) > count + 50)
         assert abs(await tone(sink.frames[-40:]) - TONES["a"]) < 3
         with pytest.raises(CommandError, match="cannot change the volume"):
-            await player.command(lambda core, now: core.set_volume(0.3))
+            await player.apply(SetVolume(0.3))
         assert player.view().volume == 1.0
         # Replacing a streaming track: the Go engine's late finished of the old
         # stream does not end the new one.
-        await player.command(lambda core, now: core.play_now(
-            Track(str(media_dir / "b.mp3"), title="b"), now))
+        await player.apply(PlayNow(Track(str(media_dir / "b.mp3"), title="b")))
         await wait_until(lambda: player.view().status is PlayerStatus.PLAYING
                          and player.view().current.title == "b")  # type: ignore[union-attr]
         count = len(sink.frames)
@@ -157,7 +164,7 @@ async def test_the_gateway_plays_on_a_go_engine_and_refuses_volume_in_words(
         view = player.view()
         assert view.current is not None and view.current.title == "b"
         assert abs(await tone(sink.frames[-40:]) - TONES["b"]) < 3
-        await player.command(lambda core, now: core.stop())
+        await player.apply(Stop())
         await asyncio.wait_for(player.settled(), 5)
         assert "go-play" not in engine.sessions
 
@@ -169,8 +176,7 @@ async def test_a_socket_another_client_took_is_taken_back(short_tmp: Path,
         sink = RecordingSink()
         gateway.router.register_sink("go-steal", sink)
         player = gateway.players.get("go-steal")
-        await player.command(lambda core, now: core.enqueue(
-            Track(str(media_dir / "long_a.mp3"), title="long"), now))
+        await player.apply(Enqueue(Track(str(media_dir / "long_a.mp3"), title="long")))
         await wait_until(lambda: len(sink.frames) > 50, 15)
         async with engine.another_client():
             stolen_at = time.monotonic()
@@ -186,7 +192,7 @@ async def test_a_socket_another_client_took_is_taken_back(short_tmp: Path,
         metrics = gateway.metrics.registry.get_sample_value(
             "audiogate_gateway_engine_socket_silent_reconnects_total")
         assert metrics == 1
-        await player.command(lambda core, now: core.stop())
+        await player.apply(Stop())
 
 
 async def test_a_catch_up_burst_after_resume_is_paced_out(short_tmp: Path,
@@ -198,17 +204,16 @@ async def test_a_catch_up_burst_after_resume_is_paced_out(short_tmp: Path,
         gateway.router.register_sink("go-plain", plain)
         players = [gateway.players.get(key) for key in ("go-paced", "go-plain")]
         for player in players:
-            await player.command(lambda core, now: core.enqueue(
-                Track(str(media_dir / "long_b.mp3")), now))
+            await player.apply(Enqueue(Track(str(media_dir / "long_b.mp3"))))
         await wait_until(lambda: len(paced.frames) > 50 and len(plain.frames) > 50, 15)
         for player in players:
-            await player.command(lambda core, now: core.pause(now))
+            await player.apply(Pause())
             await asyncio.wait_for(player.settled(), 5)
         await asyncio.sleep(3.0)  # the pause the Go engine will catch up on
         before = (len(paced.frames), len(plain.frames))
         resumed = time.monotonic()
         for player in players:
-            await player.command(lambda core, now: core.resume(now))
+            await player.apply(Resume())
         await asyncio.sleep(1.5)
         plain_times = [t - resumed for t in plain.times[before[1]:]]
         paced_times = [t - resumed for t in paced.times[before[0]:]]
@@ -225,7 +230,7 @@ async def test_a_catch_up_burst_after_resume_is_paced_out(short_tmp: Path,
         gaps = [b - a for a, b in itertools.pairwise(paced_times[5:])]
         assert max(gaps) < 0.25 and len(paced_times) > 60
         for player in players:
-            await player.command(lambda core, now: core.stop())
+            await player.apply(Stop())
 
 
 def test_the_stand_in_plays_the_files_tone(media_dir: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from audio_engine.audio.formats import OutputFormat
 from audio_engine.sources.media import MediaSource, SourceOptions
 from audio_engine.sources.resolver import MediaTarget
 from loadtest.media_server import MediaServer
-from loadtest.processes import EngineProcess
+from loadtest.processes import EngineProcess, GatewayProcess, free_port
 from protocol import EventType
 
 from .support.consumer import SocketConsumer
@@ -157,6 +158,38 @@ def test_sigterm_mid_resolution_exits_within_the_shutdown_deadline(
         engine.kill()
 
 
+async def test_catalogue_calls_in_flight_at_sigterm_get_the_go_error_body(
+        media_dir: Path, media_server: MediaServer) -> None:
+    """A /metadata or /playlist still resolving when SIGTERM comes is answered at
+    once with the Go engine's error body (503: the engine is shutting down), not
+    cut off at the HTTP deadline with a plain-text 500 and a traceback in the log."""
+    # In-flight requests get half the shutdown deadline (5 s) before they are cut off.
+    engine = EngineProcess({"ENGINE_RESOLVE_TIMEOUT": "60", "ENGINE_SHUTDOWN_TIMEOUT": "10"},
+                           media_dir=media_dir, allow_private=True, log_level="INFO").start()
+    assert engine.process is not None
+    try:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api:
+            calls = {path: asyncio.create_task(api.get(
+                path, params={"url": media_server.url(f"drip-{path[1:]}", drip=20)}))
+                for path in ("/metadata", "/playlist")}
+            await _until_running(api, lambda running: running == 2)
+            started = time.monotonic()
+            engine.process.send_signal(signal.SIGTERM)
+            answers = {path: await call for path, call in calls.items()}
+            elapsed = time.monotonic() - started
+        for path, answer in answers.items():
+            assert answer.status_code == 503, (path, answer.status_code, answer.text)
+            assert answer.headers["content-type"] == "application/json; charset=utf-8"
+            body = answer.json()
+            assert body["error"] == "extraction failed: the engine is shutting down", body
+            assert body["url"] == media_server.url(f"drip-{path[1:]}", drip=20)
+        assert elapsed < 4, f"answered {elapsed:.1f} s after SIGTERM"
+        assert engine.process.wait(30) == 0
+        assert "Traceback" not in engine.log() and "Exception in ASGI" not in engine.log()
+    finally:
+        engine.kill()
+
+
 # -- 2. the URL policy on every hop ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -245,6 +278,170 @@ async def test_local_file_errors_never_show_the_media_directory(
         assert str(media_dir) not in metadata.json()["error"]
 
 
+# -- 2b. proxy variables in the engine's environment change nothing ---------------------------
+
+#: Every spelling of the proxy variables a library reads. ``no_proxy`` covers the
+#: loopback address (or everything): FFmpeg and Python's ``urllib`` then connect
+#: directly, around any proxy they were given. The proxies named point at a
+#: closed port: a client that used one would fail, not reach anything.
+_PROXY_ENVIRONMENTS = {
+    "loopback": "127.0.0.1,localhost",
+    "everything": "*",
+}
+
+
+def _proxy_env(no_proxy: str, closed: int) -> dict[str, str]:
+    env = {}
+    for name in ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy"):
+        env[name] = env[name.upper()] = f"http://127.0.0.1:{closed}"
+    env["no_proxy"] = env["NO_PROXY"] = env["No_Proxy"] = no_proxy
+    return env
+
+
+@pytest.mark.parametrize("no_proxy", _PROXY_ENVIRONMENTS.values(), ids=_PROXY_ENVIRONMENTS)
+async def test_proxy_variables_in_the_engines_environment_do_not_bypass_the_policy(
+        media_dir: Path, media_server: MediaServer, inside: MediaServer, no_proxy: str) -> None:
+    env = {"ENGINE_ALLOWED_ENDPOINTS": f"127.0.0.1:{media_server.port}",
+           **_proxy_env(no_proxy, free_port())}
+    internal = inside.url("a.mp3")
+    hop = media_server.url("hop.mp3", redirect=internal)
+    before = len(inside.requests)
+    with EngineProcess(env, media_dir=media_dir) as engine:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api, \
+                SocketConsumer(engine.socket_path) as consumer:
+            plays = {"px-hop": hop, "px-direct": internal, "px-ok": media_server.url("a.mp3")}
+            for sid, url in plays.items():
+                answer = await api.post(f"/session/{sid}/play", json={"url": url, "format": "opus"})
+                assert answer.status_code == 200, answer.text
+            await consumer.wait_event("px-ok", EventType.READY, timeout=30)
+            for sid in ("px-hop", "px-direct"):
+                await consumer.wait_for(
+                    lambda sid=sid: bool(consumer.events(sid, EventType.READY)
+                                         or consumer.events(sid, EventType.ERROR)), timeout=30)
+                assert not consumer.events(sid, EventType.READY), f"{sid} played"
+                message = consumer.events(sid, EventType.ERROR)[0].message
+                assert "not allowed" in message, (sid, message)
+            # The resolution workers (probes and yt-dlp) too.
+            for endpoint in ("/metadata", "/playlist"):
+                for url in (media_server.url("page", redirect=internal),
+                            media_server.url("probe.mp3", redirect=internal)):
+                    answer = await api.get(endpoint, params={"url": url})
+                    assert answer.status_code == 400, (endpoint, url, answer.text)
+                    assert "not allowed" in answer.json()["error"], answer.json()
+            fine = await api.get("/metadata", params={"url": media_server.url("a.mp3")})
+            assert fine.status_code == 200, fine.text
+            for sid in plays:
+                await api.post(f"/session/{sid}/stop")
+    assert len(inside.requests) == before, inside.requests[before:]
+
+
+async def test_proxy_variables_in_the_gateways_environment_are_not_used_for_the_engine(
+        engine: EngineProcess) -> None:
+    """The gateway's calls to the engine API (with its token) never go to a proxy
+    named in its environment: it connects where its settings say."""
+    connections: list[str] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append((await reader.readline()).decode(errors="replace"))
+        writer.close()
+
+    trap = await asyncio.start_server(record, "127.0.0.1", 0)
+    port = trap.sockets[0].getsockname()[1]
+    env = _proxy_env("", port)
+    del env["no_proxy"], env["NO_PROXY"], env["No_Proxy"]
+    try:
+        with GatewayProcess(engine, env) as gateway:
+            async with httpx.AsyncClient(timeout=10) as web:
+                async def ready() -> bool:
+                    return (await web.get(gateway.url + "/ready")).status_code == 200
+
+                try:
+                    await poll_until_async(ready, 20, interval=0.1)
+                except TimeoutError:
+                    pytest.fail(f"the gateway never reached the engine; the proxy saw "
+                                f"{connections}")
+    finally:
+        trap.close()
+        await trap.wait_closed()
+    assert connections == []
+
+
+# -- 2c. what the network's errors say to users ------------------------------------------
+
+_YTDLP_WRONG_VERSION = (
+    "[generic] page: Unable to download webpage: [SSL: WRONG_VERSION_NUMBER] wrong version "
+    "number (_ssl.c:1006) (caused by SSLError('[SSL: WRONG_VERSION_NUMBER] wrong version "
+    "number (_ssl.c:1006)')); please report this issue on  https://github.com/yt-dlp/yt-dlp/"
+    "issues?q= , filling out the appropriate issue template. Confirm you are on the latest "
+    "version using  yt-dlp -U")
+
+
+@pytest.mark.parametrize(("said", "shown"), [
+    (_YTDLP_WRONG_VERSION, "[generic] page: Unable to download webpage: the server does not "
+                           "speak HTTPS at that address"),
+    ("[generic] x: Unable to download webpage: [SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+     "verify failed: certificate has expired (_ssl.c:1006) (caused by CertificateVerifyFailed"
+     "('[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired "
+     "(_ssl.c:1006)'))",
+     "[generic] x: Unable to download webpage: the site's certificate could not be verified "
+     "(certificate has expired)"),
+    ("Unable to download webpage: EOF occurred in violation of protocol (_ssl.c:2427)",
+     "Unable to download webpage: the secure connection (HTTPS) to the site failed"),
+    ("[SSL] record layer failure (_ssl.c:1000)", "the secure connection (HTTPS) to the site "
+                                                 "failed"),
+    ("Unsupported URL: https://example.com/x; please report this issue on  https://github.com/"
+     "yt-dlp/yt-dlp/issues , filling out the appropriate issue template.",
+     "Unsupported URL: https://example.com/x"),
+    ("[youtube] abc: Video unavailable", "[youtube] abc: Video unavailable"),
+])
+def test_ssl_internals_and_bug_report_text_are_said_in_words(said: str, shown: str) -> None:
+    from audio_engine.sources.resolver import user_text
+
+    assert user_text(said, "https://example.com/x") == shown
+
+
+async def test_https_failures_reach_users_in_words(
+        engine: EngineProcess, media_server: MediaServer, tmp_path: Path) -> None:
+    """An https link to a server that does not speak TLS, and one whose certificate is
+    not trusted: the answer and the play's error say so, with none of Python's ssl
+    text (``_ssl.c:1006``, ``[SSL: ...]``) or yt-dlp's bug-report request."""
+    from .support.tls import make_certificates
+
+    certificates = make_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert, certificates.key)
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    untrusted = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=context)
+    untrusted_page = f"https://127.0.0.1:{untrusted.sockets[0].getsockname()[1]}/page"
+    plain_page = media_server.url("page").replace("http://", "https://")
+    try:
+        async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api, \
+                SocketConsumer(engine.socket_path) as consumer:
+            said: dict[str, str] = {}
+            for name, url in (("plain", plain_page), ("untrusted", untrusted_page)):
+                answer = await api.get("/metadata", params={"url": url})
+                assert answer.status_code == 400, answer.text
+                said[f"metadata-{name}"] = answer.json()["error"]
+                await api.post(f"/session/tls-{name}/play", json={"url": url})
+                event = await consumer.wait_event(f"tls-{name}", EventType.ERROR, timeout=30)
+                said[f"play-{name}"] = event.message
+                await api.post(f"/session/tls-{name}/stop")
+        for key, text in said.items():
+            for internal in ("_ssl.c", "[SSL", "SSLError", "caused by", "yt-dlp -U",
+                             "report this issue"):
+                assert internal not in text, (key, text)
+        assert said["metadata-plain"].endswith("the server does not speak HTTPS at that "
+                                               "address"), said
+        assert said["play-untrusted"].endswith("the site's certificate could not be verified "
+                                               "(unable to get local issuer certificate)"), said
+    finally:
+        untrusted.close()
+        await untrusted.wait_closed()
+
+
 # -- 4. sources that misbehave ---------------------------------------------------------------
 
 async def test_ogg_over_http_with_byte_ranges_plays_whole_without_a_retry(
@@ -319,7 +516,122 @@ async def test_a_source_that_keeps_breaking_fails_after_the_retry_limit(
             await api.post("/session/flaky/stop")
 
 
+def _write_video_only(path: Path) -> Path:
+    """A short MP4 with one video stream and no audio."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for _ in range(20):
+            picture = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+async def test_a_source_with_no_audio_frame_is_an_error_never_ready(
+        engine: EngineProcess, media_server: MediaServer, media_dir: Path) -> None:
+    """Text served under an audio name (a 404 page, a 100 KB article) and a file
+    without an audio stream: one ``error`` event, no ``ready`` (the Node front
+    would show "now playing" and skip silently). A play that starts just before
+    the end of a real file still plays out (ready, finished)."""
+    words = "the page you asked for is not here; try another link. " * 2000
+    (media_dir / "article.mp3").write_text(words)  # 110 KB: FFmpeg takes it for mp3
+    (media_dir / "page.flac").write_text("<html>" + "x" * 5000)
+    _write_video_only(media_dir / "video-only.mp4")
+    plays = {
+        "na-http": {"url": media_server.url("article.mp3"), "format": "opus"},
+        "na-file": {"url": str(media_dir / "article.mp3"), "format": "web"},
+        "na-pcm": {"url": media_server.url("article.mp3"), "format": "pcm"},
+        "na-flac": {"url": media_server.url("page.flac"), "format": "opus"},
+        "na-video": {"url": media_server.url("video-only.mp4"), "format": "opus"},
+    }
+    async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
+            SocketConsumer(engine.socket_path) as consumer:
+        for sid, body in plays.items():
+            assert (await api.post(f"/session/{sid}/play", json=body)).status_code == 200
+        near_end = {"url": str(media_dir / "a.mp3"), "format": "opus", "start_at": 11.9}
+        await api.post("/session/na-end/play", json=near_end)
+        for sid in plays:
+            await consumer.wait_for(
+                lambda sid=sid: bool(consumer.events(sid, EventType.ERROR)
+                                     or consumer.events(sid, EventType.FINISHED)), timeout=30)
+            assert [e.type for e in consumer.events(sid)] == [EventType.ERROR], \
+                (sid, consumer.events(sid))
+            message = consumer.events(sid, EventType.ERROR)[0].message
+            assert "audio" in message, (sid, message)
+            assert (await api.get(f"/session/{sid}/status")).json()["status"] == "error"
+        await consumer.wait_event("na-end", EventType.FINISHED, timeout=30)
+        assert [e.type for e in consumer.events("na-end")] == [EventType.READY,
+                                                                EventType.FINISHED]
+        for sid in (*plays, "na-end"):
+            await api.post(f"/session/{sid}/stop")
+
+
 # -- 3. flat memory: FFmpeg's seek index is capped ------------------------------------------
+
+#: 15 equalizer bands and loudness: the heaviest filter graph a user can ask for.
+_HEAVY_FILTERS = {"equalizer": [{"band": b, "gain": 0.2 if b % 2 else -0.1} for b in range(15)],
+                  "loudness": {"target": -14.0}}
+
+
+async def _growth_after_sessions(engine: EngineProcess, media_dir: Path,
+                                 filters: dict[str, object] | None) -> float:
+    """MB the engine's RSS stays above its start after two rounds of 20 sessions
+    (all streaming, then stopped) and the memory release that follows them."""
+    assert engine.process is not None
+    process = psutil.Process(engine.process.pid)
+    async with httpx.AsyncClient(base_url=engine.url, timeout=60) as api:
+        async def releases() -> int:
+            return int((await _health(api))["memory"]["releases"])  # type: ignore[index]
+
+        baseline = process.memory_info().rss
+        for round_ in range(2):
+            ids = [f"mem{round_}-{i}" for i in range(20)]
+            for sid in ids:
+                body: dict[str, object] = {"url": str(media_dir / "long_a.mp3"),
+                                           "format": "opus"}
+                if filters is not None:
+                    body["filters"] = filters
+                assert (await api.post(f"/session/{sid}/play", json=body)).status_code == 200
+
+            async def all_streaming(ids: list[str] = ids) -> bool:
+                states = [(await api.get(f"/session/{sid}/status")).json()["status"]
+                          for sid in ids]
+                return all(state == "streaming" for state in states)
+
+            await poll_until_async(all_streaming, 60, interval=0.2)
+            await asyncio.sleep(3)  # every graph has processed a few hundred frames
+            before = await releases()
+            for sid in ids:
+                await api.post(f"/session/{sid}/stop")
+
+            async def released(before: int = before) -> bool:
+                return await releases() > before
+
+            await poll_until_async(released, 30, interval=0.1)
+        await asyncio.sleep(0.5)
+        return (process.memory_info().rss - baseline) / 2**20
+
+
+async def test_heavy_filter_sessions_leave_no_more_memory_behind_than_plain_ones(
+        engine_factory, media_dir: Path) -> None:
+    """After 40 sessions with a 15-band equalizer and loudness end, the engine
+    holds at most 60 MB more than after 40 plain sessions (glibc kept the freed
+    graphs' memory: 173 MB more, before the engine released it when sessions end)."""
+    settings = {"ENGINE_MAX_LOAD": "1", "ENGINE_LOG_LEVEL": "DEBUG"}
+    with engine_factory(**settings) as engine:
+        plain = await _growth_after_sessions(engine, media_dir, None)
+    with engine_factory(**settings) as engine:
+        heavy = await _growth_after_sessions(engine, media_dir, _HEAVY_FILTERS)
+        assert "returned" in engine.log() and "of free memory to the system" in engine.log()
+    assert heavy - plain <= 60, f"heavy sessions left {heavy:.0f} MB, plain {plain:.0f} MB"
+
 
 @pytest.mark.parametrize("suffix", ["mp3", "webm", "ogg"])
 def test_indexmem_caps_the_seek_index_and_seeking_still_works(

@@ -184,3 +184,43 @@ def test_the_deadline_is_a_setting(
                 raw.recv(1)
             raw.settimeout(DEADLINE + SLACK)
             assert raw.recv(1) == b""
+
+
+def test_a_message_in_progress_is_seen_at_every_byte_of_it() -> None:
+    """``message_in_progress`` against websockets' own parser: fed one byte at a
+    time, it holds inside every frame and fragmented message and nowhere else
+    (a websockets upgrade that changed its parser would show here)."""
+    from websockets.frames import Frame, Opcode
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
+
+    from audiogate.websocket_limits import message_in_progress
+
+    server = ServerProtocol(max_size=1 << 20)
+    server.receive_data(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    [request] = server.events_received()
+    assert isinstance(request, Request)
+    server.send_response(server.accept(request))
+    assert not message_in_progress(server)
+
+    def wire(frame: Frame) -> bytes:
+        return frame.serialize(mask=True)
+
+    messages = [
+        [wire(Frame(Opcode.TEXT, b"hello"))],
+        [wire(Frame(Opcode.PING, b""))],
+        [wire(Frame(Opcode.BINARY, b"b" * 300))],  # a 16-bit length
+        [wire(Frame(Opcode.TEXT, b"x" * 70_000))],  # a 64-bit length
+        # Fragmented, with a ping between its fragments: one message.
+        [wire(Frame(Opcode.TEXT, b"part one ", fin=False)), wire(Frame(Opcode.PING, b"p")),
+         wire(Frame(Opcode.CONT, b"part two"))],
+    ]
+    for parts in messages:
+        data = b"".join(parts)
+        for index in range(len(data)):
+            server.receive_data(data[index:index + 1])
+            last = index == len(data) - 1
+            assert message_in_progress(server) is not last, (parts, index)
+        assert server.events_received()

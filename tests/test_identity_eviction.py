@@ -33,7 +33,9 @@ from .support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
-IDENTITIES = int(os.environ.get("AG_TEST_IDENTITIES", "10000"))
+#: 3000 in the suite: a leak of one allocated block per identity (3000) still passes the
+#: 2000-block bound below; AG_TEST_IDENTITIES=10000 for the full-size run.
+IDENTITIES = int(os.environ.get("AG_TEST_IDENTITIES", "3000"))
 #: Connections open at once (a crowd, not a queue).
 CONCURRENCY = 24
 
@@ -104,7 +106,7 @@ def measure(gateway: Gateway, playground_state: Any) -> dict[str, int]:
     }
 
 
-async def test_ten_thousand_identities_leave_nothing_behind(
+async def test_thousands_of_identities_leave_nothing_behind(
         engine: EngineProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     # Cancelled timers stay on the loop's heap until they would have fired: the
     # heartbeat's (15 s) would be counted as memory. Two seconds here.

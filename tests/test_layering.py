@@ -18,13 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED: dict[str, set[str]] = {
     "protocol": set(),
     "applog": set(),
-    "audio_engine": {"protocol", "applog"},
-    "gateway": {"protocol", "applog"},
-    "bot": {"gateway", "protocol", "applog"},
-    "playground_ws": {"gateway", "protocol", "applog"},
-    "loadtest": {"protocol", "applog"},
-    "audiogate": {"protocol", "applog", "audio_engine", "gateway", "bot", "playground_ws",
-                  "loadtest"},
+    "lifecycle": {"applog"},
+    "audio_engine": {"protocol", "applog", "lifecycle"},
+    "gateway": {"protocol", "applog", "lifecycle"},
+    "bot": {"gateway", "protocol", "applog", "lifecycle"},
+    "playground_ws": {"gateway", "protocol", "applog", "lifecycle"},
+    "loadtest": {"protocol", "applog", "lifecycle"},
+    "audiogate": {"protocol", "applog", "lifecycle", "audio_engine", "gateway", "bot",
+                  "playground_ws", "loadtest"},
 }
 OURS = set(ALLOWED)
 
@@ -126,7 +127,17 @@ def test_the_gateway_imports_no_front_and_nothing_of_the_engine() -> None:
     for module, path in MODULES.items():
         if module.startswith("gateway.") and not _is_entry_point(module):
             for target, line in _imports(module, path):
-                assert target.split(".")[0] in {"gateway", "protocol", "applog"}, \
+                assert target.split(".")[0] in {"gateway", "protocol", "applog", "lifecycle"}, \
+                    f"{path.relative_to(ROOT)}:{line} imports {target}"
+
+
+def test_lifecycle_is_a_leaf_beside_applog() -> None:
+    """The task owner and the back-off are used by every package, the engine too:
+    they import nothing of ours but ``applog``."""
+    for module, path in MODULES.items():
+        if module.split(".")[0] == "lifecycle":
+            for target, line in _imports(module, path):
+                assert target.split(".")[0] in {"lifecycle", "applog"}, \
                     f"{path.relative_to(ROOT)}:{line} imports {target}"
 
 

@@ -154,6 +154,50 @@ async def test_tls_node_serves_only_tls_clients_that_know_the_token(
             writer.close()
 
 
+def _disconnects(metrics: str, reason: str) -> float:
+    name = f'audiogate_engine_consumer_disconnects_total{{reason="{reason}"}} '
+    return sum(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith(name))
+
+
+async def test_tls_handshakes_that_stall_or_fail_are_counted_as_disconnects(
+        media_dir: Path, tmp_path: Path) -> None:
+    """A client that connects to the TLS port and never completes the handshake is
+    closed at the hello deadline and counted (``hello_timeout``), as on plain TCP; a
+    client that speaks plain TCP there is counted too (``tls_failed``)."""
+    certificates = make_certificates(tmp_path)
+    env = {"ENGINE_TLS_CERT": str(certificates.cert), "ENGINE_TLS_KEY": str(certificates.key),
+           "ENGINE_HELLO_TIMEOUT": "1"}
+    with EngineProcess(env, media_dir=media_dir, allow_private=True, node_token=TOKEN,
+                       log_level="INFO") as node:
+        assert node.tcp_port is not None
+        async with httpx.AsyncClient(base_url=node.url, timeout=30.0) as api:
+            silent = [await asyncio.open_connection("127.0.0.1", node.tcp_port)
+                      for _ in range(3)]
+            half = await asyncio.open_connection("127.0.0.1", node.tcp_port)
+            half[1].write(b"\x16\x03\x01\x02\x00\x01\x00")  # a ClientHello cut short
+            plain = await asyncio.open_connection("127.0.0.1", node.tcp_port)
+            plain[1].write(bytes(_hello(TOKEN)))
+            for reader, writer in (*silent, half, plain):
+                async with asyncio.timeout(10):  # the deadline is 1 s
+                    while await _read_or_reset(reader):
+                        pass
+                writer.close()
+
+            async def counted() -> bool:
+                metrics = (await api.get("/metrics")).text
+                return (_disconnects(metrics, "hello_timeout") == 4
+                        and _disconnects(metrics, "tls_failed") == 1)
+
+            try:
+                await poll_until_async(counted, timeout=10)
+            except TimeoutError:
+                metrics = (await api.get("/metrics")).text
+                pytest.fail(f"hello_timeout {_disconnects(metrics, 'hello_timeout')}, "
+                            f"tls_failed {_disconnects(metrics, 'tls_failed')}")
+            assert (await api.get("/health")).json()["consumers"] == 0
+
+
 @pytest.mark.parametrize(
     ("env", "line"),
     [

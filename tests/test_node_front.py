@@ -80,7 +80,7 @@ async def test_a_hundred_plays_at_once_are_all_audible(node: NodeConsumer,
     plays = [(f"hundred-{i}", str(path)) for i, path in enumerate(tracks)]
     results = await node.play_many(plays)
     failed = [r for r in results if not isinstance(r, SessionRecord)]
-    assert not failed, failed[:3]
+    assert not failed, (len(failed), failed[:3])
     ids = [sid for sid, _ in plays]
     await node.wait_ended(ids, within=90)
     assert node.violations == []

@@ -21,10 +21,11 @@ import pytest
 
 from gateway.app import create_app
 from gateway.nodes.pool import NodePool
-from gateway.player import Player, PlayerStatus, Track
+from gateway.player import Enqueue, Player, PlayerStatus, SetCrossfade, SetFilters, SetVolume, Track
 from gateway.runtime import Gateway
 from gateway.settings import GatewaySettings
 from loadtest.processes import EngineProcess
+from protocol.filters import parse_filters
 
 from .support.gateway_harness import RecordingSink
 from .support.hooks import hook_env
@@ -105,8 +106,7 @@ async def start(gateway: Gateway, key: str, path: Path) -> tuple[Player, Heard]:
     sink = Heard()
     gateway.router.register_sink(key, sink)
     player = gateway.players.get(key)
-    await player.command(lambda core, now: core.enqueue(
-        Track(str(path), title=key, duration=TRACK_SECONDS), now))
+    await player.apply(Enqueue(Track(str(path), title=key, duration=TRACK_SECONDS)))
     return player, sink
 
 
@@ -147,13 +147,12 @@ async def test_thirty_sessions_spread_and_a_killed_node_fails_over(
         turned = moved[:2]
         async with httpx.AsyncClient(timeout=10) as client:
             for key in turned:
-                await players[key].command(lambda core, now: core.set_volume(0.5))
-                await players[key].command(lambda core, now: core.set_filters(
-                    {"equalizer": [{"band": 0, "gain": 0.2}]}, "custom"))
-                await players[key].command(lambda core, now: core.set_crossfade(2.0))
-                await players[key].command(lambda core, now, k=key: core.enqueue(
-                    Track(str(tones[keys.index(k)]), title=f"{k}-next",
-                          duration=TRACK_SECONDS), now))
+                await players[key].apply(SetVolume(0.5))
+                await players[key].apply(SetFilters(
+                    parse_filters({"equalizer": [{"band": 0, "gain": 0.2}]}), "custom"))
+                await players[key].apply(SetCrossfade(2.0))
+                await players[key].apply(Enqueue(Track(
+                    str(tones[keys.index(key)]), title=f"{key}-next", duration=TRACK_SECONDS)))
 
             async def volumes_applied() -> bool:
                 for key in turned:

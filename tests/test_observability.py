@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.player import Track
+from gateway.player import Enqueue, Stop, Track
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 from protocol import AudioPacket
@@ -86,7 +86,7 @@ async def test_gateway_metrics_count_routed_and_unknown_packets(
         gateway.router.register_sink("gm-1", sink)
         await gateway.socket.connected.wait()
         player = gateway.players.get("gm-1")
-        await player.command(lambda core, now: core.enqueue(Track(media_server.url("a.mp3")), now))
+        await player.apply(Enqueue(Track(media_server.url("a.mp3"))))
         gateway.router.dispatch(AudioPacket("nobody-here", b"x"))
         async with asyncio.timeout(20):
             while len(sink.frames) < 30:
@@ -97,7 +97,7 @@ async def test_gateway_metrics_count_routed_and_unknown_packets(
         assert value(text, "audiogate_gateway_engine_socket_connected") == 1
         assert value(text, "audiogate_gateway_players") == 1
         assert ("audiogate_gateway_sink_frames_dropped_total", (("sink", "opus"),)) in samples(text)
-        await player.command(lambda core, now: core.stop())
+        await player.apply(Stop())
 
 
 def test_the_loadtest_cli_runs_a_small_scenario() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,10 +19,16 @@ import pytest
 
 from gateway.player import (
     CommandError,
+    Enqueue,
+    Pause,
     PlayerRegistry,
     PlayerStatus,
     PlayerView,
     QueueStore,
+    Resume,
+    Seek,
+    SetVolume,
+    Stop,
     Track,
     controller,
 )
@@ -70,9 +76,8 @@ def track(name: str, duration: float = 100.0) -> Track:
     return Track(url=f"http://media.test/{name}.mp3", title=name, duration=duration)
 
 
-def enqueue(name: str) -> Callable[..., object]:
-    item = track(name)
-    return lambda core, now: core.enqueue(item, now)
+def enqueue(name: str) -> Enqueue:
+    return Enqueue(track(name))
 
 
 def event(kind: EventType, key: str, play: int | None = None, **extra: str) -> Event:
@@ -85,7 +90,7 @@ def event(kind: EventType, key: str, play: int | None = None, **extra: str) -> E
 async def playing(registry: PlayerRegistry, router: Router, key: str, name: str = "a",
                   play: int | None = 1) -> controller.Player:
     player = registry.get(key)
-    await player.command(enqueue(name))
+    await player.apply(enqueue(name))
     await settled(player)
     router.dispatch(event(EventType.READY, key, play))
     assert player.view().status is PlayerStatus.PLAYING
@@ -102,7 +107,7 @@ async def test_a_500_on_stop_is_retried_and_the_player_lives_on() -> None:
         views: list[PlayerView] = []
         player.subscribe(views.append)
         engine.fail("stop", 500, 500)
-        await player.command(lambda core, now: core.stop())
+        await player.apply(Stop())
         assert player.view().pending
         await settled(player)
         assert len(engine.calls("stop")) == 3
@@ -110,7 +115,7 @@ async def test_a_500_on_stop_is_retried_and_the_player_lives_on() -> None:
         assert any("failed" in v.notice for v in views)
         assert player.view().notice == "" and not player.view().pending
         # The player still works.
-        await player.command(enqueue("b"))
+        await player.apply(enqueue("b"))
         await settled(player)
         assert [c["url"] for c in engine.calls("play")][-1].endswith("/b.mp3")
         assert registry.stats.restarts == 0
@@ -120,11 +125,11 @@ async def test_a_500_on_the_pause_after_a_play_is_retried() -> None:
     engine = ScriptedEngine(features=["play_id"])
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-seek")
-        await player.command(lambda core, now: core.pause(now))
+        await player.apply(Pause())
         await settled(player)
         # A seek while paused is a new play, then a pause; the pause fails once.
         engine.fail("pause", 500)
-        await player.command(lambda core, now: core.seek(30.0, now))
+        await player.apply(Seek(30.0))
         await settled(player)
         assert engine.calls("play")[-1]["start_at"] == 30.0
         assert len(engine.calls("pause")) == 3  # the first pause, the 500, the retry
@@ -137,8 +142,8 @@ async def test_a_play_refused_with_500_three_times_moves_on_with_the_error() -> 
     engine = ScriptedEngine(features=["play_id"])
     async with shell(engine) as (registry, _router):
         player = registry.get("k-refused")
-        await player.command(enqueue("a"))
-        await player.command(enqueue("b"))
+        await player.apply(enqueue("a"))
+        await player.apply(enqueue("b"))
         engine.fail("play", 500, 500, 500)
         await settled(player)
         assert [c["url"].rsplit("/", 1)[1] for c in engine.calls("play")] == [
@@ -156,7 +161,7 @@ async def test_a_pause_while_the_engine_is_unreachable_is_kept_until_it_is_back(
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-down")
         engine.down = True
-        await player.command(lambda core, now: core.pause(now))
+        await player.apply(Pause())
         await wait_until(lambda: player.view().notice == controller.UNAVAILABLE)
         view = player.view()
         assert view.paused and view.pending  # wanted, not done
@@ -177,7 +182,7 @@ async def test_a_play_whose_answer_was_lost_is_not_sent_again(features: list[str
     async with shell(engine) as (registry, router):
         player = registry.get("k-cut")
         engine.fail("play", "cut")  # the engine starts it, the answer is lost
-        await player.command(enqueue("a"))
+        await player.apply(enqueue("a"))
         await settled(player)
         assert len(engine.calls("play")) == 1
         assert registry.stats.play_checks == 1
@@ -190,7 +195,7 @@ async def test_a_play_that_never_arrived_is_sent_once_more() -> None:
     async with shell(engine) as (registry, router):
         player = registry.get("k-lost")
         engine.fail("play", "lost")  # cut before the engine saw it
-        await player.command(enqueue("a"))
+        await player.apply(enqueue("a"))
         await settled(player)
         assert len(engine.calls("play")) == 1 and engine.sessions["k-lost"].play_id == 1
         assert registry.stats.play_checks == 1
@@ -208,14 +213,14 @@ async def test_an_unexpected_error_restarts_the_player_task(
         player = registry.get("k-crash")
         engine.fail("play", "raise")
         with caplog.at_level(logging.ERROR, logger="gateway.player.controller"):
-            await player.command(enqueue("a"))
+            await player.apply(enqueue("a"))
             await wait_until(lambda: registry.stats.restarts == 1)
             await settled(player)
         assert any("player task failed" in r.getMessage() for r in caplog.records)
         # After the restart it asked before playing again, then played once.
         assert engine.questions() >= 1 and len(engine.calls("play")) == 1
         router.dispatch(event(EventType.READY, "k-crash", 1))
-        await player.command(lambda core, now: core.pause(now))
+        await player.apply(Pause())
         await settled(player)
         assert engine.sessions["k-crash"].status == "paused"
 
@@ -228,7 +233,7 @@ async def test_volume_on_an_engine_without_live_volume_is_refused_in_words() -> 
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-govol", play=None)
         with pytest.raises(CommandError, match="cannot change the volume"):
-            await player.command(lambda core, now: core.set_volume(0.5))
+            await player.apply(SetVolume(0.5))
         assert player.view().volume == 1.0
         assert not engine.calls("volume")
 
@@ -237,7 +242,7 @@ async def test_volume_on_our_engine_is_live() -> None:
     engine = ScriptedEngine(features=["play_id", "volume"])
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-vol")
-        await player.command(lambda core, now: core.set_volume(0.5))
+        await player.apply(SetVolume(0.5))
         await settled(player)
         assert engine.calls("volume") == [{"volume": 0.5}]
         assert len(engine.calls("play")) == 1
@@ -250,7 +255,7 @@ async def test_finished_for_shutdown_keeps_the_track_and_its_position() -> None:
     engine = ScriptedEngine(features=["play_id", "finish_reason"])
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-shut")
-        await player.command(enqueue("b"))
+        await player.apply(enqueue("b"))
         await asyncio.sleep(0.4)
         engine.sessions.clear()
         router.dispatch(event(EventType.FINISHED, "k-shut", 1, reason="shutdown"))
@@ -267,7 +272,7 @@ async def test_a_reasonless_finished_right_before_the_socket_closes_is_not_an_en
     engine = ScriptedEngine(features=[])  # no reasons: a Go engine, or ours before them
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-close", play=None)
-        await player.command(enqueue("b"))
+        await player.apply(enqueue("b"))
         await asyncio.sleep(0.3)
         router.dispatch(event(EventType.FINISHED, "k-close"))
         registry.engine_lost()
@@ -285,7 +290,7 @@ async def test_a_reasonless_finished_with_the_socket_up_is_the_end_of_the_track(
     engine = ScriptedEngine(features=[])
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-end", play=None)
-        await player.command(enqueue("b"))
+        await player.apply(enqueue("b"))
         router.dispatch(event(EventType.FINISHED, "k-end"))
         await wait_until(lambda: player.view().current is not None
                          and player.view().current.title == "b")  # type: ignore[union-attr]
@@ -312,7 +317,7 @@ async def test_after_a_reconnect_a_paused_lost_stream_stays_paused_there() -> No
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-paused")
         await asyncio.sleep(0.3)
-        await player.command(lambda core, now: core.pause(now))
+        await player.apply(Pause())
         await settled(player)
         position = player.view().position
         registry.engine_lost()
@@ -323,7 +328,7 @@ async def test_after_a_reconnect_a_paused_lost_stream_stays_paused_there() -> No
         view = player.view()
         assert view.paused and view.status is PlayerStatus.PAUSED
         assert abs(view.position - position) < 0.05
-        await player.command(lambda core, now: core.resume(now))
+        await player.apply(Resume())
         await settled(player)
         assert abs(engine.calls("play")[-1]["start_at"] - position) < 0.05
 
@@ -332,7 +337,7 @@ async def test_a_stream_that_ended_while_the_socket_was_down_advances() -> None:
     engine = ScriptedEngine(features=["play_id", "finish_reason"])
     async with shell(engine) as (registry, router):
         player = await playing(registry, router, "k-over")
-        await player.command(enqueue("b"))
+        await player.apply(enqueue("b"))
         registry.engine_lost()
         engine.sessions["k-over"].status = "stopped"  # its finished went nowhere
         registry.engine_connected()
@@ -350,10 +355,10 @@ async def test_idle_unheld_players_are_unloaded_and_come_back_from_the_store(
     try:
         async with shell(engine, store=store, idle_timeout=0.05) as (registry, router):
             player = await playing(registry, router, "k-idle")
-            await player.command(enqueue("b"))
+            await player.apply(enqueue("b"))
             held = registry.get("k-held")
             release = held.hold()
-            await player.command(lambda core, now: core.pause(now))
+            await player.apply(Pause())
             await settled(player)
             await asyncio.sleep(0.1)
             assert await registry.evict_idle() == 1  # k-held is held
@@ -369,9 +374,9 @@ async def test_idle_unheld_players_are_unloaded_and_come_back_from_the_store(
             assert [t.title for t in view.upcoming] == ["b"] and view.paused
             assert registry.stats.evictions == 2
             with pytest.raises(CommandError, match="unloaded"):
-                await player.command(lambda core, now: core.resume(now))
+                await player.apply(Resume())
     finally:
-        store.close()
+        await store.aclose()
 
 
 async def test_the_notice_clears_when_the_socket_comes_back_after_the_api() -> None:
@@ -381,7 +386,7 @@ async def test_the_notice_clears_when_the_socket_comes_back_after_the_api() -> N
         registry.engine_lost()
         engine.sessions.clear()
         engine.down = True
-        await player.command(lambda core, now: core.pause(now))
+        await player.apply(Pause())
         await wait_until(lambda: player.view().notice == controller.UNAVAILABLE)
         engine.down = False  # the API answers again; the socket is still down
         await wait_until(lambda: not player.view().pending)
@@ -398,7 +403,7 @@ async def test_a_ready_written_while_the_socket_was_down_is_taken_from_the_statu
     async with shell(engine) as (registry, _router):
         registry.engine_lost()  # the engine's API is up, its socket not (yet)
         player = registry.get("k-missed")
-        await player.command(enqueue("a"))
+        await player.apply(enqueue("a"))
         await settled(player)
         assert player.view().status is PlayerStatus.LOADING  # its ready went nowhere
         registry.engine_connected()

@@ -250,7 +250,10 @@ async def test_errors_stay_beside_the_field_in_plain_words(
     gateway: GatewayProcess, engine: EngineProcess, media_dir: Path
 ) -> None:
     async with chromium() as browser:
-        page = await open_player(await browser.new_context(), gateway.url)
+        context = await browser.new_context()
+        # The page's timers run on a clock the test moves (no waiting for real time).
+        await context.clock.install()
+        page = await open_player(context, gateway.url)
         box = page.locator("#url-error")
         for url in (str(media_dir / "corrupt.mp3"), str(media_dir / "missing.mp3"),
                     "/etc/passwd", "http://127.0.0.1:9/nothing-listens.mp3"):
@@ -276,7 +279,7 @@ async def test_errors_stay_beside_the_field_in_plain_words(
         assert "only http(s) links" in text
         field, message = await page.locator("#url").bounding_box(), await box.bounding_box()
         assert field and message and 0 <= message["y"] - (field["y"] + field["height"]) < 80
-        await asyncio.sleep(9.0)  # the old page hid errors after 8 s
+        await page.clock.fast_forward(9_000)  # the old page hid errors after 8 s
         assert await box.is_visible()
         await page.screenshot(path=str(ARTIFACTS / "playground-error.png"))
 

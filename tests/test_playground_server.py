@@ -9,19 +9,23 @@ Client addresses are real: the tests connect from 127.0.0.2, 127.0.0.3, ... (any
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import websockets
 
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess, GatewayProcess
 
+from .support.raw_websocket import RawWebSocket, frame_header
 from .support.waiting import poll_until_async
 
 pytestmark = pytest.mark.timeout(240)
@@ -265,3 +269,168 @@ async def test_a_deeply_nested_message_is_refused_and_the_connection_stays(
             state = await until(ws, lambda m: isinstance(m, dict) and m["type"] == "state")
             assert state["state"]["status"] == "idle"
         assert "RecursionError" not in gateway.log()
+
+
+# -- messages that would fill the gateway's memory ----------------------------------------
+
+#: What one address sends: 4 identities x 8 tabs (the most tabs an identity may have).
+_ATTACK_TABS = 32
+_HUGE = 16 * 1024 * 1024  # the WebSocket library's own default limit
+
+
+class _Listener:
+    """Another user's tab, counting the audio frames it receives."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.frames: list[float] = []
+        self.task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in self.ws:
+                if isinstance(raw, bytes):
+                    self.frames.append(time.monotonic())
+
+    def between(self, start: float, end: float) -> int:
+        return sum(1 for at in self.frames if start <= at < end)
+
+
+async def _attackers(gateway: GatewayProcess, cookies: list[str]) -> list[RawWebSocket]:
+    return list(await asyncio.gather(*(
+        RawWebSocket.open(gateway.port, cookies[i % len(cookies)], ATTACKER)
+        for i in range(_ATTACK_TABS))))
+
+
+async def _only_tabs(gateway: GatewayProcess, count: int) -> None:
+    """Wait until the gateway has *count* tabs open."""
+    async with httpx.AsyncClient() as client:
+        async def settled() -> bool:
+            metrics = (await client.get(gateway.url + "/metrics")).text
+            return f"audiogate_gateway_websocket_connections {float(count)}" in metrics
+
+        await poll_until_async(settled, timeout=60, interval=0.1)
+
+
+async def test_huge_and_half_sent_messages_cost_the_gateway_no_memory(
+    engine: EngineProcess, media_server: MediaServer
+) -> None:
+    """32 tabs from one address each send a 16 MiB message, then 32 send half of
+    one and stop, then 32 send half of a small one and stop: the gateway's RSS
+    stays within 100 MB of where it was, the tabs are closed (at once, or at the
+    message deadline), and another user's audio keeps coming at real time."""
+    env = {"GATEWAY_WS_MESSAGE_TIMEOUT": "2"}
+    with GatewayProcess(engine, env, log_level="INFO") as gateway:
+        process = psutil.Process(gateway.pid)
+        cookies = [(await identity(gateway, ATTACKER)).cookies["ag_user"] for _ in range(4)]
+        honest = (await identity(gateway, "127.0.0.3")).cookies["ag_user"]
+        async with tab(gateway, honest, "127.0.0.3") as ws:
+            await until(ws, lambda m: isinstance(m, dict) and m["type"] == "hello")
+            assert await play_outcome(ws, media_server.url("long_a.mp3")) == "playing"
+            listener = _Listener(ws)
+            await asyncio.sleep(1.0)
+            baseline = process.memory_info().rss
+            peak = baseline
+            sampling = True
+
+            async def sample() -> None:
+                nonlocal peak
+                while sampling:
+                    peak = max(peak, process.memory_info().rss)
+                    await asyncio.sleep(0.02)
+
+            sampler = asyncio.get_running_loop().create_task(sample())
+            started = time.monotonic()
+            payload = bytes(_HUGE)
+            problems: list[str] = []
+
+            async def attack(name: str, data: bytes, within: float) -> float:
+                tabs = await _attackers(gateway, cookies)
+                await asyncio.gather(*(t.send(data) for t in tabs))
+                sent = time.monotonic()
+                closed = await asyncio.gather(*(t.closed_by_server(within) for t in tabs))
+                waited = time.monotonic() - sent
+                for t in tabs:
+                    t.close()
+                if not all(closed):
+                    problems.append(f"{closed.count(False)} tabs still open after {name}")
+                await _only_tabs(gateway, 1)
+                return waited
+
+            try:
+                await attack("16 MiB messages", frame_header(_HUGE) + payload, 5)
+                await attack("half of 16 MiB", frame_header(_HUGE) + payload[:_HUGE // 2], 5)
+                # Half of a small message, then nothing: closed at the deadline (2 s).
+                waited = await attack("half of 4000 bytes", frame_header(4000) + b"x" * 2000,
+                                      2 + 5)
+                if waited < 1.5:
+                    problems.append(f"small half-sent messages closed after {waited:.1f} s, "
+                                    "before their deadline")
+                await asyncio.sleep(1.0)
+            finally:
+                sampling = False
+                await sampler
+            ended = time.monotonic()
+            growth = (peak - baseline) / 2**20
+            assert growth <= 100 and not problems, f"gateway RSS grew {growth:.0f} MB; {problems}"
+            # The other user heard real time throughout (50 frames a second).
+            heard = listener.between(started, ended)
+            expected = 50 * (ended - started)
+            assert heard >= 0.85 * expected, f"{heard} frames in {ended - started:.1f} s"
+            listener.task.cancel()
+            await asyncio.gather(listener.task, return_exceptions=True)
+            await ws.send('{"type": "state"}')
+            state = await until(ws, lambda m: isinstance(m, dict) and m["type"] == "state")
+            assert state["state"]["status"] == "playing"
+            await ws.send('{"type": "stop"}')
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(gateway.url + "/metrics")).text
+        for line in ('audiogate_gateway_websocket_messages_refused_total{reason="too_large"} 64.0',
+                     'audiogate_gateway_websocket_messages_refused_total{reason="incomplete"} '
+                     '32.0'):
+            assert line in metrics, line
+
+
+async def test_a_session_stays_charged_to_its_address_after_its_tabs_close(
+    engine: EngineProcess, media_server: MediaServer
+) -> None:
+    """Closing tabs and minting new identities does not escape the per-address cap:
+    a session is charged to the address that started it until it is released."""
+    env = {"GATEWAY_PLAYGROUND_MAX_SESSIONS": "8", "GATEWAY_ROOM_LINGER": "120"}
+    with GatewayProcess(engine, env) as gateway:
+        cookies = [(await identity(gateway, ATTACKER)).cookies["ag_user"] for _ in range(10)]
+        async with open_tabs(gateway, cookies[:4], ATTACKER) as first:
+            for t in first:
+                assert await play_outcome(t.ws, media_server.url("long_a.mp3")) == "playing"
+            playing = [t.user for t in first]
+        # Their tabs are closed; their sessions play on (the room lingers).
+        await _only_tabs(gateway, 0)
+        async with open_tabs(gateway, cookies[4:], ATTACKER) as fresh:
+            outcomes = [await play_outcome(t.ws, media_server.url("long_a.mp3"))
+                        for t in fresh]
+            assert outcomes.count("playing") == 0, outcomes
+            assert all("4 players are already in use from your network" in o
+                       for o in outcomes), outcomes
+            # Reopening a tab of a playing user changes nothing either.
+            async with open_tabs(gateway, cookies[:1], ATTACKER):
+                assert "4 players are already in use" in await play_outcome(
+                    fresh[0].ws, media_server.url("long_a.mp3"))
+            # Someone elsewhere is not told the playground is full.
+            other = (await identity(gateway, "127.0.0.3")).cookies["ag_user"]
+            async with open_tabs(gateway, [other], None) as tabs:
+                assert await play_outcome(tabs[0].ws, media_server.url("long_b.mp3")) == \
+                    "playing"
+                await tabs[0].ws.send('{"type": "stop"}')
+            # Stopping one of the four releases its charge: one more may play.
+            async with open_tabs(gateway, cookies[:1], ATTACKER) as back:
+                await back[0].ws.send('{"type": "stop"}')
+                async with httpx.AsyncClient(base_url=engine.url) as api:
+                    async def released() -> bool:
+                        return (await api.get(f"/sessions/{playing[0]}")).status_code == 404
+                    await poll_until_async(released, timeout=20, interval=0.1)
+            assert await play_outcome(fresh[0].ws, media_server.url("long_a.mp3")) == "playing"
+            for t in fresh:
+                await t.ws.send('{"type": "stop"}')
+        async with open_tabs(gateway, cookies[1:4], ATTACKER) as back:
+            for t in back:
+                await t.ws.send('{"type": "stop"}')

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio_engine.audio.codec import OpuslibEncoder, create_encoder
 from audio_engine.audio.filters import Filters, parse_filters
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import OpuslibEncoder, create_encoder
 from audio_engine.audio.program import Program
 from audio_engine.audio.splice import PacketLog, postfilter_on
 from audio_engine.audio.track import Mode, Track

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.player import PlayerRegistry, QueueStore, Track
-from gateway.player.store import QueueStoreError
+from gateway.database import DatabaseError
+from gateway.player import Enqueue, PlayerRegistry, QueueStore, SetCrossfade, SetFilters, Track
 from gateway.router import Router
+from protocol.filters import parse_filters
 
 from .support.scripted_engine import ScriptedEngine
 from .support.waiting import poll_until_async, wait_until
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def damaged_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "gateway.player.store" and r.levelno >= logging.ERROR]
+            if r.name == "gateway.database" and r.levelno >= logging.ERROR]
 
 
 async def test_a_file_that_is_not_a_database_is_moved_aside(
@@ -40,7 +41,7 @@ async def test_a_file_that_is_not_a_database_is_moved_aside(
         await store.save("g", {"tracks": []})
         assert await store.load_all() == {"g": {"tracks": []}}
     finally:
-        store.close()
+        await store.aclose()
 
 
 async def test_a_database_with_damaged_pages_is_moved_aside(
@@ -49,7 +50,7 @@ async def test_a_database_with_damaged_pages_is_moved_aside(
     store = QueueStore(path)
     for index in range(200):
         await store.save(f"user-{index}", {"tracks": [{"url": "x" * 200}]})
-    store.close()
+    await store.aclose()
     data = bytearray(path.read_bytes())
     assert len(data) > 8192
     data[4096:8192] = b"\xff" * 4096  # a b-tree page of garbage
@@ -61,7 +62,7 @@ async def test_a_database_with_damaged_pages_is_moved_aside(
         assert await reopened.load_all() == {}
         assert await asyncio.to_thread(lambda: list(tmp_path.glob("queues.sqlite3.corrupt-*")))
     finally:
-        reopened.close()
+        await reopened.aclose()
 
 
 async def test_a_locked_database_is_retried_until_it_is_free(tmp_path: Path) -> None:
@@ -76,7 +77,7 @@ async def test_a_locked_database_is_retried_until_it_is_free(tmp_path: Path) -> 
         assert await store.load("g") == {"tracks": [1]}
     finally:
         holder.close()
-        store.close()
+        await store.aclose()
 
 
 async def test_a_save_that_stays_locked_fails_loudly(tmp_path: Path) -> None:
@@ -85,13 +86,13 @@ async def test_a_save_that_stays_locked_fails_loudly(tmp_path: Path) -> None:
     holder = sqlite3.connect(path)
     try:
         holder.execute("BEGIN EXCLUSIVE")
-        with pytest.raises(QueueStoreError, match="stayed locked"):
+        with pytest.raises(DatabaseError, match="stayed locked"):
             await store.save("g", {"tracks": [1]})
         assert store.failed_saves == 1
     finally:
         holder.rollback()
         holder.close()
-        store.close()
+        await store.aclose()
 
 
 async def test_a_player_keeps_a_save_that_failed_and_saves_it_later(
@@ -110,8 +111,7 @@ async def test_a_player_keeps_a_save_that_failed_and_saves_it_later(
         player = registry.get("k-save")
         holder.execute("BEGIN EXCLUSIVE")
         with caplog.at_level(logging.ERROR, logger="gateway.player.controller"):
-            await player.command(lambda core, now: core.enqueue(
-                Track("http://media.test/a.mp3", title="a"), now))
+            await player.apply(Enqueue(Track("http://media.test/a.mp3", title="a")))
             await wait_until(lambda: registry.stats.failed_saves >= 2, 10)
         assert any("saving the queue failed" in r.getMessage() for r in caplog.records)
         holder.rollback()
@@ -125,7 +125,7 @@ async def test_a_player_keeps_a_save_that_failed_and_saves_it_later(
         holder.close()
         await registry.close(release=False)
         await client.aclose()
-        store.close()
+        await store.aclose()
 
 
 async def test_an_old_database_is_migrated_and_keeps_its_queues(tmp_path: Path) -> None:
@@ -156,14 +156,14 @@ async def test_an_old_database_is_migrated_and_keeps_its_queues(tmp_path: Path) 
         await store.save_settings("g1", {"filters": {}, "filter_name": "", "crossfade": 0})
         assert await store.load("g1") is None
     finally:
-        store.close()
+        await store.aclose()
     check = sqlite3.connect(path)
     try:
         (version,) = check.execute("PRAGMA user_version").fetchone()
-        assert version == 1
+        assert version == 2  # schema 2 added the playlists
     finally:
         check.close()
-    QueueStore(path).close()  # a migrated file opens again as it is
+    await QueueStore(path).aclose()  # a migrated file opens again as it is
 
 
 async def test_sound_settings_outlive_an_emptied_queue(tmp_path: Path) -> None:
@@ -175,15 +175,85 @@ async def test_sound_settings_outlive_an_emptied_queue(tmp_path: Path) -> None:
         registry.engine_connected()
         await wait_until(lambda: registry.link.discovered)
         player = registry.get("u1")
-        await player.command(lambda core, now: core.set_crossfade(4.0))
-        await player.command(lambda core, now: core.set_filters(
-            {"lowPass": {"smoothing": 20.0}}, "soft"))
+        await player.apply(SetCrossfade(4.0))
+        await player.apply(SetFilters(parse_filters({"lowPass": {"smoothing": 20.0}}), "soft"))
         await registry.close(release=False)
         registry = PlayerRegistry(engine=engine.client(), router=Router(), store=store)
         player = registry.get("u1")
         await player.loaded()
-        assert player.core.crossfade == 4.0 and player.core.filter_name == "soft"
-        assert player.core.current is None
+        view = player.view()
+        assert view.crossfade == 4.0 and view.filter_name == "soft"
+        assert view.current is None
         await registry.close(release=False)
     finally:
-        store.close()
+        await store.aclose()
+
+
+async def test_closing_never_blocks_the_event_loop_even_with_a_lock_wait(
+        tmp_path: Path) -> None:
+    """A save waiting on a lock (up to 5 s) does not hold ``aclose``, nor the loop: the
+    shutdown deadline stays in force."""
+    path = tmp_path / "queues.sqlite3"
+    store = QueueStore(path, lock_timeout=5.0)
+    await store.count()
+    holder = sqlite3.connect(path)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    running = asyncio.create_task(ticker())
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        saving = asyncio.create_task(store.save("g", {"tracks": [1]}))
+        await wait_until(lambda: store.lock_retries >= 1, 5)
+        loop = asyncio.get_running_loop()
+        started, ticks_before = loop.time(), ticks
+        await store.aclose()
+        assert loop.time() - started < 1.5
+        with pytest.raises(DatabaseError, match="closing"):
+            await saving
+        assert ticks > ticks_before  # the loop kept turning meanwhile
+        with pytest.raises(DatabaseError, match="closed"):
+            await store.save("g", {"tracks": [2]})
+    finally:
+        running.cancel()
+        holder.rollback()
+        holder.close()
+
+
+async def test_one_database_moves_a_damaged_file_aside_once_for_every_table(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The queues and the bot's guild settings share one database and one policy: a
+    damaged file is moved aside once, and both tables live on in the fresh one (two
+    owners of one file used to disagree: one moved it aside, the other kept it)."""
+    from bot.guild_settings import GuildSettings, GuildSettingsStore
+    from gateway.database import Database
+
+    path = tmp_path / "queues.sqlite3"
+    database = Database(path)
+    queues, guilds = QueueStore(database), GuildSettingsStore(database, cache_size=0)
+    await queues.save("g", {"tracks": [1]})
+    await guilds.update(7, stay=True)
+    await database.aclose()
+    with path.open("r+b") as file:  # another program writes over the header
+        file.write(b"\x00" * 100)
+
+    with caplog.at_level(logging.ERROR):
+        database = Database(path)
+    queues, guilds = QueueStore(database), GuildSettingsStore(database, cache_size=0)
+    try:
+        assert await guilds.get(7) == GuildSettings()
+        assert await queues.load("g") is None
+        await queues.save("g", {"tracks": [2]})
+        await guilds.update(7, dj_role_id=5)
+        assert await queues.load("g") == {"tracks": [2]}
+        assert await guilds.get(7) == GuildSettings(dj_role_id=5)
+        assert len(damaged_lines(caplog)) == 1 and database.corrupt_recoveries == 1
+        aside = await asyncio.to_thread(lambda: list(tmp_path.glob("queues.sqlite3.corrupt-*")))
+        assert len(aside) == 1
+    finally:
+        await database.aclose()

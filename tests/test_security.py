@@ -153,3 +153,58 @@ async def test_the_playground_checks_the_origin_and_limits_each_user(
                         if data["type"] == "error":
                             errors.append(data["message"])
             assert any(e.startswith("slow down") for e in errors)
+
+
+# -- bearer tokens: the scheme in any case, the token exactly ---------------------------------
+
+def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact() -> None:
+    from protocol.bearer import bearer_matches
+
+    for header in (f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER {TOKEN}",
+                   f"Bearer   {TOKEN}", f"  bEaReR {TOKEN}  ".encode()):
+        assert bearer_matches(header, TOKEN), header
+    for header in (None, "", TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN.upper()}",
+                   f"Bearer {TOKEN}x", f"Bearer{TOKEN}", "Bearer ", f"Token {TOKEN}"):
+        assert not bearer_matches(header, TOKEN), header
+    assert not bearer_matches("Bearer ", "")
+
+
+def test_the_engine_api_takes_the_bearer_scheme_in_any_case(
+    engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
+) -> None:
+    with engine_factory(ENGINE_API_TOKEN=TOKEN) as engine, \
+            httpx.Client(base_url=engine.url) as api:
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            answer = api.get("/sessions", headers={"Authorization": f"{scheme} {TOKEN}"})
+            assert answer.status_code == 200, (scheme, answer.text)
+        assert api.get("/sessions", headers={"Authorization": f"bearer {TOKEN}x"}
+                       ).status_code == 401
+
+
+async def test_the_gateway_admin_calls_say_why_there_is_nothing_to_administer(
+    engine: EngineProcess,
+) -> None:
+    from gateway.app import create_app
+
+    from .support.gateway_harness import running_gateway, settings_for
+
+    async def ask(settings: object, headers: dict[str, str]) -> list[httpx.Response]:
+        async with running_gateway(settings) as gateway:  # type: ignore[arg-type]
+            transport = httpx.ASGITransport(app=create_app(gateway))
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as admin:
+                return [await admin.get("/admin/nodes", headers=headers),
+                        await admin.post("/admin/nodes/a/drain", headers=headers)]
+
+    # No admin token: the surface is off, and says how to turn it on.
+    for answer in await ask(settings_for(engine), {}):
+        assert answer.status_code == 404
+        assert answer.json()["error"] == ("the admin calls are off: set GATEWAY_ADMIN_TOKEN "
+                                          "to use them")
+    # A token but one engine (no GATEWAY_NODES): the token is still checked (any case
+    # of the scheme), then the answer says there is no pool.
+    settings = settings_for(engine, admin_token="admin-secret")
+    for answer in await ask(settings, {"Authorization": "bearer wrong"}):
+        assert answer.status_code == 401
+    for answer in await ask(settings, {"Authorization": "bearer admin-secret"}):
+        assert answer.status_code == 404
+        assert "GATEWAY_NODES" in answer.json()["error"], answer.text

@@ -18,6 +18,7 @@ from protocol import (
     LocalProtocolError,
     RemoteProtocolError,
     StreamDecoder,
+    TruncatedStream,
 )
 
 from .capture import (
@@ -266,5 +267,65 @@ def test_structured_noise_gives_messages_or_a_documented_error_in_any_split(
             previous = cut
             for message in decoder.events():
                 assert isinstance(message, AudioPacket | Event | Discarded)
+    except RemoteProtocolError:
+        pass
+
+
+# -- end of stream ----------------------------------------------------------------------
+
+
+def _packet(session_id: str, payload: bytes) -> bytes:
+    return bytes(AudioPacket(session_id, payload))
+
+
+def test_end_of_stream_after_whole_messages_is_clean() -> None:
+    decoder = StreamDecoder()
+    decoder.receive_data(_packet("s1", b"abc") + b'{"type":"ready","session_id":"s1"}\n\n')
+    decoder.receive_eof()
+    assert decoder.eof
+    assert [type(m) for m in decoder.events()] == [AudioPacket, Event]
+    assert decoder.events() == [] and decoder.next_event() is NEED_DATA
+    decoder.receive_eof()  # idempotent
+    with pytest.raises(LocalProtocolError, match="after receive_eof"):
+        decoder.receive_data(b"\n")
+
+
+@pytest.mark.parametrize(("tail", "what", "size"), [
+    (b"\x00\x00", "a packet", 2),
+    (b"\x00\x00\x00\x20" + b"s2".ljust(24) + b"half", "a packet", 32),
+    (b'{"type":"finished","session_id":"s1"}', "an event line", 37),
+    (b'\n{"type":"fin', "an event line", 12),
+])
+def test_a_stream_that_ends_mid_message_raises_after_the_whole_ones(
+        tail: bytes, what: str, size: int) -> None:
+    for whole in (True, False):
+        decoder = StreamDecoder()
+        data = _packet("s1", b"abc") + tail
+        if whole:
+            decoder.receive_data(data)
+        else:
+            for byte in data:
+                decoder.receive_data(bytes([byte]))
+        decoder.receive_eof()
+        first = decoder.next_event()
+        assert isinstance(first, AudioPacket) and first.payload == b"abc"
+        with pytest.raises(TruncatedStream, match=f"middle of {what}") as caught:
+            decoder.next_event()
+        assert isinstance(caught.value, RemoteProtocolError) and caught.value.size == size
+        with pytest.raises(LocalProtocolError, match="already failed"):
+            decoder.events()
+
+
+@given(st.binary(min_size=1, max_size=200), st.integers(min_value=1, max_value=199))
+@settings(max_examples=200)
+def test_any_input_then_eof_gives_messages_or_a_documented_error(data: bytes, cut: int
+                                                                ) -> None:
+    decoder = StreamDecoder()
+    try:
+        decoder.receive_data(data[:cut])
+        decoder.events()
+        decoder.receive_eof()
+        while decoder.events():
+            pass
     except RemoteProtocolError:
         pass

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from audio_engine.wire.ordering import HeldLines, ReplyGate, TimingPolicy
+from audio_engine.wire.pressure import CpuPressure
 from gateway.socket_client import HELLO
 from loadtest.processes import EngineProcess
 from protocol import ConsumerOrder, EventType, Hello, parse_hello
@@ -193,3 +194,45 @@ def test_the_policy_applies_margins_only_to_go_style_consumers() -> None:
     assert policy.event_delay(go_style=False) == 0.0
     assert policy.audio_delay(go_style=True) == 0.08
     assert policy.audio_delay(go_style=False) is None
+
+
+def test_the_margins_stretch_with_the_hosts_cpu_pressure() -> None:
+    shares = iter([0.0, 0.5])
+    policy = TimingPolicy(event_margin=0.06, first_audio_margin=0.08,
+                          pressure=lambda: next(shares))
+    assert policy.audio_delay(go_style=True) == pytest.approx(0.08)
+    assert policy.event_delay(go_style=True) == pytest.approx(0.06 * 3)
+    # An any-order consumer needs no margin, however busy the host.
+    assert TimingPolicy(first_audio_margin=0.08, pressure=lambda: 1.0).audio_delay(
+        go_style=False) is None
+
+
+def test_cpu_pressure_is_the_largest_share_of_its_window(tmp_path: Path) -> None:
+    psi = tmp_path / "cpu"
+    now = [0.0]
+
+    def write(total_us: int) -> None:
+        psi.write_text(f"some avg10=0.00 avg60=0.00 avg300=0.00 total={total_us}\n"
+                       "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+
+    pressure = CpuPressure(psi, interval=0.1, window=0.3, clock=lambda: now[0])
+    write(1_000_000)
+    assert pressure.share() == 0.0  # a first reading has nothing to compare with
+    now[0], _ = 0.1, write(1_050_000)  # 50 ms of waiting in 100 ms
+    assert pressure.share() == pytest.approx(0.5)
+    now[0] = 0.15  # not due: the last answer stands, the file is not read
+    write(1_060_000)
+    assert pressure.share() == pytest.approx(0.5)
+    now[0] = 0.2
+    assert pressure.share() == pytest.approx(0.5)  # 0.1 now, 0.5 still in the window
+    for step in (0.35, 0.5, 0.65):
+        now[0] = step
+        pressure.share()
+    assert pressure.share() == 0.0  # the burst has left the window
+    psi.unlink()
+    now[0] = 0.6
+    assert pressure.share() == 0.0  # no PSI on this host: configured margins
+
+
+def test_cpu_pressure_without_psi_is_zero(tmp_path: Path) -> None:
+    assert CpuPressure(tmp_path / "absent").share() == 0.0

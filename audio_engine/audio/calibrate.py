@@ -18,7 +18,7 @@ from typing import Final
 import av
 import numpy as np
 
-from audio_engine.audio.opus_encoder import OpuslibEncoder
+from audio_engine.audio.codec import OpuslibEncoder
 from audio_engine.audio.resampler import Resampler
 from protocol import PCM_FRAME_BYTES
 

@@ -12,9 +12,11 @@ whether it is wrapped in Ogg pages are two separate questions of the output form
 - **transcoding** otherwise: the tracks' filtered PCM, mixed (two tracks while one fades
   into the next), encoded by the session's encoder.
 
-Every change of course continues the same stream without an edge (``splice``): leaving
-passthrough primes a fresh encoder on the audio just heard; returning to it waits until
-the filters are gone and the frame grid lines up with the source's packets again.
+Every change of course continues the same stream without an edge: the session's
+``OutputStream`` (``output``) numbers and pages the frames and owns the encoder and its
+splices; leaving passthrough primes a fresh encoder on the audio just heard; returning
+to it waits until the filters are gone and the frame grid lines up with the source's
+packets again.
 
 Live changes redo frames: the manager drops the frames queued after a point (``restart``)
 and the tracks' filter chains produce them again with the new settings, crossfaded from
@@ -27,6 +29,11 @@ track's declared duration). A track that follows another never brings its own pr
 the boundary frames are transcoded, and the next track is placed up to 19.98 ms earlier
 (a short equal-power overlap) so that its own packets line up with the stream's frames
 again and it can return to passthrough once the boundary has played.
+
+"Play now": a pending track that ``replaces`` the current one is read at once; when it
+has audio the producer drops what is queued after a short lead (``replace_from``) and
+the program joins it there with a ``REPLACE_FADE`` fade, in the same stream. Until
+then the current track plays on, so a "play now" that fails takes nothing away.
 
 Synchronous and not thread-safe: the producer calls it from one worker job at a time.
 """
@@ -41,34 +48,27 @@ from typing import Any, Final
 
 import av
 import numpy as np
-import numpy.typing as npt
 
+from audio_engine.audio.codec import OpusFrameEncoder
 from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import EncoderFactory, OpusFrameEncoder
-from audio_engine.audio.splice import (
-    DECODER_PREROLL,
-    PREDICTION_OFF_FRAMES,
-    PacketLog,
-    decode_around,
-    postfilter_on,
-    prime_encoder,
-)
+from audio_engine.audio.output import OutputStream
+from audio_engine.audio.splice import Pcm
 from audio_engine.audio.track import FRAME, Mode, Track
 from audio_engine.sources.media import OpusInput
 from audio_engine.wire.ring import Frame
-from protocol import CHANNELS, SAMPLE_RATE, OggOpusWriter, OpusHead, encode_packet
+from protocol import CHANNELS, SAMPLE_RATE
 
-__all__ = ["HOLD_FRAMES", "Program"]
+__all__ = ["HOLD_FRAMES", "REPLACE_FADE", "Program"]
 
 log = logging.getLogger(__name__)
 
 #: Passthrough frames held back at the end of a track that another one follows: they are
 #: transcoded to join the next track (which may start up to a frame before the end).
 HOLD_FRAMES: Final = 2
-
-Pcm = npt.NDArray[np.int16]
-
+#: Samples over which a "play now" track fades in and the track it replaces fades out
+#: (40 ms: heard as a cut, without the click of one).
+REPLACE_FADE: Final = 2 * 960
 
 @dataclass(slots=True)
 class _Window:
@@ -104,20 +104,11 @@ class Program:
                  encoder_factory: Callable[[], OpusFrameEncoder] | None) -> None:
         self.session_id = session_id
         self.output = output
-        self.serial = serial
-        self._factory = encoder_factory if output.is_opus else None
-        #: The engine's complexity dial, when the factory follows one.
-        self._dial = encoder_factory.dial if isinstance(encoder_factory, EncoderFactory) \
-            else None
-        self.encoder: OpusFrameEncoder | None = None
-        #: The next frame the encoder can encode seamlessly.
-        self._encoded_to = 0
+        #: The frames made so far, their pages and the encoder.
+        self.stream = OutputStream(session_id, output, serial, encoder_factory)
         #: Samples of look-ahead of the session's encoder (the listener hears the encoder
         #: input this much later); 0 for PCM.
-        self.lookahead = self._factory().lookahead if self._factory is not None else 0
-        self.writer: OggOpusWriter | None = None
-        self.log: PacketLog | None = PacketLog() if output.is_opus else None
-        self.next_index = 0
+        self.lookahead = self.stream.lookahead
         #: Tracks placed on the timeline, oldest first (two while one fades into the next).
         self.tracks: list[Track] = []
         #: The next track, opened, not yet placed.
@@ -133,28 +124,19 @@ class Program:
         self.crossfade = 0
         #: Set by the producer: the last frame the listener has been sent.
         self.emitted = -1
-        #: The stream has ended (its last frame carried the EOS flag).
-        self.finished = False
         #: Tracks that no longer play; the producer closes their sources.
         self.retired: list[Track] = []
         #: The pending next track was dropped with a seek: the producer opens it again.
         self.next_discarded = False
-        #: Frame from which the encoder predicts again (after a splice), if it does not.
-        self._prediction_at: int | None = None
-        #: Frame at which the single track returns to passthrough (planned two frames
-        #: ahead, to end our packets the way the source's next one expects).
-        self._return_at: int | None = None
+        #: Frame at which a pending track that ``replaces`` the current one joins.
+        self._cut_at: int | None = None
 
     # -- state ---------------------------------------------------------------------------
 
     @property
-    def head(self) -> OpusHead | None:
-        """The stream's OpusHead (Ogg formats, once started)."""
-        return self.writer.head if self.writer is not None else None
-
-    @property
-    def header_pages(self) -> bytes:
-        return self.writer.header_pages if self.writer is not None else b""
+    def finished(self) -> bool:
+        """The stream has ended (its last frame carried the EOS flag)."""
+        return self.stream.finished
 
     @property
     def current(self) -> Track:
@@ -167,13 +149,42 @@ class Program:
         return (len(self.tracks) == 1 and not self._windows
                 and self.tracks[0].mode is Mode.PASSTHROUGH)
 
+    @property
+    def _pending_unread(self) -> bool:
+        """The next track has given no input yet: it is read before it is joined,
+        so that one without audio is never placed (see ``pending_is_empty``)."""
+        pending = self.pending
+        return (pending is not None and not pending.source_ended and pending.chain is None
+                and pending.pending_input <= 0)
+
+    @property
+    def pending_is_empty(self) -> bool:
+        """The next track's source ended without a single audio frame (a text page
+        under an audio name): it is never joined; the producer drops it and the
+        session ends after the current track with that play's error."""
+        pending = self.pending
+        return (pending is not None and pending.source_ended and pending.chain is None
+                and not pending.source.audio_frames)
+
+    @property
+    def replacing(self) -> bool:
+        """A pending track replaces the current one and has not joined yet."""
+        return self.pending is not None and self.pending.replaces
+
+    @property
+    def replace_due(self) -> bool:
+        """The pending track that replaces the current one has audio: the producer
+        drops the frames queued after a short lead and calls ``replace_from``."""
+        return (self.replacing and self._cut_at is None and not self._pending_unread
+                and not self.pending_is_empty)
+
     def wants(self) -> list[Track]:
         """Tracks whose source should be read for the next frames."""
-        wanted = [t for t in self._contributors(self.next_index * FRAME)
+        wanted = [t for t in self._contributors(self.stream.next_index * FRAME)
                   if not t.source_ended]
         pending = self.pending
         if pending is not None and not pending.source_ended and pending.pending_input < 1.0:
-            if self._join_soon():
+            if pending.replaces or self._join_soon():
                 wanted.append(pending)
         return wanted
 
@@ -184,17 +195,12 @@ class Program:
 
     def start(self, track: Track) -> None:
         """Start the stream with its first track (passthrough when it can)."""
-        if self.output.is_ogg:
-            head = (track.source.opus_head if track.opus and track.source.opus_head
-                    else OpusHead(pre_skip=self.lookahead))
-            self.writer = OggOpusWriter(self.serial, head=head)
         passthrough = track.opus and track.filters.neutral and self.output.is_opus
+        self.stream.start(track.source.opus_head if track.opus else None,
+                          passthrough=passthrough)
         track.place(0, passthrough=passthrough)
         track.first_frame = 0
         self.tracks = [track]
-        if not passthrough and self._factory is not None:
-            self.encoder = self._factory()
-            self._encoded_to = 0
 
     # -- producing -------------------------------------------------------------------------
 
@@ -213,23 +219,38 @@ class Program:
                 track.feed_pcm(track.source.decode(packets, at_end))
             if at_end:
                 track.source_end()
-        encoder, dial = self.encoder, self._dial
-        if encoder is not None and dial is not None and encoder.complexity != dial.level:
-            encoder.set_complexity(dial.level)
-        frames: list[Frame] = []
+        stream = self.stream
+        stream.follow_dial()
+        frames = self._steady_passthrough() if self._steady else []
         while (frame := self._step()) is not None:
             frames.append(frame)
-        if self.log is not None:
-            self.log.trim_before(self.emitted - DECODER_PREROLL)
+        stream.trim(self.emitted)
         if self._starts and min(self._starts) <= self.emitted:
             self._starts = {k: v for k, v in self._starts.items() if k > self.emitted}
         return frames
 
+    @property
+    def _steady(self) -> bool:
+        """One track passing its packets through, nothing joining, fading, returning
+        or ending: most frames of most passthrough sessions."""
+        return (self.passthrough and not self.expect_next and self.pending is None
+                and not self._starts and self.stream.steady)
+
+    def _steady_passthrough(self) -> list[Frame]:
+        """The frames ``_step`` would make in the steady state, without asking for
+        every frame what the steady state rules out (a thousand sessions' worth of
+        frames go through here every second)."""
+        run = self.tracks[0].whole_frames()
+        return self.stream.pass_through(run) if run else []
+
     def _step(self) -> Frame | None:
-        if self.finished or not self.tracks:
+        stream = self.stream
+        if stream.finished or not self.tracks:
             return None
-        n = self.next_index
+        n = stream.next_index
         self._retire(n)
+        if self._cut_at is not None and n >= self._cut_at and not self._replace(n):
+            return None
         self._plan_crossfade(n)
         if self.passthrough:
             return self._pass_step(self.tracks[0], n)
@@ -249,19 +270,22 @@ class Program:
                 following and track.source_ended and track.queued_packets <= HOLD_FRAMES):
             # A packet of another length, or the end of a track that another follows:
             # transcode from here.
-            self._to_transcoding(track, n)
+            self.stream.to_transcoding(track, n)
             return self._mix_step(n)
         track.pop_packet()
         last = track.source_ended and not track.queued_packets and not following
-        return self._emit(packet.data, packet.position, last=last,
-                          samples=packet.keep if last else FRAME)
+        return self.stream.emit(packet.data, packet.position, last=last,
+                                samples=packet.keep if last else FRAME,
+                                start=self._starts.get(n))
 
     def _mix_step(self, n: int) -> Frame | None:
         start, stop = n * FRAME, (n + 1) * FRAME
         current = self.tracks[-1]
         following = self.expect_next or self.pending is not None
         if current.end is not None:
-            if self.pending is not None:
+            if self.pending is not None and not self.pending_is_empty:
+                if self._pending_unread:
+                    return None
                 self._join(current, self.pending, None)
                 return self._mix_step(n)
             if following and stop > current.end - FRAME:
@@ -278,56 +302,32 @@ class Program:
         owner = self._owner(n)
         position = owner.position_at(start)
         last = not following and current.end is not None and current.end <= stop
-        data = pcm.tobytes() if self._factory is None else self._encode(pcm, n)
-        frame = self._emit(data, position, last=last)
+        stream = self.stream
+        data = stream.encode(pcm, n) if stream.encodes else pcm.tobytes()
+        frame = stream.emit(data, position, last=last, start=self._starts.get(n))
         if not last:
-            self._towards_passthrough()
+            # The single track returns to passthrough when it can.
+            track = self.tracks[0]
+            stream.towards_passthrough(track, alone=(
+                not self._windows and len(self.tracks) == 1
+                and track.first_frame <= self.emitted))
         return frame
-
-    def _towards_passthrough(self) -> None:
-        """Return the single track to passthrough when it can. The source's packet
-        there assumes the post-filter state of the source's previous one: when that one
-        had it off, our last two frames are encoded without prediction first."""
-        n = self.next_index
-        track = self.tracks[0]
-        if not track.opus and self._return_at is None:
-            return  # not an Opus source: it never passes through
-        if self._windows or len(self.tracks) != 1 or track.first_frame > self.emitted:
-            self._cancel_return()
-            return
-        if self._return_at is not None and n >= self._return_at:
-            if track.passthrough_from(n):
-                self._return_at = None
-                self._prediction_at = None
-                return
-            self._cancel_return()
-            return
-        if self._return_at is not None or not track.can_pass_from(n + PREDICTION_OFF_FRAMES):
-            return
-        before = track.source_packet(n + PREDICTION_OFF_FRAMES - 1)
-        if (self.encoder is None or not self.encoder.controls_prediction
-                or before is None or postfilter_on(before.data) is not False):
-            track.passthrough_from(n)
-            return
-        self.encoder.set_prediction(False)
-        self._prediction_at = None
-        self._return_at = n + PREDICTION_OFF_FRAMES
-
-    def _cancel_return(self) -> None:
-        if self._return_at is not None:
-            self._return_at = None
-            if self.encoder is not None and self._prediction_at is None:
-                self.encoder.set_prediction(True)
 
     def _at_end(self, n: int) -> Frame | None:
         """The current track's audio is all out (passthrough): join, wait, or end."""
         current = self.tracks[-1]
-        if self.pending is not None:
+        if self.pending is not None and not self.pending_is_empty:
+            if self._pending_unread:
+                return None
             self._join(current, self.pending, None)
             return self._step()
         if self.expect_next:
             return None
         return self._end_page()
+
+    def _end_page(self) -> Frame | None:
+        """End the stream after the last frame sent (it did not carry the EOS flag)."""
+        return self.stream.end_page(self.tracks[-1].source.position if self.tracks else 0.0)
 
     # -- joining tracks ------------------------------------------------------------------------
 
@@ -340,8 +340,9 @@ class Program:
             return True
         if self.crossfade <= 0:
             return False
-        planned = self._planned_end(current, self.next_index)
-        return planned is not None and planned - self.next_index * FRAME <= (
+        n = self.stream.next_index
+        planned = self._planned_end(current, n)
+        return planned is not None and planned - n * FRAME <= (
             self.crossfade + 2 * SAMPLE_RATE)
 
     def _planned_end(self, track: Track, n: int) -> int | None:
@@ -370,6 +371,8 @@ class Program:
             return  # the current track is still fading in
         if not (pending.pending_input > 0 or pending.source_ended or pending.chain):
             return
+        if self.pending_is_empty:
+            return
         current = self.tracks[-1]
         planned = self._planned_end(current, n)
         if planned is None:
@@ -380,9 +383,42 @@ class Program:
         if current.mode is Mode.PASSTHROUGH:
             if current.next_packet() is None:
                 return
-            self._to_transcoding(current, n)
+            self.stream.to_transcoding(current, n)
         start = n * FRAME + self._alignment(pending, n * FRAME)
         self._join(current, pending, (start, max(0, planned - start)))
+
+    def _replace(self, n: int) -> bool:
+        """Join the pending track that replaces the current one at frame *n*, with a
+        short fade (``REPLACE_FADE``). False: wait for input first."""
+        pending = self.pending
+        current = self.tracks[-1]
+        if (pending is None or not pending.replaces or self.pending_is_empty
+                or (current.end is not None and current.end <= n * FRAME)):
+            self._cut_at = None  # gone, or the current track is over: it joins at the end
+            return True
+        if self._pending_unread:
+            return False
+        if self.passthrough:
+            if current.next_packet() is None:
+                if current.source_ended:
+                    self._cut_at = None
+                    return True
+                return False
+            self.stream.to_transcoding(current, n)
+        start = n * FRAME + self._alignment(pending, n * FRAME)
+        length = REPLACE_FADE
+        if current.end is not None:
+            length = min(length, max(0, current.end - start))
+        self._cut_at = None
+        self._join(current, pending, (start, length))
+        return True
+
+    def replace_from(self, index: int) -> None:
+        """The pending track replaces the current one from frame *index* (frames from
+        there were dropped, unless none were made yet)."""
+        if index < self.stream.next_index:
+            self.restart(index)
+        self._cut_at = self.stream.next_index
 
     def _alignment(self, track: Track, sample: int) -> int:
         """Samples after *sample* where *track* must start so that its packets fall on
@@ -415,8 +451,7 @@ class Program:
         self.tracks.append(nxt)
         self.pending = None
         self._windows.append(_Window(start, length, current, nxt))
-        if self._factory is not None and self.encoder is None:
-            self.encoder = self._factory()
+        self.stream.need_encoder()
         log.debug("%s: next track joins at sample %d (overlap %d)", self.session_id, start,
                   length)
 
@@ -468,75 +503,6 @@ class Program:
             total += block
         return np.clip(np.rint(total), -32768, 32767).astype(np.int16)
 
-    def _encode(self, pcm: Pcm, n: int) -> bytes:
-        if self.encoder is None or self._encoded_to != n:
-            self._prime(n, None)
-        assert self.encoder is not None
-        if self._prediction_at is not None and n >= self._prediction_at:
-            self.encoder.set_prediction(True)
-            self._prediction_at = None
-        data = self.encoder.encode(pcm.tobytes())
-        self._encoded_to = n + 1
-        return data
-
-    def _emit(self, data: bytes, position: float, *, last: bool,
-              samples: int = FRAME) -> Frame:
-        """The next frame. *samples* below 960 trims the stream's last page (its granule
-        says where the audio ends, RFC 7845)."""
-        n = self.next_index
-        start = self._starts.get(n)
-        self.next_index += 1
-        if last:
-            self.finished = True
-        if self.log is not None:
-            self.log.add(n, data, position)
-        writer = self.writer
-        if writer is None:
-            # PCM in a socket packet; a voice session's Opus packet as it is.
-            packet = data if self.output is OutputFormat.VOICE else encode_packet(
-                self.session_id, data)
-            return Frame(packet, len(data), position, 0, 0, last, n, start)
-        page = writer.audio_page(data, samples if last else FRAME, eos=last)
-        return Frame(encode_packet(self.session_id, page), len(page), position,
-                     writer.granule_position, writer.next_sequence - 1, last, n, start)
-
-    def _end_page(self) -> Frame | None:
-        """End the stream after the last frame sent (it did not carry the EOS flag)."""
-        self.finished = True
-        writer = self.writer
-        position = self.tracks[-1].source.position if self.tracks else 0.0
-        if writer is None:
-            return None  # PCM, voice: the session ends when its last frame has been sent
-        page = writer.end_page()
-        return Frame(encode_packet(self.session_id, page), len(page), position,
-                     writer.granule_position, writer.next_sequence - 1, True, self.next_index)
-
-    def _prime(self, n: int, replaced: bytes | None) -> None:
-        """A new encoder that continues the stream before frame *n*."""
-        assert self._factory is not None
-        before = [f.data for f in self.log.span(n - DECODER_PREROLL, n)] if self.log else []
-        _, pcm, end = decode_around(before, replaced, self.lookahead)
-        self._new_encoder(n, pcm, end, before)
-
-    def _new_encoder(self, n: int, pcm: Pcm, end: int, before: list[bytes]) -> None:
-        assert self._factory is not None
-        postfilter = postfilter_on(before[-1]) if before else None
-        self.encoder, off = prime_encoder(self._factory, pcm, end, postfilter=postfilter)
-        self._encoded_to = n
-        self._prediction_at = n + off if off else None
-        self._return_at = None
-
-    def _to_transcoding(self, track: Track, n: int) -> None:
-        """Leave passthrough at frame *n* (primed encoder, warm chain)."""
-        packet = track.next_packet()
-        assert packet is not None
-        before = [f.data for f in self.log.span(n - DECODER_PREROLL, n)] if self.log else []
-        decoder, pcm, end = decode_around(before, packet.data, self.lookahead)
-        if self._factory is not None:
-            self._new_encoder(n, pcm, end, before)
-        track.to_transcoding(n, decoder, pcm, end)
-        log.debug("%s: transcoding from frame %d", self.session_id, n)
-
     # -- live changes ----------------------------------------------------------------------
 
     def set_filters(self, filters: Filters, *, pending_too: bool = True) -> None:
@@ -550,20 +516,9 @@ class Program:
         """Frames from *index* on were dropped: make them again, with each track's
         current filters (crossfaded from the old output at the same track position).
         *index* must not be before a frame the listener was sent."""
-        index = max(index, self.emitted + 1)
-        if index > self.next_index:
-            index = self.next_index
-        self.finished = False
-        if self.writer is not None:
-            self.writer.rewind(FRAME * index, index + 2)
+        index = min(max(index, self.emitted + 1), self.stream.next_index)
+        redo = self.stream.rewind(index)
         self._take_back_joins(index)
-        replaced = self.log.get(index) if self.log is not None else None
-        if self.encoder is not None and self._encoded_to > index:
-            self._prime(index, replaced.data if replaced is not None else None)
-        redo = self.log.span(index, self.next_index) if self.log is not None else []
-        if self.log is not None:
-            self.log.drop_from(index)
-        self.next_index = index
         for track in self.tracks:
             if track.mode is Mode.TRANSCODING and track.codec_frame > index:
                 # It left passthrough after the cut: it passes its packets again up to
@@ -579,7 +534,7 @@ class Program:
         for track in list(self.tracks):
             if track.mode is Mode.PASSTHROUGH:
                 if not track.filters.neutral and track.next_packet() is not None:
-                    self._to_transcoding(track, index)
+                    self.stream.to_transcoding(track, index)
             else:
                 track.configure(track.filters)
                 track.recollect()
@@ -606,14 +561,7 @@ class Program:
     def seek(self, index: int, track: Track) -> None:
         """*track*'s source was moved (seek): continue with it alone from frame *index*
         (everything from there was dropped)."""
-        self.finished = False
-        if self.writer is not None:
-            self.writer.rewind(FRAME * index, index + 2)
-        replaced = self.log.get(index) if self.log is not None else None
-        if self.encoder is not None and self._encoded_to > index:
-            self._prime(index, replaced.data if replaced is not None else None)
-        if self.log is not None:
-            self.log.drop_from(index)
+        self.stream.rewind(index)
         for other in self.tracks:
             if other is not track:
                 other.close()
@@ -623,11 +571,10 @@ class Program:
         self._starts = {k: v for k, v in self._starts.items() if k < index}
         self.tracks = [track]
         self._windows = []
-        self.next_index = index
         passthrough = track.opus and track.filters.neutral and self.output.is_opus
         track.restart(index * FRAME, passthrough=passthrough)
-        if not passthrough and self._factory is not None and self.encoder is None:
-            self._prime(index, None)
+        if not passthrough:
+            self.stream.encoder_from(index)
 
     def close(self) -> None:
         """Release every track's chain (sources are the producer's). Idempotent."""

@@ -33,10 +33,14 @@ from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import opuslib  # type: ignore[import-untyped]
 
-from audio_engine.audio.opus_encoder import OpusFrameEncoder
-from protocol import CHANNELS, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
+from audio_engine.audio.codec import (
+    MAX_PACKET_SAMPLES,
+    OpusDecodeError,
+    OpusFrameEncoder,
+    RawOpusDecoder,
+)
+from protocol import CHANNELS, PCM_FRAME_BYTES, SAMPLES_PER_FRAME
 
 __all__ = [
     "DECODER_PREROLL",
@@ -48,6 +52,7 @@ __all__ = [
     "Pcm",
     "RawOpusDecoder",
     "decode_around",
+    "decode_many",
     "postfilter_on",
     "prime_encoder",
 ]
@@ -63,8 +68,6 @@ PRIME_FRAMES: Final = 3
 #: had CELT's post-filter off (measured: two frames bring the first 60 ms after a
 #: splice from 0.33 to 0.013 of full scale away from the uninterrupted stream).
 PREDICTION_OFF_FRAMES: Final = 2
-#: The longest Opus packet: 120 ms.
-MAX_PACKET_SAMPLES: Final = 5760
 
 Pcm = npt.NDArray[np.int16]
 
@@ -130,32 +133,16 @@ class PacketLog:
             self._frames.pop()
 
 
-class RawOpusDecoder:
-    """libopus decoding of 48 kHz stereo packets with nothing trimmed (no pre-skip): its
-    output is exactly the listener's decoded timeline, 960 samples per 20 ms packet.
-    Not thread-safe; ctypes releases the GIL while it decodes."""
-
-    def __init__(self) -> None:
-        self._decoder = opuslib.Decoder(SAMPLE_RATE, CHANNELS)
-
-    def decode(self, data: bytes) -> bytes:
-        """s16le stereo PCM of one packet.
-
-        Raises:
-            opuslib.OpusError: the packet is not valid Opus.
-        """
-        return bytes(self._decoder.decode(data, MAX_PACKET_SAMPLES))
-
-    def decode_many(self, packets: Sequence[bytes]) -> Pcm:
-        """Decode *packets* in order; shape (samples, 2). Invalid packets decode as one
-        frame of silence (the decoder's concealment is for lost packets, not ours)."""
-        parts: list[bytes] = []
-        for data in packets:
-            try:
-                parts.append(self.decode(data))
-            except opuslib.OpusError:
-                parts.append(bytes(PCM_FRAME_BYTES))
-        return np.frombuffer(b"".join(parts), dtype=np.int16).reshape(-1, CHANNELS)
+def decode_many(decoder: RawOpusDecoder, packets: Sequence[bytes]) -> Pcm:
+    """Decode *packets* in order; shape (samples, 2). Invalid packets decode as one
+    frame of silence (the decoder's concealment is for lost packets, not ours)."""
+    parts: list[bytes] = []
+    for data in packets:
+        try:
+            parts.append(decoder.decode(data))
+        except OpusDecodeError:
+            parts.append(bytes(PCM_FRAME_BYTES))
+    return np.frombuffer(b"".join(parts), dtype=np.int16).reshape(-1, CHANNELS)
 
 
 def postfilter_on(packet: bytes) -> bool | None:
@@ -237,8 +224,8 @@ def decode_around(before: Sequence[bytes], replaced: bytes | None,
         into the replaced packet (silence stands in when there is none).
     """
     decoder = RawOpusDecoder()
-    heard = decoder.decode_many(before)
-    ahead = decoder.decode_many([replaced]) if replaced is not None else heard[:0]
+    heard = decode_many(decoder, before)
+    ahead = decode_many(decoder, [replaced]) if replaced is not None else heard[:0]
     pcm = np.concatenate([heard, ahead])
     end = len(heard) + lookahead
     if len(pcm) < end:

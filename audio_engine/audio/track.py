@@ -10,13 +10,12 @@ available to the session's ``Program`` in one of two modes:
 Timelines (all at 48 kHz): the program's *encoder input* timeline ``u`` (output frame
 ``n`` is ``u`` in ``[960 n, 960 n + 960)``) and the listener's *decoded* timeline, which
 is the encoder input delayed by the encoder's look-ahead ``L``. A passthrough-capable
-track also has its *raw* timeline: its packets decoded with nothing trimmed (packet ``j``
-is raw samples ``[960 j, 960 j + 960)``), placed at decoded sample ``raw_offset``. Its
-packets can go out as they are exactly when ``raw_offset`` is a whole number of frames
-and the chain has not moved the audio in time (no tempo change since the placement):
-then output frame ``n`` *is* raw packet ``(960 n - raw_offset) / 960``. So a transcoded
-passthrough-capable track feeds its chain the raw audio ``L`` samples ahead of the
-frame grid, which lets it return to passthrough when its filters are cleared.
+track also has its *raw* timeline (``RawTimeline``, ``raw``): its packets decoded with
+nothing trimmed, placed at a decoded sample. Its packets can go out as they are exactly
+when that offset is a whole number of frames and the chain has not moved the audio in
+time (no tempo change since the placement). So a transcoded passthrough-capable track
+feeds its chain the raw audio ``L`` samples ahead of the frame grid, which lets it
+return to passthrough when its filters are cleared.
 
 Not thread-safe: the program calls it from one codec job at a time.
 """
@@ -26,21 +25,15 @@ from __future__ import annotations
 import logging
 from collections import deque
 from enum import StrEnum
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import opuslib  # type: ignore[import-untyped]
 
+from audio_engine.audio.codec import RawOpusDecoder
 from audio_engine.audio.filters import FilterChain, FilteredFrame, Filters, RewindError
-from audio_engine.audio.splice import RawOpusDecoder
-from audio_engine.sources.media import (
-    MAX_CONSECUTIVE_DECODE_ERRORS,
-    MediaSource,
-    OpusInput,
-    PcmChunk,
-    SourceFailed,
-)
+from audio_engine.audio.raw import RawTimeline
+from audio_engine.sources.media import MediaSource, OpusInput, PcmChunk
 from protocol import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 __all__ = ["CHAIN_WARMUP_FRAMES", "FRAME", "Mode", "Track"]
@@ -51,9 +44,6 @@ FRAME: Final = SAMPLES_PER_FRAME
 #: Frames of audio already heard that a chain created mid-track is fed before the first
 #: frame it produces for real (60 ms): the new filters warm up on them and crossfade in.
 CHAIN_WARMUP_FRAMES: Final = 3
-#: Decoded packets kept to return to passthrough (about 2 s): more than a chain holds
-#: back (its loudness hold is 0.5 s) plus a batch.
-_RECENT_PACKETS: Final = 96
 
 Pcm = npt.NDArray[np.int16]
 
@@ -63,14 +53,6 @@ class Mode(StrEnum):
 
     PASSTHROUGH = "passthrough"
     TRANSCODING = "transcoding"
-
-
-class _Raw(NamedTuple):
-    """A decoded packet of a passthrough-capable track: its raw index (samples) and the
-    packet, to send it as it is if the track returns to passthrough."""
-
-    start: int
-    packet: OpusInput
 
 
 class _SampleQueue:
@@ -129,11 +111,15 @@ class Track:
         filters: the filters to play it with (volume and default loudness included).
         lookahead: the encoder's look-ahead ``L`` (0 for PCM output).
         passthrough_ok: whether this output can take Opus packets as they are.
+        replaces: see the attribute.
     """
 
     def __init__(self, play: Any, source: MediaSource, filters: Filters, *, lookahead: int,
-                 passthrough_ok: bool) -> None:
+                 passthrough_ok: bool, replaces: bool = False) -> None:
         self.play = play
+        #: A next track that replaces the current one as soon as it has audio ("play
+        #: now"), instead of following it.
+        self.replaces = replaces
         self.source = source
         self.filters = filters
         self.lookahead = lookahead
@@ -170,18 +156,7 @@ class Track:
         self._flushed = False
 
         # the raw timeline (passthrough-capable tracks)
-        self._decoder: RawOpusDecoder | None = None
-        self.raw_offset = 0
-        #: Raw samples decoded since the placement.
-        self._raw_count = 0
-        #: Raw samples still to drop before the chain's input begins.
-        self._raw_skip = 0
-        #: Track time of raw sample 0.
-        self._raw_origin = 0.0
-        self._recent: deque[_Raw] = deque(maxlen=_RECENT_PACKETS)
-        #: Every packet since the placement was one 20 ms frame.
-        self._whole_frames = True
-        self._decode_errors = 0
+        self._raw = RawTimeline()
 
         # input read before the track was placed
         self._early_packets: list[OpusInput] = []
@@ -218,6 +193,22 @@ class Track:
     @property
     def queued_packets(self) -> int:
         return len(self._packets)
+
+    def whole_frames(self) -> list[OpusInput]:
+        """Remove and return the queued packets that are whole 20 ms frames to send as
+        they are, stopping before one that is not, and keeping the last packet of an
+        ended source (its end is the program's to decide)."""
+        packets = self._packets
+        keep = 1 if self.source_ended else 0
+        run: list[OpusInput] = []
+        while len(packets) > keep:
+            packet = packets[0]
+            if packet.samples != FRAME or packet.keep != FRAME:
+                break
+            run.append(packets.popleft())
+        if run:
+            self._trimmed = 0
+        return run
 
     def requeue(self, packets: list[OpusInput]) -> None:
         """Put packets that were sent as they are, then dropped, back in front."""
@@ -259,7 +250,7 @@ class Track:
     def position_at(self, sample: int) -> float:
         """Track time at encoder-input *sample* (transcoding)."""
         if self.chain is None:
-            return self._raw_origin
+            return self._raw.origin
         index = max(0, sample - self.chain_base)
         return self.chain.positions.track_time(index)
 
@@ -326,30 +317,27 @@ class Track:
         self._out.clear()
         self._out_start = start
         self._packets.clear()
-        self._recent.clear()
-        self._whole_frames = True
-        self._decode_errors = 0
+        raw = self._raw
+        raw.clear()
         early_packets, self._early_packets = self._early_packets, []
         early_pcm, self._early_pcm = self._early_pcm, []
         if self.opus:
-            self.raw_offset = start if raw_offset is None else raw_offset
-            self._raw_count = 0
-            self._raw_skip = start + self.lookahead - self.raw_offset
-            self._raw_origin = early_packets[0].position if early_packets else self.source.position
+            raw.place(start if raw_offset is None else raw_offset, start + self.lookahead,
+                      early_packets[0].position if early_packets else self.source.position)
         if passthrough and self.opus:
             self._close_chain()
             self.mode = Mode.PASSTHROUGH
-            self._decoder = None
+            raw.forget()
             self._packets.extend(early_packets)
             return
         self.mode = Mode.TRANSCODING
         if self.opus:
-            origin = self._raw_origin + self._raw_skip / SAMPLE_RATE
+            origin = raw.origin + raw.skip / SAMPLE_RATE
         else:
             origin = early_pcm[0].position if early_pcm else self.source.position
         self._new_chain(self.filters, origin, start)
         if self.opus:
-            self._decoder = RawOpusDecoder()
+            raw.start_decoding()
             self._decode_all(early_packets)
             self._collect()
         else:
@@ -380,7 +368,7 @@ class Track:
         self.chain_base = start
         self._out_start = start
         if self.opus:
-            self.raw_offset = start if raw_offset is None else raw_offset
+            self._raw.move(start if raw_offset is None else raw_offset)
         early_packets, self._early_packets = self._early_packets, []
         early_pcm, self._early_pcm = self._early_pcm, []
         self._decode_all(early_packets)
@@ -405,7 +393,7 @@ class Track:
         self.mode = Mode.TRANSCODING
         self.codec_frame = frame
         first = self._packets.popleft()
-        first_raw = frame * FRAME - self.raw_offset
+        first_raw = frame * FRAME - self._raw.offset
         warm = min(CHAIN_WARMUP_FRAMES, end // FRAME) * FRAME
         origin = first.position + (self.lookahead - warm) / SAMPLE_RATE
         self._new_chain(Filters(), origin, frame * FRAME - warm)
@@ -416,13 +404,7 @@ class Track:
         self._out.clear()
         self.chain.configure(self.filters)
         self._out_append(self.chain.push(pcm[end:].tobytes()))
-        self._decoder = decoder
-        self._raw_origin = first.position - first_raw / SAMPLE_RATE
-        self._recent.clear()
-        self._recent.append(_Raw(first_raw, first))
-        self._raw_count = first_raw + first.samples
-        self._raw_skip = 0
-        self._whole_frames = first.samples == FRAME
+        self._raw.resume(decoder, first_raw, first)
         pending = list(self._packets)
         self._packets.clear()
         self._decode_all(pending)
@@ -442,10 +424,9 @@ class Track:
         self.end = None  # known again when the last packet has gone out
         self.mode = Mode.PASSTHROUGH
         self.codec_frame = -1
-        self._decoder = None
+        self._raw.forget()
         self._out.clear()
         self._packets.extend(kept)
-        self._recent.clear()
         return True
 
     def can_pass_from(self, frame: int) -> bool:
@@ -454,26 +435,20 @@ class Track:
 
     def source_packet(self, frame: int) -> OpusInput | None:
         """The source's own packet for output frame *frame*, if it is kept."""
-        wanted = frame * FRAME - self.raw_offset
-        return next((raw.packet for raw in self._recent if raw.start == wanted), None)
+        return self._raw.packet_at(frame)
 
     def _passthrough_packets(self, frame: int) -> list[OpusInput] | None:
         chain = self.chain
         if not self.opus or self.mode is not Mode.TRANSCODING or chain is None:
             return None
-        if not chain.passthrough or not self._whole_frames or self.raw_offset % FRAME:
+        raw = self._raw
+        if not chain.passthrough or not raw.whole_frames or raw.offset % FRAME:
             return None
         index = frame * FRAME - self.chain_base
         expected = self._chain_origin + index / SAMPLE_RATE
         if index < 0 or abs(chain.positions.track_time(index) - expected) > 0.5 / SAMPLE_RATE:
             return None  # a tempo change moved the audio off the source's frame grid
-        wanted = frame * FRAME - self.raw_offset
-        kept = [raw for raw in self._recent if raw.start >= wanted]
-        if kept and kept[0].start != wanted:
-            return None
-        if not kept and wanted != self._raw_count:
-            return None
-        return [raw.packet for raw in kept]
+        return raw.packets_from(frame)
 
     def back_to_passthrough(self, sent_then_dropped: list[OpusInput]) -> bool:
         """Undo ``to_transcoding``: the frames from where the track left passthrough
@@ -481,20 +456,19 @@ class Track:
         before that point), then every packet decoded since. False (nothing done) if
         those packets are no longer all kept."""
         assert self.mode is Mode.TRANSCODING and self.codec_frame >= 0
-        first = self.codec_frame * FRAME - self.raw_offset
-        if not self._recent or self._recent[0].start != first:
+        decoded = self._raw.all_since(self.codec_frame)
+        if decoded is None:
             return False
         self._close_chain()
         self.mode = Mode.PASSTHROUGH
         self.codec_frame = -1
-        self._decoder = None
+        self._raw.forget()
         self._out.clear()
         self._flushed = False
         self.end = None
         self._packets.clear()
         self._packets.extend(sent_then_dropped)
-        self._packets.extend(raw.packet for raw in self._recent)
-        self._recent.clear()
+        self._packets.extend(decoded)
         return True
 
     # -- live changes ------------------------------------------------------------------
@@ -543,7 +517,7 @@ class Track:
     def close(self) -> None:
         """Release the chain. Idempotent (the source is closed by the producer)."""
         self._close_chain()
-        self._decoder = None
+        self._raw.forget()
         self._packets.clear()
         self._out.clear()
 
@@ -564,37 +538,9 @@ class Track:
     def _decode_all(self, items: list[OpusInput]) -> None:
         """Decode packets onto the raw timeline and push what the chain takes, at once."""
         assert self.chain is not None
-        pieces = [piece for item in items if (piece := self._decode(item))]
-        if pieces:
-            self._out_append(self.chain.push(b"".join(pieces)))
-
-    def _decode(self, item: OpusInput) -> bytes:
-        """Decode one packet onto the raw timeline; returns the part the chain takes."""
-        assert self._decoder is not None
-        try:
-            data = self._decoder.decode(item.data)
-            self._decode_errors = 0
-        except opuslib.OpusError as exc:
-            self._decode_errors += 1
-            if self._decode_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                raise SourceFailed(
-                    f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
-                ) from exc
-            data = bytes(item.samples * 4)
-        if item.keep < item.samples:
-            data = data[: item.keep * 4]  # the stream's end: the rest is padding
-        self._recent.append(_Raw(self._raw_count, item))
-        if item.samples != FRAME:
-            self._whole_frames = False
-        samples = len(data) // 4
-        self._raw_count += samples
-        if self._raw_skip >= samples:
-            self._raw_skip -= samples
-            return b""
-        if self._raw_skip:
-            data = data[self._raw_skip * 4 :]
-            self._raw_skip = 0
-        return data
+        data = self._raw.decode(items)
+        if data:
+            self._out_append(self.chain.push(data))
 
     def _collect(self) -> None:
         """Take the frames the chain has ready (after a flush: the ones it redid)."""

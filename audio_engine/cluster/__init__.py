@@ -2,10 +2,17 @@
 
 - ``channel``: the byte protocol between them (sans-I/O);
 - ``peer``: one end of a channel (calls, casts, batches);
-- ``workers``: the front's handle on a worker process;
+- ``workers``: the front's handle on one worker process; ``pool``: all of them;
 - ``worker``: a worker's link to its front and the calls it answers;
+- ``reports``: what a worker tells its front, and the engine's identity;
+- ``directory``: which worker holds each session and what it costs (pure);
 - ``cost``: what a session costs, admission and the libopus complexity (pure);
-- ``front``: the front (placement, admission, the socket hub, failover).
+- ``governor``: the front's load governor (budget, cost per unit, measured load,
+  complexity steps) around those rules;
+- ``stats``: ``/health`` and ``/stats`` from the workers' parts (pure);
+- ``overview``: the front's ``/health``, ``/stats``, ``/metrics`` and session list,
+  gathered from every live worker;
+- ``front``: the front (placement, plays, the socket hub, failover).
 """
 
 from __future__ import annotations

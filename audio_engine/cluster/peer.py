@@ -31,6 +31,7 @@ from audio_engine.cluster.channel import (
     encode_cast,
     encode_result,
 )
+from lifecycle import Process, TaskOwner, declare
 from protocol import NEED_DATA
 
 __all__ = ["CallFailed", "CallTimedOut", "Handler", "Peer", "PeerGone"]
@@ -40,6 +41,15 @@ log = logging.getLogger(__name__)
 #: A call or cast handler: positional arguments in, a picklable value (or an
 #: awaitable of one) out; ``CallFailed`` raised to answer with a ``Failure``.
 Handler = Callable[..., Any]
+
+
+_OWNER = "a channel's `Peer` (the front's worker handle, a worker's link)"
+CALL = declare(
+    "call-{key}", owner=_OWNER, process=Process.ENGINE,
+    what="answering a call that is a coroutine (a worker's shutdown, a resolution job "
+         "the front runs for a worker)",
+    ends="answered, cancelled by the caller's `cancel`, or the channel closes "
+         "(cancelled and awaited)")
 
 
 class PeerGone(Exception):
@@ -79,6 +89,7 @@ class Peer(asyncio.Protocol):
         self._pending: dict[int, asyncio.Future[Any]] = {}
         #: Handler tasks of coroutine calls, by call id (to cancel on request).
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._tasks = TaskOwner(_OWNER, logger=log)
         self.closed = asyncio.Event()
         self.lost_reason: Exception | None = None
 
@@ -201,8 +212,11 @@ class Peer(asyncio.Protocol):
             self.write(encode_result(call_id, Failure("internal", f"{type(exc).__name__}")))
             return
         if inspect.isawaitable(value):
-            task = asyncio.get_running_loop().create_task(
-                self._answer_later(call_id, method, value), name=f"{self.name}-{method}")
+            if self._tasks.closed:
+                self.write(encode_result(call_id, Failure("cancelled", "the channel closes")))
+                return
+            task = self._tasks.spawn(CALL, self._answer_later(call_id, method, value),
+                                     key=f"{method}-{call_id}")
             self._running[call_id] = task
             task.add_done_callback(lambda _: self._running.pop(call_id, None))
             return
@@ -248,10 +262,6 @@ class Peer(asyncio.Protocol):
 
     async def aclose(self) -> None:
         """Cancel running handler tasks and close the channel. Idempotent."""
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
         if self.transport is not None:
             self.transport.close()

@@ -34,7 +34,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 #: events with a ``reason``, Lavalink's filters (``/session/{id}/filters``), the next
 #: track of a gapless queue (``/session/{id}/next``) and crossfades between tracks.
 FEATURES = ("play_id", "volume", "seek", "hello", "finish_reason", "filters", "next_track",
-            "crossfade")
+            "crossfade", "play_now")
 
 
 def rss_megabytes() -> float:

@@ -297,7 +297,9 @@ class WorkerService:
         return session.crossfade
 
     def set_next(self, session_id: str, request: PlayRequest, filters: Filters | None,
-                 loudness_default: bool, play_id: int) -> int:
+                 loudness_default: bool, play_id: int, now: bool = False) -> int:
+        """Set the next track (or a "play now" one); returns the id of the gate
+        holding its events (0: none)."""
         session = self.manager.get(session_id)
         if session is None:
             raise _not_found()
@@ -307,12 +309,13 @@ class WorkerService:
                 f"({session.request.output.value}): the next track continues its stream"))
         try:
             nxt = self.manager.set_next(session_id, request, filters=filters,
-                                        loudness_default=loudness_default, play_id=play_id)
+                                        loudness_default=loudness_default, play_id=play_id,
+                                        now=now)
         except NotPlayable as exc:
             raise CallFailed(Failure("not_playable", str(exc))) from exc
         if nxt is None:
             raise _not_found()
-        return nxt.play_id
+        return self._gate_id(nxt.gate) if nxt.gate is not None else 0
 
     def cancel_next(self, session_id: str) -> int | None:
         session = self.manager.get(session_id)

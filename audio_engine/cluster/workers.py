@@ -73,6 +73,8 @@ class WorkerProcess(Peer):
         self.report: WorkerReport | None = None
         #: Set with its first report: the worker runs and its clock ticks.
         self.started = asyncio.Event()
+        #: Set when it started or its channel closed, whichever came first.
+        self.settled = asyncio.Event()
         #: The front is stopping this worker on purpose (not a death to recover from).
         self.retiring = False
         self.handlers.update({
@@ -121,6 +123,7 @@ class WorkerProcess(Peer):
         self.report = report
         if report.last_tick_at is not None:
             self.started.set()
+            self.settled.set()
         self._front.worker_report(self, report)
 
     def on_batch(self, batch: Batch) -> None:
@@ -130,6 +133,7 @@ class WorkerProcess(Peer):
         self._front.worker_events(self, lines)
 
     def on_lost(self, exc: Exception | None) -> None:
+        self.settled.set()
         self._front.worker_lost(self)
 
     def kill(self) -> None:

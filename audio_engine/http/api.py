@@ -25,7 +25,6 @@ that would change a Lavalink player's session is refused with 409.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -47,6 +46,7 @@ from audio_engine.lavalink import (
     is_lavalink_path,
     lavalink_router,
 )
+from protocol.bearer import bearer_matches
 
 __all__ = ["CALLER_HEADER", "MAX_VOLUME", "PLAY_ID_HEADER", "create_app"]
 
@@ -100,7 +100,7 @@ class _BearerToken:
 
     def __init__(self, app: Any, token: str, *, lavalink: bool = False) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._token = token
         #: Lavalink's paths have its own password (``LavalinkGate``).
         self._lavalink = lavalink
 
@@ -109,8 +109,8 @@ class _BearerToken:
                 self._lavalink and is_lavalink_path(scope["path"])):
             await self.app(scope, receive, send)
             return
-        presented = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(presented, self._expected):
+        presented = dict(scope.get("headers") or []).get(b"authorization")
+        if bearer_matches(presented, self._token):  # any case of "Bearer"
             await self.app(scope, receive, send)
             return
         response = GoJSONResponse(

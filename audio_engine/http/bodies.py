@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
 
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.http.errors import GoError
@@ -97,6 +98,10 @@ class NextBody(BaseModel):
     duration: float = Field(0.0, description="track length hint, seconds")
     filters: dict[str, Any] | None = Field(
         None, description="filters for this track (default: keep the session's)")
+    now: bool = Field(
+        False, description="play now: replace the current track as soon as this one has "
+        "audio; the current one plays on until then, and on if this one fails (its error "
+        "event carries its play id)")
 
 
 class CrossfadeBody(BaseModel):
@@ -141,10 +146,14 @@ async def _read_body(request: Request, session_id: str, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except ClientDisconnect as exc:
+        # Nobody reads the answer; it is still one in the Go shape, not a traceback.
+        raise GoError(session_id, "invalid request: the client went away", 499) from exc
     return bytes(body)
 
 

@@ -8,7 +8,8 @@ handle is a 400 (as the Go engine), with the keys of a success zeroed and ``erro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import logging
+from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
@@ -17,17 +18,31 @@ from starlette.responses import Response
 from audio_engine.http.bodies import caller, check_url, client
 from audio_engine.http.gojson import GoJSONResponse
 from audio_engine.sources.resolver import ResolveError, Resolver
+from lifecycle import Process, TaskOwner, declare
 
 __all__ = ["catalogue_router"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+_OWNER = "a catalogue request (`_unless_client_leaves`)"
+JOB = declare(
+    "catalogue-job", owner=_OWNER, process=Process.ENGINE,
+    what="a `/metadata`, `/playlist` or `/search` resolution",
+    ends="answered, or cancelled (its resolution worker killed) when the client leaves")
+CLIENT_WATCH = declare(
+    "catalogue-client-watch", owner=_OWNER, process=Process.ENGINE,
+    what="watching a catalogue request's client for a disconnect",
+    ends="the answer, or the disconnect (cancelled and awaited either way)")
 
 
 class _ClientGone(Exception):
     pass
 
 
-async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T:
     """Await *work*, cancelling it if the client disconnects first (a resolution
     job's worker is killed then, not left to finish for nobody).
 
@@ -38,31 +53,44 @@ async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    job = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(client_left())
+    async def outcome() -> tuple[T | None, BaseException | None]:
+        # The job's own failure is the answer, not a task failure to log.
+        try:
+            return await work, None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return None, exc
+
+    tasks = TaskOwner(_OWNER, logger=log)
+    job = tasks.spawn(JOB, outcome())
+    watch = tasks.spawn(CLIENT_WATCH, client_left())
     try:
         await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        watch.cancel()
-        if not job.done():
-            job.cancel()
-        await asyncio.gather(watch, return_exceptions=True)
-    if job.cancelled():
-        await asyncio.gather(job, return_exceptions=True)
+        await_job = job.done() and not job.cancelled()
+        await tasks.aclose()
+    if not await_job:
         raise _ClientGone
-    return job.result()
+    value, error = job.result()
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
 
 
 def catalogue_router(resolver: Resolver, *, max_url_length: int) -> APIRouter:
     """The catalogue endpoints, answered by *resolver*."""
     router = APIRouter()
 
-    async def answer(request: Request, work: Awaitable[Any], failed: Any,
+    async def answer(request: Request, work: Coroutine[Any, Any, Any], failed: Any,
                      error_status: int) -> Response:
         try:
             return GoJSONResponse(await _unless_client_leaves(request, work))
         except ResolveError as exc:
-            return failed(str(exc), error_status)  # type: ignore[no-any-return]
+            # As the Go engine: 400 (500 for a search) for what it cannot handle; 503
+            # when the engine is shutting down.
+            status = 503 if exc.unavailable else error_status
+            return failed(str(exc), status)  # type: ignore[no-any-return]
         except _ClientGone:
             return failed("the client went away", 499)  # type: ignore[no-any-return]
 

@@ -20,7 +20,7 @@ def node_router(front: Front) -> APIRouter:
 
     @router.get("/health", summary="Liveness and engine statistics")
     async def health() -> Response:
-        return GoJSONResponse(await front.health())
+        return GoJSONResponse(await front.overview.health())
 
     @router.get("/ready", summary="Readiness: 200 when the engine can take work, else 503 "
                 "with the reasons")
@@ -32,11 +32,11 @@ def node_router(front: Front) -> APIRouter:
 
     @router.get("/stats", summary="Node statistics in Lavalink's shape (frameStats per minute)")
     async def stats() -> Response:
-        return GoJSONResponse(await front.stats())
+        return GoJSONResponse(await front.overview.stats())
 
     @router.get("/sessions", summary="Every session with state, position and counters")
     async def list_sessions() -> Response:
-        return GoJSONResponse({"sessions": await front.views()})
+        return GoJSONResponse({"sessions": await front.overview.views()})
 
     @router.get("/sessions/{session_id}", summary="One session with state, position, counters")
     async def one_session(session_id: SessionId) -> Response:
@@ -47,6 +47,6 @@ def node_router(front: Front) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
-        return Response(await front.metrics_text(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await front.overview.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     return router

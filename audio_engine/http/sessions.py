@@ -178,17 +178,21 @@ def sessions_router(front: Front) -> APIRouter:
         return GoJSONResponse({"status": "ok", "session_id": session_id, "crossfade": value})
 
     @router.post("/session/{session_id}/next",
-                 summary="The track after the current one, joined in the same stream (ours)")
+                 summary="The track after the current one, joined in the same stream, or "
+                 "with now the one that replaces it once it has audio (ours)")
     async def set_next(session_id: SessionId, request: Request) -> Response:
         _not_lavalink(front, session_id)
         body = await parse_body(request, NextBody, session_id, limit)
         output = front.output_of(session_id)
         play, filters, loudness_default = next_request(
             session_id, body, request, output, max_url_length=settings.max_url_length)
-        play_id = await front.set_next(session_id, play, filters, loudness_default)
+        started = await front.set_next(session_id, play, filters, loudness_default,
+                                       now=body.now)
         return GoJSONResponse(
-            {"status": "queued", "session_id": session_id, "play_id": play_id},
-            headers={PLAY_ID_HEADER: str(play_id)},
+            {"status": "replacing" if body.now else "queued", "session_id": session_id,
+             "play_id": started.play_id},
+            headers={PLAY_ID_HEADER: str(started.play_id)},
+            background=BackgroundTask(front.replied, started.reply),
         )
 
     @router.post("/session/{session_id}/next/cancel", summary="Forget the next track (ours)")

@@ -43,6 +43,7 @@ from audio_engine.lavalink.errors import LavalinkError
 from audio_engine.lavalink.loader import TrackLoader, play_url
 from audio_engine.lavalink.player import ClientSession, Player, new_session_id
 from audio_engine.sessions.session import PlayRequest
+from lifecycle import Process, TaskOwner, declare
 from protocol.filters import FilterError, Filters, parse_filters
 from protocol.lavalink import (
     Cpu,
@@ -75,6 +76,13 @@ __all__ = ["STATS_INTERVAL", "LavalinkNode"]
 
 log = logging.getLogger(__name__)
 
+_OWNER = "LavalinkNode"
+SESSION_END = declare(
+    "lavalink-session-{key}-end", owner=_OWNER, process=Process.ENGINE,
+    what="ending a Lavalink client session that is gone (closed, or not resumed in "
+         "time): its players destroyed, their engine sessions stopped",
+    ends="every player destroyed; `LavalinkNode.close` waits for it")
+
 #: Seconds between ``stats`` messages (Lavalink's fixed minute).
 STATS_INTERVAL: Final = 60.0
 #: Largest guild id (a snowflake is a 64-bit number; Lavalink parses it as a Long).
@@ -106,7 +114,7 @@ class LavalinkNode:
         #: Every player by guild id, with its session (a guild has one player).
         self._players: dict[str, tuple[ClientSession, Player]] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(_OWNER, logger=log)
         self._closed = False
         front.voice_listener = self
 
@@ -169,13 +177,13 @@ class LavalinkNode:
             self._expiry[session.id] = asyncio.get_running_loop().call_later(
                 session.timeout, self._expire, session)
             return
-        self._spawn(self._end(session), f"lavalink-session-{session.id}-end")
+        self._tasks.spawn(SESSION_END, self._end(session), key=session.id)
 
     def _expire(self, session: ClientSession) -> None:
         self._expiry.pop(session.id, None)
         if not session.connected:
             log.info("Lavalink session %s was not resumed in time", session.id)
-            self._spawn(self._end(session), f"lavalink-session-{session.id}-end")
+            self._tasks.spawn(SESSION_END, self._end(session), key=session.id)
 
     async def _end(self, session: ClientSession) -> None:
         """End *session*: every player is destroyed (its track ends with ``cleanup``,
@@ -481,7 +489,7 @@ class LavalinkNode:
 
     async def stats(self, *, frame_stats: bool) -> dict[str, Any]:
         """``/v4/stats`` (without ``frameStats``), or the ``stats`` message (with it)."""
-        raw = await self.front.stats()
+        raw = await self.front.overview.stats()
         memory = Memory(**raw["memory"])
         cpu = Cpu(**raw["cpu"])
         if not frame_stats:
@@ -563,16 +571,6 @@ class LavalinkNode:
 
     # -- tasks --------------------------------------------------------------------------------
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
-
     async def close(self) -> None:
         """Stop waiting for resumes and end the session tasks (the engine ends the
         players' sessions when it stops). Idempotent; safe to cancel."""
@@ -580,6 +578,4 @@ class LavalinkNode:
         for handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
-        tasks = list(self._tasks)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.join()

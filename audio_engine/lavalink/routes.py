@@ -28,6 +28,7 @@ import hmac
 import json
 import logging
 import platform
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -42,6 +43,7 @@ from audio_engine.cluster.reports import VERSION
 from audio_engine.lavalink.errors import LavalinkError, status_only
 from audio_engine.lavalink.node import STATS_INTERVAL, LavalinkNode
 from audio_engine.lavalink.player import OUTBOX, ClientSession
+from lifecycle import Process, TaskOwner, declare
 from protocol.lavalink import (
     MAX_ENCODED_TRACK_LENGTH,
     Git,
@@ -63,6 +65,25 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_WS_OWNER = "a Lavalink WebSocket's handler (`_serve`)"
+_WS_ENDS = ("the client leaves or its session is taken over by a resume (cancelled and "
+            "awaited by the handler)")
+WS_READER = declare(
+    "lavalink-{key}-read", owner=_WS_OWNER, process=Process.ENGINE,
+    what="reading a Lavalink client's WebSocket until it disconnects (v4 takes no "
+         "messages)", ends=_WS_ENDS)
+WS_WRITER = declare(
+    "lavalink-{key}-write", owner=_WS_OWNER, process=Process.ENGINE,
+    what="writing a Lavalink client session's messages to its WebSocket", ends=_WS_ENDS)
+WS_TICK = declare(
+    "lavalink-{key}-tick", owner=_WS_OWNER, process=Process.ENGINE,
+    what="sending a Lavalink client its `stats` every minute and its players' "
+         "`playerUpdate` on time", ends=_WS_ENDS)
+WS_HANDED_OVER = declare(
+    "lavalink-{key}-handed-over", owner=_WS_OWNER, process=Process.ENGINE,
+    what="waiting for a Lavalink client session to be taken over by a newer WebSocket "
+         "(a resume)", ends=_WS_ENDS)
 
 #: What ``/version`` says: the Lavalink API we speak (clients read the major and
 #: minor; mafic warns about a minor it does not know).
@@ -323,17 +344,23 @@ async def _serve(ws: WebSocket, node: LavalinkNode, session: ClientSession,
     async def handed_over() -> None:
         await taken_over.wait()
 
-    tasks = [asyncio.create_task(job(), name=f"lavalink-{session.id}-{job.__name__}")
-             for job in (read, write, tick, handed_over)]
+    async def until_closed(job: Callable[[], Awaitable[None]]) -> None:
+        """*job*, ended quietly by a WebSocket the client closed (the owner logs any
+        other failure)."""
+        try:
+            await job()
+        except Exception as exc:
+            if not _closed_socket(exc):
+                raise
+
+    owner = TaskOwner(_WS_OWNER, logger=log)
+    jobs = ((WS_READER, read), (WS_WRITER, write), (WS_TICK, tick),
+            (WS_HANDED_OVER, handed_over))
+    running = [owner.spawn(spec, until_closed(job), key=session.id) for spec, job in jobs]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for task, result in zip(tasks, results, strict=True):
-            if isinstance(result, Exception) and not _closed_socket(result):
-                log.error("%s failed", task.get_name(), exc_info=result)
+        await owner.aclose()
         if ws.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await ws.close(1000)

@@ -29,8 +29,11 @@ only when
 * the event loop is not behind (none of the gate's last few 20 ms waits came
   back more than ``max_loop_lag`` late).
 
-Waiters are served in arrival order. A source that has waited half of
-``max_wait`` goes in as soon as fewer than ``concurrency`` open, whatever the lag;
+Waiters are served in arrival order. A source that has waited ``PATIENCE`` (or half
+of ``max_wait`` if that is less) goes in as soon as fewer than ``concurrency`` open,
+whatever the lag (an accepted play is promised its first audio within ``max_wait``,
+and a loop late for reasons of its own, a stall or a busy host, must not use up
+that promise: a hundred plays at once need most of the second to open);
 one that waits longer than ``max_wait`` is refused (the engine is overloaded: its
 playing sessions come first). Cancelling a waiter is safe.
 """
@@ -55,6 +58,9 @@ __all__ = [
     "admissible",
 ]
 
+#: Seconds a source waits for the loop and the pools to catch up before it goes in
+#: on the concurrency limit alone.
+PATIENCE: Final = 0.25
 #: Seconds between two looks at the engine's health while the gate is shut.
 _POLL = 0.02
 #: The loop counts as behind if any of this many recent waits came back late
@@ -125,10 +131,10 @@ class OpenGate:
         """
         self.waiting += 1
         loop = asyncio.get_running_loop()
-        # Past half its wait, a source goes in as soon as one of the concurrent places
+        # Past its patience, a source goes in as soon as one of the concurrent places
         # is free, lag or not: a burst slows the sessions already playing a little,
         # but an accepted play is not refused for the engine's own caution.
-        patient_until = loop.time() + self.max_wait / 2
+        patient_until = loop.time() + min(self.max_wait / 2, PATIENCE)
         try:
             async with asyncio.timeout(self.max_wait):
                 async with self._turn:  # first come, first served

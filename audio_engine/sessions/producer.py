@@ -28,9 +28,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from audio_engine.audio.codec import OpusFrameEncoder
 from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
-from audio_engine.audio.opus_encoder import OpusFrameEncoder
 from audio_engine.audio.program import Program
 from audio_engine.audio.track import Track
 from audio_engine.sessions.admission import Admission, AdmissionRefused, OpenGate
@@ -46,6 +46,7 @@ from audio_engine.sources.media import (
 )
 from audio_engine.sources.resolver import ResolveError, Resolver
 from audio_engine.wire.ring import Frame, RingSize
+from lifecycle import Backoff, Process, TaskOwner, declare
 from protocol import FRAME_DURATION, SAMPLE_RATE
 from protocol.filters import Loudness
 
@@ -106,6 +107,11 @@ class SessionEvents(Protocol):
 
     def source_retried(self, session: Session) -> None:
         """A broken source was reopened."""
+        ...
+
+    def next_failed(self, session: Session, nxt: NextTrack) -> None:
+        """A "play now" track could not be opened: report it; the current track
+        plays on."""
         ...
 
     def source_opened(self, session: Session, seconds: float) -> None:
@@ -201,7 +207,7 @@ async def run_producer(session: Session, context: ProducerContext) -> None:
             # Encoders and filter graphs are built on the codec pool, not the loop.
             program, track = await _run_by(context.codec_pool, time.monotonic() + OPEN_SLACK,
                                            _start_program, session, context, source, filters)
-            session.header_pages = program.header_pages
+            session.header_pages = program.stream.header_pages
             production = _Production(session, program, context, admission,
                                      first_play=session.play_id)
             production.grants[track] = grant
@@ -238,9 +244,9 @@ def _start_program(session: Session, context: ProducerContext, source: MediaSour
     track = Track(None, source, filters, lookahead=program.lookahead,
                   passthrough_ok=output.is_opus)
     program.start(track)
-    if session.resume is not None and program.writer is not None:
+    if session.resume is not None:
         # Moved from a dead worker: the listener's Ogg stream goes on.
-        program.writer.rewind(session.resume.granule, session.resume.sequence)
+        program.stream.resume(session.resume.granule, session.resume.sequence)
     return program, track
 
 
@@ -282,11 +288,13 @@ def _read_and_produce(program: Program, track: Track, seconds: float
 
 @dataclass(slots=True)
 class _Retries:
-    """A track's reopen budget."""
+    """A track's reopen budget, and the delay before its next reopen (0.25 s
+    doubling)."""
 
     attempts: int = 0
     #: Media position of the last reopen (the budget resets past it).
     reopened_at: float | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(RETRY_BACKOFF))
 
 
 @dataclass(slots=True)
@@ -296,6 +304,14 @@ class _Opened:
     next: NextTrack
     track: Track
     grant: Grant | None
+
+
+_PRODUCTION = "a session's production (`_Production`)"
+NEXT_OPENER = declare(
+    "next-opener-{key}", owner=_PRODUCTION, process=Process.WORKER,
+    what="resolving and opening the next track of a gapless queue ahead of time",
+    ends="opened or failed, or cancelled when the next track changes or the production "
+         "closes (awaited)")
 
 
 @dataclass(eq=False)
@@ -321,6 +337,7 @@ class _Production:
     cut_off: dict[Track, SourceBroken] = field(default_factory=dict)
     opener: asyncio.Task[None] | None = None
     opener_for: NextTrack | None = None
+    tasks: TaskOwner = field(default_factory=lambda: TaskOwner(_PRODUCTION, logger=log))
     opened: _Opened | None = None
     #: Number of the frame that ended the stream, once produced.
     eos: int | None = None
@@ -340,7 +357,11 @@ class _Production:
             if self.spill:
                 self.spill = session.ring.extend(self.spill)
             program = self.program
-            idle = self.announced and not session.ring.needs_refill
+            if program.replace_due:
+                await self._replace()
+                continue
+            idle = (self.announced and not session.ring.needs_refill
+                    and not program.replacing)
             if program.finished or self.stalled or idle:
                 if program.finished and not self.spill:
                     session.source_done = True
@@ -366,6 +387,10 @@ class _Production:
             if frames:
                 self.spill = session.ring.extend(frames)
             if not self.announced:
+                if program.finished and not self._current_track().source.audio_frames:
+                    # Only the stream's end page was made (a text page named .mp3, a
+                    # FLAC header with no frames): an error, never ready then finished.
+                    raise SourceFailed("no audio could be decoded from the source")
                 if not len(session.ring) and not self.spill:
                     if program.finished:
                         raise SourceFailed("no audio could be decoded from the source")
@@ -391,10 +416,12 @@ class _Production:
             if nxt is not None and not placed and nxt.state is NextState.READY:
                 nxt.state = NextState.WAITING  # it lost its head: open it again
         pending = program.pending
-        if pending is not None and pending.play is not nxt:
+        if pending is not None and (pending.play is not nxt or program.pending_is_empty):
             program.pending = None
             pending.close()
             self._retire(pending)
+            if pending.play is nxt and nxt is not None:
+                self._next_failed(nxt, "no audio could be decoded from the source", "source")
         if self.opener is not None and self.opener_for is not nxt:
             self.opener.cancel()
             self.opener = None
@@ -410,9 +437,11 @@ class _Production:
                 if opened.grant is not None:
                     self.context.resolver.egress.revoke(opened.grant)
         if (nxt is not None and not placed and nxt.state is NextState.WAITING
-                and self.opener is None and program.pending is None and self._open_due()):
+                and self.opener is None and program.pending is None
+                and (nxt.now or self._open_due())):
             self.opener_for = nxt
-            self.opener = asyncio.get_running_loop().create_task(self._open_next(nxt))
+            self.opener = self.tasks.spawn(NEXT_OPENER, self._open_next(nxt),
+                                           key=session.id)
             self.opener.add_done_callback(self._opener_done)
         program.expect_next = nxt is not None and not placed and nxt.state is not NextState.FAILED
         if program.finished and program.expect_next and self.eos is not None \
@@ -471,7 +500,7 @@ class _Production:
             nxt.duration = source.duration or nxt.request.duration
             track = Track(nxt, source, self._filters_for(nxt),
                           lookahead=self.program.lookahead,
-                          passthrough_ok=session.request.output.is_opus)
+                          passthrough_ok=session.request.output.is_opus, replaces=nxt.now)
             self.opened = _Opened(nxt, track, grant)
             session.log.info("next track opened: play %d (%s)", nxt.play_id,
                              target.title or "untitled")
@@ -497,6 +526,8 @@ class _Production:
         nxt.error_stage = stage
         self.session.log.warning("next track (play %d) failed (%s): %s", nxt.play_id, stage,
                                  message)
+        if nxt.now:
+            self.context.events.next_failed(self.session, nxt)
 
     def _retire(self, track: Track) -> None:
         self.context.events.retire(track.source)
@@ -515,10 +546,8 @@ class _Production:
 
     async def close(self) -> None:
         """Stop the opener, release every track. Idempotent."""
-        if self.opener is not None:
-            self.opener.cancel()
-            await asyncio.gather(self.opener, return_exceptions=True)
-            self.opener = None
+        await self.tasks.aclose()
+        self.opener = None
         program = self.program
         tracks = [*program.tracks, *program.retired]
         if program.pending is not None:
@@ -565,6 +594,19 @@ class _Production:
             if (track.play.play_id if track.play is not None else self.first_play) == playing:
                 return track
         return self.program.current
+
+    async def _replace(self) -> None:
+        """A "play now" track has audio: the frames queued after ``REDO_LEAD`` are
+        dropped and it joins the stream there (``Program.replace_from``)."""
+        session, program = self.session, self.program
+        cut = session.redo_point()
+        session.ring.truncate(cut)
+        self.spill = [f for f in self.spill if f.number < cut]
+        self.eos = None
+        session.source_done = False
+        due = time.monotonic() + len(session.ring) * FRAME_DURATION
+        await _run_by(self.context.codec_pool, due, program.replace_from, cut)
+        self.hurry = True
 
     async def _redo(self, index: int) -> None:
         session, program = self.session, self.program
@@ -626,6 +668,7 @@ class _Production:
         if (retries is not None and packets and retries.reopened_at is not None
                 and track.source.position - retries.reopened_at >= RETRY_BUDGET_RESET):
             retries.attempts = 0
+            retries.backoff.reset()
             retries.reopened_at = None
         if cut_off is not None:
             self.cut_off[track] = SourceBroken(cut_off)
@@ -645,7 +688,7 @@ class _Production:
             self.session.log.warning(
                 "source broke at %.2f s (%s); reopening, attempt %d", position, last,
                 retry.attempts)
-            await asyncio.sleep(RETRY_BACKOFF * 2 ** (retry.attempts - 1))
+            await asyncio.sleep(retry.backoff.next())
             self.session.retries += 1
             try:
                 await _run_in(self.context.open_pool, track.source.reopen, position)

@@ -18,10 +18,12 @@ from audio_engine.audio.formats import OutputFormat
 from audio_engine.wire.ordering import ReplyGate
 from audio_engine.wire.ring import FrameRing
 from protocol.filters import Filters, Loudness
+from protocol.messages import FinishReason
 
 __all__ = [
     "MAX_CROSSFADE",
     "MAX_POSITION",
+    "REDO_LEAD",
     "FinishReason",
     "NextState",
     "NextTrack",
@@ -38,6 +40,10 @@ MAX_CROSSFADE = 12.0
 #: Furthest media position (seconds) a source is asked to seek to: FFmpeg counts
 #: in int64 microseconds, and no track is 100 days long.
 MAX_POSITION = 1e7
+#: Frames a live change (or a "play now") leaves queued before the frames it redoes
+#: (160 ms): time for the codec job that redoes them (a new filter graph, a primed
+#: encoder), even on a loaded machine, and the change is still heard within 300 ms.
+REDO_LEAD = 8
 
 log = logging.getLogger("audio_engine.sessions.session")
 
@@ -52,22 +58,6 @@ class SessionState(StrEnum):
     #: Ended: the track finished (stopped or replaced sessions are removed).
     STOPPED = "stopped"
     ERROR = "error"
-
-
-class FinishReason(StrEnum):
-    """Why a session ended without an error: the ``reason`` of its ``finished``
-    event (a ``finished`` without one comes from a Go engine)."""
-
-    #: The track played to its end.
-    END = "end"
-    #: Stopped through the API.
-    STOPPED = "stopped"
-    #: A new play on the same id replaced it.
-    REPLACED = "replaced"
-    #: The engine is shutting down: not the end of the track.
-    SHUTDOWN = "shutdown"
-    #: Removed after the idle timeout.
-    IDLE = "idle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +122,8 @@ class NextState(StrEnum):
     #: Opened: it joins the stream when the current track ends (or fades out).
     READY = "ready"
     #: It could not be opened: when the current track ends, the session ends with an
-    #: ``error`` for this play.
+    #: ``error`` for this play (a "play now" track reports its error at once instead,
+    #: and the current track plays on).
     FAILED = "failed"
 
 
@@ -151,6 +142,13 @@ class NextTrack:
     error_stage: str = ""
     title: str = ""
     duration: float | None = None
+    #: Replace the current track as soon as this one has audio ("play now"), rather
+    #: than after it; if it cannot be opened, the current track plays on.
+    now: bool = False
+    #: A "play now" track: the next track it displaced, set again if it fails.
+    displaced: NextTrack | None = None
+    #: A "play now" track: holds its ``error`` line until the request's reply is out.
+    gate: ReplyGate | None = None
 
 
 def effective_filters(filters: Filters, *, volume: float, loudness_default: bool,
@@ -272,6 +270,15 @@ class Session:
     def live(self) -> bool:
         """Still producing or playing (not finished, not failed)."""
         return not self.ended
+
+    def redo_point(self) -> int:
+        """The first queued frame a live change may drop and make again: ``REDO_LEAD``
+        frames after the oldest one queued (the next to send if none is)."""
+        ring = self.ring
+        first = ring.first_index
+        if first is None:
+            return self.emitted + 1
+        return min(first + REDO_LEAD, ring.end_index or first)
 
     def touch(self, now: float) -> None:
         """Record API activity (for the idle timeout)."""

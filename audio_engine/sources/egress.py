@@ -41,6 +41,7 @@ from audio_engine.sources.proxy_http import (
     rewrite_response_head,
 )
 from audio_engine.sources.url_policy import PolicyError, UrlPolicy
+from lifecycle import Process, TaskOwner, declare
 
 __all__ = ["EgressProxy", "Grant"]
 
@@ -78,6 +79,20 @@ class _OverCap(Exception):
     """A grant passed its byte cap (the argument is the grant)."""
 
 
+CONNECTION = declare(
+    "egress-connection", owner="EgressProxy", process=Process.ENGINE,
+    what="one client connection of the egress proxy (started by its server, kept in a "
+         "set): one request, relayed to the address the policy checked",
+    ends="the exchange ends, its grant is revoked, or `EgressProxy.close` (cancelled "
+         "and awaited)")
+PIPE = declare(
+    "egress-pipe-{key}", owner="EgressProxy", process=Process.ENGINE,
+    what="one direction of a connection the egress proxy relays (a front's catalogue "
+         "job, or a worker's source: every process that opens media has its own proxy)",
+    ends="its connection ends, or its grant is revoked (cancelled and awaited by the "
+         "connection)")
+
+
 class EgressProxy:
     """An HTTP proxy on 127.0.0.1 that applies *policy* to every connection.
 
@@ -100,7 +115,10 @@ class EgressProxy:
         self.per_grant = per_grant
         self._on_refusal = on_refusal or (lambda reason: None)
         self._grants: dict[str, Grant] = {}
+        #: The connections' own tasks (started by the server: one per client).
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Their pipes (a direction each).
+        self._pipes = TaskOwner("EgressProxy", logger=log)
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -122,6 +140,7 @@ class EgressProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._pipes.aclose()
 
     # -- grants --------------------------------------------------------------------
 
@@ -266,7 +285,7 @@ class EgressProxy:
                         origin_writer: asyncio.StreamWriter, grant: Grant) -> None:
         """One plain HTTP exchange: the request body goes up while the response
         head is rewritten (``Connection: close``) and the body relayed down."""
-        upload = asyncio.create_task(_pipe(reader, origin_writer, None))
+        upload = self._pipes.spawn(PIPE, _pipe(reader, origin_writer, None), key=grant.label)
         try:
             while True:
                 async with asyncio.timeout(_HEAD_TIMEOUT):
@@ -282,23 +301,34 @@ class EgressProxy:
             await _pipe(origin_reader, writer, grant)
         finally:
             upload.cancel()
-            await asyncio.gather(upload, return_exceptions=True)
+            await asyncio.wait([upload])
 
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       origin_reader: asyncio.StreamReader,
                       origin_writer: asyncio.StreamWriter, grant: Grant) -> None:
-        up = asyncio.create_task(_pipe(reader, origin_writer, None))
-        down = asyncio.create_task(_pipe(origin_reader, writer, grant))
+        up = self._pipes.spawn(PIPE, _pipe(reader, origin_writer, None), key=grant.label)
+        down = self._pipes.spawn(PIPE, _capped_pipe(origin_reader, writer, grant),
+                                 key=grant.label)
         try:
             done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-            if down in done:
-                down.result()  # _OverCap ends the tunnel at once
+            if down in done and down.result():
+                raise _OverCap(grant)  # ends the tunnel at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asyncio.gather(up, down)), _LINGER)
         finally:
             for task in (up, down):
                 task.cancel()
-            await asyncio.gather(up, down, return_exceptions=True)
+            await asyncio.wait([up, down])
+
+
+async def _capped_pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       grant: Grant) -> bool:
+    """``_pipe`` of a download, as a task: True when it stopped at the grant's cap."""
+    try:
+        await _pipe(reader, writer, grant)
+    except _OverCap:
+        return True
+    return False
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

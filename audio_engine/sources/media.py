@@ -29,6 +29,7 @@ import av.error
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.audio.resampler import Resampler
 from audio_engine.sessions.session import MAX_POSITION
+from audio_engine.sources.length import length_is_a_guess
 from audio_engine.sources.options import media_options
 from audio_engine.sources.resolver import MediaTarget, user_text
 from protocol import (
@@ -162,6 +163,10 @@ class MediaSource:
         self._closed = False
         #: Media duration in seconds, if the container knows it.
         self.duration: float | None = None
+        #: Audio frames decoded (or valid Opus packets taken) so far, those before
+        #: the start position included: 0 at the end means the source held no
+        #: audio at all (a text page named .mp3), not that it was sought past.
+        self.audio_frames = 0
         #: The source's own OpusHead when its packets can go out as they are (48 kHz
         #: stereo Opus, mapping family 0, and an Ogg output); None otherwise.
         self.opus_head: OpusHead | None = None
@@ -280,6 +285,7 @@ class MediaSource:
                     samples = opus_packet_samples(data)
                 except RemoteProtocolError:
                     continue
+                self.audio_frames += 1
                 if self._skip_until > 0 and packet.pts is not None:
                     end = packet.pts * self._time_base + samples / SAMPLE_RATE
                     if end <= self._skip_until:
@@ -319,18 +325,21 @@ class MediaSource:
             headers=self.target.http_headers, open_timeout=self.options.open_timeout,
             read_timeout=self.options.read_timeout, index_bytes=self.options.index_bytes,
         )
-        try:
-            container = av.open(self.target.location, mode="r", options=options)
-        except Exception as exc:
-            raise _open_failure(exc, self.target.title or "the source") from exc
+        container = self._open_av(options)
+        duration = container.duration / 1_000_000 if container.duration else None
+        if position == 0 and length_is_a_guess(container, is_local=self.target.is_local):
+            # The failed seek broke that container: read from a new one.
+            container.close()
+            container = self._open_av(options)
+            duration = None
         if not container.streams.audio:
             container.close()
             raise SourceFailed("the source has no audio stream")
         self._container = container
         self._stream = container.streams.audio[0]
         self._time_base = float(self._stream.time_base or 0)
-        if container.duration:
-            self.duration = container.duration / 1_000_000
+        if duration:
+            self.duration = duration
         if position > 0:
             try:
                 container.seek(int(position * 1_000_000))
@@ -339,6 +348,12 @@ class MediaSource:
                 self._container = None
                 raise SourceFailed(f"cannot seek to {position:g} s ({_describe(exc)})") from exc
         self._demux = container.demux(self._stream)
+
+    def _open_av(self, options: dict[str, str]) -> av.container.InputContainer:
+        try:
+            return av.open(self.target.location, mode="r", options=options)
+        except Exception as exc:
+            raise _open_failure(exc, self.target.title or "the source") from exc
 
     @property
     def index_entries(self) -> int:
@@ -395,6 +410,7 @@ class MediaSource:
                     f"the audio is corrupt ({self._decode_errors} undecodable packets in a row)"
                 ) from exc
             return
+        self.audio_frames += len(decoded)
         for audio in decoded:
             if self._skip_until > 0 and audio.pts is not None and audio.time_base is not None:
                 end = audio.pts * float(audio.time_base) + audio.samples / audio.sample_rate
@@ -433,6 +449,7 @@ class MediaSource:
             tail = list(self._decoder.decode(None))
         except (av.error.FFmpegError, ValueError):
             tail = []
+        self.audio_frames += len(tail)
         for audio in tail:
             self._resample(audio, chunks)
         for chunk in self._resampler.resample(None):

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audio_engine.sources.fair import FairSlots, SlotsBusy
+from audio_engine.sources.proxy_env import scrub_proxy_environment
+from lifecycle import Process, TaskOwner, declare
 
 __all__ = ["JobFailed", "JobTimedOut", "ResolvePool", "WorkerLimits"]
 
@@ -44,6 +46,11 @@ class JobFailed(Exception):
 
 class JobTimedOut(JobFailed):
     """The job passed its deadline and its worker was killed."""
+
+
+class PoolClosed(JobFailed):
+    """The pool was closed (the engine is shutting down): the job's worker was
+    killed, or the job came too late to start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +88,23 @@ class _Worker:
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("no_proxy", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        env.pop(name, None)
+    scrub_proxy_environment(env)  # every spelling: the egress proxy is the only way out
     return env
+
+
+_OWNER = "ResolvePool (the front's)"
+REAPER = declare(
+    "resolve-pool-reaper", owner=_OWNER, process=Process.ENGINE,
+    what="stopping resolution worker processes idle for 60 s",
+    ends="`ResolvePool.close`, first at shutdown (every worker killed)")
+COLLECT = declare(
+    "resolve-collect-{key}", owner=_OWNER, process=Process.ENGINE,
+    what="collecting a killed resolution worker process (its exit status)",
+    ends="the process is gone; awaited (2 s at most) by `ResolvePool.close`")
+
+
+async def _collect(process: asyncio.subprocess.Process) -> None:
+    await process.wait()
 
 
 class ResolvePool:
@@ -105,7 +125,7 @@ class ResolvePool:
         self._slots = FairSlots(limits.slots, limits.per_caller, limits.max_waiting)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
-        self._reaping: set[asyncio.Task[int]] = set()
+        self._tasks = TaskOwner(_OWNER, logger=log)
         self._reaper: asyncio.Task[None] | None = None
         self._on_outcome = on_outcome or (lambda outcome: None)
         self._closed = False
@@ -138,7 +158,7 @@ class ResolvePool:
         Cancelling is safe: the worker running the job is killed.
         """
         if self._closed:
-            raise JobFailed("the engine is shutting down")
+            raise PoolClosed("the engine is shutting down")
         try:
             async with self._slots.hold(caller, wait=self.limits.queue_wait):
                 return await self._on_worker(job)
@@ -183,6 +203,9 @@ class ResolvePool:
             raise JobFailed("the answer was too large") from exc
         except (ConnectionError, BrokenPipeError):
             line = b""
+        if not line and self._closed:  # killed by close(): not the page's doing
+            self._on_outcome("cancelled")
+            raise PoolClosed("the engine is shutting down")
         if not line:
             self._on_outcome("crashed")
             raise JobFailed("the resolver stopped (the page may need too much memory)")
@@ -202,8 +225,7 @@ class ResolvePool:
         )
         self.started += 1
         if self._reaper is None:
-            self._reaper = asyncio.get_running_loop().create_task(
-                self._reap_idle(), name="resolve-pool-reaper")
+            self._reaper = self._tasks.spawn(REAPER, self._reap_idle())
         return _Worker(process)
 
     def _kill(self, worker: _Worker) -> None:
@@ -216,9 +238,8 @@ class ResolvePool:
             self.killed += 1
         if process.stdin is not None:
             process.stdin.close()
-        task = asyncio.get_running_loop().create_task(process.wait(), name="resolve-reap")
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
+        if not self._tasks.closed:
+            self._tasks.spawn(COLLECT, _collect(process), key=str(process.pid))
 
     async def _reap_idle(self) -> None:
         interval = max(0.5, self.limits.idle_exit / 4)
@@ -235,9 +256,12 @@ class ResolvePool:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
         for worker in [*self._idle, *self._busy]:
             self._kill(worker)
         self._idle.clear()
-        if self._reaping:
-            await asyncio.wait(self._reaping, timeout=2.0)
+        # Killed processes are collected within milliseconds; a wedged one is left
+        # to the kernel after 2 s rather than holding the shutdown.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._tasks.join()
+        await self._tasks.aclose()

@@ -32,7 +32,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from audio_engine.sources.length import length_is_a_guess
 from audio_engine.sources.options import media_options
+from audio_engine.sources.proxy_env import scrub_proxy_environment
 
 __all__ = ["MAX_ENTRIES", "main"]
 
@@ -220,6 +222,8 @@ def _probe(job: Mapping[str, Any]) -> dict[str, Any]:
     try:
         with av.open(job["url"], options=options) as container:
             duration = (container.duration or 0) / 1_000_000
+            if length_is_a_guess(container, is_local=bool(job.get("local"))):
+                duration = 0.0  # unknown: an Ogg source that cannot seek
             return {"duration": round(duration, 3), "title": _tag(container, "title"),
                     "author": _tag(container, "artist")}
     except av.error.InvalidDataError as exc:
@@ -260,8 +264,7 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, default=512)
     args = parser.parse_args()
     _limit_self(args.memory_mb)
-    for name in ("no_proxy", "NO_PROXY"):
-        os.environ.pop(name, None)
+    scrub_proxy_environment()  # again: whoever started us may have set some
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when we stop
     for line in sys.stdin:
         try:

@@ -27,7 +27,8 @@ from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from audio_engine.sources.egress import EgressProxy, Grant
-from audio_engine.sources.resolve_pool import JobFailed, WorkerLimits
+from audio_engine.sources.resolve_pool import JobFailed, PoolClosed, WorkerLimits
+from audio_engine.sources.tls_words import plain_words
 from audio_engine.sources.url_policy import PolicyError, UrlPolicy
 
 __all__ = [
@@ -74,7 +75,12 @@ class JobRunner(Protocol):
 
 
 class ResolveError(Exception):
-    """The URL cannot be played; ``str()`` says why, in words for the user."""
+    """The URL cannot be played; ``str()`` says why, in words for the user.
+    ``unavailable``: not the URL's fault, the engine is shutting down (503)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +101,16 @@ class MediaTarget:
 def user_text(message: str, url: str = "") -> str:
     """*message* with every URL but the user's own *url*, and every absolute
     path, replaced by a placeholder: what yt-dlp and FFmpeg say may name
-    redirect targets, the egress proxy (with its credential) or server paths."""
+    redirect targets, the egress proxy (with its credential) or server paths.
+    Python's ssl internals and yt-dlp's bug-report text are said in words
+    (``tls_words``)."""
 
     def url_or_placeholder(match: re.Match[str]) -> str:
         found = match.group(0).rstrip(".,;)")
         tail = match.group(0)[len(found):]
         return (found if url and found == url else "(a URL)") + tail
 
+    message = plain_words(message)
     return _PATH.sub("(a path)", _URL.sub(url_or_placeholder, message))
 
 
@@ -306,7 +315,8 @@ class Resolver:
         try:
             answer = await self.pool.run(job, caller=caller)
         except JobFailed as exc:
-            raise ResolveError(f"{prefix}: {self._why(grant, str(exc))}") from exc
+            raise ResolveError(f"{prefix}: {self._why(grant, str(exc))}",
+                               unavailable=isinstance(exc, PoolClosed)) from exc
         finally:
             if grant is not None:
                 self.egress.revoke(grant)

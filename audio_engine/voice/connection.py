@@ -66,6 +66,7 @@ from audio_engine.voice.transport import (
     ip_discovery_request,
     parse_ip_discovery_response,
 )
+from lifecycle import Process, TaskOwner, declare
 
 __all__ = [
     "VoiceClosed",
@@ -77,6 +78,33 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+_OWNER = "VoiceConnection"
+_ATTEMPT = "`VoiceConnection`'s task group (one WebSocket)"
+_ATTEMPT_ENDS = "its WebSocket closes (the group cancels and awaits the others)"
+RUNNER = declare(
+    "voice-{key}", owner=_OWNER, process=Process.WORKER,
+    what="a Lavalink player's Discord voice connection: its WebSockets, one after the "
+         "other (resumes, reconnects)",
+    ends="closed for good (Discord's close, or attempts used up), or "
+         "`VoiceConnection.close` (cancelled, awaited)")
+READER = declare(
+    "voice-{key}-reader", owner=_ATTEMPT, process=Process.WORKER,
+    what="reading the voice gateway's messages", ends=_ATTEMPT_ENDS)
+WRITER = declare(
+    "voice-{key}-writer", owner=_ATTEMPT, process=Process.WORKER,
+    what="writing the voice connection's outgoing messages", ends=_ATTEMPT_ENDS)
+HANDSHAKE_DEADLINE = declare(
+    "voice-{key}-handshake-deadline", owner=_ATTEMPT, process=Process.WORKER,
+    what="ending a voice handshake that takes longer than 10 s", ends=_ATTEMPT_ENDS)
+HEARTBEAT = declare(
+    "voice-{key}-heartbeat", owner=_ATTEMPT, process=Process.WORKER,
+    what="the voice gateway's heartbeat, at the interval its Hello says",
+    ends="a newer Hello, or " + _ATTEMPT_ENDS)
+DISCOVERY = declare(
+    "voice-{key}-discovery", owner=_ATTEMPT, process=Process.WORKER,
+    what="discovering the voice connection's public address over UDP (its Ready)",
+    ends="the answer, or " + _ATTEMPT_ENDS)
 
 #: Gateway messages waiting for the writer. The gateway sends a few messages per
 #: minute (heartbeats, speaking, DAVE); 64 only fills if the socket stopped draining.
@@ -277,6 +305,8 @@ class VoiceConnection:
         self._clock = clock
         self._log: SessionLogger = session_logger(_log, str(credentials.guild_id))
         self._state = VoiceConnectionState.NEW
+        self._key = str(credentials.guild_id)
+        self._tasks = TaskOwner(_OWNER, logger=_log)
         self._runner: asyncio.Task[None] | None = None
         # Set on every change of ``_state``; waiters clear it and look again.
         self._state_changed = asyncio.Event()
@@ -350,7 +380,7 @@ class VoiceConnection:
         """
         if self._runner is None and self._state is VoiceConnectionState.NEW:
             self._set_state(VoiceConnectionState.CONNECTING)
-            self._runner = asyncio.create_task(self._run(), name=f"voice {self.url}")
+            self._runner = self._tasks.spawn(RUNNER, self._run(), key=self._key)
         settled = (VoiceConnectionState.CONNECTED, VoiceConnectionState.CLOSED)
         while self._state not in settled:
             self._state_changed.clear()
@@ -458,12 +488,14 @@ class VoiceConnection:
         self._outbox = asyncio.Queue(maxsize=_OUTBOX_SIZE)
         ended: _AttemptEnded | None = None
         try:
-            async with asyncio.TaskGroup() as group:
-                self._group = group
+            async with asyncio.TaskGroup() as tasks:
+                self._group = tasks
                 self._apply(self._core.start(now=self._clock()))
-                group.create_task(self._read(ws), name="voice reader")
-                group.create_task(self._write(ws), name="voice writer")
-                group.create_task(self._handshake_deadline(), name="voice handshake deadline")
+                key = self._key
+                tasks.create_task(self._read(ws), name=READER.task_name(key))
+                tasks.create_task(self._write(ws), name=WRITER.task_name(key))
+                tasks.create_task(self._handshake_deadline(),
+                                  name=HANDSHAKE_DEADLINE.task_name(key))
         except* _AttemptEnded as group_error:
             ended = _first_leaf(group_error)
         finally:
@@ -537,14 +569,17 @@ class VoiceConnection:
                 case SendBinary():
                     self._enqueue(action.to_bytes())
                 case StartHeartbeat(interval=interval):
-                    if self._group is not None:
+                    tasks = self._group
+                    if tasks is not None:
                         if self._heartbeat is not None:
                             self._heartbeat.cancel()
-                        self._heartbeat = self._group.create_task(
-                            self._beat(interval), name="voice heartbeat")
+                        self._heartbeat = tasks.create_task(
+                            self._beat(interval), name=HEARTBEAT.task_name(self._key))
                 case DiscoverIp():
-                    if self._group is not None:
-                        self._group.create_task(self._discover(action), name="voice discovery")
+                    tasks = self._group
+                    if tasks is not None:
+                        tasks.create_task(self._discover(action),
+                                          name=DISCOVERY.task_name(self._key))
                 case SessionReady(ssrc=ssrc, mode=mode, secret_key=key):
                     self._packetizer = RtpPacketizer(ssrc, TransportEncryptor(mode, key))
                     self._became_usable()

@@ -6,7 +6,11 @@ TLS). A TCP consumer is *gated*: it must write a hello whose ``token`` matches
 the engine's within ``hello_timeout`` seconds of connecting; until then it is not
 a consumer at all and is sent nothing (not one byte of audio or events); a wrong
 token, a line that is not a hello, or silence past the deadline closes it
-(counted by reason).
+(counted by reason). With TLS the handshake runs inside that deadline, on the
+consumer's own connection (``loop.start_tls``, not the server's ``ssl=``: asyncio
+drops a server-side handshake that times out or fails without telling anyone), so
+a client that stalls in the handshake is closed and counted as ``hello_timeout``
+and one whose handshake fails (plain TCP on the TLS port) as ``tls_failed``.
 
 Each consumer's queue is its transport's write buffer, bounded by an explicit
 policy instead of ``drain()`` (the clock must never wait on anyone):
@@ -36,27 +40,44 @@ import contextlib
 import hmac
 import itertools
 import logging
+import math
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from audio_engine.metrics import EngineMetrics
+from lifecycle import OwnerClosed, Process, TaskOwner, declare
 from protocol import Hello, HelloReader, RemoteProtocolError
 
 __all__ = ["Consumer", "ConsumerHub"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two warnings about the same slow consumer (a consumer at the edge
+#: of its limit crosses it many times a second).
+_WARN_EVERY = 10.0
+
+_OWNER = "ConsumerHub"
+_TLS_HANDSHAKE = declare(
+    "consumer-tls-handshake", owner=_OWNER, process=Process.ENGINE,
+    what="upgrades one socket consumer's TCP connection to TLS before its hello",
+    ends="when the handshake succeeds or fails (its own timeout is the hello deadline "
+         "plus a second); cancelled when the hub closes")
+
 
 class Consumer(asyncio.Protocol):
     """One connected reader of the socket."""
 
     def __init__(self, hub: ConsumerHub, name: str, *, token: bytes | None = None,
-                 hello_timeout: float = 2.0) -> None:
+                 hello_timeout: float = 2.0, tls: ssl.SSLContext | None = None) -> None:
         self.hub = hub
         self.name = name
+        #: Server TLS context: the handshake runs first, within the hello deadline.
+        self._tls = tls
+        self._refused = False
         #: The token this consumer must present in its hello; None: none needed
         #: (the Unix socket), and the consumer is admitted when it connects.
         self._token = token
@@ -68,6 +89,7 @@ class Consumer(asyncio.Protocol):
         #: Header packets still owed to this consumer, sent before its next batch.
         self.pending_prefix = b""
         self.over_since: float | None = None
+        self._warned_at = -math.inf
         self.dropped_batches = 0
         self.bytes_written = 0
         #: What the consumer said it is; None until (unless) it sends a hello.
@@ -79,10 +101,30 @@ class Consumer(asyncio.Protocol):
         self.transport = transport
         if self._token is None:
             self._admit()
-        else:
-            self._deadline = asyncio.get_running_loop().call_later(
-                self._hello_timeout, self._refuse, "hello_timeout",
-                f"sent no hello with a token within {self._hello_timeout:g} s")
+            return
+        self._deadline = asyncio.get_running_loop().call_later(
+            self._hello_timeout, self._refuse, "hello_timeout",
+            f"sent no hello with a token within {self._hello_timeout:g} s")
+        if self._tls is not None:
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()  # nothing of the handshake reaches data_received
+            self.hub.own(self._handshake(transport, self._tls))
+
+    async def _handshake(self, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
+        """Upgrade the connection to TLS (the hello deadline runs meanwhile; the
+        handshake's own timeout is a backstop a second after it)."""
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                raw, self, tls, server_side=True,
+                ssl_handshake_timeout=self._hello_timeout + 1.0)
+        except (OSError, ssl.SSLError) as exc:  # refused at the deadline, or a bad handshake
+            if not self._refused:
+                self._refuse("tls_failed", f"failed the TLS handshake ({exc})")
+            return
+        if secure is None or self._refused:
+            return
+        assert isinstance(secure, asyncio.WriteTransport)
+        self.transport = secure
 
     def _admit(self) -> None:
         self.admitted = True
@@ -91,6 +133,9 @@ class Consumer(asyncio.Protocol):
 
     def _refuse(self, reason: str, why: str) -> None:
         """Close a gated consumer that did not prove itself (nothing was sent)."""
+        if self._refused:
+            return
+        self._refused = True
         self._cancel_deadline()
         log.warning("consumer %s %s; closing it", self.name, why)
         self.hub.metrics.consumer_disconnects.labels(reason).inc()
@@ -166,7 +211,10 @@ class Consumer(asyncio.Protocol):
             return
         if self.over_since is None:
             self.over_since = now
-            log.warning("consumer %s is not keeping up; dropping its audio", self.name)
+            if now - self._warned_at >= _WARN_EVERY:
+                self._warned_at = now
+                log.warning("consumer %s is not keeping up; dropping its audio (counted in "
+                            "audiogate_engine_frames_dropped_total)", self.name)
         self.dropped_batches += 1
         self.hub.metrics.frames_dropped.labels("consumer_queue_full").inc(audio_packets)
         if events:
@@ -219,6 +267,8 @@ class ConsumerHub:
         self._consumers: dict[str, Consumer] = {}
         self._names = itertools.count(1)
         self._servers: list[asyncio.AbstractServer] = []
+        #: TLS handshakes in progress (``own``).
+        self._handshakes = TaskOwner(_OWNER, logger=log)
         self._path: Path | None = None
         #: Where the TCP socket listens ("host:port"), when it does.
         self.tcp_address: str | None = None
@@ -288,12 +338,9 @@ class ConsumerHub:
 
         def consumer() -> Consumer:
             return Consumer(self, f"t{next(self._names)}", token=expected,
-                            hello_timeout=hello_timeout)
+                            hello_timeout=hello_timeout, tls=tls)
 
-        server = await loop.create_server(
-            consumer, sock=listener, ssl=tls,
-            ssl_handshake_timeout=hello_timeout if tls is not None else None,
-        )
+        server = await loop.create_server(consumer, sock=listener)
         self._servers.append(server)
         host, port = listener.getsockname()[:2]
         self.tcp_address = f"{host}:{port}"
@@ -318,11 +365,19 @@ class ConsumerHub:
         for consumer in tuple(self._consumers.values()):
             consumer.send_now(line)
 
+    def own(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a consumer's TLS handshake as a task of the hub (cancelled by ``close``)."""
+        try:
+            self._handshakes.spawn(_TLS_HANDSHAKE, coroutine)
+        except OwnerClosed:
+            log.debug("socket consumer connected while the engine closes")
+
     async def close(self) -> None:
         """Stop accepting, flush what each consumer can take, close, unlink. Idempotent."""
         for server in self._servers:
             server.close()
         self._servers.clear()
+        await self._handshakes.aclose()
         for consumer in tuple(self._consumers.values()):
             if consumer.transport is not None:
                 consumer.transport.close()

@@ -13,6 +13,11 @@ The engine's timing contract (docs/protocol.md, "Timing") in three rules:
 3. A play's first audio reaches a Go-style consumer no sooner than
    ``first_audio_margin`` of wall-clock time after its ``ready`` was written.
 
+Both margins stretch with the host's CPU pressure (``pressure``: 0 to 1, the share
+of recent time in which some task waited for a CPU; ``audio_engine.wire.pressure``
+reads it): by ``1 + stretch * pressure``, up to five times at the default, since the
+consumer is what waits for a CPU on a busy host while the engine's clock does not.
+
 A consumer is Go-style unless it said ``"order":"any"`` in its hello; one Go-style
 consumer connected makes the Go-style timing apply to every write, since every
 write goes to every consumer.
@@ -22,7 +27,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 __all__ = ["REPLY_GATE_TIMEOUT", "HeldLines", "ReplyGate", "TimingPolicy"]
 
@@ -130,16 +136,25 @@ class TimingPolicy:
             caused, for Go-style consumers.
         first_audio_margin: from a play's ``ready`` being written to its first
             audio packet, for Go-style consumers.
+        pressure: the host's CPU pressure now, 0 to 1 (module docstring).
+        stretch: how much full pressure lengthens the margins (4: to five times).
     """
 
     event_margin: float = 0.0
     first_audio_margin: float = 0.0
+    pressure: Callable[[], float] = field(default=lambda: 0.0, compare=False)
+    stretch: float = 4.0
+
+    @property
+    def factor(self) -> float:
+        """What the margins are multiplied by now."""
+        return 1.0 + self.stretch * self.pressure()
 
     def event_delay(self, go_style: bool) -> float:
         """Seconds between a reply and its events."""
-        return self.event_margin if go_style else 0.0
+        return self.event_margin * self.factor if go_style else 0.0
 
     def audio_delay(self, go_style: bool) -> float | None:
         """Seconds between ``ready`` and first audio; ``None`` means the first audio
         may share ``ready``'s write (every consumer takes any order)."""
-        return self.first_audio_margin if go_style else None
+        return self.first_audio_margin * self.factor if go_style else None

@@ -6,13 +6,14 @@
   their next track, or now with the body ``{"move": "now"}``;
 * ``POST /admin/nodes/{name}/undrain``: take new sessions again.
 
-Without ``GATEWAY_ADMIN_TOKEN`` (or without a pool) the paths do not exist (404):
-the admin surface is off unless asked for. A wrong token is 401.
+Without ``GATEWAY_ADMIN_TOKEN`` the admin surface is off: every ``/admin/`` path
+answers 404 saying so. With a token but without ``GATEWAY_NODES`` (one engine, no
+pool) a caller with the token is told in words that there are no nodes to manage
+(404). A wrong or missing token is 401; the scheme may be spelled in any case.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.nodes.pool import NodePool
+from protocol.bearer import bearer_matches
 
 __all__ = ["mount_admin"]
 
@@ -27,19 +29,38 @@ __all__ = ["mount_admin"]
 _MAX_BODY = 1024
 
 
+#: Answers of the admin paths when there is nothing to administer.
+_OFF = "the admin calls are off: set GATEWAY_ADMIN_TOKEN to use them"
+_NO_POOL = ("this gateway runs one engine, not a pool of nodes: the admin calls manage the "
+            "nodes listed in GATEWAY_NODES")
+
+
+def _refused() -> JSONResponse:
+    return JSONResponse({"error": "unauthorized: a valid admin bearer token is required"},
+                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
 def mount_admin(app: FastAPI, pool: NodePool | None, token: str | None) -> None:
-    """Add the admin routes to *app* when there is a pool and a token."""
-    if pool is None or not token:
+    """Add the admin routes to *app*: the real ones with a pool and a token, else
+    routes that say in words why there is nothing to administer."""
+    if not token:
+        @app.api_route("/admin/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+        async def off(path: str) -> JSONResponse:
+            return JSONResponse({"error": _OFF}, status_code=404)
         return
-    expected = f"Bearer {token}".encode()
 
     def authorized(request: Request) -> bool:
-        presented = request.headers.get("authorization", "").encode()
-        return hmac.compare_digest(presented, expected)
+        return bearer_matches(request.headers.get("authorization"), token)
 
-    def refused() -> JSONResponse:
-        return JSONResponse({"error": "unauthorized: a valid admin bearer token is required"},
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    if pool is None:
+        @app.api_route("/admin/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+        async def no_pool(path: str, request: Request) -> JSONResponse:
+            if not authorized(request):
+                return _refused()
+            return JSONResponse({"error": _NO_POOL}, status_code=404)
+        return
+
+    refused = _refused
 
     def unknown(name: str) -> JSONResponse:
         names = ", ".join(node.name for node in pool.nodes)

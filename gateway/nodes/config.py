@@ -81,7 +81,7 @@ def _node(index: int, item: Any, default_token: str | None) -> NodeConfig:
     try:
         address = SocketAddress.parse(socket_text)
     except ValueError as exc:
-        raise ValueError(f"{where}: socket: {exc}") from None
+        raise ValueError(f"{where}: socket: {exc}") from exc
     token = item.get("token", default_token)
     if token is not None and (not isinstance(token, str) or not token):
         raise ValueError(f"{where}: token must be a non-empty string")
@@ -106,8 +106,8 @@ def parse_nodes(text: str, *, default_token: str | None = None) -> list[NodeConf
         return []
     try:
         document = json.loads(text)
-    except ValueError:
-        raise ValueError("GATEWAY_NODES is not valid JSON (a list of node objects)") from None
+    except ValueError as exc:
+        raise ValueError("GATEWAY_NODES is not valid JSON (a list of node objects)") from exc
     if not isinstance(document, list) or not document:
         raise ValueError("GATEWAY_NODES must be a non-empty JSON list of node objects")
     if len(document) > MAX_NODES:

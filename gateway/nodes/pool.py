@@ -30,7 +30,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -58,10 +58,32 @@ from gateway.player.link import EngineApi, EngineLink, LinkView
 from gateway.player.registry import PlayerRegistry
 from gateway.router import Router
 from gateway.socket_client import SocketClient
+from lifecycle import TaskOwner, declare
+from protocol.filters import Filters
 
 __all__ = ["EngineNode", "NodeBinding", "NodePool", "NodeState", "PoolConnection"]
 
 log = logging.getLogger(__name__)
+
+NODE_SOCKET = declare(
+    "node-{key}-socket", owner="EngineNode (`run`'s task group)",
+    what="one engine node's socket: connect, read, reconnect with the back-off",
+    ends="`Gateway.stop` (the pool's group is cancelled after the players)")
+NODE_WATCH = declare(
+    "node-{key}-watch", owner="EngineNode (`run`'s task group)",
+    what="one engine node's `/stats` watch (placement penalties, features after a connect)",
+    ends="`Gateway.stop`, with the node's socket")
+NODE = declare(
+    "node-{key}", owner="NodePool (`run`'s task group)",
+    what="one engine node (its socket and watch)", ends="`Gateway.stop`")
+DRAIN_DEADLINE = declare(
+    "node-drain-deadline", owner="NodePool (`run`'s task group)",
+    what="moving what still plays on a drained node `GATEWAY_DRAIN_MOVE_AFTER` on",
+    ends="`Gateway.stop`")
+DRAIN_STOP = declare(
+    "node-{key}-stop", owner="NodePool",
+    what="stopping a moved session on the drained node it left",
+    ends="the node's answer, or `STOP_TIMEOUT`; cancelled by `NodePool.aclose`")
 
 #: Seconds a node's socket may stay down while its API answers before the node
 #: counts as down (an engine whose socket server broke, or a network that lets
@@ -155,8 +177,8 @@ class EngineNode:
     async def run(self) -> None:
         """The socket's reconnect loop and the watch, until cancelled."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.socket.run(), name=f"node-{self.name}-socket")
-            tasks.create_task(self._watch(), name=f"node-{self.name}-watch")
+            tasks.create_task(self.socket.run(), name=NODE_SOCKET.task_name(self.name))
+            tasks.create_task(self._watch(), name=NODE_WATCH.task_name(self.name))
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -287,7 +309,7 @@ class NodeBinding:
 
     async def play(self, session_id: str, url: str, *, format: Format = "opus",
                    start_at: float = 0.0, duration: float = 0.0,
-                   volume: float | None = None, filters: Mapping[str, Any] | None = None,
+                   volume: float | None = None, filters: Filters | None = None,
                    crossfade: float | None = None) -> PlayResult:
         """Play on the session's node, placing it first when it has none usable;
         a node that refuses (load, count) is left for the next best.
@@ -342,19 +364,20 @@ class NodeBinding:
         await self._bound().client.set_volume(session_id, volume)
 
     async def set_filters(self, session_id: str,
-                          filters: Mapping[str, Any]) -> FiltersResult:
+                          filters: Filters) -> FiltersResult:
         return await self._bound().client.set_filters(session_id, filters)
 
     async def set_crossfade(self, session_id: str, seconds: float) -> float:
         return await self._bound().client.set_crossfade(session_id, seconds)
 
     async def set_next(self, session_id: str, url: str, *, start_at: float = 0.0,
-                       duration: float = 0.0,
-                       filters: Mapping[str, Any] | None = None) -> NextResult:
+                       duration: float = 0.0, filters: Filters | None = None,
+                       now: bool = False) -> NextResult:
         """The next track joins the current stream, so it goes to the session's
         node (a session without one has no stream to join: 404)."""
         return await self._bound().client.set_next(session_id, url, start_at=start_at,
-                                                   duration=duration, filters=filters)
+                                                   duration=duration, filters=filters,
+                                                   now=now)
 
     async def cancel_next(self, session_id: str) -> int | None:
         return await self._bound().client.cancel_next(session_id)
@@ -402,7 +425,7 @@ class NodePool:
         self._pulse = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         #: Stops of moved sessions on drained nodes, in flight.
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(DRAIN_STOP.owner, logger=log)
         #: Sessions placed, by node name (metrics).
         self.placements: dict[str, int] = {node.name: 0 for node in self.nodes}
 
@@ -502,10 +525,8 @@ class NodePool:
             else:
                 node.moved += 1
                 # A drained node is alive: end the session there too.
-                task = asyncio.get_running_loop().create_task(
-                    self._stop_quietly(node, key), name=f"node-{node.name}-stop")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                if not self._tasks.closed:
+                    self._tasks.spawn(DRAIN_STOP, self._stop_quietly(node, key), key=node.name)
             player = self._registry.existing(key) if self._registry is not None else None
             if player is not None:
                 player.stream_moved(at)
@@ -564,14 +585,12 @@ class NodePool:
         """Every node's socket and watch, and the drain deadline, until cancelled."""
         async with asyncio.TaskGroup() as tasks:
             for node in self.nodes:
-                tasks.create_task(node.run(), name=f"node-{node.name}")
-            tasks.create_task(self._drain_deadline(), name="node-drain-deadline")
+                tasks.create_task(node.run(), name=NODE.task_name(node.name))
+            tasks.create_task(self._drain_deadline(), name=DRAIN_DEADLINE.task_name())
 
     async def aclose(self) -> None:
         """Cancel the stops in flight and close every node's clients."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.aclose()
         for node in self.nodes:
             await node.aclose()
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway.engine_client import (
     GO_ENGINE,
@@ -23,6 +22,7 @@ from gateway.engine_client import (
     SessionInfo,
     SessionStatus,
 )
+from protocol.filters import Filters
 
 __all__ = ["EngineApi", "EngineLink", "LinkView"]
 
@@ -33,7 +33,7 @@ class EngineApi(Protocol):
 
     async def play(self, session_id: str, url: str, *, format: Format = "opus",
                    start_at: float = 0.0, duration: float = 0.0,
-                   volume: float | None = None, filters: Mapping[str, Any] | None = None,
+                   volume: float | None = None, filters: Filters | None = None,
                    crossfade: float | None = None) -> PlayResult: ...
 
     async def stop(self, session_id: str) -> None: ...
@@ -49,13 +49,13 @@ class EngineApi(Protocol):
     async def set_volume(self, session_id: str, volume: float) -> None: ...
 
     async def set_filters(self, session_id: str,
-                          filters: Mapping[str, Any]) -> FiltersResult: ...
+                          filters: Filters) -> FiltersResult: ...
 
     async def set_crossfade(self, session_id: str, seconds: float) -> float: ...
 
     async def set_next(self, session_id: str, url: str, *, start_at: float = 0.0,
-                       duration: float = 0.0,
-                       filters: Mapping[str, Any] | None = None) -> NextResult: ...
+                       duration: float = 0.0, filters: Filters | None = None,
+                       now: bool = False) -> NextResult: ...
 
     async def cancel_next(self, session_id: str) -> int | None: ...
 

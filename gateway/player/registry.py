@@ -13,16 +13,37 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from gateway.database import DatabaseError
 from gateway.engine_client import GO_ENGINE, EngineClient, EngineError
-from gateway.player.controller import Player, PlayerStats
-from gateway.player.core import PlayerCore, PlayerStatus
+from gateway.player.controller import Player
+from gateway.player.core import PlayerCore
 from gateway.player.link import EngineApi, EngineLink, LinkView
+from gateway.player.persistence import POSITION_SAVE_INTERVAL, save_positions
+from gateway.player.stats import PlayerStats
 from gateway.player.store import QueueStore
+from gateway.player.view import PlayerStatus
 from gateway.router import Router
+from gateway.settings import setting_default
+from lifecycle import TaskOwner, declare
 
 __all__ = ["Binder", "PlayerRegistry"]
 
 log = logging.getLogger(__name__)
+
+DISCOVERY = declare(
+    "engine-discovery", owner="PlayerRegistry",
+    what="reading the engine's features (`/health`) after each socket connect, then having "
+         "every player check its stream",
+    ends="done, or cancelled by the next connect or `players.close()`")
+UNLOAD = declare(
+    "unload-{key}", owner="PlayerRegistry",
+    what="unloading a released player (a front's `unload_soon`): its save and engine stop",
+    ends="each step bounded; awaited (not cancelled) by `players.close()`")
+POSITIONS = declare(
+    "player-positions", owner="Gateway (`run`'s task group)",
+    what=f"saving the position of every playing player every {POSITION_SAVE_INTERVAL:g} s, "
+         "in one transaction (`PlayerRegistry.save_positions`)",
+    ends="`Gateway.stop` (`run`'s task group), after the players' final saves")
 
 
 class Binder(Protocol):
@@ -63,7 +84,7 @@ class PlayerRegistry:
         output: str = "opus",
         clock: Callable[[], float] = time.monotonic,
         link: EngineLink | None = None,
-        idle_timeout: float = 600.0,
+        idle_timeout: float = setting_default("player_idle_timeout"),
         binder: Binder | None = None,
     ) -> None:
         self._engine = engine
@@ -75,16 +96,16 @@ class PlayerRegistry:
         self.idle_timeout = idle_timeout
         self.stats = PlayerStats()
         self._players: dict[str, Player] = {}
-        self._discovery: asyncio.Task[None] | None = None
         self._binder = binder
-        #: Players being unloaded at a front's request (``unload_soon``).
-        self._unloading: set[asyncio.Task[None]] = set()
+        #: Engine discovery, and players being unloaded at a front's request.
+        self._tasks = TaskOwner(DISCOVERY.owner, logger=log)
+        self._discovery: asyncio.Task[None] | None = None
 
     async def load(self) -> int:
         """How many queues the store holds (each is loaded when its key is used).
 
         Raises:
-            QueueStoreError: the store cannot be read.
+            DatabaseError: the store cannot be read.
         """
         return await self._store.count() if self._store is not None else 0
 
@@ -132,8 +153,8 @@ class PlayerRegistry:
         self.link.mark_connected()
         if self._discovery is not None:
             self._discovery.cancel()
-        self._discovery = asyncio.get_running_loop().create_task(
-            self._discover(), name="engine-discovery")
+        if not self._tasks.closed:
+            self._discovery = self._tasks.spawn(DISCOVERY, self._discover())
 
     async def _discover(self) -> None:
         try:
@@ -155,7 +176,7 @@ class PlayerRegistry:
         return [
             p for p in self._players.values()
             if p.holders == 0 and not p.pending
-            and p.core.status in (PlayerStatus.IDLE, PlayerStatus.PAUSED)
+            and p.status in (PlayerStatus.IDLE, PlayerStatus.PAUSED)
             and now - p.last_active >= self.idle_timeout
         ]
 
@@ -186,10 +207,7 @@ class PlayerRegistry:
             return False
         del self._players[key]
         self.stats.evictions += 1
-        task = asyncio.get_running_loop().create_task(self._unload(player),
-                                                      name=f"unload-{key}")
-        self._unloading.add(task)
-        task.add_done_callback(self._unloaded)
+        self._tasks.spawn(UNLOAD, self._unload(player), key=key)
         return True
 
     async def _unload(self, player: Player) -> None:
@@ -197,21 +215,15 @@ class PlayerRegistry:
         if self._binder is not None and player.key not in self._players:
             self._binder.unbind(player.key)
 
-    def _unloaded(self, task: asyncio.Task[None]) -> None:
-        self._unloading.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("unloading a player failed: %r", task.exception())
-
     async def close(self, *, release: bool = True) -> None:
         """Save every player's queue, position and pause state, stop their engine
         sessions (with *release*) and their tasks. Idempotent; bounded by
         ``CLOSE_TIMEOUT`` per step."""
         if self._discovery is not None:
             self._discovery.cancel()
-            await asyncio.gather(self._discovery, return_exceptions=True)
             self._discovery = None
-        if self._unloading:
-            await asyncio.gather(*self._unloading, return_exceptions=True)
+        await self._tasks.join()  # the unloads finish their saves
+        await self._tasks.aclose()
         players = list(self._players.values())
         self._players.clear()
         if players:
@@ -223,3 +235,22 @@ class PlayerRegistry:
                 player.log.error("closing the player failed: %r", result)
             if self._binder is not None:
                 self._binder.unbind(player.key)
+
+    # -- positions ---------------------------------------------------------------------
+
+    async def save_positions(self, interval: float = POSITION_SAVE_INTERVAL) -> None:
+        """Every *interval* seconds, save the snapshot of every playing player in one
+        transaction: nothing changes while a track plays, yet a gateway killed without
+        warning must bring users back near where they were. Runs until cancelled
+        (a failed round is logged; the next writes newer positions)."""
+        if self._store is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            playing = [(p.key, p.snapshot()) for p in self._players.values()
+                       if p.status is PlayerStatus.PLAYING and not p.closed]
+            try:
+                await save_positions(self._store, playing, self.stats)
+            except DatabaseError as exc:
+                log.error("saving the playing positions failed (%s); trying again in "
+                          "%g s", exc, interval)

@@ -19,10 +19,13 @@ const counters = {
   bufferedMs: 0, targetMs: 60, underruns: 0, playedMs: 0, overflows: 0, skippedMs: 0,
 };
 const view = {
-  connected: false, engineConnected: true, userId: "", state: null, position: 0,
-  duration: null, status: "idle", lastError: "", messages: [],
+  connected: false, everConnected: false, engineConnected: true, userId: "", state: null,
+  position: 0, duration: null, status: "idle", lastError: "", messages: [],
   audioHere: true, tabs: 1, seekPreview: null, volumeBeforeMute: 1, lastStateError: "",
+  failures: 0,
 };
+// Dragging a track works with a mouse (HTML drag and drop), not with a finger.
+const finePointer = window.matchMedia("(pointer: fine)");
 const secure = window.isSecureContext;
 
 // -- audio -----------------------------------------------------------------------
@@ -164,6 +167,7 @@ function connect() {
   socket.binaryType = "arraybuffer";
   socket.onopen = () => {
     retryDelay = 250;
+    view.everConnected = true;
     setConnected(true);
     // A tab opened (or reconnected) in front of the person takes the sound.
     if (document.visibilityState === "visible" && document.hasFocus()) {
@@ -214,6 +218,7 @@ function onMessage(message) {
   switch (message.type) {
     case "hello":
       view.engineConnected = message.engine_connected !== false;
+      renderPill();
       renderNotice();
       // falls through
     case "state":
@@ -230,9 +235,8 @@ function onMessage(message) {
       renderProgress();
       break;
     case "event":
-      if (message.event === "error") {
-        showError("url", message.message || "the track could not be played");
-      }
+      // A failed track is told by the state that follows (its error, in the one
+      // wording every failure gets): the event's own words are not shown twice.
       break;
     case "error":
       showError(errorField, message.message);
@@ -250,6 +254,7 @@ function onMessage(message) {
       break;
     case "engine":
       view.engineConnected = message.connected;
+      renderPill();
       renderNotice();
       if (message.connected) showInfo("the audio engine is back");
       break;
@@ -279,9 +284,23 @@ function spoken(seconds) {
 
 function setConnected(connected) {
   view.connected = connected;
+  renderPill();
+}
+
+// The pill says what the person can expect: "connected" only while this page is
+// connected and the server has the audio engine.
+function renderPill() {
   const pill = $("connection");
-  pill.textContent = connected ? "connected" : "reconnecting…";
-  pill.className = `pill ${connected ? "online" : "offline"}`;
+  let text = "connected", online = true;
+  if (!view.connected) {
+    text = view.everConnected ? "reconnecting…" : "connecting…";
+    online = false;
+  } else if (!view.engineConnected) {
+    text = "audio engine unavailable";
+    online = false;
+  }
+  pill.textContent = text;
+  pill.className = `pill ${online ? "online" : "offline"}`;
 }
 
 function label(track) {
@@ -354,21 +373,74 @@ function renderState(state) {
   view.position = state.position;
   view.duration = state.duration;
   const current = state.current;
-  $("title").textContent = current ? label(current) : "nothing yet";
+  $("title").textContent = current ? label(current) : "nothing playing";
+  $("title").title = current ? label(current) : "";
   const cover = current ? thumbnail(current, "cover") : thumbnail({}, "cover");
   cover.id = "cover";
   if (cover.tagName === "SPAN") cover.textContent = "";
   $("cover").replaceWith(cover);
-  $("volume").value = Math.round(state.volume * 100);
-  $("volume-value").textContent = `${Math.round(state.volume * 100)} %`;
-  if (state.volume > 0) view.volumeBeforeMute = state.volume;
+  renderVolume(state.volume);
   renderQueue(state.queue);
+  renderQueueControls(state);
   renderHistory(state.history || []);
-  // A state repeats the latest failure until the next one: show each failure once.
-  if (state.error && state.error !== view.lastStateError) showError("url", state.error);
+  // A state repeats the latest failure until the next one: show each failure once,
+  // and a new one even when its words are the same.
+  const failures = state.failures || 0;
+  if (state.error && (state.error !== view.lastStateError || failures !== view.failures)) {
+    showError("url", state.error);
+  }
   view.lastStateError = state.error || "";
+  view.failures = failures;
   renderNotice(state.notice || "");
   renderProgress();
+}
+
+function renderVolume(volume) {
+  const percent = Math.round(volume * 100);
+  $("volume").value = percent;
+  $("volume").setAttribute("aria-valuetext", `${percent} %`);
+  $("volume-value").textContent = `${percent} %`;
+  if (volume > 0) view.volumeBeforeMute = volume;
+  $("mute").setAttribute("aria-label", volume > 0 ? "mute" : "unmute");
+  $("mute-icon").innerHTML = volume > 0
+    ? '<path d="M4 9h4l5-4v14l-5-4H4zm12.5 3a4.5 4.5 0 0 0-2.5-4v8a4.5 4.5 0 0 0 2.5-4z"/>'
+    : '<path d="M4 9h4l5-4v14l-5-4H4zm12.4-1.4L18 9.2l1.6-1.6 1.4 1.4-1.6 1.6 1.6 1.6-1.4 1.4'
+      + '-1.6-1.6-1.6 1.6-1.4-1.4 1.6-1.6-1.6-1.6z"/>';
+}
+
+const LOOP_NEXT = { off: "queue", queue: "track", track: "off" };
+const LOOP_WORDS = { off: "loop: off", queue: "loop: queue", track: "loop: track" };
+const LOOP_HINTS = {
+  off: "click to loop the queue", queue: "click to loop this track",
+  track: "click to stop looping",
+};
+
+// Shuffle, loop, clear and its undo: what the queue card offers besides the tracks.
+function renderQueueControls(state) {
+  const upcoming = state.queue.length;
+  $("clear").hidden = upcoming === 0;
+  $("shuffle").disabled = upcoming < 2;
+  const loop = state.loop || "off";
+  $("loop-text").textContent = LOOP_WORDS[loop] || loop;
+  $("loop").setAttribute("aria-pressed", String(loop !== "off"));
+  $("loop").title = LOOP_HINTS[loop] || "";
+  renderUndo(state.undo_clear || 0, state.undo_seconds || 0);
+}
+
+let undoTimer = null;
+function renderUndo(count, seconds) {
+  clearTimeout(undoTimer);
+  const box = $("undo");
+  if (!count || seconds <= 0) {
+    box.hidden = true;
+    return;
+  }
+  $("undo-text").textContent = `${count} track${count === 1 ? "" : "s"} cleared from the queue.`;
+  $("undo-clear").setAttribute("aria-label", `undo: bring back the ${count} cleared track${
+    count === 1 ? "" : "s"}`);
+  box.hidden = false;
+  // The server keeps the undo for that long; past it, the offer goes.
+  undoTimer = setTimeout(() => { box.hidden = true; }, seconds * 1000);
 }
 
 function renderQueue(queue) {
@@ -388,7 +460,7 @@ function renderQueue(queue) {
     ]);
     item.querySelector("[data-action=up]").disabled = position === 1;
     item.querySelector("[data-action=down]").disabled = position === queue.length;
-    item.draggable = true;
+    item.draggable = finePointer.matches;
     item.dataset.position = String(position);
     list.append(item);
   });
@@ -433,17 +505,36 @@ function renderResults(results) {
   }
 }
 
+const PLAY_ICON = '<path d="M7 5v14l12-7z"/>';
+const PAUSE_ICON = '<path d="M7 5h4v14H7zM13 5h4v14h-4z"/>';
+
 function renderProgress() {
-  const words = { idle: "idle", loading: "loading…", playing: "playing", paused: "paused" };
-  $("status").textContent = words[view.status] || view.status;
+  const state = view.state;
+  const idle = view.status === "idle";
+  const waiting = idle && state ? state.queue.length : 0;   // a stopped queue
+  const words = { loading: "loading…", playing: "playing", paused: "paused" };
+  $("status").textContent = idle
+    ? (waiting ? `stopped · ${waiting} track${waiting === 1 ? "" : "s"} waiting` : "idle")
+    : words[view.status] || view.status;
+  $("player").classList.toggle("idle", idle);
   const paused = view.status === "paused";
-  $("pause-icon").innerHTML = paused
-    ? '<path d="M7 5v14l12-7z"/>' : '<path d="M7 5h4v14H7zM13 5h4v14h-4z"/>';
-  $("pause").setAttribute("aria-label", paused ? "resume" : "pause");
-  const position = view.seekPreview ?? view.position;
+  // Play (idle: the waiting queue, if any), pause, or resume.
+  const pause = $("pause");
+  $("pause-icon").innerHTML = idle || paused ? PLAY_ICON : PAUSE_ICON;
+  pause.setAttribute("aria-label", idle ? "play" : paused ? "resume" : "pause");
+  pause.disabled = idle && !waiting;
+  $("previous").disabled = !(state && state.history && state.history.length);
+  $("skip").disabled = idle;
+  $("stop").disabled = idle;
+  const position = idle ? 0 : view.seekPreview ?? view.position;
   const duration = view.duration || 0;
   $("position").textContent = clock(position);
-  $("duration").textContent = clock(view.duration);
+  // A track whose length nobody knows (a live stream, a server without byte ranges)
+  // says so: never a made-up number.
+  const length = idle ? clock(null) : duration ? clock(duration) : "unknown";
+  $("duration").textContent = length;
+  // Narrow windows show the times beside the status, the position slider alone.
+  $("status-time").textContent = idle ? "" : ` · ${clock(position)} / ${length}`;
   const fraction = duration ? Math.min(1, Math.max(0, position / duration)) : 0;
   $("bar").style.width = `${(fraction * 100).toFixed(2)}%`;
   $("knob").style.left = `${(fraction * 100).toFixed(2)}%`;
@@ -453,7 +544,8 @@ function renderProgress() {
   slider.setAttribute("aria-valuemax", String(Math.round(duration)));
   slider.setAttribute("aria-valuenow", String(Math.round(Math.min(position, duration))));
   slider.setAttribute("aria-valuetext", seekable
-    ? `${spoken(position)} of ${spoken(duration)}` : "nothing is playing");
+    ? `${spoken(position)} of ${spoken(duration)}`
+    : idle ? "nothing is playing" : `${spoken(position)}, length unknown`);
 }
 
 // -- messages next to their field --------------------------------------------------
@@ -496,8 +588,9 @@ setInterval(() => {
   $("underruns").textContent = counters.underruns;
   const hz = dominantFrequency();
   $("tone").textContent = hz ? hz.toFixed(0) : "–";
-  if (view.status === "playing" && view.duration) {     // smooth the bar between updates
-    view.position = Math.min(view.duration, view.position + 0.25);
+  if (view.status === "playing") {     // smooth the position between updates
+    view.position += 0.25;
+    if (view.duration) view.position = Math.min(view.duration, view.position);
     renderProgress();
   }
 }, 250);
@@ -581,7 +674,11 @@ function typing(target) {
 }
 
 function togglePause() {
-  if (view.status === "idle") return;
+  if (view.status === "idle") {
+    // A stopped queue plays on from its first track; an empty one has nothing.
+    if (view.state && view.state.queue.length) command({ type: "resume" });
+    return;
+  }
   command({ type: view.status === "paused" ? "resume" : "pause" });
 }
 
@@ -629,15 +726,27 @@ $("add").onclick = () => {
   if (!url) { showError("url", "enter a link or a file name first"); return; }
   command({ type: "add", url });
 };
-$("demo").onclick = () => { $("url").value = document.body.dataset.demoUrl || ""; };
+// The bundled demo track, as a link of this server (never a path on it).
+const demoUrl = document.body.dataset.demoPath
+  ? new URL(document.body.dataset.demoPath, location.origin).href : "";
+$("demo").hidden = !demoUrl;
+$("demo").onclick = () => { $("url").value = demoUrl; };
 $("previous").onclick = () => command({ type: "previous" });
 $("skip").onclick = () => command({ type: "skip" });
 $("stop").onclick = () => command({ type: "stop" });
 $("clear").onclick = () => command({ type: "clear" });
+$("undo-clear").onclick = () => command({ type: "undo_clear" });
+$("shuffle").onclick = () => command({ type: "shuffle" });
+$("loop").onclick = () => {
+  const loop = (view.state && view.state.loop) || "off";
+  command({ type: "loop", mode: LOOP_NEXT[loop] || "off" });
+};
+$("mute").onclick = () => toggleMute();
 $("pause").onclick = () => togglePause();
 $("play-here").onclick = () => claimOutput();
 $("volume").addEventListener("input", (event) => {
   $("volume-value").textContent = `${event.target.value} %`;
+  event.target.setAttribute("aria-valuetext", `${event.target.value} %`);
 });
 $("volume").addEventListener("change", (event) => {
   command({ type: "volume", volume: Number(event.target.value) / 100 });
@@ -689,7 +798,20 @@ if (!secure) {
   $("insecure").hidden = false;
   $("gesture-hint").hidden = true;
 }
-if (document.body.dataset.demoUrl) $("url").value = document.body.dataset.demoUrl;
+if (demoUrl) $("url").value = demoUrl;
+
+// The page keeps the room the player bar takes at its bottom, whatever wraps in it.
+new ResizeObserver(() => {
+  document.documentElement.style.setProperty(
+    "--player-height", `${Math.ceil($("player").getBoundingClientRect().height)}px`);
+}).observe($("player"));
+
+// Tracks can be dragged only where a mouse can drag them.
+finePointer.addEventListener("change", () => {
+  for (const li of $("queue").querySelectorAll("li[data-position]")) {
+    li.draggable = finePointer.matches;
+  }
+});
 
 window.playground = {
   stats: () => ({
@@ -706,6 +828,9 @@ window.playground = {
     thumbnail: view.state && view.state.current ? view.state.current.thumbnail || "" : "",
     queue: view.state ? view.state.queue.map((t) => t.title || t.url) : [],
     history: view.state ? (view.state.history || []).map((t) => t.title || t.url) : [],
+    loop: view.state ? view.state.loop : "off",
+    undoClear: view.state ? view.state.undo_clear || 0 : 0,
+    pill: $("connection").textContent,
     lastError: view.lastError,
     audioState: audio ? audio.context.state : "none",
     audioHere: view.audioHere,

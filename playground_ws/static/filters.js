@@ -4,11 +4,12 @@
 // (window.playground.send); the server's state (the "playground:state" event the page
 // dispatches) says which filters are in effect, so every tab of a user shows the same.
 
-const BANDS = [25, 40, 63, 100, 160, 250, 400, 630, 1000, 1600, 2500, 4000, 6300, 10000, 16000];
-const PRESETS = [
-  ["bassboost", "Bass boost"], ["nightcore", "Nightcore"], ["vaporwave", "Vaporwave"],
-  ["8d", "8D"], ["karaoke", "Karaoke"], ["soft", "Soft"],
-];
+// The presets (name, label, effect; "reset" last) and the equalizer's band centres
+// come from the server, which writes them into the page from protocol/filter_presets.py.
+const CATALOGUE = JSON.parse(document.getElementById("sound-catalogue")?.textContent || "{}");
+const BANDS = CATALOGUE.bands || [];
+const PRESETS = (CATALOGUE.presets || []).filter((preset) => preset.name !== "reset");
+const RESET = (CATALOGUE.presets || []).find((preset) => preset.name === "reset");
 
 const mount = document.getElementById("filters-panel");
 
@@ -63,15 +64,17 @@ function build() {
   const presets = element("div", { class: "fx-presets", role: "group",
                                    "aria-label": "filter presets" });
   const presetButtons = new Map();
-  for (const [name, label] of PRESETS) {
-    const button = element("button", { type: "button", "data-preset": name,
+  for (const { name, label, effect } of PRESETS) {
+    const button = element("button", { type: "button", "data-preset": name, title: effect,
                                        "aria-pressed": "false" }, label);
     button.addEventListener("click", () => send({ type: "filters", preset: name }));
     presetButtons.set(name, button);
     presets.append(button);
   }
   const reset = element("button", { type: "button", id: "fx-reset",
-                                    "aria-label": "reset: no filters" }, "Reset");
+                                    "aria-label": "reset: no filters",
+                                    title: RESET ? RESET.effect : "" },
+                        RESET ? RESET.label : "Reset");
   reset.addEventListener("click", () => send({ type: "filters", preset: "reset" }));
   presets.append(reset);
   const current = element("div", { id: "fx-current", class: "fx-current",

@@ -367,6 +367,8 @@ class DiscordWorld:
         self.api = api
         self.guild_id = guild_id
         self.text_channel = snowflake()
+        #: A second text channel (``/settings announce``).
+        self.text_b = snowflake()
         self.voice_a = snowflake()
         self.voice_b = snowflake()
         self.dj_role = snowflake()
@@ -400,6 +402,8 @@ class DiscordWorld:
             "members": [m.payload() for m in members],
             "channels": [
                 dict(channel, id=str(self.text_channel), type=0, name="music", topic=None,
+                     last_message_id=None, rate_limit_per_user=0),
+                dict(channel, id=str(self.text_b), type=0, name="now-playing", topic=None,
                      last_message_id=None, rate_limit_per_user=0),
                 dict(channel, id=str(self.voice_a), type=2, name="Voice A", bitrate=64000,
                      user_limit=0, rtc_region=None),
@@ -440,14 +444,16 @@ class DiscordWorld:
             "attachment_size_limit": 8 * 1024 * 1024, **extra,
         }
 
-    async def command(self, member: Member, name: str, *, within: float = 30.0,
+    async def command(self, member: Member, name: str, /, *, within: float = 30.0,
                       **options: Any) -> Reply:
         """Run ``/name option=value ...`` as *member*; returns the bot's answer.
-        A subcommand is given as ``name="settings dj"``."""
+        A subcommand is given as ``name="settings dj"``; a role as ``("role", id)``, a
+        channel as ``("channel", id)``, an uploaded file as ``("attachment", {"url":
+        ..., "filename": ..., "size": ..., "content_type": ...})``."""
         token = self.send_command(member, name, **options)
         return await self.api.reply_to(token, within)
 
-    def send_command(self, member: Member, name: str, *, focused: str | None = None,
+    def send_command(self, member: Member, name: str, /, *, focused: str | None = None,
                      **options: Any) -> str:
         """Deliver the interaction without waiting; returns its token."""
         words = name.split()
@@ -501,6 +507,16 @@ class DiscordWorld:
                     "id": str(role_id), "name": "DJ", "permissions": "0", "position": 1,
                     "color": 0, "hoist": False, "managed": False, "mentionable": False,
                     "flags": 0}
+            case ("channel", channel_id):
+                option.update(type=7, value=str(channel_id))
+                resolved.setdefault("channels", {})[str(channel_id)] = {
+                    "id": str(channel_id), "name": "now-playing", "type": 0,
+                    "permissions": str(0x3FFFFFFF), "guild_id": str(self.guild_id)}
+            case ("attachment", dict() as attachment):
+                attachment_id = str(snowflake())
+                option.update(type=11, value=attachment_id)
+                resolved.setdefault("attachments", {})[attachment_id] = {
+                    "id": attachment_id, "proxy_url": attachment["url"], **attachment}
             case _:
                 option.update(type=3, value=str(value))
         if focused:

@@ -33,8 +33,10 @@ class RecordingSink(OpusSink):
 
 
 def settings_for(engine: EngineProcess, **overrides: object) -> GatewaySettings:
+    """Settings of a gateway using *engine*; lyrics are off (the tests reach nothing but
+    127.0.0.1) unless a test points ``lyrics_url`` at its LRCLIB stand-in."""
     values: dict[str, object] = {"go_api_port": engine.port, "socket_path": engine.socket_path,
-                                 "queue_db": ":memory:", "port": 0}
+                                 "queue_db": ":memory:", "port": 0, "lyrics_url": ""}
     return GatewaySettings(**{**values, **overrides})  # type: ignore[arg-type]
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from audio_engine.audio.opus_encoder import OpuslibEncoder
+from audio_engine.audio.codec import OpuslibEncoder
 from loadtest.media import encode_blocks, write_tone
-from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME, OggOpusWriter
+from protocol import PCM_FRAME_BYTES, SAMPLES_PER_FRAME, OggOpusWriter, ogg_crc
 
 __all__ = [
     "STEP_SECONDS",
@@ -26,6 +26,7 @@ __all__ = [
     "write_signal",
     "write_steps",
     "write_tone",
+    "write_vorbis_tone",
 ]
 
 #: Length of each tone of ``write_steps``.
@@ -81,6 +82,41 @@ def write_opus_tone(path: Path, frequency: float, seconds: float, *, serial: int
         pages.append(writer.audio_page(encoder.encode(chunk), samples, eos=last))
     path.write_bytes(b"".join(pages))
     return path
+
+def write_vorbis_tone(path: Path, frequency: float, seconds: float, *,
+                      nominal_bit_rate: int) -> Path:
+    """Write an Ogg Vorbis tone (48 kHz stereo) whose identification header declares
+    *nominal_bit_rate*, as encoders in quality mode do: a tone takes far less than
+    that, so a length estimated from the declared rate is far too short. (FFmpeg's
+    own Vorbis encoder, experimental, writes no nominal rate: it is set in the
+    header, and the first page's CRC made again.)"""
+    with av.open(str(path), "w", format="ogg") as container:
+        stream = container.add_stream("vorbis", rate=48_000, layout="stereo")
+        assert isinstance(stream, av.AudioStream)
+        stream.codec_context.options = {"strict": "experimental"}
+        index = np.arange(int(48_000 * seconds))
+        wave = (0.3 * np.sin(2 * np.pi * frequency * index / 48_000)).astype(np.float32)
+        for start in range(0, wave.size, 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(np.tile(wave[start:start + 1024], (2, 1))),
+                format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48_000, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = bytearray(path.read_bytes())
+    # The identification header (Vorbis I spec, 4.2.2): "\x01vorbis", version,
+    # channels, rate, bitrate maximum, nominal, minimum; all in the first page.
+    header = data.find(b"\x01vorbis")
+    nominal = header + 7 + 4 + 1 + 4 + 4
+    data[nominal:nominal + 4] = nominal_bit_rate.to_bytes(4, "little")
+    page_end = 27 + data[26] + sum(data[27:27 + data[26]])
+    data[22:26] = bytes(4)
+    data[22:26] = ogg_crc(bytes(data[:page_end])).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
 
 def write_signal(path: Path, signal: np.ndarray, *, container: str = "flac") -> Path:
     """Write a float stereo signal (shape (n, 2), -1 to 1, 48 kHz) losslessly (FLAC:

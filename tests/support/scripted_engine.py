@@ -36,6 +36,8 @@ class _Session:
     crossfade: float = 0.0
     #: The next track held: (play id, url).
     next: tuple[int, str] | None = None
+    #: A "play now" track being opened: (play id, url).
+    replacing: tuple[int, str] | None = None
 
 
 @dataclass
@@ -160,11 +162,15 @@ class ScriptedEngine:
                     return httpx.Response(200, json={"status": "ok", "session_id": sid,
                                                      "crossfade": body["crossfade"]})
                 if op == "next":
+                    now = bool(body.get("now")) and "play_now" in self.features
                     self._plays += 1
-                    session.next = (self._plays, body["url"])
-                    return httpx.Response(200, json={"status": "queued", "session_id": sid,
-                                                     "play_id": self._plays},
-                                          headers={"X-Play-Id": str(self._plays)})
+                    if now:
+                        session.replacing = (self._plays, body["url"])
+                    else:
+                        session.next = (self._plays, body["url"])
+                    return httpx.Response(200, json={
+                        "status": "replacing" if now else "queued", "session_id": sid,
+                        "play_id": self._plays}, headers={"X-Play-Id": str(self._plays)})
                 cancelled, session.next = session.next, None
                 return httpx.Response(200, json={
                     "status": "ok", "session_id": sid,
@@ -183,3 +189,24 @@ class ScriptedEngine:
         session.next = None
         session.start_at = 0.0
         return ended, session.play_id
+
+    def replace(self, sid: str) -> tuple[int, int]:
+        """The "play now" track of *sid* has audio and replaces the current one:
+        returns (replaced play id, new play id); the caller dispatches ``finished``
+        (reason replaced) and ``ready`` with them."""
+        session = self.sessions[sid]
+        assert session.replacing is not None, "no play now was sent"
+        ended = session.play_id
+        session.play_id, session.url = session.replacing
+        session.replacing = session.next = None
+        session.start_at = 0.0
+        return ended, session.play_id
+
+    def replacement_failed(self, sid: str) -> int:
+        """The "play now" track of *sid* could not open: returns its play id (the
+        caller dispatches its ``error``); the current play goes on."""
+        session = self.sessions[sid]
+        assert session.replacing is not None, "no play now was sent"
+        failed = session.replacing[0]
+        session.replacing = None
+        return failed

@@ -1,13 +1,17 @@
-"""The Opus encoder seam: 20 ms of s16le stereo PCM in, one Opus packet out.
+"""The Opus codec seam: the only module that talks to libopus.
 
-Two implementations of the same contract, both backed by libopus:
+- Encoding: 20 ms of s16le stereo PCM in, one Opus packet out; two implementations of
+  the same contract, both backed by libopus:
 
-* ``OpuslibEncoder`` calls the system's libopus (Debian's ``libopus0``) through
-  opuslib's ctypes binding; ctypes releases the GIL during the call.
-* ``PyAVOpusEncoder`` goes through FFmpeg's ``libopus`` wrapper in PyAV.
+  * ``OpuslibEncoder`` calls the system's libopus (Debian's ``libopus0``) through
+    opuslib's ctypes binding; ctypes releases the GIL during the call.
+  * ``PyAVOpusEncoder`` goes through FFmpeg's ``libopus`` wrapper in PyAV.
 
-``bench/opus_encode.py`` measures both per frame; the engine uses the setting
-``ENGINE_OPUS_ENCODER`` (default: the faster one on that benchmark, opuslib).
+  ``bench/opus_encode.py`` measures both per frame; the engine uses the setting
+  ``ENGINE_OPUS_ENCODER`` (default: the faster one on that benchmark, opuslib).
+- Decoding (``RawOpusDecoder``): 48 kHz stereo packets to PCM with nothing trimmed,
+  for splices and Opus sources that are transcoded; a packet that is not Opus raises
+  ``OpusDecodeError``.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import opuslib.api.encoder  # type: ignore[import-untyped]
 from protocol import CHANNELS, ENCODER_PRE_SKIP, PCM_FRAME_BYTES, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 __all__ = [
+    "MAX_PACKET_SAMPLES",
     "ComplexityDial",
     "EncoderFactory",
     "EncoderName",
+    "OpusDecodeError",
     "OpusFrameEncoder",
     "OpuslibEncoder",
     "PyAVOpusEncoder",
+    "RawOpusDecoder",
     "create_encoder",
 ]
 
@@ -188,3 +195,31 @@ class EncoderFactory:
 
     def __call__(self) -> OpusFrameEncoder:
         return create_encoder(self.name, self.bitrate, self.dial.level)
+
+
+#: Most samples per channel one Opus packet can hold (120 ms at 48 kHz).
+MAX_PACKET_SAMPLES: Final = 5760
+
+
+class OpusDecodeError(Exception):
+    """The packet is not valid Opus."""
+
+
+class RawOpusDecoder:
+    """libopus decoding of 48 kHz stereo packets with nothing trimmed (no pre-skip): its
+    output is exactly the listener's decoded timeline, 960 samples per 20 ms packet.
+    Not thread-safe; ctypes releases the GIL while it decodes."""
+
+    def __init__(self) -> None:
+        self._decoder = opuslib.Decoder(SAMPLE_RATE, CHANNELS)
+
+    def decode(self, data: bytes) -> bytes:
+        """s16le stereo PCM of one packet.
+
+        Raises:
+            OpusDecodeError: the packet is not valid Opus.
+        """
+        try:
+            return bytes(self._decoder.decode(data, MAX_PACKET_SAMPLES))
+        except opuslib.OpusError as exc:
+            raise OpusDecodeError(str(exc)) from exc

@@ -1,0 +1,541 @@
+"""Making the engine do what the core wants: one engine call at a time.
+
+The ``Reconciler`` compares the core's desired state with what the engine is known to
+have *applied* and makes the one call that closes the first gap: a play (or a stop),
+a pause or resume, the volume, the filters, the crossfade, the next track. A call
+counts as applied only when the engine said so; its refusals are handled here (a
+refused play goes on to the next track with the engine's words), while an engine
+that cannot be reached or fails (``EngineUnavailable``, ``EngineFault``) raises, for
+the player's task to retry.
+
+It also asks the engine about the stream when the link came back (``verify``): a live
+session is left alone, one that ended advances the queue, one the engine lost is
+played again from where it was (a paused one parks there). A play whose answer was
+lost is never sent blindly again: the engine is asked first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from applog import SessionLogger
+from gateway.engine_client import (
+    EngineError,
+    EngineFault,
+    EngineInvalidRequest,
+    EngineNotFound,
+    EngineOutcomeUnknown,
+    EngineUnavailable,
+    Feature,
+    Format,
+)
+from gateway.player.binding import Phase
+from gateway.player.core import Desired, NextPlan, PlayerCore
+from gateway.player.link import EngineApi, LinkView
+from gateway.player.stats import PlayerStats
+from protocol.filters import Filters
+
+__all__ = ["LIVE_STATES", "PLAY_ATTEMPTS", "Reconciler"]
+
+#: Engine states of a session that still has (or is about to have) a stream.
+LIVE_STATES = frozenset({"extracting", "streaming", "paused"})
+#: Attempts of a play the engine fails with 5xx before the track is given up.
+PLAY_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """What the engine is known to do for this key."""
+
+    nonce: int
+    paused: bool
+    volume: float
+    filters: Filters
+    crossfade: float
+
+    @classmethod
+    def of(cls, desired: Desired, *, paused: bool | None = None) -> _Applied:
+        return cls(desired.nonce, desired.paused if paused is None else paused,
+                   desired.volume, desired.filters, desired.crossfade)
+
+
+class _Player(Protocol):
+    """What the reconciler needs of its player."""
+
+    key: str
+    output: str
+    log: SessionLogger
+    stats: PlayerStats
+
+    @property
+    def core(self) -> PlayerCore: ...
+
+    def changed(self) -> None: ...
+
+    def took_join(self) -> None: ...
+
+
+class Reconciler:
+    """The engine side of one player.
+
+    Args:
+        player: the player (its core, its notifications).
+        engine: the engine calls (a client, or a node binding).
+        link: the engine connection's state and capabilities.
+        clock: the shell's monotonic clock.
+    """
+
+    def __init__(self, player: _Player, *, engine: EngineApi, link: LinkView,
+                 clock: Callable[[], float]) -> None:
+        self._player = player
+        self._engine = engine
+        self._link = link
+        self._clock = clock
+        # A fresh or restored player has nothing at the engine: taken as applied.
+        self.applied = _Applied.of(player.core.desired())
+        #: The next track the engine was told (None: none, or not asked).
+        self.next_applied: NextPlan | None = None
+        #: The engine's stream must be asked about (the link was lost, a call failed).
+        self.verify = False
+        #: A join's ``ready`` is overdue: ask the engine whether it happened.
+        self.check_join = False
+        #: Clock time the engine link was lost under this player's stream.
+        self.lost_at: float | None = None
+        self._play_faults = 0
+        #: The nonce whose play may have reached the engine without our hearing back.
+        self._unknown_play: int | None = None
+        #: The engine's play id of the latest play bound (None: unknown / Go engine).
+        self._engine_play_id: int | None = None
+        self._engine_generation = link.generation
+        #: Engine calls made (for tests and metrics).
+        self.calls = 0
+
+    # -- what is left to do ---------------------------------------------------------------
+
+    def supports(self, feature: Feature) -> bool:
+        """The engine announced *feature*."""
+        return feature in self._link.capabilities
+
+    def differs(self) -> bool:
+        """The engine is not known to match the desired state."""
+        desired = self._player.core.desired()
+        applied = self.applied
+        return ((desired.nonce, desired.paused, desired.volume, desired.crossfade)
+                != (applied.nonce, applied.paused, applied.volume, applied.crossfade)
+                or desired.filters != applied.filters
+                or self.next_wanted() != self.next_applied
+                or self.check_join)
+
+    def next_wanted(self) -> NextPlan | None:
+        """The next track the engine should hold now (engines with ``next_track``)."""
+        if not self.supports(Feature.NEXT_TRACK):
+            return None
+        return self._player.core.next_plan()
+
+    def has_session(self) -> bool:
+        """The engine has (or is about to have) a session for this key."""
+        return self._player.core.at_engine
+
+    def took_as_applied(self) -> None:
+        """The core's state is what the engine has (a restored queue; a paused
+        stream the engine lost, which has nothing at the engine)."""
+        desired = self._player.core.desired()
+        if desired.nonce == self.applied.nonce and self._player.core.phase is Phase.PARKED:
+            self.applied = _Applied.of(desired)
+
+    def restored(self) -> None:
+        """A queue was restored from the store: nothing plays at the engine."""
+        self.applied = _Applied.of(self._player.core.desired())
+
+    def joined(self) -> None:
+        """The core moved to a play the engine joined itself: no play is sent, and
+        the engine's next track was used up."""
+        self.applied = dataclasses.replace(self.applied, nonce=self._player.core.nonce,
+                                           paused=False)
+        self.next_applied = None
+
+    def faults_cleared(self) -> None:
+        """A call went through: 5xx answers to plays count from zero again."""
+        self._play_faults = 0
+
+    # -- one call ---------------------------------------------------------------------------
+
+    async def step(self) -> None:
+        """One engine call towards the desired state (or a question about the stream).
+
+        Raises:
+            EngineUnavailable: the engine cannot be reached (try again later).
+            EngineFault: the engine failed (try again later).
+            EngineError: an answer that makes no sense here.
+        """
+        if self._link.generation != self._engine_generation:
+            # A new connection: the engine may be a new process (play ids start again).
+            self._engine_generation = self._link.generation
+            self._engine_play_id = None
+        if self.verify:
+            await self._check_stream()
+            self.verify = False
+        elif self.check_join:
+            await self._check_joined()
+            self.check_join = False
+        elif self.differs():
+            await self._apply(self._player.core.desired())
+
+    async def _apply(self, desired: Desired) -> None:
+        applied = self.applied
+        if desired.nonce != applied.nonce:
+            await self._apply_track(desired)
+        elif desired.paused != applied.paused:
+            await self._apply_pause(desired)
+        elif desired.volume != applied.volume:
+            await self._apply_volume(desired)
+        elif desired.filters != applied.filters:
+            await self._apply_filters(desired)
+        elif desired.crossfade != applied.crossfade:
+            await self._apply_crossfade(desired)
+        else:
+            await self._apply_next(self.next_wanted())
+
+    # -- the stream's questions -------------------------------------------------------------
+
+    async def _check_stream(self) -> None:
+        """Ask the engine whether this player's stream still exists, and recover
+        when it does not: played again from the position reached when the link
+        was lost (paused players park there), or advanced when it ended."""
+        player = self._player
+        core = player.core
+        if not core.at_engine or core.nonce != self.applied.nonce:
+            return  # nothing at the engine to check, or a new play replaces it anyway
+        nonce = core.nonce
+        self.calls += 1
+        status = await self._engine.status(player.key)
+        if core.nonce != nonce or player.core is not core:
+            return  # changed while we asked: the new desired state decides
+        now = self._clock()
+        current = core.current
+        assert current is not None
+        lost_at, self.lost_at = self.lost_at, None
+        if status is not None and status.status in ("streaming", "paused"):
+            await self._ready_if_missed()
+            return
+        if status is not None and status.status in LIVE_STATES:
+            return
+        if status is not None and status.status in ("stopped", "error"):
+            player.log.info("the stream ended while the engine was out of reach")
+            core.stream_ended(now)
+            player.changed()
+            return
+        player.stats.lost_streams += 1
+        if core.stream_lost(min(lost_at if lost_at is not None else now, now), now):
+            player.log.info("the engine lost the stream; playing %s again from %.1f s",
+                            current.label, core.start_at)
+        else:
+            self.took_as_applied()
+            player.log.info("the engine lost the paused stream; it stays paused at %.1f s",
+                            core.start_at)
+        player.changed()
+
+    async def _check_joined(self) -> None:
+        """A join's ``ready`` did not come: if the engine streams the joined play,
+        take it as started; otherwise the join did not happen (the next track came
+        too late, or another joined), so play the track plainly."""
+        player = self._player
+        core = player.core
+        if core.phase is not Phase.JOINING:
+            return
+        nonce, play_id = core.nonce, core.binding.play_id
+        self.calls += 1
+        info = await self._engine.session_info(player.key)
+        if core.nonce != nonce or core.phase is not Phase.JOINING:
+            return
+        if (info is not None and info.status in ("streaming", "paused")
+                and info.play_id == play_id):
+            if core.ready_missed(self._clock(), info.position):
+                player.log.info("gapless: the joined play streams; its ready was lost")
+                player.changed()
+            return
+        if core.join_missed(self._clock()):
+            player.stats.missed_joins += 1
+            player.log.info("gapless: the next track did not join the stream; playing it")
+            player.changed()
+
+    async def _ready_if_missed(self) -> None:
+        """The engine streams our bound play: if its ``ready`` was lost (written
+        while the socket was down), take it now, at the engine's position when it
+        can tell (our engine), else at the play's start."""
+        player = self._player
+        core = player.core
+        if core.phase not in (Phase.STARTING, Phase.JOINING) or core.current is None:
+            return
+        nonce = core.nonce
+        position: float | None = None
+        if self.supports(Feature.PLAY_ID):
+            self.calls += 1
+            info = await self._engine.session_info(player.key)
+            if info is None or core.nonce != nonce or (
+                    info.play_id is not None and info.play_id != core.binding.play_id):
+                return
+            position = info.position
+        if core.ready_missed(self._clock(), position):
+            player.log.info("the engine streams the play but its ready was lost; taking it "
+                            "as started")
+            player.changed()
+
+    async def _play_outcome(self, desired: Desired) -> tuple[bool, int | None]:
+        """Whether the play for *desired* reached the engine (and its play id),
+        for a play whose answer was lost. Raises ``EngineUnavailable`` when the
+        engine cannot be asked (the question is asked again later)."""
+        assert desired.track is not None
+        player = self._player
+        url = desired.track.url
+        if self.supports(Feature.PLAY_ID):
+            self.calls += 1
+            info = await self._engine.session_info(player.key)
+            if (info is not None and info.url == url and info.status in LIVE_STATES
+                    and info.play_id is not None and info.play_id != self._engine_play_id):
+                player.log.info("the engine had started the play (play %d)", info.play_id)
+                return True, info.play_id
+            return False, None
+        self.calls += 1
+        status = await self._engine.status(player.key)
+        if status is not None and status.url == url and status.status in LIVE_STATES:
+            # A Go engine names no plays: a live session of this URL is taken as
+            # this play (a replay of the same URL cannot be told apart).
+            player.log.info("the engine had started the play")
+            return True, None
+        return False, None
+
+    # -- the calls that change something -----------------------------------------------------
+
+    async def _apply_track(self, desired: Desired) -> None:
+        player = self._player
+        player.core.sending(desired.nonce)
+        if desired.track is None:
+            self.calls += 1
+            try:
+                await self._engine.stop(player.key)
+            except (EngineUnavailable, EngineFault):
+                raise
+            except EngineError as exc:
+                player.log.warning("stop refused: %s", exc)
+            self.applied = _Applied.of(desired, paused=False)
+            self.next_applied = None
+            player.changed()
+            return
+        play_id: int | None = None
+        played = replacing = False
+        # At most two sends: a second only after the engine said the first did
+        # not arrive.
+        for _ in range(2):
+            if self._unknown_play == desired.nonce:
+                played, play_id = await self._play_outcome(desired)
+                if played:
+                    replacing = player.core.sent_as_replacement(desired.nonce)
+                    break
+            try:
+                # Until an answer arrives, whether the engine acted is unknown
+                # (also if this task is cancelled or fails meanwhile).
+                self._unknown_play = desired.nonce
+                self.calls += 1
+                result = await self._send_play(desired)
+            except EngineOutcomeUnknown as exc:
+                player.stats.play_checks += 1
+                player.log.warning("the play's answer was lost (%s); asking the engine "
+                                   "what it did", exc.detail)
+                continue
+            except EngineUnavailable:
+                self._unknown_play = None
+                raise
+            except EngineFault as exc:
+                self._unknown_play = None
+                self._play_faults += 1
+                if self._play_faults < PLAY_ATTEMPTS:
+                    raise
+                self._play_refused(desired, exc)
+                return
+            except EngineError as exc:
+                self._unknown_play = None
+                self._play_refused(desired, exc)
+                return
+            play_id, replacing = result
+            played = True
+            break
+        if not played:
+            raise EngineOutcomeUnknown("the connection to the audio engine broke")
+        self._unknown_play = None
+        self._engine_play_id = play_id
+        previous = self.applied
+        player.core.bind_play(desired.nonce, play_id, self._clock())
+        if replacing:
+            # The session goes on with its pause, volume, filters and crossfade: what
+            # differs from the desired state is changed live next.
+            self.applied = dataclasses.replace(previous, nonce=desired.nonce)
+        else:
+            # The play is applied (with the filters and crossfade it carried); a pause
+            # it needs is a separate step, so an engine failure there is retried
+            # rather than lost.
+            self.applied = _Applied.of(desired, paused=False)
+        # A new session holds no next track; a replacement used up or gave back the
+        # one it displaced (set again when wanted).
+        self.next_applied = None
+        player.changed()
+
+    async def _send_play(self, desired: Desired) -> tuple[int | None, bool]:
+        """Send *desired*'s play: its play id, and whether it went as a replacement
+        of the live stream ("play now" on an engine with ``play_now``: the stream plays
+        on until the new track has audio, and on if it fails)."""
+        assert desired.track is not None
+        core = self._player.core
+        if self.supports(Feature.PLAY_NOW) and core.replaces_live(desired.nonce):
+            core.replacing_live(desired.nonce)
+            try:
+                result = await self._engine.set_next(
+                    self._player.key, desired.track.url, start_at=desired.start_at,
+                    duration=desired.track.duration or 0.0, now=True)
+            except EngineNotFound:
+                core.not_replacing_live(desired.nonce)  # the stream is gone: a plain play
+            except EngineError as exc:
+                if exc.status != 409:  # 409: the stream ended meanwhile
+                    raise
+                core.not_replacing_live(desired.nonce)
+            else:
+                return result.play_id, True
+        return await self._send_plain_play(desired), False
+
+    async def _send_plain_play(self, desired: Desired) -> int | None:
+        assert desired.track is not None
+        filters = desired.filters
+        result = await self._engine.play(
+            self._player.key, desired.track.url, format=self._output_format(),
+            start_at=desired.start_at, duration=desired.track.duration or 0.0,
+            volume=desired.volume if self.supports(Feature.VOLUME) else None,
+            filters=filters if (filters != Filters() and self.supports(Feature.FILTERS))
+            else None,
+            crossfade=desired.crossfade if (
+                desired.crossfade and self.supports(Feature.CROSSFADE)) else None,
+        )
+        return result.play_id
+
+    def _play_refused(self, desired: Desired, exc: EngineError) -> None:
+        player = self._player
+        self._play_faults = 0
+        self.applied = _Applied.of(desired)
+        player.log.warning("play refused: %s", exc)
+        player.core.play_failed(desired.nonce, str(exc), self._clock())
+        player.changed()
+
+    async def _apply_pause(self, desired: Desired) -> None:
+        player = self._player
+        engine = self._engine
+        self.calls += 1
+        try:
+            await (engine.pause if desired.paused else engine.resume)(player.key)
+        except EngineNotFound:
+            # The engine has no session for us any more: find out what happened.
+            if desired.paused:
+                self.verify = True
+                return
+            # A resume of a session that is gone: play it again from its position.
+            player.stats.lost_streams += 1
+            player.core.stream_lost(self._clock(), self._clock())
+            player.changed()
+            return
+        except (EngineUnavailable, EngineFault):
+            raise
+        except EngineError as exc:
+            player.log.warning("%s refused: %s", "pause" if desired.paused else "resume", exc)
+        self.applied = dataclasses.replace(self.applied, paused=desired.paused)
+
+    async def _apply_volume(self, desired: Desired) -> None:
+        player = self._player
+        if self.supports(Feature.VOLUME) and self.has_session():
+            self.calls += 1
+            try:
+                await self._engine.set_volume(player.key, desired.volume)
+            except EngineNotFound:
+                pass  # no live session: the next play carries the volume
+            except (EngineUnavailable, EngineFault):
+                raise
+            except EngineError as exc:
+                player.log.warning("volume refused: %s", exc)
+        self.applied = dataclasses.replace(self.applied, volume=desired.volume)
+
+    async def _apply_filters(self, desired: Desired) -> None:
+        player = self._player
+        if self.supports(Feature.FILTERS) and self.has_session():
+            self.calls += 1
+            try:
+                await self._engine.set_filters(player.key, desired.filters)
+            except EngineNotFound:
+                pass  # no live session: the next play carries the filters
+            except (EngineUnavailable, EngineFault):
+                raise
+            except EngineInvalidRequest as exc:
+                # The engine's words say which value is wrong: keep what it plays.
+                player.log.warning("filters refused: %s", exc)
+                player.core.filters_refused(self.applied.filters, str(exc))
+                player.changed()
+                return
+            except EngineError as exc:
+                player.log.warning("filters refused: %s", exc)
+        self.applied = dataclasses.replace(self.applied, filters=desired.filters)
+
+    async def _apply_crossfade(self, desired: Desired) -> None:
+        player = self._player
+        if self.supports(Feature.CROSSFADE) and self.has_session():
+            self.calls += 1
+            try:
+                await self._engine.set_crossfade(player.key, desired.crossfade)
+            except EngineNotFound:
+                pass  # no live session: the next play carries it
+            except (EngineUnavailable, EngineFault):
+                raise
+            except EngineError as exc:
+                player.log.warning("crossfade refused: %s", exc)
+        self.applied = dataclasses.replace(self.applied, crossfade=desired.crossfade)
+
+    async def _apply_next(self, wanted: NextPlan | None) -> None:
+        """Tell the engine the next track (or that there is none any more)."""
+        player = self._player
+        core = player.core
+        held = self.next_applied
+        if wanted is None:
+            self.next_applied = None
+            if held is not None and held.nonce == core.nonce and core.next_play_id is not None:
+                self.calls += 1
+                try:
+                    await self._engine.cancel_next(player.key)
+                except EngineNotFound:
+                    pass  # the session is gone, and its next track with it
+                except (EngineUnavailable, EngineFault):
+                    self.next_applied = held
+                    raise
+                except EngineError as exc:
+                    player.log.warning("cancelling the next track failed: %s", exc)
+                core.clear_next()
+            return
+        track = wanted.track
+        self.calls += 1
+        try:
+            result = await self._engine.set_next(player.key, track.url,
+                                                 duration=track.duration or 0.0)
+        except (EngineUnavailable, EngineFault):
+            raise
+        except EngineError as exc:
+            # Refused (the session ended, or the engine cannot use the URL): the
+            # track is played plainly when the current one ends.
+            player.log.info("the engine did not take the next track (%s); it will be a new "
+                            "play", exc)
+            self.next_applied = wanted
+            return
+        self.next_applied = wanted
+        if core.bind_next(wanted, result.play_id, self._clock()):
+            player.took_join()
+            player.changed()
+
+    def _output_format(self) -> Format:
+        output = self._player.output
+        return "web" if output == "web" else "pcm" if output == "pcm" else "opus"
