@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from audio_engine.audio.opus_encoder import OpuslibEncoder
+from audio_engine.audio.codec import OpuslibEncoder
 from audio_engine.voice import (
     EncryptionMode,
     VoiceClosed,
