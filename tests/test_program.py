@@ -281,7 +281,7 @@ def test_voice_output_is_the_opus_stream_without_its_pages(media: Path, name: st
     voice = Driver(media, OutputFormat.VOICE)
     voice.program.start(voice.track(name))
     assert voice.program.passthrough is name.endswith(".ogg")
-    assert voice.program.header_pages == b""
+    assert voice.program.stream.header_pages == b""
     frames = voice.run()
     assert [f.number for f in frames] == list(range(len(frames)))
     assert [f.packet for f in frames] == expected
