@@ -70,9 +70,13 @@ $(RUN_STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	touch $@
 
-# The test extras on top (pytest, hypothesis, playwright, schemathesis, ruff, mypy...).
-$(TEST_STAMP): $(RUN_STAMP)
+# The test extras on top (pytest, hypothesis, playwright, schemathesis, ruff, mypy...),
+# and the JavaScript Lavalink client a test drives on Node.js (18 or newer, on PATH):
+# tests/js/, pinned by its package-lock.json.
+$(TEST_STAMP): $(RUN_STAMP) tests/js/package-lock.json
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@command -v npm >/dev/null || { echo "error: the tests need Node.js 18+ and npm on PATH"; exit 1; }
+	npm ci --prefix tests/js --no-audit --no-fund --silent
 	touch $@
 
 bench: setup

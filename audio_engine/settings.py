@@ -311,6 +311,24 @@ class EngineSettings(BaseSettings):
         description="when set, every API call but /health needs 'Authorization: Bearer "
         "<token>' [env ENGINE_API_TOKEN]",
     )
+    lavalink_server_password: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("lavalink_server_password", "LAVALINK_SERVER_PASSWORD"),
+        description="when set, the engine is also a Lavalink v4 node on its HTTP port "
+        "(/v4/..., /version) and clients must send this password in 'Authorization' "
+        "(the variable Lavalink itself reads; docs/lavalink.md); unset: no Lavalink API "
+        "[env LAVALINK_SERVER_PASSWORD]",
+    )
+    lavalink_player_update_interval: int = Field(
+        5,
+        ge=1,
+        le=60,
+        validation_alias=AliasChoices("lavalink_player_update_interval",
+                                      "LAVALINK_SERVER_PLAYERUPDATEINTERVAL"),
+        description="seconds between the playerUpdate messages of a Lavalink player that "
+        "plays (Lavalink's lavalink.server.playerUpdateInterval) "
+        "[env LAVALINK_SERVER_PLAYERUPDATEINTERVAL]",
+    )
     media_dir: Path | None = Field(
         None,
         description="local files may be played only from under this directory; unset: "
@@ -361,6 +379,12 @@ class EngineSettings(BaseSettings):
         secret = self.node_token or self.api_token
         return secret.get_secret_value() if secret is not None and secret.get_secret_value() \
             else None
+
+    @property
+    def lavalink_password(self) -> str | None:
+        """The Lavalink API's password, or None when that API is off."""
+        secret = self.lavalink_server_password
+        return secret.get_secret_value() or None if secret is not None else None
 
     @property
     def endpoints(self) -> frozenset[tuple[IPAddress, int]]:

@@ -2,7 +2,8 @@
 
 Start-up, in order: parse settings; bind the HTTP port and the Unix socket
 (any problem is one ``error:`` line naming the setting, exit code 78, with
-nothing left behind); build the front and start its worker processes
+nothing left behind); build the front (and, with ``LAVALINK_SERVER_PASSWORD``, the
+Lavalink node on the same HTTP port) and start its worker processes
 (``audiogate.engine_worker``, ``ENGINE_WORKERS`` of them) and wait until every one
 ticks; start accepting socket consumers and the HTTP server, all owned by one task
 group; print ``ENGINE READY`` once both sockets accept.
@@ -25,6 +26,7 @@ import sys
 
 from audio_engine.cluster.front import Front
 from audio_engine.http.api import create_app
+from audio_engine.lavalink import LavalinkNode
 from audio_engine.settings import EngineSettings
 from audio_engine.sources.proxy_env import scrub_proxy_environment
 from audiogate.config import load_settings, setting_name, start_logging
@@ -127,7 +129,10 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
         front = Front(settings, worker_command=worker_command, workers=settings.workers)
         front.overview.clock_scheduling = RealtimeClock(settings.clock_priority).start()
         log.info("event loop thread: %s", front.overview.clock_scheduling)
-        http = HttpService(create_app(front), http_listener, name="engine",
+        lavalink = LavalinkNode(
+            front, player_update_interval=settings.lavalink_player_update_interval,
+        ) if settings.lavalink_password else None
+        http = HttpService(create_app(front, lavalink=lavalink), http_listener, name="engine",
                            request_timeout=settings.http_request_timeout,
                            graceful_timeout=settings.shutdown_timeout / 2)
         http.register_metrics(front.metrics.registry, "audiogate_engine")
@@ -157,6 +162,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
                         # error body) instead of being cut off at the HTTP deadline.
                         await front.resolve_pool.close()
                         await server
+                        if lavalink is not None:
+                            await lavalink.close()
                         await front.stop()
                 except TimeoutError:
                     log.error("shutdown took longer than %.1f s; stopping now",
@@ -165,6 +172,8 @@ async def serve_engine(settings: EngineSettings, stop: asyncio.Event, *,
                     running.cancel()
         finally:
             # After an overrun or a crash: what stop() did not get to.
+            if lavalink is not None:
+                await lavalink.close()
             await front.close_now()
     finally:
         http_listener.close()

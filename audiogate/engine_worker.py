@@ -30,6 +30,7 @@ from typing import Any
 
 from audio_engine.audio.codec import ComplexityDial
 from audio_engine.cluster.channel import ChannelReader, Kind
+from audio_engine.cluster.voice import VoicePlayers, VoiceRouting
 from audio_engine.cluster.worker import RemoteJobs, WorkerLink, WorkerService
 from audio_engine.cluster.workers import WORKER_FD_ENV
 from audio_engine.engine import Engine
@@ -104,7 +105,10 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
     link.handlers["consumers"](go_style)
     loop = asyncio.get_running_loop()
     await loop.connect_accepted_socket(lambda: link, channel)
-    engine = Engine(settings, hub=link,
+    # Lavalink players' voice connections; their sessions' event lines go to the
+    # front as notices, not to the socket consumers.
+    voices = VoicePlayers(link)
+    engine = Engine(settings, hub=VoiceRouting(link, voices),
                     jobs=RemoteJobs(link, WorkerLimits(deadline=settings.resolve_timeout)),
                     complexity=ComplexityDial(complexity),
                     codec_threads=codec_threads)
@@ -113,7 +117,7 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
     link.use_metrics(engine.metrics)
     # Added up with the front's (CPU, memory): /metrics describes the whole engine.
     add_runtime_metrics(engine.metrics.registry)
-    service = WorkerService(engine, link, index=index)
+    service = WorkerService(engine, link, index=index, voices=voices)
     await engine.start(calibrate=calibrate)
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -129,6 +133,7 @@ async def serve_worker(settings: EngineSettings, index: int, complexity: int,
             halted.cancel()
     finally:
         await engine.close_now()
+        await voices.close_all()
         await link.aclose()
     log.info("engine worker %d stopped", index)
 

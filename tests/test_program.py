@@ -53,7 +53,7 @@ class Driver:
     def __init__(self, media: Path, output: OutputFormat = OutputFormat.OPUS) -> None:
         self.media = media
         self.output = output
-        factory = (lambda: create_encoder("opuslib", output.bitrate, 10)) if output.is_ogg \
+        factory = (lambda: create_encoder("opuslib", output.bitrate, 10)) if output.is_opus \
             else None
         self.program = Program("test", output, 4321, factory)
         #: The next track handed to the program, until it has joined.
@@ -61,7 +61,7 @@ class Driver:
 
     def track(self, name: str, filters: Filters | None = None, play: object = None) -> Track:
         return Track(play, _source(self.media, name, self.output), filters or Filters(),
-                     lookahead=self.program.lookahead, passthrough_ok=self.output.is_ogg)
+                     lookahead=self.program.lookahead, passthrough_ok=self.output.is_opus)
 
     def run(self, limit: int = 10**6, *, sent: bool = True) -> list[Frame]:
         """Produce until the stream ends (or *limit* frames); with *sent*, every frame
@@ -265,6 +265,45 @@ def test_pcm_output_joins_tracks_sample_exactly(media: Path) -> None:
     assert len(pcm) == pytest.approx(8 * 48_000, abs=960)
     steps = np.abs(np.diff(pcm[:, 0].astype(float)))
     assert steps.max() < 1.1 * 0.5 * 32768 * 2 * np.pi * 550 / 48_000 + 400
+
+
+# -- voice output: Opus packets without Ogg pages -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a440.ogg", "c550.mp3"])
+def test_voice_output_is_the_opus_stream_without_its_pages(media: Path, name: str) -> None:
+    # The same encoder on the same audio: a voice session's frames are exactly the
+    # packets an Ogg session carries in its pages (an Opus source's own packets when
+    # it passes through), bare, and nothing else (no header pages, no socket framing).
+    ogg = Driver(media)
+    ogg.program.start(ogg.track(name))
+    expected = [p for page in pages(ogg.run()) for p in page.packets()]
+    voice = Driver(media, OutputFormat.VOICE)
+    voice.program.start(voice.track(name))
+    assert voice.program.passthrough is name.endswith(".ogg")
+    assert voice.program.stream.header_pages == b""
+    frames = voice.run()
+    assert [f.number for f in frames] == list(range(len(frames)))
+    assert [f.packet for f in frames] == expected
+    assert all(f.payload_size == len(f.packet) and f.granule == 0 for f in frames)
+    assert frames[-1].last
+
+
+def test_a_live_change_on_a_voice_stream_splices_like_an_ogg_one(media: Path) -> None:
+    # Passthrough, a volume change (primed encoder), and back: the packets decode as
+    # one clean stream, at half the level while the change holds.
+    driver = Driver(media, OutputFormat.VOICE)
+    driver.program.start(driver.track("a440.ogg"))
+    frames = redo_at(driver, driver.run(100, sent=False), 68, parse_filters({"volume": 0.5}),
+                     limit=80)
+    frames = redo_at(driver, frames, 130, Filters())
+    assert driver.program.passthrough
+    assert [f.number for f in frames] == list(range(len(frames)))
+    signal = decode_opus_packets([f.packet for f in frames])
+    levels = np.sqrt((signal[0, : 190 * 960].reshape(190, 960) ** 2).mean(axis=1))
+    assert levels[75:125].max() < 0.55 * levels[150:190].min()
+    steps = np.abs(np.diff(signal[0]))
+    assert steps[60 * 960 : 190 * 960].max() < 1.1 * 0.5 * 32768 * 2 * np.pi * 440 / 48_000
 
 
 # -- the helpers -----------------------------------------------------------------------------

@@ -6,7 +6,9 @@ mixed PCM); the ``OutputStream`` makes it the session's next frame:
 
 - it numbers the frames and wraps each in one Ogg page (one logical stream for the
   whole session: one serial, granules +960 per page, one OpusHead) and a socket
-  packet, or, for PCM, in a bare packet;
+  packet, or, for PCM, in a bare packet; a voice session's frames (``VOICE``) are the
+  bare Opus packets its Discord voice connection sends (Opus, but no Ogg page and no
+  socket packet);
 - it keeps the packets it made (``PacketLog``) back to ``DECODER_PREROLL`` frames
   before the listener's, so that a new encoder can start from the audio just heard;
 - it owns the session's encoder and its splices (``splice``): leaving passthrough
@@ -51,13 +53,14 @@ _HEADER_PAGES: Final = 2
 
 
 class OutputStream:
-    """One session's stream of frames (one Ogg logical stream, or bare PCM frames).
+    """One session's stream of frames (one Ogg logical stream, bare PCM frames, or bare
+    Opus packets for a voice session).
 
     Args:
         session_id: the session's id (packets carry it).
         output: the session's output format.
         serial: the Ogg stream's serial (Ogg formats).
-        encoder_factory: makes a fresh Opus encoder (Ogg formats; None for PCM).
+        encoder_factory: makes a fresh Opus encoder (Opus formats; None for PCM).
     """
 
     def __init__(self, session_id: str, output: OutputFormat, serial: int,
@@ -65,7 +68,9 @@ class OutputStream:
         self.session_id = session_id
         self.serial = serial
         self._ogg = output.is_ogg
-        self._factory = encoder_factory if output.is_ogg else None
+        #: Frames are bare Opus packets (a voice session), not socket packets.
+        self._bare = output is OutputFormat.VOICE
+        self._factory = encoder_factory if output.is_opus else None
         #: The engine's complexity dial, when the factory follows one.
         self._dial = encoder_factory.dial if isinstance(encoder_factory, EncoderFactory) \
             else None
@@ -76,7 +81,7 @@ class OutputStream:
         #: input this much later); 0 for PCM.
         self.lookahead = self._factory().lookahead if self._factory is not None else 0
         self.writer: OggOpusWriter | None = None
-        self.log: PacketLog | None = PacketLog() if output.is_ogg else None
+        self.log: PacketLog | None = PacketLog() if output.is_opus else None
         #: The number of the next frame.
         self.next_index = 0
         #: The stream has ended (its last frame carried the EOS flag).
@@ -101,7 +106,7 @@ class OutputStream:
 
     @property
     def encodes(self) -> bool:
-        """PCM frames are Opus-encoded (Ogg formats), not sent as they are."""
+        """PCM frames are Opus-encoded (Opus formats), not sent as they are."""
         return self._factory is not None
 
     @property
@@ -131,7 +136,7 @@ class OutputStream:
     def rewind(self, index: int) -> list[LoggedFrame]:
         """Frames from *index* on were dropped: number, page and encode again from
         there (the encoder primed on the packets before *index*). Returns the dropped
-        frames that were logged (Ogg formats), oldest first."""
+        frames that were logged (Opus formats), oldest first."""
         self.finished = False
         log_ = self.log
         if self.writer is not None:
@@ -157,9 +162,17 @@ class OutputStream:
         """The next frames: *run*'s packets as they are, none the last (a thousand
         sessions' worth of frames go through here every second)."""
         writer, log_, session_id = self.writer, self.log, self.session_id
-        assert writer is not None and log_ is not None
+        assert log_ is not None
         frames: list[Frame] = []
         n = self.next_index
+        if writer is None:  # a voice session: the source's packets as they are
+            for packet in run:
+                log_.add(n, packet.data, packet.position)
+                frames.append(Frame(packet.data, len(packet.data), packet.position, 0, 0,
+                                    False, n, None))
+                n += 1
+            self.next_index = n
+            return frames
         for packet in run:
             log_.add(n, packet.data, packet.position)
             page = writer.audio_page(packet.data, FRAME)
@@ -179,19 +192,20 @@ class OutputStream:
         self.next_index += 1
         if last:
             self.finished = True
-        writer = self.writer
-        if writer is None:
-            return Frame(encode_packet(self.session_id, data), len(data), position, 0, 0, last,
-                         n, start)
         if self.log is not None:
             self.log.add(n, data, position)
+        writer = self.writer
+        if writer is None:
+            # PCM in a socket packet; a voice session's Opus packet as it is.
+            packet = data if self._bare else encode_packet(self.session_id, data)
+            return Frame(packet, len(data), position, 0, 0, last, n, start)
         page = writer.audio_page(data, samples if last else FRAME, eos=last)
         return Frame(encode_packet(self.session_id, page), len(page), position,
                      writer.granule_position, writer.next_sequence - 1, last, n, start)
 
     def end_page(self, position: float) -> Frame | None:
         """End the stream after the last frame sent (it did not carry the EOS flag);
-        None for PCM, whose session ends when its last frame has been sent."""
+        None for PCM and voice, whose session ends when its last frame has been sent."""
         self.finished = True
         writer = self.writer
         if writer is None:

@@ -2,7 +2,10 @@
 
 The ``Program`` turns what its tracks deliver into the session's numbered 20 ms frames
 (complete socket packets): one Ogg logical stream for the whole session (one serial,
-granules +960 per page, one OpusHead), or PCM. It decides, frame by frame:
+granules +960 per page, one OpusHead), or PCM; or, for a voice session (``VOICE``),
+the bare Opus packets a Discord voice connection sends. Whether the audio is Opus and
+whether it is wrapped in Ogg pages are two separate questions of the output format
+(``is_opus``, ``is_ogg``). It decides, frame by frame:
 
 - **passthrough** while a single track plays whose packets may go out as they are (no
   filter, volume 1): no decode, no encode;
@@ -94,7 +97,7 @@ class Program:
         session_id: the session's id (packets carry it).
         output: the session's output format.
         serial: the Ogg stream's serial (Ogg formats).
-        encoder_factory: makes a fresh Opus encoder (Ogg formats; None for PCM).
+        encoder_factory: makes a fresh Opus encoder (Opus formats; None for PCM).
     """
 
     def __init__(self, session_id: str, output: OutputFormat, serial: int,
@@ -192,7 +195,7 @@ class Program:
 
     def start(self, track: Track) -> None:
         """Start the stream with its first track (passthrough when it can)."""
-        passthrough = track.opus and track.filters.neutral and self.output.is_ogg
+        passthrough = track.opus and track.filters.neutral and self.output.is_opus
         self.stream.start(track.source.opus_head if track.opus else None,
                           passthrough=passthrough)
         track.place(0, passthrough=passthrough)
@@ -568,7 +571,7 @@ class Program:
         self._starts = {k: v for k, v in self._starts.items() if k < index}
         self.tracks = [track]
         self._windows = []
-        passthrough = track.opus and track.filters.neutral and self.output.is_ogg
+        passthrough = track.opus and track.filters.neutral and self.output.is_opus
         track.restart(index * FRAME, passthrough=passthrough)
         if not passthrough:
             self.stream.encoder_from(index)

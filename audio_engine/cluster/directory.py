@@ -57,6 +57,9 @@ class SessionRecord(Generic[W]):
     filters: Filters = field(default_factory=Filters)
     loudness_default: bool = True
     crossfade: float = 0.0
+    #: A position set by a play or a seek, and when (newer than the snapshot until
+    #: the next report).
+    position_hint: tuple[float, float] | None = None
 
     @classmethod
     def of(cls, worker: W, request: PlayRequest, play_id: int, load: Load
@@ -106,7 +109,7 @@ class SessionDirectory(Generic[W]):
                                     default_loudness=self._default_loudness).active()
         suffix = PurePosixPath(urllib.parse.urlsplit(request.url).path).suffix.lower()
         page = suffix not in MEDIA_EXTENSIONS and not request.url.startswith("/")
-        passthrough = request.output.is_ogg and not filters and (
+        passthrough = request.output.is_opus and not filters and (
             suffix in _OPUS_SUFFIXES or page)
         return Load(*play_units(transcoding=not passthrough, filters=filters))
 

@@ -21,7 +21,12 @@ front:
 - **recovers** a dead worker's sessions: they are played again on a live worker from
   the position their listeners reached, continuing the same Ogg stream (serial,
   granules, page numbers) without a new ``ready``; the worker is restarted (``pool``).
-  The other sessions never notice.
+  The other sessions never notice;
+- **keeps** the Lavalink players' voice connections on the worker that plays their
+  guild (``connect_voice``): a guild's session id is claimed by its Lavalink player
+  (``claim_voice``), whose plays are ``voice`` sessions on that worker; their events
+  come back as notices for the Lavalink face (``voice_listener``), and on a worker's
+  death the connection is made again on the worker the session moves to.
 
 Its ``overview`` answers ``/health``, ``/stats``, ``/metrics`` and the session list from
 every live worker.
@@ -37,9 +42,9 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, Protocol
 
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.cluster.channel import Batch, Failure
@@ -48,7 +53,7 @@ from audio_engine.cluster.governor import LoadGovernor
 from audio_engine.cluster.overview import Overview
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
 from audio_engine.cluster.pool import WorkerPool, silent_for, ticking, usable_cores
-from audio_engine.cluster.reports import VERSION, WorkerReport
+from audio_engine.cluster.reports import VERSION, VoiceServer, WorkerReport
 from audio_engine.cluster.workers import WorkerProcess
 from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import LOAD_INTERVAL
@@ -67,8 +72,11 @@ __all__ = [
     "Front",
     "PlayRefused",
     "PlayStarted",
+    "PlayerState",
     "Reply",
+    "SessionConflict",
     "SessionNotFound",
+    "VoiceListener",
     "WorkerUnavailable",
 ]
 
@@ -80,6 +88,12 @@ _START_TIMEOUT: Final = 30.0
 _MOVE_WAIT: Final = 15.0
 #: Seconds the front waits for a worker's answer to an API call.
 _CALL_TIMEOUT: Final = 5.0
+#: Seconds the front waits for a worker to connect a voice connection (the worker
+#: waits 10 s for the handshake, ``worker.VOICE_CONNECT_WAIT``).
+_VOICE_CALL_TIMEOUT: Final = 12.0
+#: Longest a player's position is carried forward from the last report (reports come
+#: every 0.5 s; a worker that stopped reporting is not playing on).
+_EXTRAPOLATE_MAX: Final = 2.0
 #: Seconds without a tick after which a worker counts as stuck and is killed: far
 #: beyond any stall a loaded host causes (a clock that stalls a second is already
 #: "not ready"), short enough that its listeners lose seconds, not minutes.
@@ -94,7 +108,7 @@ RESTART = declare(
 MOVE = declare(
     "engine-worker-{key}-move", owner=_OWNER, process=Process.ENGINE,
     what="playing a dead worker's sessions again on live workers, from where their "
-         "listeners were",
+         "listeners were, and connecting its Lavalink players' voice connections again",
     ends="every session moved (or given up after 15 s without a live worker), or "
          "`Front.close_now`")
 SAMPLER = declare(
@@ -113,6 +127,45 @@ class SessionNotFound(Exception):
 
 class WorkerUnavailable(Exception):
     """The worker holding the session is restarting (its sessions are being moved)."""
+
+
+class SessionConflict(Exception):
+    """A guild is either a Lavalink player or a Go session, never both: the id is
+    taken by the other kind (``str()`` says which)."""
+
+
+class VoiceListener(Protocol):
+    """What receives the events of voice sessions (the Lavalink face)."""
+
+    def voice_event(self, session_id: str, fields: dict[str, Any]) -> None:
+        """An event line of a voice session, as a dict (``type``, ``play``,
+        ``reason``, ``message``...)."""
+
+    def voice_closed(self, session_id: str, code: int, reason: str, by_remote: bool) -> None:
+        """The session's voice connection closed for good (Discord's close code)."""
+
+
+class PlayerState(NamedTuple):
+    """A voice session's state for Lavalink's ``playerUpdate``: the track position
+    (seconds, None when nothing plays), and its voice connection."""
+
+    position: float | None
+    connected: bool
+    ping_ms: int
+
+
+@dataclass(slots=True)
+class _Voice:
+    """A guild claimed by a Lavalink player: the worker that holds its voice
+    connection (None until placed) and the credentials it connects with."""
+
+    worker: WorkerProcess | None = None
+    server: VoiceServer | None = None
+    #: What the worker said of its connection outside its reports (the answer to
+    #: ``voice``, a ``voice_closed`` notice), and when: newer than its latest report,
+    #: it is the connection's state (reports come every 0.5 s).
+    connected: bool = False
+    said_at: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +247,10 @@ class Front:
         #: Admission, cost per unit, measured load and the libopus complexity.
         self.governor = LoadGovernor(settings, self.sessions, self.pool, self.metrics,
                                      cost_prior=cost_prior)
+        #: Session ids claimed by Lavalink players.
+        self._voices: dict[str, _Voice] = {}
+        #: Where the events of voice sessions go (the Lavalink face, when enabled).
+        self.voice_listener: VoiceListener | None = None
         self._plays = itertools.count(1)
         self._go_style = True
         self._tasks = TaskOwner(_OWNER, logger=log)
@@ -338,13 +395,15 @@ class Front:
                   worker.lost_reason or "channel closed", moving)
         if not self._tasks.closed:
             self._tasks.spawn(RESTART, self.pool.restart(worker), key=str(worker.index))
-            if moving:
+            if moving or any(v.worker is worker for v in self._voices.values()):
                 self._tasks.spawn(MOVE, self._move(worker, time.monotonic()),
                                   key=str(worker.index))
 
     async def _move(self, dead: WorkerProcess, died_at: float) -> None:
         """Play the dead worker's live sessions again on live workers, from where
-        their listeners were, in the same Ogg streams."""
+        their listeners were, in the same Ogg streams; connect its voice connections
+        again where their sessions went."""
+        voices = [(sid, v) for sid, v in self._voices.items() if v.worker is dead]
         if not await self.pool.wait_live(_MOVE_WAIT):
             log.error("no engine worker to move sessions to; they are lost")
         for session_id, record in self.sessions.to_move(dead):
@@ -353,6 +412,9 @@ class Front:
                 self.sessions.pop(session_id)
                 continue
             target = self._place(workers)
+            voice = self._voices.get(session_id)
+            if voice is not None:
+                voice.worker = target  # its connection is made again there (_move_voices)
             request, resume = SessionDirectory.moved_play(record, died_at)
             record.worker = target
             record.moving = False
@@ -367,6 +429,7 @@ class Front:
             except (PeerGone, CallTimedOut, CallFailed) as exc:
                 log.error("session %s could not be moved: %s", session_id, exc)
                 self.sessions.pop(session_id)
+        await self._move_voices(dead, voices)
 
     # -- load --------------------------------------------------------------------------------
 
@@ -434,9 +497,16 @@ class Front:
     async def play(self, session_id: str, request: PlayRequest) -> PlayStarted | PlayRefused:
         """Start (or replace) *session_id*'s stream, or refuse it.
 
+        A ``voice`` play (a Lavalink player's) goes to the worker that holds its
+        guild's voice connection.
+
         Raises:
             WorkerUnavailable: no worker can take it now.
+            SessionConflict: a Go play on a Lavalink player's id, or the reverse.
         """
+        voice = self._voices.get(session_id)
+        if (voice is not None) != (request.output is OutputFormat.VOICE):
+            raise SessionConflict(_conflict_message(session_id, lavalink=voice is not None))
         old = self.sessions.get(session_id)
         replacing = old is not None and old.live and not old.moving and old.worker.alive
         play_id = next(self._plays)
@@ -445,14 +515,19 @@ class Front:
             self.metrics.plays_refused.labels("count").inc()
             return self._refused(session_id, play_id, 429, 0,
                                  f"too many sessions: the limit of {self.settings.max_sessions} "
-                                 "is reached")
+                                 "is reached", voice=voice is not None)
         if not replacing:
             decision = self.governor.admit(projected)
             if not decision.accept:
                 self.metrics.plays_refused.labels("load").inc()
                 return self._refused(session_id, play_id, 503, decision.retry_after,
-                                     decision.message)
-        if replacing:
+                                     decision.message, voice=voice is not None)
+        if voice is not None and voice.worker is not None:
+            if not voice.worker.alive:
+                raise WorkerUnavailable("the engine is moving this player to another worker; "
+                                        "try again shortly")
+            worker = voice.worker
+        elif replacing:
             assert old is not None
             worker = old.worker
         else:
@@ -460,7 +535,10 @@ class Front:
             if not workers:
                 raise WorkerUnavailable("the engine is starting its workers; try again shortly")
             worker = self._place(workers)
+        if voice is not None:
+            voice.worker = worker
         record = SessionRecord.of(worker, request, play_id, projected)
+        record.position_hint = (request.start_at, time.monotonic())
         self.sessions.put(session_id, record)
         try:
             gate = await worker.call("play", session_id, request, play_id,
@@ -469,7 +547,8 @@ class Front:
             self.sessions.pop(session_id)
             if exc.kind == "too_many":
                 self.metrics.plays_refused.labels("count").inc()
-                return self._refused(session_id, play_id, 429, 0, str(exc))
+                return self._refused(session_id, play_id, 429, 0, str(exc),
+                                     voice=voice is not None)
             raise
         except (PeerGone, CallTimedOut) as exc:
             if self.sessions.get(session_id) is record and not record.moving:
@@ -481,9 +560,11 @@ class Front:
         return PlayStarted(play_id, Reply(worker, gate))
 
     def _refused(self, session_id: str, play_id: int, status: int, retry_after: int,
-                 message: str) -> PlayRefused:
-        line = encode_event_line(Event(EventType.ERROR, session_id, message,
-                                       {"play": play_id, "reason": "refused"}))
+                 message: str, *, voice: bool = False) -> PlayRefused:
+        """A refusal; its ``error`` event goes to the socket consumers after the reply,
+        unless it is a voice play's (the Lavalink face reports it its own way)."""
+        line = b"" if voice else encode_event_line(
+            Event(EventType.ERROR, session_id, message, {"play": play_id, "reason": "refused"}))
         return PlayRefused(play_id, status, message, retry_after, Reply(line=line))
 
     async def stop_session(self, session_id: str) -> Reply:
@@ -540,7 +621,15 @@ class Front:
 
     async def seek(self, session_id: str, position: float) -> str:
         record = self._record(session_id)
-        return str(await self._call(record, "seek", session_id, position))
+        state = str(await self._call(record, "seek", session_id, position))
+        record.position_hint = (position, time.monotonic())
+        return state
+
+    async def set_end(self, session_id: str, end_at: float | None) -> None:
+        """The track position (seconds) at which the current play ends (None: its end)."""
+        record = self._record(session_id)
+        await self._call(record, "end_at", session_id, end_at)
+        record.request = replace(record.request, end_at=end_at)  # a move keeps it
 
     async def filters(self, session_id: str) -> dict[str, Any]:
         record = self._record(session_id)
@@ -581,3 +670,143 @@ class Front:
         record = self._record(session_id)
         value = await self._call(record, "cancel_next", session_id)
         return int(value) if value is not None else None
+
+    # -- Lavalink players: their guild's id and voice connection -------------------------------
+
+    def is_voice(self, session_id: str) -> bool:
+        """Whether *session_id* is claimed by a Lavalink player."""
+        return session_id in self._voices
+
+    def claim_voice(self, session_id: str) -> None:
+        """Claim *session_id* for a Lavalink player (idempotent).
+
+        Raises:
+            SessionConflict: a Go session with this id is live.
+        """
+        if session_id in self._voices:
+            return
+        record = self.sessions.get(session_id)
+        if record is not None and record.live:
+            raise SessionConflict(_conflict_message(session_id, lavalink=False))
+        self.sessions.pop(session_id)  # an ended Go session gives the id up
+        self._voices[session_id] = _Voice()
+
+    async def release_voice(self, session_id: str) -> Reply:
+        """The Lavalink player of *session_id* is gone: stop its session, close its
+        voice connection, give the id up. Unknown ids are fine."""
+        voice = self._voices.get(session_id)
+        if voice is None:
+            return Reply()
+        reply = await self.stop_session(session_id)
+        self._voices.pop(session_id, None)
+        if voice.worker is not None and voice.worker.alive:
+            try:
+                await voice.worker.call("voice_close", session_id, within=_CALL_TIMEOUT)
+            except (PeerGone, CallTimedOut, CallFailed) as exc:
+                log.warning("voice connection of %s not closed: %s", session_id, exc)
+        return reply
+
+    async def connect_voice(self, session_id: str, server: VoiceServer) -> dict[str, Any]:
+        """Connect (or move) the voice connection of the Lavalink player *session_id*
+        on the worker that plays it (placed now if it has none), and wait until it
+        is usable or failed: ``{"connected", "code", "reason"}``.
+
+        Raises:
+            SessionNotFound: the id is not claimed (``claim_voice``).
+            WorkerUnavailable: no worker can take it now.
+        """
+        voice = self._voices.get(session_id)
+        if voice is None:
+            raise SessionNotFound(session_id)
+        if voice.worker is None or not voice.worker.alive:
+            if voice.worker is not None:
+                raise WorkerUnavailable("the engine is moving this player to another "
+                                        "worker; try again shortly")
+            workers = self.pool.live(started=True)
+            if not workers:
+                raise WorkerUnavailable("the engine is starting its workers; try again shortly")
+            voice.worker = self._place(workers)
+        voice.server = server
+        try:
+            answer = await voice.worker.call("voice", session_id, server,
+                                             within=_VOICE_CALL_TIMEOUT)
+        except (PeerGone, CallTimedOut) as exc:
+            raise WorkerUnavailable("the engine worker of this player is not answering; "
+                                    "try again shortly") from exc
+        voice.connected, voice.said_at = bool(answer.get("connected")), time.monotonic()
+        return dict(answer)
+
+    def player_state(self, session_id: str, tempo: float = 1.0) -> PlayerState:
+        """Where the voice session *session_id* is (from its worker's reports, carried
+        forward at *tempo* track seconds per second while it plays), and its voice
+        connection's state."""
+        voice = self._voices.get(session_id)
+        worker = voice.worker if voice is not None else None
+        report = worker.report if worker is not None else None
+        snapshot = report.voices.get(session_id) if report is not None else None
+        connected = snapshot is not None and snapshot.connected
+        ping = snapshot.ping_ms if snapshot is not None else -1
+        if voice is not None and (report is None or voice.said_at > report.at):
+            connected = voice.connected
+            ping = ping if connected else -1
+        record = self.sessions.get(session_id)
+        if record is None or not record.live:
+            return PlayerState(None, connected, ping)
+        now = time.monotonic()
+        session = record.snapshot
+        position, at = (session.position, record.snapshot_at) if session is not None \
+            else (record.request.start_at, now)
+        if record.position_hint is not None and record.position_hint[1] > at:
+            position, at = record.position_hint
+        playing = connected and not record.paused and (session is None or session.ready_sent)
+        if playing:
+            position += min(_EXTRAPOLATE_MAX, max(0.0, now - at)) * tempo
+        return PlayerState(position, connected, ping)
+
+    def worker_voice_event(self, worker: WorkerProcess, fields: dict[str, Any]) -> None:
+        session_id = str(fields.get("session_id", ""))
+        voice = self._voices.get(session_id)
+        if voice is None or voice.worker is not worker or self.voice_listener is None:
+            return  # a released player, or a dead worker's late word
+        self.voice_listener.voice_event(session_id, fields)
+
+    def worker_voice_closed(self, worker: WorkerProcess, session_id: str, code: int,
+                            reason: str, by_remote: bool) -> None:
+        voice = self._voices.get(session_id)
+        if voice is None or voice.worker is not worker:
+            return
+        voice.connected, voice.said_at = False, time.monotonic()
+        if self.voice_listener is not None:
+            self.voice_listener.voice_closed(session_id, code, reason, by_remote)
+
+    async def _move_voices(self, dead: WorkerProcess, moving: list[tuple[str, _Voice]]
+                           ) -> None:
+        """Connect the voice connections the *dead* worker held (*moving*) again, each
+        on the worker its guild's session moved to (or a placed one)."""
+        if not moving:
+            return
+        workers = self.pool.live(started=True)
+        calls = []
+        for session_id, voice in moving:
+            if self._voices.get(session_id) is not voice:
+                continue  # released meanwhile
+            if voice.worker is dead or voice.worker is None or not voice.worker.alive:
+                if not workers:
+                    voice.worker = None
+                    continue
+                voice.worker = self._place(workers)
+            if voice.server is not None:
+                calls.append(voice.worker.call("voice", session_id, voice.server,
+                                               within=_VOICE_CALL_TIMEOUT))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        log.info("%d voice connections moved (%d failed)", len(calls) - len(failed),
+                 len(failed))
+
+
+def _conflict_message(session_id: str, *, lavalink: bool) -> str:
+    if lavalink:
+        return (f"session {session_id} is a Lavalink player's guild: a guild is either a "
+                "Lavalink player or a Go session, never both")
+    return (f"guild {session_id} has a live Go session: a guild is either a Lavalink "
+            "player or a Go session, never both")

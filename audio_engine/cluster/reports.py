@@ -12,6 +12,8 @@ __all__ = [
     "FEATURES",
     "VERSION",
     "SessionSnapshot",
+    "VoiceServer",
+    "VoiceSnapshot",
     "WorkerReport",
     "open_fds",
     "rss_megabytes",
@@ -73,6 +75,29 @@ class SessionSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceServer:
+    """Where a Lavalink player's voice connection goes: its guild and bot user, and
+    the ``voice`` object the client sent (Discord's voice session, token, endpoint
+    and, for DAVE, channel)."""
+
+    guild_id: int
+    user_id: int
+    session_id: str
+    token: str
+    endpoint: str
+    channel_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSnapshot:
+    """A voice connection's state for Lavalink's ``playerUpdate``: connected, and the
+    last heartbeat round trip (-1 while not connected)."""
+
+    connected: bool
+    ping_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerReport:
     """A worker's state, sent to the front every ``LOAD_INTERVAL``."""
 
@@ -97,6 +122,8 @@ class WorkerReport:
     sessions: dict[str, SessionSnapshot] = field(default_factory=dict)
     #: Sessions that ended but are still held (queryable until stopped or reaped).
     ended: frozenset[str] = frozenset()
+    #: Voice connections (Lavalink players) by session id.
+    voices: dict[str, VoiceSnapshot] = field(default_factory=dict)
 
     @property
     def playing(self) -> int:

@@ -7,20 +7,24 @@ dispatcher of the front's calls to ``WorkerService``.
 
 ``WorkerService`` turns each call into the session manager's operation and answers
 with plain values (views as dicts, failures as ``Failure``): the front never sees a
-``Session`` object.
+``Session`` object. It also attaches the voice connections of Lavalink players
+(``voice``, ``voice_close``; see ``cluster.voice``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
+from audio_engine.audio.formats import OutputFormat
 from audio_engine.cluster.channel import Batch, Failure, encode_batch, encode_events
 from audio_engine.cluster.peer import CallFailed, Peer
-from audio_engine.cluster.reports import WorkerReport
+from audio_engine.cluster.reports import VoiceServer, WorkerReport
+from audio_engine.cluster.voice import VoicePlayers
 from audio_engine.engine import Engine
 from audio_engine.metrics import EngineMetrics, families_of
 from audio_engine.sessions.manager import NotPlayable, TooManySessions
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 #: Bytes the front may leave unread on a worker's channel before the worker drops
 #: its ticks' audio (event lines still go): 2 s of a thousand passthrough sessions.
 FRONT_QUEUE_LIMIT = 32 * 1024 * 1024
+#: Seconds a ``voice`` call waits for its connection to be usable (Discord's voice
+#: handshake takes well under a second; a connection still trying after this goes on).
+VOICE_CONNECT_WAIT: Final = 10.0
 
 
 class WorkerLink(Peer):
@@ -138,11 +145,13 @@ def _not_found() -> CallFailed:
 class WorkerService:
     """The calls a worker answers (registered on its ``WorkerLink``)."""
 
-    def __init__(self, engine: Engine, link: WorkerLink, *, index: int = 0) -> None:
+    def __init__(self, engine: Engine, link: WorkerLink, *, index: int = 0,
+                 voices: VoicePlayers | None = None) -> None:
         self.engine = engine
         self.link = link
         self.index = index
         self.manager = engine.manager
+        self.voices = voices if voices is not None else VoicePlayers(link)
         self._gates: dict[int, Any] = {}
         self._gate_ids = 0
         link.handlers.update({
@@ -160,6 +169,9 @@ class WorkerService:
             "crossfade": self.crossfade,
             "set_next": self.set_next,
             "cancel_next": self.cancel_next,
+            "end_at": self.end_at,
+            "voice": self.voice,
+            "voice_close": self.voice_close,
             "touch": self.manager.touch,
             "health": self.engine.health,
             "metrics": lambda: families_of(engine.metrics.registry),
@@ -170,7 +182,10 @@ class WorkerService:
         })
 
     def report(self, sample: WorkerReport) -> None:
-        """Send the front the worker's state (the engine's reporter calls it)."""
+        """Send the front the worker's state (the engine's reporter calls it), with
+        its voice connections'."""
+        if self.voices.any:
+            sample = dataclasses.replace(sample, voices=self.voices.snapshots())
         self.link.cast("report", sample)
 
     # -- gates: replies before events ---------------------------------------------------------
@@ -203,9 +218,16 @@ class WorkerService:
 
     def play(self, session_id: str, request: PlayRequest, play_id: int,
              resume: Resume | None = None) -> int:
-        """Start (or replace) a session; returns the id of the gate holding its events."""
+        """Start (or replace) a session; returns the id of the gate holding its events.
+        A ``voice`` play's frames go to its guild's voice connection (``voice``)."""
+        if request.output is OutputFormat.VOICE:
+            voice = self.voices.sink(session_id)
+        else:
+            voice = None
+            self.voices.disown(session_id)
         try:
-            session = self.manager.play(session_id, request, play_id=play_id, resume=resume)
+            session = self.manager.play(session_id, request, play_id=play_id, resume=resume,
+                                        voice=voice)
         except TooManySessions as exc:
             raise CallFailed(Failure("too_many", str(exc))) from exc
         return self._gate_id(session.gate)
@@ -303,6 +325,22 @@ class WorkerService:
         self.manager.cancel_next(session_id)
         return cancelled
 
+    def end_at(self, session_id: str, end_at: float | None) -> None:
+        """The track position at which the current play ends (None: at its end)."""
+        if self.manager.set_end(session_id, end_at) is None:
+            raise _not_found()
+
+    async def voice(self, session_id: str, server: VoiceServer) -> dict[str, Any]:
+        """Connect (or move) *session_id*'s voice connection; see
+        ``VoicePlayers.attach``."""
+        return await self.voices.attach(session_id, server, within=VOICE_CONNECT_WAIT)
+
+    async def voice_close(self, session_id: str) -> None:
+        """Close *session_id*'s voice connection (its player was destroyed)."""
+        await self.voices.close(session_id)
+
     async def shutdown(self) -> None:
-        """End every session (``finished`` events go to the front first), stop."""
+        """End every session (``finished`` events go to the front first), close the
+        voice connections, stop."""
         await self.engine.stop()
+        await self.voices.close_all()

@@ -44,6 +44,11 @@ class FrontSide(Protocol):
 
     def worker_forgot(self, worker: WorkerProcess, session_id: str) -> None: ...
 
+    def worker_voice_event(self, worker: WorkerProcess, fields: dict[str, Any]) -> None: ...
+
+    def worker_voice_closed(self, worker: WorkerProcess, session_id: str, code: int,
+                            reason: str, by_remote: bool) -> None: ...
+
     async def run_job(self, job: dict[str, Any], caller: str) -> dict[str, Any]: ...
 
     def worker_lost(self, worker: WorkerProcess) -> None: ...
@@ -75,6 +80,8 @@ class WorkerProcess(Peer):
         self.handlers.update({
             "report": self._on_report,
             "forget": lambda session_id: front.worker_forgot(self, session_id),
+            "voice_event": lambda fields: front.worker_voice_event(self, fields),
+            "voice_closed": lambda *args: front.worker_voice_closed(self, *args),
             "resolve_job": front.run_job,
         })
 

@@ -7,6 +7,7 @@ A handler raises; ``install`` turns each exception into the Go error body
 |---|---|
 | ``GoError`` (bad input, said in words) | its own (400, 404, 409, 413, ...) |
 | ``SessionNotFound`` | 404 ``session not found`` |
+| ``SessionConflict`` (a Lavalink player's guild) | 409, saying so |
 | ``WorkerUnavailable`` (a worker restarting) | 503, ``Retry-After: 1`` |
 | ``CallFailed`` from a worker | 409 (``not_playable``), 400 (``bad_format``), else 500 |
 """
@@ -18,11 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from audio_engine.cluster.front import SessionNotFound, WorkerUnavailable
+from audio_engine.cluster.front import SessionConflict, SessionNotFound, WorkerUnavailable
 from audio_engine.cluster.peer import CallFailed
 from audio_engine.http.gojson import GoJSONResponse, go_not_found
 
-__all__ = ["GoError", "go_error", "install"]
+__all__ = ["GoError", "go_error", "go_routing_failed", "install"]
 
 _CALL_STATUS = {"not_playable": 409, "bad_format": 400, "not_found": 404}
 
@@ -50,6 +51,15 @@ def _session_id(request: Request) -> str:
     return str(request.path_params.get("session_id", ""))
 
 
+def go_routing_failed(exc: StarletteHTTPException) -> Response:
+    """What the Go engine (gin) answers when routing fails: its plain-text 404 for an
+    unknown path and for a wrong method too."""
+    if exc.status_code in (404, 405):
+        return go_not_found()
+    return GoJSONResponse({"status": "error", "message": str(exc.detail)},
+                          status_code=exc.status_code)
+
+
 def install(app: FastAPI) -> None:
     """Register the mapping on *app*."""
 
@@ -60,6 +70,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SessionNotFound)
     async def not_found(request: Request, exc: SessionNotFound) -> Response:
         return go_error(_session_id(request), "session not found", 404)
+
+    @app.exception_handler(SessionConflict)
+    async def conflict(request: Request, exc: SessionConflict) -> Response:
+        return go_error(_session_id(request), str(exc), 409)
 
     @app.exception_handler(WorkerUnavailable)
     async def unavailable(request: Request, exc: WorkerUnavailable) -> Response:
@@ -72,10 +86,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def routing_failed(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code in (404, 405):
-            return go_not_found()  # gin answers a wrong method with its 404 too
-        return GoJSONResponse({"status": "error", "message": str(exc.detail)},
-                              status_code=exc.status_code)
+        return go_routing_failed(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, exc: RequestValidationError) -> Response:

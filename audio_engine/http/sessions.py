@@ -4,6 +4,10 @@ Go-compatible (PROTOCOL.md section 1): ``play``, ``stop``, ``pause``, ``resume``
 ``status``. Ours: ``volume``, ``seek``, ``filters`` (GET and POST), ``crossfade``,
 ``next`` and ``next/cancel``.
 
+A session id claimed by a Lavalink player (``audio_engine.lavalink``) is refused
+with 409 by every call that would change its session: a guild is either a Lavalink
+player or a Go session, never both.
+
 A play's and a stop's response carries a background task (run by Starlette after
 the body was written) that tells the front the reply went out, so the events the
 request caused follow it (``audio_engine.wire.ordering``).
@@ -43,6 +47,13 @@ __all__ = ["PLAY_ID_HEADER", "sessions_router"]
 PLAY_ID_HEADER = "X-Play-Id"
 
 
+def _not_lavalink(front: Front, session_id: str) -> None:
+    """Refuse (409) a Go call that would change a Lavalink player's session."""
+    if front.is_voice(session_id):
+        raise GoError(session_id, f"session {session_id} is a Lavalink player's guild: a "
+                      "guild is either a Lavalink player or a Go session, never both", 409)
+
+
 def sessions_router(front: Front) -> APIRouter:
     """The session endpoints of *front*."""
     settings = front.settings
@@ -60,6 +71,7 @@ def sessions_router(front: Front) -> APIRouter:
         summary="Start or replace a session's stream",
     )
     async def play(session_id: SessionId, request: Request) -> Response:
+        _not_lavalink(front, session_id)
         body = await parse_body(request, PlayBody, session_id, limit)
         checked = play_request(session_id, body, request,
                                max_url_length=settings.max_url_length)
@@ -81,17 +93,20 @@ def sessions_router(front: Front) -> APIRouter:
 
     @router.post("/session/{session_id}/stop", summary="Stop a session (unknown ids too)")
     async def stop(session_id: SessionId) -> Response:
+        _not_lavalink(front, session_id)
         reply = await front.stop_session(session_id)
         return GoJSONResponse({"status": "stopped", "session_id": session_id},
                               background=BackgroundTask(front.replied, reply))
 
     @router.post("/session/{session_id}/pause", summary="Pause output at once")
     async def pause(session_id: SessionId) -> Response:
+        _not_lavalink(front, session_id)
         await front.pause(session_id)
         return GoJSONResponse({"status": "paused", "session_id": session_id})
 
     @router.post("/session/{session_id}/resume", summary="Resume a paused session")
     async def resume(session_id: SessionId) -> Response:
+        _not_lavalink(front, session_id)
         await front.resume(session_id)
         return GoJSONResponse({"status": "playing", "session_id": session_id})
 
@@ -122,12 +137,14 @@ def sessions_router(front: Front) -> APIRouter:
 
     @router.post("/session/{session_id}/volume", summary="Change a session's volume live")
     async def volume(session_id: SessionId, request: Request) -> Response:
+        _not_lavalink(front, session_id)
         body = await parse_body(request, VolumeBody, session_id, limit)
         value = await front.set_volume(session_id, body.volume)
         return GoJSONResponse({"status": "ok", "session_id": session_id, "volume": value})
 
     @router.post("/session/{session_id}/seek", summary="Seek a live session")
     async def seek(session_id: SessionId, request: Request) -> Response:
+        _not_lavalink(front, session_id)
         body = await parse_body(request, SeekBody, session_id, limit)
         if not math.isfinite(body.position):
             raise GoError(session_id, "invalid request: position must be finite", 400)
@@ -146,6 +163,7 @@ def sessions_router(front: Front) -> APIRouter:
     @router.post("/session/{session_id}/filters",
                  summary="Set a session's filters live: Lavalink v4's filters object (ours)")
     async def set_filters(session_id: SessionId, request: Request) -> Response:
+        _not_lavalink(front, session_id)
         data = await json_object(request, session_id, limit)
         filters, loudness_default = filters_of(session_id, data)
         view = await front.set_filters(session_id, filters, loudness_default)
@@ -154,6 +172,7 @@ def sessions_router(front: Front) -> APIRouter:
     @router.post("/session/{session_id}/crossfade",
                  summary="Crossfade length into the next track (ours)")
     async def crossfade(session_id: SessionId, request: Request) -> Response:
+        _not_lavalink(front, session_id)
         body = await parse_body(request, CrossfadeBody, session_id, limit)
         value = await front.set_crossfade(session_id, body.crossfade)
         return GoJSONResponse({"status": "ok", "session_id": session_id, "crossfade": value})
@@ -162,6 +181,7 @@ def sessions_router(front: Front) -> APIRouter:
                  summary="The track after the current one, joined in the same stream, or "
                  "with now the one that replaces it once it has audio (ours)")
     async def set_next(session_id: SessionId, request: Request) -> Response:
+        _not_lavalink(front, session_id)
         body = await parse_body(request, NextBody, session_id, limit)
         output = front.output_of(session_id)
         play, filters, loudness_default = next_request(
@@ -177,6 +197,7 @@ def sessions_router(front: Front) -> APIRouter:
 
     @router.post("/session/{session_id}/next/cancel", summary="Forget the next track (ours)")
     async def cancel_next(session_id: SessionId) -> Response:
+        _not_lavalink(front, session_id)
         cancelled = await front.cancel_next(session_id)
         return GoJSONResponse({"status": "ok", "session_id": session_id,
                                "cancelled": cancelled})

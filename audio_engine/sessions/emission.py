@@ -185,6 +185,9 @@ class Emission:
                 session.audio_at = now  # every consumer takes audio in ready's write
             if session.paused or now < session.audio_at:
                 continue
+            voice = session.voice
+            if voice is not None and not voice.ready and session.failure is None:
+                continue  # its voice connection is not up: the track waits, as paused
             session.playing_ticks += 1
             frame = session.ring.pop()
             if frame is None:
@@ -194,6 +197,12 @@ class Emission:
                 elif not session.ended and not session.between_tracks:
                     underruns[session.request.output] += 1
                     session.underruns += 1
+                continue
+            if session.end_at is not None and frame.position >= session.end_at:
+                # The play's end time (Lavalink's endTime): it ends here, as at its end.
+                ending = self.finish(session, FinishReason.END)
+                if ending is not None:
+                    self._tick_line(session.id, ending, parts, events)
                 continue
             if session.ring.needs_refill:
                 session.wake.set()
@@ -208,7 +217,10 @@ class Emission:
             if frame.start is not None:
                 for line in self._next_begins(session, frame):
                     self._tick_line(session.id, line, parts, events)
-            parts.append(frame.packet)
+            if voice is not None:
+                voice.send_opus(frame.packet)  # its own connection, on this tick
+            else:
+                parts.append(frame.packet)
             session.bytes_sent += frame.payload_size
             session.frames_sent += 1
             session.position = frame.position + FRAME_DURATION
@@ -224,7 +236,7 @@ class Emission:
             if frame.last:
                 for line in self._track_ends(session):
                     self._tick_line(session.id, line, parts, events)
-        audio_packets = sum(sent.values())
+        audio_packets = sum(sent.values()) - sent[OutputFormat.VOICE]
         if parts:
             written = self._hub.broadcast(parts, events, audio_packets,
                                           announced=[s.id for s in announced],
@@ -243,7 +255,7 @@ class Emission:
             self._metrics.frames_sent.labels(output.value).inc(count)
         for output, count in underruns.items():
             self._metrics.underruns.labels(output.value).inc(count)
-        self.total_frames_sent += audio_packets
+        self.total_frames_sent += sum(sent.values())
         self.total_underruns += sum(underruns.values())
 
     def ready_written(self, session_ids: Sequence[str], at: float) -> None:

@@ -41,6 +41,7 @@ from audio_engine.sessions.session import (
     PlayRequest,
     Resume,
     Session,
+    VoiceSink,
 )
 from audio_engine.settings import EngineSettings
 from audio_engine.sources.media import MediaSource, SourceOptions
@@ -178,15 +179,18 @@ class SessionManager:
     # -- API operations ------------------------------------------------------------
 
     def play(self, session_id: str, request: PlayRequest, *, play_id: int | None = None,
-             resume: Resume | None = None) -> Session:
+             resume: Resume | None = None, voice: VoiceSink | None = None) -> Session:
         """Start (or replace) *session_id*'s stream. Returns at once; resolution
         runs in the session's producer. *play_id* is given by the front (play ids
         are engine-wide); *resume* continues the stream of a session that was moved
-        from a dead worker.
+        from a dead worker; *voice* is where a ``voice`` session's frames go.
 
         Raises:
             TooManySessions: when the live session limit is reached.
+            ValueError: a ``voice`` play without *voice*.
         """
+        if request.output is OutputFormat.VOICE and voice is None:
+            raise ValueError("a voice session needs its voice connection")
         now = self._clock()
         old = self._sessions.get(session_id)
         live = sum(1 for s in self._sessions.values() if s.live and s is not old)
@@ -208,6 +212,7 @@ class SessionManager:
             session.resume = resume
             session.paused = resume.paused
             session.headers_sent = resume.ready_sent
+        session.voice = voice
         self._sessions[session_id] = session
         session.producer = self._tasks.spawn(PRODUCER, run_producer(session, self._context),
                                              key=session_id)
@@ -287,6 +292,15 @@ class SessionManager:
                 self._redo(session)
                 self._metrics.live_changes.labels("filters").inc()
                 session.log.info("filters: %s", ", ".join(filters.active()) or "none")
+        return session
+
+    def set_end(self, session_id: str, end_at: float | None) -> Session | None:
+        """The track position (seconds) at which the current play ends (None: at its
+        end), checked on every frame sent. Returns None for unknown ids."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.touch(self._clock())
+            session.end_at = end_at
         return session
 
     def set_crossfade(self, session_id: str, seconds: float) -> Session | None:
@@ -443,11 +457,13 @@ class SessionManager:
 
     def reap_idle(self) -> int:
         """Remove sessions that are not playing and that nobody touched for the idle
-        timeout. Returns how many were removed."""
+        timeout (a paused voice session stays: a Lavalink player keeps its paused
+        track as long as its client wants). Returns how many were removed."""
         now = self._clock()
         idle = [
             s for s in self._sessions.values()
-            if (s.ended or s.paused) and now - s.last_touched > self._settings.idle_timeout
+            if (s.ended or (s.paused and s.voice is None))
+            and now - s.last_touched > self._settings.idle_timeout
         ]
         for session in idle:
             session.log.info("idle for %.0f s; removing", now - session.last_touched)

@@ -239,10 +239,10 @@ def _start_program(session: Session, context: ProducerContext, source: MediaSour
                    filters: Filters) -> tuple[Program, Track]:
     """The session's program, started with its first track (a worker job)."""
     output = session.request.output
-    factory = context.encoder(output) if context.encoder and output.is_ogg else None
+    factory = context.encoder(output) if context.encoder and output.is_opus else None
     program = Program(session.id, output, session.serial, factory)
     track = Track(None, source, filters, lookahead=program.lookahead,
-                  passthrough_ok=output.is_ogg)
+                  passthrough_ok=output.is_opus)
     program.start(track)
     if session.resume is not None:
         # Moved from a dead worker: the listener's Ogg stream goes on.
@@ -500,7 +500,7 @@ class _Production:
             nxt.duration = source.duration or nxt.request.duration
             track = Track(nxt, source, self._filters_for(nxt),
                           lookahead=self.program.lookahead,
-                          passthrough_ok=session.request.output.is_ogg, replaces=nxt.now)
+                          passthrough_ok=session.request.output.is_opus, replaces=nxt.now)
             self.opened = _Opened(nxt, track, grant)
             session.log.info("next track opened: play %d (%s)", nxt.play_id,
                              target.title or "untitled")

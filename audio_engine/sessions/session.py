@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from applog import SessionLogger, session_logger
 from audio_engine.audio.formats import OutputFormat
@@ -30,6 +31,7 @@ __all__ = [
     "Resume",
     "Session",
     "SessionState",
+    "VoiceSink",
     "effective_filters",
 ]
 
@@ -77,6 +79,24 @@ class PlayRequest:
     loudness_default: bool = True
     #: Crossfade into the next track, seconds (0: gapless).
     crossfade: float = 0.0
+    #: Track position (seconds) at which the play ends as if the track had ended
+    #: there (Lavalink's ``endTime``); None: at the track's end.
+    end_at: float | None = None
+
+
+class VoiceSink(Protocol):
+    """Where a ``voice`` session's frames go instead of the socket consumers: its
+    guild's Discord voice connection, owned by the worker (``cluster.voice``)."""
+
+    @property
+    def ready(self) -> bool:
+        """Frames can go out now. While not (connecting, reconnecting), the clock
+        takes none of the session's frames: its track waits, as when paused."""
+        ...
+
+    def send_opus(self, frame: bytes) -> bool:
+        """Send one 20 ms Opus packet now, never waiting; False if it was dropped."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +193,10 @@ class Session:
         self.crossfade = request.crossfade
         #: The track that follows in the same stream, if one was set.
         self.next: NextTrack | None = None
+        #: Track position (seconds) at which the play ends (``PlayRequest.end_at``).
+        self.end_at = request.end_at
+        #: The voice connection a ``voice`` session's frames go to (None: the socket).
+        self.voice: VoiceSink | None = None
         self.ring = ring if ring is not None else FrameRing()
         #: The Ogg stream's two header pages (Ogg formats), once the source opened.
         self.header_pages = b""

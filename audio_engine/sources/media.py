@@ -189,7 +189,7 @@ class MediaSource:
         with self._lock:
             self._open_container(self._skip_until)
             assert self._stream is not None
-            if self.options.output.is_ogg:
+            if self.options.output.is_opus:
                 self.opus_head = self._passthrough_head(self._stream.codec_context)
             if self.opus_head is None:
                 self._start_decoding()

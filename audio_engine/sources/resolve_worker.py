@@ -162,13 +162,17 @@ def _metadata(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _playlist(job: Mapping[str, Any]) -> dict[str, Any]:
     info = _extract(job["url"], job, formats=False)
-    entries = _entries(info) if info.get("_type") == "playlist" else [info]
-    return {"entries": [
+    playlist = info.get("_type") == "playlist"
+    entries = _entries(info) if playlist else [info]
+    return {"is_playlist": playlist, "title": _text(info.get("title")), "entries": [
         {
             "url": _text(entry.get("url") or entry.get("webpage_url")),
             "title": _text(entry.get("title")),
             "duration": _number(entry.get("duration")),
             "thumbnail": _best_thumbnail(entry),
+            "id": _text(entry.get("id")),
+            "uploader": _text(entry.get("uploader") or entry.get("channel")),
+            "extractor": _text(entry.get("ie_key") or entry.get("extractor_key")),
         }
         for entry in entries
     ]}
@@ -176,7 +180,8 @@ def _playlist(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _search(job: Mapping[str, Any]) -> dict[str, Any]:
     limit = max(1, min(int(job.get("limit", 10)), 50))
-    info = _extract(f"ytsearch{limit}:{job['query']}", job, formats=False)
+    site = "scsearch" if job.get("site") == "scsearch" else "ytsearch"
+    info = _extract(f"{site}{limit}:{job['query']}", job, formats=False)
     results = []
     for entry in _entries(info):
         video_id = _text(entry.get("id"))
@@ -219,7 +224,8 @@ def _probe(job: Mapping[str, Any]) -> dict[str, Any]:
             duration = (container.duration or 0) / 1_000_000
             if length_is_a_guess(container, is_local=bool(job.get("local"))):
                 duration = 0.0  # unknown: an Ogg source that cannot seek
-            return {"duration": round(duration, 3), "title": _tag(container, "title")}
+            return {"duration": round(duration, 3), "title": _tag(container, "title"),
+                    "author": _tag(container, "artist")}
     except av.error.InvalidDataError as exc:
         raise JobError("not a playable media file") from exc
     except av.error.HTTPError as exc:

@@ -48,6 +48,9 @@ MEDIA_EXTENSIONS = frozenset(
      ".flac", ".wav", ".mka", ".mkv", ".wma", ".aiff", ".aif"}
 )
 
+#: The keys of a ``/playlist`` entry, as the Go engine writes them.
+_PLAYLIST_KEYS = ("url", "title", "duration", "thumbnail")
+
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"<>:]+/)+[^\s/'\"<>:]*")
 
@@ -237,18 +240,47 @@ class Resolver:
                      "thumbnail": ""}]
         result = await self._job({"op": "playlist", "url": url}, url, caller)
         entries = result.get("entries")
-        return [dict(e) for e in entries or [] if isinstance(e, dict)]
+        # The Go engine's entry keys only (the job tells more, for ``describe``).
+        return [{key: e.get(key) for key in _PLAYLIST_KEYS}
+                for e in entries or [] if isinstance(e, dict)]
 
-    async def search(self, query: str, *, caller: str, limit: int = 10
-                     ) -> list[dict[str, Any]]:
-        """``/search``: YouTube search results through yt-dlp.
+    async def search(self, query: str, *, caller: str, limit: int = 10,
+                     site: str = "ytsearch") -> list[dict[str, Any]]:
+        """``/search``: YouTube search results through yt-dlp (*site* ``scsearch``:
+        SoundCloud's).
 
         Raises:
             ResolveError: when the search fails (always, offline).
         """
-        result = await self._job({"op": "search", "query": query, "limit": limit}, "", caller)
+        result = await self._job({"op": "search", "query": query, "limit": limit,
+                                  "site": site}, "", caller)
         results = result.get("results")
         return [dict(r) for r in results or [] if isinstance(r, dict)]
+
+    async def describe(self, url: str, *, caller: str) -> dict[str, Any]:
+        """What a track loader needs to know of *url* (Lavalink's ``loadtracks``):
+        for a local file or a direct link, ``{"direct": True, "duration", "title",
+        "author"}`` from its tags; for a page, yt-dlp's flat view: ``{"direct": False,
+        "title", "duration", "thumbnail", "uploader", "id", "is_playlist", "entries"}``
+        (entries of a playlist as ``/playlist`` gives them).
+
+        Raises:
+            ResolveError: as ``resolve``.
+        """
+        direct = await self._classify_allowed(url)
+        if direct is not None:
+            job = {"op": "probe", "url": direct.location, "local": direct.is_local,
+                   "headers": dict(direct.http_headers), "timeout": self.probe_timeout,
+                   "index_bytes": self.index_bytes}
+            result = await self._job(job, url, caller, network=not direct.is_local,
+                                     prefix="could not read media")
+            return {"direct": True, "duration": float(result.get("duration") or 0),
+                    "title": str(result.get("title") or "") or direct.title,
+                    "author": str(result.get("author") or "")}
+        result = await self._job({"op": "playlist", "url": url}, url, caller)
+        entries = [dict(e) for e in result.get("entries") or [] if isinstance(e, dict)]
+        return {"direct": False, "is_playlist": bool(result.get("is_playlist")),
+                "title": str(result.get("title") or ""), "entries": entries}
 
     # -- plumbing -------------------------------------------------------------
 

@@ -10,6 +10,12 @@ VOICE_STATE_UPDATE, INTERACTION_CREATE), so the real command tree, the real
 ``Interaction``/``InteractionResponse``, the real views and the real member and
 voice-state caches do the work. Voice connections are the recording stand-ins of
 ``discord_standins``.
+
+For Lavalink clients (wavelink, mafic), which join voice through discord.py's own
+``change_voice_state``, the gateway answers a voice state update (op 4) as Discord
+does: a VOICE_STATE_UPDATE for the bot and, when it joins a channel of a guild with a
+voice server set in ``voice_servers``, a VOICE_SERVER_UPDATE pointing at it (a
+``discord_voice`` stand-in).
 """
 
 from __future__ import annotations
@@ -132,6 +138,10 @@ class FakeDiscord:
         #: Interactions whose "thinking..." message the bot deleted.
         self.deleted_originals: set[str] = set()
         self.reply_arrived = asyncio.Condition()
+        #: Guild id -> (voice session id, token, endpoint) a voice join is given.
+        self.voice_servers: dict[int, tuple[str, str, str]] = {}
+        #: The voice state updates (op 4) the bot sent, in order.
+        self.voice_state_updates: list[dict[str, Any]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -249,6 +259,7 @@ class FakeDiscord:
         await ws.prepare(request)
         # Text frames: discord.py inflates only binary ones.
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 45_000}}))
+        sequence = itertools.count(2)
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
                 continue
@@ -268,7 +279,34 @@ class FakeDiscord:
                 await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": ready}))
             elif payload.get("op") == 1:  # heartbeat
                 await ws.send_str(json.dumps({"op": 11}))
+            elif payload.get("op") == 4:  # voice state update
+                for event, data in self._voice_join(payload["d"]):
+                    await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(sequence),
+                                                  "d": data}))
         return ws
+
+    def _voice_join(self, request: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Discord's answers to the bot's voice state update *request*."""
+        self.voice_state_updates.append(request)
+        guild_id = int(request["guild_id"])
+        channel = request.get("channel_id")
+        server = self.voice_servers.get(guild_id)
+        session_id = server[0] if server is not None else "no-voice-server"
+        state = {
+            "guild_id": str(guild_id), "channel_id": channel, "user_id": str(BOT_USER_ID),
+            "session_id": session_id, "deaf": False, "mute": False,
+            "self_deaf": bool(request.get("self_deaf")),
+            "self_mute": bool(request.get("self_mute")), "self_video": False,
+            "suppress": False, "request_to_speak_timestamp": None,
+            "member": {"user": _user(BOT_USER_ID, "audiogate", bot=True), "roles": [],
+                       "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False,
+                       "mute": False, "flags": 0, "nick": None, "avatar": None},
+        }
+        answers: list[tuple[str, dict[str, Any]]] = [("VOICE_STATE_UPDATE", state)]
+        if channel is not None and server is not None:
+            answers.append(("VOICE_SERVER_UPDATE", {"guild_id": str(guild_id),
+                                                    "token": server[1], "endpoint": server[2]}))
+        return answers
 
     async def _record(self, token: str, kind: int, data: dict[str, Any]) -> None:
         reply = Reply(
