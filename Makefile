@@ -22,7 +22,7 @@ PACKAGES := protocol applog lifecycle audio_engine gateway bot playground_ws aud
 # its collectors, 35 packages). Where systemd runs, the package enables and starts a
 # prometheus.service (on :9090); the tests use promtool alone.
 RUN_SYSTEM_PACKAGES := libopus0
-TEST_SYSTEM_PACKAGES := libopus0 chromium
+TEST_SYSTEM_PACKAGES := libopus0 chromium nodejs
 TEST_SYSTEM_PACKAGES_NO_RECOMMENDS := prometheus
 
 # Install the Debian packages in $(1) that are missing (root, or sudo when present),
