@@ -15,6 +15,7 @@ TEST_STAMP := $(VENV)/.installed-test
 PACKAGES := protocol applog lifecycle audio_engine gateway bot playground_ws audiogate loadtest
 # libopus0: the Opus encoder opuslib loads. chromium: the real browser of the
 # playground tests (driven by playwright's Python package, never downloaded).
+# nodejs: the JavaScript Lavalink client of tests/js runs on it (npm comes with it).
 # prometheus: its promtool checks the rules in deploy/prometheus/ in the tests.
 # Debian ships promtool in no smaller package than the server's: about 95 MB, and
 # 220 MB more of JavaScript libraries its web interface depends on (moment-timezone
