@@ -191,13 +191,18 @@ async def test_two_keys_play_at_once_and_each_sink_hears_only_its_own_tone(
         assert a.view().status is PlayerStatus.IDLE
         status = await gateway.engine.status("gw-a")
         assert status is None  # stopped sessions are gone from the engine
+        frames_of_a = len(sinks["gw-a"].frames)
 
-        # Replace B's track: A untouched (stopped), B switches to the new tone.
+        # Replace B's track: A untouched (stopped), B switches to the new tone, in the
+        # same stream (play now joins the new track where the old one is cut).
         await b.apply(PlayNow(Track(media_server.url("c.mp3"))))
-        await wait_until(lambda: len(sinks["gw-b"].stream_starts) >= 2)
-        count = len(sinks["gw-b"].frames)
-        await wait_until(lambda: len(sinks["gw-b"].frames) > count + 60)
-        assert abs(await tone_of(sinks["gw-b"].frames, 40) - TONES["c"]) < 3
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while abs(await tone_of(sinks["gw-b"].frames, 40) - TONES["c"]) >= 3:
+            assert loop.time() < deadline, "B never played the new track"
+            await asyncio.sleep(0.2)
+        assert len(sinks["gw-b"].stream_starts) == 1
+        assert len(sinks["gw-a"].frames) == frames_of_a
         await b.apply(Stop())
 
 
