@@ -48,6 +48,10 @@ run: setup
 
 # Static checks before the tests: ruff on every package, the tests and the benchmarks;
 # mypy --strict on every package (the list is [tool.mypy] in pyproject.toml).
+# Two pytest-xdist workers, one test file each at a time (its module fixtures start
+# their engines once): the suite's tests mostly wait on real time (audio plays at its
+# pace), so two run beside each other on 2 cores; four made isolation tests fail.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: setup-test
 	$(BIN)/python -m ruff check $(PACKAGES) tests bench
 	$(BIN)/python -m mypy
