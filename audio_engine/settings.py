@@ -102,7 +102,7 @@ class EngineSettings(BaseSettings):
         "may run on (its CPU affinity) [env ENGINE_WORKERS]",
     )
     first_audio_wait: float = Field(
-        1.0,
+        2.0,
         gt=0,
         le=60,
         description="seconds an accepted play's source may wait for its turn to open "
