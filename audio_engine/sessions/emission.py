@@ -246,6 +246,7 @@ class Emission:
                 if written is not None:
                     for session in announced:
                         session.audio_at = written + audio_delay
+                        self._schedule_first_audio(session)
                 else:
                     for session in announced:
                         self._unconfirmed[session.id] = session
@@ -266,6 +267,19 @@ class Emission:
             session = self._unconfirmed.pop(session_id, None)
             if session is not None and not session.ended:
                 session.audio_at = at + delay
+                self._schedule_first_audio(session)
+
+    def _schedule_first_audio(self, session: Session) -> None:
+        """Send *session*'s first audio when its margin ends, not on the next tick
+        after it (up to a frame later)."""
+        # A millisecond later: the loop may run a timer up to its clock's resolution early.
+        delay = max(0.0, session.audio_at - self._clock()) + 0.001
+        asyncio.get_running_loop().call_later(delay, self._first_audio, session)
+
+    def _first_audio(self, session: Session) -> None:
+        if (session.first_audio_at is None and not session.ended and not session.ready_pending
+                and self._playing.get(session.id) is session):
+            self._emit((session,))
 
     def _empty_ring(self, session: Session, now: float) -> bytes | None:
         """An empty ring: the end of the track, a failure to report, a stall, or
