@@ -48,27 +48,23 @@ run: setup
 
 # Static checks before the tests: ruff on every package, the tests and the benchmarks;
 # mypy --strict on every package (the list is [tool.mypy] in pyproject.toml).
-# The test files whose judges time the audio itself (gaps between pages, packet rates,
-# underruns, live changes heard in time) run first, one test at a time, so that no
-# other test's engines and browsers compete with theirs; the rest then run in two
-# pytest-xdist workers, one file each at a time (its module fixtures start their
-# engines once): those tests mostly wait on real time, so two run beside each other
-# on 2 cores. (Everything in two workers beside a CPU hog failed 4 isolation tests in
-# one run of two; four workers failed 5 on a quiet machine.)
-# PYTEST_ARGS="..." runs just that, in one process.
-REALTIME_TESTS := tests/test_bad_input.py tests/test_bot.py tests/test_engine_filters.py \
-	tests/test_engine_streams.py tests/test_engine_workers.py tests/test_faults.py \
-	tests/test_filter_chain.py tests/test_gateway.py tests/test_observability.py \
-	tests/test_playground_browser.py tests/test_lavalink_clients.py \
-	tests/test_node_front.py tests/test_timing_contract.py
+# The tests whose judges time the audio as it is delivered (gaps between pages, packet
+# rates, underruns, live changes heard in time: marked `realtime`) run first, one at a
+# time, so that no other test's engines and browsers compete with theirs; the rest then
+# run in two pytest-xdist workers, one file each at a time (its module fixtures start
+# their engines once): those tests mostly wait on real time, so two run beside each
+# other on 2 cores. (Everything in two workers beside a CPU hog failed 4 isolation tests
+# in one run of two; the realtime tests alone in two workers, beside other work, failed 4.)
+# Tests marked `slow` (full-size leak and eviction runs) run only when asked:
+# PYTEST_ARGS="-m slow". PYTEST_ARGS="..." runs just that, in one process.
 test: setup-test
 	$(BIN)/python -m ruff check $(PACKAGES) tests bench
 	$(BIN)/python -m mypy
 ifdef PYTEST_ARGS
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else
-	$(BIN)/python -m pytest $(REALTIME_TESTS)
-	$(BIN)/python -m pytest -n 2 --dist loadfile $(addprefix --ignore=,$(REALTIME_TESTS))
+	$(BIN)/python -m pytest -m "realtime and not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not realtime and not slow"
 endif
 
 setup: system-packages-run $(RUN_STAMP)

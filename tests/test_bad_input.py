@@ -91,6 +91,7 @@ def _synchsafe(value: int) -> bytes:
     return bytes(((value >> shift) & 0x7F) for shift in (21, 14, 7, 0))
 
 
+@pytest.mark.realtime
 def test_malformed_media_fails_alone(engine: EngineProcess, media_server: MediaServer,
                                      media_dir: Path,
                                      canary: HostCanary) -> None:

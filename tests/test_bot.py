@@ -154,6 +154,7 @@ def assert_cadence(times: list[float]) -> None:
     assert float(np.max(gaps)) < 0.150, gaps
 
 
+@pytest.mark.realtime
 async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
     engine: EngineProcess, media_server: MediaServer
 ) -> None:
@@ -187,6 +188,7 @@ async def test_the_player_sends_each_guild_its_own_tone_every_20_ms(
         await voice.close()
 
 
+@pytest.mark.realtime
 async def test_an_underrun_sends_silence_and_playback_continues() -> None:
     loop = asyncio.get_running_loop()
     sink = GuildSink()

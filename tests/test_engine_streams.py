@@ -74,6 +74,7 @@ async def test_two_sessions_each_carry_their_own_tone(engine: EngineProcess,
             await api.post(f"/session/{sid}/stop")
 
 
+@pytest.mark.realtime
 async def test_ready_goes_out_a_margin_before_the_first_audio(engine: EngineProcess,
                                                               api: httpx.AsyncClient,
                                                               media_server: MediaServer) -> None:
@@ -93,6 +94,7 @@ async def test_ready_goes_out_a_margin_before_the_first_audio(engine: EngineProc
         await api.post("/session/ready-1/stop")
 
 
+@pytest.mark.realtime
 async def test_stopping_one_session_leaves_the_other_without_gaps(
     engine: EngineProcess, api: httpx.AsyncClient, media_server: MediaServer,
     canary: HostCanary,
@@ -117,6 +119,7 @@ async def test_stopping_one_session_leaves_the_other_without_gaps(
         await api.post("/session/stop-b/stop")
 
 
+@pytest.mark.realtime
 async def test_replacing_a_session_sends_finished_then_ready(
     engine: EngineProcess, api: httpx.AsyncClient, media_server: MediaServer,
     canary: HostCanary,
@@ -173,6 +176,7 @@ async def test_pause_and_resume_continue_one_ogg_stream_without_a_burst(
         await api.post("/session/pause-1/stop")
 
 
+@pytest.mark.realtime
 async def test_broken_media_fails_only_its_own_session(
     engine: EngineProcess, api: httpx.AsyncClient, media_server: MediaServer, media_dir,
     canary: HostCanary,
@@ -329,6 +333,7 @@ async def test_a_consumer_that_reconnects_gets_headers_then_the_live_stream(
     await api.post("/session/recon-1/stop")
 
 
+@pytest.mark.realtime
 async def test_a_consumer_that_stops_reading_does_not_stall_another(
     engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
     media_server: MediaServer, canary: HostCanary,

@@ -72,6 +72,7 @@ async def test_sessions_spread_over_the_workers_and_stay_on_theirs(
                 await api.post(f"/session/w-{name}/stop")
 
 
+@pytest.mark.realtime
 async def test_a_killed_worker_sessions_play_on_and_the_others_never_notice(
         engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
         media_dir: Path, canary: HostCanary) -> None:

@@ -1,15 +1,17 @@
 """Faults survived: consumers dying mid-packet, the engine restarting under a live
-gateway, and four hundred start/stop cycles leaking nothing."""
+gateway, and start/stop cycles leaking nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +28,7 @@ from .support.waiting import poll_until_async
 pytestmark = pytest.mark.timeout(240)
 
 
+@pytest.mark.realtime
 async def test_a_consumer_killed_mid_packet_harms_nobody(
     engine: EngineProcess, media_server: MediaServer,
     canary: HostCanary,
@@ -96,8 +99,13 @@ async def test_the_engine_restarts_under_a_live_gateway(media_server: MediaServe
         engine.terminate()
 
 
-async def test_four_hundred_start_stop_cycles_leak_nothing(
-    engine_factory: Callable[..., AbstractContextManager[EngineProcess]], media_dir: Path
+# 150 cycles in the suite: one task or descriptor leaked per cycle is 150 over the
+# bounds below, and 110 kB per cycle is over the RSS bound; the full-size run (1000
+# cycles: 16 kB per cycle) is marked slow (bench/soak.py runs for minutes).
+@pytest.mark.parametrize("cycles", [150, pytest.param(1000, marks=pytest.mark.slow)])
+async def test_start_stop_cycles_leak_nothing(
+    engine_factory: Callable[..., AbstractContextManager[EngineProcess]], media_dir: Path,
+    cycles: int
 ) -> None:
     url = str(media_dir / "short_c.mp3")
     # Admission by load is off: ten clients playing and stopping as fast as they can
@@ -107,7 +115,7 @@ async def test_four_hundred_start_stop_cycles_leak_nothing(
         async with httpx.AsyncClient(base_url=engine.url, timeout=30) as api, \
                 SocketConsumer(engine.socket_path) as consumer:
 
-            async def cycles(worker: int, count: int) -> None:
+            async def run(worker: int, count: int) -> None:
                 for index in range(count):
                     sid = f"cyc-{worker}"
                     readies = len(consumer.events(sid, EventType.READY))
@@ -118,14 +126,20 @@ async def test_four_hundred_start_stop_cycles_leak_nothing(
                         await consumer.wait_event(sid, EventType.READY, count=readies + 1)
                     await api.post(f"/session/{sid}/stop")
 
-            await asyncio.gather(*(cycles(w, 10) for w in range(10)))  # warm up
+            await asyncio.gather(*(run(w, 10) for w in range(10)))  # warm up
             await asyncio.sleep(1.0)
             baseline = (await api.get("/health")).json()
-            # 400 cycles: one task, descriptor or 40 kB leaked per cycle would pass
-            # every bound below (bench/soak.py runs for minutes).
-            await asyncio.gather(*(cycles(w, 40) for w in range(10)))
-            await asyncio.sleep(2.0)  # let closing sources finish
-            after = (await api.get("/health")).json()
+            await asyncio.gather(*(run(w, cycles // 10) for w in range(10)))
+            after: dict[str, Any] = {}
+
+            async def closed() -> bool:  # closing sources finish in the background
+                after.update((await api.get("/health")).json())
+                return bool(after["sessions_total"] == 0
+                            and after["tasks"] <= baseline["tasks"] + 2
+                            and after["open_fds"] <= baseline["open_fds"] + 8)
+
+            with contextlib.suppress(TimeoutError):
+                await poll_until_async(closed, timeout=5, interval=0.25)
             assert after["sessions_total"] == 0
             assert after["tasks"] <= baseline["tasks"] + 2, (baseline["tasks"], after["tasks"])
             assert after["open_fds"] <= baseline["open_fds"] + 8
@@ -138,5 +152,5 @@ async def test_four_hundred_start_stop_cycles_leak_nothing(
 
             await poll_until_async(threads_back, timeout=20, interval=0.5)
             growth = float(after["ram_mb"]) - float(baseline["ram_mb"])
-            assert growth < 16, f"RSS grew {growth:.1f} MB over 400 cycles"
-            assert len(consumer.events(kind=EventType.FINISHED)) >= 100
+            assert growth < 16, f"RSS grew {growth:.1f} MB over {cycles} cycles"
+            assert len(consumer.events(kind=EventType.FINISHED)) >= cycles // 4

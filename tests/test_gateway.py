@@ -163,6 +163,7 @@ async def test_a_connection_cut_mid_packet_reconnects_with_a_fresh_parser() -> N
 # -- against the real engine -----------------------------------------------------------
 
 
+@pytest.mark.realtime
 async def test_two_keys_play_at_once_and_each_sink_hears_only_its_own_tone(
     engine: EngineProcess, media_server: MediaServer,
     canary: HostCanary,

@@ -42,7 +42,7 @@ from .support.discord_voice import XCHACHA, DiscordVoiceStandIn
 from .support.lavalink import PASSWORD, USER_ID
 from .support.waiting import poll_until_async
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.realtime]
 
 ENGINE_ENV = {"LAVALINK_SERVER_PASSWORD": PASSWORD, "ENGINE_WORKERS": "2",
               "LAVALINK_SERVER_PLAYERUPDATEINTERVAL": "1"}

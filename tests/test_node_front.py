@@ -22,7 +22,7 @@ from .support.hooks import hook_env
 from .support.media import decode_opus_packets, dominant_frequency, write_opus_tone
 from .support.node_consumer import LoopLoad, NodeConsumer, PlayFailed, SessionRecord
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.realtime]
 
 #: 100 distinct tones 20 Hz apart: a spectrum tells every track from its neighbours.
 TRACKS = 100

@@ -100,6 +100,7 @@ async def test_gateway_metrics_count_routed_and_unknown_packets(
         await player.apply(Stop())
 
 
+@pytest.mark.realtime
 def test_the_loadtest_cli_runs_a_small_scenario() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "loadtest.cli", "--sessions", "4", "--settle", "2",

@@ -24,6 +24,7 @@ def gateway(engine: EngineProcess) -> Iterator[GatewayProcess]:
         yield process
 
 
+@pytest.mark.realtime
 async def test_two_users_hear_only_their_own_tone(gateway: GatewayProcess,
                                                   media_server: MediaServer) -> None:
     async with chromium() as browser:

@@ -28,7 +28,7 @@ from protocol import ConsumerOrder, EventType, Hello, parse_hello
 from .support.consumer import SocketConsumer
 from .support.waiting import poll_until_async
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.realtime]
 
 MARGIN = 0.300
 SHOWS_MARGIN = 0.200
