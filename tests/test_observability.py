@@ -42,7 +42,10 @@ async def test_engine_metrics_follow_plays_underruns_and_stops(
     media_server: MediaServer, media_dir
 ) -> None:
     size = (media_dir / "long_a.mp3").stat().st_size
-    with engine_factory(ENGINE_STUCK_THRESHOLD="60", ENGINE_READ_TIMEOUT="60") as engine:
+    # The stalled source opens once its probe has waited ENGINE_OPEN_TIMEOUT (the
+    # default, 10 s, is only slower), plays what it sent, then underruns.
+    with engine_factory(ENGINE_STUCK_THRESHOLD="60", ENGINE_READ_TIMEOUT="60",
+                        ENGINE_OPEN_TIMEOUT="1.5") as engine:
         async with httpx.AsyncClient(base_url=engine.url) as api, \
                 SocketConsumer(engine.socket_path) as consumer:
             before = (await api.get("/metrics")).text
