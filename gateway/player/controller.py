@@ -327,11 +327,11 @@ class Player:
             case SetVolume(volume=volume) if (volume != core.volume
                                                and not self._supports(Feature.VOLUME)):
                 raise CommandError(f"{NO_VOLUME}; it stays at {round(core.volume * 100)} %")
-            case SetFilters(filters=filters) if (filters != core.filters
+            case SetFilters(filters=filters) if (filters != core.sound.filters
                                                   and not self._supports(Feature.FILTERS)):
                 raise CommandError(NO_FILTERS)
             case SetCrossfade(seconds=seconds) if (
-                    seconds != core.crossfade and not self._supports(Feature.CROSSFADE)):
+                    seconds != core.sound.crossfade and not self._supports(Feature.CROSSFADE)):
                 raise CommandError(NO_CROSSFADE)
 
     async def settled(self) -> None:

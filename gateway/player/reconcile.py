@@ -333,7 +333,7 @@ class Reconciler:
             if self._unknown_play == desired.nonce:
                 played, play_id = await self._play_outcome(desired)
                 if played:
-                    replacing = player.core.sent_as_replacement(desired.nonce)
+                    replacing = player.core.fallback.sent_as_replacement(desired.nonce)
                     break
             try:
                 # Until an answer arrives, whether the engine acted is unknown
@@ -389,18 +389,19 @@ class Reconciler:
         on until the new track has audio, and on if it fails)."""
         assert desired.track is not None
         core = self._player.core
-        if self.supports(Feature.PLAY_NOW) and core.replaces_live(desired.nonce):
-            core.replacing_live(desired.nonce)
+        if self.supports(Feature.PLAY_NOW) and core.fallback.replaces_live(desired.nonce):
+            core.fallback.replacing_live(desired.nonce)
             try:
                 result = await self._engine.set_next(
                     self._player.key, desired.track.url, start_at=desired.start_at,
                     duration=desired.track.duration or 0.0, now=True)
             except EngineNotFound:
-                core.not_replacing_live(desired.nonce)  # the stream is gone: a plain play
+                # The stream is gone: a plain play.
+                core.fallback.not_replacing_live(desired.nonce)
             except EngineError as exc:
                 if exc.status != 409:  # 409: the stream ended meanwhile
                     raise
-                core.not_replacing_live(desired.nonce)
+                core.fallback.not_replacing_live(desired.nonce)
             else:
                 return result.play_id, True
         return await self._send_plain_play(desired), False
