@@ -8,8 +8,9 @@
   events, with what follows a failed track (``fallback``) and the filters and
   crossfade (``sound``);
 * ``controller``: the shell (``Player``): commands in (``Player.apply(command) ->
-  Outcome``), views out (``PlayerView``), one supervised task whose ``reconcile``
-  makes the engine match the core, and ``persistence`` in the ``store``;
+  Outcome``), views out (``PlayerView``), engine events in (``events``), one
+  supervised ``task`` whose ``reconcile`` makes the engine match the core (the
+  ``plays`` among its calls), and ``persistence`` in the ``store``;
 * ``registry``: every key's player, and ``link``: what they share about the engine.
 """
 
