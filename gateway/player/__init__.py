@@ -10,7 +10,8 @@
 * ``controller``: the shell (``Player``): commands in (``Player.apply(command) ->
   Outcome``), views out (``PlayerView``), engine events in (``events``), one
   supervised ``task`` whose ``reconcile`` makes the engine match the core (the
-  ``plays`` among its calls), and ``persistence`` in the ``store``;
+  ``plays`` among its calls, and its ``questions`` about the stream), and
+  ``persistence`` in the ``store``;
 * ``registry``: every key's player, and ``link``: what they share about the engine.
 """
 

@@ -371,7 +371,7 @@ class PlayerCore:
             return
         self.replay(self.binding.join(following.play_id), now)
 
-    # -- moves: the commands', the engine events' and the give-back's ------------------
+    # -- moves: shared by the commands, the engine events and the fallback ------------
 
     def play_from(self, start_at: float, now: float, *, keep_pause: bool = False) -> None:
         """A new play of the current track from *start_at*."""

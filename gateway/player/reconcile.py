@@ -8,9 +8,10 @@ refused play goes on to the next track with the engine's words), while an engine
 that cannot be reached or fails (``EngineUnavailable``, ``EngineFault``) raises, for
 the player's task to retry.
 
-It also asks the engine about the stream when the link came back (``verify``): a live
-session is left alone, one that ended advances the queue, one the engine lost is
-played again from where it was (a paused one parks there).
+It also asks the engine about the stream when the link came back (``verify``) or a
+join's ``ready`` is overdue (``check_join``), through its ``StreamQuestions``
+(``questions``): a live session is left alone, one that ended advances the queue, one
+the engine lost is played again from where it was (a paused one parks there).
 
 Sending a play is its ``PlaySender``'s (``plays``): a play whose answer was lost is
 never sent blindly again (the engine is asked first), and a "play now" may go as a
@@ -37,7 +38,8 @@ from gateway.engine_client import (
 from gateway.player.binding import Phase
 from gateway.player.core import Desired, NextPlan, PlayerCore
 from gateway.player.link import EngineApi, LinkView
-from gateway.player.plays import LIVE_STATES, PlaySender, Refused
+from gateway.player.plays import PlaySender, Refused
+from gateway.player.questions import StreamQuestions
 from gateway.player.stats import PlayerStats
 from protocol.filters import Filters
 
@@ -100,17 +102,28 @@ class Reconciler:
         self.verify = False
         #: A join's ``ready`` is overdue: ask the engine whether it happened.
         self.check_join = False
-        #: Clock time the engine link was lost under this player's stream.
-        self.lost_at: float | None = None
         self._engine_generation = link.generation
         #: The plays (sent once, asked about when their answer was lost).
         self._plays = PlaySender(player, engine=engine, link=link)
+        #: The questions about the stream (``verify``, ``check_join``).
+        self._questions = StreamQuestions(player, engine=engine, link=link, clock=clock,
+                                          took_as_applied=self.took_as_applied)
         self._calls = 0
 
     @property
     def calls(self) -> int:
         """Engine calls made (for tests and metrics)."""
-        return self._calls + self._plays.calls
+        return self._calls + self._plays.calls + self._questions.calls
+
+    @property
+    def lost_at(self) -> float | None:
+        """Clock time the engine link was lost under this player's stream (the
+        position a lost stream is played again from)."""
+        return self._questions.lost_at
+
+    @lost_at.setter
+    def lost_at(self, at: float | None) -> None:
+        self._questions.lost_at = at
 
     # -- what is left to do ---------------------------------------------------------------
 
@@ -175,10 +188,10 @@ class Reconciler:
             self._engine_generation = self._link.generation
             self._plays.new_engine()
         if self.verify:
-            await self._check_stream()
+            await self._questions.stream(self.applied.nonce)
             self.verify = False
         elif self.check_join:
-            await self._check_joined()
+            await self._questions.joined()
             self.check_join = False
         elif self.differs():
             await self._apply(self._player.core.desired())
@@ -197,91 +210,6 @@ class Reconciler:
             await self._apply_crossfade(desired)
         else:
             await self._apply_next(self.next_wanted())
-
-    # -- the stream's questions -------------------------------------------------------------
-
-    async def _check_stream(self) -> None:
-        """Ask the engine whether this player's stream still exists, and recover
-        when it does not: played again from the position reached when the link
-        was lost (paused players park there), or advanced when it ended."""
-        player = self._player
-        core = player.core
-        if not core.at_engine or core.nonce != self.applied.nonce:
-            return  # nothing at the engine to check, or a new play replaces it anyway
-        nonce = core.nonce
-        self._calls += 1
-        status = await self._engine.status(player.key)
-        if core.nonce != nonce or player.core is not core:
-            return  # changed while we asked: the new desired state decides
-        now = self._clock()
-        current = core.current
-        assert current is not None
-        lost_at, self.lost_at = self.lost_at, None
-        if status is not None and status.status in ("streaming", "paused"):
-            await self._ready_if_missed()
-            return
-        if status is not None and status.status in LIVE_STATES:
-            return
-        if status is not None and status.status in ("stopped", "error"):
-            player.log.info("the stream ended while the engine was out of reach")
-            core.stream_ended(now)
-            player.changed()
-            return
-        player.stats.lost_streams += 1
-        if core.stream_lost(min(lost_at if lost_at is not None else now, now), now):
-            player.log.info("the engine lost the stream; playing %s again from %.1f s",
-                            current.label, core.start_at)
-        else:
-            self.took_as_applied()
-            player.log.info("the engine lost the paused stream; it stays paused at %.1f s",
-                            core.start_at)
-        player.changed()
-
-    async def _check_joined(self) -> None:
-        """A join's ``ready`` did not come: if the engine streams the joined play,
-        take it as started; otherwise the join did not happen (the next track came
-        too late, or another joined), so play the track plainly."""
-        player = self._player
-        core = player.core
-        if core.phase is not Phase.JOINING:
-            return
-        nonce, play_id = core.nonce, core.binding.play_id
-        self._calls += 1
-        info = await self._engine.session_info(player.key)
-        if core.nonce != nonce or core.phase is not Phase.JOINING:
-            return
-        if (info is not None and info.status in ("streaming", "paused")
-                and info.play_id == play_id):
-            if core.ready_missed(self._clock(), info.position):
-                player.log.info("gapless: the joined play streams; its ready was lost")
-                player.changed()
-            return
-        if core.join_missed(self._clock()):
-            player.stats.missed_joins += 1
-            player.log.info("gapless: the next track did not join the stream; playing it")
-            player.changed()
-
-    async def _ready_if_missed(self) -> None:
-        """The engine streams our bound play: if its ``ready`` was lost (written
-        while the socket was down), take it now, at the engine's position when it
-        can tell (our engine), else at the play's start."""
-        player = self._player
-        core = player.core
-        if core.phase not in (Phase.STARTING, Phase.JOINING) or core.current is None:
-            return
-        nonce = core.nonce
-        position: float | None = None
-        if self.supports(Feature.PLAY_ID):
-            self._calls += 1
-            info = await self._engine.session_info(player.key)
-            if info is None or core.nonce != nonce or (
-                    info.play_id is not None and info.play_id != core.binding.play_id):
-                return
-            position = info.position
-        if core.ready_missed(self._clock(), position):
-            player.log.info("the engine streams the play but its ready was lost; taking it "
-                            "as started")
-            player.changed()
 
     # -- the calls that change something -----------------------------------------------------
 
