@@ -10,7 +10,7 @@ call per *settled* state. The failure policy of a call:
   and the call is made again when the engine is back (or after a growing delay, for
   an engine whose API is down while its socket is up);
 * engine error (5xx), or an answer that makes no sense here: tried again after a
-  growing delay (the reconciler gives a play up after a few attempts).
+  growing delay (a play is given up after a few attempts, ``plays``).
 
 An unexpected exception is logged, counted and the task run again after a growing
 delay (``restart``); what the call in flight did at the engine is then unknown, so
