@@ -261,10 +261,11 @@ def test_filters_and_crossfade_are_desired_state_and_survive_a_restart() -> None
     view = core.view(1.0).as_dict()
     assert view["filter"] == "bassboost" and view["crossfade"] == 3.5
     restored = PlayerCore.restore("g", core.snapshot(1.0))
-    assert restored.filters == core.filters and restored.filter_name == "bassboost"
-    assert restored.crossfade == 3.5
+    assert restored.sound.filters == core.sound.filters
+    assert restored.sound.filter_name == "bassboost"
+    assert restored.sound.crossfade == 3.5
     core.apply(SetFilters(parse_filters({}), "custom"), 0.0)
-    assert core.filter_name == "" and core.desired().filters == Filters()
+    assert core.sound.filter_name == "" and core.desired().filters == Filters()
 
 
 def test_bad_sound_settings_are_refused_in_words() -> None:
@@ -278,10 +279,10 @@ def test_bad_sound_settings_are_refused_in_words() -> None:
     with pytest.raises(CommandError, match="at most 15 bands"):
         core.apply(SetFilters.from_json({"equalizer": [{"band": 0, "gain": 0.1}] * 1000}),
                    0.0)
-    assert core.filters == Filters() and core.crossfade == 0.0
+    assert core.sound.filters == Filters() and core.sound.crossfade == 0.0
 
 
 def test_unreadable_saved_settings_are_ignored() -> None:
     core = PlayerCore.restore("g", {"tracks": [], "settings": {"filters": "loud",
                                                                "crossfade": 99}})
-    assert core.filters == Filters() and core.crossfade == 0.0
+    assert core.sound.filters == Filters() and core.sound.crossfade == 0.0

@@ -240,7 +240,7 @@ async def test_a_go_engine_refuses_filters_in_words_and_gets_plain_plays() -> No
         player.core.apply(SetCrossfade(5.0), 0.0)
         view = player.view()
         assert view.filter_name == "" and view.filters == Filters() and view.crossfade == 0.0
-        assert player.core.filter_name == "soft"  # kept for an engine that has filters
+        assert player.core.sound.filter_name == "soft"  # kept for an engine that has filters
 
 
 # -- play now that keeps the current track until the new one has audio ---------------------

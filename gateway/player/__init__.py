@@ -4,10 +4,14 @@
 * ``binding``: which engine play is the current track's, its phase written as a
   transition table (``TRANSITIONS``), and the matching of engine events to plays;
 * ``clock``: where the current track is;
-* ``core``: the three together, applying ``commands`` and engine events;
+* ``core``: the three together, applying ``commands`` (its ``applier``) and engine
+  events, with what follows a failed track (``fallback``) and the filters and
+  crossfade (``sound``);
 * ``controller``: the shell (``Player``): commands in (``Player.apply(command) ->
-  Outcome``), views out (``PlayerView``), one supervised task whose ``reconcile``
-  makes the engine match the core, and ``persistence`` in the ``store``;
+  Outcome``), views out (``PlayerView``), engine events in (``events``), one
+  supervised ``task`` whose ``reconcile`` makes the engine match the core (the
+  ``plays`` among its calls, and its ``questions`` about the stream), and
+  ``persistence`` in the ``store``;
 * ``registry``: every key's player, and ``link``: what they share about the engine.
 """
 

@@ -137,7 +137,7 @@ class Clear:
 class UndoClear:
     """Put back the upcoming tracks the latest ``Clear`` removed, at the head of the
     upcoming ones (with nothing playing they wait, as after a stop), within
-    ``core.UNDO_CLEAR_SECONDS`` of it. Outcome: ``count`` put back. Refused: no
+    ``applier.UNDO_CLEAR_SECONDS`` of it. Outcome: ``count`` put back. Refused: no
     clear to undo, too late, or the queue is full."""
 
 

@@ -4,14 +4,14 @@ Fronts hand a player commands as values (``commands``): ``await player.apply(Ski
 returns an ``Outcome``, or raises ``CommandError`` with words for the user. They read
 it only through ``view()`` (a ``PlayerView``) and ``subscribe``.
 
-Each player has one task, run under a supervisor that logs, counts and restarts
-it after any unexpected error. Commands change the core's desired state and wake
-the task; the task has the ``Reconciler`` make the engine calls that close the gap,
-one at a time, so a burst of commands costs one engine call per *settled* state
-(five quick skips play one track). Engine events arrive from the router, go through
-the core, and may change the desired state again (auto-advance).
+Each player has one task (``task``), run under a supervisor that logs, counts and
+restarts it after any unexpected error. Commands change the core's desired state and
+wake the task; the task has the ``Reconciler`` make the engine calls that close the
+gap, one at a time, so a burst of commands costs one engine call per *settled* state
+(five quick skips play one track). Engine events arrive from the router (``events``),
+go through the core, and may change the desired state again (auto-advance).
 
-The failure policy of each call:
+The failure policy of each call (``task``, ``reconcile``, ``plays``):
 
 * engine unreachable: the desired state is kept, the view says so (``notice``,
   ``pending``), and the call is made again when the engine is back;
@@ -43,13 +43,8 @@ from collections.abc import Callable
 from typing import Any
 
 from applog import SessionLogger, session_logger
-from gateway.engine_client import (
-    EngineError,
-    EngineFault,
-    EngineUnavailable,
-    Feature,
-)
-from gateway.player.binding import EngineEvent, Phase
+from gateway.engine_client import EngineError, Feature
+from gateway.player.binding import Phase
 from gateway.player.commands import (
     Command,
     Outcome,
@@ -60,15 +55,16 @@ from gateway.player.commands import (
 )
 from gateway.player.core import PlayerCore
 from gateway.player.errors import CommandError
+from gateway.player.events import EngineEvents
 from gateway.player.link import EngineApi, EngineLink, LinkView
 from gateway.player.persistence import CLOSE_TIMEOUT, PlayerSaver
 from gateway.player.reconcile import Reconciler
 from gateway.player.stats import PlayerStats
 from gateway.player.store import QueueStore
+from gateway.player.task import UNAVAILABLE, PlayerTask
 from gateway.player.view import PlayerStatus, PlayerView
 from gateway.router import Router
 from lifecycle import Backoff, TaskOwner, declare
-from protocol import Event, EventType, FinishReason
 
 __all__ = ["CLOSE_TIMEOUT", "UNAVAILABLE", "Player", "PlayerStats"]
 
@@ -76,8 +72,6 @@ log = logging.getLogger(__name__)
 
 ViewListener = Callable[[PlayerView], None]
 
-#: What the view says while the engine cannot be reached.
-UNAVAILABLE = "the audio engine is unavailable; waiting for it to come back"
 #: What a volume change gets from an engine without live volume (a Go engine).
 NO_VOLUME = "this audio engine cannot change the volume"
 #: What a filter change gets from an engine without filters (a Go engine).
@@ -145,24 +139,25 @@ class Player:
                                    retry=lambda: Backoff(RETRY_FIRST, cap=RETRY_MAX))
                        if store is not None else None)
         self._tasks = TaskOwner(PLAYER_TASK.owner, logger=self.log)
-        self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._loaded = asyncio.Event()
         if store is None:
             self._loaded.set()
+        self._task = PlayerTask(self, reconciler=self._reconciler, link=self._link,
+                                loaded=self._loaded, clock=clock,
+                                retry=Backoff(RETRY_FIRST, cap=RETRY_MAX),
+                                restart=lambda: Backoff(RESTART_FIRST, cap=RESTART_MAX))
+        self._events = EngineEvents(self, reconciler=self._reconciler, router=router,
+                                    link=self._link, clock=clock,
+                                    hold=HOLD_REASONLESS_FINISHED, join_wait=JOIN_READY_WAIT)
         self._listeners: list[ViewListener] = []
-        self._join_timer: asyncio.TimerHandle | None = None
         self._notice = ""
-        self._retry = Backoff(RETRY_FIRST, cap=RETRY_MAX)
-        self._held: list[Event] = []
-        self._held_at = 0.0
-        self._held_timer: asyncio.TimerHandle | None = None
         self._resume_on_hold = False
         self.holders = 0
         self.closed = False
         #: Clock time of the last command, event or hold change.
         self.last_active = clock()
-        router.add_listener(self.key, self._on_event)
+        router.add_listener(self.key, self._events.on_event)
 
     @property
     def core(self) -> PlayerCore:
@@ -179,7 +174,7 @@ class Player:
     def start(self) -> None:
         """Start the supervised task (loads the stored queue first)."""
         if not self._tasks.tasks and not self.closed:
-            self._tasks.spawn(PLAYER_TASK, self._supervise(), key=self.key)
+            self._tasks.spawn(PLAYER_TASK, self._task.supervise(), key=self.key)
 
     async def close(self, *, save: bool = True, release: bool = False) -> None:
         """Stop the task; with *save*, store the queue one last time; with
@@ -188,10 +183,8 @@ class Player:
         if self.closed:
             return
         self.closed = True
-        self._router.remove_listener(self.key, self._on_event)
-        for timer in (self._held_timer, self._join_timer):
-            if timer is not None:
-                timer.cancel()
+        self._router.remove_listener(self.key, self._events.on_event)
+        self._events.close()
         await self._tasks.aclose()
         loaded = self._loaded.is_set()
         if self._saver is not None:
@@ -266,7 +259,7 @@ class Player:
         if not resume:
             self._resume_on_hold = False
         elif self._resume_on_hold:
-            self._wake.set()
+            self._task.wake()
         released = False
 
         def release() -> None:
@@ -327,11 +320,11 @@ class Player:
             case SetVolume(volume=volume) if (volume != core.volume
                                                and not self._supports(Feature.VOLUME)):
                 raise CommandError(f"{NO_VOLUME}; it stays at {round(core.volume * 100)} %")
-            case SetFilters(filters=filters) if (filters != core.filters
+            case SetFilters(filters=filters) if (filters != core.sound.filters
                                                   and not self._supports(Feature.FILTERS)):
                 raise CommandError(NO_FILTERS)
             case SetCrossfade(seconds=seconds) if (
-                    seconds != core.crossfade and not self._supports(Feature.CROSSFADE)):
+                    seconds != core.sound.crossfade and not self._supports(Feature.CROSSFADE)):
                 raise CommandError(NO_CROSSFADE)
 
     async def settled(self) -> None:
@@ -361,9 +354,8 @@ class Player:
         back. A ``finished`` held for its reason is taken as the engine shutting
         down, not as the end of the track."""
         core = self._core
-        if self._held:
-            held_at = self._held_at
-            self._drop_held()
+        held_at = self._events.drop_held()
+        if held_at is not None:
             if core.binding.bound:
                 self.stats.lost_streams += 1
                 core.stream_lost(held_at, now)
@@ -374,62 +366,90 @@ class Player:
         if self._reconciler.has_session():
             self._reconciler.lost_at = now
             self._reconciler.verify = True
-            self._set_notice(UNAVAILABLE)
+            self.set_notice(UNAVAILABLE)
 
     def stream_moved(self, at: float) -> None:
         """The stream's engine node is gone (dead or drained) and its binding was
         released: ask again (no node now: no session), which plays the track from
         where it was at *at* on the node placement picks next; a paused player
         parks there. No notice: a move takes about a second."""
-        if self._held:
-            self._drop_held()
+        self._events.drop_held()
         if self._reconciler.has_session():
             self._reconciler.lost_at = at
             self._reconciler.verify = True
-        self._wake.set()
-        self._update_settled()
+        self._task.wake()
+        self.update_settled()
 
     def link_back(self) -> None:
         """The socket is back (and capabilities known): check the stream."""
         if self._reconciler.has_session():
             self._reconciler.verify = True
-        self._wake.set()
+        self._task.wake()
 
     @property
     def silence_candidate(self) -> bool:
         """True when audio of this key should be arriving right now."""
         return self._core.status is PlayerStatus.PLAYING and not self.pending
 
-    # -- what the reconciler and the saver call -------------------------------------------
+    # -- what the reconciler, the events, the task and the saver call ---------------------
 
     def changed(self) -> None:
         """The core changed: wake the task, save soon, tell the listeners."""
-        self._wake.set()
-        self._update_settled()
+        self._task.wake()
+        self.update_settled()
         if self._saver is not None and not self.closed and self._loaded.is_set():
             self._saver.schedule()
         self._notify()
 
     def took_join(self) -> None:
-        """After an event or an answer: if the core moved to a track the engine
-        joined to the stream, that track's play is what the engine has (no play is
-        sent), and the engine's next track was used up."""
-        core = self._core
-        if not core.binding.joined or self._reconciler.applied.nonce == core.nonce:
-            return
-        self.stats.gapless_joins += 1
-        self._reconciler.joined()
-        self.log.info("gapless: %s joined the stream (play %s)",
-                      core.current.label if core.current else "?", core.binding.play_id)
-        if self._join_timer is not None:
-            self._join_timer.cancel()
-        self._join_timer = asyncio.get_running_loop().call_later(
-            JOIN_READY_WAIT, self._join_overdue)
+        """After an event or an answer: take a track the engine joined to the stream
+        (``EngineEvents.took_join``)."""
+        self._events.took_join()
 
-    def _join_overdue(self) -> None:
-        self._join_timer = None
-        if self._core.phase is Phase.JOINING and not self.closed:
-            self._reconciler.check_join = True
+    @property
+    def notice(self) -> str:
+        """What the view says about the engine ("": nothing to say)."""
+        return self._notice
+
+    def set_notice(self, notice: str) -> None:
+        """Say *notice* about the engine in the view (tells the listeners)."""
+        if notice != self._notice:
+            self._notice = notice
+            self._notify()
+
+    def update_settled(self) -> None:
+        """Wake ``settled()`` waiters once nothing is pending."""
+        if self.pending:
+            self._settled.clear()
+        else:
+            self._settled.set()
+
+    async def load(self) -> None:
+        """Load the stored queue (the task, first; only with a store)."""
+        assert self._saver is not None
+        saved = await self._saver.load()
+        if saved:
+            core = self._core = PlayerCore.restore(self.key, saved)
+            self._reconciler.restored()
+            self._resume_on_hold = bool(saved.get("playing")) and not saved.get("paused")
+            self.log.info("restored a queue of %d tracks (at %.1f s of %s)",
+                          len(core.queue.tracks), core.position(self._clock()),
+                          core.current.label if core.current else "nothing")
+        self._loaded.set()
+        self.update_settled()
+        self._notify()
+
+    def resume_if_held(self) -> None:
+        """Play on a queue that was playing when the gateway stopped, once a front
+        holds the player (the task, whenever it wakes)."""
+        if not (self._resume_on_hold and self.holders > 0):
+            return
+        self._resume_on_hold = False
+        core = self._core
+        if core.current is not None and core.phase is Phase.PARKED and core.paused:
+            self.log.info("a front is back: playing on from %.1f s",
+                          core.position(self._clock()))
+            core.apply(Resume(), self._clock())
             self.changed()
 
     # -- internals: state and notifications ------------------------------------------------
@@ -444,164 +464,3 @@ class Player:
                 listener(view)
             except Exception:
                 self.log.exception("player listener failed")
-
-    def _set_notice(self, notice: str) -> None:
-        if notice != self._notice:
-            self._notice = notice
-            self._notify()
-
-    def _update_settled(self) -> None:
-        if self.pending:
-            self._settled.clear()
-        else:
-            self._settled.set()
-
-    async def _load(self) -> None:
-        assert self._saver is not None
-        saved = await self._saver.load()
-        if saved:
-            core = self._core = PlayerCore.restore(self.key, saved)
-            self._reconciler.restored()
-            self._resume_on_hold = bool(saved.get("playing")) and not saved.get("paused")
-            self.log.info("restored a queue of %d tracks (at %.1f s of %s)",
-                          len(core.queue.tracks), core.position(self._clock()),
-                          core.current.label if core.current else "nothing")
-        self._loaded.set()
-        self._update_settled()
-        self._notify()
-
-    # -- internals: events -------------------------------------------------------------
-
-    def _on_event(self, event: Event) -> None:
-        if self._held:
-            self._held.append(event)
-            return
-        if (event.type is EventType.FINISHED and "reason" not in event.extra
-                and not self._supports(Feature.FINISH_REASON) and self._core.current is not None
-                and self._core.binding.expected_terminals == 0):
-            self._held = [event]
-            self._held_at = self._clock()
-            self._held_timer = asyncio.get_running_loop().call_later(
-                HOLD_REASONLESS_FINISHED, self._release_held)
-            return
-        self._deliver(event)
-
-    def _release_held(self) -> None:
-        self._held_timer = None
-        events, self._held = self._held, []
-        for event in events:
-            self._deliver(event)
-
-    def _drop_held(self) -> None:
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
-        self._held = []
-
-    def _deliver(self, event: Event) -> None:
-        play = event.extra.get("play")
-        reason = event.extra.get("reason")
-        try:
-            finish_reason = FinishReason(reason) if isinstance(reason, str) else None
-        except ValueError:
-            finish_reason = None  # a newer engine's reason: a plain end
-        taken = self._core.on_event(EngineEvent(
-            event.type,
-            play_id=play if isinstance(play, int) and not isinstance(play, bool) else None,
-            message=event.message, reason=finish_reason,
-            packets_since_ready=self._router.packets_by_session.get(self.key, 0),
-        ), self._clock())
-        if taken:
-            self.touch()
-            self.log.info("engine %s%s%s", event.type.value,
-                          f": {event.message}" if event.message else "",
-                          f" ({reason})" if isinstance(reason, str) and reason else "")
-            if event.type is EventType.FINISHED and finish_reason in (FinishReason.SHUTDOWN,
-                                                                      FinishReason.IDLE):
-                self.stats.lost_streams += 1
-                self._reconciler.lost_at = None
-            self.took_join()
-            self._reconciler.took_as_applied()
-            self.changed()
-
-    # -- internals: the supervised task ---------------------------------------------------
-
-    async def _supervise(self) -> None:
-        backoff = Backoff(RESTART_FIRST, cap=RESTART_MAX)
-        while True:
-            started = self._clock()
-            try:
-                await self._run()
-            except Exception:
-                self.stats.restarts += 1
-                if self._clock() - started > 60.0:
-                    backoff.reset()
-                delay = backoff.next()
-                self.log.exception("player task failed; restarting it in %.1f s", delay)
-                # Whatever the call in flight did at the engine is unknown.
-                self._reconciler.verify = self._core.current is not None
-                self._loaded.set()
-                await asyncio.sleep(delay)
-                self._wake.set()
-
-    async def _run(self) -> None:
-        if not self._loaded.is_set():
-            await self._load()
-        self._wake.set()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            self._maybe_resume_on_hold()
-            while self.pending:
-                await self._step()
-                self._maybe_resume_on_hold()
-            if self._link.connected:
-                # Settled with the socket up (it may have come back after the
-                # last call): nothing left to warn about.
-                self._set_notice("")
-            self._update_settled()
-
-    def _maybe_resume_on_hold(self) -> None:
-        if not (self._resume_on_hold and self.holders > 0):
-            return
-        self._resume_on_hold = False
-        core = self._core
-        if core.current is not None and core.phase is Phase.PARKED and core.paused:
-            self.log.info("a front is back: playing on from %.1f s",
-                          core.position(self._clock()))
-            core.apply(Resume(), self._clock())
-            self.changed()
-
-    async def _step(self) -> None:
-        """One engine call towards the desired state, with its failure policy."""
-        try:
-            await self._reconciler.step()
-            self._retry.reset()
-            self._reconciler.faults_cleared()
-            if self._link.connected:
-                # (With the socket down no audio reaches us, whatever the API says:
-                # an engine shutting down may still answer on an open connection.)
-                self._set_notice("")
-        except EngineUnavailable as exc:
-            # Keep the desired state; try again when the engine is back (or after
-            # a delay, for an engine whose API is down while its socket is up).
-            delay = self._retry.next()
-            if self._notice != UNAVAILABLE:
-                self.log.warning("%s (%s); retrying when it is back", exc, exc.detail)
-            self._set_notice(UNAVAILABLE)
-            await self._link.wait_change(delay)
-        except EngineFault as exc:
-            delay = self._retry.next()
-            self.log.warning("the engine failed (%s %s); retrying in %.1f s",
-                             exc.status, exc, delay)
-            self._set_notice(f"the audio engine failed ({exc}); retrying")
-            await asyncio.sleep(delay)
-        except EngineError as exc:
-            # An answer that makes no sense here (a question about the stream
-            # only: every call that changes something handles its refusals).
-            delay = self._retry.next()
-            self.log.warning("unexpected answer from the engine (%s); retrying in %.1f s",
-                             exc.detail, delay)
-            await asyncio.sleep(delay)
-        self._update_settled()
-

@@ -8,10 +8,15 @@ refused play goes on to the next track with the engine's words), while an engine
 that cannot be reached or fails (``EngineUnavailable``, ``EngineFault``) raises, for
 the player's task to retry.
 
-It also asks the engine about the stream when the link came back (``verify``): a live
-session is left alone, one that ended advances the queue, one the engine lost is
-played again from where it was (a paused one parks there). A play whose answer was
-lost is never sent blindly again: the engine is asked first.
+It also asks the engine about the stream when the link came back (``verify``) or a
+join's ``ready`` is overdue (``check_join``), through its ``StreamQuestions``
+(``questions``): a live session is left alone, one that ended advances the queue, one
+the engine lost is played again from where it was (a paused one parks there).
+
+Sending a play is its ``PlaySender``'s (``plays``): a play whose answer was lost is
+never sent blindly again (the engine is asked first), and a "play now" may go as a
+replacement of the live stream. The reconciler takes what the engine then has as
+applied.
 """
 
 from __future__ import annotations
@@ -27,23 +32,18 @@ from gateway.engine_client import (
     EngineFault,
     EngineInvalidRequest,
     EngineNotFound,
-    EngineOutcomeUnknown,
     EngineUnavailable,
     Feature,
-    Format,
 )
 from gateway.player.binding import Phase
 from gateway.player.core import Desired, NextPlan, PlayerCore
 from gateway.player.link import EngineApi, LinkView
+from gateway.player.plays import PlaySender, Refused
+from gateway.player.questions import StreamQuestions
 from gateway.player.stats import PlayerStats
 from protocol.filters import Filters
 
-__all__ = ["LIVE_STATES", "PLAY_ATTEMPTS", "Reconciler"]
-
-#: Engine states of a session that still has (or is about to have) a stream.
-LIVE_STATES = frozenset({"extracting", "streaming", "paused"})
-#: Attempts of a play the engine fails with 5xx before the track is given up.
-PLAY_ATTEMPTS = 3
+__all__ = ["Reconciler"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +102,28 @@ class Reconciler:
         self.verify = False
         #: A join's ``ready`` is overdue: ask the engine whether it happened.
         self.check_join = False
-        #: Clock time the engine link was lost under this player's stream.
-        self.lost_at: float | None = None
-        self._play_faults = 0
-        #: The nonce whose play may have reached the engine without our hearing back.
-        self._unknown_play: int | None = None
-        #: The engine's play id of the latest play bound (None: unknown / Go engine).
-        self._engine_play_id: int | None = None
         self._engine_generation = link.generation
-        #: Engine calls made (for tests and metrics).
-        self.calls = 0
+        #: The plays (sent once, asked about when their answer was lost).
+        self._plays = PlaySender(player, engine=engine, link=link)
+        #: The questions about the stream (``verify``, ``check_join``).
+        self._questions = StreamQuestions(player, engine=engine, link=link, clock=clock,
+                                          took_as_applied=self.took_as_applied)
+        self._calls = 0
+
+    @property
+    def calls(self) -> int:
+        """Engine calls made (for tests and metrics)."""
+        return self._calls + self._plays.calls + self._questions.calls
+
+    @property
+    def lost_at(self) -> float | None:
+        """Clock time the engine link was lost under this player's stream (the
+        position a lost stream is played again from)."""
+        return self._questions.lost_at
+
+    @lost_at.setter
+    def lost_at(self, at: float | None) -> None:
+        self._questions.lost_at = at
 
     # -- what is left to do ---------------------------------------------------------------
 
@@ -159,7 +171,7 @@ class Reconciler:
 
     def faults_cleared(self) -> None:
         """A call went through: 5xx answers to plays count from zero again."""
-        self._play_faults = 0
+        self._plays.faults_cleared()
 
     # -- one call ---------------------------------------------------------------------------
 
@@ -174,12 +186,12 @@ class Reconciler:
         if self._link.generation != self._engine_generation:
             # A new connection: the engine may be a new process (play ids start again).
             self._engine_generation = self._link.generation
-            self._engine_play_id = None
+            self._plays.new_engine()
         if self.verify:
-            await self._check_stream()
+            await self._questions.stream(self.applied.nonce)
             self.verify = False
         elif self.check_join:
-            await self._check_joined()
+            await self._questions.joined()
             self.check_join = False
         elif self.differs():
             await self._apply(self._player.core.desired())
@@ -199,122 +211,13 @@ class Reconciler:
         else:
             await self._apply_next(self.next_wanted())
 
-    # -- the stream's questions -------------------------------------------------------------
-
-    async def _check_stream(self) -> None:
-        """Ask the engine whether this player's stream still exists, and recover
-        when it does not: played again from the position reached when the link
-        was lost (paused players park there), or advanced when it ended."""
-        player = self._player
-        core = player.core
-        if not core.at_engine or core.nonce != self.applied.nonce:
-            return  # nothing at the engine to check, or a new play replaces it anyway
-        nonce = core.nonce
-        self.calls += 1
-        status = await self._engine.status(player.key)
-        if core.nonce != nonce or player.core is not core:
-            return  # changed while we asked: the new desired state decides
-        now = self._clock()
-        current = core.current
-        assert current is not None
-        lost_at, self.lost_at = self.lost_at, None
-        if status is not None and status.status in ("streaming", "paused"):
-            await self._ready_if_missed()
-            return
-        if status is not None and status.status in LIVE_STATES:
-            return
-        if status is not None and status.status in ("stopped", "error"):
-            player.log.info("the stream ended while the engine was out of reach")
-            core.stream_ended(now)
-            player.changed()
-            return
-        player.stats.lost_streams += 1
-        if core.stream_lost(min(lost_at if lost_at is not None else now, now), now):
-            player.log.info("the engine lost the stream; playing %s again from %.1f s",
-                            current.label, core.start_at)
-        else:
-            self.took_as_applied()
-            player.log.info("the engine lost the paused stream; it stays paused at %.1f s",
-                            core.start_at)
-        player.changed()
-
-    async def _check_joined(self) -> None:
-        """A join's ``ready`` did not come: if the engine streams the joined play,
-        take it as started; otherwise the join did not happen (the next track came
-        too late, or another joined), so play the track plainly."""
-        player = self._player
-        core = player.core
-        if core.phase is not Phase.JOINING:
-            return
-        nonce, play_id = core.nonce, core.binding.play_id
-        self.calls += 1
-        info = await self._engine.session_info(player.key)
-        if core.nonce != nonce or core.phase is not Phase.JOINING:
-            return
-        if (info is not None and info.status in ("streaming", "paused")
-                and info.play_id == play_id):
-            if core.ready_missed(self._clock(), info.position):
-                player.log.info("gapless: the joined play streams; its ready was lost")
-                player.changed()
-            return
-        if core.join_missed(self._clock()):
-            player.stats.missed_joins += 1
-            player.log.info("gapless: the next track did not join the stream; playing it")
-            player.changed()
-
-    async def _ready_if_missed(self) -> None:
-        """The engine streams our bound play: if its ``ready`` was lost (written
-        while the socket was down), take it now, at the engine's position when it
-        can tell (our engine), else at the play's start."""
-        player = self._player
-        core = player.core
-        if core.phase not in (Phase.STARTING, Phase.JOINING) or core.current is None:
-            return
-        nonce = core.nonce
-        position: float | None = None
-        if self.supports(Feature.PLAY_ID):
-            self.calls += 1
-            info = await self._engine.session_info(player.key)
-            if info is None or core.nonce != nonce or (
-                    info.play_id is not None and info.play_id != core.binding.play_id):
-                return
-            position = info.position
-        if core.ready_missed(self._clock(), position):
-            player.log.info("the engine streams the play but its ready was lost; taking it "
-                            "as started")
-            player.changed()
-
-    async def _play_outcome(self, desired: Desired) -> tuple[bool, int | None]:
-        """Whether the play for *desired* reached the engine (and its play id),
-        for a play whose answer was lost. Raises ``EngineUnavailable`` when the
-        engine cannot be asked (the question is asked again later)."""
-        assert desired.track is not None
-        player = self._player
-        url = desired.track.url
-        if self.supports(Feature.PLAY_ID):
-            self.calls += 1
-            info = await self._engine.session_info(player.key)
-            if (info is not None and info.url == url and info.status in LIVE_STATES
-                    and info.play_id is not None and info.play_id != self._engine_play_id):
-                player.log.info("the engine had started the play (play %d)", info.play_id)
-                return True, info.play_id
-            return False, None
-        self.calls += 1
-        status = await self._engine.status(player.key)
-        if status is not None and status.url == url and status.status in LIVE_STATES:
-            # A Go engine names no plays: a live session of this URL is taken as
-            # this play (a replay of the same URL cannot be told apart).
-            player.log.info("the engine had started the play")
-            return True, None
-        return False, None
-
     # -- the calls that change something -----------------------------------------------------
 
     async def _apply_track(self, desired: Desired) -> None:
         player = self._player
         player.core.sending(desired.nonce)
         if desired.track is None:
-            self.calls += 1
+            self._calls += 1
             try:
                 await self._engine.stop(player.key)
             except (EngineUnavailable, EngineFault):
@@ -325,51 +228,13 @@ class Reconciler:
             self.next_applied = None
             player.changed()
             return
-        play_id: int | None = None
-        played = replacing = False
-        # At most two sends: a second only after the engine said the first did
-        # not arrive.
-        for _ in range(2):
-            if self._unknown_play == desired.nonce:
-                played, play_id = await self._play_outcome(desired)
-                if played:
-                    replacing = player.core.sent_as_replacement(desired.nonce)
-                    break
-            try:
-                # Until an answer arrives, whether the engine acted is unknown
-                # (also if this task is cancelled or fails meanwhile).
-                self._unknown_play = desired.nonce
-                self.calls += 1
-                result = await self._send_play(desired)
-            except EngineOutcomeUnknown as exc:
-                player.stats.play_checks += 1
-                player.log.warning("the play's answer was lost (%s); asking the engine "
-                                   "what it did", exc.detail)
-                continue
-            except EngineUnavailable:
-                self._unknown_play = None
-                raise
-            except EngineFault as exc:
-                self._unknown_play = None
-                self._play_faults += 1
-                if self._play_faults < PLAY_ATTEMPTS:
-                    raise
-                self._play_refused(desired, exc)
-                return
-            except EngineError as exc:
-                self._unknown_play = None
-                self._play_refused(desired, exc)
-                return
-            play_id, replacing = result
-            played = True
-            break
-        if not played:
-            raise EngineOutcomeUnknown("the connection to the audio engine broke")
-        self._unknown_play = None
-        self._engine_play_id = play_id
+        sent = await self._plays.send(desired)
+        if isinstance(sent, Refused):
+            self._play_refused(desired, sent.error)
+            return
         previous = self.applied
-        player.core.bind_play(desired.nonce, play_id, self._clock())
-        if replacing:
+        player.core.bind_play(desired.nonce, sent.play_id, self._clock())
+        if sent.replacing:
             # The session goes on with its pause, volume, filters and crossfade: what
             # differs from the desired state is changed live next.
             self.applied = dataclasses.replace(previous, nonce=desired.nonce)
@@ -383,45 +248,8 @@ class Reconciler:
         self.next_applied = None
         player.changed()
 
-    async def _send_play(self, desired: Desired) -> tuple[int | None, bool]:
-        """Send *desired*'s play: its play id, and whether it went as a replacement
-        of the live stream ("play now" on an engine with ``play_now``: the stream plays
-        on until the new track has audio, and on if it fails)."""
-        assert desired.track is not None
-        core = self._player.core
-        if self.supports(Feature.PLAY_NOW) and core.replaces_live(desired.nonce):
-            core.replacing_live(desired.nonce)
-            try:
-                result = await self._engine.set_next(
-                    self._player.key, desired.track.url, start_at=desired.start_at,
-                    duration=desired.track.duration or 0.0, now=True)
-            except EngineNotFound:
-                core.not_replacing_live(desired.nonce)  # the stream is gone: a plain play
-            except EngineError as exc:
-                if exc.status != 409:  # 409: the stream ended meanwhile
-                    raise
-                core.not_replacing_live(desired.nonce)
-            else:
-                return result.play_id, True
-        return await self._send_plain_play(desired), False
-
-    async def _send_plain_play(self, desired: Desired) -> int | None:
-        assert desired.track is not None
-        filters = desired.filters
-        result = await self._engine.play(
-            self._player.key, desired.track.url, format=self._output_format(),
-            start_at=desired.start_at, duration=desired.track.duration or 0.0,
-            volume=desired.volume if self.supports(Feature.VOLUME) else None,
-            filters=filters if (filters != Filters() and self.supports(Feature.FILTERS))
-            else None,
-            crossfade=desired.crossfade if (
-                desired.crossfade and self.supports(Feature.CROSSFADE)) else None,
-        )
-        return result.play_id
-
     def _play_refused(self, desired: Desired, exc: EngineError) -> None:
         player = self._player
-        self._play_faults = 0
         self.applied = _Applied.of(desired)
         player.log.warning("play refused: %s", exc)
         player.core.play_failed(desired.nonce, str(exc), self._clock())
@@ -430,7 +258,7 @@ class Reconciler:
     async def _apply_pause(self, desired: Desired) -> None:
         player = self._player
         engine = self._engine
-        self.calls += 1
+        self._calls += 1
         try:
             await (engine.pause if desired.paused else engine.resume)(player.key)
         except EngineNotFound:
@@ -452,7 +280,7 @@ class Reconciler:
     async def _apply_volume(self, desired: Desired) -> None:
         player = self._player
         if self.supports(Feature.VOLUME) and self.has_session():
-            self.calls += 1
+            self._calls += 1
             try:
                 await self._engine.set_volume(player.key, desired.volume)
             except EngineNotFound:
@@ -466,7 +294,7 @@ class Reconciler:
     async def _apply_filters(self, desired: Desired) -> None:
         player = self._player
         if self.supports(Feature.FILTERS) and self.has_session():
-            self.calls += 1
+            self._calls += 1
             try:
                 await self._engine.set_filters(player.key, desired.filters)
             except EngineNotFound:
@@ -486,7 +314,7 @@ class Reconciler:
     async def _apply_crossfade(self, desired: Desired) -> None:
         player = self._player
         if self.supports(Feature.CROSSFADE) and self.has_session():
-            self.calls += 1
+            self._calls += 1
             try:
                 await self._engine.set_crossfade(player.key, desired.crossfade)
             except EngineNotFound:
@@ -505,7 +333,7 @@ class Reconciler:
         if wanted is None:
             self.next_applied = None
             if held is not None and held.nonce == core.nonce and core.next_play_id is not None:
-                self.calls += 1
+                self._calls += 1
                 try:
                     await self._engine.cancel_next(player.key)
                 except EngineNotFound:
@@ -518,7 +346,7 @@ class Reconciler:
                 core.clear_next()
             return
         track = wanted.track
-        self.calls += 1
+        self._calls += 1
         try:
             result = await self._engine.set_next(player.key, track.url,
                                                  duration=track.duration or 0.0)
@@ -535,7 +363,3 @@ class Reconciler:
         if core.bind_next(wanted, result.play_id, self._clock()):
             player.took_join()
             player.changed()
-
-    def _output_format(self) -> Format:
-        output = self._player.output
-        return "web" if output == "web" else "pcm" if output == "pcm" else "opus"
