@@ -21,6 +21,25 @@ from .support.starvation import HostCanary
 #: EngineProcess copies; a test's own env wins.
 os.environ.setdefault("ENGINE_WORKERS", "1")
 
+#: The test files that keep one xdist worker busy for a minute or more (measured on
+#: the 2-core machine), longest first: ``make test`` hands files to its two workers in
+#: collection order, so these go first and the workers end together, instead of one
+#: running a long file at the end while the other idles.
+LONG_FILES = (
+    "test_hostile.py", "test_playground_player.py", "test_playground_server.py",
+    "test_node_pool.py", "test_playground_page.py", "test_security.py",
+    "test_engine_gapless.py", "test_engine_filters.py", "test_http_deadline.py",
+    "test_gateway_restart.py", "test_stack.py", "test_engine_recovery.py",
+    "test_engine_streams.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long files first (see ``LONG_FILES``); the others keep their order."""
+    rank = {name: index for index, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 #: Distinct tones, so a spectrum proves whose audio reached which sink.
 TONES = {"a": 440.0, "b": 660.0, "c": 880.0, "d": 550.0, "e": 330.0}
 
