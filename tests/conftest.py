@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import os
+import random
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import av
 import pytest
 
+from loadtest import media as loadtest_media
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 
+from .support import media as support_media
 from .support.media import write_tone
 from .support.starvation import HostCanary
 
@@ -44,10 +52,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 TONES = {"a": 440.0, "b": 660.0, "c": 880.0, "d": 550.0, "e": 330.0}
 
 
-@pytest.fixture(scope="session")
-def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Test media, generated once per run."""
-    root = tmp_path_factory.mktemp("media")
+def _write_media(root: Path) -> None:
     for name, frequency in TONES.items():
         write_tone(root / f"{name}.mp3", frequency, 12.0)
     write_tone(root / "long_a.mp3", TONES["a"], 40.0)
@@ -58,10 +63,39 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tone(root / "mono_e.ogg", TONES["e"], 6.0, layout="mono")
     # 440 Hz for 6 s, then 880 Hz for 6 s: where a seek lands is audible.
     write_tone(root / "two_tones.mp3", 440.0, 6.0, then=(880.0, 6.0))
-    (root / "corrupt.mp3").write_bytes(os.urandom(64 * 1024))
+    (root / "corrupt.mp3").write_bytes(random.Random(7).randbytes(64 * 1024))
     (root / "empty.mp3").write_bytes(b"")
     full = write_tone(root / "whole.mp3", 440.0, 20.0).read_bytes()
     (root / "truncated.mp3").write_bytes(full[: len(full) // 8])
+
+
+def _media_cache() -> Path:
+    """The shared media, encoded once per machine and version of the code that makes
+    them: the two phases of ``make test`` and each xdist worker copy them instead of
+    encoding them again. A process builds them in a directory of its own and renames
+    it into place, so a directory with the name is complete."""
+    key = hashlib.sha256()
+    key.update(inspect.getsource(_write_media).encode())
+    for module in (support_media, loadtest_media):
+        key.update(Path(module.__file__ or "").read_bytes())
+    key.update(f"{av.__version__} {av.library_versions}".encode())
+    cache = Path(tempfile.gettempdir()) / f"audiogate-test-media-{key.hexdigest()[:16]}"
+    if not cache.is_dir():
+        build = Path(tempfile.mkdtemp(prefix="audiogate-test-media-build-"))
+        _write_media(build)
+        try:
+            build.rename(cache)
+        except OSError:  # another process made it first
+            shutil.rmtree(build, ignore_errors=True)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Test media, generated once (``_media_cache``), copied for each run: tests may
+    add files of their own."""
+    root = tmp_path_factory.mktemp("media")
+    shutil.copytree(_media_cache(), root, dirs_exist_ok=True)
     return root
 
 
