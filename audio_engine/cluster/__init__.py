@@ -12,6 +12,10 @@
 - ``stats``: ``/health`` and ``/stats`` from the workers' parts (pure);
 - ``overview``: the front's ``/health``, ``/stats``, ``/metrics`` and session list,
   gathered from every live worker;
+- ``errors``: why the front refuses an operation on a session;
+- ``calls``: the API operations on a placed session, forwarded to its worker;
+- ``claims``: the guild ids claimed by Lavalink players, and the worker that holds
+  each one's voice connection;
 - ``front``: the front (placement, plays, the socket hub, failover).
 """
 

@@ -3,8 +3,9 @@
 ``LavalinkNode`` is the state behind the REST routes and the WebSocket
 (``audio_engine.lavalink.routes``). It maps Lavalink onto the engine's front:
 
-- a player is a claimed guild id (``Front.claim_voice``); its voice object connects
-  the guild's voice connection on the worker that plays it (``Front.connect_voice``);
+- a player is a claimed guild id (``VoiceClaims.claim``, the front's ``voices``); its
+  voice object connects the guild's voice connection on the worker that plays it
+  (``VoiceClaims.connect``);
   each track is a ``voice`` play on that id (``Front.play``), with the player's volume
   (percent / 100), filters, start position and end time (``PlayRequest.end_at``);
 - events: as lavaplayer does, ``TrackStartEvent`` goes out when a track is played
@@ -14,7 +15,7 @@
   ``finished``, a failure ``TrackExceptionEvent`` then ``TrackEndEvent``
   (``loadFailed`` before its first audio, ``finished`` after), a stall
   ``TrackStuckEvent``; a voice connection closed for good is ``WebSocketClosedEvent``;
-- positions for ``playerUpdate`` come from the workers' reports (``Front.player_state``).
+- positions for ``playerUpdate`` come from the workers' reports (``VoiceClaims.player_state``).
 
 Everything runs on the front's event loop: no locks but one per player, which keeps a
 player's updates in order while they wait on the engine.
@@ -116,7 +117,7 @@ class LavalinkNode:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._tasks = TaskOwner(_OWNER, logger=log)
         self._closed = False
-        front.voice_listener = self
+        front.voices.listener = self
 
     # -- client sessions -----------------------------------------------------------------------
 
@@ -288,28 +289,28 @@ class LavalinkNode:
             if voice is not None:
                 await self._connect(session, player, voice)
             if update.paused is not None and not new_track:
-                await self._engine(self.front.pause(sid) if update.paused
-                                   else self.front.resume(sid))
+                await self._engine(self.front.calls.pause(sid) if update.paused
+                                   else self.front.calls.resume(sid))
                 player.paused = update.paused
             if user_data is not None and not new_track and player.track is not None:
                 player.track = player.track.model_copy(update={"user_data": user_data})
             if update.volume is not None:
                 player.volume = update.volume
                 if player.track is not None:
-                    await self._engine(self.front.set_volume(sid, update.volume / 100))
+                    await self._engine(self.front.calls.set_volume(sid, update.volume / 100))
             if update.position is not None and not new_track and player.track is not None:
-                await self._engine(self.front.seek(sid, update.position / 1000))
+                await self._engine(self.front.calls.seek(sid, update.position / 1000))
                 self._send_update(session, player)
             if "end_time" in sent and not new_track and player.track is not None:
                 player.end_time = update.end_time
-                await self._engine(self.front.set_end(
+                await self._engine(self.front.calls.set_end(
                     sid, update.end_time / 1000 if update.end_time else None))
             if filters is not None:
                 player.filters = filters
                 player.loudness_default = "loudness" not in (update.filters or {})
                 if player.track is not None:
-                    await self._engine(self.front.set_filters(sid, filters,
-                                                              player.loudness_default))
+                    await self._engine(self.front.calls.set_filters(
+                        sid, filters, player.loudness_default))
                 self._send_update(session, player)
             if new_track and not (no_replace and player.track is not None):
                 if encoded_sent and encoded is None:
@@ -348,7 +349,7 @@ class LavalinkNode:
             raise LavalinkError(409, f"guild {guild_id} has a player in another Lavalink "
                                 "session on this node")
         try:
-            self.front.claim_voice(guild_id)
+            self.front.voices.claim(guild_id)
         except SessionConflict as exc:
             raise LavalinkError(409, str(exc)) from exc
         player = Player(guild_id)
@@ -362,7 +363,7 @@ class LavalinkNode:
             guild_id=int(player.guild_id), user_id=session.user_id,
             session_id=voice.session_id, token=voice.token, endpoint=voice.endpoint,
             channel_id=int(voice.channel_id) if voice.channel_id else None)
-        answer = await self._engine(self.front.connect_voice(player.session_id, server))
+        answer = await self._engine(self.front.voices.connect(player.session_id, server))
         if not answer or not answer.get("connected"):
             reason = answer.get("reason") if answer else "no answer"
             log.warning("guild %s: voice connection failed: %s", player.guild_id, reason)
@@ -404,7 +405,7 @@ class LavalinkNode:
             return [outcome.reply]
         player.play_id = outcome.play_id
         if paused:
-            await self._engine(self.front.pause(player.session_id))
+            await self._engine(self.front.calls.pause(player.session_id))
         self._send_update(session, player)
         return [outcome.reply]
 
@@ -468,7 +469,7 @@ class LavalinkNode:
 
     def state(self, player: Player) -> PlayerStateJson:
         """The player's ``state``: Unix time in ms, track position, voice connection."""
-        now = self.front.player_state(player.session_id, player.filters.tempo)
+        now = self.front.voices.player_state(player.session_id, player.filters.tempo)
         position = 0
         if player.track is not None and now.position is not None:
             position = max(0, round(now.position * 1000))
@@ -500,7 +501,7 @@ class LavalinkNode:
                             playing_players=raw["playingPlayers"], uptime=raw["uptime"],
                             memory=memory, cpu=cpu).dump()
 
-    # -- what the engine says (Front.voice_listener) --------------------------------------------
+    # -- what the engine says (VoiceClaims.listener) --------------------------------------------
 
     def voice_event(self, session_id: str, fields: dict[str, Any]) -> None:
         """An event line of a player's engine session: see the module docstring."""
