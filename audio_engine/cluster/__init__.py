@@ -16,7 +16,8 @@
 - ``calls``: the API operations on a placed session, forwarded to its worker;
 - ``claims``: the guild ids claimed by Lavalink players, and the worker that holds
   each one's voice connection;
-- ``front``: the front (placement, plays, the socket hub, failover).
+- ``failover``: restarting a dead or stuck worker and moving its sessions;
+- ``front``: the front (placement, plays, the socket hub, what the workers send).
 """
 
 from __future__ import annotations

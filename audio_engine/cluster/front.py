@@ -20,8 +20,8 @@ front:
   play resolutions use too);
 - **recovers** a dead worker's sessions: they are played again on a live worker from
   the position their listeners reached, continuing the same Ogg stream (serial,
-  granules, page numbers) without a new ``ready``; the worker is restarted (``pool``).
-  The other sessions never notice;
+  granules, page numbers) without a new ``ready``; the worker is restarted (its
+  ``failover``, ``failover``). The other sessions never notice;
 - **keeps** the Lavalink players' voice connections on the worker that plays their
   guild (its ``voices``, ``claims``): a guild's session id is claimed by its Lavalink
   player, whose plays are ``voice`` sessions on that worker; their events come back as
@@ -58,6 +58,7 @@ from audio_engine.cluster.errors import (
     WorkerUnavailable,
     conflict_message,
 )
+from audio_engine.cluster.failover import Failover
 from audio_engine.cluster.governor import LoadGovernor
 from audio_engine.cluster.overview import Overview
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
@@ -73,7 +74,7 @@ from audio_engine.sources.resolve_pool import JobFailed, JobTimedOut, ResolvePoo
 from audio_engine.sources.resolver import Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.consumers import ConsumerHub
-from lifecycle import Process, TaskOwner, declare
+from lifecycle import Process, declare
 from protocol import Event, EventType, encode_event_line
 from protocol.filters import Filters, Loudness
 
@@ -91,25 +92,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a worker has to start (first report with a ticking clock).
 _START_TIMEOUT: Final = 30.0
-#: Seconds a moved session waits for a live worker before it is given up.
-_MOVE_WAIT: Final = 15.0
-#: Seconds without a tick after which a worker counts as stuck and is killed: far
-#: beyond any stall a loaded host causes (a clock that stalls a second is already
-#: "not ready"), short enough that its listeners lose seconds, not minutes.
-WORKER_HUNG_AFTER: Final = 15.0
-
-_OWNER = "Front"
-RESTART = declare(
-    "engine-worker-{key}-restart", owner=_OWNER, process=Process.ENGINE,
-    what="starting a dead worker's slot again, after 0.5 s doubling to 10 s while it "
-         "keeps dying",
-    ends="the new worker started, or `Front.close_now` (cancelled, awaited)")
-MOVE = declare(
-    "engine-worker-{key}-move", owner=_OWNER, process=Process.ENGINE,
-    what="playing a dead worker's sessions again on live workers, from where their "
-         "listeners were, and connecting its Lavalink players' voice connections again",
-    ends="every session moved (or given up after 15 s without a live worker), or "
-         "`Front.close_now`")
 SAMPLER = declare(
     "engine-load", owner="`Front.run`'s task group", process=Process.ENGINE,
     what="summing the engine's load every 0.5 s, learning the cost per unit, stepping "
@@ -200,14 +182,16 @@ class Front:
         self.calls = SessionCalls(self.sessions)
         #: Guild ids claimed by Lavalink players, and their voice connections.
         self.voices = VoiceClaims(self.sessions, self.pool, self._place)
+        self._stopping = asyncio.Event()
+        #: Restarting a dead or stuck worker and moving its sessions.
+        self.failover = Failover(self.sessions, self.pool, self.voices, self.metrics,
+                                 self._place, self._stopping)
         self._plays = itertools.count(1)
         self._go_style = True
-        self._tasks = TaskOwner(_OWNER, logger=log)
         #: ``/health``, ``/stats``, ``/metrics`` and the sessions' views, from every worker.
         self.overview = Overview(settings, self.metrics, self.hub, self.pool,
                                  self.resolve_pool, self.governor, self.timing,
                                  within=CALL_TIMEOUT)
-        self._stopping = asyncio.Event()
         self._run_done = asyncio.Event()
         self._running = False
         self._stopped = False
@@ -296,7 +280,7 @@ class Front:
         self._stopping.set()
         await self.resolve_pool.close()
         self.pool.stopping = True
-        await self._tasks.aclose()
+        await self.failover.close()
         await self.egress.close()
         await self.hub.close()
         await self.pool.close()
@@ -343,49 +327,7 @@ class Front:
             raise CallFailed(Failure("failed", str(exc))) from exc
 
     def worker_lost(self, worker: WorkerProcess) -> None:
-        if not self.pool.lost(worker) or self._stopping.is_set():
-            return
-        self.metrics.worker_restarts.inc()
-        moving = self.sessions.orphaned(worker)
-        log.error("engine worker %d died (%s); moving its %d sessions", worker.index,
-                  worker.lost_reason or "channel closed", moving)
-        if not self._tasks.closed:
-            self._tasks.spawn(RESTART, self.pool.restart(worker), key=str(worker.index))
-            if moving or self.voices.holds_any(worker):
-                self._tasks.spawn(MOVE, self._move(worker, time.monotonic()),
-                                  key=str(worker.index))
-
-    async def _move(self, dead: WorkerProcess, died_at: float) -> None:
-        """Play the dead worker's live sessions again on live workers, from where
-        their listeners were, in the same Ogg streams; connect its voice connections
-        again where their sessions went."""
-        voices = self.voices.held_by(dead)
-        if not await self.pool.wait_live(_MOVE_WAIT):
-            log.error("no engine worker to move sessions to; they are lost")
-        for session_id, record in self.sessions.to_move(dead):
-            workers = self.pool.live(started=True)
-            if not workers:
-                self.sessions.pop(session_id)
-                continue
-            target = self._place(workers)
-            voice = self.voices.get(session_id)
-            if voice is not None:
-                voice.worker = target  # its connection is made again there (reconnect)
-            request, resume = SessionDirectory.moved_play(record, died_at)
-            record.worker = target
-            record.moving = False
-            record.confirmed = False
-            try:
-                await target.call("play", session_id, request, record.play_id, resume,
-                                  within=CALL_TIMEOUT)
-                record.confirmed = True
-                self.metrics.sessions_moved.inc()
-                log.info("session %s moved to worker %d at %.2f s", session_id, target.index,
-                         request.start_at)
-            except (PeerGone, CallTimedOut, CallFailed) as exc:
-                log.error("session %s could not be moved: %s", session_id, exc)
-                self.sessions.pop(session_id)
-        await self.voices.reconnect(dead, voices)
+        self.failover.worker_lost(worker)
 
     # -- load --------------------------------------------------------------------------------
 
@@ -398,20 +340,8 @@ class Front:
         workers' load."""
         while True:
             await asyncio.sleep(LOAD_INTERVAL)
-            self._kill_hung()
+            self.failover.kill_hung()
             self.governor.sample(self.pool.sample())
-
-    def _kill_hung(self) -> None:
-        """A worker whose clock has not ticked for ``WORKER_HUNG_AFTER`` while its
-        channel is open is stuck (a deadlock, a call that never returns): its sessions
-        are silent. It is killed, so they move and it restarts."""
-        for worker in self.pool.live(started=True):
-            silent = silent_for(worker)
-            if silent > WORKER_HUNG_AFTER:
-                log.error("engine worker %d has not ticked for %.0f s; killing it",
-                          worker.index, silent)
-                self.metrics.workers_killed.inc()
-                worker.kill()
 
     def _consumers_changed(self) -> None:
         go_style = self.hub.go_style_connected
