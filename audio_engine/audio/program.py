@@ -12,6 +12,10 @@ whether it is wrapped in Ogg pages are two separate questions of the output form
 - **transcoding** otherwise: the tracks' filtered PCM, mixed (two tracks while one fades
   into the next), encoded by the session's encoder.
 
+Where the tracks sit on the timeline and how they sound together there (which tracks
+sound at a sample, their fades, where a next track starts) is ``timeline``'s (pure);
+the program decides when tracks join, retire and redo frames.
+
 Every change of course continues the same stream without an edge: the session's
 ``OutputStream`` (``output``) numbers and pages the frames and owns the encoder and its
 splices; leaving passthrough primes a fresh encoder on the audio just heard; returning
@@ -41,23 +45,31 @@ Synchronous and not thread-safe: the producer calls it from one worker job at a 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import av
-import numpy as np
 
 from audio_engine.audio.codec import OpusFrameEncoder
 from audio_engine.audio.filters import Filters
 from audio_engine.audio.formats import OutputFormat
 from audio_engine.audio.output import OutputStream
-from audio_engine.audio.splice import Pcm
+from audio_engine.audio.timeline import (
+    Window,
+    alignment,
+    contributors,
+    join_soon,
+    join_span,
+    mix,
+    owner,
+    planned_end,
+    raw_offset,
+    unread,
+    without_audio,
+)
 from audio_engine.audio.track import FRAME, Mode, Track
 from audio_engine.sources.media import OpusInput
 from audio_engine.wire.ring import Frame
-from protocol import CHANNELS, SAMPLE_RATE
 
 __all__ = ["HOLD_FRAMES", "REPLACE_FADE", "Program"]
 
@@ -69,25 +81,6 @@ HOLD_FRAMES: Final = 2
 #: Samples over which a "play now" track fades in and the track it replaces fades out
 #: (40 ms: heard as a cut, without the click of one).
 REPLACE_FADE: Final = 2 * 960
-
-@dataclass(slots=True)
-class _Window:
-    """The stretch of encoder input where ``outgoing`` fades out and ``incoming`` in
-    (equal power); after it, only ``incoming`` plays."""
-
-    start: int
-    length: int
-    outgoing: Track
-    incoming: Track
-
-    @property
-    def stop(self) -> int:
-        return self.start + self.length
-
-    @property
-    def stop_frame(self) -> int:
-        """The first frame with nothing of ``outgoing``."""
-        return -(-self.stop // FRAME)
 
 
 class Program:
@@ -115,7 +108,7 @@ class Program:
         self.pending: Track | None = None
         #: Joins whose outgoing track has not been retired yet (until the listener was
         #: sent its last frame), oldest first.
-        self._windows: list[_Window] = []
+        self._windows: list[Window] = []
         #: Frame index -> the play that begins with that frame.
         self._starts: dict[int, Any] = {}
         #: Set by the producer: a next track is coming (hold the end of the current one).
@@ -150,21 +143,11 @@ class Program:
                 and self.tracks[0].mode is Mode.PASSTHROUGH)
 
     @property
-    def _pending_unread(self) -> bool:
-        """The next track has given no input yet: it is read before it is joined,
-        so that one without audio is never placed (see ``pending_is_empty``)."""
-        pending = self.pending
-        return (pending is not None and not pending.source_ended and pending.chain is None
-                and pending.pending_input <= 0)
-
-    @property
     def pending_is_empty(self) -> bool:
         """The next track's source ended without a single audio frame (a text page
         under an audio name): it is never joined; the producer drops it and the
         session ends after the current track with that play's error."""
-        pending = self.pending
-        return (pending is not None and pending.source_ended and pending.chain is None
-                and not pending.source.audio_frames)
+        return without_audio(self.pending)
 
     @property
     def replacing(self) -> bool:
@@ -175,16 +158,18 @@ class Program:
     def replace_due(self) -> bool:
         """The pending track that replaces the current one has audio: the producer
         drops the frames queued after a short lead and calls ``replace_from``."""
-        return (self.replacing and self._cut_at is None and not self._pending_unread
-                and not self.pending_is_empty)
+        return (self.replacing and self._cut_at is None and not unread(self.pending)
+                and not without_audio(self.pending))
 
     def wants(self) -> list[Track]:
         """Tracks whose source should be read for the next frames."""
-        wanted = [t for t in self._contributors(self.stream.next_index * FRAME)
+        wanted = [t for t in contributors(self.tracks, self._windows,
+                                          self.stream.next_index * FRAME)
                   if not t.source_ended]
         pending = self.pending
         if pending is not None and not pending.source_ended and pending.pending_input < 1.0:
-            if pending.replaces or self._join_soon():
+            if pending.replaces or join_soon(self.tracks, self.crossfade,
+                                             self.stream.next_index, self.lookahead):
                 wanted.append(pending)
         return wanted
 
@@ -283,8 +268,8 @@ class Program:
         current = self.tracks[-1]
         following = self.expect_next or self.pending is not None
         if current.end is not None:
-            if self.pending is not None and not self.pending_is_empty:
-                if self._pending_unread:
+            if self.pending is not None and not without_audio(self.pending):
+                if unread(self.pending):
                     return None
                 self._join(current, self.pending, None)
                 return self._mix_step(n)
@@ -292,15 +277,14 @@ class Program:
                 return None  # wait for the next track: it may start in this frame
             if not following and current.end <= start:
                 return self._end_page()
-        contributors = self._contributors(start)
-        for track in contributors:
+        sounding = contributors(self.tracks, self._windows, start)
+        for track in sounding:
             if not track.covers(stop):
                 return None
         if current.end is None and following and not current.covers(stop + FRAME):
             return None  # the track may end within a frame from here: the next one joins
-        pcm = self._mix(contributors, start)
-        owner = self._owner(n)
-        position = owner.position_at(start)
+        pcm = mix(sounding, self._windows, start)
+        position = owner(self.tracks, n).position_at(start)
         last = not following and current.end is not None and current.end <= stop
         stream = self.stream
         data = stream.encode(pcm, n) if stream.encodes else pcm.tobytes()
@@ -316,8 +300,8 @@ class Program:
     def _at_end(self, n: int) -> Frame | None:
         """The current track's audio is all out (passthrough): join, wait, or end."""
         current = self.tracks[-1]
-        if self.pending is not None and not self.pending_is_empty:
-            if self._pending_unread:
+        if self.pending is not None and not without_audio(self.pending):
+            if unread(self.pending):
                 return None
             self._join(current, self.pending, None)
             return self._step()
@@ -331,36 +315,6 @@ class Program:
 
     # -- joining tracks ------------------------------------------------------------------------
 
-    def _join_soon(self) -> bool:
-        """Whether the next track will be needed within about a second."""
-        if not self.tracks:
-            return False
-        current = self.tracks[-1]
-        if current.source_ended:
-            return True
-        if self.crossfade <= 0:
-            return False
-        n = self.stream.next_index
-        planned = self._planned_end(current, n)
-        return planned is not None and planned - n * FRAME <= (
-            self.crossfade + 2 * SAMPLE_RATE)
-
-    def _planned_end(self, track: Track, n: int) -> int | None:
-        """Encoder-input sample where *track* ends by its declared duration."""
-        if track.end is not None:
-            return track.end
-        duration = track.source.duration
-        if not duration:
-            return None
-        if track.mode is Mode.PASSTHROUGH:
-            packet = track.next_packet()
-            if packet is None:
-                return None
-            # The packet's raw time reaches the listener's ear L samples after its
-            # encoder input would.
-            return n * FRAME + round((duration - packet.position) * SAMPLE_RATE) - self.lookahead
-        return track.planned_end()
-
     def _plan_crossfade(self, n: int) -> None:
         """Start a crossfade into the pending track when the current one is that close
         to its declared end (and the next track has audio ready)."""
@@ -371,10 +325,10 @@ class Program:
             return  # the current track is still fading in
         if not (pending.pending_input > 0 or pending.source_ended or pending.chain):
             return
-        if self.pending_is_empty:
+        if without_audio(pending):
             return
         current = self.tracks[-1]
-        planned = self._planned_end(current, n)
+        planned = planned_end(current, n, self.lookahead)
         if planned is None:
             return
         remaining = planned - n * FRAME
@@ -384,7 +338,7 @@ class Program:
             if current.next_packet() is None:
                 return
             self.stream.to_transcoding(current, n)
-        start = n * FRAME + self._alignment(pending, n * FRAME)
+        start = n * FRAME + alignment(pending, n * FRAME, self.lookahead)
         self._join(current, pending, (start, max(0, planned - start)))
 
     def _replace(self, n: int) -> bool:
@@ -392,11 +346,11 @@ class Program:
         short fade (``REPLACE_FADE``). False: wait for input first."""
         pending = self.pending
         current = self.tracks[-1]
-        if (pending is None or not pending.replaces or self.pending_is_empty
+        if (pending is None or not pending.replaces or without_audio(pending)
                 or (current.end is not None and current.end <= n * FRAME)):
             self._cut_at = None  # gone, or the current track is over: it joins at the end
             return True
-        if self._pending_unread:
+        if unread(pending):
             return False
         if self.passthrough:
             if current.next_packet() is None:
@@ -405,7 +359,7 @@ class Program:
                     return True
                 return False
             self.stream.to_transcoding(current, n)
-        start = n * FRAME + self._alignment(pending, n * FRAME)
+        start = n * FRAME + alignment(pending, n * FRAME, self.lookahead)
         length = REPLACE_FADE
         if current.end is not None:
             length = min(length, max(0, current.end - start))
@@ -420,37 +374,20 @@ class Program:
             self.restart(index)
         self._cut_at = self.stream.next_index
 
-    def _alignment(self, track: Track, sample: int) -> int:
-        """Samples after *sample* where *track* must start so that its packets fall on
-        the stream's frames (0 for a track that is always transcoded)."""
-        head = track.source.opus_head
-        if not track.opus or head is None:
-            return 0
-        return (head.pre_skip - self.lookahead - sample) % FRAME
-
     def _join(self, current: Track, nxt: Track, span: tuple[int, int] | None) -> None:
         """Place *nxt* after *current*: over *span* (start, length) for a crossfade, or
         right at *current*'s end (up to a frame earlier, to align its packets)."""
-        if span is None:
-            assert current.end is not None
-            end = current.end
-            overlap = 0
-            if nxt.opus and nxt.source.opus_head is not None:
-                overlap = (end - nxt.source.opus_head.pre_skip + self.lookahead) % FRAME
-            span = (end - overlap, overlap)
-        start, length = span
-        raw_offset = None
-        if nxt.opus and nxt.source.opus_head is not None:
-            raw_offset = start + self.lookahead - nxt.source.opus_head.pre_skip
+        start, length = span if span is not None else join_span(current, nxt, self.lookahead)
+        offset = raw_offset(nxt, start, self.lookahead)
         if nxt.chain is not None and not nxt.placed:
-            nxt.rejoin(start, raw_offset)
+            nxt.rejoin(start, offset)
         else:
-            nxt.place(start, raw_offset=raw_offset)
+            nxt.place(start, raw_offset=offset)
         nxt.first_frame = start // FRAME
         self._starts[nxt.first_frame] = nxt.play
         self.tracks.append(nxt)
         self.pending = None
-        self._windows.append(_Window(start, length, current, nxt))
+        self._windows.append(Window(start, length, current, nxt))
         self.stream.need_encoder()
         log.debug("%s: next track joins at sample %d (overlap %d)", self.session_id, start,
                   length)
@@ -467,41 +404,6 @@ class Program:
                 self.tracks.remove(window.outgoing)
                 window.outgoing.close()
                 self.retired.append(window.outgoing)
-
-    def _contributors(self, start: int) -> list[Track]:
-        """Placed tracks with audio at encoder-input sample *start* or later."""
-        gone = {id(w.outgoing) for w in self._windows if start >= w.stop}
-        return [t for t in self.tracks if t.placed and id(t) not in gone]
-
-    def _owner(self, n: int) -> Track:
-        """The track whose play frame *n* belongs to (for its position)."""
-        for track in reversed(self.tracks):
-            if track.first_frame <= n:
-                return track
-        return self.tracks[0]
-
-    # -- making frames -------------------------------------------------------------------
-
-    def _mix(self, tracks: list[Track], start: int) -> Pcm:
-        """Frame *start*'s samples: the tracks' audio, each weighted by the equal-power
-        fades of the joins it is in (none: it plays as it is)."""
-        fading = [w for w in self._windows
-                  if w.length > 0 and w.start < start + FRAME and start < w.stop]
-        if len(tracks) == 1 and not fading:
-            return tracks[0].take(start, FRAME)
-        total = np.zeros((FRAME, CHANNELS), dtype=np.float32)
-        samples = np.arange(start, start + FRAME, dtype=np.float64)
-        for track in tracks:
-            block = track.take(start, FRAME).astype(np.float32)
-            for window in fading:
-                if track is not window.outgoing and track is not window.incoming:
-                    continue
-                x = np.clip((samples - window.start) / window.length, 0.0, 1.0)
-                angle = 0.5 * math.pi * x
-                weight = np.cos(angle) if track is window.outgoing else np.sin(angle)
-                block *= weight.astype(np.float32).reshape(-1, 1)
-            total += block
-        return np.clip(np.rint(total), -32768, 32767).astype(np.int16)
 
     # -- live changes ----------------------------------------------------------------------
 

@@ -12,7 +12,12 @@
 - ``stats``: ``/health`` and ``/stats`` from the workers' parts (pure);
 - ``overview``: the front's ``/health``, ``/stats``, ``/metrics`` and session list,
   gathered from every live worker;
-- ``front``: the front (placement, plays, the socket hub, failover).
+- ``errors``: why the front refuses an operation on a session;
+- ``calls``: the API operations on a placed session, forwarded to its worker;
+- ``claims``: the guild ids claimed by Lavalink players, and the worker that holds
+  each one's voice connection;
+- ``failover``: restarting a dead or stuck worker and moving its sessions;
+- ``front``: the front (placement, plays, the socket hub, what the workers send).
 """
 
 from __future__ import annotations

@@ -20,16 +20,17 @@ front:
   play resolutions use too);
 - **recovers** a dead worker's sessions: they are played again on a live worker from
   the position their listeners reached, continuing the same Ogg stream (serial,
-  granules, page numbers) without a new ``ready``; the worker is restarted (``pool``).
-  The other sessions never notice;
+  granules, page numbers) without a new ``ready``; the worker is restarted (its
+  ``failover``, ``failover``). The other sessions never notice;
 - **keeps** the Lavalink players' voice connections on the worker that plays their
-  guild (``connect_voice``): a guild's session id is claimed by its Lavalink player
-  (``claim_voice``), whose plays are ``voice`` sessions on that worker; their events
-  come back as notices for the Lavalink face (``voice_listener``), and on a worker's
-  death the connection is made again on the worker the session moves to.
+  guild (its ``voices``, ``claims``): a guild's session id is claimed by its Lavalink
+  player, whose plays are ``voice`` sessions on that worker; their events come back as
+  notices for the Lavalink face, and on a worker's death the connection is made again
+  on the worker the session moves to.
 
-Its ``overview`` answers ``/health``, ``/stats``, ``/metrics`` and the session list from
-every live worker.
+Its ``calls`` forward the API operations on a placed session (pause, seek, filters...)
+to the worker that holds it (``calls``); its ``overview`` answers ``/health``,
+``/stats``, ``/metrics`` and the session list from every live worker.
 """
 
 from __future__ import annotations
@@ -42,18 +43,27 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final
 
 from audio_engine.audio.formats import OutputFormat
+from audio_engine.cluster.calls import CALL_TIMEOUT, SessionCalls
 from audio_engine.cluster.channel import Batch, Failure
+from audio_engine.cluster.claims import VoiceClaims
 from audio_engine.cluster.directory import SessionDirectory, SessionRecord
+from audio_engine.cluster.errors import (
+    SessionConflict,
+    SessionNotFound,
+    WorkerUnavailable,
+    conflict_message,
+)
+from audio_engine.cluster.failover import Failover
 from audio_engine.cluster.governor import LoadGovernor
 from audio_engine.cluster.overview import Overview
 from audio_engine.cluster.peer import CallFailed, CallTimedOut, PeerGone
 from audio_engine.cluster.pool import WorkerPool, silent_for, ticking, usable_cores
-from audio_engine.cluster.reports import VERSION, VoiceServer, WorkerReport
+from audio_engine.cluster.reports import VERSION, WorkerReport
 from audio_engine.cluster.workers import WorkerProcess
 from audio_engine.metrics import EngineMetrics
 from audio_engine.sessions.admission import LOAD_INTERVAL
@@ -64,7 +74,7 @@ from audio_engine.sources.resolve_pool import JobFailed, JobTimedOut, ResolvePoo
 from audio_engine.sources.resolver import Resolver
 from audio_engine.sources.url_policy import UrlPolicy
 from audio_engine.wire.consumers import ConsumerHub
-from lifecycle import Process, TaskOwner, declare
+from lifecycle import Process, declare
 from protocol import Event, EventType, encode_event_line
 from protocol.filters import Filters, Loudness
 
@@ -72,11 +82,9 @@ __all__ = [
     "Front",
     "PlayRefused",
     "PlayStarted",
-    "PlayerState",
     "Reply",
     "SessionConflict",
     "SessionNotFound",
-    "VoiceListener",
     "WorkerUnavailable",
 ]
 
@@ -84,88 +92,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds a worker has to start (first report with a ticking clock).
 _START_TIMEOUT: Final = 30.0
-#: Seconds a moved session waits for a live worker before it is given up.
-_MOVE_WAIT: Final = 15.0
-#: Seconds the front waits for a worker's answer to an API call.
-_CALL_TIMEOUT: Final = 5.0
-#: Seconds the front waits for a worker to connect a voice connection (the worker
-#: waits 10 s for the handshake, ``worker.VOICE_CONNECT_WAIT``).
-_VOICE_CALL_TIMEOUT: Final = 12.0
-#: Longest a player's position is carried forward from the last report (reports come
-#: every 0.5 s; a worker that stopped reporting is not playing on).
-_EXTRAPOLATE_MAX: Final = 2.0
-#: Seconds without a tick after which a worker counts as stuck and is killed: far
-#: beyond any stall a loaded host causes (a clock that stalls a second is already
-#: "not ready"), short enough that its listeners lose seconds, not minutes.
-WORKER_HUNG_AFTER: Final = 15.0
-
-_OWNER = "Front"
-RESTART = declare(
-    "engine-worker-{key}-restart", owner=_OWNER, process=Process.ENGINE,
-    what="starting a dead worker's slot again, after 0.5 s doubling to 10 s while it "
-         "keeps dying",
-    ends="the new worker started, or `Front.close_now` (cancelled, awaited)")
-MOVE = declare(
-    "engine-worker-{key}-move", owner=_OWNER, process=Process.ENGINE,
-    what="playing a dead worker's sessions again on live workers, from where their "
-         "listeners were, and connecting its Lavalink players' voice connections again",
-    ends="every session moved (or given up after 15 s without a live worker), or "
-         "`Front.close_now`")
 SAMPLER = declare(
     "engine-load", owner="`Front.run`'s task group", process=Process.ENGINE,
     what="summing the engine's load every 0.5 s, learning the cost per unit, stepping "
          "the libopus complexity",
     ends="`Front.stop`")
-
-#: A session record of the front: on a worker process.
-Record = SessionRecord[WorkerProcess]
-
-
-class SessionNotFound(Exception):
-    """No session has this id."""
-
-
-class WorkerUnavailable(Exception):
-    """The worker holding the session is restarting (its sessions are being moved)."""
-
-
-class SessionConflict(Exception):
-    """A guild is either a Lavalink player or a Go session, never both: the id is
-    taken by the other kind (``str()`` says which)."""
-
-
-class VoiceListener(Protocol):
-    """What receives the events of voice sessions (the Lavalink face)."""
-
-    def voice_event(self, session_id: str, fields: dict[str, Any]) -> None:
-        """An event line of a voice session, as a dict (``type``, ``play``,
-        ``reason``, ``message``...)."""
-
-    def voice_closed(self, session_id: str, code: int, reason: str, by_remote: bool) -> None:
-        """The session's voice connection closed for good (Discord's close code)."""
-
-
-class PlayerState(NamedTuple):
-    """A voice session's state for Lavalink's ``playerUpdate``: the track position
-    (seconds, None when nothing plays), and its voice connection."""
-
-    position: float | None
-    connected: bool
-    ping_ms: int
-
-
-@dataclass(slots=True)
-class _Voice:
-    """A guild claimed by a Lavalink player: the worker that holds its voice
-    connection (None until placed) and the credentials it connects with."""
-
-    worker: WorkerProcess | None = None
-    server: VoiceServer | None = None
-    #: What the worker said of its connection outside its reports (the answer to
-    #: ``voice``, a ``voice_closed`` notice), and when: newer than its latest report,
-    #: it is the connection's state (reports come every 0.5 s).
-    connected: bool = False
-    said_at: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,18 +178,20 @@ class Front:
         #: Admission, cost per unit, measured load and the libopus complexity.
         self.governor = LoadGovernor(settings, self.sessions, self.pool, self.metrics,
                                      cost_prior=cost_prior)
-        #: Session ids claimed by Lavalink players.
-        self._voices: dict[str, _Voice] = {}
-        #: Where the events of voice sessions go (the Lavalink face, when enabled).
-        self.voice_listener: VoiceListener | None = None
+        #: The API operations on a placed session, forwarded to its worker.
+        self.calls = SessionCalls(self.sessions)
+        #: Guild ids claimed by Lavalink players, and their voice connections.
+        self.voices = VoiceClaims(self.sessions, self.pool, self._place)
+        self._stopping = asyncio.Event()
+        #: Restarting a dead or stuck worker and moving its sessions.
+        self.failover = Failover(self.sessions, self.pool, self.voices, self.metrics,
+                                 self._place, self._stopping)
         self._plays = itertools.count(1)
         self._go_style = True
-        self._tasks = TaskOwner(_OWNER, logger=log)
         #: ``/health``, ``/stats``, ``/metrics`` and the sessions' views, from every worker.
         self.overview = Overview(settings, self.metrics, self.hub, self.pool,
                                  self.resolve_pool, self.governor, self.timing,
-                                 within=_CALL_TIMEOUT)
-        self._stopping = asyncio.Event()
+                                 within=CALL_TIMEOUT)
         self._run_done = asyncio.Event()
         self._running = False
         self._stopped = False
@@ -347,7 +280,7 @@ class Front:
         self._stopping.set()
         await self.resolve_pool.close()
         self.pool.stopping = True
-        await self._tasks.aclose()
+        await self.failover.close()
         await self.egress.close()
         await self.hub.close()
         await self.pool.close()
@@ -365,6 +298,13 @@ class Front:
 
     def worker_events(self, worker: WorkerProcess, lines: bytes) -> None:
         self.hub.send_event(lines)
+
+    def worker_voice_event(self, worker: WorkerProcess, fields: dict[str, Any]) -> None:
+        self.voices.worker_event(worker, fields)
+
+    def worker_voice_closed(self, worker: WorkerProcess, session_id: str, code: int,
+                            reason: str, by_remote: bool) -> None:
+        self.voices.worker_closed(worker, session_id, code, reason, by_remote)
 
     def worker_forgot(self, worker: WorkerProcess, session_id: str) -> None:
         record = self.sessions.get(session_id)
@@ -387,49 +327,7 @@ class Front:
             raise CallFailed(Failure("failed", str(exc))) from exc
 
     def worker_lost(self, worker: WorkerProcess) -> None:
-        if not self.pool.lost(worker) or self._stopping.is_set():
-            return
-        self.metrics.worker_restarts.inc()
-        moving = self.sessions.orphaned(worker)
-        log.error("engine worker %d died (%s); moving its %d sessions", worker.index,
-                  worker.lost_reason or "channel closed", moving)
-        if not self._tasks.closed:
-            self._tasks.spawn(RESTART, self.pool.restart(worker), key=str(worker.index))
-            if moving or any(v.worker is worker for v in self._voices.values()):
-                self._tasks.spawn(MOVE, self._move(worker, time.monotonic()),
-                                  key=str(worker.index))
-
-    async def _move(self, dead: WorkerProcess, died_at: float) -> None:
-        """Play the dead worker's live sessions again on live workers, from where
-        their listeners were, in the same Ogg streams; connect its voice connections
-        again where their sessions went."""
-        voices = [(sid, v) for sid, v in self._voices.items() if v.worker is dead]
-        if not await self.pool.wait_live(_MOVE_WAIT):
-            log.error("no engine worker to move sessions to; they are lost")
-        for session_id, record in self.sessions.to_move(dead):
-            workers = self.pool.live(started=True)
-            if not workers:
-                self.sessions.pop(session_id)
-                continue
-            target = self._place(workers)
-            voice = self._voices.get(session_id)
-            if voice is not None:
-                voice.worker = target  # its connection is made again there (_move_voices)
-            request, resume = SessionDirectory.moved_play(record, died_at)
-            record.worker = target
-            record.moving = False
-            record.confirmed = False
-            try:
-                await target.call("play", session_id, request, record.play_id, resume,
-                                  within=_CALL_TIMEOUT)
-                record.confirmed = True
-                self.metrics.sessions_moved.inc()
-                log.info("session %s moved to worker %d at %.2f s", session_id, target.index,
-                         request.start_at)
-            except (PeerGone, CallTimedOut, CallFailed) as exc:
-                log.error("session %s could not be moved: %s", session_id, exc)
-                self.sessions.pop(session_id)
-        await self._move_voices(dead, voices)
+        self.failover.worker_lost(worker)
 
     # -- load --------------------------------------------------------------------------------
 
@@ -442,20 +340,8 @@ class Front:
         workers' load."""
         while True:
             await asyncio.sleep(LOAD_INTERVAL)
-            self._kill_hung()
+            self.failover.kill_hung()
             self.governor.sample(self.pool.sample())
-
-    def _kill_hung(self) -> None:
-        """A worker whose clock has not ticked for ``WORKER_HUNG_AFTER`` while its
-        channel is open is stuck (a deadlock, a call that never returns): its sessions
-        are silent. It is killed, so they move and it restarts."""
-        for worker in self.pool.live(started=True):
-            silent = silent_for(worker)
-            if silent > WORKER_HUNG_AFTER:
-                log.error("engine worker %d has not ticked for %.0f s; killing it",
-                          worker.index, silent)
-                self.metrics.workers_killed.inc()
-                worker.kill()
 
     def _consumers_changed(self) -> None:
         go_style = self.hub.go_style_connected
@@ -464,26 +350,6 @@ class Front:
             self.pool.cast("consumers", go_style)
 
     # -- sessions ----------------------------------------------------------------------------
-
-    def _record(self, session_id: str) -> Record:
-        record = self.sessions.get(session_id)
-        if record is None:
-            raise SessionNotFound(session_id)
-        if record.moving or not record.worker.alive:
-            raise WorkerUnavailable(
-                "the engine is moving this session to another worker; try again shortly")
-        return record
-
-    async def _call(self, record: Record, method: str, *args: Any) -> Any:
-        try:
-            return await record.worker.call(method, *args, within=_CALL_TIMEOUT)
-        except CallFailed as exc:
-            if exc.kind == "not_found":
-                raise SessionNotFound(str(exc)) from exc
-            raise
-        except (PeerGone, CallTimedOut) as exc:
-            raise WorkerUnavailable("the engine worker of this session is not answering; "
-                                    "try again shortly") from exc
 
     async def replied(self, reply: Reply) -> None:
         """The reply of a request was written: its events may follow. (A coroutine:
@@ -504,9 +370,9 @@ class Front:
             WorkerUnavailable: no worker can take it now.
             SessionConflict: a Go play on a Lavalink player's id, or the reverse.
         """
-        voice = self._voices.get(session_id)
+        voice = self.voices.get(session_id)
         if (voice is not None) != (request.output is OutputFormat.VOICE):
-            raise SessionConflict(_conflict_message(session_id, lavalink=voice is not None))
+            raise SessionConflict(conflict_message(session_id, lavalink=voice is not None))
         old = self.sessions.get(session_id)
         replacing = old is not None and old.live and not old.moving and old.worker.alive
         play_id = next(self._plays)
@@ -542,7 +408,7 @@ class Front:
         self.sessions.put(session_id, record)
         try:
             gate = await worker.call("play", session_id, request, play_id,
-                                     within=_CALL_TIMEOUT)
+                                     within=CALL_TIMEOUT)
         except CallFailed as exc:
             self.sessions.pop(session_id)
             if exc.kind == "too_many":
@@ -573,240 +439,27 @@ class Front:
         if record is None or record.moving or not record.worker.alive:
             return Reply()
         try:
-            gate = await record.worker.call("stop", session_id, within=_CALL_TIMEOUT)
+            gate = await record.worker.call("stop", session_id, within=CALL_TIMEOUT)
         except (PeerGone, CallTimedOut, CallFailed):
             return Reply()  # the worker died: the session is gone with it
         return Reply(record.worker, gate)
-
-    async def pause(self, session_id: str) -> None:
-        """Pause (idempotent). Raises SessionNotFound."""
-        record = self._record(session_id)
-        if not await self._call(record, "pause", session_id):
-            raise SessionNotFound(session_id)
-        record.paused = True
-
-    async def resume(self, session_id: str) -> None:
-        """Resume (no-op unless paused). Raises SessionNotFound."""
-        record = self._record(session_id)
-        if not await self._call(record, "resume", session_id):
-            raise SessionNotFound(session_id)
-        record.paused = False
-
-    async def status(self, session_id: str) -> dict[str, Any] | None:
-        """The Go engine's ``/status`` fields, or None for an unknown id."""
-        record = self.sessions.get(session_id)
-        if record is None:
-            return None
-        if record.moving or not record.worker.alive:
-            return {"state": "streaming" if record.live else "stopped", "bytes_sent": 0,
-                    "url": record.request.url}
-        try:
-            return await self._call(record, "status", session_id)  # type: ignore[no-any-return]
-        except SessionNotFound:
-            return None
-
-    async def view(self, session_id: str) -> dict[str, Any] | None:
-        record = self.sessions.get(session_id)
-        if record is None:
-            return None
-        if record.moving or not record.worker.alive:
-            raise WorkerUnavailable("the engine is moving this session; try again shortly")
-        return await self._call(record, "view", session_id)  # type: ignore[no-any-return]
-
-    async def set_volume(self, session_id: str, volume: float) -> float:
-        record = self._record(session_id)
-        value = float(await self._call(record, "volume", session_id, volume))
-        record.volume = value
-        return value
-
-    async def seek(self, session_id: str, position: float) -> str:
-        record = self._record(session_id)
-        state = str(await self._call(record, "seek", session_id, position))
-        record.position_hint = (position, time.monotonic())
-        return state
-
-    async def set_end(self, session_id: str, end_at: float | None) -> None:
-        """The track position (seconds) at which the current play ends (None: its end)."""
-        record = self._record(session_id)
-        await self._call(record, "end_at", session_id, end_at)
-        record.request = replace(record.request, end_at=end_at)  # a move keeps it
-
-    async def filters(self, session_id: str) -> dict[str, Any]:
-        record = self._record(session_id)
-        return await self._call(record, "filters", session_id)  # type: ignore[no-any-return]
-
-    async def set_filters(self, session_id: str, filters: Filters,
-                          loudness_default: bool) -> dict[str, Any]:
-        record = self._record(session_id)
-        view = await self._call(record, "set_filters", session_id, filters, loudness_default)
-        record.filters = filters
-        record.loudness_default = loudness_default
-        return view  # type: ignore[no-any-return]
-
-    async def set_crossfade(self, session_id: str, seconds: float) -> float:
-        record = self._record(session_id)
-        value = float(await self._call(record, "crossfade", session_id, seconds))
-        record.crossfade = value
-        return value
-
-    def output_of(self, session_id: str) -> OutputFormat:
-        """The output format of *session_id*'s stream. Raises SessionNotFound."""
-        record = self.sessions.get(session_id)
-        if record is None:
-            raise SessionNotFound(session_id)
-        return record.request.output
 
     async def set_next(self, session_id: str, request: PlayRequest, filters: Filters | None,
                        loudness_default: bool, *, now: bool = False) -> PlayStarted:
         """Set *session_id*'s next track, or with *now* the track that replaces the
         current one once it has audio; its play id, and what to do after the reply."""
-        record = self._record(session_id)
+        record = self.calls.record(session_id)
         play_id = next(self._plays)
-        gate = int(await self._call(record, "set_next", session_id, request, filters,
-                                    loudness_default, play_id, now))
+        gate = int(await self.calls.call(record, "set_next", session_id, request, filters,
+                                         loudness_default, play_id, now))
         return PlayStarted(play_id, Reply(worker=record.worker if gate else None, gate=gate))
-
-    async def cancel_next(self, session_id: str) -> int | None:
-        record = self._record(session_id)
-        value = await self._call(record, "cancel_next", session_id)
-        return int(value) if value is not None else None
-
-    # -- Lavalink players: their guild's id and voice connection -------------------------------
-
-    def is_voice(self, session_id: str) -> bool:
-        """Whether *session_id* is claimed by a Lavalink player."""
-        return session_id in self._voices
-
-    def claim_voice(self, session_id: str) -> None:
-        """Claim *session_id* for a Lavalink player (idempotent).
-
-        Raises:
-            SessionConflict: a Go session with this id is live.
-        """
-        if session_id in self._voices:
-            return
-        record = self.sessions.get(session_id)
-        if record is not None and record.live:
-            raise SessionConflict(_conflict_message(session_id, lavalink=False))
-        self.sessions.pop(session_id)  # an ended Go session gives the id up
-        self._voices[session_id] = _Voice()
 
     async def release_voice(self, session_id: str) -> Reply:
         """The Lavalink player of *session_id* is gone: stop its session, close its
-        voice connection, give the id up. Unknown ids are fine."""
-        voice = self._voices.get(session_id)
+        voice connection, give the id up (``VoiceClaims``). Unknown ids are fine."""
+        voice = self.voices.get(session_id)
         if voice is None:
             return Reply()
         reply = await self.stop_session(session_id)
-        self._voices.pop(session_id, None)
-        if voice.worker is not None and voice.worker.alive:
-            try:
-                await voice.worker.call("voice_close", session_id, within=_CALL_TIMEOUT)
-            except (PeerGone, CallTimedOut, CallFailed) as exc:
-                log.warning("voice connection of %s not closed: %s", session_id, exc)
+        await self.voices.release(session_id, voice)
         return reply
-
-    async def connect_voice(self, session_id: str, server: VoiceServer) -> dict[str, Any]:
-        """Connect (or move) the voice connection of the Lavalink player *session_id*
-        on the worker that plays it (placed now if it has none), and wait until it
-        is usable or failed: ``{"connected", "code", "reason"}``.
-
-        Raises:
-            SessionNotFound: the id is not claimed (``claim_voice``).
-            WorkerUnavailable: no worker can take it now.
-        """
-        voice = self._voices.get(session_id)
-        if voice is None:
-            raise SessionNotFound(session_id)
-        if voice.worker is None or not voice.worker.alive:
-            if voice.worker is not None:
-                raise WorkerUnavailable("the engine is moving this player to another "
-                                        "worker; try again shortly")
-            workers = self.pool.live(started=True)
-            if not workers:
-                raise WorkerUnavailable("the engine is starting its workers; try again shortly")
-            voice.worker = self._place(workers)
-        voice.server = server
-        try:
-            answer = await voice.worker.call("voice", session_id, server,
-                                             within=_VOICE_CALL_TIMEOUT)
-        except (PeerGone, CallTimedOut) as exc:
-            raise WorkerUnavailable("the engine worker of this player is not answering; "
-                                    "try again shortly") from exc
-        voice.connected, voice.said_at = bool(answer.get("connected")), time.monotonic()
-        return dict(answer)
-
-    def player_state(self, session_id: str, tempo: float = 1.0) -> PlayerState:
-        """Where the voice session *session_id* is (from its worker's reports, carried
-        forward at *tempo* track seconds per second while it plays), and its voice
-        connection's state."""
-        voice = self._voices.get(session_id)
-        worker = voice.worker if voice is not None else None
-        report = worker.report if worker is not None else None
-        snapshot = report.voices.get(session_id) if report is not None else None
-        connected = snapshot is not None and snapshot.connected
-        ping = snapshot.ping_ms if snapshot is not None else -1
-        if voice is not None and (report is None or voice.said_at > report.at):
-            connected = voice.connected
-            ping = ping if connected else -1
-        record = self.sessions.get(session_id)
-        if record is None or not record.live:
-            return PlayerState(None, connected, ping)
-        now = time.monotonic()
-        session = record.snapshot
-        position, at = (session.position, record.snapshot_at) if session is not None \
-            else (record.request.start_at, now)
-        if record.position_hint is not None and record.position_hint[1] > at:
-            position, at = record.position_hint
-        playing = connected and not record.paused and (session is None or session.ready_sent)
-        if playing:
-            position += min(_EXTRAPOLATE_MAX, max(0.0, now - at)) * tempo
-        return PlayerState(position, connected, ping)
-
-    def worker_voice_event(self, worker: WorkerProcess, fields: dict[str, Any]) -> None:
-        session_id = str(fields.get("session_id", ""))
-        voice = self._voices.get(session_id)
-        if voice is None or voice.worker is not worker or self.voice_listener is None:
-            return  # a released player, or a dead worker's late word
-        self.voice_listener.voice_event(session_id, fields)
-
-    def worker_voice_closed(self, worker: WorkerProcess, session_id: str, code: int,
-                            reason: str, by_remote: bool) -> None:
-        voice = self._voices.get(session_id)
-        if voice is None or voice.worker is not worker:
-            return
-        voice.connected, voice.said_at = False, time.monotonic()
-        if self.voice_listener is not None:
-            self.voice_listener.voice_closed(session_id, code, reason, by_remote)
-
-    async def _move_voices(self, dead: WorkerProcess, moving: list[tuple[str, _Voice]]
-                           ) -> None:
-        """Connect the voice connections the *dead* worker held (*moving*) again, each
-        on the worker its guild's session moved to (or a placed one)."""
-        if not moving:
-            return
-        workers = self.pool.live(started=True)
-        calls = []
-        for session_id, voice in moving:
-            if self._voices.get(session_id) is not voice:
-                continue  # released meanwhile
-            if voice.worker is dead or voice.worker is None or not voice.worker.alive:
-                if not workers:
-                    voice.worker = None
-                    continue
-                voice.worker = self._place(workers)
-            if voice.server is not None:
-                calls.append(voice.worker.call("voice", session_id, voice.server,
-                                               within=_VOICE_CALL_TIMEOUT))
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        log.info("%d voice connections moved (%d failed)", len(calls) - len(failed),
-                 len(failed))
-
-
-def _conflict_message(session_id: str, *, lavalink: bool) -> str:
-    if lavalink:
-        return (f"session {session_id} is a Lavalink player's guild: a guild is either a "
-                "Lavalink player or a Go session, never both")
-    return (f"guild {session_id} has a live Go session: a guild is either a Lavalink "
-            "player or a Go session, never both")

@@ -40,7 +40,7 @@ def node_router(front: Front) -> APIRouter:
 
     @router.get("/sessions/{session_id}", summary="One session with state, position, counters")
     async def one_session(session_id: SessionId) -> Response:
-        view = await front.view(session_id)
+        view = await front.calls.view(session_id)
         if view is None:
             raise SessionNotFound(session_id)
         return GoJSONResponse(view)

@@ -49,7 +49,7 @@ PLAY_ID_HEADER = "X-Play-Id"
 
 def _not_lavalink(front: Front, session_id: str) -> None:
     """Refuse (409) a Go call that would change a Lavalink player's session."""
-    if front.is_voice(session_id):
+    if front.voices.is_voice(session_id):
         raise GoError(session_id, f"session {session_id} is a Lavalink player's guild: a "
                       "guild is either a Lavalink player or a Go session, never both", 409)
 
@@ -101,13 +101,13 @@ def sessions_router(front: Front) -> APIRouter:
     @router.post("/session/{session_id}/pause", summary="Pause output at once")
     async def pause(session_id: SessionId) -> Response:
         _not_lavalink(front, session_id)
-        await front.pause(session_id)
+        await front.calls.pause(session_id)
         return GoJSONResponse({"status": "paused", "session_id": session_id})
 
     @router.post("/session/{session_id}/resume", summary="Resume a paused session")
     async def resume(session_id: SessionId) -> Response:
         _not_lavalink(front, session_id)
-        await front.resume(session_id)
+        await front.calls.resume(session_id)
         return GoJSONResponse({"status": "playing", "session_id": session_id})
 
     @router.get("/session/{session_id}/status", summary="A session's state and bytes sent")
@@ -119,7 +119,7 @@ def sessions_router(front: Front) -> APIRouter:
             return GoJSONResponse(
                 {"session_id": session_id, "status": "error", "bytes_sent": 0,
                  "message": f"invalid session id: {exc}"}, status_code=400)
-        state = await front.status(session_id)
+        state = await front.calls.status(session_id)
         if state is None:
             return GoJSONResponse(
                 {"session_id": session_id, "status": "not_found", "bytes_sent": 0},
@@ -139,7 +139,7 @@ def sessions_router(front: Front) -> APIRouter:
     async def volume(session_id: SessionId, request: Request) -> Response:
         _not_lavalink(front, session_id)
         body = await parse_body(request, VolumeBody, session_id, limit)
-        value = await front.set_volume(session_id, body.volume)
+        value = await front.calls.set_volume(session_id, body.volume)
         return GoJSONResponse({"status": "ok", "session_id": session_id, "volume": value})
 
     @router.post("/session/{session_id}/seek", summary="Seek a live session")
@@ -151,13 +151,13 @@ def sessions_router(front: Front) -> APIRouter:
         if body.position > MAX_POSITION:
             raise GoError(session_id, "invalid request: position must be at most "
                           f"{MAX_POSITION:.0f} seconds", 400)
-        state = await front.seek(session_id, body.position)
+        state = await front.calls.seek(session_id, body.position)
         return GoJSONResponse({"status": state, "session_id": session_id,
                                "position": body.position})
 
     @router.get("/session/{session_id}/filters", summary="A session's filters (ours)")
     async def get_filters(session_id: SessionId) -> Response:
-        view = await front.filters(session_id)
+        view = await front.calls.filters(session_id)
         return GoJSONResponse({"session_id": session_id, **view})
 
     @router.post("/session/{session_id}/filters",
@@ -166,7 +166,7 @@ def sessions_router(front: Front) -> APIRouter:
         _not_lavalink(front, session_id)
         data = await json_object(request, session_id, limit)
         filters, loudness_default = filters_of(session_id, data)
-        view = await front.set_filters(session_id, filters, loudness_default)
+        view = await front.calls.set_filters(session_id, filters, loudness_default)
         return GoJSONResponse({"status": "ok", "session_id": session_id, "filters": view})
 
     @router.post("/session/{session_id}/crossfade",
@@ -174,7 +174,7 @@ def sessions_router(front: Front) -> APIRouter:
     async def crossfade(session_id: SessionId, request: Request) -> Response:
         _not_lavalink(front, session_id)
         body = await parse_body(request, CrossfadeBody, session_id, limit)
-        value = await front.set_crossfade(session_id, body.crossfade)
+        value = await front.calls.set_crossfade(session_id, body.crossfade)
         return GoJSONResponse({"status": "ok", "session_id": session_id, "crossfade": value})
 
     @router.post("/session/{session_id}/next",
@@ -183,7 +183,7 @@ def sessions_router(front: Front) -> APIRouter:
     async def set_next(session_id: SessionId, request: Request) -> Response:
         _not_lavalink(front, session_id)
         body = await parse_body(request, NextBody, session_id, limit)
-        output = front.output_of(session_id)
+        output = front.calls.output_of(session_id)
         play, filters, loudness_default = next_request(
             session_id, body, request, output, max_url_length=settings.max_url_length)
         started = await front.set_next(session_id, play, filters, loudness_default,
@@ -198,7 +198,7 @@ def sessions_router(front: Front) -> APIRouter:
     @router.post("/session/{session_id}/next/cancel", summary="Forget the next track (ours)")
     async def cancel_next(session_id: SessionId) -> Response:
         _not_lavalink(front, session_id)
-        cancelled = await front.cancel_next(session_id)
+        cancelled = await front.calls.cancel_next(session_id)
         return GoJSONResponse({"status": "ok", "session_id": session_id,
                                "cancelled": cancelled})
 

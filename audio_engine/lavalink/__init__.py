@@ -4,8 +4,9 @@ Bots written for Lavalink's client libraries (wavelink, mafic, lavalink.py, Shou
 lavalink-client...) use the engine unchanged: ``routes`` is the REST API and the
 WebSocket, ``node`` maps players onto the engine's sessions (one ``voice`` session per
 guild, its audio on the engine's own Discord voice connection, ``audio_engine.voice``),
-``loader`` turns identifiers into tracks, ``player`` holds a player's and a client
-session's state. The wire formats are ``protocol.lavalink``.
+``updates`` checks a player update, ``events`` tells the clients what happens to their
+players, ``loader`` turns identifiers into tracks, ``player`` holds a player's and a
+client session's state. The wire formats are ``protocol.lavalink``.
 """
 
 from __future__ import annotations

@@ -3,18 +3,17 @@
 ``LavalinkNode`` is the state behind the REST routes and the WebSocket
 (``audio_engine.lavalink.routes``). It maps Lavalink onto the engine's front:
 
-- a player is a claimed guild id (``Front.claim_voice``); its voice object connects
-  the guild's voice connection on the worker that plays it (``Front.connect_voice``);
-  each track is a ``voice`` play on that id (``Front.play``), with the player's volume
-  (percent / 100), filters, start position and end time (``PlayRequest.end_at``);
+- a player is a claimed guild id (``VoiceClaims.claim``, the front's ``voices``); its
+  voice object connects the guild's voice connection on the worker that plays it
+  (``VoiceClaims.connect``); each track is a ``voice`` play on that id
+  (``Front.play``), with the player's volume (percent / 100), filters, start position
+  and end time (``PlayRequest.end_at``); an update is checked whole before any of it
+  is applied (``updates``);
 - events: as lavaplayer does, ``TrackStartEvent`` goes out when a track is played
   (and ``TrackEndEvent`` ``replaced`` for the one it replaces, ``stopped`` for a
   ``null`` track, ``cleanup`` for a destroyed player); what happens later comes
-  from the engine (``voice_event``, the worker's event lines of the play): its end is
-  ``finished``, a failure ``TrackExceptionEvent`` then ``TrackEndEvent``
-  (``loadFailed`` before its first audio, ``finished`` after), a stall
-  ``TrackStuckEvent``; a voice connection closed for good is ``WebSocketClosedEvent``;
-- positions for ``playerUpdate`` come from the workers' reports (``Front.player_state``).
+  from the engine, and positions for ``playerUpdate`` from the workers' reports: both
+  are the node's ``events`` (``PlayerEvents``, the front's voice listener).
 
 Everything runs on the front's event loop: no locks but one per player, which keeps a
 player's updates in order while they wait on the engine.
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
@@ -40,19 +38,18 @@ from audio_engine.cluster.front import (
 from audio_engine.cluster.peer import CallFailed
 from audio_engine.cluster.reports import VoiceServer
 from audio_engine.lavalink.errors import LavalinkError
+from audio_engine.lavalink.events import PlayerEvents
 from audio_engine.lavalink.loader import TrackLoader, play_url
 from audio_engine.lavalink.player import ClientSession, Player, new_session_id
+from audio_engine.lavalink.updates import check_update
 from audio_engine.sessions.session import PlayRequest
 from lifecycle import Process, TaskOwner, declare
-from protocol.filters import FilterError, Filters, parse_filters
 from protocol.lavalink import (
     Cpu,
     DecodedTrack,
     FrameStats,
-    InvalidEncodedTrack,
     Memory,
     PlayerUpdate,
-    PlayerUpdateMessage,
     ReadyMessage,
     Session,
     SessionUpdate,
@@ -60,17 +57,11 @@ from protocol.lavalink import (
     Stats,
     StatsMessage,
     Track,
-    TrackEndEvent,
     TrackEndReason,
-    TrackException,
-    TrackExceptionEvent,
     TrackStartEvent,
-    TrackStuckEvent,
     VoiceState,
-    WebSocketClosedEvent,
     decode_track,
 )
-from protocol.lavalink import PlayerState as PlayerStateJson
 
 __all__ = ["STATS_INTERVAL", "LavalinkNode"]
 
@@ -116,7 +107,10 @@ class LavalinkNode:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._tasks = TaskOwner(_OWNER, logger=log)
         self._closed = False
-        front.voice_listener = self
+        #: What the clients hear about their players; it hears the engine's notices.
+        self.events = PlayerEvents(front.voices, self._players,
+                                   stuck_threshold=front.settings.stuck_threshold)
+        front.voices.listener = self.events
 
     # -- client sessions -----------------------------------------------------------------------
 
@@ -163,7 +157,7 @@ class LavalinkNode:
                     outbox.put_nowait(text)
                 except asyncio.QueueFull:
                     session.dropped += 1
-            self.send_player_updates(session, every=True)
+            self.events.send_player_updates(session, every=True)
 
     def detach(self, session: ClientSession, outbox: asyncio.Queue[str]) -> None:
         """The WebSocket with *outbox* closed: the session waits for its client when it
@@ -223,7 +217,7 @@ class LavalinkNode:
         return player
 
     def player_json(self, player: Player) -> dict[str, Any]:
-        return player.to_json(self.state(player)).dump()
+        return player.to_json(self.events.state(player)).dump()
 
     async def update_player(self, session: ClientSession, guild_id: str, update: PlayerUpdate,
                             *, no_replace: bool, caller: str = "") -> tuple[dict[str, Any],
@@ -240,47 +234,9 @@ class LavalinkNode:
                 engine worker restarts.
         """
         guild_id = _guild(guild_id)
-        sent = update.sent
-        track_update = update.track
-        if track_update is not None and sent & {"encoded_track", "identifier"}:
-            raise LavalinkError(400, "Cannot specify both track and encodedTrack/identifier")
-        if track_update is not None:
-            track_sent = track_update.sent
-            encoded_sent, encoded = "encoded" in track_sent, track_update.encoded
-            identifier = track_update.identifier if "identifier" in track_sent else None
-            identifier_sent = "identifier" in track_sent
-            user_data = track_update.user_data
-        else:
-            encoded_sent, encoded = "encoded_track" in sent, update.encoded_track
-            identifier_sent, identifier = "identifier" in sent, update.identifier
-            user_data = None
-        if encoded_sent and identifier_sent:
-            raise LavalinkError(400, "Cannot specify both encodedTrack and identifier")
-        if identifier_sent and identifier is None:
-            raise LavalinkError(400, "identifier must not be null")
-        voice = update.voice
-        if voice is not None and not (voice.token.strip() and voice.endpoint.strip()
-                                      and voice.session_id.strip()):
-            raise LavalinkError(400, "Partial Lavalink voice state: token, endpoint and "
-                                "sessionId must be provided")
-        if update.end_time is not None and update.end_time <= 0:
-            raise LavalinkError(400, "End time must be greater than 0")
-        if update.position is not None and update.position < 0:
-            raise LavalinkError(400, "Position must not be negative")
-        filters: Filters | None = None
-        if update.filters is not None:
-            try:
-                filters = parse_filters(update.filters)
-            except FilterError as exc:
-                raise LavalinkError(400, f"Invalid filters: {exc}") from exc
-        new_track = encoded_sent or identifier_sent
-        decoded_new = None
-        if encoded_sent and encoded is not None:
-            try:
-                decoded_new = decode_track(encoded)
-            except InvalidEncodedTrack as exc:
-                raise LavalinkError(400, f"Invalid encoded track: {exc}") from exc
-
+        change = check_update(update)
+        new_track, user_data, filters = change.new_track, change.user_data, change.filters
+        sent, voice = update.sent, update.voice
         player = self._player_for(session, guild_id)
         replies: list[Reply] = []
         async with player.lock:
@@ -288,40 +244,42 @@ class LavalinkNode:
             if voice is not None:
                 await self._connect(session, player, voice)
             if update.paused is not None and not new_track:
-                await self._engine(self.front.pause(sid) if update.paused
-                                   else self.front.resume(sid))
+                await self._engine(self.front.calls.pause(sid) if update.paused
+                                   else self.front.calls.resume(sid))
                 player.paused = update.paused
             if user_data is not None and not new_track and player.track is not None:
                 player.track = player.track.model_copy(update={"user_data": user_data})
             if update.volume is not None:
                 player.volume = update.volume
                 if player.track is not None:
-                    await self._engine(self.front.set_volume(sid, update.volume / 100))
+                    await self._engine(self.front.calls.set_volume(sid, update.volume / 100))
             if update.position is not None and not new_track and player.track is not None:
-                await self._engine(self.front.seek(sid, update.position / 1000))
-                self._send_update(session, player)
+                await self._engine(self.front.calls.seek(sid, update.position / 1000))
+                self.events.send_update(session, player)
             if "end_time" in sent and not new_track and player.track is not None:
                 player.end_time = update.end_time
-                await self._engine(self.front.set_end(
+                await self._engine(self.front.calls.set_end(
                     sid, update.end_time / 1000 if update.end_time else None))
             if filters is not None:
                 player.filters = filters
                 player.loudness_default = "loudness" not in (update.filters or {})
                 if player.track is not None:
-                    await self._engine(self.front.set_filters(sid, filters,
-                                                              player.loudness_default))
-                self._send_update(session, player)
+                    await self._engine(self.front.calls.set_filters(
+                        sid, filters, player.loudness_default))
+                self.events.send_update(session, player)
             if new_track and not (no_replace and player.track is not None):
-                if encoded_sent and encoded is None:
+                if change.encoded_sent and change.encoded is None:
                     replies += await self._stop(session, player, TrackEndReason.STOPPED)
                 else:
-                    if identifier_sent:
-                        assert identifier is not None
-                        track = await self.loader.load_one(identifier, caller=caller or sid)
+                    decoded_new = change.decoded
+                    if change.identifier_sent:
+                        assert change.identifier is not None
+                        track = await self.loader.load_one(change.identifier,
+                                                           caller=caller or sid)
                         decoded_new = decode_track(track.encoded)
                     else:
-                        assert encoded is not None and decoded_new is not None
-                        track = Track.from_decoded(decoded_new, encoded=encoded)
+                        assert change.encoded is not None and decoded_new is not None
+                        track = Track.from_decoded(decoded_new, encoded=change.encoded)
                     if user_data is not None:
                         track = track.model_copy(update={"user_data": user_data})
                     assert decoded_new is not None
@@ -348,7 +306,7 @@ class LavalinkNode:
             raise LavalinkError(409, f"guild {guild_id} has a player in another Lavalink "
                                 "session on this node")
         try:
-            self.front.claim_voice(guild_id)
+            self.front.voices.claim(guild_id)
         except SessionConflict as exc:
             raise LavalinkError(409, str(exc)) from exc
         player = Player(guild_id)
@@ -362,19 +320,19 @@ class LavalinkNode:
             guild_id=int(player.guild_id), user_id=session.user_id,
             session_id=voice.session_id, token=voice.token, endpoint=voice.endpoint,
             channel_id=int(voice.channel_id) if voice.channel_id else None)
-        answer = await self._engine(self.front.connect_voice(player.session_id, server))
+        answer = await self._engine(self.front.voices.connect(player.session_id, server))
         if not answer or not answer.get("connected"):
             reason = answer.get("reason") if answer else "no answer"
             log.warning("guild %s: voice connection failed: %s", player.guild_id, reason)
             raise LavalinkError(500, "Failed to connect to voice server")
-        self._send_update(session, player)
+        self.events.send_update(session, player)
 
     async def _play(self, session: ClientSession, player: Player, track: Track,
                     decoded: DecodedTrack, *, position: int, end_time: int | None, paused: bool
                     ) -> list[Reply]:
         """Play *track* on *player* from *position* ms (replacing its current one)."""
         if player.track is not None:
-            self._track_event(session, player, TrackEndReason.REPLACED)
+            self.events.track_end(session, player, TrackEndReason.REPLACED)
         player.track, player.decoded = track, decoded
         player.play_id, player.started = None, False
         player.end_time = end_time
@@ -382,7 +340,7 @@ class LavalinkNode:
         session.send(TrackStartEvent(guild_id=player.guild_id, track=track).dump())
         url = play_url(decoded)
         if url is None:
-            self._failed(session, player, f"no source for {decoded.source_name} tracks here",
+            self.events.failed(session, player, f"no source for {decoded.source_name} tracks here",
                          Severity.COMMON)
             return []
         request = PlayRequest(
@@ -394,26 +352,26 @@ class LavalinkNode:
         try:
             outcome = await self.front.play(player.session_id, request)
         except SessionConflict as exc:
-            self._failed(session, player, str(exc), Severity.COMMON)
+            self.events.failed(session, player, str(exc), Severity.COMMON)
             return []
         except WorkerUnavailable as exc:
-            self._failed(session, player, str(exc), Severity.SUSPICIOUS)
+            self.events.failed(session, player, str(exc), Severity.SUSPICIOUS)
             return []
         if isinstance(outcome, PlayRefused):
-            self._failed(session, player, outcome.message, Severity.SUSPICIOUS)
+            self.events.failed(session, player, outcome.message, Severity.SUSPICIOUS)
             return [outcome.reply]
         player.play_id = outcome.play_id
         if paused:
-            await self._engine(self.front.pause(player.session_id))
-        self._send_update(session, player)
+            await self._engine(self.front.calls.pause(player.session_id))
+        self.events.send_update(session, player)
         return [outcome.reply]
 
     async def _stop(self, session: ClientSession, player: Player, reason: TrackEndReason
                     ) -> list[Reply]:
         if player.track is None:
             return []
-        self._track_event(session, player, reason)
-        self._clear(player)
+        self.events.track_end(session, player, reason)
+        player.clear()
         reply = await self._engine(self.front.stop_session(player.session_id))
         return [reply] if reply is not None else []
 
@@ -434,20 +392,14 @@ class LavalinkNode:
             del self._players[guild_id]
         async with player.lock:
             if notify and player.track is not None:
-                self._track_event(session, player, TrackEndReason.CLEANUP)
-            self._clear(player)
+                self.events.track_end(session, player, TrackEndReason.CLEANUP)
+            player.clear()
             try:
                 reply = await self.front.release_voice(guild_id)
             except (WorkerUnavailable, SessionNotFound, CallFailed) as exc:
                 log.warning("guild %s: player destroyed, engine not told: %s", guild_id, exc)
                 return []
         return [reply]
-
-    @staticmethod
-    def _clear(player: Player) -> None:
-        player.track = player.decoded = None
-        player.play_id, player.started = None, False
-        player.end_time = None
 
     async def _engine(self, call: Awaitable[T]) -> T | None:
         """An engine call about a player's session: None when the session is gone
@@ -464,28 +416,7 @@ class LavalinkNode:
                 return None
             raise LavalinkError(500, exc.failure.message) from exc
 
-    # -- positions and statistics ------------------------------------------------------------
-
-    def state(self, player: Player) -> PlayerStateJson:
-        """The player's ``state``: Unix time in ms, track position, voice connection."""
-        now = self.front.player_state(player.session_id, player.filters.tempo)
-        position = 0
-        if player.track is not None and now.position is not None:
-            position = max(0, round(now.position * 1000))
-            if player.decoded is not None and not player.decoded.is_stream:
-                position = min(position, player.decoded.length)
-        return PlayerStateJson(time=int(time.time() * 1000), position=position,
-                               connected=now.connected, ping=now.ping_ms)
-
-    def _send_update(self, session: ClientSession, player: Player) -> None:
-        session.send(PlayerUpdateMessage(state=self.state(player),
-                                         guild_id=player.guild_id).dump())
-
-    def send_player_updates(self, session: ClientSession, *, every: bool = False) -> None:
-        """Each player's ``playerUpdate`` (of those with a track, unless *every*)."""
-        for player in list(session.players.values()):
-            if every or player.track is not None:
-                self._send_update(session, player)
+    # -- statistics ---------------------------------------------------------------------------
 
     async def stats(self, *, frame_stats: bool) -> dict[str, Any]:
         """``/v4/stats`` (without ``frameStats``), or the ``stats`` message (with it)."""
@@ -499,75 +430,6 @@ class LavalinkNode:
         return StatsMessage(frame_stats=frames, players=raw["players"],
                             playing_players=raw["playingPlayers"], uptime=raw["uptime"],
                             memory=memory, cpu=cpu).dump()
-
-    # -- what the engine says (Front.voice_listener) --------------------------------------------
-
-    def voice_event(self, session_id: str, fields: dict[str, Any]) -> None:
-        """An event line of a player's engine session: see the module docstring."""
-        owner = self._players.get(session_id)
-        if owner is None:
-            return
-        session, player = owner
-        if player.play_id is None or fields.get("play") != player.play_id:
-            return  # a replaced or stopped track's late word: already reported
-        kind = fields.get("type")
-        reason = str(fields.get("reason") or "")
-        if kind == "ready":
-            player.started = True
-            self._send_update(session, player)
-        elif kind == "finished":
-            end = {"end": TrackEndReason.FINISHED, "stopped": TrackEndReason.STOPPED,
-                   "replaced": TrackEndReason.REPLACED}.get(reason, TrackEndReason.CLEANUP)
-            self._track_event(session, player, end)
-            self._clear(player)
-        elif kind == "error":
-            message = str(fields.get("message") or "the track failed")
-            if reason == "stuck":
-                session.send(TrackStuckEvent(
-                    guild_id=player.guild_id, track=self._event_track(player),
-                    threshold_ms=round(self.front.settings.stuck_threshold * 1000)).dump())
-                self._track_event(session, player, TrackEndReason.STOPPED)
-                self._clear(player)
-            else:
-                severity = Severity.COMMON if reason == "resolve" else Severity.SUSPICIOUS
-                self._failed(session, player, message, severity)
-
-    def voice_closed(self, session_id: str, code: int, reason: str, by_remote: bool) -> None:
-        """The guild's voice connection closed for good: ``WebSocketClosedEvent``."""
-        owner = self._players.get(session_id)
-        if owner is None:
-            return
-        session, player = owner
-        session.send(WebSocketClosedEvent(guild_id=player.guild_id, code=code, reason=reason,
-                                          by_remote=by_remote).dump())
-        self._send_update(session, player)
-
-    def _event_track(self, player: Player) -> Track:
-        track = player.track_json(self.state(player).position)
-        assert track is not None
-        return track
-
-    def _track_event(self, session: ClientSession, player: Player,
-                     reason: TrackEndReason) -> None:
-        if player.track is None:
-            return
-        session.send(TrackEndEvent(guild_id=player.guild_id, track=self._event_track(player),
-                                   reason=reason).dump())
-
-    def _failed(self, session: ClientSession, player: Player, message: str,
-                severity: Severity) -> None:
-        """The current track failed: ``TrackExceptionEvent``, then ``TrackEndEvent``
-        (``loadFailed`` before its first audio, else ``finished``)."""
-        if player.track is None:
-            return
-        exception = TrackException(message=message, severity=severity,
-                                   cause=f"audiogate.TrackFailed: {message}")
-        session.send(TrackExceptionEvent(guild_id=player.guild_id,
-                                         track=self._event_track(player),
-                                         exception=exception).dump())
-        self._track_event(session, player, TrackEndReason.FINISHED if player.started
-                          else TrackEndReason.LOAD_FAILED)
-        self._clear(player)
 
     # -- tasks --------------------------------------------------------------------------------
 

@@ -81,6 +81,12 @@ class Player:
         """The engine session id of the player's audio."""
         return self.guild_id
 
+    def clear(self) -> None:
+        """Nothing plays any more: no current track, play, or end time."""
+        self.track = self.decoded = None
+        self.play_id, self.started = None, False
+        self.end_time = None
+
     def track_json(self, position_ms: int) -> Track | None:
         """The current track as Lavalink shows it, at *position_ms*."""
         if self.track is None:

@@ -335,7 +335,7 @@ async def _serve(ws: WebSocket, node: LavalinkNode, session: ClientSession,
                 session.send(await node.stats(frame_stats=True))
                 next_stats += STATS_INTERVAL
             if now >= next_update:
-                node.send_player_updates(session)
+                node.events.send_player_updates(session)
                 next_update += node.player_update_interval
             await asyncio.sleep(max(0.0, min(next_stats, next_update) - loop.time()))
 

@@ -14,7 +14,7 @@ environment) apply them. Without a knob set, nothing is imported or changed.
 - ``AUDIOGATE_TEST_RESTORE_AFTER``: seconds the load must stay low before the libopus
   complexity steps back up (instead of ``cost.RESTORE_AFTER``);
 - ``AUDIOGATE_TEST_HUNG_AFTER``: seconds without a tick after which the front kills a
-  worker (instead of ``front.WORKER_HUNG_AFTER``);
+  worker (instead of ``failover.WORKER_HUNG_AFTER``);
 - ``AUDIOGATE_TEST_YOUTUBE``: a JSON file of videos and mixes (``hooks.youtube_catalogue``):
   yt-dlp, in the resolution workers, answers YouTube links from it (a video plays the
   media URL it names; ``watch?v=ID&list=RDID`` is the video's "Mix" playlist; an unknown
@@ -68,9 +68,9 @@ if _cost > 0:
     _fixed_cost(_cost)
 _hung = float(os.environ.get("AUDIOGATE_TEST_HUNG_AFTER", "0") or 0)
 if _hung > 0:
-    from audio_engine.cluster import front as _front_module
+    from audio_engine.cluster import failover as _failover_module
 
-    _front_module.WORKER_HUNG_AFTER = _hung  # type: ignore[misc]
+    _failover_module.WORKER_HUNG_AFTER = _hung  # type: ignore[misc]
 _restore = float(os.environ.get("AUDIOGATE_TEST_RESTORE_AFTER", "0") or 0)
 if _restore > 0:
     from audio_engine.cluster import cost as _cost_module
