@@ -5,6 +5,7 @@ child's environment is built by."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -41,12 +42,32 @@ _REPRS = re.compile(r"\{[^}]*null\}|\b(?:SecretStr|PosixPath|NoneType)\b|<class|
 _FLAG_VALUE = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[ =]([^\s,\]]+)")
 
 
+@functools.cache
+def _helps() -> dict[str, str]:
+    """Every command's ``--help``, each from its own real process, all started at
+    once and read once per test run: a help text is fixed for a given tree, so the
+    tests below share it (one process per test took ~26 s, mostly interpreter and
+    import start-up)."""
+    processes = {command: subprocess.Popen([sys.executable, *argv, "--help"],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True, env={**os.environ, "COLUMNS": "100"})
+                 for command, argv in COMMANDS.items()}
+    texts = {}
+    try:
+        for command, process in processes.items():
+            stdout, stderr = process.communicate(timeout=60)
+            assert process.returncode == 0, (command, stderr)
+            texts[command] = stdout
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return texts
+
+
 def _help(command: str) -> str:
-    result = subprocess.run([sys.executable, *COMMANDS[command], "--help"],
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "COLUMNS": "100"})
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return _helps()[command]
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -33,9 +33,10 @@ from .support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
-#: 3000 in the suite: a leak of one allocated block per identity (3000) still passes the
-#: 2000-block bound below; AG_TEST_IDENTITIES=10000 for the full-size run.
-IDENTITIES = int(os.environ.get("AG_TEST_IDENTITIES", "3000"))
+#: 2500 in the suite: a leak of one allocated block per identity (2500) still exceeds the
+#: 2000-block bound below, with the noise on top (measured: 583 blocks more after 3000
+#: identities than before them); AG_TEST_IDENTITIES=10000 for the full-size run.
+IDENTITIES = int(os.environ.get("AG_TEST_IDENTITIES", "2500"))
 #: Connections open at once (a crowd, not a queue).
 CONCURRENCY = 24
 

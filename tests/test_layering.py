@@ -8,6 +8,7 @@ blocks too): a cycle that only type checkers follow is still a cycle.
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,17 @@ def _is_entry_point(module: str) -> bool:
 
 def _imports(module: str, path: Path) -> Iterator[tuple[str, int]]:
     """(imported module of ours, line) for every import in *path*."""
+    yield from _scanned(module, path)
+
+
+@functools.cache
+def _scanned(module: str, path: Path) -> tuple[tuple[str, int], ...]:
+    """What ``_imports`` yields, parsed once per file and test run (the tests below
+    read the same 200-odd files; parsing them for each test took most of the time)."""
+    return tuple(_scan(module, path))
+
+
+def _scan(module: str, path: Path) -> Iterator[tuple[str, int]]:
     package_parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):

@@ -35,9 +35,21 @@ ATTACKER = "127.0.0.2"
 
 async def identity(gateway: GatewayProcess, source: str) -> httpx.Response:
     """GET / from *source* as a browser without cookies would."""
+    [response] = await identities(gateway, source, 1)
+    return response
+
+
+async def identities(gateway: GatewayProcess, source: str, count: int) -> list[httpx.Response]:
+    """*count* GETs of / from *source* one after another, each as a browser without
+    cookies would: one client for all of them, its cookie jar emptied before each
+    (a client per request cost 0.1-0.2 s to build, mostly its TLS context)."""
     transport = httpx.AsyncHTTPTransport(local_address=source)
+    answers = []
     async with httpx.AsyncClient(transport=transport, timeout=10.0) as web:
-        return await web.get(gateway.url + "/")
+        for _ in range(count):
+            web.cookies.clear()
+            answers.append(await web.get(gateway.url + "/"))
+    return answers
 
 
 @asynccontextmanager
@@ -97,7 +109,7 @@ async def test_one_address_minting_identities_cannot_take_every_slot(
     env = {"GATEWAY_PLAYGROUND_MAX_SESSIONS": "6", "GATEWAY_ROOM_LINGER": "1"}
     with GatewayProcess(engine, env) as gateway:
         # 200 fresh identities from one address: ten are issued, the rest refused.
-        answers = [await identity(gateway, ATTACKER) for _ in range(200)]
+        answers = await identities(gateway, ATTACKER, 200)
         cookies = [r.cookies["ag_user"] for r in answers if "ag_user" in r.cookies]
         refused = [r for r in answers if r.status_code == 429]
         assert len(cookies) == 10 and len(refused) == 190
@@ -184,7 +196,24 @@ async def open_tabs(gateway: GatewayProcess, cookies: list[str], source: str | N
 
 
 async def close_all(tabs: list[Tab]) -> None:
-    await asyncio.gather(*(t.ws.close() for t in tabs), return_exceptions=True)
+    """Close every tab as a browser does, reading what still arrives until the
+    server's close frame: a client that stopped reading (websockets stops once 16
+    frames wait unread, and a playing tab gets 50 a second) never sees that frame
+    and gives up only after its close timeout, 10 s."""
+
+    async def close(ws: websockets.ClientConnection) -> None:
+        async def drain() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for _ in ws:
+                    pass
+
+        reading = asyncio.create_task(drain())
+        try:
+            await ws.close()
+        finally:
+            await reading
+
+    await asyncio.gather(*(close(t.ws) for t in tabs), return_exceptions=True)
 
 
 async def test_the_bot_always_finds_room_at_the_engine(
@@ -330,7 +359,7 @@ async def test_huge_and_half_sent_messages_cost_the_gateway_no_memory(
     env = {"GATEWAY_WS_MESSAGE_TIMEOUT": "2"}
     with GatewayProcess(engine, env, log_level="INFO") as gateway:
         process = psutil.Process(gateway.pid)
-        cookies = [(await identity(gateway, ATTACKER)).cookies["ag_user"] for _ in range(4)]
+        cookies = [r.cookies["ag_user"] for r in await identities(gateway, ATTACKER, 4)]
         honest = (await identity(gateway, "127.0.0.3")).cookies["ag_user"]
         async with tab(gateway, honest, "127.0.0.3") as ws:
             await until(ws, lambda m: isinstance(m, dict) and m["type"] == "hello")
@@ -406,7 +435,7 @@ async def test_a_session_stays_charged_to_its_address_after_its_tabs_close(
     a session is charged to the address that started it until it is released."""
     env = {"GATEWAY_PLAYGROUND_MAX_SESSIONS": "8", "GATEWAY_ROOM_LINGER": "120"}
     with GatewayProcess(engine, env) as gateway:
-        cookies = [(await identity(gateway, ATTACKER)).cookies["ag_user"] for _ in range(10)]
+        cookies = [r.cookies["ag_user"] for r in await identities(gateway, ATTACKER, 10)]
         async with open_tabs(gateway, cookies[:4], ATTACKER) as first:
             for t in first:
                 assert await play_outcome(t.ws, media_server.url("long_a.mp3")) == "playing"
