@@ -25,14 +25,24 @@ pytestmark = pytest.mark.timeout(120)
 
 ANY_ORDER = Hello("gapless-tests", ConsumerOrder.ANY)
 RATE = 48_000
+#: Seconds of the short tracks (a, b, c): each test plays in real time, and 2 s
+#: keeps a join well inside steady audio on both sides (100 frames each).
+SHORT = 2.0
+#: Frames of a short track.
+SHORT_FRAMES = round(SHORT * 50)
 
 
 @pytest.fixture(scope="module")
 def queue_media(media_dir: Path) -> dict[str, Path]:
     return {
-        "a": write_opus_tone(media_dir / "q_a440.ogg", 440.0, 3.0, complexity=10, flush=True),
-        "b": write_opus_tone(media_dir / "q_b660.ogg", 660.0, 3.0, complexity=10, flush=True),
-        "c": write_signal(media_dir / "q_c550.flac", tone(550, 3.0, 0.5)),
+        "a": write_opus_tone(media_dir / "q_a440_2s.ogg", 440.0, SHORT, complexity=10,
+                             flush=True),
+        "b": write_opus_tone(media_dir / "q_b660_2s.ogg", 660.0, SHORT, complexity=10,
+                             flush=True),
+        "c": write_signal(media_dir / "q_c550_2s.flac", tone(550, SHORT, 0.5)),
+        # The crossfade's next track outlasts its 2 s fade, so the end is b alone.
+        "b_3s": write_opus_tone(media_dir / "q_b660.ogg", 660.0, 3.0, complexity=10,
+                                flush=True),
         "long_a": write_opus_tone(media_dir / "q_a440_long.ogg", 440.0, 5.0, complexity=10,
                                   flush=True),
         "long_c": write_signal(media_dir / "q_c440_long.flac", tone(440, 5.0, 0.5)),
@@ -103,7 +113,7 @@ async def test_two_tracks_reach_the_socket_as_one_stream_without_silence(
     assert view["play_id"] == second and view["next"] is None
     one_stream(consumer, "gap-1")
     packets = consumer.opus_packets("gap-1")
-    assert len(packets) == pytest.approx(300, abs=2)  # 3 s + 3 s, nothing in between
+    assert len(packets) == pytest.approx(2 * SHORT_FRAMES, abs=2)  # a + b, nothing between
     signal = decode_opus_packets(packets)
     levels = frame_rms(signal)
     # No frame of silence anywhere from the first tone to the end of the second.
@@ -112,15 +122,15 @@ async def test_two_tracks_reach_the_socket_as_one_stream_without_silence(
     boundary = next(n for n in range(len(levels))
                     if band_level_db(signal[:, n * 960 : (n + 1) * 960].T / 32768, 660) >
                     band_level_db(signal[:, n * 960 : (n + 1) * 960].T / 32768, 440))
-    assert boundary == pytest.approx(150, abs=2)
+    assert boundary == pytest.approx(SHORT_FRAMES, abs=2)
     steps = np.abs(np.diff(signal[0]))
     natural = 0.5 * 32768 * 2 * np.pi * 660 / RATE
     assert steps[(boundary - 3) * 960 : (boundary + 3) * 960].max() < 1.25 * natural
     # The second track went back to passthrough after the boundary: its own packets.
     assert packets[-60:] == b_source[len(b_source) - 60 :]
-    # The next play's ready came with its first audio, 3 s into the stream.
+    # The next play's ready came with its first audio, a's length into the stream.
     ready = consumer.event_arrivals("gap-1")[2]
-    assert ready.at - consumer.packet_arrivals("gap-1")[0].at == pytest.approx(3.0, abs=0.4)
+    assert ready.at - consumer.packet_arrivals("gap-1")[0].at == pytest.approx(SHORT, abs=0.4)
 
 
 async def test_a_transcoded_track_joins_a_passthrough_one_and_back(
@@ -137,7 +147,7 @@ async def test_a_transcoded_track_joins_a_passthrough_one_and_back(
         EventType.READY, EventType.FINISHED]
     one_stream(consumer, "gap-mix")
     signal = decode_opus_packets(consumer.opus_packets("gap-mix"))
-    assert signal.shape[1] == pytest.approx(9 * RATE, abs=3 * 960)
+    assert signal.shape[1] == pytest.approx(3 * SHORT * RATE, abs=3 * 960)
     assert frame_rms(signal)[2:-2].min() > 0.3 * 0.5 * 32768 / np.sqrt(2)
 
 
@@ -146,7 +156,7 @@ async def test_a_crossfade_has_a_window_where_both_tones_are_present(
     async with SocketConsumer(engine.socket_path, hello=ANY_ORDER) as consumer:
         await start(api, "xfade-1", queue_media["long_a"], crossfade=2.0)
         await consumer.wait_packets("xfade-1", 10)
-        await queue(api, "xfade-1", queue_media["b"])
+        await queue(api, "xfade-1", queue_media["b_3s"])
         await consumer.wait_event("xfade-1", EventType.FINISHED, count=2, timeout=20)
     one_stream(consumer, "xfade-1")
     signal = decode_opus_packets(consumer.opus_packets("xfade-1")).T / 32768
@@ -254,9 +264,9 @@ async def test_play_now_replaces_the_current_track_at_once_in_the_same_stream(
                     if band_level_db(signal[:, n * 960 : (n + 1) * 960].T / 32768, 660) >
                     band_level_db(signal[:, n * 960 : (n + 1) * 960].T / 32768, 440))
     # Heard within a fraction of a second of the request (the ring's lead and the
-    # opening), and the new track whole from there: 3 s.
+    # opening), and the new track whole from there: b's 2 s.
     assert asked <= boundary <= asked + 40, (asked, boundary)
-    assert signal.shape[1] == pytest.approx((boundary + 150) * 960, abs=3 * 960)
+    assert signal.shape[1] == pytest.approx((boundary + SHORT_FRAMES) * 960, abs=3 * 960)
     steps = np.abs(np.diff(signal[0]))
     natural = 0.5 * 32768 * 2 * np.pi * 660 / RATE
     assert steps[(boundary - 3) * 960 : (boundary + 3) * 960].max() < 1.25 * natural
@@ -297,7 +307,7 @@ async def test_a_play_now_that_fails_leaves_the_current_track_playing(
                                            ("finished", following)]
     one_stream(consumer, sid)
     signal = decode_opus_packets(consumer.opus_packets(sid))
-    assert signal.shape[1] == pytest.approx(8 * RATE, abs=3 * 960)  # 5 s + 3 s, whole
+    assert signal.shape[1] == pytest.approx((5 + SHORT) * RATE, abs=3 * 960)  # both whole
     assert frame_rms(signal)[2:-2].min() > 0.3 * 0.5 * 32768 / np.sqrt(2)
 
 

@@ -9,6 +9,7 @@ restart tells the position the engine resumed from.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,23 @@ def steps_file(media_dir: Path) -> Path:
     return write_steps(media_dir / "steps.mp3", STEPS)
 
 
+@pytest.fixture(scope="module")
+def engine_slot() -> Iterator[list[EngineProcess]]:
+    """The engine the module's tests kill or stop: each test takes the one the test
+    before it started again (a start is seconds) and leaves its own restarted one
+    here; the last is stopped at the end of the module."""
+    slot: list[EngineProcess] = []
+    yield slot
+    for engine in slot:
+        engine.terminate()
+
+
+def _engine(media_dir: Path, port: int | None = None,
+            socket_path: Path | None = None) -> EngineProcess:
+    return EngineProcess(port=port, socket_path=socket_path, media_dir=media_dir,
+                         allow_private=True, log_level="INFO")
+
+
 
 async def tone(frames: list[bytes]) -> float:
     """Dominant frequency of *frames*, computed off the loop the gateway runs on."""
@@ -70,18 +88,24 @@ async def start_playing(gateway: Gateway, key: str, steps: Path, media_dir: Path
     return player, sink
 
 
-async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) -> None:
-    engine = await asyncio.to_thread(
-        EngineProcess(media_dir=media_dir, allow_private=True, log_level="INFO").start)
+async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path,
+                                slot: list[EngineProcess]) -> None:
+    """Kill or stop (*signal_name*) the slot's engine under a gateway playing three
+    players, and start it again; each run has keys of its own (``rec-<signal>-...``),
+    so nothing an earlier run left on the engine is mistaken for this one's."""
+    if not slot or slot[0].process is None or slot[0].process.poll() is not None:
+        slot[:] = [await asyncio.to_thread(_engine(media_dir).start)]
+    engine = slot[0]
+    prefix = f"rec-{signal_name.lower()}"
     try:
         async with running_gateway(settings_for(engine)) as gateway:
             gateway.socket.backoff.cap = 0.3
             await gateway.socket.connected.wait()
             # Filters are refused until the engine's features are known.
             await wait_until(lambda: gateway.link.discovered)
-            playing, heard = await start_playing(gateway, "rec-play", steps, media_dir)
-            paused, quiet = await start_playing(gateway, "rec-pause", steps, media_dir)
-            late, _ = await start_playing(gateway, "rec-late", steps, media_dir)
+            playing, heard = await start_playing(gateway, f"{prefix}-play", steps, media_dir)
+            paused, quiet = await start_playing(gateway, f"{prefix}-pause", steps, media_dir)
+            late, _ = await start_playing(gateway, f"{prefix}-late", steps, media_dir)
             # Sound settings ride the replay after the restart (an equalizer far
             # below the steps' tones, so the tone checks below still hold).
             await playing.apply(SetFilters(
@@ -109,9 +133,8 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             # The outage (and the restart's own seconds) must not count as played.
             await asyncio.sleep(1.5)
             engine = await asyncio.to_thread(
-                EngineProcess(port=engine.port, socket_path=engine.socket_path,
-                              media_dir=media_dir, allow_private=True,
-                              log_level="INFO").start)
+                _engine(media_dir, port=engine.port, socket_path=engine.socket_path).start)
+            slot[:] = [engine]
 
             await wait_until(lambda: len(heard.stream_frames) >= 2
                              and len(heard.frames) > heard.stream_frames[1] + 60, 20)
@@ -125,7 +148,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             # reached had the outage counted.
             assert abs(await tone(resumed) - step_at(STEPS, before)) < 5, before
             assert gateway.players.stats.lost_streams >= 1
-            assert "equalizer" in (await gateway.engine.filters("rec-play")).active
+            assert "equalizer" in (await gateway.engine.filters(f"{prefix}-play")).active
 
             # The pause made during the outage holds, at the position of the loss.
             await asyncio.wait_for(late.settled(), 10)
@@ -133,7 +156,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             assert view.paused and not view.pending and view.notice == ""
             assert abs(view.position - lost_at) < 0.3
             # Our /sessions view: the Go-compatible /status says "streaming" while paused.
-            info = await gateway.engine.session_info("rec-late")
+            info = await gateway.engine.session_info(f"{prefix}-late")
             assert info is None or info.status != "streaming", info
 
             # The paused player stayed paused at its position, with nothing playing.
@@ -143,7 +166,7 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             assert [t.title for t in view.upcoming] == ["next"]
             assert len(quiet.stream_frames) == 1
             # Our /sessions view: the Go-compatible /status says "streaming" while paused.
-            info = await gateway.engine.session_info("rec-pause")
+            info = await gateway.engine.session_info(f"{prefix}-pause")
             assert info is None or info.status != "streaming", info
             await paused.apply(Resume())
             await wait_until(lambda: len(quiet.stream_frames) >= 2
@@ -152,15 +175,17 @@ async def restart_under_gateway(signal_name: str, media_dir: Path, steps: Path) 
             assert abs(await tone(resumed) - step_at(STEPS, paused_at)) < 5
             for player in (playing, paused, late):
                 await player.apply(Stop())
-    finally:
+    except BaseException:
+        # What failed may have left the engine in any state: the next test starts anew.
         await asyncio.to_thread(engine.terminate)
+        raise
 
 
-async def test_players_recover_after_the_engine_is_killed(media_dir: Path,
-                                                          steps_file: Path) -> None:
-    await restart_under_gateway("SIGKILL", media_dir, steps_file)
+async def test_players_recover_after_the_engine_is_killed(
+        media_dir: Path, steps_file: Path, engine_slot: list[EngineProcess]) -> None:
+    await restart_under_gateway("SIGKILL", media_dir, steps_file, engine_slot)
 
 
-async def test_players_recover_after_the_engine_is_stopped(media_dir: Path,
-                                                           steps_file: Path) -> None:
-    await restart_under_gateway("SIGTERM", media_dir, steps_file)
+async def test_players_recover_after_the_engine_is_stopped(
+        media_dir: Path, steps_file: Path, engine_slot: list[EngineProcess]) -> None:
+    await restart_under_gateway("SIGTERM", media_dir, steps_file, engine_slot)

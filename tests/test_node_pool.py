@@ -13,7 +13,8 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,7 @@ from protocol.filters import parse_filters
 from .support.gateway_harness import RecordingSink
 from .support.hooks import hook_env
 from .support.media import decode_opus_packets, dominant_frequency, write_opus_tone
-from .support.waiting import wait_until
+from .support.waiting import poll_until, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -52,15 +53,47 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
             for i in range(SESSIONS)]
 
 
-@pytest.fixture
-def engines(tones: list[Path]) -> Iterator[list[EngineProcess]]:
+def _node(media: Path) -> EngineProcess:
+    return EngineProcess(media_dir=media, node_token=TOKEN, log_level="INFO")
+
+
+@pytest.fixture(scope="module")
+def running_engines(tones: list[Path]) -> Iterator[list[EngineProcess]]:
+    """The three nodes, started once for the module (side by side: each start is
+    seconds of imports). A test that kills one leaves it dead; ``engines`` replaces it."""
     media = tones[0].parent
-    with ExitStack() as stack:
-        started = [EngineProcess(media_dir=media, node_token=TOKEN, log_level="INFO")
-                   for _ in range(3)]
-        for engine in started:
-            stack.enter_context(engine)
+    started = [_node(media) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(len(started)) as starting:
+            list(starting.map(EngineProcess.start, started))
         yield started
+    finally:
+        for engine in started:
+            if engine.process is not None:
+                engine.terminate()
+
+
+@pytest.fixture
+def engines(running_engines: list[EngineProcess], tones: list[Path]
+            ) -> Iterator[list[EngineProcess]]:
+    """The module's three nodes, each alive and playing nothing when the test starts
+    and again when it ends: a node a test killed is replaced by a fresh one, and
+    what a test left playing is stopped, so no test sees another's sessions (the
+    spread and ``playingPlayers`` checks count them)."""
+    for index, engine in enumerate(running_engines):
+        if engine.process is None or engine.process.poll() is not None:
+            running_engines[index] = _node(tones[0].parent).start()
+    yield running_engines
+    for engine in running_engines:
+        if engine.process is not None and engine.process.poll() is None:
+            _stop_every_session(engine)
+
+
+def _stop_every_session(engine: EngineProcess) -> None:
+    with httpx.Client(base_url=engine.url, timeout=10) as client:
+        for session in client.get("/sessions").json()["sessions"]:
+            client.post(f"/session/{session['session_id']}/stop")
+        poll_until(lambda: client.get("/stats").json()["playingPlayers"] == 0, 10, 0.1)
 
 
 def nodes_setting(engines: list[EngineProcess], *, token: str = TOKEN) -> str:

@@ -7,8 +7,7 @@ import asyncio
 import json
 import os
 import stat
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,12 +25,28 @@ pytestmark = pytest.mark.timeout(180)
 TOKEN = "tok-3f9a1c77e2"
 
 
+@pytest.fixture(scope="module")
+def token_engine(media_dir: Path) -> Iterator[EngineProcess]:
+    """One engine behind the API token for the module's token tests (each uses its
+    own session ids; its log, read for the token, holds all of theirs)."""
+    with EngineProcess({"ENGINE_API_TOKEN": TOKEN}, media_dir=media_dir,
+                       allow_private=True) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def strict_engine(media_dir: Path) -> Iterator[EngineProcess]:
+    """An engine with the default URL policy (no loopback or private hosts; local
+    files from the media directory only) and a socket mode of its own."""
+    with EngineProcess({"ENGINE_SOCKET_MODE": "600"}, media_dir=media_dir) as engine:
+        yield engine
+
+
 def test_the_api_token_guards_everything_but_health(
-    engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
-    media_server: MediaServer,
+    token_engine: EngineProcess, media_server: MediaServer,
 ) -> None:
-    with engine_factory(ENGINE_API_TOKEN=TOKEN) as engine, \
-            httpx.Client(base_url=engine.url) as api:
+    engine = token_engine
+    with httpx.Client(base_url=engine.url) as api:
         assert api.get("/health").status_code == 200
         for method, path in (("POST", "/session/s1/play"), ("POST", "/session/s1/stop"),
                              ("GET", "/session/s1/status"), ("GET", "/sessions"),
@@ -54,11 +69,10 @@ def test_the_api_token_guards_everything_but_health(
 
 
 async def test_a_gateway_with_the_token_plays_and_never_logs_secrets(
-    media_server: MediaServer, media_dir: Path
+    token_engine: EngineProcess, media_server: MediaServer
 ) -> None:
     discord_token = "MTIz.fake-discord-token.zzz"
-    engine = EngineProcess({"ENGINE_API_TOKEN": TOKEN}, media_dir=media_dir,
-                           allow_private=True).start()
+    engine = token_engine
     gateway = GatewayProcess(engine, {"ENGINE_API_TOKEN": TOKEN,
                                       "DISCORD_TOKEN": discord_token}).start()
     try:
@@ -76,7 +90,6 @@ async def test_a_gateway_with_the_token_plays_and_never_logs_secrets(
         await asyncio.sleep(1.0)  # the bot's (offline) login attempt has been logged
     finally:
         gateway.terminate()
-        engine.terminate()
     for log in (gateway.log(), engine.log()):
         assert TOKEN not in log
         assert discord_token not in log
@@ -84,44 +97,44 @@ async def test_a_gateway_with_the_token_plays_and_never_logs_secrets(
 
 
 async def test_private_and_local_addresses_and_outside_files_are_refused(
-    media_server: MediaServer, media_dir: Path
+    strict_engine: EngineProcess, media_server: MediaServer, media_dir: Path
 ) -> None:
     # The default policy: no loopback/private hosts; local files from the media dir only.
-    with EngineProcess(media_dir=media_dir) as engine:
-        async with httpx.AsyncClient(base_url=engine.url) as api, \
-                SocketConsumer(engine.socket_path) as consumer:
-            cases = {
-                "p-loop": (media_server.url("a.mp3"), "127.0.0.1 is not allowed"),
-                "p-name": (media_server.url("a.mp3").replace("127.0.0.1", "localhost"),
-                           "localhost resolves to"),
-                "p-private": ("http://10.1.2.3/a.mp3", "10.1.2.3 is not allowed"),
-                "p-v6": ("http://[::1]:9/a.mp3", "::1 is not allowed"),
-                "p-link": ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
-                "p-outside": ("/etc/hostname", "local files can only be played from"),
-                "p-escape": (f"{media_dir}/../../etc/hostname",
-                             "local files can only be played from"),
-            }
-            for sid, (url, _) in cases.items():
-                response = await api.post(f"/session/{sid}/play", json={"url": url})
-                assert response.status_code == 200
-            for sid, (_, words) in cases.items():
-                event = await consumer.wait_event(sid, EventType.ERROR)
-                assert words in event.message, (sid, event.message)
-            await api.post("/session/p-ok/play", json={"url": str(media_dir / "a.mp3")})
-            await consumer.wait_event("p-ok", EventType.READY)
-            await api.post("/session/p-ok/stop")
-            metadata = await api.get("/metadata", params={"url": media_server.url("a.mp3")})
-            # A URL the engine cannot handle is a 400, as the Go engine answers it.
-            assert metadata.status_code == 400 and "not allowed" in metadata.json()["error"]
+    engine = strict_engine
+    async with httpx.AsyncClient(base_url=engine.url) as api, \
+            SocketConsumer(engine.socket_path) as consumer:
+        cases = {
+            "p-loop": (media_server.url("a.mp3"), "127.0.0.1 is not allowed"),
+            "p-name": (media_server.url("a.mp3").replace("127.0.0.1", "localhost"),
+                       "localhost resolves to"),
+            "p-private": ("http://10.1.2.3/a.mp3", "10.1.2.3 is not allowed"),
+            "p-v6": ("http://[::1]:9/a.mp3", "::1 is not allowed"),
+            "p-link": ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
+            "p-outside": ("/etc/hostname", "local files can only be played from"),
+            "p-escape": (f"{media_dir}/../../etc/hostname",
+                         "local files can only be played from"),
+        }
+        for sid, (url, _) in cases.items():
+            response = await api.post(f"/session/{sid}/play", json={"url": url})
+            assert response.status_code == 200
+        for sid, (_, words) in cases.items():
+            event = await consumer.wait_event(sid, EventType.ERROR)
+            assert words in event.message, (sid, event.message)
+        await api.post("/session/p-ok/play", json={"url": str(media_dir / "a.mp3")})
+        await consumer.wait_event("p-ok", EventType.READY)
+        await api.post("/session/p-ok/stop")
+        metadata = await api.get("/metadata", params={"url": media_server.url("a.mp3")})
+        # A URL the engine cannot handle is a 400, as the Go engine answers it.
+        assert metadata.status_code == 400 and "not allowed" in metadata.json()["error"]
 
 
 def test_the_socket_file_mode_is_restrictive_and_configurable(
-    engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
+    engine: EngineProcess, strict_engine: EngineProcess,
 ) -> None:
-    with engine_factory() as engine:
-        assert stat.S_IMODE(os.stat(engine.socket_path).st_mode) == 0o660
-    with engine_factory(ENGINE_SOCKET_MODE="600") as engine:
-        assert stat.S_IMODE(os.stat(engine.socket_path).st_mode) == 0o600
+    # The shared engine runs with the default mode, the strict one with its own.
+    assert "ENGINE_SOCKET_MODE" not in engine.env
+    assert stat.S_IMODE(os.stat(engine.socket_path).st_mode) == 0o660
+    assert stat.S_IMODE(os.stat(strict_engine.socket_path).st_mode) == 0o600
 
 
 async def test_the_playground_checks_the_origin_and_limits_each_user(
@@ -170,10 +183,9 @@ def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact() -> None:
 
 
 def test_the_engine_api_takes_the_bearer_scheme_in_any_case(
-    engine_factory: Callable[..., AbstractContextManager[EngineProcess]],
+    token_engine: EngineProcess,
 ) -> None:
-    with engine_factory(ENGINE_API_TOKEN=TOKEN) as engine, \
-            httpx.Client(base_url=engine.url) as api:
+    with httpx.Client(base_url=token_engine.url) as api:
         for scheme in ("Bearer", "bearer", "BEARER"):
             answer = api.get("/sessions", headers={"Authorization": f"{scheme} {TOKEN}"})
             assert answer.status_code == 200, (scheme, answer.text)

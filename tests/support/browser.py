@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-__all__ = ["ARTIFACTS", "chromium", "open_player", "stats", "wait_for"]
+__all__ = ["ARTIFACTS", "chromium", "close_contexts", "open_player", "stats", "wait_for"]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
@@ -42,6 +42,13 @@ async def chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def close_contexts(browser: Browser) -> None:
+    """Close every context of *browser* (their pages, sockets and audio): what a
+    test leaves behind in a browser the module shares goes with the test."""
+    for context in list(browser.contexts):
+        await context.close()
 
 
 async def stats(page: Page) -> dict[str, Any]:
