@@ -136,7 +136,7 @@ def planned_end(track: Track, n: int, lookahead: int) -> int | None:
     if not duration:
         return None
     if track.mode is Mode.PASSTHROUGH:
-        packet = track.next_packet()
+        packet = track.packets.first()
         if packet is None:
             return None
         # The packet's raw time reaches the listener's ear L samples after its
