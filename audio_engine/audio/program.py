@@ -167,7 +167,7 @@ class Program:
                                           self.stream.next_index * FRAME)
                   if not t.source_ended]
         pending = self.pending
-        if pending is not None and not pending.source_ended and pending.pending_input < 1.0:
+        if pending is not None and not pending.source_ended and pending.early.seconds < 1.0:
             if pending.replaces or join_soon(self.tracks, self.crossfade,
                                              self.stream.next_index, self.lookahead):
                 wanted.append(pending)
@@ -324,7 +324,7 @@ class Program:
             return
         if self._windows and self._windows[-1].stop > n * FRAME:
             return  # the current track is still fading in
-        if not (pending.pending_input > 0 or pending.source_ended or pending.chain):
+        if not (pending.early.seconds > 0 or pending.source_ended or pending.chain):
             return
         if without_audio(pending):
             return

@@ -1,10 +1,13 @@
-"""A track's two queues of audio on its way to the stream, one per mode.
+"""A track's queues: of audio on its way to the stream, one per mode, and of what it
+read before it was placed.
 
 - ``SampleQueue`` (transcoding): the PCM the track's filter chain made, placed on the
   program's encoder-input timeline (48 kHz): its first sample is encoder-input sample
   ``start``. The program takes one frame's samples from it at a time (``take``).
 - ``PacketQueue`` (passthrough): the source's Opus packets that go out as they are, one
-  per output frame, and how much of the last one sent was end trimming.
+  per output frame, and how much of the last one sent was end trimming;
+- ``EarlyInput``: what a next track read ahead, before it was placed (Opus packets or
+  decoded audio, whichever its source gives), handed to it whole when it is placed.
 
 Both are on the per-frame path, so each method is the work a track did there itself,
 never a layer around it: ``SampleQueue.take`` drops the samples played before a frame
@@ -23,10 +26,10 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from audio_engine.sources.media import OpusInput
-from protocol import CHANNELS, SAMPLES_PER_FRAME
+from audio_engine.sources.media import OpusInput, PcmChunk
+from protocol import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
-__all__ = ["PacketQueue", "Pcm", "SampleQueue"]
+__all__ = ["EarlyInput", "PacketQueue", "Pcm", "SampleQueue"]
 
 FRAME: Final = SAMPLES_PER_FRAME
 
@@ -172,3 +175,28 @@ class PacketQueue:
         packets = list(self._packets)
         self._packets.clear()
         return packets
+
+
+class EarlyInput:
+    """What a track read before it was placed. Not bounded here: the program stops
+    wanting a next track's reads once it holds a second (``Program.wants``), so it
+    holds about two at most."""
+
+    def __init__(self) -> None:
+        #: Opus packets (a passthrough-capable source).
+        self.packets: list[OpusInput] = []
+        #: Decoded audio (any other source).
+        self.pcm: list[PcmChunk] = []
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio held."""
+        if self.packets:
+            return sum(p.samples for p in self.packets) / SAMPLE_RATE
+        return sum(len(c.pcm) for c in self.pcm) / (4 * SAMPLE_RATE)
+
+    def take(self) -> tuple[list[OpusInput], list[PcmChunk]]:
+        """Remove and return everything held: (packets, pcm)."""
+        packets, pcm = self.packets, self.pcm
+        self.packets, self.pcm = [], []
+        return packets, pcm

@@ -163,7 +163,7 @@ def unread(track: Track | None) -> bool:
     """A next *track* that has given no input yet: it is read before it is placed, so
     that one without audio is never placed (``without_audio``)."""
     return (track is not None and not track.source_ended and track.chain is None
-            and track.pending_input <= 0)
+            and track.early.seconds <= 0)
 
 
 def without_audio(track: Track | None) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 
 from audio_engine.audio.codec import RawOpusDecoder
 from audio_engine.audio.filters import FilterChain, FilteredFrame, Filters, RewindError
-from audio_engine.audio.queues import PacketQueue, Pcm, SampleQueue
+from audio_engine.audio.queues import EarlyInput, PacketQueue, Pcm, SampleQueue
 from audio_engine.audio.raw import RawTimeline
 from audio_engine.sources.media import MediaSource, OpusInput, PcmChunk
 from protocol import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -112,18 +112,10 @@ class Track:
         # the raw timeline (passthrough-capable tracks)
         self._raw = RawTimeline()
 
-        # input read before the track was placed
-        self._early_packets: list[OpusInput] = []
-        self._early_pcm: list[PcmChunk] = []
+        #: Input read before the track was placed (a next track read ahead).
+        self.early = EarlyInput()
 
     # -- what the program asks -------------------------------------------------------
-
-    @property
-    def pending_input(self) -> float:
-        """Seconds of audio read but not yet placed (a next track read ahead)."""
-        if self.opus:
-            return sum(p.samples for p in self._early_packets) / SAMPLE_RATE
-        return sum(len(c.pcm) for c in self._early_pcm) / (4 * SAMPLE_RATE)
 
     @property
     def tempo(self) -> float:
@@ -173,7 +165,7 @@ class Track:
     def feed_packets(self, items: list[OpusInput]) -> None:
         """Opus packets read from a passthrough-capable source."""
         if not self.placed:
-            self._early_packets.extend(items)
+            self.early.packets.extend(items)
         elif self.mode is Mode.PASSTHROUGH:
             self.packets.extend(items)
         else:
@@ -183,7 +175,7 @@ class Track:
     def feed_pcm(self, chunks: list[PcmChunk]) -> None:
         """Decoded audio from any other source."""
         if not self.placed:
-            self._early_pcm.extend(chunks)
+            self.early.pcm.extend(chunks)
             return
         assert self.chain is not None
         if chunks:
@@ -224,8 +216,7 @@ class Track:
         self.packets.clear()
         raw = self._raw
         raw.clear()
-        early_packets, self._early_packets = self._early_packets, []
-        early_pcm, self._early_pcm = self._early_pcm, []
+        early_packets, early_pcm = self.early.take()
         if self.opus:
             raw.place(start if raw_offset is None else raw_offset, start + self.lookahead,
                       early_packets[0].position if early_packets else self.source.position)
@@ -274,8 +265,7 @@ class Track:
         self._out.start = start
         if self.opus:
             self._raw.move(start if raw_offset is None else raw_offset)
-        early_packets, self._early_packets = self._early_packets, []
-        early_pcm, self._early_pcm = self._early_pcm, []
+        early_packets, early_pcm = self.early.take()
         self._decode_all(early_packets)
         if early_pcm:
             self._out_append(self.chain.push(b"".join(chunk.pcm for chunk in early_pcm)))
@@ -412,8 +402,7 @@ class Track:
         boundary), with a fresh chain (the filters are kept)."""
         self.source_ended = False
         self._close_chain()
-        self._early_packets = []
-        self._early_pcm = []
+        self.early.take()
         self.place(start, passthrough=passthrough)
 
     def close(self) -> None:
