@@ -221,10 +221,7 @@ class Track:
             raw.place(start if raw_offset is None else raw_offset, start + self.lookahead,
                       early_packets[0].position if early_packets else self.source.position)
         if passthrough and self.opus:
-            self._close_chain()
-            self.mode = Mode.PASSTHROUGH
-            raw.forget()
-            self.packets.extend(early_packets)
+            self._to_passthrough(early_packets)
             return
         self.mode = Mode.TRANSCODING
         if self.opus:
@@ -312,14 +309,7 @@ class Track:
         kept = self._passthrough_packets(frame)
         if kept is None:
             return False
-        self._close_chain()
-        self._flushed = False
-        self.end = None  # known again when the last packet has gone out
-        self.mode = Mode.PASSTHROUGH
-        self.codec_frame = -1
-        self._raw.forget()
-        self._out.clear()
-        self.packets.extend(kept)
+        self._to_passthrough(kept)
         return True
 
     def can_pass_from(self, frame: int) -> bool:
@@ -352,16 +342,7 @@ class Track:
         decoded = self._raw.all_since(self.codec_frame)
         if decoded is None:
             return False
-        self._close_chain()
-        self.mode = Mode.PASSTHROUGH
-        self.codec_frame = -1
-        self._raw.forget()
-        self._out.clear()
-        self._flushed = False
-        self.end = None
-        self.packets.clear()
-        self.packets.extend(sent_then_dropped)
-        self.packets.extend(decoded)
+        self._to_passthrough(sent_then_dropped + decoded)
         return True
 
     # -- live changes ------------------------------------------------------------------
@@ -413,6 +394,20 @@ class Track:
         self._out.clear()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _to_passthrough(self, packets: list[OpusInput]) -> None:
+        """Pass *packets*, then what is read next, through as they are: no chain, nothing
+        decoded, no samples queued; the end is known again when the last packet has
+        gone out."""
+        self._close_chain()
+        self.mode = Mode.PASSTHROUGH
+        self.codec_frame = -1
+        self._flushed = False
+        self.end = None
+        self._raw.forget()
+        self._out.clear()
+        self.packets.clear()
+        self.packets.extend(packets)
 
     def _new_chain(self, filters: Filters, origin: float, start: int) -> None:
         self._close_chain()
