@@ -9,10 +9,10 @@ read before it was placed.
 - ``EarlyInput``: what a next track read ahead, before it was placed (Opus packets or
   decoded audio, whichever its source gives), handed to it whole when it is placed.
 
-Both are on the per-frame path, so each method is the work a track did there itself,
-never a layer around it: ``SampleQueue.take`` drops the samples played before a frame
-and takes the frame's (the track's ``take`` used to call a ``drop`` of its queue for
-the first part), and the ``PacketQueue``'s ``extend`` and ``clear`` are its deque's own.
+The first two are on the per-frame path, so each method does a whole step of the
+per-frame work in one call: ``SampleQueue.take`` drops the samples played before a
+frame and returns the frame's, and the ``PacketQueue``'s ``extend`` and ``clear`` are
+its deque's own (a batch of packets costs no call of ours).
 
 Not thread-safe: their track calls them from one codec job at a time.
 """
