@@ -266,7 +266,7 @@ class OutputStream:
 
     def to_transcoding(self, track: Track, n: int) -> None:
         """*track* leaves passthrough at frame *n* (primed encoder, warm chain)."""
-        packet = track.next_packet()
+        packet = track.packets.first()
         assert packet is not None
         before = [f.data for f in self.log.span(n - DECODER_PREROLL, n)] if self.log else []
         decoder, pcm, end = decode_around(before, packet.data, self.lookahead)

@@ -167,7 +167,7 @@ class Program:
                                           self.stream.next_index * FRAME)
                   if not t.source_ended]
         pending = self.pending
-        if pending is not None and not pending.source_ended and pending.pending_input < 1.0:
+        if pending is not None and not pending.source_ended and pending.early.seconds < 1.0:
             if pending.replaces or join_soon(self.tracks, self.crossfade,
                                              self.stream.next_index, self.lookahead):
                 wanted.append(pending)
@@ -225,7 +225,8 @@ class Program:
         """The frames ``_step`` would make in the steady state, without asking for
         every frame what the steady state rules out (a thousand sessions' worth of
         frames go through here every second)."""
-        run = self.tracks[0].whole_frames()
+        track = self.tracks[0]
+        run = track.packets.whole_frames(track.source_ended)
         return self.stream.pass_through(run) if run else []
 
     def _step(self) -> Frame | None:
@@ -242,23 +243,23 @@ class Program:
         return self._mix_step(n)
 
     def _pass_step(self, track: Track, n: int) -> Frame | None:
-        packet = track.next_packet()
+        packet = track.packets.first()
         if packet is None:
             if not track.source_ended:
                 return None
             track.passthrough_end(n)
             return self._at_end(n)
         following = self.expect_next or self.pending is not None
-        if following and not track.source_ended and track.queued_packets <= HOLD_FRAMES:
+        if following and not track.source_ended and track.packets.size <= HOLD_FRAMES:
             return None  # these may be the track's last packets: they join the next one
         if packet.samples != FRAME or (
-                following and track.source_ended and track.queued_packets <= HOLD_FRAMES):
+                following and track.source_ended and track.packets.size <= HOLD_FRAMES):
             # A packet of another length, or the end of a track that another follows:
             # transcode from here.
             self.stream.to_transcoding(track, n)
             return self._mix_step(n)
-        track.pop_packet()
-        last = track.source_ended and not track.queued_packets and not following
+        track.packets.pop()
+        last = track.source_ended and not track.packets.size and not following
         return self.stream.emit(packet.data, packet.position, last=last,
                                 samples=packet.keep if last else FRAME,
                                 start=self._starts.get(n))
@@ -323,7 +324,7 @@ class Program:
             return
         if self._windows and self._windows[-1].stop > n * FRAME:
             return  # the current track is still fading in
-        if not (pending.pending_input > 0 or pending.source_ended or pending.chain):
+        if not (pending.early.seconds > 0 or pending.source_ended or pending.chain):
             return
         if without_audio(pending):
             return
@@ -335,7 +336,7 @@ class Program:
         if remaining > self.crossfade or remaining < 2 * FRAME:
             return
         if current.mode is Mode.PASSTHROUGH:
-            if current.next_packet() is None:
+            if current.packets.first() is None:
                 return
             self.stream.to_transcoding(current, n)
         start = n * FRAME + alignment(pending, n * FRAME, self.lookahead)
@@ -353,7 +354,7 @@ class Program:
         if unread(pending):
             return False
         if self.passthrough:
-            if current.next_packet() is None:
+            if current.packets.first() is None:
                 if current.source_ended:
                     self._cut_at = None
                     return True
@@ -435,7 +436,7 @@ class Program:
                 track.rewind_to(index * FRAME)
         for track in list(self.tracks):
             if track.mode is Mode.PASSTHROUGH:
-                if not track.filters.neutral and track.next_packet() is not None:
+                if not track.filters.neutral and track.packets.first() is not None:
                     self.stream.to_transcoding(track, index)
             else:
                 track.configure(track.filters)

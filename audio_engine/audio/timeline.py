@@ -136,7 +136,7 @@ def planned_end(track: Track, n: int, lookahead: int) -> int | None:
     if not duration:
         return None
     if track.mode is Mode.PASSTHROUGH:
-        packet = track.next_packet()
+        packet = track.packets.first()
         if packet is None:
             return None
         # The packet's raw time reaches the listener's ear L samples after its
@@ -163,7 +163,7 @@ def unread(track: Track | None) -> bool:
     """A next *track* that has given no input yet: it is read before it is placed, so
     that one without audio is never placed (``without_audio``)."""
     return (track is not None and not track.source_ended and track.chain is None
-            and track.pending_input <= 0)
+            and track.early.seconds <= 0)
 
 
 def without_audio(track: Track | None) -> bool:

@@ -3,9 +3,13 @@
 A ``Track`` takes what the producer read from its ``MediaSource`` and makes it
 available to the session's ``Program`` in one of two modes:
 
-- **passthrough**: the source's own Opus packets, one per output frame, untouched;
+- **passthrough**: the source's own Opus packets, one per output frame, untouched
+  (its ``PacketQueue``, ``packets``, which the program sends from);
 - **transcoding**: PCM through the track's ``FilterChain``, placed on the program's
-  sample timeline, for the program to mix and encode.
+  sample timeline (a ``SampleQueue``), for the program to mix and encode.
+
+The track decides what goes into its queues and moves between the two modes; the
+queues themselves are ``queues``'.
 
 Timelines (all at 48 kHz): the program's *encoder input* timeline ``u`` (output frame
 ``n`` is ``u`` in ``[960 n, 960 n + 960)``) and the listener's *decoded* timeline, which
@@ -23,15 +27,14 @@ Not thread-safe: the program calls it from one codec job at a time.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from enum import StrEnum
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
 from audio_engine.audio.codec import RawOpusDecoder
 from audio_engine.audio.filters import FilterChain, FilteredFrame, Filters, RewindError
+from audio_engine.audio.queues import EarlyInput, PacketQueue, Pcm, SampleQueue
 from audio_engine.audio.raw import RawTimeline
 from audio_engine.sources.media import MediaSource, OpusInput, PcmChunk
 from protocol import CHANNELS, SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -45,56 +48,11 @@ FRAME: Final = SAMPLES_PER_FRAME
 #: frame it produces for real (60 ms): the new filters warm up on them and crossfade in.
 CHAIN_WARMUP_FRAMES: Final = 3
 
-Pcm = npt.NDArray[np.int16]
-
-
 class Mode(StrEnum):
     """How a track's audio reaches the stream."""
 
     PASSTHROUGH = "passthrough"
     TRANSCODING = "transcoding"
-
-
-class _SampleQueue:
-    """A FIFO of s16 stereo samples."""
-
-    def __init__(self) -> None:
-        self._blocks: deque[Pcm] = deque()
-        self.size = 0
-
-    def append(self, block: Pcm) -> None:
-        if len(block):
-            self._blocks.append(block)
-            self.size += len(block)
-
-    def drop(self, count: int) -> None:
-        while count > 0 and self._blocks:
-            head = self._blocks[0]
-            if len(head) <= count:
-                self._blocks.popleft()
-                self.size -= len(head)
-                count -= len(head)
-            else:
-                self._blocks[0] = head[count:]
-                self.size -= count
-                count = 0
-
-    def peek(self, count: int) -> Pcm:
-        """The first *count* samples (fewer if fewer are queued), not removed."""
-        parts: list[Pcm] = []
-        needed = count
-        for block in self._blocks:
-            if needed <= 0:
-                break
-            parts.append(block[:needed])
-            needed -= len(parts[-1])
-        if not parts:
-            return np.zeros((0, CHANNELS), dtype=np.int16)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def clear(self) -> None:
-        self._blocks.clear()
-        self.size = 0
 
 
 def _pcm(data: bytes) -> Pcm:
@@ -139,10 +97,8 @@ class Track:
         #: (-1: transcoded since its placement).
         self.codec_frame = -1
 
-        # passthrough
-        self._packets: deque[OpusInput] = deque()
-        #: Samples of the last packet sent that are not audio (end trimming).
-        self._trimmed = 0
+        #: The packets it passes through as they are (passthrough).
+        self.packets = PacketQueue()
 
         # transcoding
         self.chain: FilterChain | None = None
@@ -150,26 +106,16 @@ class Track:
         self.chain_base = 0
         #: Track time of chain input sample 0 (to check the chain kept the time grid).
         self._chain_origin = 0.0
-        self._out = _SampleQueue()
-        #: Encoder-input sample of ``_out``'s first sample.
-        self._out_start = 0
+        self._out = SampleQueue()
         self._flushed = False
 
         # the raw timeline (passthrough-capable tracks)
         self._raw = RawTimeline()
 
-        # input read before the track was placed
-        self._early_packets: list[OpusInput] = []
-        self._early_pcm: list[PcmChunk] = []
+        #: Input read before the track was placed (a next track read ahead).
+        self.early = EarlyInput()
 
     # -- what the program asks -------------------------------------------------------
-
-    @property
-    def pending_input(self) -> float:
-        """Seconds of audio read but not yet placed (a next track read ahead)."""
-        if self.opus:
-            return sum(p.samples for p in self._early_packets) / SAMPLE_RATE
-        return sum(len(c.pcm) for c in self._early_pcm) / (4 * SAMPLE_RATE)
 
     @property
     def tempo(self) -> float:
@@ -181,38 +127,9 @@ class Track:
         """Every sample of the track has been made available (its end is known)."""
         return self.end is not None
 
-    def next_packet(self) -> OpusInput | None:
-        """The next passthrough packet, not removed."""
-        return self._packets[0] if self._packets else None
-
-    def pop_packet(self) -> OpusInput:
-        packet = self._packets.popleft()
-        self._trimmed = packet.samples - packet.keep
-        return packet
-
-    @property
-    def queued_packets(self) -> int:
-        return len(self._packets)
-
-    def whole_frames(self) -> list[OpusInput]:
-        """Remove and return the queued packets that are whole 20 ms frames to send as
-        they are, stopping before one that is not, and keeping the last packet of an
-        ended source (its end is the program's to decide)."""
-        packets = self._packets
-        keep = 1 if self.source_ended else 0
-        run: list[OpusInput] = []
-        while len(packets) > keep:
-            packet = packets[0]
-            if packet.samples != FRAME or packet.keep != FRAME:
-                break
-            run.append(packets.popleft())
-        if run:
-            self._trimmed = 0
-        return run
-
     def requeue(self, packets: list[OpusInput]) -> None:
         """Put packets that were sent as they are, then dropped, back in front."""
-        self._packets.extendleft(reversed(packets))
+        self.packets.requeue(packets)
         if self.source_ended:
             self.end = None
 
@@ -220,32 +137,13 @@ class Track:
         """Whether every sample before *stop* (encoder input) is available."""
         if self.end is not None and self.end <= stop:
             return True
-        return self._out_start + self._out.size >= stop
+        out = self._out
+        return out.start + out.size >= stop
 
     def take(self, start: int, count: int) -> Pcm:
         """Samples ``[start, start + count)`` of the track on the encoder-input timeline
         (zeros before its placement and after its end); earlier samples are dropped."""
-        if self._out_start < start:
-            dropped = min(start - self._out_start, self._out.size)
-            self._out.drop(dropped)
-            self._out_start += dropped
-            if self._out.size == 0:
-                self._out_start = max(self._out_start, start)
-        lead = self._out_start - start
-        if lead == 0 and (self.end is None or self.end >= start + count):
-            # The steady state: the samples are queued from *start* on.
-            available = self._out.peek(count)
-            if len(available) == count:
-                return available
-        block = np.zeros((count, CHANNELS), dtype=np.int16)
-        if lead >= count:
-            return block
-        available = self._out.peek(count - max(lead, 0))
-        at = max(lead, 0)
-        block[at : at + len(available)] = available
-        if self.end is not None and self.end < start + count:
-            block[max(self.end - start, 0) :] = 0
-        return block
+        return self._out.take(start, count, self.end)
 
     def position_at(self, sample: int) -> float:
         """Track time at encoder-input *sample* (transcoding)."""
@@ -267,9 +165,9 @@ class Track:
     def feed_packets(self, items: list[OpusInput]) -> None:
         """Opus packets read from a passthrough-capable source."""
         if not self.placed:
-            self._early_packets.extend(items)
+            self.early.packets.extend(items)
         elif self.mode is Mode.PASSTHROUGH:
-            self._packets.extend(items)
+            self.packets.extend(items)
         else:
             self._decode_all(items)
             self._collect()
@@ -277,7 +175,7 @@ class Track:
     def feed_pcm(self, chunks: list[PcmChunk]) -> None:
         """Decoded audio from any other source."""
         if not self.placed:
-            self._early_pcm.extend(chunks)
+            self.early.pcm.extend(chunks)
             return
         assert self.chain is not None
         if chunks:
@@ -295,7 +193,7 @@ class Track:
 
     def passthrough_end(self, frame: int) -> None:
         """In passthrough, the last packet went out as frame ``frame - 1``."""
-        self.end = frame * FRAME - self._trimmed - self.lookahead
+        self.end = frame * FRAME - self.packets.trimmed - self.lookahead
 
     # -- placement ---------------------------------------------------------------------
 
@@ -314,21 +212,16 @@ class Track:
         self.end = None
         self.codec_frame = -1
         self._flushed = False
-        self._out.clear()
-        self._out_start = start
-        self._packets.clear()
+        self._out.reset(start)
+        self.packets.clear()
         raw = self._raw
         raw.clear()
-        early_packets, self._early_packets = self._early_packets, []
-        early_pcm, self._early_pcm = self._early_pcm, []
+        early_packets, early_pcm = self.early.take()
         if self.opus:
             raw.place(start if raw_offset is None else raw_offset, start + self.lookahead,
                       early_packets[0].position if early_packets else self.source.position)
         if passthrough and self.opus:
-            self._close_chain()
-            self.mode = Mode.PASSTHROUGH
-            raw.forget()
-            self._packets.extend(early_packets)
+            self._to_passthrough(early_packets)
             return
         self.mode = Mode.TRANSCODING
         if self.opus:
@@ -366,11 +259,10 @@ class Track:
         assert self.chain is not None and not self.placed
         self.placed = True
         self.chain_base = start
-        self._out_start = start
+        self._out.start = start
         if self.opus:
             self._raw.move(start if raw_offset is None else raw_offset)
-        early_packets, self._early_packets = self._early_packets, []
-        early_pcm, self._early_pcm = self._early_pcm, []
+        early_packets, early_pcm = self.early.take()
         self._decode_all(early_packets)
         if early_pcm:
             self._out_append(self.chain.push(b"".join(chunk.pcm for chunk in early_pcm)))
@@ -389,10 +281,11 @@ class Track:
         that packet). The chain starts with no filter on the last frames before *frame*
         and fades to the track's filters at *frame*, so the change has no edge.
         """
-        assert self.opus and self.mode is Mode.PASSTHROUGH and self._packets
+        assert self.opus and self.mode is Mode.PASSTHROUGH and self.packets.size
         self.mode = Mode.TRANSCODING
         self.codec_frame = frame
-        first = self._packets.popleft()
+        pending = self.packets.drain()
+        first = pending.pop(0)
         first_raw = frame * FRAME - self._raw.offset
         warm = min(CHAIN_WARMUP_FRAMES, end // FRAME) * FRAME
         origin = first.position + (self.lookahead - warm) / SAMPLE_RATE
@@ -400,13 +293,10 @@ class Track:
         assert self.chain is not None
         if warm:
             self.chain.push(pcm[end - warm : end].tobytes())  # heard already: warm-up only
-        self._out_start = frame * FRAME
-        self._out.clear()
+        self._out.reset(frame * FRAME)
         self.chain.configure(self.filters)
         self._out_append(self.chain.push(pcm[end:].tobytes()))
         self._raw.resume(decoder, first_raw, first)
-        pending = list(self._packets)
-        self._packets.clear()
         self._decode_all(pending)
         self._collect()
         if self.source_ended:
@@ -419,14 +309,7 @@ class Track:
         kept = self._passthrough_packets(frame)
         if kept is None:
             return False
-        self._close_chain()
-        self._flushed = False
-        self.end = None  # known again when the last packet has gone out
-        self.mode = Mode.PASSTHROUGH
-        self.codec_frame = -1
-        self._raw.forget()
-        self._out.clear()
-        self._packets.extend(kept)
+        self._to_passthrough(kept)
         return True
 
     def can_pass_from(self, frame: int) -> bool:
@@ -459,16 +342,7 @@ class Track:
         decoded = self._raw.all_since(self.codec_frame)
         if decoded is None:
             return False
-        self._close_chain()
-        self.mode = Mode.PASSTHROUGH
-        self.codec_frame = -1
-        self._raw.forget()
-        self._out.clear()
-        self._flushed = False
-        self.end = None
-        self._packets.clear()
-        self._packets.extend(sent_then_dropped)
-        self._packets.extend(decoded)
+        self._to_passthrough(sent_then_dropped + decoded)
         return True
 
     # -- live changes ------------------------------------------------------------------
@@ -497,8 +371,7 @@ class Track:
                 return False
             if self._flushed:
                 self.end = None
-        self._out.clear()
-        self._out_start = self.chain_base + frame * FRAME
+        self._out.reset(self.chain_base + frame * FRAME)
         return True
 
     def recollect(self) -> None:
@@ -510,25 +383,38 @@ class Track:
         boundary), with a fresh chain (the filters are kept)."""
         self.source_ended = False
         self._close_chain()
-        self._early_packets = []
-        self._early_pcm = []
+        self.early.take()
         self.place(start, passthrough=passthrough)
 
     def close(self) -> None:
         """Release the chain. Idempotent (the source is closed by the producer)."""
         self._close_chain()
         self._raw.forget()
-        self._packets.clear()
+        self.packets.clear()
         self._out.clear()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _to_passthrough(self, packets: list[OpusInput]) -> None:
+        """Pass *packets*, then what is read next, through as they are: no chain, nothing
+        decoded, no samples queued; the end is known again when the last packet has
+        gone out."""
+        self._close_chain()
+        self.mode = Mode.PASSTHROUGH
+        self.codec_frame = -1
+        self._flushed = False
+        self.end = None
+        self._raw.forget()
+        self._out.clear()
+        self.packets.clear()
+        self.packets.extend(packets)
 
     def _new_chain(self, filters: Filters, origin: float, start: int) -> None:
         self._close_chain()
         self.chain = FilterChain(filters, position=origin)
         self.chain_base = start
         self._chain_origin = origin
-        self._out_start = start
+        self._out.start = start
 
     def _close_chain(self) -> None:
         if self.chain is not None:
@@ -569,12 +455,5 @@ class Track:
         a frame boundary before the wanted sample) are cut to it."""
         if not frames:
             return
-        block = _pcm(b"".join(f.pcm for f in frames))
-        first = self.chain_base + frames[0].index * FRAME
-        expected = self._out_start + self._out.size
-        if first < expected:
-            block = block[expected - first :]
-        elif first > expected:
-            self._out.clear()
-            self._out_start = first
-        self._out.append(block)
+        self._out.put(self.chain_base + frames[0].index * FRAME,
+                      _pcm(b"".join(f.pcm for f in frames)))
