@@ -51,10 +51,11 @@ run: setup
 # The tests whose judges time the audio as it is delivered (gaps between pages, packet
 # rates, underruns, live changes heard in time: marked `realtime`) run first, one at a
 # time, so that no other test's engines and browsers compete with theirs; the rest then
-# run in two pytest-xdist workers, one file each at a time (its module fixtures start
-# their engines once): those tests mostly wait on real time, so two run beside each
-# other on 2 cores. (Everything in two workers beside a CPU hog failed 4 isolation tests
-# in one run of two; the realtime tests alone in two workers, beside other work, failed 4.)
+# run in three pytest-xdist workers, one file each at a time (its module fixtures start
+# their engines once): those tests mostly wait on real time (the phase used 45 % of the
+# 2 cores with two workers: 8:07, three: 6:03). (Everything in two workers beside a CPU
+# hog failed 4 isolation tests in one run of two; the realtime tests alone in two
+# workers, beside other work, failed 4.)
 # Tests marked `slow` (full-size leak and eviction runs) run only when asked:
 # PYTEST_ARGS="-m slow". PYTEST_ARGS="..." runs just that, in one process.
 test: setup-test
@@ -64,7 +65,7 @@ ifdef PYTEST_ARGS
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else
 	$(BIN)/python -m pytest -m "realtime and not slow"
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not realtime and not slow"
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not realtime and not slow"
 endif
 
 setup: system-packages-run $(RUN_STAMP)
