@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.processes import EngineProcess, free_port
 from protocol import ConsumerOrder, EventType, Hello
@@ -228,6 +229,16 @@ def test_unusable_tcp_settings_are_one_line_and_78(env: dict[str, str], line: st
 # -- admission by load ---------------------------------------------------------------
 
 
+def _steps(metrics: str, direction: str) -> float:
+    """``audiogate_engine_complexity_steps_total`` for *direction*."""
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if (sample.name == "audiogate_engine_complexity_steps_total"
+                    and sample.labels == {"direction": direction}):
+                return float(sample.value)
+    return 0.0
+
+
 async def test_admission_steps_the_complexity_down_then_refuses(
         media_dir: Path) -> None:
     """Budget 1 core, 0.1 core per transcoding session at complexity 10 (0.0925 at 8,
@@ -273,7 +284,10 @@ async def test_admission_steps_the_complexity_down_then_refuses(
             assert again.status_code == 200
             metrics = (await api.get("/metrics")).text
             assert 'audiogate_engine_plays_refused_total{reason="load"} 1.0' in metrics
-            assert 'audiogate_engine_complexity_steps_total{direction="down"} 2.0' in metrics
+            # 10 -> 8 -> 5; a third step down is the governor's too: between the stop
+            # and the next play it may step back up (the load fell for 1 s on a slow
+            # host) and down again.
+            assert _steps(metrics, "down") >= 2
             for index in range(2, 10):
                 await api.post(f"/session/load-{index}/stop")
 
@@ -284,7 +298,7 @@ async def test_admission_steps_the_complexity_down_then_refuses(
 
             await poll_until_async(restored, timeout=15)
             metrics = (await api.get("/metrics")).text
-            assert 'audiogate_engine_complexity_steps_total{direction="up"} 2.0' in metrics
+            assert _steps(metrics, "up") >= 2  # 5 -> 8 -> 10, a level at a time
             assert "audiogate_engine_opus_complexity 10.0" in metrics
             await api.post("/session/load-0/stop")
 
