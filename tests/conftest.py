@@ -8,18 +8,21 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import av
 import pytest
+import pytest_asyncio
+from playwright.async_api import Browser
 
 from loadtest import media as loadtest_media
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess
 
 from .support import media as support_media
+from .support.browser import chromium, close_contexts
 from .support.media import write_tone
 from .support.starvation import HostCanary
 
@@ -133,3 +136,19 @@ def canary() -> Iterator[HostCanary]:
     excuse an isolation test accepts for a gap between pages)."""
     with HostCanary() as watch:
         yield watch
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_browser() -> AsyncIterator[Browser]:
+    """One Chromium for a test module (a launch takes seconds): each test has contexts
+    of its own, closed after it by ``browser``. The module's async tests run in the
+    module's event loop (``pytest.mark.asyncio(loop_scope="module")``)."""
+    async with chromium() as browser:
+        yield browser
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(shared_browser: Browser) -> AsyncIterator[Browser]:
+    """The module's Chromium, its contexts closed after the test."""
+    yield shared_browser
+    await close_contexts(shared_browser)

@@ -10,13 +10,12 @@ import asyncio
 import json
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, Page
 
 from loadtest.media import encode_blocks, write_tone
@@ -24,7 +23,7 @@ from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess, GatewayProcess
 
 from .conftest import TONES
-from .support.browser import ARTIFACTS, chromium, close_contexts, open_player, stats, wait_for
+from .support.browser import ARTIFACTS, chromium, open_player, stats, wait_for
 
 # One event loop for the module, so that one browser serves its tests.
 pytestmark = [pytest.mark.timeout(240), pytest.mark.asyncio(loop_scope="module")]
@@ -74,19 +73,6 @@ def page_server(page_media: Path) -> Iterator[MediaServer]:
             '</head><body><audio src="/first.ogg"></audio></body></html>')
         yield server
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_browser() -> AsyncIterator[Browser]:
-    """One Chromium for the module (a launch is seconds): each test has contexts of
-    its own, closed after it by ``browser``."""
-    async with chromium() as browser:
-        yield browser
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(shared_browser: Browser) -> AsyncIterator[Browser]:
-    yield shared_browser
-    await close_contexts(shared_browser)
 
 
 @pytest.fixture(scope="module")

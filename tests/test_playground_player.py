@@ -14,19 +14,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, Page
 
 from loadtest.media_server import MediaServer
 from loadtest.processes import EngineProcess, GatewayProcess, free_port
 
-from .support.browser import chromium, close_contexts, open_player, stats, wait_for
+from .support.browser import open_player, stats, wait_for
 from .support.media import write_vorbis_tone
 from .support.playground import (
     bar_placement,
@@ -56,19 +55,6 @@ def tracks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
     with MediaServer(root) as server:
         yield server
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_browser() -> AsyncIterator[Browser]:
-    """One Chromium for the module (a launch is seconds): each test has contexts of
-    its own, closed after it by ``browser``."""
-    async with chromium() as browser:
-        yield browser
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(shared_browser: Browser) -> AsyncIterator[Browser]:
-    yield shared_browser
-    await close_contexts(shared_browser)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from gateway.player.link import EngineApi, LinkView
 from gateway.player.stats import PlayerStats
 from protocol.filters import Filters
 
-__all__ = ["LIVE_STATES", "PLAY_ATTEMPTS", "PlaySender", "Refused", "Sent"]
+__all__ = ["LIVE_STATES", "PLAY_ATTEMPTS", "PlaySender", "Refused", "SendingPlayer", "Sent"]
 
 #: Engine states of a session that still has (or is about to have) a stream.
 LIVE_STATES = frozenset({"extracting", "streaming", "paused"})
@@ -55,7 +55,7 @@ class Refused:
     error: EngineError
 
 
-class _Player(Protocol):
+class SendingPlayer(Protocol):
     """What sending a play needs of its player."""
 
     key: str
@@ -76,7 +76,7 @@ class PlaySender:
         link: the engine connection's capabilities.
     """
 
-    def __init__(self, player: _Player, *, engine: EngineApi, link: LinkView) -> None:
+    def __init__(self, player: SendingPlayer, *, engine: EngineApi, link: LinkView) -> None:
         self._player = player
         self._engine = engine
         self._link = link

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from applog import SessionLogger
 from gateway.engine_client import (
     EngineError,
     EngineFault,
@@ -36,11 +35,10 @@ from gateway.engine_client import (
     Feature,
 )
 from gateway.player.binding import Phase
-from gateway.player.core import Desired, NextPlan, PlayerCore
+from gateway.player.core import Desired, NextPlan
 from gateway.player.link import EngineApi, LinkView
-from gateway.player.plays import PlaySender, Refused
+from gateway.player.plays import PlaySender, Refused, SendingPlayer
 from gateway.player.questions import StreamQuestions
-from gateway.player.stats import PlayerStats
 from protocol.filters import Filters
 
 __all__ = ["Reconciler"]
@@ -62,16 +60,9 @@ class _Applied:
                    desired.volume, desired.filters, desired.crossfade)
 
 
-class _Player(Protocol):
-    """What the reconciler needs of its player."""
-
-    key: str
-    output: str
-    log: SessionLogger
-    stats: PlayerStats
-
-    @property
-    def core(self) -> PlayerCore: ...
+class _Player(SendingPlayer, Protocol):
+    """What the reconciler needs of its player: what sending its plays needs, and
+    its notifications."""
 
     def changed(self) -> None: ...
 
